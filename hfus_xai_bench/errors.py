@@ -1,0 +1,12 @@
+"""The one exception type for errors a user can cause (bad file, bad map, missing data, offline)."""
+
+
+class HfusError(Exception):
+    """A user-facing error: the message says what went wrong and what to do.
+
+    The CLI prints it on one line and exits with ``exit_code`` (2 by default), without a traceback.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
