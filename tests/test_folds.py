@@ -70,7 +70,9 @@ def test_singletons_exact_balance():
 
 def test_errors():
     with pytest.raises(HfusError):
-        assign_folds([0, 1, 0], ["a", "a", "b"], n_folds=5)
+        assign_folds([0, 1, 0], ["a", "a", "b"], n_folds=1)
+    tiny = assign_folds([0, 1, 0], ["a", "a", "b"], n_folds=5)  # fewer groups than folds
+    assert tiny[0] == tiny[1] and len(set(tiny.tolist())) == 2
     with pytest.raises(ValueError):
         assign_folds([0, 1], ["a"])
     assert assign_folds([], []).shape == (0,)
