@@ -1,0 +1,183 @@
+"""Confidence change under map-guided perturbation (PROTOCOL §4, ``confidence@1``): DiC and IiC.
+
+"Confidence s(x) = the model's raw logit of the target class (study default, unit ``logit``);
+``--confidence prob`` uses the softmax probability. With heat map h = m255/255 (broadcast over
+channels, same orientation as the image): keep = x·h, remove = x·(1−h); with masks: keep_t = x·M_t,
+remove_t = x·(1−M_t) for every t."
+
+All 1 + 2 + 2·T inputs per image (original, heat-map keep/remove, mask keep/remove per threshold) are
+built on the model's device, chunk by chunk (at most ``batch_size`` perturbed images exist at once),
+and scored under ``torch.inference_mode()``. Unlike the study's scripts, the map is NOT transposed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..constants import THRESHOLDS
+from ..errors import HfusError
+from .localisation import _threshold_starts, as_m255
+from .postprocess import as_tensor
+
+Unit = Literal["logit", "prob"]
+UNITS: tuple[str, ...] = ("logit", "prob")
+
+
+@dataclass
+class ConfidenceResult:
+    """Per-image confidences (float64): s0 (N,), s_keep (N,), s_remove (N,), s_keep_t / s_remove_t (N, T)."""
+
+    s0: np.ndarray
+    s_keep: np.ndarray
+    s_remove: np.ndarray
+    s_keep_t: np.ndarray
+    s_remove_t: np.ndarray
+    thresholds: tuple[float, ...]
+    unit: str
+
+    def dic(self) -> np.ndarray:
+        """Per-image drop in confidence for the heat map, (N,)."""
+        return drop_in_confidence(self.s0, self.s_remove)
+
+    def iic(self) -> np.ndarray:
+        """Per-image increase indicator for the heat map, (N,)."""
+        return increase_in_confidence(self.s0, self.s_keep)
+
+    def dic_t(self) -> np.ndarray:
+        """Per-image drop in confidence for each mask threshold, (N, T)."""
+        return drop_in_confidence(self.s0, self.s_remove_t)
+
+    def iic_t(self) -> np.ndarray:
+        """Per-image increase indicator for each mask threshold, (N, T)."""
+        return increase_in_confidence(self.s0, self.s_keep_t)
+
+
+def _align(s0: Any, s: Any) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(s0, dtype=np.float64)
+    b = np.asarray(s, dtype=np.float64)
+    if a.shape[:1] != b.shape[:1]:
+        raise HfusError(f"confidence arrays disagree on N: {a.shape} vs {b.shape}")
+    while a.ndim < b.ndim:  # s0 (N,) against per-threshold (N, T)
+        a = a[..., None]
+    return a, b
+
+
+def drop_in_confidence(s0: Any, s_remove: Any) -> np.ndarray:
+    """Per-image drop in confidence ``max(0, s0 − s_remove)`` (float64; DiC = its mean over images).
+
+    "DiC (drop in confidence when the important part is covered; higher = the map found what matters)
+    = mean over images of max(0, s0 − s_remove)." ``s0`` (N,) broadcasts against ``s_remove`` (N, T).
+    NaN in either input gives NaN.
+    """
+    a, b = _align(s0, s_remove)
+    d = a - b
+    return np.where(np.isnan(d), np.nan, np.maximum(d, 0.0))
+
+
+def increase_in_confidence(s0: Any, s_keep: Any) -> np.ndarray:
+    """Per-image indicator ``s_keep > s0`` as float64 1.0 / 0.0 (IiC % = 100 · its mean over images).
+
+    "IiC (increase in confidence when the unimportant part is covered; higher is better) = percentage
+    of images with s_keep > s0." ``s0`` (N,) broadcasts against ``s_keep`` (N, T); NaN input gives NaN.
+    """
+    a, b = _align(s0, s_keep)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, (b > a).astype(np.float64))
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    for b in model.buffers():
+        if b.is_floating_point():
+            return b.device, b.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def confidence_change(
+    model: nn.Module,
+    images: Any,
+    maps: Any,
+    targets: Any,
+    unit: Unit = "logit",
+    thresholds: Sequence[float] = THRESHOLDS,
+    batch_size: int = 64,
+) -> ConfidenceResult:
+    """Confidence of the target class on the original and the map-perturbed images (PROTOCOL §4).
+
+    ``s(x)`` = raw logit of the target class (``unit="logit"``, default) or its softmax probability
+    (``"prob"``). With h = m255/255 broadcast over channels in the image's orientation:
+    keep = x·h, remove = x·(1−h), keep_t = x·M_t, remove_t = x·(1−M_t), M_t = (m255/255) > t/100.
+
+    ``model``: in eval mode (the caller's responsibility), on its device; ``images``: (N, C, H, W) float
+    in [0, 1]; ``maps``: (N, H, W) ``m255`` uint8 (float maps are quantised first); ``targets``: (N,)
+    class indices. ``batch_size`` bounds the number of images per forward pass (and so the perturbed
+    images held at once). Returns a :class:`ConfidenceResult` of float64 numpy arrays.
+    """
+    if unit not in UNITS:
+        raise HfusError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    if int(batch_size) < 1:
+        raise HfusError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    x = as_tensor(images, "images")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise HfusError(f"images: expected float (N, C, H, W) in [0, 1], got {tuple(x.shape)} {x.dtype}")
+    m = as_m255(maps)
+    n = x.shape[0]
+    if tuple(m.shape) != (n, *x.shape[-2:]):
+        raise HfusError(f"maps: shape {tuple(m.shape)} does not match the images {tuple(x.shape)}")
+    tg = as_tensor(targets, "targets")
+    if tg.ndim != 1 or tg.shape[0] != n or tg.is_floating_point() or tg.dtype == torch.bool:
+        raise HfusError(f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}")
+    starts = torch.as_tensor(_threshold_starts(thresholds))
+    nt = int(starts.numel())
+    nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
+
+    device, dtype = _model_device_dtype(model)
+    # per-variant rule: heat map (h) or mask (m255 >= start), and whether it is inverted (1 - .)
+    is_heat = torch.tensor([False, True, True] + [False] * (2 * nt), device=device)
+    invert = torch.tensor([False, False, True] + [False] * nt + [True] * nt, device=device)
+    # variant 0 (original) uses a mask that keeps every pixel: start 0
+    vstart = torch.cat([torch.zeros(3, dtype=torch.int64), starts, starts]).to(device)
+
+    total = n * nv
+    scores = torch.empty(total, dtype=torch.float64)
+    tg_dev = tg.to(device, torch.int64)
+    if n and (bool((tg_dev < 0).any())):
+        raise HfusError("targets: negative class index")
+    with torch.inference_mode():
+        for start in range(0, total, batch_size):
+            job = torch.arange(start, min(start + batch_size, total), device=device)
+            img, var = job // nv, job % nv
+            xb = x[img.to(x.device)].to(device, dtype)
+            mb = m[img.to(m.device)].to(device)
+            heat = mb.to(dtype) / 255.0
+            mask = (mb.to(torch.int64) >= vstart[var].view(-1, 1, 1)).to(dtype)
+            mult = torch.where(is_heat[var].view(-1, 1, 1), heat, mask)
+            mult = torch.where(invert[var].view(-1, 1, 1), 1.0 - mult, mult)
+            logits = model(xb * mult.unsqueeze(1))
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xb.shape[0]:
+                raise HfusError("model: expected logits (B, num_classes) from a forward pass")
+            tb = tg_dev[img]
+            if bool((tb >= logits.shape[1]).any()):
+                raise HfusError(f"targets: class index >= number of model outputs ({logits.shape[1]})")
+            out = logits.double() if logits.device.type != "mps" else logits.float()
+            if unit == "prob":
+                out = torch.softmax(out, dim=1)
+            scores[start : start + xb.shape[0]] = out.gather(1, tb.view(-1, 1)).view(-1).cpu().double()
+    s = scores.view(n, nv).numpy()
+    return ConfidenceResult(
+        s0=s[:, 0].copy(),
+        s_keep=s[:, 1].copy(),
+        s_remove=s[:, 2].copy(),
+        s_keep_t=s[:, 3 : 3 + nt].copy(),
+        s_remove_t=s[:, 3 + nt :].copy(),
+        thresholds=tuple(thresholds),
+        unit=unit,
+    )

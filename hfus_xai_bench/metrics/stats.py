@@ -1,0 +1,116 @@
+"""Aggregation with uncertainty (PROTOCOL §4): bootstrap CI of the mean, per-class and correct/incorrect views.
+
+"Every headline number carries a bootstrap 95 % CI (1000 resamples of images, seed 0) and
+``n_evaluated`` / ``n_failed``." NaN values (undefined per-image metrics) are excluded and counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..constants import CLASSES
+from ..errors import HfusError
+
+
+class BootstrapCI(tuple):
+    """``(low, high)``: unpacks like a pair; also carries ``n`` (finite values used) and ``n_nan``."""
+
+    n: int
+    n_nan: int
+
+    def __new__(cls, low: float, high: float, n: int, n_nan: int) -> BootstrapCI:
+        obj = super().__new__(cls, (float(low), float(high)))
+        obj.n = int(n)
+        obj.n_nan = int(n_nan)
+        return obj
+
+    @property
+    def low(self) -> float:
+        return self[0]
+
+    @property
+    def high(self) -> float:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"BootstrapCI(low={self[0]!r}, high={self[1]!r}, n={self.n}, n_nan={self.n_nan})"
+
+
+def _as_values(values: Any) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise HfusError(f"values: expected one value per image (N,), got shape {v.shape}")
+    return v
+
+
+def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0) -> BootstrapCI:
+    """Percentile-bootstrap 95 % CI of the mean: resample images with replacement (PROTOCOL §4).
+
+    One (n_resamples, n) index matrix from ``np.random.default_rng(seed)``, the mean of each
+    resample, percentiles 2.5 / 97.5 (numpy's linear interpolation). NaNs are excluded before
+    resampling and counted in ``n_nan``. No finite value: (nan, nan); one value: (v, v).
+    """
+    v = _as_values(values)
+    finite = v[~np.isnan(v)]
+    n_nan = int(v.size - finite.size)
+    n = int(finite.size)
+    if n_resamples < 1:
+        raise HfusError(f"n_resamples must be >= 1, got {n_resamples}")
+    if n == 0:
+        return BootstrapCI(np.nan, np.nan, 0, n_nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_resamples), n))
+    means = finite[idx].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return BootstrapCI(low, high, n, n_nan)
+
+
+def _mean_or_none(v: np.ndarray) -> float | None:
+    f = v[~np.isnan(v)]
+    return float(f.mean()) if f.size else None
+
+
+def summarize(
+    values: Any,
+    labels: Any = None,
+    correct: Any = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
+) -> dict[str, Any]:
+    """Dataset-level summary of one per-image metric (JSON-ready; undefined numbers are ``None``).
+
+    Keys: ``mean``, ``ci95`` [low, high] (:func:`bootstrap_ci`), ``n`` (finite values), ``n_nan``
+    (excluded); with ``labels`` (N,) class indices: ``per_class`` {"AD": mean, ...} and
+    ``per_class_n``; with ``correct`` (N,) bool: ``correct`` / ``incorrect`` means and
+    ``n_correct`` / ``n_incorrect`` (finite values in each group). "Stratified views: every metric also
+    per class and for correctly vs incorrectly classified images."
+    """
+    v = _as_values(values)
+    ci = bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
+    out: dict[str, Any] = {
+        "mean": _mean_or_none(v),
+        "ci95": [None if np.isnan(ci.low) else ci.low, None if np.isnan(ci.high) else ci.high],
+        "n": ci.n,
+        "n_nan": ci.n_nan,
+    }
+    if labels is not None:
+        lab = np.asarray(labels).reshape(-1)
+        if lab.shape != v.shape:
+            raise HfusError(f"labels: expected shape {v.shape}, got {lab.shape}")
+        if lab.size and (lab.min() < 0 or lab.max() >= len(classes)):
+            raise HfusError(f"labels: class indices must be in 0..{len(classes) - 1}")
+        out["per_class"] = {c: _mean_or_none(v[lab == i]) for i, c in enumerate(classes)}
+        out["per_class_n"] = {c: int(np.count_nonzero((lab == i) & ~np.isnan(v))) for i, c in enumerate(classes)}
+    if correct is not None:
+        ok = np.asarray(correct).reshape(-1)
+        if ok.shape != v.shape:
+            raise HfusError(f"correct: expected shape {v.shape}, got {ok.shape}")
+        ok = ok.astype(bool)
+        out["correct"] = _mean_or_none(v[ok])
+        out["incorrect"] = _mean_or_none(v[~ok])
+        out["n_correct"] = int(np.count_nonzero(ok & ~np.isnan(v)))
+        out["n_incorrect"] = int(np.count_nonzero(~ok & ~np.isnan(v)))
+    return out
