@@ -1,0 +1,389 @@
+"""Checkpoint registry, verified loading and saving of reference-model weights (PROTOCOL §2).
+
+A checkpoint is a ``<name>.safetensors`` weights file plus a ``<name>.json`` card (arch, dataset +
+revision, fold, sha256 of the weights file, storage dtype, recipe, test metrics, environment).
+In the style of torchvision's ``Weights`` enums, :data:`REGISTRY` holds only checkpoints that exist:
+
+- the shipped ones: every card in the package folder ``hfus_xai_bench/checkpoints/`` (registering a
+  checkpoint = dropping its ``.safetensors`` + ``.json`` there);
+- Hub entries: cards whose ``hub`` field names a Hugging Face repo id + pinned revision (listed in
+  :data:`HUB_CARDS` or shipped as a card without the weights file).
+
+Checkpoints written by ``hfus-bench train`` live in the user cache (``cache_dir()/checkpoints``) and are
+listed by :func:`list_checkpoints` next to the registry.
+
+Loading order for a checkpoint: explicit local path → package data → user cache →
+``huggingface_hub.hf_hub_download(repo_id, filename, revision=<pinned>)``. Only safetensors are read and
+the sha256 of the file is verified before use. Weights stored as float16 (card ``dtype``) are upcast
+to float32 on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..constants import SYNTH_DATASET, cache_dir
+from ..errors import HfusError
+from .zoo import ArchSpec, build_model, get_arch
+
+CARD_SCHEMA = "hfus-bench-checkpoint/1"
+#: The package-data folder of shipped checkpoints.
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+_STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+#: Cards of checkpoints that live only on the Hugging Face Hub (dicts in the card format, with ``hub``).
+HUB_CARDS: tuple[dict[str, Any], ...] = ()
+
+
+def user_checkpoint_dir() -> Path:
+    """Where ``hfus-bench train`` writes checkpoints by default: ``cache_dir()/checkpoints``."""
+    return cache_dir() / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One registered checkpoint (an entry of :data:`REGISTRY`, or a card found in the user cache)."""
+
+    name: str
+    arch: str
+    dataset: str
+    dataset_revision: str | None
+    fold: int
+    filename: str
+    sha256: str
+    dtype: str = "float32"
+    transform_input: bool | None = None
+    hub_repo_id: str | None = None
+    hub_revision: str | None = None
+    #: where the card was found: "package", "cache", "hub", "path"
+    origin: str = "package"
+    #: folder of the card (None for Hub-only entries); the weights file is looked up next to it
+    card_dir: Path | None = field(default=None, compare=False)
+    #: everything else of the card: metrics, recipe, init, epochs, seed, environment ...
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def test_metrics(self) -> Mapping[str, float]:
+        """Test-fold accuracy and weighted precision / recall / F1 (fractions in [0, 1])."""
+        return self.meta.get("metrics", {}).get("test", {})
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.test_metrics.get("accuracy")
+
+    @property
+    def f1(self) -> float | None:
+        return self.test_metrics.get("f1")
+
+    def local_path(self) -> Path | None:
+        """The weights file if it is on disk already (package data or user cache), else None."""
+        candidates = []
+        if self.card_dir is not None:
+            candidates.append(self.card_dir / self.filename)
+        candidates += [PACKAGE_DIR / self.filename, user_checkpoint_dir() / self.filename]
+        for path in candidates:
+            if path.is_file():
+                return path
+        return None
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any], origin: str, card_dir: Path | None = None) -> Checkpoint:
+        """Build an entry from a card dict (the JSON written by :func:`save_checkpoint`)."""
+        try:
+            dataset = card["dataset"]
+            if isinstance(dataset, str):
+                dataset = {"id": dataset}
+            hub = card.get("hub") or {}
+            known = {"name", "arch", "dataset", "fold", "file", "sha256", "dtype", "transform_input", "hub"}
+            return cls(
+                name=str(card["name"]),
+                arch=get_arch(card["arch"]).name,
+                dataset=str(dataset["id"]),
+                dataset_revision=dataset.get("revision"),
+                fold=int(card["fold"]),
+                filename=str(card["file"]),
+                sha256=str(card["sha256"]).lower(),
+                dtype=str(card.get("dtype", "float32")),
+                transform_input=card.get("transform_input"),
+                hub_repo_id=hub.get("repo_id"),
+                hub_revision=hub.get("revision"),
+                origin=origin,
+                card_dir=card_dir,
+                meta={"dataset": dict(dataset), **{k: v for k, v in card.items() if k not in known}},
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise HfusError(f"invalid checkpoint card ({origin}, {card_dir}): missing or bad field {err}; "
+                            "re-create it with `hfus-bench train`") from err
+
+
+@dataclass
+class ModelInfo:
+    """What :func:`load_model` returns next to the model."""
+
+    spec: ArchSpec
+    target_layer: nn.Module
+    #: target-layer activations (B, C, h, w) -> logits (B, 4)
+    head: Callable[[torch.Tensor], torch.Tensor]
+    checkpoint: Checkpoint
+    path: Path
+    device: torch.device
+
+    @property
+    def sha256(self) -> str:
+        return self.checkpoint.sha256
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
+    """All checkpoint cards (``*.json`` with the card schema) in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    entries = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise HfusError(f"unreadable checkpoint card {path}: {err}; delete or fix it") from err
+        if isinstance(card, dict) and card.get("schema") == CARD_SCHEMA:
+            entries.append(Checkpoint.from_card(card, origin, path.parent))
+    return entries
+
+
+def _build_registry() -> dict[str, Checkpoint]:
+    registry: dict[str, Checkpoint] = {}
+    for card in HUB_CARDS:
+        entry = Checkpoint.from_card(card, "hub")
+        registry[entry.name] = entry
+    for entry in read_cards(PACKAGE_DIR, "package"):
+        # a shipped card without its weights file is a Hub entry (if it names a repo) or not registered
+        if (PACKAGE_DIR / entry.filename).is_file() or entry.hub_repo_id:
+            registry[entry.name] = entry
+    return registry
+
+
+#: name -> Checkpoint, for the shipped and Hub checkpoints (only ones that exist).
+REGISTRY: dict[str, Checkpoint] = _build_registry()
+
+
+def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
+    """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user cache."""
+    entries = list(REGISTRY.values())
+    if include_cache:
+        names = {e.name for e in entries}
+        entries += [e for e in read_cards(user_checkpoint_dir(), "cache") if e.name not in names]
+    return entries
+
+
+def _hub_offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover
+        return True
+
+
+def _train_hint(arch: str, fold: int, dataset: str) -> str:
+    ds = "" if dataset == SYNTH_DATASET else f" --dataset {dataset}"
+    return f"hfus-bench train --arch {arch}{ds} --fold {fold}"
+
+
+def _hub_download(entry: Checkpoint) -> Path:
+    hint = _train_hint(entry.arch, entry.fold, entry.dataset)
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as err:  # pragma: no cover
+        raise HfusError(f"checkpoint {entry.name} is not cached and huggingface_hub is not installed; "
+                        f"install it or train one with `{hint}`") from err
+    offline = _hub_offline()
+    try:
+        path = hf_hub_download(
+            entry.hub_repo_id,
+            entry.filename,
+            revision=entry.hub_revision,
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+            local_files_only=offline,
+        )
+    except Exception as err:  # network, offline-without-cache, missing repo/revision/file
+        where = "offline and not in the Hugging Face cache" if offline else f"download failed ({type(err).__name__})"
+        raise HfusError(
+            f"checkpoint {entry.name} ({entry.hub_repo_id}@{entry.hub_revision}/{entry.filename}): {where}; "
+            f"connect and retry, or train it locally with `{hint}`"
+        ) from err
+    return Path(path)
+
+
+def resolve_file(entry: Checkpoint) -> Path:
+    """The weights file of ``entry``: its own folder → package data → user cache → Hub download."""
+    local = entry.local_path()
+    if local is not None:
+        return local
+    if entry.hub_repo_id:
+        return _hub_download(entry)
+    raise HfusError(
+        f"weights file {entry.filename} of checkpoint {entry.name} not found (looked in {entry.card_dir}, "
+        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with `{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
+    )
+
+
+def verify_sha256(path: str | Path, expected: str) -> str:
+    """Raise HfusError unless the file's sha256 is ``expected``; return it."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise HfusError(
+            f"sha256 mismatch for {path}: expected {expected.lower()}, got {actual}; the file is corrupt or "
+            "was modified: delete it and download or train it again"
+        )
+    return actual
+
+
+def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
+    """The checkpoint for (arch, dataset, fold): registry first, then the user cache."""
+    name = get_arch(arch).name
+    for entry in list_checkpoints(include_cache=True):
+        if entry.arch == name and entry.dataset == dataset and entry.fold == int(fold):
+            return entry
+    hint = _train_hint(name, int(fold), dataset)
+    offline = " (offline)" if _hub_offline() else ""
+    raise HfusError(
+        f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
+        f"{user_checkpoint_dir()}; train one with `{hint}` (or pass --checkpoint PATH)"
+    )
+
+
+def _entry_for_path(path: Path, arch: str | None) -> Checkpoint:
+    if path.suffix == ".json":
+        card_path, weights = path, None
+    else:
+        card_path, weights = path.with_suffix(".json"), path
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+        except ValueError as err:
+            raise HfusError(f"unreadable checkpoint card {card_path}: {err}") from err
+        entry = Checkpoint.from_card(card, "path", card_path.parent)
+        if weights is not None and weights.name != entry.filename:
+            entry = replace(entry, filename=weights.name)
+        if arch is not None and get_arch(arch).name != entry.arch:
+            raise HfusError(f"checkpoint {path} is a {entry.arch} checkpoint, not {get_arch(arch).name}")
+        return entry
+    if weights is None or not weights.is_file():
+        raise HfusError(f"checkpoint file {path} not found; pass a .safetensors file or its .json card")
+    if arch is None:
+        raise HfusError(f"{path} has no card ({card_path.name}); pass the architecture (--arch)")
+    # a bare weights file: nothing to verify against; its hash is recorded
+    return Checkpoint(
+        name=weights.stem, arch=get_arch(arch).name, dataset="unknown", dataset_revision=None, fold=-1,
+        filename=weights.name, sha256=sha256_file(weights), origin="path", card_dir=weights.parent,
+    )
+
+
+def load_state_dict(path: str | Path, dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """Read a safetensors file; floating tensors stored in a lower precision are upcast to float32."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise HfusError(f"{path}: only .safetensors checkpoints are loaded (no pickles); convert it first")
+    if dtype not in _STORAGE_DTYPES:
+        raise HfusError(f"unsupported storage dtype {dtype!r}; use one of {', '.join(_STORAGE_DTYPES)}")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HfusError(f"cannot read {path} as safetensors ({err}); delete it and train/download again") from err
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def load_model(
+    arch: str,
+    dataset: str = SYNTH_DATASET,
+    fold: int = 0,
+    checkpoint: str | Path | Checkpoint | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, ModelInfo]:
+    """Load a verified reference model in eval mode on ``device``.
+
+    ``checkpoint``: None (the registered or cached checkpoint for (arch, dataset, fold)), a registry
+    name, a :class:`Checkpoint`, or a local path (``.safetensors`` with its ``.json`` card next to it,
+    or the card itself). The sha256 of the weights file is checked against the card before use.
+    """
+    if isinstance(checkpoint, Checkpoint):
+        entry = checkpoint
+    elif checkpoint is None:
+        entry = find_checkpoint(arch, dataset, fold)
+    elif isinstance(checkpoint, str) and checkpoint in REGISTRY:
+        entry = REGISTRY[checkpoint]
+    else:
+        entry = _entry_for_path(Path(checkpoint).expanduser(), arch)
+    spec = get_arch(entry.arch if arch is None else arch)
+    if spec.name != entry.arch:
+        raise HfusError(f"checkpoint {entry.name} is a {entry.arch} checkpoint, not {spec.name}")
+    path = resolve_file(entry)
+    verify_sha256(path, entry.sha256)
+    state = load_state_dict(path, entry.dtype)
+    model = build_model(spec.name, transform_input=entry.transform_input)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise HfusError(f"{path} does not fit {spec.name}: {str(err).splitlines()[0]}") from err
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    info = ModelInfo(spec, spec.resolve_target_layer(model), spec.head(model), entry, path, dev)
+    return model, info
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, card: dict[str, Any]) -> str:
+    """Write ``<name>.safetensors`` + ``<name>.json`` and return the weights' sha256.
+
+    ``path`` is the weights file (``.safetensors``) or its stem. ``card`` must hold at least ``arch``,
+    ``dataset`` and ``fold``; ``name``, ``file``, ``sha256``, ``dtype`` (default float32; ``float16``
+    halves the size and is upcast on load) and ``schema`` are filled in.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    dtype = str(card.get("dtype", "float32"))
+    if dtype not in _STORAGE_DTYPES:
+        raise HfusError(f"unsupported storage dtype {dtype!r}; use one of {', '.join(_STORAGE_DTYPES)}")
+    for key in ("arch", "dataset", "fold"):
+        if key not in card:
+            raise HfusError(f"checkpoint card needs {key!r}")
+    from safetensors.torch import save_file
+
+    target = _STORAGE_DTYPES[dtype]
+    state = {
+        k: (v.detach().to("cpu", target) if v.is_floating_point() else v.detach().cpu()).contiguous().clone()
+        for k, v in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arch = get_arch(card["arch"]).name
+    save_file(state, str(path), metadata={"format": "pt", "arch": arch, "dtype": dtype})
+    digest = sha256_file(path)
+    transform_input = getattr(model, "transform_input", None) if arch == "googlenet" else None
+    full = {"schema": CARD_SCHEMA, "name": path.stem, **card, "arch": arch, "file": path.name,
+            "sha256": digest, "dtype": dtype, "size_bytes": path.stat().st_size}
+    full.setdefault("transform_input", transform_input)
+    path.with_suffix(".json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    return digest

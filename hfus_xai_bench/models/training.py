@@ -1,0 +1,401 @@
+"""Reproducible training of the reference models with the study recipe (PROTOCOL §2).
+
+Recipe (defaults, all overridable and recorded in the card): SGD lr 1e-3 momentum 0.9,
+StepLR(step 7, γ 0.1), cross-entropy, batch 8, the study's 100 epochs, best-validation checkpoint
+(highest validation accuracy; ties go to the lower validation loss, then the earlier epoch), train
+augmentation = random rotation ±15° (bilinear, black fill) + horizontal flip (p 0.5) at 224×224, applied
+batched on the device with one affine grid per batch. Folds for fold k: test = k, validation = (k+1) % 5,
+train = the other three.
+
+:func:`train_model` works on plain tensors / arrays (no ``datasets`` needed, e.g. on a GPU box);
+:func:`train` loads the dataset, trains, evaluates the test fold and writes a checkpoint + card.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import random
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..constants import BENCHMARK_VERSION, NUM_CLASSES, NUM_FOLDS, SYNTH_DATASET
+from ..errors import HfusError
+from ..metrics.classification import classification_report
+from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
+from .zoo import build_model, get_arch
+
+#: The study recipe (annasli378/SaliencyCNNAnalysis, active training path).
+STUDY_RECIPE: dict[str, Any] = {
+    "optimizer": "SGD",
+    "lr": 1e-3,
+    "momentum": 0.9,
+    "scheduler": "StepLR",
+    "step_size": 7,
+    "gamma": 0.1,
+    "loss": "cross_entropy",
+    "batch_size": 8,
+    "epochs": 100,
+}
+DEFAULT_EPOCHS = STUDY_RECIPE["epochs"]
+MAX_ROTATION_DEG = 15.0
+AUGMENTATION = "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
+SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def fold_split(fold: int, num_folds: int = NUM_FOLDS) -> dict[str, Any]:
+    """Folds for training fold k: test = k, val = (k+1) % n, train = the rest."""
+    if not 0 <= int(fold) < num_folds:
+        raise HfusError(f"fold must be in 0..{num_folds - 1}, got {fold}")
+    val = (fold + 1) % num_folds
+    return {"test": fold, "val": val, "train": [f for f in range(num_folds) if f not in (fold, val)]}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → cuda if available, else cpu; refuses cuda when there is none."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HfusError("--device cuda asked but no CUDA device is available; use --device cpu or auto")
+    return dev
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_ROTATION_DEG,
+                  flip_p: float = 0.5) -> torch.Tensor:
+    """Random rotation in ±``max_degrees`` + horizontal flip with probability ``flip_p``, per image, batched.
+
+    ``x``: float (B, C, H, W). Random numbers come from ``generator`` (a CPU generator, so the draw is
+    the same on every device); one ``affine_grid`` + ``grid_sample`` call for the whole batch, black fill.
+    """
+    b, _, h, w = x.shape
+    angles = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(max_degrees)
+    flips = torch.rand(b, generator=generator, dtype=torch.float64) < flip_p
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    sx = 1.0 - 2.0 * flips.double()  # -1 flips: the sampling x coordinate is mirrored
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = sx * cos
+    theta[:, 0, 1] = -sx * sin * (h / w)
+    theta[:, 1, 0] = sin * (w / h)
+    theta[:, 1, 1] = cos
+    theta = theta.to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _as_tensor(images: ArrayLike, device: torch.device) -> torch.Tensor:
+    """Images as a tensor on ``device``: uint8 (N, H, W, 3) kept as is, float (N, 3, H, W) in [0, 1] kept."""
+    t = torch.as_tensor(images)
+    if t.ndim != 4:
+        raise HfusError(f"images must be (N, H, W, 3) uint8 or (N, 3, H, W) float, got shape {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        if t.shape[-1] != 3:
+            raise HfusError(f"uint8 images must be (N, H, W, 3), got {tuple(t.shape)}")
+    elif t.is_floating_point():
+        if t.shape[1] != 3:
+            raise HfusError(f"float images must be (N, 3, H, W) in [0, 1], got {tuple(t.shape)}")
+    else:
+        raise HfusError(f"images must be uint8 or float, got {t.dtype}")
+    return t.to(device)
+
+
+def _batch_input(images: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+    """Model input (B, 3, H, W) float in [0, 1], channels_last, from the stored images."""
+    batch = images[idx]
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: ArrayLike, device: str | torch.device = "cpu",
+                   batch_size: int = 64) -> torch.Tensor:
+    """Logits (N, num_classes) on the CPU for uint8 (N, H, W, 3) or float (N, 3, H, W) images; eval mode."""
+    dev = torch.device(device)
+    data = _as_tensor(images, dev)
+    model.eval()
+    out = [model(_batch_input(data, slice(i, i + batch_size))).float().cpu() for i in range(0, len(data), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
+
+
+def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str]:
+    """A fresh model: ``imagenet`` (torchvision weights from the local torch cache), ``scratch``, or a
+    safetensors PATH (layers whose shape differs, e.g. another head, stay freshly initialised).
+
+    Returns the model and the init description recorded in the card.
+    """
+    key = str(init)
+    if key == "imagenet":
+        return build_model(arch, imagenet=True), "imagenet"
+    if key == "scratch":
+        return build_model(arch, imagenet=False), "scratch"
+    path = Path(init).expanduser()
+    if not path.is_file():
+        raise HfusError(f"--init {init}: not 'imagenet', 'scratch' or an existing .safetensors file")
+    card = path.with_suffix(".json")
+    dtype = "float32"
+    transform_input = None
+    if card.is_file():
+        import json
+
+        meta = json.loads(card.read_text())
+        dtype = meta.get("dtype", "float32")
+        transform_input = meta.get("transform_input")
+    model = build_model(arch, imagenet=False, transform_input=transform_input)
+    state = load_state_dict(path, dtype)
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise HfusError(f"--init {path}: no tensor fits {get_arch(arch).name}; is it a checkpoint of this architecture?")
+    model.load_state_dict(fitting, strict=False)
+    return model, f"path:{path.name}@sha256:{sha256_file(path)}"
+
+
+def train_model(
+    arch: str,
+    train_images: ArrayLike,
+    train_labels: ArrayLike,
+    val_images: ArrayLike,
+    val_labels: ArrayLike,
+    *,
+    epochs: int = DEFAULT_EPOCHS,
+    init: str | Path = "imagenet",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    lr: float = STUDY_RECIPE["lr"],
+    momentum: float = STUDY_RECIPE["momentum"],
+    step_size: int = STUDY_RECIPE["step_size"],
+    gamma: float = STUDY_RECIPE["gamma"],
+    batch_size: int = STUDY_RECIPE["batch_size"],
+    augment: bool = True,
+    progress: bool = True,
+    eval_batch_size: int = 64,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``arch`` with the study recipe on tensors; return the best-validation model (eval mode, on
+    ``device``) and a history dict (``epochs``: per-epoch records, ``best_epoch``, ``init``, ...).
+
+    Images: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1]; labels int (N,). Seeded: the same
+    inputs, seed and device give identical weights.
+    """
+    from tqdm.auto import tqdm
+
+    if epochs < 1 or batch_size < 1:
+        raise HfusError("--epochs and --batch-size must be >= 1")
+    dev = resolve_device(device)
+    x_train, x_val = _as_tensor(train_images, dev), _as_tensor(val_images, dev)
+    y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64).to(dev)
+    y_val = torch.as_tensor(np.asarray(val_labels), dtype=torch.int64).to(dev)
+    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+        raise HfusError("images and labels differ in length")
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise HfusError("empty training or validation split; check the dataset's fold column")
+
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    try:
+        seed_everything(seed)
+        model, init_desc = init_model(arch, init)
+        model = model.to(dev, memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+        criterion = nn.CrossEntropyLoss()
+        shuffle_gen = torch.Generator().manual_seed(seed)
+        aug_gen = torch.Generator().manual_seed(seed + 1)
+        steps = math.ceil(len(x_train) / batch_size)
+        records: list[dict[str, Any]] = []
+        best = (-1.0, math.inf)
+        best_state: dict[str, torch.Tensor] = {}
+        best_epoch = 0
+        bar = tqdm(total=epochs * steps, desc=f"train {get_arch(arch).name}", unit="step", disable=not progress)
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(x_train), generator=shuffle_gen).to(dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.int64)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                xb, yb = _batch_input(x_train, idx), y_train[idx]
+                if augment:
+                    xb = augment_batch(xb, aug_gen).contiguous(memory_format=torch.channels_last)
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(xb)
+                loss = criterion(logits, yb)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                bar.update(1)
+            lr_used = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            val_logits = predict_logits(model, x_val, dev, eval_batch_size)
+            y_val_cpu = y_val.cpu()
+            val_loss = float(F.cross_entropy(val_logits, y_val_cpu))
+            val_acc = float((val_logits.argmax(1) == y_val_cpu).double().mean())
+            rec = {
+                "epoch": epoch,
+                "lr": lr_used,
+                "train_loss": float(loss_sum) / len(x_train),
+                "train_acc": float(correct) / len(x_train),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "seconds": time.perf_counter() - t0,
+            }
+            records.append(rec)
+            improved = val_acc > best[0] or (val_acc == best[0] and val_loss < best[1])
+            if improved:
+                best, best_epoch = (val_acc, val_loss), epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if progress:
+                bar.write(
+                    f"epoch {epoch:3d}/{epochs} lr {lr_used:.0e} train loss {rec['train_loss']:.4f} "
+                    f"acc {rec['train_acc']:.4f} | val loss {val_loss:.4f} acc {val_acc:.4f}"
+                    f"{' *' if improved else ''} ({rec['seconds']:.1f} s)"
+                )
+        bar.close()
+        model.load_state_dict(best_state)
+        model = model.to(memory_format=torch.contiguous_format).eval()
+    finally:
+        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+    history = {
+        "epochs": records,
+        "best_epoch": best_epoch,
+        "best_val_acc": best[0],
+        "best_val_loss": best[1],
+        "init": init_desc,
+        "device": str(dev),
+        "seconds_per_epoch": float(np.mean([r["seconds"] for r in records])),
+    }
+    return model, history
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and the device a checkpoint was trained on."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return {
+        "hfus_xai_bench": BENCHMARK_VERSION,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": name,
+    }
+
+
+def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
+    """``<arch>_<dataset>_fold<k>[_seed<s>]`` (file-name safe)."""
+    ds = dataset.replace("/", "--").replace(" ", "_")
+    return f"{get_arch(arch).name}_{ds}_fold{fold}" + (f"_seed{seed}" if seed else "")
+
+
+def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        from ..data import hub
+    except ImportError as err:
+        raise HfusError(f"the data layer is not available ({err}); install the package with its dependencies "
+                        "or call models.training.train_model on tensors") from err
+    ds = hub.load_dataset(source=dataset, revision=revision)
+    fold_split(fold)  # validates the fold number before loading anything heavy
+    arrays = {name: hub.fold_arrays(ds, fold, split=name) for name in ("train", "val", "test")}
+    return arrays, dict(hub.dataset_provenance(ds))
+
+
+def train(
+    arch: str,
+    dataset: str = SYNTH_DATASET,
+    fold: int = 0,
+    epochs: int = DEFAULT_EPOCHS,
+    init: str | Path = "imagenet",
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    *,
+    revision: str | None = None,
+    dtype: str = "float32",
+    lr: float = STUDY_RECIPE["lr"],
+    momentum: float = STUDY_RECIPE["momentum"],
+    step_size: int = STUDY_RECIPE["step_size"],
+    gamma: float = STUDY_RECIPE["gamma"],
+    batch_size: int = STUDY_RECIPE["batch_size"],
+    name: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (arch, dataset, fold), evaluate on the test fold, write ``<name>.safetensors`` + ``<name>.json``
+    into ``out_dir`` (default: the user cache, where :func:`load_model` finds it); return the card path."""
+    if dtype not in ("float32", "float16"):
+        raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
+    spec = get_arch(arch)
+    split = fold_split(fold)
+    arrays, provenance = _load_folds(dataset, revision, fold)
+    dev = resolve_device(device)
+    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
+    model, history = train_model(
+        spec.name, tr.images, tr.labels, va.images, va.labels, epochs=epochs, init=init, seed=seed, device=dev,
+        lr=lr, momentum=momentum, step_size=step_size, gamma=gamma, batch_size=batch_size, progress=progress,
+    )
+    if dtype == "float16":  # evaluate what is stored: the float16-rounded weights, upcast
+        stored = copy.deepcopy(model)
+        with torch.no_grad():
+            for t in list(stored.parameters()) + list(stored.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    else:
+        stored = model
+    y_test = np.asarray(te.labels)
+    test_pred = predict_logits(stored, te.images, dev).argmax(1).numpy()
+    val_pred = predict_logits(stored, va.images, dev).argmax(1).numpy()
+    card: dict[str, Any] = {
+        "arch": spec.name,
+        "dataset": {**provenance, "id": provenance.get("id", dataset)},
+        "fold": int(fold),
+        "split": {**split, "n_train": len(tr.labels), "n_val": len(va.labels), "n_test": len(y_test)},
+        "seed": int(seed),
+        "init": history["init"],
+        "epochs": int(epochs),
+        "best_epoch": history["best_epoch"],
+        "dtype": dtype,
+        "recipe": {**STUDY_RECIPE, "lr": lr, "momentum": momentum, "step_size": step_size, "gamma": gamma,
+                   "batch_size": batch_size, "epochs": int(epochs), "augmentation": AUGMENTATION,
+                   "selection": SELECTION, "image_size": int(np.asarray(te.images).shape[1])},
+        "metrics": {"test": classification_report(y_test, test_pred),
+                    "val": classification_report(np.asarray(va.labels), val_pred)},
+        "history": history["epochs"],
+        "environment": {**environment(dev), "seconds_per_epoch": history["seconds_per_epoch"]},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if spec.name == "googlenet":
+        card["transform_input"] = bool(getattr(model, "transform_input", False))
+    out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
+    stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
+    save_checkpoint(model, out / f"{stem}.safetensors", card)
+    return out / f"{stem}.json"
+
+
+__all__: Sequence[str] = (
+    "STUDY_RECIPE", "augment_batch", "classification_report", "fold_split", "init_model", "predict_logits",
+    "seed_everything", "train", "train_model",
+)
