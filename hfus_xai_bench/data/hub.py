@@ -1,0 +1,346 @@
+"""Load the benchmark dataset (synthetic track, local folder, raw archive or Hub repo) + provenance.
+
+``load_dataset(source)`` resolves ``source`` to a Hub-style dataset folder (parquet shards under
+``data/`` + card + manifest) and reads the shards into an in-memory ``datasets.Dataset``:
+
+* ``"hfus-synth"``: generated + imported once into
+  ``cache_dir()/datasets/hfus-synth-v<SYNTH_VERSION>-seed0`` (built in a temporary folder under a
+  file lock, then renamed into place atomically, so an interrupted build is never mistaken for a
+  finished one), then read from there offline;
+* a local dataset folder (the output of ``hfus-bench data import``);
+* a raw archive folder: imported into ``cache_dir()/datasets/archive-<content sha256[:16]>``;
+* a Hub repo id ``owner/name``: the repo snapshot is resolved with ``huggingface_hub``'s
+  ``snapshot_download`` (the same cache and files ``datasets.load_dataset(repo_id, revision=...)``
+  uses; ``local_files_only`` when ``HF_HUB_OFFLINE`` is set or the network fails), and its commit
+  sha is recorded as the revision.
+
+Provenance (id, revision, sha256 of the shards, n_images) is stored as JSON in
+``ds.info.description`` so ``dataset_provenance`` works on any dataset returned here and on
+datasets derived from it (``select``/``filter`` keep ``info``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..constants import CLASSES, IMAGE_SIZE, NUM_FOLDS, SYNTH_DATASET, cache_dir
+from ..errors import HfusError
+
+if TYPE_CHECKING:
+    import datasets
+
+_PROV_PREFIX = "hfus-xai-bench provenance: "
+_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+REQUIRED_COLUMNS = ("image_id", "image", "label", "slm", "fold", "group_id")
+#: Images in the default synthetic build (tests may lower it to build a tiny cache).
+SYNTH_N = 631
+SYNTH_SEED = 0
+
+
+@dataclass
+class FoldArrays:
+    """One split of one fold, decoded to arrays (row order = dataset order)."""
+
+    image_ids: list[str]
+    images: np.ndarray  # uint8 (N, 224, 224, 3)
+    labels: np.ndarray  # int64 (N,)
+    slms: np.ndarray  # uint8 (N, 224, 224)
+    groups: list[str]
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _shards(folder: Path) -> list[Path]:
+    shards = sorted((folder / "data").glob("train-*.parquet"))
+    if not shards:
+        shards = sorted(p for p in folder.rglob("*.parquet") if not any(s.startswith(".") for s in p.parts))
+    return shards
+
+
+def is_dataset_folder(folder: Path) -> bool:
+    """A folder holding parquet shards (the output of ``import_archive`` or a Hub snapshot)."""
+    return folder.is_dir() and bool(_shards(folder))
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_atomic(final: Path, build) -> Path:
+    """Run ``build(tmp_dir) -> dataset_folder`` once and rename the result to ``final``."""
+    if is_dataset_folder(final):
+        return final
+    with _locked(final.parent / f".{final.name}.lock"):
+        if is_dataset_folder(final):  # built by another process meanwhile
+            return final
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+        try:
+            built = build(tmp)
+            if final.exists():  # a leftover without shards (never produced by this code)
+                shutil.rmtree(final)
+            os.replace(built, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def synth_dataset_dir() -> Path:
+    from .synth import SYNTH_VERSION
+
+    return cache_dir() / "datasets" / f"hfus-synth-v{SYNTH_VERSION}-seed{SYNTH_SEED}"
+
+
+def _ensure_synth() -> Path:
+    from .archive import import_archive
+    from .synth import generate_archive
+
+    def build(tmp: Path) -> Path:
+        archive = generate_archive(tmp / "archive", n=SYNTH_N, seed=SYNTH_SEED, progress=True)
+        return import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True)
+
+    return _build_atomic(synth_dataset_dir(), build)
+
+
+def archive_content_hash(root: Path) -> str:
+    """sha256 over (relative path, file sha256) of every file the importer would look at."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            h.update(f"{p.relative_to(root).as_posix()}\0{_sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _ensure_imported(archive: Path) -> Path:
+    from .archive import import_archive
+
+    key = archive_content_hash(archive)[:16]
+    final = cache_dir() / "datasets" / f"archive-{key}"
+    return _build_atomic(final, lambda tmp: import_archive(archive, tmp / "dataset", progress=True))
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return env in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_cache() -> Path:
+    """The hub cache as the environment says *now* (huggingface_hub reads it once at import)."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[Path, str]:
+    from huggingface_hub import snapshot_download
+
+    cache = _hub_cache()
+    offline = _offline()
+    rev = f" --revision {revision}" if revision else ""
+    help_msg = (
+        f"on a connected machine run `hf download --repo-type dataset {repo_id}{rev}` (older hubs: "
+        f"`huggingface-cli download ...`) and copy its cache ({cache}, or set HF_HOME/HF_HUB_CACHE), or "
+        "import the raw archive with `hfus-bench data import ARCHIVE --out DIR` and use DIR"
+    )
+    path = None
+    err: Exception | None = None
+    if not offline:
+        try:
+            path = snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache)
+        except Exception as e:  # network down, repo/revision missing, auth … → try the cache
+            err = e
+    if path is None:
+        try:
+            path = snapshot_download(
+                repo_id, repo_type="dataset", revision=revision, cache_dir=cache, local_files_only=True
+            )
+        except Exception as e:
+            why = "the hub is offline (HF_HUB_OFFLINE)" if offline else f"the hub is unreachable or refused ({err})"
+            raise HfusError(
+                f"dataset {repo_id}{'@' + revision if revision else ''} is not in the Hugging Face cache and {why}; "
+                + help_msg
+            ) from e
+    return Path(path), Path(path).name
+
+
+def _read_folder(folder: Path) -> datasets.Dataset:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.table import InMemoryTable
+
+    shards = _shards(folder)
+    if not shards:
+        raise HfusError(f"{folder} holds no parquet shards; import an archive with `hfus-bench data import`")
+    table = pa.concat_tables([pq.read_table(p) for p in shards])
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise HfusError(
+            f"{folder} is not an hfus-xai-bench dataset (missing columns {', '.join(missing)}); "
+            "build one with `hfus-bench data import`"
+        )
+    features = datasets.Features.from_arrow_schema(table.schema)
+    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
+                            split=datasets.Split.TRAIN)
+
+
+# ----------------------------------------------------------------------------------- public API
+
+def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> datasets.Dataset:
+    """The benchmark dataset from ``source`` (see the module docstring), provenance attached."""
+    source = str(source)
+    if source == SYNTH_DATASET:
+        from .synth import SYNTH_VERSION
+
+        pinned = f"synth-v{SYNTH_VERSION}-seed{SYNTH_SEED}"
+        if revision not in (None, pinned):
+            raise HfusError(f"{SYNTH_DATASET} has one revision, {pinned}; drop --revision or pass {pinned}")
+        folder = _ensure_synth()
+        ident, rev = SYNTH_DATASET, pinned
+    elif Path(source).expanduser().is_dir():
+        path = Path(source).expanduser()
+        if revision not in (None, "local"):
+            raise HfusError(f"{source} is a local folder: it has no revision {revision!r}; drop --revision")
+        folder = path if is_dataset_folder(path) else _ensure_imported(path)
+        ident, rev = str(path.resolve()), "local"
+    elif _REPO_RE.match(source) and not Path(source).expanduser().exists():
+        folder, rev = _hub_snapshot(source, revision)
+        ident = source
+    else:
+        raise HfusError(
+            f"dataset {source!r} is neither {SYNTH_DATASET!r}, an existing folder, nor a Hub id owner/name; "
+            "check the spelling or path"
+        )
+    ds = _read_folder(folder)
+    prov = {
+        "id": ident,
+        "revision": rev,
+        "sha256": hashlib.sha256("".join(_sha256_file(p) for p in _shards(folder)).encode()).hexdigest(),
+        "shards": {p.relative_to(folder).as_posix(): _sha256_file(p) for p in _shards(folder)},
+        "n_images": len(ds),
+    }
+    ds.info.description = _PROV_PREFIX + json.dumps(prov, sort_keys=True)
+    return ds
+
+
+def dataset_provenance(ds: datasets.Dataset) -> dict:
+    """``{"id", "revision", "sha256", "shards", "n_images"}`` of a dataset from ``load_dataset``.
+
+    ``sha256`` is the sha256 of the concatenated hex digests of the parquet shards (sorted by path).
+    """
+    desc = ds.info.description or ""
+    if not desc.startswith(_PROV_PREFIX):
+        raise HfusError("this dataset was not loaded with hfus_xai_bench.load_dataset; load it with that to get provenance")
+    prov = json.loads(desc[len(_PROV_PREFIX):])
+    prov["n_images"] = len(ds)
+    return prov
+
+
+def _decode(blobs: list, mode: str, shape: tuple[int, ...]) -> np.ndarray:
+    from PIL import Image
+
+    out = np.empty((len(blobs), *shape), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        b = blobs[i]
+        src = io.BytesIO(b["bytes"]) if b.get("bytes") is not None else b["path"]
+        with Image.open(src) as im:
+            arr = np.asarray(im.convert(mode))
+        if arr.shape != shape:
+            raise HfusError(f"image {i} has shape {arr.shape}, expected {shape}; re-import the dataset")
+        out[i] = arr
+
+    if len(blobs) < 16:
+        for i in range(len(blobs)):
+            one(i)
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(one, range(len(blobs))))
+    return out
+
+
+def split_folds(fold: int, n_folds: int = NUM_FOLDS) -> dict[str, list[int]]:
+    """Folds of each split for training fold k: test = k, val = (k+1) % n, train = the rest."""
+    if not 0 <= fold < n_folds:
+        raise HfusError(f"fold must be in 0..{n_folds - 1}, got {fold}")
+    val = (fold + 1) % n_folds
+    return {"test": [fold], "val": [val], "train": [f for f in range(n_folds) if f not in (fold, val)]}
+
+
+def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test") -> FoldArrays:
+    """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three)."""
+    parts = split_folds(fold)
+    if split not in parts:
+        raise HfusError(f"split must be one of test, val, train; got {split!r}")
+    table = ds.with_format("arrow")[:]
+    folds = table.column("fold").to_numpy()
+    idx = np.flatnonzero(np.isin(folds, parts[split]))
+    sub = table.take(idx)
+    images = _decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3))
+    slms = _decode(sub.column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
+    return FoldArrays(
+        image_ids=[str(s) for s in sub.column("image_id").to_pylist()],
+        images=images,
+        labels=sub.column("label").to_numpy().astype(np.int64),
+        slms=slms,
+        groups=[str(s) for s in sub.column("group_id").to_pylist()],
+    )
+
+
+def counts_table(ds: datasets.Dataset, n_folds: int = NUM_FOLDS) -> np.ndarray:
+    """(n_classes, n_folds) counts."""
+    table = ds.with_format("arrow")[:]
+    labels = table.column("label").to_numpy().astype(np.int64)
+    folds = table.column("fold").to_numpy().astype(np.int64)
+    n_folds = max(n_folds, int(folds.max()) + 1 if folds.size else n_folds)
+    return np.bincount(labels * n_folds + folds, minlength=len(CLASSES) * n_folds).reshape(len(CLASSES), n_folds)
+
+
+def describe(ds: datasets.Dataset) -> str:
+    """Counts per class × fold as a table (tabulate)."""
+    from tabulate import tabulate
+
+    counts = counts_table(ds)
+    n_folds = counts.shape[1]
+    rows = [[c, *counts[i].tolist(), int(counts[i].sum())] for i, c in enumerate(CLASSES)]
+    rows.append(["total", *counts.sum(axis=0).tolist(), int(counts.sum())])
+    return tabulate(rows, headers=["class", *(f"fold {k}" for k in range(n_folds)), "total"], tablefmt="github")
