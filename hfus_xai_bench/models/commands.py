@@ -1,9 +1,96 @@
-"""CLI sub-commands of this area (registered by ``hfus_xai_bench.cli``)."""
+"""CLI sub-commands of this area: ``hfus-bench models`` and ``hfus-bench train``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from ..constants import NUM_FOLDS, SYNTH_DATASET
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .checkpoints import list_checkpoints
+
+    entries = list_checkpoints(include_cache=not args.registry_only)
+    if args.json:
+        print(json.dumps([{
+            "name": e.name, "arch": e.arch, "dataset": e.dataset, "dataset_revision": e.dataset_revision,
+            "fold": e.fold, "accuracy": e.accuracy, "f1": e.f1, "sha256": e.sha256, "dtype": e.dtype,
+            "origin": e.origin, "local": e.local_path() is not None,
+        } for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("no checkpoints registered or cached; train one with "
+              "`hfus-bench train --arch mobilenet_v2 --fold 0`")
+        return 0
+    rows = []
+    for e in entries:
+        local = e.local_path()
+        size = local.stat().st_size if local else e.meta.get("size_bytes")
+        rows.append([
+            e.name, e.arch, e.dataset, e.fold, _fmt_pct(e.accuracy), _fmt_pct(e.f1),
+            "-" if size is None else f"{size / 1e6:.1f} MB", e.dtype, e.origin,
+            "yes" if local else "no", e.sha256[:12],
+        ])
+    print(tabulate(rows, headers=["name", "arch", "dataset", "fold", "acc %", "F1 %", "size", "dtype",
+                                  "source", "local", "sha256"]))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    card = train(
+        args.arch, dataset=args.dataset, fold=args.fold, epochs=args.epochs, init=args.init,
+        device=args.device, out_dir=args.out, seed=args.seed, revision=args.revision, dtype=args.dtype,
+        lr=args.lr, momentum=args.momentum, step_size=args.step_size, gamma=args.gamma,
+        batch_size=args.batch_size, progress=not args.quiet,
+    )
+    meta = json.loads(card.read_text())
+    test = meta["metrics"]["test"]
+    print(f"test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
+          f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
+          f"(best epoch {meta['best_epoch']}/{meta['epochs']})")
+    print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's sub-commands to ``hfus-bench``."""
+    """Add ``models`` and ``train`` to ``hfus-bench``."""
+    from .training import DEFAULT_EPOCHS, STUDY_RECIPE
+
+    p = sub.add_parser("models", help="list registered and locally trained checkpoints")
+    p.add_argument("--registry-only", action="store_true", help="hide checkpoints trained into the user cache")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_models)
+
+    t = sub.add_parser(
+        "train", help="train a reference model with the study recipe (PROTOCOL §2)",
+        description="Train ARCH on fold K (test = K, val = K+1 mod 5, train = the rest) with the study recipe "
+                    "and write <name>.safetensors + <name>.json into the user cache (or --out).",
+    )
+    t.add_argument("--arch", required=True, help="densenet201 | googlenet | mobilenet_v2 | resnet101")
+    t.add_argument("--dataset", default=SYNTH_DATASET, help=f"dataset id (default {SYNTH_DATASET})")
+    t.add_argument("--revision", default=None, help="dataset revision (default: the pinned one)")
+    t.add_argument("--fold", type=int, required=True, choices=range(NUM_FOLDS), metavar="K", help="test fold 0-4")
+    t.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS} (study)")
+    t.add_argument("--init", default="imagenet",
+                   help="imagenet (torchvision weights from the local torch cache), scratch, or a .safetensors PATH")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="output folder (default: the user cache, where load_model looks)")
+    t.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="storage precision of the weights (float16 is upcast on load)")
+    t.add_argument("--lr", type=float, default=STUDY_RECIPE["lr"])
+    t.add_argument("--momentum", type=float, default=STUDY_RECIPE["momentum"])
+    t.add_argument("--step-size", type=int, default=STUDY_RECIPE["step_size"])
+    t.add_argument("--gamma", type=float, default=STUDY_RECIPE["gamma"])
+    t.add_argument("--batch-size", type=int, default=STUDY_RECIPE["batch_size"])
+    t.add_argument("--quiet", action="store_true", help="no progress bar / per-epoch lines")
+    t.set_defaults(func=_cmd_train)
