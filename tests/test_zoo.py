@@ -1,0 +1,71 @@
+"""The four reference architectures: target layers, heads, DenseNet's pinned post-ReLU activation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.models.zoo import ARCHS, build_model, get_arch
+
+EXPECTED_CHANNELS = {"densenet201": 1920, "googlenet": 1024, "mobilenet_v2": 1280, "resnet101": 2048}
+
+
+@pytest.fixture(scope="module")
+def x224() -> torch.Tensor:
+    return torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
+def _forward_with_target(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor):
+    seen: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    return logits, seen[0]
+
+
+def test_registry_names_and_aliases():
+    assert set(ARCHS) == set(EXPECTED_CHANNELS)
+    assert get_arch("DenseNet").name == "densenet201"
+    assert get_arch("MobileNet-V2").name == "mobilenet_v2"
+    with pytest.raises(HfusError, match="unknown architecture"):
+        get_arch("vgg16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", sorted(EXPECTED_CHANNELS))
+def test_target_layer_shape_and_head_reproduces_logits(arch: str, x224: torch.Tensor):
+    torch.manual_seed(0)
+    spec = get_arch(arch)
+    model = spec.build()
+    assert not model.training
+    assert spec.channels == EXPECTED_CHANNELS[arch]
+    logits, acts = _forward_with_target(model, spec.resolve_target_layer(model), x224)
+    assert logits.shape == (2, 4)
+    assert acts.shape == (2, EXPECTED_CHANNELS[arch], 7, 7)
+    with torch.no_grad():
+        head_logits = spec.head(model)(acts)
+    torch.testing.assert_close(head_logits, logits, rtol=1e-4, atol=1e-5)
+    if arch == "densenet201":
+        # pinned post-ReLU activation: non-negative, equal to relu(features(x)), and the features
+        # output itself is left untouched (no inplace ReLU rewrites what a hook saw)
+        assert (acts >= 0).all()
+        _, pre = _forward_with_target(model, model.features, x224)
+        assert (pre < 0).any(), "features output was modified in place"
+        torch.testing.assert_close(acts, F.relu(pre), rtol=0, atol=0)
+
+
+def test_googlenet_transform_input_is_recorded_on_the_model():
+    assert build_model("googlenet").transform_input is False
+    assert build_model("googlenet", transform_input=True).transform_input is True
+
+
+def test_imagenet_weights_missing_from_cache_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(HfusError, match="--init scratch"):
+        build_model("mobilenet_v2", imagenet=True)
