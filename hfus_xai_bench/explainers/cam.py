@@ -1,0 +1,394 @@
+"""The six CAM-family built-in methods (PROTOCOL §5), with pytorch-grad-cam 1.5.7 semantics.
+
+Each class returns, for ``images`` (B, 3, H, W) and one target class per image, the same (B, H, W)
+maps as the unmodified library's ``cam(input_tensor=images, targets=[ClassifierOutputTarget(t) ...])``
+with ``target_layers=[context.target_layer]`` and no aug/eigen smoothing, including the library's
+post-processing (ReLU, per-image min-max, bilinear resize to the input size, min-max again), but
+computed with batched torch ops on the images' device:
+
+- gradient CAMs (Grad-CAM, Grad-CAM++, HiRes-CAM, EigenGrad-CAM): one forward and one backward
+  that stops at the target activation (parameters frozen for the call, the forward hook hands the
+  rest of the network a fresh leaf), no weight gradients, no host round trips. They enable
+  gradients themselves, so they also work when called under ``torch.no_grad()``.
+- EigenGrad-CAM: batched ``torch.linalg.svd(full_matrices=False)`` of the centred (HW × C) matrices
+  of grads·acts, with the protocol's sign rule (PROTOCOL §5.1): the projection is flipped when it
+  correlates negatively with the channel sum of grads·acts. The library leaves the sign to LAPACK.
+- Score-CAM: masked inputs for all (image, channel) pairs of the batch are built chunk by chunk
+  (``context.batch_size`` masked images per forward, images mixed), scores stay on the device;
+  weights are the softmax over channels of the raw target logit, as in the library.
+- Ablation-CAM: the target activations are computed once; the ablated copies go through
+  ``context.head`` (activations -> logits) only, in a few large batched calls. Without a head the
+  whole model runs with the target layer's output replaced (the library's cost). The ablation
+  value is the library's: 0 when the image's activation minimum is 0, else the running minimum
+  minus 1e7 within each library batch of 32 channels (a quirk of ``AblationLayer`` that only
+  matters for targets with non-zero minimum; all four reference targets end in a ReLU).
+
+Use :func:`gradient_cams` to get several gradient CAMs from one shared pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import HfusError
+from .contract import ExplainContext
+
+__all__ = [
+    "AblationCAM",
+    "EigenGradCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "ScoreCAM",
+    "gradient_cams",
+    "library_postprocess",
+]
+
+#: grad-cam constants (grad_cam_plusplus.py, score_cam.py, ablation_layer.py, ablation_cam.py, image.py)
+_GRADCAMPP_EPS = 1e-6
+_SCORECAM_EPS = 1e-8
+_SCALE_EPS = 1e-7
+_ABLATION_VALUE = 1e7
+_LIBRARY_ABLATION_BATCH = 32
+
+#: elements of ablated activations per head call (Ablation-CAM); 128 MB of fp32 on CPU, 512 MB on GPU
+_ABLATION_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 27}
+#: masked images per forward when ``context.batch_size`` is not positive (Score-CAM)
+_DEFAULT_CHUNK = {"cpu": 32, "cuda": 256}
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def library_postprocess(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """grad-cam's post-processing of raw CAMs (B, h, w) -> (B, H, W) float32, with torch ops.
+
+    ``np.maximum(cam, 0)``; per image ``x - min``, ``x / (1e-7 + max)``; ``cv2.resize`` (bilinear,
+    half-pixel centres = ``align_corners=False``) to ``size``; then ``aggregate_multi_layers`` for one
+    layer: ``np.maximum(., 0)`` and the same min-max scaling again.
+    """
+    cam = cam.float().clamp_min(0)
+    cam = _minmax(cam)
+    cam = F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    return _minmax(cam.clamp_min(0))
+
+
+def _minmax(cam: torch.Tensor) -> torch.Tensor:
+    cam = cam - cam.amin(dim=(1, 2), keepdim=True)
+    return cam / (_SCALE_EPS + cam.amax(dim=(1, 2), keepdim=True))
+
+
+def _check_batch(images: torch.Tensor, targets: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise HfusError(f"CAM methods need images as a (B, 3, H, W) tensor, got {shape}; pass a batch of images")
+    targets = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
+    if targets.numel() != images.shape[0]:
+        raise HfusError(
+            f"got {targets.numel()} targets for {images.shape[0]} images; pass exactly one target class per image"
+        )
+    return images, targets
+
+
+@contextmanager
+def _frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters do not require grad inside (no weight gradients); the caller's flags come back after."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def _hook(layer: nn.Module, fn: Callable) -> Iterator[None]:
+    handle = layer.register_forward_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _one(captured: list[torch.Tensor]) -> torch.Tensor:
+    if len(captured) != 1:
+        raise HfusError(
+            f"the CAM target layer ran {len(captured)} times in one forward; pin a layer that runs exactly once"
+        )
+    out = captured[0]
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        raise HfusError("the CAM target layer must output a (B, C, h, w) tensor; pin a convolutional layer")
+    return out
+
+
+def _target_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``ClassifierOutputTarget(t)(output)`` for every row: the raw logit of the row's target."""
+    if logits.ndim != 2:
+        raise HfusError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}")
+    return logits.gather(1, targets[:, None])[:, 0]
+
+
+def _activations(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One no-grad forward: (logits, target-layer activations)."""
+    captured: list[torch.Tensor] = []
+    with torch.no_grad(), _hook(layer, lambda _m, _i, out: captured.append(out)):
+        logits = model(images)
+    return logits, _one(captured)
+
+
+def _activations_and_grads(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target activations A and d(sum of target logits)/dA, from one forward + a head-only backward."""
+    captured: list[torch.Tensor] = []
+
+    def leaf(_module: nn.Module, _inputs: object, out: torch.Tensor) -> torch.Tensor:
+        a = out.detach().requires_grad_(True)
+        captured.append(a)
+        return a
+
+    with torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
+        x = images.clone() if images.is_inference() else images
+        with _hook(layer, leaf):
+            logits = model(x)
+        acts = _one(captured)
+        score = _target_scores(logits, targets).sum()
+        if not score.requires_grad:
+            grads = torch.zeros_like(acts)
+        else:
+            (grads,) = torch.autograd.grad(score, acts, allow_unused=True)
+            if grads is None:
+                grads = torch.zeros_like(acts)
+    return acts.detach(), grads.detach()
+
+
+# --------------------------------------------------------------------------------------------
+# raw CAMs from activations and gradients (B, C, h, w) -> (B, h, w)
+
+
+def _weighted_sum(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    return (weights[:, :, None, None] * acts).sum(dim=1)
+
+
+def _gradcam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return _weighted_sum(grads.mean(dim=(2, 3)), acts)
+
+
+def _gradcampp_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    g2 = grads * grads
+    g3 = g2 * grads
+    sum_acts = acts.sum(dim=(2, 3), keepdim=True)
+    aij = g2 / (2 * g2 + sum_acts * g3 + _GRADCAMPP_EPS)
+    aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
+    weights = (grads.clamp_min(0) * aij).sum(dim=(2, 3))
+    return _weighted_sum(weights, acts)
+
+
+def _hirescam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads * acts).sum(dim=1)
+
+
+def _eigengradcam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    weighted = grads * acts
+    weighted = torch.where(torch.isnan(weighted), torch.zeros_like(weighted), weighted)
+    b, c, h, w = weighted.shape
+    x = weighted.reshape(b, c, h * w).transpose(1, 2)  # (B, HW, C), as get_2d_projection
+    x = x - x.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    proj = (x @ vh[:, 0, :, None])[..., 0]  # (B, HW)
+    # sign rule (PROTOCOL §5.1): correlate positively with the channel sum of grads * acts
+    ref = weighted.sum(dim=1).reshape(b, h * w)
+    cov = ((proj - proj.mean(dim=1, keepdim=True)) * (ref - ref.mean(dim=1, keepdim=True))).sum(dim=1)
+    proj = torch.where(cov[:, None] < 0, -proj, proj)
+    return proj.reshape(b, h, w)
+
+
+_GRADIENT_RAW: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradcam": _gradcam_raw,
+    "gradcampp": _gradcampp_raw,
+    "hirescam": _hirescam_raw,
+    "eigengradcam": _eigengradcam_raw,
+}
+
+
+def gradient_cams(
+    model: nn.Module,
+    context: ExplainContext,
+    images: torch.Tensor,
+    targets: torch.Tensor | Sequence[int],
+    methods: Sequence[str] = tuple(_GRADIENT_RAW),
+) -> dict[str, torch.Tensor]:
+    """Several gradient CAMs (names as in the registry) from one shared forward/backward pass."""
+    unknown = [m for m in methods if m not in _GRADIENT_RAW]
+    if unknown:
+        raise HfusError(f"unknown gradient CAM(s) {unknown}; choose from {', '.join(_GRADIENT_RAW)}")
+    images, targets = _check_batch(images, targets)
+    acts, grads = _activations_and_grads(model, context.target_layer, images, targets)
+    acts, grads = acts.float(), grads.float()
+    size = images.shape[-2:]
+    return {m: library_postprocess(_GRADIENT_RAW[m](acts, grads), size) for m in methods}
+
+
+# --------------------------------------------------------------------------------------------
+# Score-CAM and Ablation-CAM internals
+
+
+def _chunk_size(context: ExplainContext, device: torch.device) -> int:
+    if context.batch_size and context.batch_size > 0:
+        return int(context.batch_size)
+    return _DEFAULT_CHUNK["cuda" if device.type == "cuda" else "cpu"]
+
+
+def _score_cam_weights(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, acts: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """Softmax over channels of the target logit of every masked input (B, C), as ScoreCAM.get_cam_weights."""
+    b, c, h, w = acts.shape
+    size = images.shape[-2:]
+    flat = acts.reshape(b * c, 1, h, w)
+    scores = torch.empty(b * c, device=images.device, dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, b * c, chunk):
+            stop = min(start + chunk, b * c)
+            img = torch.arange(start, stop, device=images.device) // c
+            # nn.UpsamplingBilinear2d == align_corners=True, then per-map (x - min) / (max - min + 1e-8)
+            up = F.interpolate(flat[start:stop], size=tuple(size), mode="bilinear", align_corners=True)
+            lo = up.amin(dim=(2, 3), keepdim=True)
+            hi = up.amax(dim=(2, 3), keepdim=True)
+            up = (up - lo) / (hi - lo + _SCORECAM_EPS)
+            masked = images[img] * up.to(images.dtype)
+            scores[start:stop] = _target_scores(model(masked), targets[img]).float()
+    return torch.softmax(scores.view(b, c), dim=-1)
+
+
+def _ablation_values(acts: torch.Tensor) -> torch.Tensor:
+    """Value each ablated channel is set to (B, C), exactly as the library's ``AblationLayer``.
+
+    Channels are ablated in library batches of 32; within a batch, row i gets 0 if the current
+    minimum of the batch tensor is 0, else that minimum - 1e7, and the minimum then includes the
+    ablated rows (so the value keeps falling within a batch when the activation minimum is not 0).
+    """
+    b, c = acts.shape[:2]
+    current = acts.detach().amin(dim=(1, 2, 3))
+    per_position = []
+    for _ in range(min(c, _LIBRARY_ABLATION_BATCH)):
+        value = torch.where(current == 0, torch.zeros_like(current), current - _ABLATION_VALUE)
+        per_position.append(value)
+        current = torch.minimum(current, value)
+    table = torch.stack(per_position, dim=1)  # (B, 32)
+    position = torch.arange(c, device=acts.device) % _LIBRARY_ABLATION_BATCH
+    return table[:, position]
+
+
+def _ablated_scores(
+    acts: torch.Tensor,
+    targets: torch.Tensor,
+    values: torch.Tensor,
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    per_call: int,
+) -> torch.Tensor:
+    """Target score with each channel of each image ablated (B, C); ``run(image_idx, ablated) -> logits``."""
+    b, c = acts.shape[:2]
+    out = torch.empty(b * c, device=acts.device, dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, b * c, per_call):
+            stop = min(start + per_call, b * c)
+            flat = torch.arange(start, stop, device=acts.device)
+            img, ch = flat // c, flat % c
+            ablated = acts[img]  # advanced indexing copies
+            ablated[torch.arange(stop - start, device=acts.device), ch] = values[img, ch][:, None, None]
+            out[start:stop] = _target_scores(run(img, ablated), targets[img]).float()
+    return out.view(b, c)
+
+
+# --------------------------------------------------------------------------------------------
+# the six methods
+
+
+class _CAMBase:
+    kind = "map"
+    name = ""
+
+    def __init__(self, model: nn.Module, context: ExplainContext) -> None:
+        self.model = model.eval()
+        self.context = context
+        self.target_layer = context.target_layer
+
+
+class _GradientCAMBase(_CAMBase):
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return gradient_cams(self.model, self.context, images, targets, (self.name,))[self.name]
+
+
+class GradCAM(_GradientCAMBase):
+    """Grad-CAM: channel weights = spatial mean of the gradient."""
+
+    name = "gradcam"
+
+
+class GradCAMPlusPlus(_GradientCAMBase):
+    """Grad-CAM++ (the library's eq. 19 weights)."""
+
+    name = "gradcampp"
+
+
+class HiResCAM(_GradientCAMBase):
+    """HiRes-CAM: channel sum of gradient × activation (equals Grad-CAM when GAP + linear follows)."""
+
+    name = "hirescam"
+
+
+class EigenGradCAM(_GradientCAMBase):
+    """EigenGrad-CAM: first principal component of gradient × activation, sign pinned (PROTOCOL §5.1)."""
+
+    name = "eigengradcam"
+
+
+class ScoreCAM(_CAMBase):
+    """Score-CAM: softmax over channels of the target logit of the image masked by each channel."""
+
+    name = "scorecam"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        images, targets = _check_batch(images, targets)
+        _, acts = _activations(self.model, self.target_layer, images)
+        chunk = _chunk_size(self.context, images.device)
+        weights = _score_cam_weights(self.model, images, targets, acts, chunk)
+        return library_postprocess(_weighted_sum(weights, acts.float()), images.shape[-2:])
+
+
+class AblationCAM(_CAMBase):
+    """Ablation-CAM: relative drop of the target logit when a channel is ablated (ratio 1.0, all channels)."""
+
+    name = "ablationcam"
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        images, targets = _check_batch(images, targets)
+        logits, acts = _activations(self.model, self.target_layer, images)
+        original = _target_scores(logits, targets).float()
+        values = _ablation_values(acts)
+        _, c, h, w = acts.shape
+        head = self.context.head
+        if head is not None:
+            budget = _ABLATION_ELEMENTS["cuda" if acts.device.type == "cuda" else "cpu"]
+            per_call = max(1, budget // (c * h * w))
+            new = _ablated_scores(acts, targets, values, lambda _img, ablated: head(ablated), per_call)
+        else:
+            per_call = _chunk_size(self.context, images.device)
+
+            def full_model(img: torch.Tensor, ablated: torch.Tensor) -> torch.Tensor:
+                with _hook(self.target_layer, lambda _m, _i, _o: ablated):
+                    return self.model(images[img])
+
+            new = _ablated_scores(acts, targets, values, full_model, per_call)
+        weights = (original[:, None] - new) / original[:, None]
+        return library_postprocess(_weighted_sum(weights, acts.float()), images.shape[-2:])
