@@ -379,7 +379,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: dict[str, Any]) ->
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = get_arch(card["arch"]).name
-    save_file(state, str(path), metadata={"format": "pt", "arch": arch, "dtype": dtype})
+    # one metadata key only: safetensors writes the metadata map in hash order, which would make
+    # the bytes (and the sha256) of identical weights differ between runs
+    save_file(state, str(path), metadata={"format": "pt"})
     digest = sha256_file(path)
     transform_input = getattr(model, "transform_input", None) if arch == "googlenet" else None
     full = {"schema": CARD_SCHEMA, "name": path.stem, **card, "arch": arch, "file": path.name,

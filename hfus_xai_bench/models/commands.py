@@ -39,7 +39,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "yes" if local else "no", e.sha256[:12],
         ])
     print(tabulate(rows, headers=["name", "arch", "dataset", "fold", "acc %", "F1 %", "size", "dtype",
-                                  "source", "local", "sha256"]))
+                                  "source", "local", "sha256"], disable_numparse=True))
     return 0
 
 
