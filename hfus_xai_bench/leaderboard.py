@@ -234,10 +234,11 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "links": entry["links"],
                 "notes": notes,
             })
+        rev = revision[:12] if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
         title = f"{track} · {ARCH_LABELS.get(arch, arch)} · {_setting_text(setting)}"
-        if revision:
-            title += f" · rev {revision[:12]}"
-        tables.append({"title": title, "anchor": _slug(f"{track}-{arch}-{revision[:12]}-{_setting_text(setting)}").lower(),
+        if rev:
+            title += f" · rev {rev}"
+        tables.append({"title": title, "anchor": _slug(f"{track}-{arch}-{rev}-{_setting_text(setting)}").lower(),
                        "track": track, "arch": arch, "rows": rows})
     return tables
 
