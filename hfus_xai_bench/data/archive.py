@@ -282,8 +282,9 @@ def discover_archive(archive_dir: str | os.PathLike, *, strict: bool = False) ->
 # ---------------------------------------------------------------------------------------- import
 
 def _png(arr: np.ndarray) -> bytes:
+    # zlib level 1 for speckled RGB (3x faster than the default 6, ~8 % larger), 3 for flat masks/SLM
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1 if arr.ndim == 3 else 3)
     return buf.getvalue()
 
 
@@ -292,7 +293,10 @@ def _foreground(data: bytes, jpeg: bool) -> tuple[np.ndarray, list[int]]:
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr.max(axis=2)
-    values = np.unique(arr)
+    if arr.dtype == np.uint8:
+        values = np.flatnonzero(np.bincount(arr.ravel(), minlength=256))
+    else:
+        values = np.unique(arr)
     fg = arr > 127 if jpeg else arr != 0
     return fg, [int(v) for v in values[:32]]
 
