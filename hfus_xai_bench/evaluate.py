@@ -166,7 +166,7 @@ def _run_fold(
     progress: bool,
 ) -> FoldRun:
     from .data.hub import fold_arrays
-    from .metrics import confidence_change, hit_rate, mask_iou, slm_coverage
+    from .metrics import confidence_change, localisation_metrics
     from .models.checkpoints import load_model
 
     spec = get_arch(arch)
@@ -230,9 +230,8 @@ def _run_fold(
     s_remove_t = s_keep_t.copy()
     if ok.any():
         maps_ok, slms_ok = m255_all[ok], test.slms[:n][ok]
-        hr1[ok], hr2[ok] = hit_rate(maps_ok, slms_ok)
-        cov_top[ok], cov_bg[ok] = slm_coverage(maps_ok, slms_ok)
-        iou[ok] = mask_iou(maps_ok, slms_ok, thresholds=THRESHOLDS)
+        loc = localisation_metrics(maps_ok, slms_ok, thresholds=THRESHOLDS)
+        hr1[ok], hr2[ok], cov_top[ok], cov_bg[ok], iou[ok] = loc.hr1, loc.hr2, loc.cov_top, loc.cov_bg, loc.iou
         images_ok = torch.from_numpy(test.images[:n][ok]).permute(0, 3, 1, 2).float().div_(255.0)
         conf = confidence_change(
             model,
@@ -241,6 +240,7 @@ def _run_fold(
             torch.from_numpy(targets[ok]).to(device),
             unit=confidence,
             thresholds=THRESHOLDS,
+            batch_size=512 if device.type == "cuda" else 64,
         )
         s0[ok], s_keep[ok], s_remove[ok] = conf.s0, conf.s_keep, conf.s_remove
         s_keep_t[ok], s_remove_t[ok] = conf.s_keep_t, conf.s_remove_t

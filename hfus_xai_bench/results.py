@@ -58,57 +58,55 @@ def _f(value: float) -> float | None:
 
 
 def fold_bootstrap(per_fold: Sequence[np.ndarray], n_resamples: int = N_RESAMPLES, seed: int = CI_SEED) -> tuple[float, float]:
-    """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded."""
+    """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
+
+    With a single fold this is exactly :func:`hfus_xai_bench.metrics.bootstrap_ci`.
+    """
+    from .metrics import bootstrap_ci
+
+    finite = [v[np.isfinite(v)] for v in per_fold]
+    finite = [v for v in finite if v.size]
+    if len(finite) <= 1:
+        ci = bootstrap_ci(finite[0] if finite else np.array([]), n_resamples=n_resamples, seed=seed)
+        return float(ci.low), float(ci.high)
     rng = np.random.default_rng(seed)
-    means = []
-    for values in per_fold:
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        idx = rng.integers(0, values.size, size=(n_resamples, values.size))
-        means.append(values[idx].mean(axis=1))
-    if not means:
-        return (float("nan"), float("nan"))
-    stacked = np.mean(means, axis=0)
-    low, high = np.percentile(stacked, [2.5, 97.5])
+    means = np.mean([v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1) for v in finite], axis=0)
+    low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
 
-def _mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
-
-
 def summarize(runs: Sequence[FoldRun], values: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Summary of one score over the folds of one arch: mean of fold means, CI, breakdowns."""
-    fold_means = {str(run.fold): _mean(v) for run, v in zip(runs, values, strict=True)}
-    finite = [m for m in fold_means.values() if np.isfinite(m)]
-    pooled = np.concatenate(values)
+    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
+    per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
+    from .metrics import summarize as summarize_images
+
+    fold_means = {str(run.fold): summarize_images(v, n_resamples=1)["mean"] for run, v in zip(runs, values, strict=True)}
+    finite = [m for m in fold_means.values() if m is not None]
     labels = np.concatenate([run.labels for run in runs])
     correct = np.concatenate([run.preds == run.labels for run in runs])
+    pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
         "mean": _f(np.mean(finite)) if finite else None,
         "ci95": [_f(x) for x in fold_bootstrap(values)],
-        "per_fold": {k: _f(v) for k, v in fold_means.items()},
-        "per_class": {name: _f(_mean(pooled[labels == i])) for i, name in enumerate(CLASSES)},
-        "correct": _f(_mean(pooled[correct])),
-        "incorrect": _f(_mean(pooled[~correct])),
-        "n": int(np.isfinite(pooled).sum()),
-        "n_nan": int((~np.isfinite(pooled)).sum()),
+        "per_fold": fold_means,
+        "per_class": pooled["per_class"],
+        "correct": pooled["correct"],
+        "incorrect": pooled["incorrect"],
+        "n": pooled["n"],
+        "n_nan": pooled["n_nan"],
     }
 
 
 def _headline_values(run: FoldRun) -> dict[str, np.ndarray]:
-    with np.errstate(invalid="ignore"):
-        dic = np.maximum(0.0, run.s0 - run.s_remove)
-        iic = np.where(np.isfinite(run.s_keep), (run.s_keep > run.s0) * 100.0, np.nan)
+    from .metrics import drop_in_confidence, increase_in_confidence
+
     return {
         "hit_rate@1": run.hr1,
         "hit_rate_binary@1": run.hr2,
         "slm_coverage@1/top": run.cov_top,
         "slm_coverage@1/bg": run.cov_bg,
-        "confidence@1/dic": dic,
-        "confidence@1/iic": iic,
+        "confidence@1/dic": drop_in_confidence(run.s0, run.s_remove),
+        "confidence@1/iic": 100.0 * increase_in_confidence(run.s0, run.s_keep),
     }
 
 
@@ -119,12 +117,11 @@ def _nanmean0(stack: np.ndarray) -> np.ndarray:
 
 
 def _threshold_tables(runs: Sequence[FoldRun]) -> tuple[dict, dict]:
+    from .metrics import drop_in_confidence, increase_in_confidence
+
     iou_folds = [_nanmean0(run.iou) for run in runs]
-    with np.errstate(invalid="ignore"):
-        dic_folds = [_nanmean0(np.maximum(0.0, run.s0[:, None] - run.s_remove_t)) for run in runs]
-        iic_folds = [
-            _nanmean0(np.where(np.isfinite(run.s_keep_t), (run.s_keep_t > run.s0[:, None]) * 100.0, np.nan)) for run in runs
-        ]
+    dic_folds = [_nanmean0(drop_in_confidence(run.s0, run.s_remove_t)) for run in runs]
+    iic_folds = [_nanmean0(100.0 * increase_in_confidence(run.s0, run.s_keep_t)) for run in runs]
     iou = {
         "thresholds": list(THRESHOLDS),
         "levels": list(SLM_LEVELS),
