@@ -425,8 +425,10 @@ def _card(found: Discovery, counts: dict[str, int], fold_table: dict[str, list[i
         "| total | " + " | ".join(str(t) for t in totals) + f" | {len(found.images)} |\n\n"
         f"## Licence\n\n{licence}\n\n"
         "## Citation\n\n"
-        "Cite the source dataset (Mendeley Data 5p7fxjt7vs, v1, DUB SkinScanner 75 HFUS images with "
-        "epidermis / SLEB / tumour segmentations) and the benchmark:\n\n"
+        + ("Cite the benchmark; the synthetic track imitates the source dataset below:\n\n" if synth else
+           "Cite the source dataset (Mendeley Data 5p7fxjt7vs, v1, DUB SkinScanner 75 HFUS images with "
+           "epidermis / SLEB / tumour segmentations) and the benchmark:\n\n")
+        +
         "```bibtex\n@misc{hfus_skin_mendeley,\n  title = {High-frequency ultrasound skin images with segmentations},\n"
         "  howpublished = {Mendeley Data, v1},\n  doi = {10.17632/5p7fxjt7vs.1},\n  note = {verify on the landing page}\n}\n"
         f"@software{{hfus_xai_bench,\n  title = {{hfus-xai-bench}},\n  version = {{{BENCHMARK_VERSION}}}\n}}\n```\n"
