@@ -251,11 +251,12 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
             "check the spelling or path"
         )
     ds = _read_folder(folder)
+    shards = {p.relative_to(folder).as_posix(): _sha256_file(p) for p in _shards(folder)}
     prov = {
         "id": ident,
         "revision": rev,
-        "sha256": hashlib.sha256("".join(_sha256_file(p) for p in _shards(folder)).encode()).hexdigest(),
-        "shards": {p.relative_to(folder).as_posix(): _sha256_file(p) for p in _shards(folder)},
+        "sha256": hashlib.sha256("".join(shards[k] for k in sorted(shards)).encode()).hexdigest(),
+        "shards": shards,
         "n_images": len(ds),
     }
     ds.info.description = _PROV_PREFIX + json.dumps(prov, sort_keys=True)
