@@ -140,11 +140,12 @@ def confidence_change(
     nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
 
     device, dtype = _model_device_dtype(model)
-    # per-variant rule: heat map (h) or mask (m255 >= start), and whether it is inverted (1 - .)
-    is_heat = torch.tensor([False, True, True] + [False] * (2 * nt), device=device)
-    invert = torch.tensor([False, False, True] + [False] * nt + [True] * nt, device=device)
-    # variant 0 (original) uses a mask that keeps every pixel: start 0
-    vstart = torch.cat([torch.zeros(3, dtype=torch.int64), starts, starts]).to(device)
+    # multiplier of each variant as a function of the m255 value v (a (nv, 256) lookup table):
+    # original 1 | keep h = v/255 | remove 1 - h | keep_t M_t = [v >= start_t] | remove_t 1 - M_t
+    v = torch.arange(256, device=device)
+    heat = v.to(dtype) / 255.0
+    masks = (v[None, :] >= starts.to(device)[:, None]).to(dtype)
+    lut = torch.cat([torch.ones_like(heat)[None], heat[None], (1.0 - heat)[None], masks, 1.0 - masks]).reshape(-1)
 
     total = n * nv
     scores = torch.empty(total, dtype=torch.float64)
@@ -155,13 +156,11 @@ def confidence_change(
         for start in range(0, total, batch_size):
             job = torch.arange(start, min(start + batch_size, total), device=device)
             img, var = job // nv, job % nv
-            xb = x[img.to(x.device)].to(device, dtype)
-            mb = m[img.to(m.device)].to(device)
-            heat = mb.to(dtype) / 255.0
-            mask = (mb.to(torch.int64) >= vstart[var].view(-1, 1, 1)).to(dtype)
-            mult = torch.where(is_heat[var].view(-1, 1, 1), heat, mask)
-            mult = torch.where(invert[var].view(-1, 1, 1), 1.0 - mult, mult)
-            logits = model(xb * mult.unsqueeze(1))
+            mb = m.index_select(0, img.to(m.device)).to(device)
+            mult = torch.take(lut, mb.to(torch.int64).add_((var * 256).view(-1, 1, 1)))
+            xb = x.index_select(0, img.to(x.device)).to(device, dtype)
+            xb.mul_(mult.unsqueeze(1))
+            logits = model(xb)
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xb.shape[0]:
                 raise HfusError("model: expected logits (B, num_classes) from a forward pass")
             tb = tg_dev[img]

@@ -19,8 +19,8 @@ SIGNS: tuple[str, ...] = ("pos", "abs", "neg")
 #: Share of the attribution mass below the normalisation threshold (captum ``outlier_perc=2``).
 MASS_PERCENTILE = 98.0
 
-#: Images processed per internal chunk (bounds the float64 temporaries; ~50 MB per chunk at 224×224).
-_CHUNK = 64
+#: Images processed per internal chunk (bounds the float64 temporaries; ~13 MB per chunk at 224×224).
+_CHUNK = 16
 
 
 def _compute_device(device: torch.device) -> torch.device:
