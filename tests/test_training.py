@@ -1,0 +1,169 @@
+"""Trainer: batched seeded augmentation, deterministic training, best-validation selection, cards, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from hfus_xai_bench import cli
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.models import checkpoints as C
+from hfus_xai_bench.models import training as T
+
+SIZE = 48  # tiny images: MobileNetV2 is fully convolutional + GAP, so the logic is the same as at 224
+
+
+def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    images = rng.integers(0, 60, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    for i, c in enumerate(labels):  # a class-dependent bright band, so there is something to learn
+        images[i, 8 + 8 * c: 16 + 8 * c, :, 1] = 220
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFUS_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # tiny tensors: one thread avoids OpenMP spin-waiting when the 2 cores are shared (20x less CPU)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_augmentation_identity_flip_and_rotation():
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(T.augment_batch(x, g, max_degrees=0.0, flip_p=0.0), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(T.augment_batch(x, g, max_degrees=0.0, flip_p=1.0), x.flip(-1), atol=1e-5, rtol=0)
+    # rotation: same angle draw as the augmentation, compared with torchvision's rotate (interior)
+    angles = (torch.rand(3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1) * 15
+    y = T.augment_batch(x, torch.Generator().manual_seed(5), flip_p=0.0)
+    for i, a in enumerate(angles.tolist()):
+        assert abs(a) <= 15
+        ref = TF.rotate(x[i], a, interpolation=InterpolationMode.BILINEAR)
+        torch.testing.assert_close(y[i, :, 8:24, 8:24], ref[:, 8:24, 8:24], atol=1e-5, rtol=0)
+    # seeded: same generator seed, same output; each image draws its own transform
+    same = x[:1].expand(8, -1, -1, -1)
+    a = T.augment_batch(same, torch.Generator().manual_seed(3))
+    b = T.augment_batch(same, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == same.shape and a.dtype == same.dtype
+    assert len({round(float(v), 5) for v in a.sum((1, 2, 3))}) == 8
+    assert a.min() >= 0 and a.max() <= 1 + 1e-6
+
+
+def test_fold_split():
+    assert T.fold_split(0) == {"test": 0, "val": 1, "train": [2, 3, 4]}
+    assert T.fold_split(4) == {"test": 4, "val": 0, "train": [1, 2, 3]}
+    with pytest.raises(HfusError, match="fold"):
+        T.fold_split(5)
+
+
+def test_training_is_deterministic_and_keeps_best_validation():
+    xtr, ytr = _toy(8, 0)
+    xva, yva = _toy(4, 1)
+    kw = dict(epochs=2, init="scratch", seed=0, device="cpu", batch_size=4, progress=False)
+    m1, h1 = T.train_model("mobilenet_v2", xtr, ytr, xva, yva, **kw)
+    m2, h2 = T.train_model("mobilenet_v2", xtr, ytr, xva, yva, **kw)
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert [r["train_loss"] for r in h1["epochs"]] == [r["train_loss"] for r in h2["epochs"]]
+    assert not m1.training and h1["init"] == "scratch" and len(h1["epochs"]) == 2
+    assert [r["lr"] for r in h1["epochs"]] == [1e-3, 1e-3]
+    best = h1["epochs"][h1["best_epoch"] - 1]
+    assert best["val_acc"] == max(r["val_acc"] for r in h1["epochs"]) == h1["best_val_acc"]
+    val_pred = T.predict_logits(m1, xva).argmax(1).numpy()
+    assert float(np.mean(val_pred == yva)) == pytest.approx(h1["best_val_acc"])
+    assert not torch.are_deterministic_algorithms_enabled()  # global switch restored
+    # a different seed gives different weights
+    m3, _ = T.train_model("mobilenet_v2", xtr, ytr, xva, yva, **{**kw, "seed": 1, "epochs": 1})
+    assert not torch.equal(m3.state_dict()["classifier.1.weight"], s1["classifier.1.weight"])
+
+
+def test_init_from_path_and_errors(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    src = T.build_model("mobilenet_v2")
+    C.save_checkpoint(src, tmp_path / "src", {"arch": "mobilenet_v2", "dataset": "toy", "fold": 0, "dtype": "float16"})
+    model, desc = T.init_model("mobilenet_v2", tmp_path / "src.safetensors")
+    assert desc.startswith("path:src.safetensors@sha256:")
+    w = src.state_dict()["features.1.conv.0.0.weight"]
+    assert torch.equal(model.state_dict()["features.1.conv.0.0.weight"], w.half().float())
+    from safetensors.torch import save_file
+
+    save_file({"nothing.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(HfusError, match="no tensor fits"):
+        T.init_model("mobilenet_v2", tmp_path / "other.safetensors")
+    with pytest.raises(HfusError, match="not 'imagenet', 'scratch'"):
+        T.init_model("mobilenet_v2", tmp_path / "nope.safetensors")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(HfusError, match="--init scratch"):
+        T.init_model("mobilenet_v2", "imagenet")
+    with pytest.raises(HfusError, match="float32 or float16"):
+        T.train("mobilenet_v2", dtype="bfloat16")
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """Replace the data layer by a tiny in-memory dataset (folds: train 8, val 4, test 4 images)."""
+    from hfus_xai_bench.data import hub
+
+    calls = {}
+
+    def load_dataset(source="hfus-synth", revision=None):
+        calls["load"] = (source, revision)
+        return "DS"
+
+    def fold_arrays(ds, fold, split="test"):
+        images, labels = _toy({"train": 8, "val": 4, "test": 4}[split], {"train": 0, "val": 1, "test": 2}[split])
+        n = len(labels)
+        return hub.FoldArrays([f"{split}{i}" for i in range(n)], images, labels,
+                              np.zeros((n, SIZE, SIZE), np.uint8), [split] * n)
+
+    def dataset_provenance(ds):
+        return {"id": "hfus-synth", "revision": "synth-test", "sha256": "ab" * 32, "n_images": 16}
+
+    monkeypatch.setattr(hub, "load_dataset", load_dataset)
+    monkeypatch.setattr(hub, "fold_arrays", fold_arrays)
+    monkeypatch.setattr(hub, "dataset_provenance", dataset_provenance)
+    return calls
+
+
+def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeypatch):
+    card_path = T.train("mobilenet_v2", fold=2, epochs=1, init="scratch", device="cpu", out_dir=tmp_path,
+                        seed=0, dtype="float16", batch_size=4, lr=0.01, progress=False)
+    assert card_path == tmp_path / "mobilenet_v2_hfus-synth_fold2.json"
+    card = json.loads(card_path.read_text())
+    weights = card_path.with_suffix(".safetensors")
+    assert card["sha256"] == C.sha256_file(weights) and card["dtype"] == "float16"
+    assert card["dataset"]["revision"] == "synth-test" and card["fold"] == 2
+    assert card["split"] == {"test": 2, "val": 3, "train": [0, 1, 4], "n_train": 8, "n_val": 4, "n_test": 4}
+    assert card["recipe"]["lr"] == 0.01 and card["recipe"]["batch_size"] == 4 and card["recipe"]["momentum"] == 0.9
+    assert card["recipe"]["step_size"] == 7 and card["recipe"]["gamma"] == 0.1 and card["epochs"] == 1
+    assert card["init"] == "scratch" and card["seed"] == 0 and card["environment"]["torch"] == torch.__version__
+    assert card["environment"]["seconds_per_epoch"] > 0 and len(card["history"]) == 1
+    assert set(card["metrics"]["test"]) >= {"accuracy", "precision", "recall", "f1"}
+    # the recorded test accuracy is that of the stored (float16, upcast) weights
+    model, info = C.load_model("mobilenet_v2", checkpoint=weights)
+    images, labels = _toy(4, 2)
+    acc = float(np.mean(T.predict_logits(model, images).argmax(1).numpy() == labels))
+    assert acc == card["metrics"]["test"]["accuracy"] and info.checkpoint.dataset == "hfus-synth"
+
+    # CLI: into the user cache, where load_model finds it by (arch, dataset, fold)
+    rc = cli.main(["train", "--arch", "mobilenet", "--fold", "1", "--epochs", "1", "--init", "scratch",
+                   "--device", "cpu", "--batch-size", "4", "--quiet", "--seed", "3"])
+    assert rc == 0 and fake_data["load"] == ("hfus-synth", None)
+    out = capsys.readouterr().out
+    assert "test fold 1: accuracy" in out and "mobilenet_v2_hfus-synth_fold1_seed3.safetensors" in out
+    _, info = C.load_model("mobilenet_v2", fold=1)
+    assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
+    # ImageNet init without the torchvision weights in the local cache: one-line error, exit code 2
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert cli.main(["train", "--arch", "mobilenet", "--fold", "0", "--init", "imagenet", "--quiet"]) == 2
+    assert "--init scratch" in capsys.readouterr().err
