@@ -27,6 +27,10 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(C, "PACKAGE_DIR", tmp_path / "package")
     monkeypatch.setattr(C, "REGISTRY", {})
+    threads = torch.get_num_threads()  # small tensors: one thread avoids OpenMP spin-waits on shared cores
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,15 @@ from hfus_xai_bench.models.zoo import ARCHS, build_model, get_arch
 EXPECTED_CHANNELS = {"densenet201": 1920, "googlenet": 1024, "mobilenet_v2": 1280, "resnet101": 2048}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Batch-2 forwards: one thread avoids OpenMP spin-waits when the 2 cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def x224() -> torch.Tensor:
     return torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
