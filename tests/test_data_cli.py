@@ -19,7 +19,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_synth_import_info(tmp_path, cache, capsys):
-    assert main(["data", "synth", "--out", str(tmp_path / "arch"), "--n", "8", "--seed", "3", "--quiet"]) == 0
+    assert main(["data", "synth", "--out", str(tmp_path / "arch"), "--n", "8", "--seed", "3", "--workers", "1", "--quiet"]) == 0
     info = json.loads((tmp_path / "arch" / "SYNTH_INFO.json").read_text())
     assert info["n"] == 8 and info["seed"] == 3
     assert main(["data", "import", str(tmp_path / "arch"), "--out", str(tmp_path / "ds"), "--quiet"]) == 0

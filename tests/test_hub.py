@@ -104,6 +104,7 @@ def test_interrupted_build_is_not_a_dataset(tmp_path):
 
 def test_synth_built_once_small(cache, monkeypatch):
     monkeypatch.setattr(hub, "SYNTH_N", 12)
+    monkeypatch.setattr(hub, "SYNTH_WORKERS", 1)
     ds = hub.load_dataset("hfus-synth")
     assert len(ds) == 12
     prov = hub.dataset_provenance(ds)

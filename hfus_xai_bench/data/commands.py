@@ -11,7 +11,7 @@ from ..constants import SYNTH_DATASET
 def _synth(args: argparse.Namespace) -> int:
     from .synth import generate_archive
 
-    out = generate_archive(args.out, n=args.n, seed=args.seed, progress=not args.quiet)
+    out = generate_archive(args.out, n=args.n, seed=args.seed, progress=not args.quiet, workers=args.workers)
     print(f"wrote synthetic archive ({args.n} images, seed {args.seed}) to {out}")
     return 0
 
@@ -23,7 +23,7 @@ def _import(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         out = import_archive(
             args.archive, args.out, n_folds=args.folds, seed=args.seed, expect=args.expect,
-            progress=not args.quiet, strict=args.strict,
+            progress=not args.quiet, strict=args.strict, workers=args.workers,
         )
     for w in caught:
         print(f"hfus-bench: warning: {w.message}")
@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for the archive")
     p.add_argument("--n", type=int, default=631, help="number of images (default 631)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
 
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="fail on images without masks / masks without images")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_import)
 

@@ -50,6 +50,8 @@ REQUIRED_COLUMNS = ("image_id", "image", "label", "slm", "fold", "group_id")
 #: Images in the default synthetic build (tests may lower it to build a tiny cache).
 SYNTH_N = 631
 SYNTH_SEED = 0
+#: Processes for the synthetic build (None = all cores; tests use 1 for tiny builds).
+SYNTH_WORKERS: int | None = None
 
 
 @dataclass
@@ -125,8 +127,8 @@ def _ensure_synth() -> Path:
     from .synth import generate_archive
 
     def build(tmp: Path) -> Path:
-        archive = generate_archive(tmp / "archive", n=SYNTH_N, seed=SYNTH_SEED, progress=True)
-        return import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True)
+        archive = generate_archive(tmp / "archive", n=SYNTH_N, seed=SYNTH_SEED, progress=True, workers=SYNTH_WORKERS)
+        return import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS)
 
     return _build_atomic(synth_dataset_dir(), build)
 
