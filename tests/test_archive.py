@@ -83,12 +83,25 @@ def test_discover_mendeley_like_layouts(tmp_path):
     (root / "masks" / "CG").mkdir(parents=True)
     Image.fromarray(mask_array("epidermis", 0)).save(root / "masks" / "CG" / "7_mask.png")  # untyped, CG
     (root / "notes.txt").write_text("x")
+    (root / "annotations" / "SLEB").mkdir(parents=True)  # structure from a folder name
+    Image.fromarray(mask_array("sleb", 0)).save(root / "annotations" / "SLEB" / "2018-10-15_11_1.png")
+    write_image(root / "images" / "ST" / "t1.png", 4)
+    for k in (1, 2):  # two lesions of one image are united
+        Image.fromarray(mask_array("tumor", k)).save(root / "images" / "ST" / f"t1_lesion{k}.png")
+    Image.fromarray(mask_array("epidermis", 0)).save(root / "images" / "ST" / "t1 epidermis.png")
     found = discover_archive(root)
     by_stem = {e.stem: e for e in found.images}
-    assert {k: v.label for k, v in by_stem.items()} == {"33PS": 2, "2018-10-15_11_1": 0, "7": 1}
+    assert {k: v.label for k, v in by_stem.items()} == {"33PS": 2, "2018-10-15_11_1": 0, "7": 1, "t1": 3}
     assert set(by_stem["33PS"].masks) == {"epidermis", "sleb"}
     assert set(by_stem["7"].masks) == {"epidermis"}
-    assert set(by_stem["2018-10-15_11_1"].masks) == {"epidermis"}
+    assert set(by_stem["2018-10-15_11_1"].masks) == {"epidermis", "sleb"}
+    assert set(by_stem["t1"].masks) == {"epidermis", "tumor"} and len(by_stem["t1"].masks["tumor"]) == 2
+    assert found.orphan_masks == [] and found.images_without_masks == []
+    out = import_archive(root, tmp_path / "ds", progress=False, expect=4)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"AD": 1, "CG": 1, "PS": 1, "ST": 1}
+    assert manifest["structures_per_class"]["ST"] == {"epidermis": 1, "sleb": 0, "tumor": 1}
+    assert manifest["mask_values"]["tumor"] == {"n_masks": 2, "values": [0, 255]}
     assert found.extensions[".txt"] == 1
 
 
