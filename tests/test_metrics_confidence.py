@@ -107,6 +107,12 @@ def test_batching_chunks_and_input_types_agree() -> None:
     np.testing.assert_allclose(ref.s0, direct, rtol=1e-6)
 
 
+def test_training_mode_model_is_refused() -> None:
+    i, m, t = _case()
+    with pytest.raises(HfusError, match="eval"):
+        confidence_change(RegionModel().train(), i, m, t)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "images", "maps", "targets"),
     [

@@ -119,6 +119,13 @@ def test_quantize_all_zero_map_and_torch() -> None:
     np.testing.assert_array_equal(q.numpy(), quantize(m.numpy()))
 
 
+def test_quantize_round_trips_m255_given_as_float() -> None:
+    m255 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    np.testing.assert_array_equal(quantize(m255.astype(np.float64)), m255)
+    np.testing.assert_array_equal(quantize(m255.astype(np.float32)), m255)
+    np.testing.assert_array_equal(quantize(m255), m255)
+
+
 @pytest.mark.parametrize("maps", [np.full((1, 2, 2), -0.1), np.full((1, 2, 2), np.nan), np.zeros((2, 2))])
 def test_quantize_errors(maps: np.ndarray) -> None:
     with pytest.raises(HfusError):
