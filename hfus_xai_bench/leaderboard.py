@@ -510,6 +510,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
     from .results import Result
 
     record = Result.load(args.result).record
+    if not record["command"]:
+        raise HfusError(f"{args.result} records no command; leaderboard entries come from `hfus-bench evaluate` "
+                        "(or `hfus-bench submit`) runs, re-run it from the command line")
     citation = Path(args.citation).read_text() if args.citation else None
     entry = entry_from_result(record, track=args.track, url=args.url, citation=citation, code=args.code)
     print(f"wrote {write_entry(entry, args.entries)}")

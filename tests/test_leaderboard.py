@@ -215,4 +215,7 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path)]) == 0
     assert _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 0
     assert _cli(["leaderboard", "render", "--entries", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    rec["command"] = None
+    rec_path.write_text(json.dumps(rec))
+    assert _cli(["leaderboard", "add", str(rec_path), "--entries", str(entries_dir)]) == 2
     assert "up to date" in capsys.readouterr().out

@@ -92,8 +92,8 @@ class TinyNet(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):
-    """Patch the dataset loader and the checkpoint lookup (a seeded TinyNet as "mobilenet_v2"); yield (dataset, model)."""
+def fakes() -> dict:
+    """Stand-ins for the dataset loader and the checkpoint lookup (a seeded TinyNet as "mobilenet_v2")."""
     ds = fake_dataset()
     torch.manual_seed(0)
     model = TinyNet().eval()
@@ -112,21 +112,30 @@ def env(tmp_path_factory: pytest.TempPathFactory):
             raise HfusError(f"no {arch} checkpoint with sha256 {sha256} is installed")
         return model
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(hub, "load_dataset", load_dataset)
-    mp.setattr(checkpoints, "load_model", load_model)
-    mp.setattr(submission, "load_checkpoint_model", load_checkpoint_model)
-    yield ds, model
-    mp.undo()
+    return {(hub, "load_dataset"): load_dataset, (checkpoints, "load_model"): load_model,
+            (submission, "load_checkpoint_model"): load_checkpoint_model}
+
+
+def _patch(mp: pytest.MonkeyPatch, fakes: dict) -> None:
+    for (module, name), fn in fakes.items():
+        mp.setattr(module, name, fn)
+
+
+@pytest.fixture
+def env(fakes: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fakes, patched in for one test only (committed submissions are verified against the real code)."""
+    _patch(monkeypatch, fakes)
 
 
 @pytest.fixture(scope="module")
-def sub(env, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sub(fakes: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("subs")
     method = root / "greymap.py"
     method.write_text(METHOD)
-    return submit(method, out=root / "greymap", dataset="fake-hfus", models="mobilenet_v2", folds="0,1",
-                  device="cpu", progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        _patch(mp, fakes)
+        return submit(method, out=root / "greymap", dataset="fake-hfus", models="mobilenet_v2", folds="0,1",
+                      device="cpu", progress=False)
 
 
 def _copy(sub: Path, tmp_path: Path) -> Path:
@@ -142,7 +151,7 @@ def _edit(folder: Path, fn) -> None:
     path.write_text(json.dumps(record))
 
 
-def test_submit_writes_the_folder(sub: Path) -> None:
+def test_submit_writes_the_folder(env: None, sub: Path) -> None:
     assert sorted(p.name for p in sub.iterdir()) == ["README.md", "maps.npz", "method.py", "result.json"]
     record = json.loads((sub / "result.json").read_text())
     assert record["maps_file"] == {"path": "maps.npz", "sha256": sha256_file(sub / "maps.npz")}
@@ -155,7 +164,7 @@ def test_submit_writes_the_folder(sub: Path) -> None:
         submit(sub / "method.py", out=sub)
 
 
-def test_verify_passes_on_an_untouched_submission(sub: Path) -> None:
+def test_verify_passes_on_an_untouched_submission(env: None, sub: Path) -> None:
     report = verify_submission(sub, progress=False)
     assert report.ok, report.render()
     names = [name for name, _, _ in report.checks]
@@ -165,7 +174,7 @@ def test_verify_passes_on_an_untouched_submission(sub: Path) -> None:
     assert subset.ok and any("confidence (1 images)" in n for n, _, _ in subset.checks)
 
 
-def test_verify_fails_on_a_tampered_aggregate(sub: Path, tmp_path: Path) -> None:
+def test_verify_fails_on_a_tampered_aggregate(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
 
     def bump(r: dict) -> None:
@@ -177,7 +186,7 @@ def test_verify_fails_on_a_tampered_aggregate(sub: Path, tmp_path: Path) -> None
     assert any("metrics/hit_rate@1/mobilenet_v2/mean" in f for f in report.failures), report.render()
 
 
-def test_verify_fails_on_a_tampered_per_image_value(sub: Path, tmp_path: Path) -> None:
+def test_verify_fails_on_a_tampered_per_image_value(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
 
     def bump(r: dict) -> None:
@@ -190,7 +199,7 @@ def test_verify_fails_on_a_tampered_per_image_value(sub: Path, tmp_path: Path) -
     assert any("per_image[4].s0" in f for f in failures), failures
 
 
-def test_verify_fails_on_a_tampered_maps_file(sub: Path, tmp_path: Path) -> None:
+def test_verify_fails_on_a_tampered_maps_file(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
     with np.load(folder / "maps.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -204,7 +213,7 @@ def test_verify_fails_on_a_tampered_maps_file(sub: Path, tmp_path: Path) -> None
     assert any("per_image[0]/hr1" in f for f in failures), failures
 
 
-def test_verify_fails_on_a_wrong_dataset_revision_or_checkpoint(sub: Path, tmp_path: Path) -> None:
+def test_verify_fails_on_a_wrong_dataset_revision_or_checkpoint(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
     _edit(folder, lambda r: r["dataset"].update(revision="fake-rev-2"))
     assert [f.split(":")[0] for f in verify_submission(folder, progress=False).failures] == ["dataset.revision"]
@@ -215,13 +224,13 @@ def test_verify_fails_on_a_wrong_dataset_revision_or_checkpoint(sub: Path, tmp_p
     assert [f.split(":")[0] for f in failures] == ["checkpoints/mobilenet_v2/0/sha256"], failures
 
 
-def test_verify_rerun_compares_fresh_maps(sub: Path) -> None:
+def test_verify_rerun_compares_fresh_maps(env: None, sub: Path) -> None:
     report = verify_submission(sub, check_model=False, rerun=True, rerun_limit=2, progress=False)
     assert report.ok, report.render()
     assert any(n.startswith("rerun mobilenet_v2__fold1 (2 maps)") for n, _, _ in report.checks)
 
 
-def test_verify_errors_and_cli(sub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_verify_errors_and_cli(env: None, sub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from hfus_xai_bench.leaderboard import register
 
     with pytest.raises(HfusError, match="lacks method.py, README.md, maps.npz"):
@@ -241,6 +250,7 @@ SUBMISSIONS = sorted(p for p in (REPO / "submissions").glob("*") if (p / "result
 
 @pytest.mark.parametrize("folder", SUBMISSIONS, ids=[p.name for p in SUBMISSIONS])
 def test_committed_submission_verifies(folder: Path) -> None:
+    assert hub.load_dataset.__module__ == "hfus_xai_bench.data.hub"  # the real loader, not a fake
     """CI: every committed submission re-scores to its recorded numbers (confidence on a subset, CPU)."""
     report = verify_submission(folder, confidence_limit=CI_CONFIDENCE_LIMIT, progress=False)
     assert report.ok, report.render()
