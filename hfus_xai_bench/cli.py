@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "hfus_xai_bench.data.commands",
     "hfus_xai_bench.models.commands",
     "hfus_xai_bench.commands",
+    "hfus_xai_bench.leaderboard",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,8 +112,8 @@ def _headline_values(run: FoldRun) -> dict[str, np.ndarray]:
 
 
 def _nanmean0(stack: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, reported as null
         return np.nanmean(stack, axis=0)
 
 

@@ -1,0 +1,185 @@
+"""The runner end to end on the default track: real dataset, shipped checkpoint, real methods."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hfus_xai_bench.cli import main
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.evaluate import evaluate
+from hfus_xai_bench.results import HEADLINE, Result, validate
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+LIMIT = 6
+
+
+def write_method(tmp_path: Path, body: str, name: str = "method.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gradcam_result(synth_ds, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gradcam")
+    return evaluate("gradcam", limit=LIMIT, out=out, save_maps_file=True, progress=False), out
+
+
+def test_record_is_complete_and_valid(gradcam_result):
+    result, out = gradcam_result
+    rec = result.record
+    validate(rec)
+    assert rec["method"]["name"] == "gradcam" and rec["method"]["source"] == "builtin"
+    assert rec["dataset"]["id"] == "hfus-synth" and rec["dataset"]["n_images"] == 631
+    assert len(rec["per_image"]) == LIMIT
+    assert rec["counts"]["total"] == {
+        "n_images": LIMIT, "n_evaluated": LIMIT, "n_failed": 0, "failures": {}, "failure_examples": {}
+    }
+    for key in HEADLINE:
+        summary = rec["metrics"][key]["mobilenet_v2"]
+        assert summary["n"] == LIMIT and summary["per_fold"]["0"] == pytest.approx(summary["mean"])
+        low, high = summary["ci95"]
+        assert low <= summary["mean"] <= high
+    hr1 = [row["hr1"] for row in rec["per_image"]]
+    assert all(-1 <= v <= 3 for v in hr1)
+    assert rec["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] == pytest.approx(np.mean(hr1))
+    assert rec["checkpoints"]["mobilenet_v2"]["0"]["sha256"]
+    assert rec["cost"]["mobilenet_v2"]["forward_images_per_image"] >= 1
+
+
+def test_outputs_on_disk_round_trip(gradcam_result):
+    result, out = gradcam_result
+    saved = Result.load(out / "gradcam.json")
+    assert saved.record == result.record
+    maps_file = out / result.record["maps_file"]["path"]
+    assert hashlib.sha256(maps_file.read_bytes()).hexdigest() == result.record["maps_file"]["sha256"]
+    with np.load(maps_file) as npz:
+        maps = npz["mobilenet_v2__fold0__maps"]
+    assert maps.shape == (LIMIT, 224, 224) and maps.dtype == np.uint8
+    assert (maps.reshape(LIMIT, -1).max(1) == 255).all()
+    assert (out / "gradcam.png").stat().st_size > 10_000
+
+
+def test_example_methods_run(synth_ds):
+    for example, kind in (("gradcam_wrapper.py", "map"), ("gradient_x_input.py", "attribution")):
+        result = evaluate(EXAMPLES / example, limit=2, progress=False, figure=False)
+        assert result.record["method"]["kind"] == kind
+        assert result.record["counts"]["total"]["n_failed"] == 0
+
+
+def test_wrapper_matches_builtin_gradcam(synth_ds, gradcam_result):
+    result, _ = gradcam_result
+    wrapped = evaluate(EXAMPLES / "gradcam_wrapper.py", limit=LIMIT, progress=False, figure=False)
+    ours = [row["hr1"] for row in result.record["per_image"]]
+    theirs = [row["hr1"] for row in wrapped.record["per_image"]]
+    assert np.allclose(ours, theirs, atol=0.5)  # same maps up to float noise at the peak
+
+
+def test_failures_are_counted_with_reasons(synth_ds, tmp_path):
+    path = write_method(tmp_path, """
+        import torch
+
+        def explain(model, images, targets, *, context):
+            maps = images.mean(1)
+            if len(images) > 1:
+                raise RuntimeError("batch refused")
+            if float(images.sum()) % 3 < 1:
+                maps = maps * float("nan")
+            return maps
+    """)
+    result = evaluate(path, limit=LIMIT, progress=False, figure=False)
+    counts = result.record["counts"]["total"]
+    assert counts["n_images"] == LIMIT
+    assert counts["n_evaluated"] + counts["n_failed"] == LIMIT
+    assert set(counts["failures"]) <= {"non_finite"}
+    rows = result.record["per_image"]
+    assert all((row["failed"] is None) == (row["hr1"] is not None) for row in rows)
+
+
+def test_exception_reason_names_the_line(synth_ds, tmp_path):
+    path = write_method(tmp_path, """
+        def explain(model, images, targets, *, context):
+            if int(targets[0]) == -1:
+                return images.mean(1)
+            if images[0, 0, 100, 100] > 2:
+                return images.mean(1)
+            return images.mean(1) if len(images) > 99 else boom()
+
+        def boom():
+            raise ValueError("nope")
+    """)
+    with pytest.raises(HfusError, match=r"failed on every image.*ValueError: nope \(at method.py:"):
+        evaluate(path, limit=2, progress=False, figure=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("def explain(model, images, targets, *, context):\n    return images\n", "wrong map shape"),
+        ("def explain(model, images, targets, *, context):\n    return 'map'\n", "torch.Tensor or numpy.ndarray"),
+        ("def explain(model, images, targets, *, context):\n    return images.mean(1) * 0\n", "empty_map"),
+        ("def explain(model, images, targets, *, context):\n    return images.mean(1) * float('inf')\n", "non_finite"),
+    ],
+)
+def test_all_failing_is_an_error(synth_ds, tmp_path, body, message):
+    path = write_method(tmp_path, body)
+    with pytest.raises(HfusError, match=message):
+        evaluate(path, limit=2, progress=False, figure=False)
+
+
+def test_low_resolution_maps_are_upsampled(synth_ds, tmp_path):
+    path = write_method(tmp_path, """
+        import torch
+
+        def explain(model, images, targets, *, context):
+            maps = torch.zeros(len(images), 7, 7)
+            maps[:, 1, 3] = 1.0  # one cell just below the top: bilinear upsampling spreads it
+            return maps
+    """)
+    result = evaluate(path, limit=2, progress=False, figure=False)
+    assert result.record["counts"]["total"]["n_failed"] == 0
+
+
+def test_target_label_and_determinism(synth_ds):
+    a = evaluate("random", limit=4, target="label", progress=False, figure=False)
+    b = evaluate("random", limit=4, target="label", progress=False, figure=False)
+    assert a.record["options"]["target"] == "label"
+    assert [r["target"] for r in a.record["per_image"]] == [r["label"] for r in a.record["per_image"]]
+    assert a.record["per_image"] == b.record["per_image"]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def explain(model, images, targets, *, context)\n    return images\n", "syntax error in method.py:1"),
+        ("import not_a_module_anywhere\n", "ModuleNotFoundError"),
+        ("X = 1\n", "neither a function `explain"),
+        ("METADATA = {'nmae': 'x'}\ndef explain(model, images, targets, *, context):\n    return images\n", "unknown METADATA"),
+    ],
+)
+def test_cli_bad_method_file_one_line_exit_2(tmp_path, capsys, source, message):
+    path = write_method(tmp_path, source)
+    assert main(["evaluate", str(path), "--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("hfus-bench: error:")
+
+
+def test_cli_unknown_method_and_missing_file(tmp_path, capsys):
+    assert main(["evaluate", "nosuchmethod"]) == 2
+    assert "unknown method 'nosuchmethod'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing.py")]) == 2
+    assert "method file not found" in capsys.readouterr().err
+
+
+def test_cli_evaluate_writes_result(synth_ds, tmp_path, capsys):
+    assert main(["evaluate", "center", "--limit", "3", "--out", str(tmp_path), "--quiet", "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_v2" in out and "HR1" in out
+    record = json.loads((tmp_path / "center.json").read_text())
+    assert record["options"]["limit"] == 3
