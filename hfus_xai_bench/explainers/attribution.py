@@ -1,0 +1,316 @@
+"""Attribution family with captum 0.9.0 semantics (PROTOCOL §5): IG, GradientShap, Saliency, Occlusion.
+
+Every class returns the raw signed attributions (B, 3, H, W) on the device, exactly what captum
+returns for the protocol's settings (the harness then applies ``normalize_attribution``). The
+maths is captum's; only the hot paths are ours:
+
+- the model is put in eval mode (captum does not) and its parameters are frozen while we run
+  (no weight gradients, less memory; the previous ``requires_grad`` flags are restored);
+- IG: the (image, step) points are pushed through the model in device-sized chunks
+  (``internal_batch_size`` in captum's terms) with captum's Gauss-Legendre steps and weights;
+- GradientShap: captum's random draws reproduced exactly (see below), gradients in chunks
+  (captum has no internal batching for it);
+- Occlusion: all occluded copies of a chunk of windows are built at once (one vectorised mask
+  op) and scored in one forward; the per-pixel average over overlapping windows that captum
+  accumulates mask by mask is one ``conv_transpose2d`` of the score grid.
+
+Seeds (GradientShap): image i of a batch gets ``s_i = image_seeds(images, context.seed)[i]``
+(``baselines.image_seeds``: sha256 of ``context.seed`` and the image's uint8 pixels). Its draws are
+those captum makes for a batch of one image after ``np.random.seed(s_i); torch.manual_seed(s_i)``
+and ``baseline = torch.randn(1, 3, H, W) * 0.001``, all on the CPU generator. So our result for an
+image equals (up to float summation order) ``captum.attr.GradientShap(model).attribute(x[i:i+1],
+baselines=baseline, target=t[i], n_samples=5, stdevs=0.09)`` run on the CPU with those seeds, and
+it does not depend on the batch composition, the batch size or the device (captum's own draws
+do depend on the batch: calling it on a whole batch draws the noise for all images at once).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr._utils.approximation_methods import approximation_parameters
+from torch import nn
+
+from ..errors import HfusError
+from .baselines import image_seeds
+from .contract import ExplainContext, MapKind
+
+#: protocol parameters (PROTOCOL §5)
+IG_STEPS = 50
+IG_METHOD = "gausslegendre"
+GS_N_SAMPLES = 5
+GS_STDEVS = 0.09
+GS_BASELINE_STD = 0.001
+SALIENCY_ABS = True
+OCCLUSION_STRIDE = 9
+
+#: points (images) per forward on the CPU: LIBRARY_COSTS found 16 faster than 50 for IG on MobileNetV2
+CPU_POINTS_GRAD = 16
+CPU_POINTS_FORWARD = 16
+
+#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32)
+_GRAD_BYTES_224 = {"mobilenet_v2": 60e6, "googlenet": 40e6, "resnet101": 120e6, "densenet201": 160e6}
+_DEFAULT_GRAD_BYTES_224 = 160e6
+_FORWARD_FRACTION = 0.25  # a no-grad forward keeps only a few live activations
+_MAX_POINTS = 1024
+
+
+def points_per_forward(context: ExplainContext, height: int, width: int, grad: bool) -> int:
+    """Images per forward chunk: 16 on the CPU; on CUDA sized to half the free memory (8…1024)."""
+    device = torch.device(context.device)
+    if device.type != "cuda":
+        return CPU_POINTS_GRAD if grad else CPU_POINTS_FORWARD
+    free, _ = torch.cuda.mem_get_info(device)
+    per = _GRAD_BYTES_224.get(context.arch, _DEFAULT_GRAD_BYTES_224) * (height * width) / (224 * 224)
+    if not grad:
+        per *= _FORWARD_FRACTION
+    return int(min(_MAX_POINTS, max(8, 0.5 * free // per)))
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` on every parameter while inside; flags restored afterwards."""
+    model.eval()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise HfusError(
+            "the model must return logits (B, num_classes) in eval mode; wrap it so forward returns one tensor"
+        )
+    return out
+
+
+def _target_logit(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    out = _logits(model, x)
+    return out.gather(1, targets.reshape(-1, 1).to(out.device)).squeeze(1)
+
+
+def _input_grad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d logit[target] / d x for a chunk (parameters frozen by the caller)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(_target_logit(model, x, targets).sum(), x)
+    return grad
+
+
+def _chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> None:
+    """Call ``run(start, stop)`` over [0, n) in chunks; on CUDA OOM halve the chunk and retry."""
+    start = 0
+    while start < n:
+        stop = min(n, start + chunk)
+        try:
+            run(start, stop)
+        except torch.cuda.OutOfMemoryError:
+            if device.type != "cuda" or chunk == 1:
+                raise
+            torch.cuda.empty_cache()
+            chunk = max(1, chunk // 2)
+            continue
+        start = stop
+
+
+def _check_batch(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise HfusError("images must be a float tensor (B, C, H, W) in [0, 1]; pass the batch as the harness does")
+    targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
+    if targets.numel() != images.shape[0]:
+        raise HfusError(
+            f"one target per image is needed: {images.shape[0]} images, {targets.numel()} targets; pass a (B,) tensor"
+        )
+    return images.detach(), targets
+
+
+class _CaptumLike:
+    kind: MapKind = "attribution"
+
+    def __init__(self, model: nn.Module, context: ExplainContext) -> None:
+        self.model = model.eval()
+        self.context = context
+        self.device = torch.device(context.device)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        images, targets = _check_batch(images, targets)
+        images = images.to(self.device)
+        targets = targets.to(self.device)
+        with frozen(self.model):
+            return self._attribute(images, targets)
+
+    def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class IntegratedGradients(_CaptumLike):
+    """captum ``IntegratedGradients``: zero baseline, 50 Gauss-Legendre steps; ``x * Σ_k w_k ∇f(α_k x)``."""
+
+    n_steps = IG_STEPS
+    method = IG_METHOD
+
+    def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        step_fn, alpha_fn = approximation_parameters(self.method)
+        n = self.n_steps
+        alphas = torch.tensor(alpha_fn(n), dtype=images.dtype, device=self.device)
+        steps = torch.tensor(step_fn(n), dtype=torch.float32, device=self.device)
+        total = torch.zeros_like(images)
+        # point j = image (j // n), step (j % n): a chunk covers few images, all steps of each
+        img_idx = torch.arange(b, device=self.device).repeat_interleave(n)
+        step_idx = torch.arange(n, device=self.device).repeat(b)
+        chunk = points_per_forward(self.context, h, w, grad=True)
+
+        def run(start: int, stop: int) -> None:
+            ii, kk = img_idx[start:stop], step_idx[start:stop]
+            scaled = alphas[kk].view(-1, 1, 1, 1) * images[ii]  # baseline 0: 0 + α (x - 0)
+            grads = _input_grad(self.model, scaled, targets[ii]) * steps[kk].view(-1, 1, 1, 1)
+            total.index_add_(0, ii, grads)
+
+        _chunked(run, b * n, chunk, self.device)
+        return total * images  # (x - baseline) * Σ w_k grad_k
+
+
+class GradientShap(_CaptumLike):
+    """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc: seeds)."""
+
+    n_samples = GS_N_SAMPLES
+    stdevs = GS_STDEVS
+    baseline_std = GS_BASELINE_STD
+
+    def draws(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: baseline (B, C, H, W), noise (B·n, C, H, W), coefficients (B·n,), all on the CPU.
+
+        Exactly captum's sequence for a one-image batch after seeding numpy and torch with ``s_i``:
+        ``torch.randn`` baseline (ours, before captum), ``np.random.choice`` (baseline index),
+        ``torch.normal`` noise, ``np.random.uniform`` coefficients.
+        """
+        _, c, h, w = images.shape
+        n = self.n_samples
+        baselines, noises, coefs = [], [], []
+        std = torch.full((n, c, h, w), self.stdevs)
+        for s in image_seeds(images, self.context.seed):
+            rs = np.random.RandomState(s)
+            g = torch.Generator().manual_seed(s)
+            baselines.append(torch.randn((1, c, h, w), generator=g) * self.baseline_std)
+            rs.choice(1, n)
+            noises.append(torch.normal(0.0, std, generator=g))
+            coefs.append(torch.tensor(rs.uniform(0.0, 1.0, n), dtype=torch.float32))
+        return torch.cat(baselines), torch.cat(noises), torch.cat(coefs)
+
+    def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        n = self.n_samples
+        baselines, noise, coefs = (t.to(self.device, images.dtype) for t in self.draws(images))
+        img_idx = torch.arange(b, device=self.device).repeat_interleave(n)
+        total = torch.zeros_like(images)
+        chunk = points_per_forward(self.context, h, w, grad=True)
+
+        def run(start: int, stop: int) -> None:
+            ii = img_idx[start:stop]
+            noisy = images[ii] + noise[start:stop]
+            base = baselines[ii]
+            r = coefs[start:stop].view(-1, 1, 1, 1)
+            scaled = r * noisy + (1.0 - r) * base
+            grads = _input_grad(self.model, scaled, targets[ii])
+            total.index_add_(0, ii, (noisy - base) * grads)
+
+        _chunked(run, b * n, chunk, self.device)
+        return total * (1 / n)
+
+
+class Saliency(_CaptumLike):
+    """captum ``Saliency`` with ``abs=True``: ``|∇_x logit[target]|``."""
+
+    def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        out = torch.empty_like(images)
+        chunk = points_per_forward(self.context, h, w, grad=True)
+
+        def run(start: int, stop: int) -> None:
+            g = _input_grad(self.model, images[start:stop], targets[start:stop])
+            out[start:stop] = g.abs() if SALIENCY_ABS else g
+
+        _chunked(run, b, chunk, self.device)
+        return out
+
+
+def occlusion_grid(size: int, window: int, stride: int) -> int:
+    """captum's number of window positions along one axis: ``ceil((size - window) / stride) + 1``."""
+    if size < window:
+        raise HfusError(f"image side {size} is smaller than the occlusion window {window}; use images of 224×224")
+    return int(math.ceil((size - window) / stride)) + 1
+
+
+class _Occlusion(_CaptumLike):
+    """captum ``Occlusion``: window (3, k, k), strides (3, 9, 9), baseline 0 (black).
+
+    attribution(p) = mean over the windows covering p of ``f(x) - f(x with the window set to 0)``,
+    the same for the three channels. Windows start at multiples of the stride; the last one may
+    run past the border and is cut there (captum's negative padding).
+    """
+
+    window = 15
+    stride = OCCLUSION_STRIDE
+
+    def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        k, s = self.window, self.stride
+        ny, nx = occlusion_grid(h, k, s), occlusion_grid(w, k, s)
+        n_win = ny * nx
+        y0 = torch.arange(ny, device=self.device).repeat_interleave(nx) * s
+        x0 = torch.arange(nx, device=self.device).repeat(ny) * s
+        rows = torch.arange(h, device=self.device)
+        cols = torch.arange(w, device=self.device)
+        diff = torch.empty(b, n_win, device=self.device, dtype=torch.float32)
+        points = points_per_forward(self.context, h, w, grad=False)
+
+        with torch.inference_mode():
+            for i0 in range(0, b, points):  # image sub-batches of ≤ points images
+                x, t = images[i0 : i0 + points], targets[i0 : i0 + points]
+                nb = x.shape[0]
+                base = _target_logit(self.model, x, t).float()
+
+                def run(start: int, stop: int, x=x, t=t, nb=nb, i0=i0, base=base) -> None:
+                    ry = (rows[None] >= y0[start:stop, None]) & (rows[None] < y0[start:stop, None] + k)
+                    rx = (cols[None] >= x0[start:stop, None]) & (cols[None] < x0[start:stop, None] + k)
+                    keep = ~(ry[:, :, None] & rx[:, None, :])  # (nw, H, W)
+                    occluded = (x[None] * keep[:, None, None].to(x.dtype)).reshape(-1, c, h, w)
+                    scores = _target_logit(self.model, occluded, t.repeat(stop - start)).float()
+                    diff[i0 : i0 + nb, start:stop] = base[:, None] - scores.view(stop - start, nb).t()
+
+                _chunked(run, n_win, max(1, points // nb), self.device)
+
+        ones = torch.ones(1, 1, k, k, device=self.device)
+        total = F.conv_transpose2d(diff.view(b, 1, ny, nx), ones, stride=s)[:, :, :h, :w]
+        count = F.conv_transpose2d(torch.ones(1, 1, ny, nx, device=self.device), ones, stride=s)[:, :, :h, :w]
+        return (total / count).expand(b, c, h, w).to(images.dtype).contiguous()
+
+
+class Occlusion15(_Occlusion):
+    """Occlusion, 15×15 window, stride 9."""
+
+    window = 15
+
+
+class Occlusion30(_Occlusion):
+    """Occlusion, 30×30 window, stride 9."""
+
+    window = 30
+
+
+class Occlusion45(_Occlusion):
+    """Occlusion, 45×45 window, stride 9."""
+
+    window = 45
