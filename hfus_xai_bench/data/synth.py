@@ -301,13 +301,6 @@ def _slice(a: np.ndarray, axis: int, start: int, n: int) -> np.ndarray:
     return a[tuple(idx)]
 
 
-def _box_h(a: np.ndarray, length: int) -> np.ndarray:
-    """Horizontal box filter (sum over ``length`` px, centred) via a cumulative sum."""
-    length = max(1, length)
-    c = np.cumsum(np.pad(a, ((0, 0), (length // 2 + 1, length - length // 2)), mode="constant"), axis=1)
-    return (c[:, length:] - c[:, :-length])[:, 1 : a.shape[1] + 1]
-
-
 def _render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int]):
     W, H = size
     s = H / FULL_SIZE[1]  # axial scale (full-frame px → px)
