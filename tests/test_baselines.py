@@ -1,0 +1,125 @@
+"""Sanity baselines (PROTOCOL §5): shapes, determinism, known answers; they never call the model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from torch import nn
+
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.explainers import baselines as B
+from hfus_xai_bench.explainers.contract import ExplainContext
+
+
+class _NoModel(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - must not run
+        raise AssertionError("a sanity baseline called the model")
+
+
+def _ctx(seed: int = 0, prior: torch.Tensor | None = None) -> ExplainContext:
+    return ExplainContext(arch="x", target_layer=nn.Identity(), device=torch.device("cpu"), seed=seed, depth_prior=prior)
+
+
+def _images(n: int = 3, size: int = 224, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+ALL = (B.RandomMap, B.CenterGaussian, B.DepthPrior, B.SobelEdges)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_shape_kind_nonneg_no_model(cls: type) -> None:
+    x = _images()
+    out = cls(_NoModel(), _ctx(prior=torch.rand(224, 224)))(x, torch.zeros(3, dtype=torch.long))
+    assert cls.kind == "map"
+    assert out.shape == (3, 224, 224) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and (out >= 0).all() and out.max() > 0
+
+
+def test_image_seeds_rule() -> None:
+    x = _images(2, 8)
+    q = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    expected = int.from_bytes(hashlib.sha256(b"hfus-xai-bench:3:" + q[1].tobytes()).digest()[:4], "little")
+    assert B.image_seeds(x, 3)[1] == expected
+    # float noise below the uint8 quantum does not change the seed; another seed does
+    assert B.image_seeds(x + 1e-5, 3) == B.image_seeds(x, 3)
+    assert B.image_seeds(x, 4) != B.image_seeds(x, 3)
+
+
+def test_random_map_seeded_per_image() -> None:
+    x = _images(3)
+    rnd = B.RandomMap(None, _ctx(seed=1))
+    a = rnd(x, None)
+    assert torch.equal(a, rnd(x, None))  # reproducible
+    assert torch.equal(rnd(x.flip(0), None).flip(0), a)  # independent of batch order
+    assert torch.equal(rnd(x[1:2], None)[0], a[1])  # and of batch composition
+    s = B.image_seeds(x, 1)[2]
+    assert torch.equal(a[2], torch.rand((224, 224), generator=torch.Generator().manual_seed(s)))  # documented rule
+    assert not torch.equal(B.RandomMap(None, _ctx(seed=2))(x, None), a)
+    assert a.min() >= 0 and a.max() < 1 and abs(a.mean().item() - 0.5) < 0.01  # uniform
+
+
+def test_center_gaussian_known_values() -> None:
+    g = B.CenterGaussian(None, _ctx())(_images(2), None)
+    assert torch.equal(g[0], g[1])
+    assert g[0, 111:113, 111:113].min() == g[0].max()  # peak at the 4 centre pixels (even size)
+    torch.testing.assert_close(g[0], g[0].flip(0).flip(1))  # symmetric about the centre
+    sigma = 0.25 * 224
+    dy = 111.5  # row 0 from the centre row
+    torch.testing.assert_close(g[0, 0, 111].item(), torch.exp(torch.tensor(-(dy**2) / (2 * sigma**2) - 0.25 / (2 * sigma**2))).item())
+    # non-square images: centred on each axis
+    h = B.CenterGaussian(None, _ctx())(torch.zeros(1, 3, 5, 9), None)[0]
+    assert h.argmax().item() == 2 * 9 + 4 and h[2, 4] == 1.0
+
+
+def test_depth_prior_returns_prior() -> None:
+    prior = torch.linspace(0, 1, 224)[:, None].expand(224, 224).contiguous()
+    out = B.DepthPrior(None, _ctx(prior=prior))(_images(2), None)
+    assert torch.equal(out[0], prior) and torch.equal(out[1], prior)
+    # (1, H, W) priors are accepted; another image size gets a bilinear resize
+    small = B.DepthPrior(None, _ctx(prior=prior[None]))(torch.zeros(1, 3, 112, 112), None)
+    assert small.shape == (1, 112, 112)
+    assert small[0, 0, 0] < small[0, -1, 0]
+
+
+def test_depth_prior_errors() -> None:
+    with pytest.raises(HfusError, match="depth_prior"):
+        B.DepthPrior(None, _ctx(prior=None))
+    with pytest.raises(HfusError, match="finite"):
+        B.DepthPrior(None, _ctx(prior=torch.full((4, 4), float("nan"))))
+    with pytest.raises(HfusError, match=r"\(H, W\)"):
+        B.DepthPrior(None, _ctx(prior=torch.zeros(2, 4, 4)))
+
+
+def test_sobel_vertical_step_edge() -> None:
+    x = torch.zeros(2, 3, 224, 224)
+    x[:, :, :, 100:] = 1.0  # vertical step between columns 99 and 100
+    x[1] *= 0.5
+    s = B.SobelEdges(None, _ctx())(x, None)
+    # the two columns next to the step carry the whole response: (1 + 2 + 1) · step height
+    torch.testing.assert_close(s[0, :, 99:101], torch.full((224, 2), 4.0))
+    assert s[0, :, :99].abs().max() == 0 and s[0, :, 101:].abs().max() == 0  # flat regions, no border edge
+    torch.testing.assert_close(s[1], 0.5 * s[0])  # linear in the contrast
+    assert set(s[0].argmax(1).tolist()) <= {99, 100}
+
+
+def test_sobel_grey_level_and_rotation() -> None:
+    x = torch.zeros(1, 3, 32, 32)
+    x[:, 1, 16:, :] = 1.0  # horizontal edge in the green channel only
+    s = B.SobelEdges(None, _ctx())(x, None)[0]
+    torch.testing.assert_close(s[15:17, :], torch.full((2, 32), 4 * B.GREY_WEIGHTS[1]))
+    # Sobel is symmetric under transposition of the image
+    y = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    sob = B.SobelEdges(None, _ctx())
+    torch.testing.assert_close(sob(y.transpose(2, 3), None)[0], sob(y, None)[0].t())
+    grey = sob(y.mean(1, keepdim=True), None)  # 1-channel images are used as they are
+    assert grey.shape == (1, 20, 20)
+
+
+def test_bad_images() -> None:
+    with pytest.raises(HfusError, match=r"\(B, C, H, W\)"):
+        B.SobelEdges(None, _ctx())(torch.zeros(3, 8, 8), None)
+    with pytest.raises(HfusError, match="C = 3 or 1"):
+        B.SobelEdges(None, _ctx())(torch.zeros(1, 2, 8, 8), None)
