@@ -15,7 +15,9 @@ computed with batched torch ops on the images' device:
   correlates negatively with the channel sum of grads·acts. The library leaves the sign to LAPACK.
 - Score-CAM: masked inputs for all (image, channel) pairs of the batch are built chunk by chunk
   (``context.batch_size`` masked images per forward, images mixed), scores stay on the device;
-  weights are the softmax over channels of the raw target logit, as in the library.
+  weights are the softmax over channels of the raw target logit, as in the library. One deliberate
+  difference: a channel that is constant over h×w gets its exact all-zero mask; the library's mask
+  for it is bilinear rounding noise stretched to [0, 1] (it depends on the tensor shape).
 - Ablation-CAM: the target activations are computed once; the ablation scores come from
   ``context.head`` (activations -> logits) only: in closed form when the head is global average
   pooling + affine (all four reference archs; checked on the batch and on sample ablations), else
@@ -267,6 +269,11 @@ def _score_cam_weights(
             lo = up.amin(dim=(2, 3), keepdim=True)
             hi = up.amax(dim=(2, 3), keepdim=True)
             up = (up - lo) / (hi - lo + _SCORECAM_EPS)
+            # a channel constant at h×w upsamples to a constant: its exact mask is 0. (The library's is
+            # interpolation rounding noise scaled to [0, 1], which depends on the tensor's shape.)
+            src = flat[start:stop]
+            constant = src.amax(dim=(2, 3), keepdim=True) == src.amin(dim=(2, 3), keepdim=True)
+            up = torch.where(constant, torch.zeros_like(up), up)
             masked = images[img] * up.to(images.dtype)
             scores[start:stop] = _target_scores(model(masked), targets[img]).float()
     return torch.softmax(scores.view(b, c), dim=-1)
