@@ -150,7 +150,7 @@ def main() -> None:
         model = make_model(arch, device)
         gen = torch.Generator().manual_seed(1)
         x = torch.rand(args.n, 3, 224, 224, generator=gen).to(device)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the targets are used under autograd later
             t = model(x).argmax(1)
         t_fwd, t_bwd = pass_bounds(model, x, device, chunk=batch if device.type == "cuda" else 16)
         print(f"{arch}: forward {1 / t_fwd:.1f} img/s, forward+input-grad {1 / t_bwd:.1f} img/s")
@@ -159,14 +159,22 @@ def main() -> None:
             bound = n_pass * (t_fwd if kind == "fwd" else t_bwd)
             ctx = ExplainContext(arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device,
                                  head=spec.head(model), seed=0, batch_size=batch)
-            ours = load_builtin(method).build(model, ctx)
-            t_ours, m_ours = timed(lambda ours=ours: ours(x, t), device)
+            try:
+                ours = load_builtin(method).build(model, ctx)
+                t_ours, m_ours = timed(lambda ours=ours, x=x, t=t: ours(x, t), device)
+            except Exception as err:  # keep measuring the other methods
+                print(f"   {arch} {method}: ours failed: {type(err).__name__}: {err}", flush=True)
+                continue
             t_ours /= args.n
             if method in skip:
                 t_lib, r = float("nan"), float("nan")
             else:
                 lib = library_call(method, model, spec.resolve_target_layer(model), batch)
-                t_lib, m_lib = timed(lambda lib=lib: lib(x, t), device)
+                try:
+                    t_lib, m_lib = timed(lambda lib=lib, x=x, t=t: lib(x, t), device)
+                except Exception as err:
+                    print(f"   {arch} {method}: library failed: {type(err).__name__}: {err}", flush=True)
+                    continue
                 t_lib /= args.n
                 m_lib = torch.as_tensor(np.asarray(m_lib.detach().cpu() if torch.is_tensor(m_lib) else m_lib))
                 r = pearson(m_ours, m_lib)
