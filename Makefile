@@ -11,7 +11,7 @@ install:  ## create .venv and install the package with its test extras
 
 test:  ## lint, then the whole test suite (offline)
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 tests
 
 bench:  ## CPU-sized performance benchmarks (print ratios)
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$
 run 30 python3 -c "import torch, pyarrow, datasets, captum, pytorch_grad_cam; print(torch.__version__, torch.version.cuda, pyarrow.__version__, datasets.__version__)"
 run 120 python3 -m hfus_xai_bench data info
 # 1. per-method speed vs the libraries, all four architectures, random weights
-run 170 python3 benchmarks/bench_methods.py --device cuda --archs mobilenet_v2,resnet101,googlenet,densenet201 --n 8 \
+run 170 python3 benchmarks/bench_methods.py --warmup 1 --device cuda --archs mobilenet_v2,resnet101,googlenet,densenet201 --n 8 \
   > "$OUT/bench_methods.txt"
 # 2. the other three architectures with the study recipe, side by side (the GPU is far from busy at
 #    batch 8); MobileNetV2 fold 0 ships with the package

@@ -11,3 +11,13 @@ def synth_ds():
     from hfus_xai_bench.data.hub import load_dataset
 
     return load_dataset("hfus-synth")
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test` runs two workers on two cores) each worker uses one torch thread."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -111,8 +111,11 @@ def test_matches_captum(arch: str, models: dict[str, nn.Module]) -> None:
     x = _images(1)  # one image keeps the file fast; batching is covered by the tiny-model tests
     with torch.no_grad():
         t = model(x).argmax(1)
-    for method, cls in CLASSES.items():
-        ours = cls(model, _context(arch, model, seed=7))(x, t)
+    # occlusion is model-agnostic code: all three windows on the two light archs, the gradient
+    # methods (where the architecture matters) on all four
+    methods = CLASSES if arch in ("mobilenet_v2", "googlenet") else ("ig", "gradientshap", "saliency")
+    for method in methods:
+        ours = CLASSES[method](model, _context(arch, model, seed=7))(x, t)
         ref = _captum_reference(method, model, x, t, seed=7)
         assert ours.shape == ref.shape == x.shape
         assert torch.isfinite(ours).all()

@@ -41,7 +41,9 @@ def test_local_folder_provenance_and_folds(small_dataset, cache):
     assert prov["revision"] == "local" and prov["n_images"] == 20
     assert prov["id"] == str(small_dataset.resolve())
     assert prov["shards"] == {"data/train-00000-of-00001.parquet": digest}
-    assert prov["sha256"] == hashlib.sha256(digest.encode()).hexdigest()
+    assert prov["files_sha256"] == hashlib.sha256(digest.encode()).hexdigest()
+    # the portable content hash: decoded pixels + ids/labels/folds, not the encoded bytes
+    assert prov["sha256"] == hub.content_sha256(ds) != prov["files_sha256"]
     assert hub.dataset_provenance(ds.select([0, 1]))["n_images"] == 2  # survives select
 
     folds = np.asarray(ds["fold"])
@@ -188,3 +190,31 @@ def test_full_synth_631_offline(cache, monkeypatch):
     te = hub.fold_arrays(ds, 0, "test")
     assert te.images.shape[0] in (126, 127) and set(np.unique(te.slms)) <= {0, 32, 64, 128, 255}
     print(f"hfus-synth 631 build + load: {build_s:.1f} s")
+
+
+def test_content_hash_ignores_encoding(small_dataset, tmp_path):
+    """Re-encoding the parquet shard (other compression, other PNG bytes) keeps the content hash."""
+    import io
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_dataset, copy)
+    shard = next((copy / "data").glob("*.parquet"))
+    table = pq.read_table(shard)
+
+    def reencode(cell: dict) -> dict:
+        out = io.BytesIO()
+        Image.open(io.BytesIO(cell["bytes"])).save(out, format="PNG", compress_level=9)
+        return {"bytes": out.getvalue(), "path": cell["path"]}
+
+    image = pa.array([reencode(c) for c in table.column("image").to_pylist()], type=table.schema.field("image").type)
+    table = table.set_column(table.schema.get_field_index("image"), "image", image)
+    pq.write_table(table, shard, compression="zstd")
+    a = hub.dataset_provenance(hub.load_dataset(str(small_dataset)))
+    b = hub.dataset_provenance(hub.load_dataset(str(copy)))
+    assert a["files_sha256"] != b["files_sha256"]
+    assert a["sha256"] == b["sha256"]

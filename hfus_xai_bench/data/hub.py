@@ -254,10 +254,12 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
         )
     ds = _read_folder(folder)
     shards = {p.relative_to(folder).as_posix(): _sha256_file(p) for p in _shards(folder)}
+    files_sha256 = hashlib.sha256("".join(shards[k] for k in sorted(shards)).encode()).hexdigest()
     prov = {
         "id": ident,
         "revision": rev,
-        "sha256": hashlib.sha256("".join(shards[k] for k in sorted(shards)).encode()).hexdigest(),
+        "sha256": _cached_content_sha256(folder, files_sha256, ds),
+        "files_sha256": files_sha256,
         "shards": shards,
         "n_images": len(ds),
     }
@@ -265,10 +267,50 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
     return ds
 
 
-def dataset_provenance(ds: datasets.Dataset) -> dict:
-    """``{"id", "revision", "sha256", "shards", "n_images"}`` of a dataset from ``load_dataset``.
+def content_sha256(ds: datasets.Dataset) -> str:
+    """sha256 of what the benchmark reads, independent of how it is encoded on disk.
 
-    ``sha256`` is the sha256 of the concatenated hex digests of the parquet shards (sorted by path).
+    Row by row: image id, label, fold, group, then the decoded pixels of ``image``, the three masks
+    (absent columns hash as empty) and ``slm``. PNG (zlib) and parquet (pyarrow) bytes differ between
+    library builds; the decoded content does not, so results from any machine can be verified.
+    """
+    h = hashlib.sha256()
+    cols = {"image": "RGB", "epidermis": "L", "sleb": "L", "tumor": "L", "slm": "L"}
+    for start in range(0, len(ds), 128):
+        rows = ds.select(range(start, min(start + 128, len(ds)))).with_format("arrow")[:]
+        meta = [rows.column(c).to_pylist() for c in ("image_id", "label", "fold", "group_id")]
+        decoded = {
+            c: _decode(rows.column(c).to_pylist(), mode, (IMAGE_SIZE, IMAGE_SIZE, 3) if mode == "RGB" else (IMAGE_SIZE, IMAGE_SIZE))
+            for c, mode in cols.items()
+            if c in rows.column_names
+        }
+        for i in range(rows.num_rows):
+            h.update(json.dumps([m[i] for m in meta]).encode())
+            for c in cols:
+                h.update(decoded[c][i].tobytes() if c in decoded else b"")
+    return h.hexdigest()
+
+
+def _cached_content_sha256(folder: Path, files_sha256: str, ds: datasets.Dataset) -> str:
+    """:func:`content_sha256`, computed once per set of shard files (cached in ``folder`` when writable)."""
+    cache = folder / ".hfus_content_sha256.json"
+    try:
+        known = json.loads(cache.read_text())
+        if known.get("files_sha256") == files_sha256:
+            return known["content_sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = content_sha256(ds)
+    with contextlib.suppress(OSError):
+        cache.write_text(json.dumps({"files_sha256": files_sha256, "content_sha256": digest}))
+    return digest
+
+
+def dataset_provenance(ds: datasets.Dataset) -> dict:
+    """``{"id", "revision", "sha256", "files_sha256", "shards", "n_images"}`` of a dataset from ``load_dataset``.
+
+    ``sha256`` is :func:`content_sha256` (portable across machines and library builds);
+    ``files_sha256`` the sha256 of the concatenated hex digests of the parquet shards (sorted by path).
     """
     desc = ds.info.description or ""
     if not desc.startswith(_PROV_PREFIX):
