@@ -3,7 +3,7 @@
 Public API (imported lazily so that ``import hfus_xai_bench`` stays fast)::
 
     load_dataset(source="hfus-synth", revision=None) -> datasets.Dataset
-    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None) -> (model, spec)
+    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None) -> (model, ModelInfo)
     evaluate(method, **options) -> Result
 """
 

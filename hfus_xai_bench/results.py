@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION, SLM_LEVELS, THRESHOLDS
 from .errors import HfusError
 
 if TYPE_CHECKING:
+    import torch
+
     from .evaluate import FoldRun
     from .explainers.loader import Method
 
@@ -175,6 +176,8 @@ def _package_version(name: str) -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and hardware that produced a result."""
+    import torch
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {
         "hfus_xai_bench": BENCHMARK_VERSION,

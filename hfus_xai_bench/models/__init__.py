@@ -7,7 +7,7 @@ Public API::
     list_checkpoints() -> list[Checkpoint]
     train(arch, dataset="hfus-synth", fold=0, ...) -> Path   # card path
 
-``checkpoints`` and ``training`` are imported lazily.
+Submodules are imported lazily (the CLI parser must not pay for torch).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .zoo import ARCHS, ArchSpec, build_model, get_arch
-
 _LAZY = {
+    "ARCHS": "zoo",
+    "ArchSpec": "zoo",
+    "build_model": "zoo",
+    "get_arch": "zoo",
     "REGISTRY": "checkpoints",
     "Checkpoint": "checkpoints",
     "ModelInfo": "checkpoints",
@@ -29,7 +31,7 @@ _LAZY = {
     "train_model": "training",
 }
 
-__all__ = ["ARCHS", "ArchSpec", "build_model", "get_arch", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

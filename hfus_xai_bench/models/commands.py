@@ -63,7 +63,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``models`` and ``train`` to ``hfus-bench``."""
-    from .training import DEFAULT_EPOCHS, STUDY_RECIPE
+    from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 
     p = sub.add_parser("models", help="list registered and locally trained checkpoints")
     p.add_argument("--registry-only", action="store_true", help="hide checkpoints trained into the user cache")

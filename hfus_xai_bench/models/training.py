@@ -32,21 +32,9 @@ from ..constants import BENCHMARK_VERSION, NUM_CLASSES, NUM_FOLDS, SYNTH_DATASET
 from ..errors import HfusError
 from ..metrics.classification import classification_report
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
+from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
 
-#: The study recipe (annasli378/SaliencyCNNAnalysis, active training path).
-STUDY_RECIPE: dict[str, Any] = {
-    "optimizer": "SGD",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "scheduler": "StepLR",
-    "step_size": 7,
-    "gamma": 0.1,
-    "loss": "cross_entropy",
-    "batch_size": 8,
-    "epochs": 100,
-}
-DEFAULT_EPOCHS = STUDY_RECIPE["epochs"]
 MAX_ROTATION_DEG = 15.0
 AUGMENTATION = "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
