@@ -20,7 +20,6 @@ reconstructed :class:`evaluate.FoldRun` s. Tolerances:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 
 from .constants import SYNTH_DATASET, THRESHOLDS
 from .errors import HfusError
+from .hashing import sha256_file
 
 MAP_ATOL = 1e-6
 CONF_RTOL = 1e-4
@@ -67,14 +67,6 @@ class VerifyReport:
         lines += [f"  {'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}" for name, ok, detail in self.checks]
         lines.append("PASSED" if self.ok else f"FAILED ({len(self.failures)} check(s))")
         return "\n".join(lines)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------- comparisons

@@ -46,6 +46,7 @@ from PIL import Image
 
 from ..constants import BENCHMARK_VERSION, CLASSES, IMAGE_SIZE, NUM_FOLDS
 from ..errors import HfusError
+from ..hashing import sha256_file
 from .folds import assign_folds, group_key
 from .slm import SLM_VERSION, skin_layer_map
 
@@ -352,14 +353,6 @@ def features():
     )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_count(found: Discovery, expect: int | None) -> None:
     n = len(found.images)
     if expect is not None:
@@ -508,7 +501,7 @@ def import_archive(
         for k in range(n_shards):
             name = f"train-{k:05d}-of-{n_shards:05d}.parquet"
             ds.shard(n_shards, k, contiguous=True).to_parquet(str(data_dir / name))
-            shard_sha[f"{DATA_DIR}/{name}"] = _sha256_file(data_dir / name)
+            shard_sha[f"{DATA_DIR}/{name}"] = sha256_file(data_dir / name)
     finally:
         if not quiet_before:
             enable_progress_bars()
@@ -525,7 +518,7 @@ def import_archive(
             p = Path(dirpath) / name
             rel = p.relative_to(root).as_posix()
             if not name.startswith(".") and rel not in sha:
-                sha[rel] = _sha256_file(p)
+                sha[rel] = sha256_file(p)
     value_sets: dict[str, set[int]] = defaultdict(set)
     n_masks: Counter[str] = Counter()
     size_mismatch = []

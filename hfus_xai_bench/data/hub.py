@@ -40,6 +40,7 @@ import numpy as np
 
 from ..constants import CLASSES, IMAGE_SIZE, NUM_FOLDS, SYNTH_DATASET, cache_dir
 from ..errors import HfusError
+from ..hashing import sha256_file
 
 if TYPE_CHECKING:
     import datasets
@@ -66,14 +67,6 @@ class FoldArrays:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _shards(folder: Path) -> list[Path]:
     shards = sorted((folder / "data").glob("train-*.parquet"))
@@ -142,7 +135,7 @@ def archive_content_hash(root: Path) -> str:
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
-            h.update(f"{p.relative_to(root).as_posix()}\0{_sha256_file(p)}\n".encode())
+            h.update(f"{p.relative_to(root).as_posix()}\0{sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 
@@ -253,7 +246,7 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
             "check the spelling or path"
         )
     ds = _read_folder(folder)
-    shards = {p.relative_to(folder).as_posix(): _sha256_file(p) for p in _shards(folder)}
+    shards = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _shards(folder)}
     files_sha256 = hashlib.sha256("".join(shards[k] for k in sorted(shards)).encode()).hexdigest()
     prov = {
         "id": ident,

@@ -20,7 +20,6 @@ to float32 on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from torch import nn
 
 from ..constants import SYNTH_DATASET, cache_dir
 from ..errors import HfusError
+from ..hashing import sha256_file
 from .zoo import ArchSpec, build_model, get_arch
 
 CARD_SCHEMA = "hfus-bench-checkpoint/1"
@@ -140,15 +140,6 @@ class ModelInfo:
     @property
     def sha256(self) -> str:
         return self.checkpoint.sha256
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
