@@ -272,8 +272,8 @@ above l] (itself included). A single number means no other method's CI overlaps.
 
 Sanity baselines (random, center, depth_prior, sobel; PROTOCOL §5) are always shown and marked *(sanity)*; a
 method that does not beat them has not found anything. Rows whose six headline means agree within
-{IDENTICAL_TOL:g} are annotated as identical, never hidden (HiRes-CAM = Grad-CAM is expected on ResNet101,
-MobileNetV2 and GoogLeNet, PROTOCOL §5.1). Cost: explainer seconds per image and model forward passes
+{IDENTICAL_TOL:g} are annotated as identical, never hidden (HiRes-CAM = Grad-CAM is expected on all four
+architectures: only pooling + linear follows their pinned target layers, PROTOCOL §5.1). Cost: explainer seconds per image and model forward passes
 (images) per image, on the device shown."""
 
 
