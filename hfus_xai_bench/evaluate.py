@@ -68,7 +68,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _parse_list(value: str | Sequence[str] | Sequence[int] | None, all_values: Sequence, kind: str) -> list:
+def _parse_list(value: str | Sequence[str] | Sequence[int] | None, all_values: Sequence) -> list:
+    """Comma-separated text or a sequence → list of strings; ``"all"`` → ``all_values``."""
     if value is None:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -335,8 +336,8 @@ def evaluate(
     if limit is not None and limit < 1:
         raise HfusError(f"--limit must be at least 1, got {limit}")
     loaded = method if isinstance(method, Method) else load_method(method)
-    archs = [get_arch(a).name for a in _parse_list(models, list(ARCHS), "models")]
-    fold_list = [int(f) for f in _parse_list(folds, list(range(NUM_FOLDS)), "folds")]
+    archs = [get_arch(a).name for a in _parse_list(models, list(ARCHS))]
+    fold_list = [int(f) for f in _parse_list(folds, list(range(NUM_FOLDS)))]
     if not archs or not fold_list:
         raise HfusError("nothing to evaluate: give at least one model and one fold")
     bad = [f for f in fold_list if not 0 <= f < NUM_FOLDS]
