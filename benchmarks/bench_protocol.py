@@ -25,6 +25,8 @@ from bench_methods import library_call, timed
 from hfus_xai_bench.constants import THRESHOLDS
 from hfus_xai_bench.data.hub import fold_arrays, load_dataset
 from hfus_xai_bench.evaluate import evaluate
+from hfus_xai_bench.explainers.contract import ExplainContext
+from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import ATTRIBUTION_METHODS, CAM_METHODS, SANITY_METHODS
 from hfus_xai_bench.metrics import hit_rate, mask_iou, normalize_attribution, quantize, slm_coverage
 from hfus_xai_bench.models.checkpoints import load_model
@@ -42,9 +44,13 @@ def library_pipeline(arch: str, methods: list[str], n: int, device: torch.device
     slms = test.slms[:n]
     tic = time.perf_counter()
     for method in methods:
-        if method in SANITY_METHODS:
-            continue
-        call = library_call(method, model, spec.resolve_target_layer(model), batch)
+        if method in SANITY_METHODS:  # no library has them: our maps (the prior here only for timing), rest as below
+            ctx = ExplainContext(arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device,
+                                 depth_prior=torch.from_numpy(slms.mean(0) / 255).float().to(device))
+            baseline = load_builtin(method).build(model, ctx)
+            call = lambda x, t, baseline=baseline: baseline(x, t)  # noqa: E731
+        else:
+            call = library_call(method, model, spec.resolve_target_layer(model), batch)
         maps = []
         for start in range(0, n, 8):
             x = x_all[start : start + 8]
