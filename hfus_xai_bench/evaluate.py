@@ -166,7 +166,7 @@ def _run_fold(
     keep_maps: bool,
     progress: bool,
 ) -> FoldRun:
-    from .data.hub import fold_arrays
+    from .data.hub import fold_arrays, fold_slms
     from .metrics import confidence_change, localisation_metrics
     from .models.checkpoints import load_model
 
@@ -177,7 +177,7 @@ def _run_fold(
     checkpoint = _checkpoint_summary(info)
     test = fold_arrays(ds, fold, "test")
     n = len(test.image_ids) if limit is None else min(limit, len(test.image_ids))
-    prior = torch.from_numpy(fold_arrays(ds, fold, "train").slms.astype(np.float32).mean(0) / 255.0).to(device)
+    prior = torch.from_numpy(fold_slms(ds, fold, "train").astype(np.float32).mean(0) / 255.0).to(device)
     context = ExplainContext(
         arch=spec.name,
         target_layer=spec.resolve_target_layer(model),

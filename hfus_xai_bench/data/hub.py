@@ -344,15 +344,24 @@ def split_folds(fold: int, n_folds: int = NUM_FOLDS) -> dict[str, list[int]]:
     return {"test": [fold], "val": [val], "train": [f for f in range(n_folds) if f not in (fold, val)]}
 
 
-def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test") -> FoldArrays:
-    """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three)."""
+def _split_rows(ds: datasets.Dataset, fold: int, split: str):
+    """The arrow rows of one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three)."""
     parts = split_folds(fold)
     if split not in parts:
         raise HfusError(f"split must be one of test, val, train; got {split!r}")
     table = ds.with_format("arrow")[:]
     folds = table.column("fold").to_numpy()
-    idx = np.flatnonzero(np.isin(folds, parts[split]))
-    sub = table.take(idx)
+    return table.take(np.flatnonzero(np.isin(folds, parts[split])))
+
+
+def fold_slms(ds: datasets.Dataset, fold: int, split: str = "train") -> np.ndarray:
+    """Only the skin layer maps of one split, uint8 (N, 224, 224) (no image decoding)."""
+    return _decode(_split_rows(ds, fold, split).column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
+
+
+def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test") -> FoldArrays:
+    """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three)."""
+    sub = _split_rows(ds, fold, split)
     images = _decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3))
     slms = _decode(sub.column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
     return FoldArrays(
