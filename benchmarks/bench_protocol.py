@@ -23,7 +23,7 @@ import torch
 from bench_methods import library_call, timed
 
 from hfus_xai_bench.constants import THRESHOLDS
-from hfus_xai_bench.data.hub import fold_arrays, load_dataset
+from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
 from hfus_xai_bench.evaluate import evaluate
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.explainers.loader import load_builtin

@@ -16,7 +16,7 @@ from .constants import BENCHMARK_VERSION as __version__
 from .errors import HfusError
 
 _LAZY = {
-    "load_dataset": "hfus_xai_bench.data.hub",
+    "load_dataset": "hfus_xai_bench.data.dataset",
     "load_model": "hfus_xai_bench.models.checkpoints",
     "evaluate": "hfus_xai_bench.evaluate",
 }

@@ -166,7 +166,7 @@ def _run_fold(
     keep_maps: bool,
     progress: bool,
 ) -> FoldRun:
-    from .data.hub import fold_arrays, fold_slms
+    from .data.dataset import fold_arrays, fold_slms
     from .metrics import confidence_change, localisation_metrics
     from .models.checkpoints import load_model
 
@@ -324,7 +324,7 @@ def evaluate(
     comma-separated architecture names or ``"all"``; ``folds``: fold numbers or ``"all"``.
     With ``out`` the result JSON (and the figure, and with ``save_maps_file`` the maps) are written there.
     """
-    from .data.hub import dataset_provenance, load_dataset
+    from .data.dataset import dataset_provenance, load_dataset
     from .results import build_result
 
     if target not in ("pred", "label"):

@@ -43,7 +43,7 @@ def _tile(panels: Sequence[np.ndarray], caption: str) -> Image.Image:
 
 def best_worst_figure(runs: Sequence[FoldRun], ds: Any, path: str | Path, k: int = 4) -> Path | None:
     """Write a PNG grid (image | SLM | overlay) of the ``k`` best and ``k`` worst images by Hit Rate 1."""
-    from .data.hub import fold_arrays
+    from .data.dataset import fold_arrays
 
     candidates = []
     for r, run in enumerate(runs):

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synth_ds():
     """The embedded default dataset `hfus-synth` (631 images), as users get it."""
-    from hfus_xai_bench.data.hub import load_dataset
+    from hfus_xai_bench.data.dataset import load_dataset
 
     return load_dataset("hfus-synth")
 

@@ -201,7 +201,7 @@ SHIPPED = _shipped_synth_entries()
                     "(the lead trains MobileNetV2 fold 0 on a GPU and drops its .safetensors + .json there)")
 @pytest.mark.parametrize("entry", SHIPPED, ids=[e.name for e in SHIPPED])
 def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
-    from hfus_xai_bench.data.hub import dataset_provenance, fold_arrays, load_dataset
+    from hfus_xai_bench.data.dataset import dataset_provenance, fold_arrays, load_dataset
     from hfus_xai_bench.models.training import predict_logits
 
     monkeypatch.setattr(C, "PACKAGE_DIR", C.Path(C.__file__).resolve().parent.parent / "checkpoints")

@@ -1,4 +1,4 @@
-"""Data layer: skin layer maps (``slm``), folds, archive import, dataset load (``hub``), synthetic track.
+"""Data layer: skin layer maps (``slm``), folds, archive import, dataset load (``dataset``), synthetic track.
 
 Imported lazily so that ``import hfus_xai_bench.data`` does not pull in ``datasets``.
 """
@@ -15,11 +15,11 @@ _LAZY = {
     "group_key": "hfus_xai_bench.data.folds",
     "discover_archive": "hfus_xai_bench.data.archive",
     "import_archive": "hfus_xai_bench.data.archive",
-    "load_dataset": "hfus_xai_bench.data.hub",
-    "dataset_provenance": "hfus_xai_bench.data.hub",
-    "fold_arrays": "hfus_xai_bench.data.hub",
-    "FoldArrays": "hfus_xai_bench.data.hub",
-    "describe": "hfus_xai_bench.data.hub",
+    "load_dataset": "hfus_xai_bench.data.dataset",
+    "dataset_provenance": "hfus_xai_bench.data.dataset",
+    "fold_arrays": "hfus_xai_bench.data.dataset",
+    "FoldArrays": "hfus_xai_bench.data.dataset",
+    "describe": "hfus_xai_bench.data.dataset",
 }
 
 __all__ = list(_LAZY)

@@ -32,7 +32,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .hub import dataset_provenance, describe, load_dataset
+    from .dataset import dataset_provenance, describe, load_dataset
 
     ds = load_dataset(args.dataset, revision=args.revision)
     prov = dataset_provenance(ds)
