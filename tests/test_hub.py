@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from test_archive import make_archive
 
-from hfus_xai_bench.data import hub
+from hfus_xai_bench.data import dataset as hub
 from hfus_xai_bench.data.archive import import_archive
+from hfus_xai_bench.data.golden import load_golden
 from hfus_xai_bench.errors import HfusError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -110,8 +111,8 @@ def test_synth_built_once_small(cache, monkeypatch):
     ds = hub.load_dataset("hfus-synth")
     assert len(ds) == 12
     prov = hub.dataset_provenance(ds)
-    assert prov["id"] == "hfus-synth" and prov["revision"] == "synth-v1-seed0"
-    assert hub.synth_dataset_dir() == cache / "datasets" / "hfus-synth-v1-seed0"
+    assert prov["id"] == "hfus-synth" and prov["revision"] == "synth-v2-seed0"
+    assert hub.synth_dataset_dir() == cache / "datasets" / "hfus-synth-v2-seed0"
 
     import hfus_xai_bench.data.synth as synth
 
@@ -119,9 +120,9 @@ def test_synth_built_once_small(cache, monkeypatch):
         raise AssertionError("rebuilt")
 
     monkeypatch.setattr(synth, "generate_archive", no_rebuild)
-    again = hub.load_dataset("hfus-synth", revision="synth-v1-seed0")
+    again = hub.load_dataset("hfus-synth", revision="synth-v2-seed0")
     assert hub.dataset_provenance(again)["sha256"] == prov["sha256"]
-    with pytest.raises(HfusError, match="one revision"):
+    with pytest.raises(HfusError, match="has no revision 'main'.*synth-v2-seed0"):
         hub.load_dataset("hfus-synth", revision="main")
 
 
@@ -186,7 +187,8 @@ def test_full_synth_631_offline(cache, monkeypatch):
     assert sorted(np.bincount(np.asarray(ds["fold"]), minlength=5).tolist()) == [126, 126, 126, 126, 127]
     assert set(ds["label"]) == {0, 1, 2, 3}
     prov = hub.dataset_provenance(ds)
-    assert prov["revision"] == "synth-v1-seed0" and prov["n_images"] == 631
+    assert prov["revision"] == "synth-v2-seed0" and prov["n_images"] == 631
+    assert prov["sha256"] == load_golden("synth-v2-seed0")["dataset_sha256"]  # the golden data, built here
     te = hub.fold_arrays(ds, 0, "test")
     assert te.images.shape[0] in (126, 127) and set(np.unique(te.slms)) <= {0, 32, 64, 128, 255}
     print(f"hfus-synth 631 build + load: {build_s:.1f} s")

@@ -112,7 +112,7 @@ def test_init_from_path_and_errors(tmp_path, monkeypatch):
 @pytest.fixture
 def fake_data(monkeypatch):
     """Replace the data layer by a tiny in-memory dataset (folds: train 8, val 4, test 4 images)."""
-    from hfus_xai_bench.data import hub
+    from hfus_xai_bench.data import dataset as hub
 
     calls = {}
 

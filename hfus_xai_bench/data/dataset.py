@@ -109,21 +109,44 @@ def _build_atomic(final: Path, build) -> Path:
     return final
 
 
-def synth_dataset_dir() -> Path:
+def synth_revision(version: str | None = None) -> str:
+    """The revision name of generator ``version`` (default: the current one), e.g. ``synth-v2-seed0``."""
     from .synth import SYNTH_VERSION
 
-    return cache_dir() / "datasets" / f"hfus-synth-v{SYNTH_VERSION}-seed{SYNTH_SEED}"
+    return f"synth-v{version or SYNTH_VERSION}-seed{SYNTH_SEED}"
 
 
-def _ensure_synth() -> Path:
+def synth_dataset_dir(version: str | None = None) -> Path:
+    from .synth import SYNTH_VERSION
+
+    return cache_dir() / "datasets" / f"hfus-synth-v{version or SYNTH_VERSION}-seed{SYNTH_SEED}"
+
+
+def _ensure_synth(version: str) -> Path:
     from .archive import import_archive
-    from .synth import generate_archive
+    from .golden import check, load_golden
+    from .synth import INFO_NAME, generate_archive
+
+    revision = synth_revision(version)
+    golden = load_golden(revision) if SYNTH_N == 631 else None  # golden hashes pin the canonical build only
 
     def build(tmp: Path) -> Path:
-        archive = generate_archive(tmp / "archive", n=SYNTH_N, seed=SYNTH_SEED, progress=True, workers=SYNTH_WORKERS)
-        return import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS)
+        archive = generate_archive(
+            tmp / "archive", n=SYNTH_N, seed=SYNTH_SEED, progress=True, workers=SYNTH_WORKERS, version=version
+        )
+        if golden is not None:
+            files = json.loads((archive / INFO_NAME).read_text())["files"]
+            raw = {f["path"]: f["pixels_sha256"] for f in files}
+            check(golden["raw_pixels"], raw, revision=revision, stage="generated files (before import)")
+        folder = import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS)
+        if golden is not None:
+            ds = _read_folder(folder)
+            check(golden["images"], image_sha256s(ds), revision=revision, stage="imported images")
+            check({"dataset": golden["dataset_sha256"]}, {"dataset": content_sha256(ds)}, revision=revision,
+                  stage="dataset hashes (labels, groups, folds)")
+        return folder
 
-    return _build_atomic(synth_dataset_dir(), build)
+    return _build_atomic(synth_dataset_dir(version), build)
 
 
 def archive_content_hash(root: Path) -> str:
@@ -224,13 +247,17 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
     """The benchmark dataset from ``source`` (see the module docstring), provenance attached."""
     source = str(source)
     if source == SYNTH_DATASET:
-        from .synth import SYNTH_VERSION
+        from .synth import SYNTH_VERSION, SYNTH_VERSIONS
 
-        pinned = f"synth-v{SYNTH_VERSION}-seed{SYNTH_SEED}"
-        if revision not in (None, pinned):
-            raise HfusError(f"{SYNTH_DATASET} has one revision, {pinned}; drop --revision or pass {pinned}")
-        folder = _ensure_synth()
-        ident, rev = SYNTH_DATASET, pinned
+        known = {synth_revision(v): v for v in SYNTH_VERSIONS}
+        rev = revision or synth_revision(SYNTH_VERSION)
+        if rev not in known:
+            raise HfusError(
+                f"{SYNTH_DATASET} has no revision {revision!r}; use {synth_revision(SYNTH_VERSION)} (default, portable)"
+                f" or one of {', '.join(known)}"
+            )
+        folder = _ensure_synth(known[rev])
+        ident = SYNTH_DATASET
     elif Path(source).expanduser().is_dir():
         path = Path(source).expanduser()
         if revision not in (None, "local"):
@@ -260,6 +287,23 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
     return ds
 
 
+_CONTENT_COLUMNS = {"image": "RGB", "epidermis": "L", "sleb": "L", "tumor": "L", "slm": "L"}
+
+
+def _decoded_rows(ds: datasets.Dataset) -> Iterator[tuple[dict, list[bytes]]]:
+    """Row by row: (id/label/fold/group, decoded bytes of image, masks (absent: b"") and SLM)."""
+    for start in range(0, len(ds), 128):
+        rows = ds.select(range(start, min(start + 128, len(ds)))).with_format("arrow")[:]
+        meta = {c: rows.column(c).to_pylist() for c in ("image_id", "label", "fold", "group_id")}
+        decoded = {
+            c: _decode(rows.column(c).to_pylist(), mode, (IMAGE_SIZE, IMAGE_SIZE, 3) if mode == "RGB" else (IMAGE_SIZE, IMAGE_SIZE))
+            for c, mode in _CONTENT_COLUMNS.items()
+            if c in rows.column_names
+        }
+        for i in range(rows.num_rows):
+            yield {c: v[i] for c, v in meta.items()}, [decoded[c][i].tobytes() if c in decoded else b"" for c in _CONTENT_COLUMNS]
+
+
 def content_sha256(ds: datasets.Dataset) -> str:
     """sha256 of what the benchmark reads, independent of how it is encoded on disk.
 
@@ -268,20 +312,26 @@ def content_sha256(ds: datasets.Dataset) -> str:
     library builds; the decoded content does not, so results from any machine can be verified.
     """
     h = hashlib.sha256()
-    cols = {"image": "RGB", "epidermis": "L", "sleb": "L", "tumor": "L", "slm": "L"}
-    for start in range(0, len(ds), 128):
-        rows = ds.select(range(start, min(start + 128, len(ds)))).with_format("arrow")[:]
-        meta = [rows.column(c).to_pylist() for c in ("image_id", "label", "fold", "group_id")]
-        decoded = {
-            c: _decode(rows.column(c).to_pylist(), mode, (IMAGE_SIZE, IMAGE_SIZE, 3) if mode == "RGB" else (IMAGE_SIZE, IMAGE_SIZE))
-            for c, mode in cols.items()
-            if c in rows.column_names
-        }
-        for i in range(rows.num_rows):
-            h.update(json.dumps([m[i] for m in meta]).encode())
-            for c in cols:
-                h.update(decoded[c][i].tobytes() if c in decoded else b"")
+    for meta, blobs in _decoded_rows(ds):
+        h.update(json.dumps([meta["image_id"], meta["label"], meta["fold"], meta["group_id"]]).encode())
+        for b in blobs:
+            h.update(b)
     return h.hexdigest()
+
+
+def image_sha256s(ds: datasets.Dataset) -> dict[str, str]:
+    """Per image id: sha256 of id, label, group and the decoded image, masks and SLM (not the fold).
+
+    The fold depends on which images are in the dataset; everything else of an image does not, so
+    a partial build can be checked image by image against the golden hashes.
+    """
+    out: dict[str, str] = {}
+    for meta, blobs in _decoded_rows(ds):
+        h = hashlib.sha256(json.dumps([meta["image_id"], meta["label"], meta["group_id"]]).encode())
+        for b in blobs:
+            h.update(b)
+        out[meta["image_id"]] = h.hexdigest()
+    return out
 
 
 def _cached_content_sha256(folder: Path, files_sha256: str, ds: datasets.Dataset) -> str:

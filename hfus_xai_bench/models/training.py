@@ -302,7 +302,7 @@ def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
 
 def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        from ..data import hub
+        from ..data import dataset as hub
     except ImportError as err:
         raise HfusError(f"the data layer is not available ({err}); install the package with its dependencies "
                         "or call models.training.train_model on tensors") from err
