@@ -1,31 +1,66 @@
-"""BibTeX for the benchmark, its data and the work it ports (``hfus-bench cite``), and for the built-in methods.
+"""BibTeX for the benchmark, its data and the work it ports (``hfus-bench cite``), and for one exact result.
 
-Fields we could not check against the publisher's page carry ``note = {verify: ...}`` so nobody
-copies an unverified field into a paper without looking.
+The benchmark's version and year come from the installed package's metadata (the version, and the
+year of the copyright line of the licence file shipped in the metadata). Nothing is invented: this
+version is not published yet, so the entry says so instead of carrying a DOI or a URL. Fields of
+third-party works we could not check against the publisher's page carry ``note = {verify: ...}``.
+The built-in methods' references live in their ``METADATA`` (``explainers/``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from importlib import metadata as importlib_metadata
+from typing import Any
 
 from .constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 
-REPO_URL = "https://github.com/hfus-xai-bench/hfus-xai-bench"  # verify: final home of the repository
+DISTRIBUTION = "hfus-xai-bench"
+UNPUBLISHED = ("not yet published: this version has no DOI and no public URL; cite it by version and "
+               "protocol version (both are in every result record)")
 
 
-def benchmark_bibtex(version: str = BENCHMARK_VERSION) -> str:
+def package_version() -> str:
+    """The installed version (package metadata); the source tree's version when not installed."""
+    try:
+        return importlib_metadata.version(DISTRIBUTION)
+    except importlib_metadata.PackageNotFoundError:
+        return BENCHMARK_VERSION
+
+
+def package_year() -> str | None:
+    """The year of the licence's copyright line in the package metadata, or None if it cannot be read."""
+    try:
+        dist = importlib_metadata.distribution(DISTRIBUTION)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+    for name in ("licenses/LICENSE", "LICENSE", "licenses/LICENSE.txt", "LICENSE.txt"):
+        match = re.search(r"Copyright\s*(?:\(c\)|©)?\s*(\d{4})", dist.read_text(name) or "")
+        if match:
+            return match.group(1)
+    return None
+
+
+def _key(version: str) -> str:
+    return "hfus_xai_bench_" + re.sub(r"[^0-9A-Za-z]+", "_", version)
+
+
+def benchmark_bibtex(version: str | None = None, year: str | None = None) -> str:
     """The benchmark software at a fixed version (cite the version whose numbers you report)."""
-    key = "hfus_xai_bench_" + re.sub(r"[^0-9A-Za-z]+", "_", version)
-    return (
-        f"@software{{{key},\n"
-        "  title     = {{hfus-xai-bench}: a benchmark for saliency methods on CNNs for high-frequency ultrasound skin images},\n"
-        "  author    = {{hfus-xai-bench developers}},\n"
-        f"  version   = {{{version}}},\n"
-        "  year      = {2025},\n"
-        f"  url       = {{{REPO_URL}}},\n"
-        f"  note      = {{protocol v{PROTOCOL_VERSION}; verify: year, url and a DOI of the tagged release}}\n"
-        "}"
-    )
+    version = version or package_version()
+    year = year or package_year()
+    lines = [
+        f"@software{{{_key(version)},",
+        "  title     = {{hfus-xai-bench}: a benchmark for saliency methods on CNNs for high-frequency ultrasound skin images},",
+        "  author    = {{hfus-xai-bench developers}},",
+        f"  version   = {{{version}}},",
+    ]
+    if year:
+        lines.append(f"  year      = {{{year}}},")
+    lines.append(f"  note      = {{protocol v{PROTOCOL_VERSION}; {UNPUBLISHED}}}")
+    return "\n".join(lines) + "\n}"
 
 
 DATASET_BIBTEX = """@misc{hfus_dataset_5p7fxjt7vs_v1,
@@ -58,71 +93,6 @@ PAPER_BIBTEX = """@article{czajkowska2021sensors,
   note    = {verify: title, first names and DOI}
 }"""
 
-#: Built-in methods: (reference url, BibTeX) — used for the leaderboard's links when a record has none.
-METHOD_REFERENCES: dict[str, tuple[str, str]] = {
-    "gradcam": (
-        "https://arxiv.org/abs/1610.02391",
-        "@inproceedings{selvaraju2017gradcam,\n  title = {Grad-CAM: Visual Explanations from Deep Networks via "
-        "Gradient-Based Localization},\n  author = {Selvaraju, Ramprasaath R. and Cogswell, Michael and Das, Abhishek and "
-        "Vedantam, Ramakrishna and Parikh, Devi and Batra, Dhruv},\n  booktitle = {ICCV},\n  year = {2017}\n}",
-    ),
-    "gradcampp": (
-        "https://arxiv.org/abs/1710.11063",
-        "@inproceedings{chattopadhay2018gradcampp,\n  title = {Grad-CAM++: Generalized Gradient-Based Visual "
-        "Explanations for Deep Convolutional Networks},\n  author = {Chattopadhay, Aditya and Sarkar, Anirban and "
-        "Howlader, Prantik and Balasubramanian, Vineeth N.},\n  booktitle = {WACV},\n  year = {2018}\n}",
-    ),
-    "hirescam": (
-        "https://arxiv.org/abs/2011.08891",
-        "@article{draelos2020hirescam,\n  title = {Use HiResCAM instead of Grad-CAM for faithful explanations of "
-        "convolutional neural networks},\n  author = {Draelos, Rachel Lea and Carin, Lawrence},\n  journal = "
-        "{arXiv:2011.08891},\n  year = {2020}\n}",
-    ),
-    "eigengradcam": (
-        "https://arxiv.org/abs/2008.00299",
-        "@inproceedings{muhammad2020eigencam,\n  title = {Eigen-CAM: Class Activation Map using Principal Components},"
-        "\n  author = {Muhammad, Mohammed Bany and Yeasin, Mohammed},\n  booktitle = {IJCNN},\n  year = {2020},\n"
-        "  note = {EigenGrad-CAM is the pytorch-grad-cam variant on gradient-weighted activations}\n}",
-    ),
-    "ablationcam": (
-        "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_"
-        "Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html",
-        "@inproceedings{desai2020ablationcam,\n  title = {Ablation-CAM: Visual Explanations for Deep Convolutional "
-        "Network via Gradient-free Localization},\n  author = {Desai, Saurabh and Ramaswamy, Harish G.},\n"
-        "  booktitle = {WACV},\n  year = {2020}\n}",
-    ),
-    "scorecam": (
-        "https://arxiv.org/abs/1910.01279",
-        "@inproceedings{wang2020scorecam,\n  title = {Score-CAM: Score-Weighted Visual Explanations for "
-        "Convolutional Neural Networks},\n  author = {Wang, Haofan and Wang, Zifan and Du, Mengnan and Yang, Fan and "
-        "Zhang, Zijian and Ding, Sirui and Mardziel, Piotr and Hu, Xia},\n  booktitle = {CVPR Workshops},\n"
-        "  year = {2020}\n}",
-    ),
-    "ig": (
-        "https://arxiv.org/abs/1703.01365",
-        "@inproceedings{sundararajan2017ig,\n  title = {Axiomatic Attribution for Deep Networks},\n  author = "
-        "{Sundararajan, Mukund and Taly, Ankur and Yan, Qiqi},\n  booktitle = {ICML},\n  year = {2017}\n}",
-    ),
-    "gradientshap": (
-        "https://arxiv.org/abs/1705.07874",
-        "@inproceedings{lundberg2017shap,\n  title = {A Unified Approach to Interpreting Model Predictions},\n"
-        "  author = {Lundberg, Scott M. and Lee, Su-In},\n  booktitle = {NeurIPS},\n  year = {2017}\n}",
-    ),
-    "saliency": (
-        "https://arxiv.org/abs/1312.6034",
-        "@article{simonyan2013saliency,\n  title = {Deep Inside Convolutional Networks: Visualising Image "
-        "Classification Models and Saliency Maps},\n  author = {Simonyan, Karen and Vedaldi, Andrea and Zisserman, "
-        "Andrew},\n  journal = {arXiv:1312.6034},\n  year = {2013}\n}",
-    ),
-}
-_OCCLUSION = (
-    "https://arxiv.org/abs/1311.2901",
-    "@inproceedings{zeiler2014visualizing,\n  title = {Visualizing and Understanding Convolutional Networks},\n"
-    "  author = {Zeiler, Matthew D. and Fergus, Rob},\n  booktitle = {ECCV},\n  year = {2014}\n}",
-)
-METHOD_REFERENCES.update({f"occlusion{w}": _OCCLUSION for w in (15, 30, 45)})
-
-
 def cite(*, benchmark: bool = True, dataset: bool = True, study: bool = True, paper: bool = True) -> str:
     """The requested BibTeX entries, separated by blank lines."""
     parts = []
@@ -146,3 +116,45 @@ def bibtex_balanced(text: str) -> bool:
             return False
     entries = re.findall(r"@\w+\{[^,\s]+,", text)
     return depth == 0 and len(entries) == text.count("\n@") + text.startswith("@")
+
+
+def _bib_text(text: Any) -> str:
+    """A value safe inside a BibTeX ``{...}`` field (braces balanced, no newlines)."""
+    out = str(text).replace("\n", " ")
+    return out.replace("{", "(").replace("}", ")")
+
+
+def cite_result(record: dict[str, Any]) -> str:
+    """BibTeX for one exact result: benchmark and protocol version, dataset id, revision and content hash,
+    checkpoint sha256 per (arch, fold), the method (with its file's sha256 or its own citation)."""
+    method, ds = record["method"], record["dataset"]
+    ckpts = [f"{arch} fold {fold} sha256 {c.get('sha256')}" for arch, folds in sorted(record["checkpoints"].items())
+             for fold, c in sorted(folds.items())]
+    where = method["source"] + (f", sha256 {method['sha256']}" if method.get("sha256") else "")
+    fingerprint = json.dumps([record["benchmark_version"], ds.get("sha256"), ckpts, method["name"], method.get("sha256"),
+                              record.get("options")], sort_keys=True)
+    key = "hfus_result_" + re.sub(r"[^0-9A-Za-z]+", "_", method["name"]) + "_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
+    year = str(record.get("timestamp", ""))[:4]
+    headline = "; ".join(
+        f"{arch}: {s['mean']:.3f}" for arch, s in record["metrics"].get("hit_rate@1", {}).items() if s["mean"] is not None)
+    fields = [
+        ("title", f"hfus-xai-bench result: {_bib_text(method['name'])} on {_bib_text(ds['id'])}"),
+        ("author", "{" + _bib_text(method.get("authors") if isinstance(method.get("authors"), str)
+                                   else " and ".join(method.get("authors") or []) or "unknown") + "}"),
+        ("howpublished", f"result record of hfus-xai-bench {record['benchmark_version']} (protocol v{record['protocol_version']})"),
+        ("year", year if year.isdigit() else None),
+        ("note", "; ".join(part for part in (
+            f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, content sha256 {ds.get('sha256')}",
+            "checkpoints: " + ", ".join(ckpts),
+            f"method {_bib_text(method['name'])} ({_bib_text(where)})",
+            f"hit_rate@1 {headline}" if headline else "",
+            f"command: {_bib_text(record['command'])}" if record.get("command") else "",
+            f"recorded {record.get('timestamp', '')}",
+            UNPUBLISHED,
+        ) if part)),
+    ]
+    body = ",\n".join(f"  {name:<12} = {{{value}}}" for name, value in fields if value)
+    parts = [f"@misc{{{key},\n{body}\n}}", benchmark_bibtex(version=record["benchmark_version"])]
+    if method.get("citation"):
+        parts.append(str(method["citation"]).strip())
+    return "\n\n".join(parts) + "\n"

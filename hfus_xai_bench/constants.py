@@ -23,8 +23,32 @@ THRESHOLDS: tuple[int, ...] = tuple(range(50, 100, 5))
 
 NUM_FOLDS = 5
 
+#: Images in the dataset of the study (Mendeley Data 5p7fxjt7vs v1) and in the default synthetic build.
+N_IMAGES = 631
+
+#: The four reference architectures (PROTOCOL §2), in table order, and the short names accepted for them.
+ARCH_NAMES: tuple[str, ...] = ("densenet201", "googlenet", "mobilenet_v2", "resnet101")
+ARCH_ALIASES: dict[str, str] = {
+    "densenet": "densenet201", "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2", "resnet": "resnet101",
+}
+
 #: Name of the embedded default dataset (the synthetic track).
 SYNTH_DATASET = "hfus-synth"
+
+#: Leaderboard folders, relative to a checkout of the repository.
+LEADERBOARD_DIR = "leaderboard"
+LEADERBOARD_ENTRIES_DIR = "leaderboard/entries"
+
+
+def arch_name(name: str) -> str:
+    """The canonical name of an architecture (case-insensitive, ``-`` = ``_``, short aliases accepted)."""
+    from .errors import HfusError
+
+    key = str(name).strip().lower().replace("-", "_")
+    key = ARCH_ALIASES.get(key, key)
+    if key not in ARCH_NAMES:
+        raise HfusError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCH_NAMES)}")
+    return key
 
 
 def cache_dir() -> Path:

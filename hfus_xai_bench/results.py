@@ -1,56 +1,81 @@
-"""The result record (PROTOCOL §6): aggregation over images and folds, provenance, schema, I/O.
+"""The result record (PROTOCOL §6): per-(arch, fold) scores, aggregation over images and folds, schema, I/O.
 
-Layout of ``record["metrics"]``: score key → arch → summary. Headline score keys (each with a
-bootstrap 95 % CI, per fold, per class and correct/incorrect breakdowns):
+The per-image values of one (arch, fold) are a :class:`FoldScores`: ``values`` maps
+``"<metric id>/<value>"`` to a per-image array (what :func:`hfus_xai_bench.scoring.score_fold`
+returns). Everything below iterates over the metric registry (``metrics/registry.py``):
 
-- ``hit_rate@1``, ``hit_rate_binary@1``
-- ``slm_coverage@1/top`` (higher is better), ``slm_coverage@1/bg`` (lower is better)
-- ``confidence@1/dic`` (mean max(0, s0 − s_remove)), ``confidence@1/iic`` (% of images with s_keep > s0)
-
-plus ``mask_iou@1`` (mean IoU per threshold × SLM level) and ``confidence@1/thresholds`` (DiC and
-IiC per mask threshold). Dataset values are means over the evaluated images of one (arch, fold),
-then the mean over folds; the CI resamples images within each fold (1000 resamples, seed 0).
+- ``record["per_image"]``: one row per image with every registry value (column = the value name);
+- ``record["metrics"]``: record key of every output → arch → summary (mean of fold means, a
+  fold-stratified bootstrap 95 % CI (1000 resamples, seed 0), per fold, per class, correct /
+  incorrect) and of every table (e.g. ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
+- the ``metrics`` part of the JSON schema (:func:`schema`) is generated from the registry.
 """
 
 from __future__ import annotations
 
 import json
-import platform
-import sys
-import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION, SLM_LEVELS, THRESHOLDS
+from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION
 from .errors import HfusError
+from .metrics import registry
+from .metrics.stats import fold_bootstrap
 
 if TYPE_CHECKING:
-    import torch
-
-    from .evaluate import FoldRun
     from .explainers.loader import Method
 
 SCHEMA_VERSION = 1
 N_RESAMPLES = 1000
 CI_SEED = 0
 
-#: score key -> (label for tables, direction)
-HEADLINE: dict[str, tuple[str, str]] = {
-    "hit_rate@1": ("HR1", "higher"),
-    "hit_rate_binary@1": ("HR2", "higher"),
-    "slm_coverage@1/top": ("cov top", "higher"),
-    "slm_coverage@1/bg": ("cov bg", "lower"),
-    "confidence@1/dic": ("DiC", "higher"),
-    "confidence@1/iic": ("IiC %", "higher"),
-}
+
+@dataclass
+class FoldScores:
+    """Per-image values of one (arch, fold): ids, classes, failures, and ``values`` (registry keys)."""
+
+    arch: str
+    fold: int
+    checkpoint: dict[str, Any]
+    image_ids: list[str]
+    labels: np.ndarray
+    preds: np.ndarray
+    targets: np.ndarray
+    failed: list[str | None]
+    values: dict[str, np.ndarray]
+    seconds: float = 0.0
+    forward_images: float = 0.0
+    maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def metric_values(self, metric: registry.Metric) -> dict[str, np.ndarray] | None:
+        """``{value name: array}`` of one metric, or None if this fold was not scored with it."""
+        keys = {v.name: metric.key(v) for v in metric.values}
+        if not all(k in self.values for k in keys.values()):
+            return None
+        return {name: self.values[key] for name, key in keys.items()}
+
+    def output(self, key: str) -> np.ndarray:
+        """Per-image values of a reported number, e.g. ``"hit_rate@1"`` or ``"confidence@1/dic"``."""
+        metric, out = registry.output(key)
+        values = self.metric_values(metric)
+        if values is None:
+            raise HfusError(f"{self.arch} fold {self.fold} was not scored with {metric.id}")
+        return per_image_output(out, values)
+
+
+def per_image_output(out: registry.Output, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-image array behind an output: a value, or the output's function of the values."""
+    if isinstance(out.per_image, str) and ":" not in out.per_image:
+        return np.asarray(values[out.per_image], dtype=np.float64)
+    return np.asarray(registry.resolve(out.per_image)(values), dtype=np.float64)
 
 
 def _f(value: float) -> float | None:
@@ -59,25 +84,14 @@ def _f(value: float) -> float | None:
     return None if not np.isfinite(value) else value
 
 
-def fold_bootstrap(per_fold: Sequence[np.ndarray], n_resamples: int = N_RESAMPLES, seed: int = CI_SEED) -> tuple[float, float]:
-    """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
-
-    With a single fold this is exactly :func:`hfus_xai_bench.metrics.bootstrap_ci`.
-    """
-    from .metrics import bootstrap_ci
-
-    finite = [v[np.isfinite(v)] for v in per_fold]
-    finite = [v for v in finite if v.size]
-    if len(finite) <= 1:
-        ci = bootstrap_ci(finite[0] if finite else np.array([]), n_resamples=n_resamples, seed=seed)
-        return float(ci.low), float(ci.high)
-    rng = np.random.default_rng(seed)
-    means = np.mean([v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1) for v in finite], axis=0)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def _json_array(value: Any) -> Any:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return _f(arr)
+    return [_json_array(x) for x in arr]
 
 
-def summarize(runs: Sequence[FoldRun], values: Sequence[np.ndarray]) -> dict[str, Any]:
+def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[str, Any]:
     """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
     per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
     from .metrics import summarize as summarize_images
@@ -89,7 +103,7 @@ def summarize(runs: Sequence[FoldRun], values: Sequence[np.ndarray]) -> dict[str
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
         "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in fold_bootstrap(values)],
+        "ci95": [_f(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -99,46 +113,7 @@ def summarize(runs: Sequence[FoldRun], values: Sequence[np.ndarray]) -> dict[str
     }
 
 
-def _headline_values(run: FoldRun) -> dict[str, np.ndarray]:
-    from .metrics import drop_in_confidence, increase_in_confidence
-
-    return {
-        "hit_rate@1": run.hr1,
-        "hit_rate_binary@1": run.hr2,
-        "slm_coverage@1/top": run.cov_top,
-        "slm_coverage@1/bg": run.cov_bg,
-        "confidence@1/dic": drop_in_confidence(run.s0, run.s_remove),
-        "confidence@1/iic": 100.0 * increase_in_confidence(run.s0, run.s_keep),
-    }
-
-
-def _nanmean0(stack: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, reported as null
-        return np.nanmean(stack, axis=0)
-
-
-def _threshold_tables(runs: Sequence[FoldRun]) -> tuple[dict, dict]:
-    from .metrics import drop_in_confidence, increase_in_confidence
-
-    iou_folds = [_nanmean0(run.iou) for run in runs]
-    dic_folds = [_nanmean0(drop_in_confidence(run.s0, run.s_remove_t)) for run in runs]
-    iic_folds = [_nanmean0(100.0 * increase_in_confidence(run.s0, run.s_keep_t)) for run in runs]
-    iou = {
-        "thresholds": list(THRESHOLDS),
-        "levels": list(SLM_LEVELS),
-        "mean": [[_f(x) for x in row] for row in _nanmean0(np.stack(iou_folds))],
-        "n_nan": [[int(x) for x in row] for row in sum((~np.isfinite(run.iou)).sum(0) for run in runs)],
-    }
-    conf = {
-        "thresholds": list(THRESHOLDS),
-        "dic": [_f(x) for x in _nanmean0(np.stack(dic_folds))],
-        "iic": [_f(x) for x in _nanmean0(np.stack(iic_folds))],
-    }
-    return iou, conf
-
-
-def _classification(runs: Sequence[FoldRun]) -> dict[str, Any]:
+def _classification(runs: Sequence[FoldScores]) -> dict[str, Any]:
     from .metrics import classification_report
 
     def report(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
@@ -151,7 +126,7 @@ def _classification(runs: Sequence[FoldRun]) -> dict[str, Any]:
     return {**summary, "per_fold": per_fold}
 
 
-def _counts(runs: Sequence[FoldRun]) -> dict[str, Any]:
+def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
     reasons = [r for run in runs for r in run.failed if r is not None]
     kinds = Counter(r.split(":", 1)[0] for r in reasons)
     examples: dict[str, str] = {}
@@ -167,74 +142,47 @@ def _counts(runs: Sequence[FoldRun]) -> dict[str, Any]:
     }
 
 
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib_metadata.version(name)
-    except importlib_metadata.PackageNotFoundError:
-        return None
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware that produced a result."""
-    import torch
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    return {
-        "hfus_xai_bench": BENCHMARK_VERSION,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "grad_cam": _package_version("grad-cam"),
-        "captum": _package_version("captum"),
-        "device": str(device),
-        "device_name": name,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def per_image_rows(runs: Sequence[FoldRun]) -> list[dict[str, Any]]:
-    """One row per image: ids, classes, failure reason and every per-image value."""
+def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
+    """One row per image: ids, classes, failure reason and every per-image registry value it was scored with."""
     rows = []
+    metrics = [(m, [v.name for v in m.values]) for m in registry.METRICS.values()]
     for run in runs:
+        present = [(names, vals) for m, names in metrics if (vals := run.metric_values(m)) is not None]
         for i, image_id in enumerate(run.image_ids):
-            rows.append(
-                {
-                    "arch": run.arch,
-                    "fold": run.fold,
-                    "image_id": image_id,
-                    "label": int(run.labels[i]),
-                    "pred": int(run.preds[i]),
-                    "target": int(run.targets[i]),
-                    "failed": run.failed[i],
-                    "hr1": _f(run.hr1[i]),
-                    "hr2": _f(run.hr2[i]),
-                    "cov_top": _f(run.cov_top[i]),
-                    "cov_bg": _f(run.cov_bg[i]),
-                    "s0": _f(run.s0[i]),
-                    "s_keep": _f(run.s_keep[i]),
-                    "s_remove": _f(run.s_remove[i]),
-                    "s_keep_t": [_f(x) for x in run.s_keep_t[i]],
-                    "s_remove_t": [_f(x) for x in run.s_remove_t[i]],
-                    "iou": [[_f(x) for x in row] for row in run.iou[i]],
-                }
-            )
+            row: dict[str, Any] = {
+                "arch": run.arch,
+                "fold": run.fold,
+                "image_id": image_id,
+                "label": int(run.labels[i]),
+                "pred": int(run.preds[i]),
+                "target": int(run.targets[i]),
+                "failed": run.failed[i],
+            }
+            for names, vals in present:
+                for name in names:
+                    row[name] = _json_array(vals[name][i])
+            rows.append(row)
     return rows
 
 
-def aggregate(runs: Sequence[FoldRun]) -> dict[str, Any]:
-    """``metrics``, ``classification``, ``counts`` and ``cost`` sections, per arch."""
-    by_arch: dict[str, list[FoldRun]] = {}
+def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
+    """``metrics``, ``classification``, ``counts`` and ``cost`` sections, per arch (registry order)."""
+    by_arch: dict[str, list[FoldScores]] = {}
     for run in runs:
         by_arch.setdefault(run.arch, []).append(run)
-    metrics: dict[str, dict[str, Any]] = {key: {} for key in HEADLINE}
-    metrics["mask_iou@1"], metrics["confidence@1/thresholds"] = {}, {}
+    metrics: dict[str, dict[str, Any]] = {}
     classification, counts, cost = {}, {}, {}
+    for metric in registry.METRICS.values():
+        for arch, arch_runs in by_arch.items():
+            per_fold = [run.metric_values(metric) for run in arch_runs]
+            if any(v is None for v in per_fold):
+                continue
+            for out in metric.outputs:
+                values = [per_image_output(out, v) for v in per_fold]
+                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values)
+            for table in metric.tables:
+                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
     for arch, arch_runs in by_arch.items():
-        values = [_headline_values(run) for run in arch_runs]
-        for key in HEADLINE:
-            metrics[key][arch] = summarize(arch_runs, [v[key] for v in values])
-        metrics["mask_iou@1"][arch], metrics["confidence@1/thresholds"][arch] = _threshold_tables(arch_runs)
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)
         n = sum(len(run.image_ids) for run in arch_runs)
@@ -271,47 +219,60 @@ class Result:
         validate(record, source=str(path))
         return cls(record)
 
-    def headline(self, key: str = "hit_rate@1", arch: str | None = None) -> float | None:
-        """The mean of a headline score (first arch if none is given)."""
+    def headline(self, key: str = registry.HEADLINE, arch: str | None = None) -> float | None:
+        """The mean of a reported score (default: the headline ``hit_rate@1``; first arch if none is given)."""
+        if key not in self.record["metrics"]:
+            registry.output(key)  # an unknown key is an error that lists the known ones
+            raise HfusError(f"this record has no {key!r} (made before the metric existed?)")
         per_arch = self.record["metrics"][key]
         return per_arch[arch or next(iter(per_arch))]["mean"]
 
     def summary_table(self) -> str:
-        """A readable table: one row per arch with the headline scores, CIs, counts and cost."""
+        """A readable table: one row per arch with every column of the registry (mean [CI]), counts and cost."""
         from tabulate import tabulate
 
+        cols = [(key, out) for key, _, out in registry.columns() if key in self.record["metrics"]]
         rows = []
         for arch in self.record["options"]["models"]:
             counts = self.record["counts"][arch]
             row = [arch, f"{counts['n_evaluated']}/{counts['n_images']}", f"{self.record['classification'][arch]['accuracy']:.3f}"]
-            for key in HEADLINE:
-                s = self.record["metrics"][key][arch]
-                row.append(_fmt(s["mean"], s["ci95"]))
+            for key, _out in cols:
+                s = self.record["metrics"][key].get(arch)
+                row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))
             row.append(f"{self.record['cost'][arch]['seconds_per_image']:.3f}")
             rows.append(row)
-        headers = ["arch", "evaluated", "acc", *(label for label, _ in HEADLINE.values()), "s/img"]
+        headers = ["arch", "evaluated", "acc", *(out.label for _, out in cols), "s/img"]
         return tabulate(rows, headers=headers, disable_numparse=True)
 
 
-def _fmt(mean: float | None, ci: Sequence[float | None]) -> str:
+def format_score(mean: float | None, ci: Sequence[float | None], digits: int = 3) -> str:
+    """``mean [low, high]`` (``n/a`` for a missing mean; the mean alone without a CI)."""
     if mean is None:
         return "n/a"
     if ci[0] is None or ci[1] is None:
-        return f"{mean:.3f}"
-    return f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def method_record(method: Method) -> dict[str, Any]:
+    """``record["method"]``: name, source, kind, the METADATA it declares, and the file's sha256 (file methods)."""
+    meta = {k: v for k, v in method.metadata.items() if k not in ("name", "kind")}
+    out = {"name": method.name, "source": method.source, "kind": method.kind, **meta}
+    if method.sha256 is not None:
+        out["sha256"] = method.sha256
+    return out
 
 
 def build_result(
     method: Method,
-    runs: Sequence[FoldRun],
+    runs: Sequence[FoldScores],
     *,
     options: dict[str, Any],
     dataset: dict[str, Any],
-    device: torch.device,
+    environment: dict[str, Any],
     command: str | None = None,
 ) -> Result:
-    """Assemble the full record from the per-(arch, fold) runs."""
-    meta = {k: v for k, v in method.metadata.items() if k != "name"}
+    """Assemble the full record from the per-(arch, fold) scores."""
     checkpoints: dict[str, dict[str, Any]] = {}
     for run in runs:
         checkpoints.setdefault(run.arch, {})[str(run.fold)] = run.checkpoint
@@ -319,12 +280,12 @@ def build_result(
         "schema_version": SCHEMA_VERSION,
         "benchmark_version": BENCHMARK_VERSION,
         "protocol_version": PROTOCOL_VERSION,
-        "method": {"name": method.name, "source": method.source, "kind": method.kind, **meta},
+        "method": method_record(method),
         "options": options,
         "dataset": dataset,
         "checkpoints": checkpoints,
         **aggregate(runs),
-        "environment": environment(device),
+        "environment": environment,
         "command": command,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "maps_file": None,
@@ -342,10 +303,34 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def schema(name: str = "result") -> dict[str, Any]:
-    """A JSON schema shipped with the package (``schemas/<name>.schema.json``)."""
+SCHEMA_NAMES = ("result", "entry")
+
+
+def schema_file(name: str = "result") -> dict[str, Any]:
+    """A JSON schema file as shipped with the package (``schemas/<name>.schema.json``)."""
+    if name not in SCHEMA_NAMES:
+        raise HfusError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
     text = resources.files("hfus_xai_bench").joinpath("schemas", f"{name}.schema.json").read_text()
     return json.loads(text)
+
+
+def schema(name: str = "result") -> dict[str, Any]:
+    """The JSON schema records (or leaderboard entries) are validated with: the shipped file, its
+    ``metrics`` section generated from the metric registry (so a newly registered metric is part of it)."""
+    out = schema_file(name)
+    out["properties"]["metrics"] = registry.metrics_schema()
+    return out
+
+
+def write_schema_files(folder: str | Path | None = None) -> list[Path]:
+    """Rewrite the ``metrics`` section of the shipped schema files from the registry (after adding a metric)."""
+    base = Path(folder) if folder is not None else Path(str(resources.files("hfus_xai_bench").joinpath("schemas")))
+    written = []
+    for name in SCHEMA_NAMES:
+        path = base / f"{name}.schema.json"
+        path.write_text(json.dumps(schema(name), indent=1, ensure_ascii=False) + "\n")
+        written.append(path)
+    return written
 
 
 def validate(record: dict[str, Any], source: str = "result", name: str = "result") -> None:

@@ -1,21 +1,21 @@
-"""Submissions: ``hfus-bench submit`` (prepare ``submissions/<method>/``) and ``hfus-bench verify`` (re-score it).
+"""Submissions: :func:`submit` (prepare ``submissions/<method>/``) and :func:`verify_submission` (re-score one).
 
 A submission folder holds ``method.py``, ``README.md``, ``result.json`` (the full record, per_image
 included) and ``maps.npz`` (the uint8 m255 maps; its sha256 is in the record).
 
-``verify`` re-scores the saved maps with the current metric code on the dataset revision the record
-names and rebuilds the record's aggregates with the runner's own :func:`results.aggregate` on
-reconstructed :class:`evaluate.FoldRun` s. Tolerances:
+``verify`` re-scores the saved maps with the scoring core on the dataset revision the record names,
+for every registry metric the record carries, and re-aggregates the record with the runner's own
+:func:`results.aggregate`. Tolerances:
 
-- hashes (maps file, dataset shards, checkpoint weights) and counts: exact;
-- map-only numbers (Hit Rate, coverage, mask IoU) and everything aggregated from the per-image values:
-  ``MAP_ATOL`` = 1e-6 absolute;
-- model outputs (confidence s0 / s_keep / s_remove and per threshold), re-computed on CPU through the
-  checkpoint whose sha256 the record names: ``CONF_RTOL`` = 1e-4 relative (absolute below magnitude 1);
-  predictions: exact. With ``confidence_limit`` only the first N evaluated images of each (arch, fold)
-  are re-run through the model (CI uses this to stay fast); the other images keep their recorded values.
-- ``--rerun``: the method is run again on the first ``rerun_limit`` test images per (arch, fold); each
-  map must have ≥ 99 % identical m255 pixels or differ by at most 1 level everywhere.
+- hashes (maps file, dataset content, checkpoint weights) and counts: exact;
+- maps-only metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, ...) and everything aggregated
+  from the per-image values: ``MAP_ATOL`` = 1e-6 absolute;
+- model-based metrics (``needs="model"``: confidence, ...), re-computed through the checkpoint whose
+  sha256 the record names: ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1); predictions:
+  exact. With ``limit`` only the first N evaluated images of each (arch, fold) go through the model
+  (CI uses this to stay fast); the other images keep their recorded values.
+- ``rerun``: the method is run again (on the first ``limit`` test images per (arch, fold), default
+  ``RERUN_DEFAULT_LIMIT``); each map must have ≥ 99 % identical m255 pixels or differ by at most 1 level.
 """
 
 from __future__ import annotations
@@ -23,25 +23,27 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import SYNTH_DATASET, THRESHOLDS
 from .errors import HfusError
+from .explainers.contract import AGREE_MAX_DIFF, AGREE_MIN_IDENTICAL, maps_agree
 from .hashing import sha256_file
+from .metrics import registry
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .results import FoldScores, Result
 
 MAP_ATOL = 1e-6
-CONF_RTOL = 1e-4
-RERUN_MIN_IDENTICAL = 0.99
-RERUN_MAX_DIFF = 1
+MODEL_RTOL = 1e-4
+RERUN_DEFAULT_LIMIT = 4
 SUBMISSION_FILES = ("method.py", "README.md", "result.json", "maps.npz")
-_CONF_FIELDS = ("s0", "s_keep", "s_remove", "s_keep_t", "s_remove_t")
 
 
 @dataclass
@@ -107,8 +109,14 @@ def diff(recorded: Any, recomputed: Any, path: str, rtol: Callable[[str], float 
     return [f"{path}: recorded {recorded!r}, recomputed {recomputed!r} (tolerance {what})"]
 
 
-def _conf_tol(path: str) -> float | None:
-    return CONF_RTOL if any(f"/{f}" in path for f in _CONF_FIELDS) else None
+def _model_tol(model_values: set[str]) -> Callable[[str], float | None]:
+    """Relative tolerance for per-image fields of model-based metrics, absolute elsewhere."""
+
+    def tol(path: str) -> float | None:
+        field_name = path.rsplit("/", 1)[-1].split("[", 1)[0]
+        return MODEL_RTOL if field_name in model_values else None
+
+    return tol
 
 
 # ------------------------------------------------------------------------------- model access
@@ -143,6 +151,29 @@ def _rows_to_float(rows: list[dict[str, Any]], key: str, shape: tuple[int, ...])
     return out
 
 
+def recorded_metrics(record: dict[str, Any]) -> tuple[list[registry.Metric], list[registry.Metric]]:
+    """(registry metrics whose per-image values the record carries, registry metrics it lacks)."""
+    first = record["per_image"][0] if record["per_image"] else {}
+    have, lack = [], []
+    for m in registry.METRICS.values():
+        (have if all(v.name in first for v in m.values) else lack).append(m)
+    return have, lack
+
+
+def _compare(where: str, first: int, sel: np.ndarray, recorded: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
+             rtol: float) -> list[str]:
+    mismatches = []
+    for name, values in fresh.items():
+        rec = recorded[name][sel]
+        new = values[sel]
+        off = ~((np.abs(rec - new) <= rtol * np.maximum(1.0, np.abs(new))) | (np.isnan(rec) & np.isnan(new)))
+        if off.any():
+            pos = np.argwhere(off)[0]
+            mismatches.append(f"per_image[{first + sel[pos[0]]}].{name}: recorded {rec[tuple(pos)]!r}, "
+                              f"recomputed {new[tuple(pos)]!r} (tolerance {rtol:g} relative)")
+    return mismatches
+
+
 def rescore(
     record: dict[str, Any],
     maps: dict[str, np.ndarray],
@@ -150,19 +181,29 @@ def rescore(
     report: VerifyReport,
     *,
     check_model: bool = True,
-    confidence_limit: int | None = None,
-    device: str = "cpu",
-) -> list[Any]:
-    """Rebuild the runner's FoldRuns from the saved maps + the dataset (+ the model); checks go to ``report``."""
+    limit: int | None = None,
+    device: str = "auto",
+) -> list[FoldScores]:
+    """Re-score the saved maps (+ the dataset, + the model) with the scoring core; checks go to ``report``.
+
+    Returns the per-(arch, fold) scores: maps-only metrics recomputed, model-based metrics as recorded
+    (after re-checking them through the model on the first ``limit`` evaluated images).
+    """
     import torch
 
-    from .data import hub
-    from .evaluate import FoldRun
-    from .metrics import confidence_change, hit_rate, mask_iou, slm_coverage
+    from .data.dataset import fold_arrays
+    from .metrics.inputs import ScoringConfig, ScoringInputs
+    from .results import FoldScores
+    from .runtime import resolve_device
+    from .scoring import score_fold
 
-    options, dataset_id = record["options"], record["dataset"]["id"]
+    options = record["options"]
+    config = ScoringConfig.from_options(options)
+    dev = resolve_device(device)
+    have, _ = recorded_metrics(record)
+    map_metrics = [m for m in have if m.needs == "maps"]
+    model_metrics = [m for m in have if m.needs == "model"]
     runs = []
-    nt = len(THRESHOLDS)
     for (arch, fold), indexed in _groups(record["per_image"]).items():
         where = f"{arch} fold {fold}"
         rows = [r for _, r in indexed]
@@ -177,18 +218,17 @@ def rescore(
         if saved_ids != ids or m255.shape[0] != len(ids) or m255.dtype != np.uint8:
             report.add(f"maps.npz/{key}__image_ids", False, "images or order differ from result.json per_image")
             continue
-        test = hub.fold_arrays(ds, fold, "test")
+        test = fold_arrays(ds, fold, "test")
         index = {image_id: i for i, image_id in enumerate(test.image_ids)}
         missing = [i for i in ids if i not in index]
         if missing:
             report.add(f"per_image[{first}].image_id", False, f"{len(missing)} image(s) not in test fold {fold}, e.g. {missing[0]}")
             continue
         idx = np.array([index[i] for i in ids])
-        labels = test.labels[idx]
+        labels = test.labels[idx].astype(np.int64)
         bad = np.flatnonzero(labels != np.array([r["label"] for r in rows]))
         if bad.size:
             report.add(f"per_image[{first + bad[0]}].label", False, f"dataset says {labels[bad[0]]}")
-        slms = test.slms[idx]
         failed = [r["failed"] for r in rows]
         ok = np.array([f is None for f in failed])
         peak = m255.reshape(len(ids), -1).max(1) > 0
@@ -197,23 +237,18 @@ def rescore(
             report.add(f"per_image[{first + bad[0]}].failed", False, "an evaluated image has an all-zero map (empty_map)")
         preds = np.array([r["pred"] for r in rows], np.int64)
         targets = np.array([r["target"] for r in rows], np.int64)
-        nan = np.full(len(ids), np.nan)
-        hr1, hr2, cov_top, cov_bg = nan.copy(), nan.copy(), nan.copy(), nan.copy()
-        iou = np.full((len(ids), nt, 5), np.nan)
-        if ok.any():
-            hr1[ok], hr2[ok] = hit_rate(m255[ok], slms[ok])
-            cov_top[ok], cov_bg[ok] = slm_coverage(m255[ok], slms[ok])
-            iou[ok] = mask_iou(m255[ok], slms[ok], thresholds=THRESHOLDS)
-        conf = {k: _rows_to_float(rows, k, (nt,) if k.endswith("_t") else ()) for k in _CONF_FIELDS}
+        inputs = ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels, targets=targets, ok=ok)
+        values = score_fold(inputs, map_metrics, config=config)
+        recorded = {m.key(v): _rows_to_float(rows, v.name, v.dims(config.thresholds)) for m in model_metrics for v in m.values}
         if check_model:
             sha = record["checkpoints"].get(arch, {}).get(str(fold), {}).get("sha256")
             try:
-                model = load_checkpoint_model(arch, fold, sha, dataset_id, device)
+                model = load_checkpoint_model(arch, fold, sha, record["dataset"]["id"], str(dev))
             except HfusError as err:
                 report.add(f"checkpoints/{arch}/{fold}/sha256", False, str(err))
                 model = None
             if model is not None:
-                images = torch.from_numpy(test.images[idx]).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+                images = torch.from_numpy(test.images[idx]).permute(0, 3, 1, 2).float().div_(255.0).to(dev)
                 with torch.inference_mode():
                     new_preds = torch.cat([model(images[s:s + 32]).argmax(1) for s in range(0, len(ids), 32)]).cpu().numpy()
                 bad = np.flatnonzero(new_preds != preds)
@@ -224,46 +259,39 @@ def rescore(
                 bad = np.flatnonzero(expected_targets != targets)
                 if bad.size:
                     report.add(f"per_image[{first + bad[0]}].target", False, f"expected {expected_targets[bad[0]]}")
-                sel = np.flatnonzero(ok)[: confidence_limit if confidence_limit is not None else None]
-                if sel.size:
-                    res = confidence_change(model, images[sel], torch.from_numpy(m255[sel]).to(device),
-                                            torch.from_numpy(targets[sel]).to(device), unit=options["confidence"],
-                                            thresholds=THRESHOLDS)
-                    new = {"s0": res.s0, "s_keep": res.s_keep, "s_remove": res.s_remove,
-                           "s_keep_t": res.s_keep_t, "s_remove_t": res.s_remove_t}
-                    mismatches = []
-                    for k, values in new.items():
-                        rec = conf[k][sel]
-                        tol = CONF_RTOL * np.maximum(1.0, np.abs(values))
-                        off = ~(np.abs(rec - values) <= tol)
-                        if off.any():
-                            pos = np.argwhere(off)[0]
-                            mismatches.append(f"per_image[{first + sel[pos[0]]}].{k}: recorded {rec[tuple(pos)]!r}, "
-                                              f"recomputed {values[tuple(pos)]!r} (tolerance {CONF_RTOL:g} relative)")
-                    report.add(f"{where}: confidence ({sel.size} images)", not mismatches, "; ".join(mismatches[:3]))
-        runs.append(FoldRun(
+                sel = np.flatnonzero(ok)[: limit if limit is not None else None]
+                if sel.size and model_metrics:
+                    subset = np.zeros(len(ids), bool)
+                    subset[sel] = True
+                    fresh = score_fold(ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels,
+                                                     targets=targets, ok=subset, model=model, images=images),
+                                       model_metrics, config=config)
+                    mismatches = _compare(where, first, sel, recorded, fresh, MODEL_RTOL)
+                    names = ", ".join(m.id for m in model_metrics)
+                    report.add(f"{where}: {names} ({sel.size} images)", not mismatches, "; ".join(mismatches[:3]))
+        values.update(recorded)
+        runs.append(FoldScores(
             arch=arch, fold=fold, checkpoint=record["checkpoints"].get(arch, {}).get(str(fold), {}),
-            image_ids=ids, labels=labels.astype(np.int64), preds=preds, targets=targets, failed=failed,
-            hr1=hr1, hr2=hr2, cov_top=cov_top, cov_bg=cov_bg, iou=iou,
-            s0=conf["s0"], s_keep=conf["s_keep"], s_remove=conf["s_remove"],
-            s_keep_t=conf["s_keep_t"], s_remove_t=conf["s_remove_t"],
-            seconds=0.0, forward_images=0, maps=m255,
+            image_ids=ids, labels=labels, preds=preds, targets=targets, failed=failed, values=values, maps=m255,
         ))
     return runs
+
+
+def _first_problems(problems: list[str]) -> str:
+    return "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
 
 
 def verify_submission(
     folder: str | Path,
     *,
     check_model: bool = True,
-    confidence_limit: int | None = None,
+    limit: int | None = None,
     rerun: bool = False,
-    rerun_limit: int = 4,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
 ) -> VerifyReport:
     """Check a submission folder: files, hashes, dataset revision, re-scored numbers (see the module doc)."""
-    from .data import hub
+    from .data.dataset import dataset_provenance, load_dataset
     from .results import Result, aggregate, per_image_rows
 
     folder = Path(folder)
@@ -289,8 +317,8 @@ def verify_submission(
 
     ds_rec = record["dataset"]
     try:
-        ds = hub.load_dataset(ds_rec["id"], revision=ds_rec["revision"])
-        prov = hub.dataset_provenance(ds)
+        ds = load_dataset(ds_rec["id"], revision=ds_rec["revision"])
+        prov = dataset_provenance(ds)
     except HfusError as err:
         report.add("dataset.revision", False, f"cannot load {ds_rec['id']} at revision {ds_rec['revision']}: {err}")
         return report
@@ -300,9 +328,13 @@ def verify_submission(
     if not all(ok for name, ok, _ in report.checks if name.startswith("dataset.")):
         return report
 
+    have, lack = recorded_metrics(record)
+    for m in lack:
+        report.add(f"{m.id}: not in the record", not m.required,
+                   "recorded before this metric existed" if not m.required else "a required metric is missing")
     with np.load(folder / "maps.npz", allow_pickle=False) as npz:
         maps = {k: npz[k] for k in npz.files}
-    runs = rescore(record, maps, ds, report, check_model=check_model, confidence_limit=confidence_limit, device=device)
+    runs = rescore(record, maps, ds, report, check_model=check_model, limit=limit, device=device)
     if not runs:
         return report
     for run in runs:  # cost is measured, not recomputable: carry the recorded value through
@@ -310,29 +342,27 @@ def verify_submission(
         fpi = record["cost"][run.arch]["forward_images_per_image"] or 0.0
         run.seconds, run.forward_images = spi * len(run.image_ids), fpi * len(run.image_ids)
     rows = per_image_rows(runs)
-    problems = diff(record["per_image"], rows, "per_image", _conf_tol)
-    report.add("per_image values", not problems, "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
-    # aggregate the recorded per-image model outputs (checked above) with the recomputed map metrics
+    model_values = {v.name for m in have if m.needs == "model" for v in m.values}
+    problems = diff(record["per_image"], rows, "per_image", _model_tol(model_values))
+    report.add("per_image values", not problems, _first_problems(problems))
+    # aggregate the recorded model-based values (checked above) with the recomputed maps-only values
     agg = json.loads(json.dumps(aggregate(runs), default=float))
     for section in ("metrics", "classification", "counts"):
         problems = diff(record[section], agg[section], section)
-        report.add(f"{section} (re-aggregated)", not problems,
-                   "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
+        report.add(f"{section} (re-aggregated)", not problems, _first_problems(problems))
     if rerun:
-        _rerun(folder, record, maps, report, rerun_limit, device, progress)
+        _rerun(folder, record, maps, report, RERUN_DEFAULT_LIMIT if limit is None else limit, device, progress)
     return report
 
 
 def _rerun(folder: Path, record: dict[str, Any], maps: dict[str, np.ndarray], report: VerifyReport, limit: int,
            device: str, progress: bool) -> None:
-    from .evaluate import evaluate
+    from .config import RunConfig
+    from .runner import evaluate
 
-    o = record["options"]
+    config = RunConfig.from_record(record, limit=limit, device=device)
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(folder / "method.py", dataset=record["dataset"]["id"], revision=record["dataset"]["revision"],
-                          models=o["models"], folds=o["folds"], limit=limit, target=o["target"], sign=o["sign"],
-                          confidence=o["confidence"], device=device, seed=o["seed"], out=tmp, save_maps_file=True,
-                          figure=False, progress=progress)
+        result = evaluate(folder / "method.py", config, out=tmp, save_maps=True, figure=False, progress=progress)
         with np.load(Path(tmp) / result.record["maps_file"]["path"]) as npz:
             fresh = {k: npz[k] for k in npz.files}
     for key in sorted(k for k in fresh if k.endswith("__maps")):
@@ -342,14 +372,10 @@ def _rerun(folder: Path, record: dict[str, Any], maps: dict[str, np.ndarray], re
         if not all(i in old_ids for i in ids):
             report.add(f"rerun {stem}", False, "re-run images are not in the submitted maps")
             continue
-        old = maps[key][[old_ids[i] for i in ids]].astype(np.int16)
-        new = fresh[key].astype(np.int16)
-        d = np.abs(old - new).reshape(len(ids), -1)
-        same = (d == 0).mean(1)
-        good = (same >= RERUN_MIN_IDENTICAL) | (d.max(1) <= RERUN_MAX_DIFF)
+        good, same, worst = maps_agree(maps[key][[old_ids[i] for i in ids]], fresh[key])
         report.add(f"rerun {stem} ({len(ids)} maps)", bool(good.all()),
-                   f"min identical pixels {same.min():.4f}, max level difference {int(d.max())} "
-                   f"(need ≥ {RERUN_MIN_IDENTICAL:.0%} identical or ≤ {RERUN_MAX_DIFF} level)")
+                   f"min identical pixels {same.min():.4f}, max level difference {int(worst.max())} "
+                   f"(need ≥ {AGREE_MIN_IDENTICAL:.0%} identical or ≤ {AGREE_MAX_DIFF} level)")
 
 
 # ------------------------------------------------------------------------------------ submit
@@ -394,7 +420,7 @@ README_TEMPLATE = """# {name}
 
 def _fmt_hr1(record: dict[str, Any]) -> str:
     parts = []
-    for arch, s in record["metrics"]["hit_rate@1"].items():
+    for arch, s in record["metrics"][registry.HEADLINE].items():
         mean, (lo, hi) = s["mean"], s["ci95"]
         parts.append(f"{arch}: " + ("n/a" if mean is None else f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")))
     return "; ".join(parts)
@@ -432,42 +458,45 @@ CHECKLIST = """Before opening the pull request (see CONTRIBUTING.md):
 
 def submit(
     method: str | Path,
+    config: RunConfig | None = None,
     *,
     out: str | Path | None = None,
-    dataset: str = SYNTH_DATASET,
-    models: str = "mobilenet_v2",
-    folds: str = "0",
-    device: str = "auto",
-    batch_size: int | None = None,
     progress: bool = True,
-) -> Path:
-    """Run ``hfus-bench check`` and ``evaluate --save-maps`` on a method file and write ``submissions/<name>/``."""
-    from .check import check_method
-    from .evaluate import evaluate
-    from .explainers.loader import load_file
+    command: str | None = None,
+    **options: Any,
+) -> tuple[Path, Result]:
+    """Run the contract check and ``evaluate --save-maps`` on a method file and write ``submissions/<name>/``.
 
+    ``config`` / ``options`` as for :func:`hfus_xai_bench.runner.evaluate`. ``command``: what the record
+    names as its command (the CLI passes its argv; by default the equivalent ``hfus-bench submit`` line).
+    Returns the folder and the result.
+    """
+    from .check import check_method
+    from .config import RunConfig
+    from .explainers.loader import load_file
+    from .runner import evaluate
+
+    if config is None:
+        config = RunConfig.build(**options)
+    elif options:
+        config = config.replace(**options)
     file = Path(method)
     loaded = load_file(file)
     folder = Path(out) if out is not None else Path("submissions") / loaded.name
     if folder.exists() and any(folder.iterdir()):
         raise HfusError(f"{folder} already exists and is not empty; remove it or pass --out")
-    check = check_method(loaded, device="cpu")
+    check = check_method(loaded, arch=config.models[0], device="cpu")
     if not check.ok:
-        raise HfusError(f"`hfus-bench check {file}` failed; fix the method first:\n{check.render()}")
-    if sys.argv[1:2] == ["submit"]:
-        command = "hfus-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    else:
-        command = (f"hfus-bench submit {shlex.quote(str(file))} --dataset {shlex.quote(dataset)} --models {models} "
-                   f"--folds {folds} --device {device}")
+        failed = "; ".join(text for passed, text in check.lines if not passed)
+        raise HfusError(f"`hfus-bench check {file}` failed ({failed}); fix the method first")
+    if command is None:
+        command = shlex.join(["hfus-bench", "submit", str(file), *config.cli_args()])
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(loaded, dataset=dataset, models=models, folds=folds, device=device, batch_size=batch_size,
-                          out=tmp, save_maps_file=True, figure=False, progress=progress, command=command)
+        result = evaluate(loaded, config, out=tmp, save_maps=True, figure=False, progress=progress, command=command)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / result.record["maps_file"]["path"], folder / "maps.npz")
     result.record["maps_file"]["path"] = "maps.npz"
     result.save(folder / "result.json")
     shutil.copyfile(file, folder / "method.py")
     (folder / "README.md").write_text(fill_readme(result.record))
-    print(result.summary_table())
-    print(CHECKLIST.format(readme=folder / "README.md", folder=folder))
-    return folder
+    return folder, result

@@ -223,7 +223,7 @@ def test_eval_mode_frozen_params_restored() -> None:
 def test_user_errors() -> None:
     model = _TinyNet().eval()
     ctx = _context("tiny", model)
-    with pytest.raises(HfusError, match="one target per image"):
+    with pytest.raises(HfusError, match="one target class per image"):
         A.Saliency(model, ctx)(_images(2, 32, 32), torch.tensor([0]))
     with pytest.raises(HfusError, match="smaller than the occlusion window"):
         A.Occlusion45(model, ctx)(_images(1, 32, 32), torch.tensor([0]))

@@ -38,9 +38,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..constants import CLASSES, IMAGE_SIZE, NUM_FOLDS, SYNTH_DATASET, cache_dir
+from ..constants import CLASSES, IMAGE_SIZE, N_IMAGES, NUM_FOLDS, SYNTH_DATASET, cache_dir
 from ..errors import HfusError
 from ..hashing import sha256_file
+from ..runtime import hub_offline
+from .folds import split_folds
 
 if TYPE_CHECKING:
     import datasets
@@ -49,7 +51,7 @@ _PROV_PREFIX = "hfus-xai-bench provenance: "
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 REQUIRED_COLUMNS = ("image_id", "image", "label", "slm", "fold", "group_id")
 #: Images in the default synthetic build (tests may lower it to build a tiny cache).
-SYNTH_N = 631
+SYNTH_N = N_IMAGES
 SYNTH_SEED = 0
 #: Processes for the synthetic build (None = all cores; tests use 1 for tiny builds).
 SYNTH_WORKERS: int | None = None
@@ -128,7 +130,7 @@ def _ensure_synth(version: str) -> Path:
     from .synth import INFO_NAME, generate_archive
 
     revision = synth_revision(version)
-    golden = load_golden(revision) if SYNTH_N == 631 else None  # golden hashes pin the canonical build only
+    golden = load_golden(revision) if SYNTH_N == N_IMAGES else None  # golden hashes pin the canonical build only
 
     def build(tmp: Path) -> Path:
         archive = generate_archive(
@@ -170,13 +172,6 @@ def _ensure_imported(archive: Path) -> Path:
     return _build_atomic(final, lambda tmp: import_archive(archive, tmp / "dataset", progress=True))
 
 
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return env in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
-
-
 def _hub_cache() -> Path:
     """The hub cache as the environment says *now* (huggingface_hub reads it once at import)."""
     from huggingface_hub import constants
@@ -192,7 +187,7 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[Path, str]:
     from huggingface_hub import snapshot_download
 
     cache = _hub_cache()
-    offline = _offline()
+    offline = hub_offline()
     rev = f" --revision {revision}" if revision else ""
     help_msg = (
         f"on a connected machine run `hf download --repo-type dataset {repo_id}{rev}` (older hubs: "
@@ -384,14 +379,6 @@ def _decode(blobs: list, mode: str, shape: tuple[int, ...]) -> np.ndarray:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             list(pool.map(one, range(len(blobs))))
     return out
-
-
-def split_folds(fold: int, n_folds: int = NUM_FOLDS) -> dict[str, list[int]]:
-    """Folds of each split for training fold k: test = k, val = (k+1) % n, train = the rest."""
-    if not 0 <= fold < n_folds:
-        raise HfusError(f"fold must be in 0..{n_folds - 1}, got {fold}")
-    val = (fold + 1) % n_folds
-    return {"test": [fold], "val": [val], "train": [f for f in range(n_folds) if f not in (fold, val)]}
 
 
 def _split_rows(ds: datasets.Dataset, fold: int, split: str):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..constants import NUM_FOLDS
 from ..errors import HfusError
 
 _STEM_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})_([^_]+)_([^_]+)$")
@@ -121,3 +122,12 @@ def assign_folds(
         if h >= 0:
             g_fold[h] = big
     return g_fold[inv]
+
+
+def split_folds(fold: int, n_folds: int = NUM_FOLDS) -> dict[str, list[int]]:
+    """The fold split rule: for training fold k, test = [k], val = [(k+1) % n], train = the other folds."""
+    if not 0 <= int(fold) < n_folds:
+        raise HfusError(f"fold must be in 0..{n_folds - 1}, got {fold}")
+    fold = int(fold)
+    val = (fold + 1) % n_folds
+    return {"test": [fold], "val": [val], "train": [f for f in range(n_folds) if f not in (fold, val)]}

@@ -27,8 +27,7 @@ do depend on the batch: calling it on a whole batch draws the noise for all imag
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from torch import nn
 
 from ..errors import HfusError
 from .baselines import image_seeds
-from .contract import ExplainContext, MapKind
+from .contract import ExplainContext, MapKind, check_batch, frozen_parameters
 
 #: protocol parameters (PROTOCOL §5)
 IG_STEPS = 50
@@ -70,20 +69,6 @@ def points_per_forward(context: ExplainContext, height: int, width: int, grad: b
     if not grad:
         per *= _FORWARD_FRACTION
     return int(min(_MAX_POINTS, max(8, 0.5 * free // per)))
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on every parameter while inside; flags restored afterwards."""
-    model.eval()
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -124,17 +109,6 @@ def _chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.
         start = stop
 
 
-def _check_batch(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        raise HfusError("images must be a float tensor (B, C, H, W) in [0, 1]; pass the batch as the harness does")
-    targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
-    if targets.numel() != images.shape[0]:
-        raise HfusError(
-            f"one target per image is needed: {images.shape[0]} images, {targets.numel()} targets; pass a (B,) tensor"
-        )
-    return images.detach(), targets
-
-
 class _CaptumLike:
     kind: MapKind = "attribution"
 
@@ -144,10 +118,11 @@ class _CaptumLike:
         self.device = torch.device(context.device)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        images, targets = _check_batch(images, targets)
-        images = images.to(self.device)
+        images, targets = check_batch(images, targets, floating=True)
+        images = images.detach().to(self.device)
         targets = targets.to(self.device)
-        with frozen(self.model):
+        self.model.eval()
+        with frozen_parameters(self.model):
             return self._attribute(images, targets)
 
     def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -156,6 +131,22 @@ class _CaptumLike:
 
 class IntegratedGradients(_CaptumLike):
     """captum ``IntegratedGradients``: zero baseline, 50 Gauss-Legendre steps; ``x * Σ_k w_k ∇f(α_k x)``."""
+
+    METADATA = {
+        "authors": "Sundararajan et al.",
+        "url": "https://arxiv.org/abs/1703.01365",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"n_steps": IG_STEPS, "method": IG_METHOD, "baseline": "zeros (black image)"},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{sundararajan2017ig,\n"
+            "  title = {Axiomatic Attribution for Deep Networks},\n"
+            "  author = {Sundararajan, Mukund and Taly, Ankur and Yan, Qiqi},\n"
+            "  booktitle = {ICML},\n"
+            "  year = {2017}\n"
+            "}"
+        ),
+    }
 
     n_steps = IG_STEPS
     method = IG_METHOD
@@ -184,6 +175,22 @@ class IntegratedGradients(_CaptumLike):
 
 class GradientShap(_CaptumLike):
     """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc: seeds)."""
+
+    METADATA = {
+        "authors": "Lundberg and Lee",
+        "url": "https://arxiv.org/abs/1705.07874",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"n_samples": GS_N_SAMPLES, "stdevs": GS_STDEVS, "baselines": f"one N(0, {GS_BASELINE_STD}²) image", "seeds": "per image: image_seeds(images, seed)"},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{lundberg2017shap,\n"
+            "  title = {A Unified Approach to Interpreting Model Predictions},\n"
+            "  author = {Lundberg, Scott M. and Lee, Su-In},\n"
+            "  booktitle = {NeurIPS},\n"
+            "  year = {2017}\n"
+            "}"
+        ),
+    }
 
     n_samples = GS_N_SAMPLES
     stdevs = GS_STDEVS
@@ -232,6 +239,22 @@ class GradientShap(_CaptumLike):
 
 class Saliency(_CaptumLike):
     """captum ``Saliency`` with ``abs=True``: ``|∇_x logit[target]|``."""
+
+    METADATA = {
+        "authors": "Simonyan et al.",
+        "url": "https://arxiv.org/abs/1312.6034",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"abs": SALIENCY_ABS},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@article{simonyan2013saliency,\n"
+            "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps},\n"
+            "  author = {Simonyan, Karen and Vedaldi, Andrea and Zisserman, Andrew},\n"
+            "  journal = {arXiv:1312.6034},\n"
+            "  year = {2013}\n"
+            "}"
+        ),
+    }
 
     def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
@@ -303,14 +326,62 @@ class Occlusion15(_Occlusion):
 
     window = 15
 
+    METADATA = {
+        "authors": "Zeiler and Fergus",
+        "url": "https://arxiv.org/abs/1311.2901",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"window": 15, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{zeiler2014visualizing,\n"
+            "  title = {Visualizing and Understanding Convolutional Networks},\n"
+            "  author = {Zeiler, Matthew D. and Fergus, Rob},\n"
+            "  booktitle = {ECCV},\n"
+            "  year = {2014}\n"
+            "}"
+        ),
+    }
+
 
 class Occlusion30(_Occlusion):
     """Occlusion, 30×30 window, stride 9."""
 
     window = 30
 
+    METADATA = {
+        "authors": "Zeiler and Fergus",
+        "url": "https://arxiv.org/abs/1311.2901",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"window": 30, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{zeiler2014visualizing,\n"
+            "  title = {Visualizing and Understanding Convolutional Networks},\n"
+            "  author = {Zeiler, Matthew D. and Fergus, Rob},\n"
+            "  booktitle = {ECCV},\n"
+            "  year = {2014}\n"
+            "}"
+        ),
+    }
+
 
 class Occlusion45(_Occlusion):
     """Occlusion, 45×45 window, stride 9."""
 
     window = 45
+
+    METADATA = {
+        "authors": "Zeiler and Fergus",
+        "url": "https://arxiv.org/abs/1311.2901",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"window": 45, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{zeiler2014visualizing,\n"
+            "  title = {Visualizing and Understanding Convolutional Networks},\n"
+            "  author = {Zeiler, Matthew D. and Fergus, Rob},\n"
+            "  booktitle = {ECCV},\n"
+            "  year = {2014}\n"
+            "}"
+        ),
+    }

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext, MapKind
+from .contract import ExplainContext, MapKind, check_batch
 
 #: sigma of the centre Gaussian as a fraction of the image side (height and width separately)
 CENTER_SIGMA_FRACTION = 0.25
@@ -41,12 +41,6 @@ def image_seeds(images: torch.Tensor, seed: int) -> list[int]:
     return [int.from_bytes(hashlib.sha256(prefix + np.ascontiguousarray(img).tobytes()).digest()[:4], "little") for img in q]
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise HfusError(f"images must be a float tensor (B, C, H, W), got {shape}; pass the batch as the harness does")
-
-
 class _MapBaseline:
     """Common constructor: keeps the context, never touches the model."""
 
@@ -63,8 +57,15 @@ class RandomMap(_MapBaseline):
     The draw is ``torch.rand((H, W), generator=g)`` on the CPU (device independent), moved to the device.
     """
 
+    METADATA = {
+        "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"distribution": "uniform [0, 1)", "seeds": "per image: image_seeds(images, seed)"},
+        "tuning_split": "none",
+    }
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        _check_images(images)
+        check_batch(images)
         _, _, h, w = images.shape
         seeds = image_seeds(images, self.context.seed)
         maps = torch.stack([torch.rand((h, w), generator=torch.Generator().manual_seed(s)) for s in seeds])
@@ -78,8 +79,15 @@ class CenterGaussian(_MapBaseline):
     peak 1 at the centre (on the 4 central pixels for even sizes).
     """
 
+    METADATA = {
+        "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"sigma_fraction": CENTER_SIGMA_FRACTION},
+        "tuning_split": "none",
+    }
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        _check_images(images)
+        check_batch(images)
         b, _, h, w = images.shape
         ys = torch.arange(h, dtype=torch.float32, device=self.device) - (h - 1) / 2
         xs = torch.arange(w, dtype=torch.float32, device=self.device) - (w - 1) / 2
@@ -93,6 +101,13 @@ class DepthPrior(_MapBaseline):
 
     A prior of another size than the images is resized bilinearly; negative values are clipped to 0.
     """
+
+    METADATA = {
+        "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"prior": "mean skin layer map of the training folds / 255 (computed by the runner)"},
+        "tuning_split": "none",
+    }
 
     def __init__(self, model: nn.Module | None, context: ExplainContext) -> None:
         super().__init__(model, context)
@@ -113,7 +128,7 @@ class DepthPrior(_MapBaseline):
         self.prior = prior.clamp_min(0).to(self.device)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        _check_images(images)
+        check_batch(images)
         b, _, h, w = images.shape
         prior = self.prior
         if prior.shape != (h, w):
@@ -128,8 +143,15 @@ class SobelEdges(_MapBaseline):
     border is not an edge), one batched ``conv2d`` on the device.
     """
 
+    METADATA = {
+        "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"grey": f"BT.601 luma {GREY_WEIGHTS}", "kernel": "3×3 Sobel", "padding": "replicate"},
+        "tuning_split": "none",
+    }
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        _check_images(images)
+        check_batch(images)
         x = images.detach().to(self.device, torch.float32)
         c = x.shape[1]
         if c == 3:

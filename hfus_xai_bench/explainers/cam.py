@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext
+from .contract import ExplainContext, check_batch, frozen_parameters
 
 __all__ = [
     "AblationCAM",
@@ -86,32 +86,6 @@ def library_postprocess(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def _minmax(cam: torch.Tensor) -> torch.Tensor:
     cam = cam - cam.amin(dim=(1, 2), keepdim=True)
     return cam / (_SCALE_EPS + cam.amax(dim=(1, 2), keepdim=True))
-
-
-def _check_batch(images: torch.Tensor, targets: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise HfusError(f"CAM methods need images as a (B, 3, H, W) tensor, got {shape}; pass a batch of images")
-    targets = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
-    if targets.numel() != images.shape[0]:
-        raise HfusError(
-            f"got {targets.numel()} targets for {images.shape[0]} images; pass exactly one target class per image"
-        )
-    return images, targets
-
-
-@contextmanager
-def _frozen_parameters(model: nn.Module) -> Iterator[None]:
-    """Parameters do not require grad inside (no weight gradients); the caller's flags come back after."""
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
 
 
 @contextmanager
@@ -160,7 +134,7 @@ def _activations_and_grads(
         captured.append(a)
         return a
 
-    with torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
+    with torch.inference_mode(False), torch.enable_grad(), frozen_parameters(model):
         x = images.clone() if images.is_inference() else images
         with _hook(layer, leaf):
             logits = model(x)
@@ -235,7 +209,7 @@ def gradient_cams(
     unknown = [m for m in methods if m not in _GRADIENT_RAW]
     if unknown:
         raise HfusError(f"unknown gradient CAM(s) {unknown}; choose from {', '.join(_GRADIENT_RAW)}")
-    images, targets = _check_batch(images, targets)
+    images, targets = check_batch(images, targets)
     acts, grads = _activations_and_grads(model, context.target_layer, images, targets)
     acts, grads = acts.float(), grads.float()
     size = images.shape[-2:]
@@ -391,11 +365,43 @@ class GradCAM(_GradientCAMBase):
 
     name = "gradcam"
 
+    METADATA = {
+        "authors": "Selvaraju et al.",
+        "url": "https://arxiv.org/abs/1610.02391",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{selvaraju2017gradcam,\n"
+            "  title = {Grad-CAM: Visual Explanations from Deep Networks via Gradient-Based Localization},\n"
+            "  author = {Selvaraju, Ramprasaath R. and Cogswell, Michael and Das, Abhishek and Vedantam, Ramakrishna and Parikh, Devi and Batra, Dhruv},\n"
+            "  booktitle = {ICCV},\n"
+            "  year = {2017}\n"
+            "}"
+        ),
+    }
+
 
 class GradCAMPlusPlus(_GradientCAMBase):
     """Grad-CAM++ (the library's eq. 19 weights)."""
 
     name = "gradcampp"
+
+    METADATA = {
+        "authors": "Chattopadhay et al.",
+        "url": "https://arxiv.org/abs/1710.11063",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{chattopadhay2018gradcampp,\n"
+            "  title = {Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional Networks},\n"
+            "  author = {Chattopadhay, Aditya and Sarkar, Anirban and Howlader, Prantik and Balasubramanian, Vineeth N.},\n"
+            "  booktitle = {WACV},\n"
+            "  year = {2018}\n"
+            "}"
+        ),
+    }
 
 
 class HiResCAM(_GradientCAMBase):
@@ -403,11 +409,44 @@ class HiResCAM(_GradientCAMBase):
 
     name = "hirescam"
 
+    METADATA = {
+        "authors": "Draelos and Carin",
+        "url": "https://arxiv.org/abs/2011.08891",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@article{draelos2020hirescam,\n"
+            "  title = {Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks},\n"
+            "  author = {Draelos, Rachel Lea and Carin, Lawrence},\n"
+            "  journal = {arXiv:2011.08891},\n"
+            "  year = {2020}\n"
+            "}"
+        ),
+    }
+
 
 class EigenGradCAM(_GradientCAMBase):
     """EigenGrad-CAM: first principal component of gradient × activation, sign pinned (PROTOCOL §5.1)."""
 
     name = "eigengradcam"
+
+    METADATA = {
+        "authors": "Muhammad and Yeasin (Eigen-CAM); pytorch-grad-cam",
+        "url": "https://arxiv.org/abs/2008.00299",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False, "sign": "projection correlates positively with the channel sum of grads × acts (PROTOCOL §5.1)"},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{muhammad2020eigencam,\n"
+            "  title = {Eigen-CAM: Class Activation Map using Principal Components},\n"
+            "  author = {Muhammad, Mohammed Bany and Yeasin, Mohammed},\n"
+            "  booktitle = {IJCNN},\n"
+            "  year = {2020},\n"
+            "  note = {EigenGrad-CAM is the pytorch-grad-cam variant on gradient-weighted activations}\n"
+            "}"
+        ),
+    }
 
 
 class ScoreCAM(_CAMBase):
@@ -415,8 +454,24 @@ class ScoreCAM(_CAMBase):
 
     name = "scorecam"
 
+    METADATA = {
+        "authors": "Wang et al.",
+        "url": "https://arxiv.org/abs/1910.01279",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{wang2020scorecam,\n"
+            "  title = {Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks},\n"
+            "  author = {Wang, Haofan and Wang, Zifan and Du, Mengnan and Yang, Fan and Zhang, Zijian and Ding, Sirui and Mardziel, Piotr and Hu, Xia},\n"
+            "  booktitle = {CVPR Workshops},\n"
+            "  year = {2020}\n"
+            "}"
+        ),
+    }
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        images, targets = _check_batch(images, targets)
+        images, targets = check_batch(images, targets)
         _, acts = _activations(self.model, self.target_layer, images)
         chunk = _chunk_size(self.context, images.device)
         weights = _score_cam_weights(self.model, images, targets, acts, chunk)
@@ -428,8 +483,24 @@ class AblationCAM(_CAMBase):
 
     name = "ablationcam"
 
+    METADATA = {
+        "authors": "Desai and Ramaswamy",
+        "url": "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False, "ratio_channels_to_ablate": 1.0},
+        "tuning_split": "none (the study's settings, PROTOCOL §5)",
+        "citation": (
+            "@inproceedings{desai2020ablationcam,\n"
+            "  title = {Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization},\n"
+            "  author = {Desai, Saurabh and Ramaswamy, Harish G.},\n"
+            "  booktitle = {WACV},\n"
+            "  year = {2020}\n"
+            "}"
+        ),
+    }
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        images, targets = _check_batch(images, targets)
+        images, targets = check_batch(images, targets)
         logits, acts = _activations(self.model, self.target_layer, images)
         original = _target_scores(logits, targets).float()
         values = _ablation_values(acts)

@@ -14,18 +14,35 @@ as ``explainer(images, targets) -> maps``.
 ``"map"`` (default): non-negative saliency, e.g. CAMs (negative values are clipped to 0);
 ``"attribution"``: signed attributions, (B, C, H, W) or (B, H, W), reduced by the canonical
 ``normalize_attribution`` (channel sum, sign policy, 98 % mass threshold; PROTOCOL §3.1).
+
+The harness side lives here too: :func:`run_method` calls a method on a batch (an exception is
+retried image by image, so failures are per image) and :func:`to_m255` turns its outputs into
+``m255`` maps with one failure reason per image (PROTOCOL §3: ``exception``, ``wrong_shape``,
+``non_finite``, ``empty_map``). The built-in methods share :func:`check_batch` and
+:func:`frozen_parameters`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..constants import IMAGE_SIZE
+from ..errors import HfusError
+
 MapKind = Literal["map", "attribution"]
+
+#: Per-image failure reasons (PROTOCOL §3): an exception, a wrong shape, NaN/Inf, an all-zero map.
+FAIL_EXCEPTION, FAIL_SHAPE, FAIL_NONFINITE, FAIL_EMPTY = "exception", "wrong_shape", "non_finite", "empty_map"
 
 
 @dataclass
@@ -53,3 +70,155 @@ class Explainer(Protocol):
     def __init__(self, model: nn.Module, context: ExplainContext) -> None: ...
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+
+# ------------------------------------------------------------------------------ inputs of a method
+
+
+def check_batch(
+    images: Any, targets: Any = None, *, floating: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch a method got: images a (B, C, H, W) tensor, one int64 target per image on its device."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or (floating and not images.is_floating_point()):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise HfusError(f"images must be a float tensor (B, C, H, W) in [0, 1] (the benchmark passes (B, 3, H, W)), "
+                        f"got {shape}; pass the batch as the harness does")
+    if targets is None:
+        return images, None
+    targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
+    if targets.numel() != images.shape[0]:
+        raise HfusError(f"got {targets.numel()} targets for {images.shape[0]} images; "
+                        "pass exactly one target class per image")
+    return images, targets
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
+    """``requires_grad=False`` on every parameter inside (no weight gradients); the flags come back after."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+# ----------------------------------------------------------------------------- outputs of a method
+
+
+def describe_error(err: BaseException, file: Path | None = None) -> str:
+    """``ErrorType: message`` plus the line of the user's file where it happened, if any."""
+    where = ""
+    if file is not None:
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+        if frames:
+            where = f" (at {file.name}:{frames[-1].lineno})"
+    return f"{type(err).__name__}: {err}{where}"
+
+
+def as_tensor(output: Any, device: torch.device) -> torch.Tensor:
+    """A method's output as a float32 tensor on ``device``; HfusError for a wrong type."""
+    if isinstance(output, torch.Tensor):
+        tensor = output
+    elif isinstance(output, np.ndarray):
+        if not (np.issubdtype(output.dtype, np.floating) or np.issubdtype(output.dtype, np.integer)):
+            raise HfusError(f"maps must be real numbers, got a numpy array of dtype {output.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(output))
+    else:
+        raise HfusError(f"maps must be a torch.Tensor or numpy.ndarray, got {type(output).__name__}")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise HfusError(f"maps must be real numbers, got dtype {tensor.dtype}")
+    return tensor.detach().to(device=device, dtype=torch.float32)
+
+
+def check_shape(maps: torch.Tensor, batch: int, kind: MapKind) -> None:
+    """Raise HfusError unless ``maps`` has one map per image: (B, h, w), or (B, C, h, w) for attributions."""
+    ok = maps.ndim == 3 or (maps.ndim == 4 and (kind == "attribution" or maps.shape[1] == 1))
+    if not ok or maps.shape[0] != batch or min(maps.shape[-2:]) < 1:
+        want = "(B, 224, 224) or (B, h, w)" + (" or (B, C, H, W)" if kind == "attribution" else "")
+        raise HfusError(f"wrong map shape {tuple(maps.shape)} for a batch of {batch}: expected {want}")
+
+
+#: Two runs of a method agree on a map when ≥ 99 % of its m255 pixels are identical or none differs by more
+#: than 1 level (GPU backward passes are not bitwise reproducible; ``verify --rerun`` and ``check`` on GPU).
+AGREE_MIN_IDENTICAL = 0.99
+AGREE_MAX_DIFF = 1
+
+
+def maps_agree(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per map: (agrees, fraction of identical pixels, max level difference) of two m255 stacks (N, H, W)."""
+    d = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).reshape(len(a), -1)
+    same = (d == 0).mean(1) if d.size else np.ones(len(a))
+    worst = d.max(1) if d.size else np.zeros(len(a), np.int16)
+    return (same >= AGREE_MIN_IDENTICAL) | (worst <= AGREE_MAX_DIFF), same, worst
+
+
+Outputs = list[tuple[Any, "str | None"]]
+
+
+def run_method(explainer: Callable, images: torch.Tensor, targets: torch.Tensor, file: Path | None = None) -> Outputs:
+    """``[(raw output, None)]`` for the batch; on an exception the batch is retried image by image, so
+    failures are per image (``(None, "exception: ...")``). HfusError (a harness error) is raised."""
+    try:
+        return [(explainer(images, targets), None)]
+    except HfusError:
+        raise
+    except Exception as err:
+        if len(images) == 1:
+            return [(None, f"{FAIL_EXCEPTION}: {describe_error(err, file)}")]
+    return [item for i in range(len(images)) for item in run_method(explainer, images[i : i + 1], targets[i : i + 1], file)]
+
+
+def to_m255(
+    outputs: Outputs, batch: int, kind: MapKind, sign: str, device: torch.device
+) -> tuple[torch.Tensor, list[str | None]]:
+    """Raw method outputs → ``m255`` uint8 (B, 224, 224) on ``device`` and a failure reason per image (None = ok).
+
+    PROTOCOL §3.1: attributions are reduced by ``normalize_attribution(sign)``, maps clipped at 0;
+    maps of another size are upsampled bilinearly; NaN/Inf pixels count the image as ``non_finite``;
+    an all-zero result is ``empty_map``.
+    """
+    from ..metrics import normalize_attribution, quantize
+
+    maps = torch.zeros(batch, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    reasons: list[str | None] = []
+    start = 0
+    for raw, error in outputs:
+        n = batch if len(outputs) == 1 else 1
+        if error is not None:
+            reasons.append(error)
+            start += n
+            continue
+        try:
+            tensor = as_tensor(raw, device)
+            check_shape(tensor, n, kind)
+        except HfusError as err:
+            reasons.extend([f"{FAIL_SHAPE}: {err}"] * n)
+            start += n
+            continue
+        finite = torch.isfinite(tensor.flatten(1)).all(1)
+        tensor = torch.where(torch.isfinite(tensor), tensor, torch.zeros((), device=device))
+        if kind == "attribution":
+            tensor = normalize_attribution(tensor, sign=sign)
+        else:
+            tensor = tensor.squeeze(1) if tensor.ndim == 4 else tensor
+            tensor = tensor.clamp(min=0)
+        tensor = torch.as_tensor(tensor, device=device, dtype=torch.float32)
+        if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            tensor = F.interpolate(tensor[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
+        maps[start : start + n] = tensor
+        reasons.extend(None if ok else FAIL_NONFINITE for ok in finite.tolist())
+        start += n
+    m255 = torch.as_tensor(quantize(maps), device=device)
+    empty = m255.flatten(1).amax(1) == 0
+    reasons = [FAIL_EMPTY if (r is None and e) else r for r, e in zip(reasons, empty.tolist(), strict=True)]
+    return m255, reasons
+
+
+__all__: Sequence[str] = (
+    "AGREE_MAX_DIFF", "AGREE_MIN_IDENTICAL", "FAIL_EMPTY", "FAIL_EXCEPTION", "FAIL_NONFINITE", "FAIL_SHAPE", "ExplainContext", "Explainer", "MapKind",
+    "as_tensor", "check_batch", "check_shape", "describe_error", "frozen_parameters", "maps_agree", "run_method",
+    "to_m255",
+)

@@ -6,19 +6,18 @@ import importlib
 import importlib.util
 import inspect
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext, MapKind
+from ..hashing import sha256_file
+from .contract import ExplainContext, MapKind, describe_error
 from .registry import BUILTIN_METHODS
 
 ENTRY_POINT_GROUP = "hfus_xai_bench.explainers"
@@ -35,6 +34,8 @@ class Method:
     factory: Callable[[nn.Module, ExplainContext], Callable[[torch.Tensor, torch.Tensor], Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
     file: Path | None = None
+    #: sha256 of the method file (file methods; recorded as ``record["method"]["sha256"]``)
+    sha256: str | None = None
 
     def build(self, model: nn.Module, context: ExplainContext) -> Callable[[torch.Tensor, torch.Tensor], Any]:
         """The per-model callable ``(images, targets) -> raw output``."""
@@ -43,17 +44,7 @@ class Method:
         except HfusError:
             raise
         except Exception as err:
-            raise HfusError(f"method {self.name!r} failed to initialise: {_describe(err, self.file)}") from err
-
-
-def _describe(err: BaseException, file: Path | None) -> str:
-    """``ErrorType: message`` plus the line of the user's file where it happened, if any."""
-    where = ""
-    if file is not None:
-        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == file.resolve()]
-        if frames:
-            where = f" (at {file.name}:{frames[-1].lineno})"
-    return f"{type(err).__name__}: {err}{where}"
+            raise HfusError(f"method {self.name!r} failed to initialise: {describe_error(err, self.file)}") from err
 
 
 def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -> Method:
@@ -100,10 +91,12 @@ def load_file(path: str | Path) -> Method:
     except SyntaxError as err:
         raise HfusError(f"syntax error in {file.name}:{err.lineno}: {err.msg}") from err
     except Exception as err:
-        raise HfusError(f"importing {file.name} failed: {_describe(err, file)}") from err
+        raise HfusError(f"importing {file.name} failed: {describe_error(err, file)}") from err
     finally:
         sys.modules.pop(module_name, None)
-    return _from_namespace(file.stem, f"file:{file}", module, file)
+    method = _from_namespace(file.stem, f"file:{file}", module, file)
+    method.sha256 = sha256_file(file)
+    return method
 
 
 def load_builtin(name: str) -> Method:
@@ -113,6 +106,9 @@ def load_builtin(name: str) -> Method:
     cls = getattr(importlib.import_module(module_name), attr)
     metadata = {"name": name, "kind": getattr(cls, "kind", "map")}
     metadata.update(getattr(cls, "METADATA", {}) or {})
+    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    if unknown:
+        raise HfusError(f"built-in {name}: unknown METADATA keys {unknown}")
     return Method(name=name, source="builtin", kind=metadata["kind"], factory=cls, metadata=metadata)
 
 
@@ -122,7 +118,7 @@ def _entry_point(name: str) -> Method | None:
             try:
                 obj = ep.load()
             except Exception as err:
-                raise HfusError(f"entry point {name!r} ({ep.value}) failed to load: {_describe(err, None)}") from err
+                raise HfusError(f"entry point {name!r} ({ep.value}) failed to load: {describe_error(err, None)}") from err
             return _from_namespace(name, f"entry_point:{name}", obj, None)
     return None
 
@@ -147,26 +143,3 @@ def available_methods() -> dict[str, str]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, f"entry point {ep.value}")
     return found
-
-
-def as_tensor(output: Any, device: torch.device) -> torch.Tensor:
-    """A method's output as a float32 tensor on ``device``; HfusError for a wrong type."""
-    if isinstance(output, torch.Tensor):
-        tensor = output
-    elif isinstance(output, np.ndarray):
-        if not (np.issubdtype(output.dtype, np.floating) or np.issubdtype(output.dtype, np.integer)):
-            raise HfusError(f"maps must be real numbers, got a numpy array of dtype {output.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(output))
-    else:
-        raise HfusError(f"maps must be a torch.Tensor or numpy.ndarray, got {type(output).__name__}")
-    if tensor.is_complex() or tensor.dtype == torch.bool:
-        raise HfusError(f"maps must be real numbers, got dtype {tensor.dtype}")
-    return tensor.detach().to(device=device, dtype=torch.float32)
-
-
-def check_shape(maps: torch.Tensor, batch: int, kind: MapKind) -> None:
-    """Raise HfusError unless ``maps`` has one map per image: (B, h, w), or (B, C, h, w) for attributions."""
-    ok = maps.ndim == 3 or (maps.ndim == 4 and (kind == "attribution" or maps.shape[1] == 1))
-    if not ok or maps.shape[0] != batch or min(maps.shape[-2:]) < 1:
-        want = "(B, 224, 224) or (B, h, w)" + (" or (B, C, H, W)" if kind == "attribution" else "")
-        raise HfusError(f"wrong map shape {tuple(maps.shape)} for a batch of {batch}: expected {want}")

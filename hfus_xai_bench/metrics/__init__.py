@@ -14,6 +14,7 @@ from .confidence import (
     drop_in_confidence,
     increase_in_confidence,
 )
+from .inputs import ScoringConfig, ScoringInputs
 from .localisation import (
     HR1_SCORES,
     HR2_SCORES,
@@ -26,32 +27,40 @@ from .localisation import (
     slm_coverage,
 )
 from .postprocess import normalize_attribution, quantize
-from .registry import METRICS, MetricInfo, MetricOutput, get_metric
-from .stats import BootstrapCI, bootstrap_ci, summarize
+from .registry import HEADLINE, METRICS, Metric, Output, Table, Value, get_metric, register
+from .stats import BootstrapCI, bootstrap_ci, fold_bootstrap, nanmean0, summarize
 
 __all__ = [
+    "HEADLINE",
     "HR1_SCORES",
     "HR2_SCORES",
     "METRICS",
     "BootstrapCI",
     "ConfidenceResult",
     "LocalisationResult",
-    "MetricInfo",
-    "MetricOutput",
+    "Metric",
+    "Output",
+    "ScoringConfig",
+    "ScoringInputs",
+    "Table",
+    "Value",
     "as_m255",
     "bootstrap_ci",
     "classification_report",
     "confidence_change",
     "confusion_matrix",
     "drop_in_confidence",
+    "fold_bootstrap",
     "get_metric",
     "hit_rate",
     "increase_in_confidence",
     "joint_histogram",
     "localisation_metrics",
     "mask_iou",
+    "nanmean0",
     "normalize_attribution",
     "quantize",
+    "register",
     "slm_coverage",
     "summarize",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -22,8 +22,12 @@ from torch import nn
 
 from ..constants import THRESHOLDS
 from ..errors import HfusError
-from .localisation import _threshold_starts, as_m255
+from .localisation import as_m255, threshold_starts
 from .postprocess import as_tensor
+from .stats import nanmean0
+
+if TYPE_CHECKING:
+    from .inputs import ScoringConfig, ScoringInputs
 
 Unit = Literal["logit", "prob"]
 UNITS: tuple[str, ...] = ("logit", "prob")
@@ -137,7 +141,7 @@ def confidence_change(
     tg = as_tensor(targets, "targets")
     if tg.ndim != 1 or tg.shape[0] != n or tg.is_floating_point() or tg.dtype == torch.bool:
         raise HfusError(f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}")
-    starts = torch.as_tensor(_threshold_starts(thresholds))
+    starts = torch.as_tensor(threshold_starts(thresholds))
     nt = int(starts.numel())
     nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
 
@@ -182,3 +186,40 @@ def confidence_change(
         thresholds=tuple(thresholds),
         unit=unit,
     )
+
+
+# ----------------------------------------------------------------------- registry entry points
+
+
+def score_confidence(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``confidence@1``: ``s0``, ``s_keep``, ``s_remove`` (N,) and ``s_keep_t``, ``s_remove_t`` (N, T)."""
+    inputs.require("confidence@1", "model", "images")
+    device, _ = _model_device_dtype(inputs.model)
+    res = confidence_change(
+        inputs.model, inputs.images, torch.from_numpy(np.ascontiguousarray(inputs.m255)).to(device),
+        torch.from_numpy(inputs.targets).to(device), unit=config.confidence, thresholds=config.thresholds,
+        batch_size=config.forward_batch(device),
+    )
+    return {"s0": res.s0, "s_keep": res.s_keep, "s_remove": res.s_remove, "s_keep_t": res.s_keep_t,
+            "s_remove_t": res.s_remove_t}
+
+
+def dic_values(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-image DiC term of ``confidence@1/dic``: max(0, s0 − s_remove)."""
+    return drop_in_confidence(values["s0"], values["s_remove"])
+
+
+def iic_values(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-image IiC term of ``confidence@1/iic`` in %: 100 · [s_keep > s0]."""
+    return 100.0 * increase_in_confidence(values["s0"], values["s_keep"])
+
+
+def threshold_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS) -> dict:
+    """``confidence@1/thresholds`` section per arch: DiC and IiC % per mask threshold (mean of fold means)."""
+    dic = [nanmean0(drop_in_confidence(v["s0"], v["s_remove_t"])) for v in per_fold]
+    iic = [nanmean0(100.0 * increase_in_confidence(v["s0"], v["s_keep_t"])) for v in per_fold]
+
+    def js(row: np.ndarray) -> list[float | None]:
+        return [None if not np.isfinite(x) else float(x) for x in row]
+
+    return {"thresholds": list(thresholds), "dic": js(nanmean0(np.stack(dic))), "iic": js(nanmean0(np.stack(iic)))}

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..constants import SLM_LEVELS, THRESHOLDS
 from ..errors import HfusError
-from .postprocess import _compute_device, as_tensor, quantize
+from .postprocess import as_tensor, compute_device, quantize
+from .stats import nanmean0
+
+if TYPE_CHECKING:
+    from .inputs import ScoringConfig, ScoringInputs
 
 #: Hit Rate 1 score per SLM level, in ``SLM_LEVELS`` order (255, 128, 64, 32, 0) (PROTOCOL §1.1).
 HR1_SCORES: tuple[int, ...] = (3, 2, 1, 0, -1)
@@ -86,7 +90,7 @@ def joint_histogram(maps: Any, slms: Any) -> np.ndarray:
     of this table; compute it once and use the ``*_from_counts`` functions to get all of them.
     """
     m = as_m255(maps)
-    dev = _compute_device(m.device)
+    dev = compute_device(m.device)
     m = m.to(dev)
     s = as_slm(slms, m.shape, dev)
     n = m.shape[0]
@@ -112,7 +116,7 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _threshold_starts(thresholds: Sequence[float]) -> np.ndarray:
+def threshold_starts(thresholds: Sequence[float]) -> np.ndarray:
     """For each t, the smallest m255 value v with (v / 255) > t / 100, i.e. 100·v > 255·t (exact for integer t)."""
     ts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if ts.size == 0 or not np.isfinite(ts).all() or (ts < 0).any() or (ts > 100).any():
@@ -138,7 +142,7 @@ def slm_coverage_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def mask_iou_from_counts(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
     """IoU (N, T, 5) from a :func:`joint_histogram` table; NaN where the union is empty."""
-    starts = _threshold_starts(thresholds)
+    starts = threshold_starts(thresholds)
     n, _, nl = counts.shape
     above = np.zeros((n, 257, nl), dtype=np.int64)  # above[:, v] = pixels with m255 >= v, per level
     above[:, :256] = np.cumsum(counts[:, ::-1, :], axis=1)[:, ::-1, :]
@@ -206,3 +210,48 @@ def localisation_metrics(maps: Any, slms: Any, thresholds: Sequence[float] = THR
         n_peak=counts[:, 255, :].sum(axis=1),
         thresholds=tuple(thresholds),
     )
+
+
+# ----------------------------------------------------------------------- registry entry points
+# ``f(inputs, config) -> {value name: array over the scored images}`` (metrics/registry.py), sharing
+# one joint histogram per inputs object.
+
+
+def _counts(inputs: ScoringInputs) -> np.ndarray:
+    return inputs.shared("joint_histogram", lambda: joint_histogram(inputs.m255, inputs.slms))
+
+
+def score_hit_rate(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``hit_rate@1``: ``{"hr1": (N,)}``."""
+    return {"hr1": hit_rate_from_counts(_counts(inputs))[0]}
+
+
+def score_hit_rate_binary(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``hit_rate_binary@1``: ``{"hr2": (N,)}``."""
+    return {"hr2": hit_rate_from_counts(_counts(inputs))[1]}
+
+
+def score_slm_coverage(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``slm_coverage@1``: ``{"cov_top": (N,), "cov_bg": (N,)}``."""
+    cov_top, cov_bg = slm_coverage_from_counts(_counts(inputs))
+    return {"cov_top": cov_top, "cov_bg": cov_bg}
+
+
+def score_mask_iou(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``mask_iou@1``: ``{"iou": (N, T, 5)}``."""
+    return {"iou": mask_iou_from_counts(_counts(inputs), config.thresholds)}
+
+
+def _json(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def iou_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS) -> dict:
+    """``mask_iou@1`` section per arch: mean IoU per threshold × level (mean of fold means), NaNs counted."""
+    iou_folds = [nanmean0(v["iou"]) for v in per_fold]
+    return {
+        "thresholds": list(thresholds),
+        "levels": list(SLM_LEVELS),
+        "mean": [[_json(x) for x in row] for row in nanmean0(np.stack(iou_folds))],
+        "n_nan": [[int(x) for x in row] for row in sum((~np.isfinite(v["iou"])).sum(0) for v in per_fold)],
+    }

@@ -23,7 +23,7 @@ MASS_PERCENTILE = 98.0
 _CHUNK = 16
 
 
-def _compute_device(device: torch.device) -> torch.device:
+def compute_device(device: torch.device) -> torch.device:
     """float64 is not available on MPS: compute there on the CPU instead."""
     return torch.device("cpu") if device.type == "mps" else device
 
@@ -81,7 +81,7 @@ def normalize_attribution(attr: Any, sign: Sign = "pos") -> Any:
     if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise HfusError(f"attr: expected a real numeric array, got dtype {t.dtype}")
     _check_finite(t, "attr")
-    dev = _compute_device(t.device)
+    dev = compute_device(t.device)
     n = t.shape[0]
     h, w = t.shape[-2:]
     out = torch.empty((n, h, w), dtype=torch.float32, device=dev)
@@ -126,7 +126,7 @@ def quantize(maps: Any) -> Any:
     _check_finite(t, "maps")
     if t.numel() and bool((t < 0).any()):
         raise HfusError("maps: negative values; clip CAM-type maps at 0 or use normalize_attribution first")
-    dev = _compute_device(t.device)
+    dev = compute_device(t.device)
     out = torch.empty(t.shape, dtype=torch.uint8, device=dev)
     for start in range(0, t.shape[0], _CHUNK):
         x = t[start : start + _CHUNK].to(dev, torch.float64)

@@ -1,136 +1,338 @@
-"""Versioned metric ids (PROTOCOL §4): what each one measures, its outputs, direction and range.
+"""The metric registry: the single source of truth for what is scored, stored, reported and verified.
 
-A change to any number a definition fixes is a new version (``hit_rate@2``), never a silent edit.
+Every versioned metric (PROTOCOL §4, §7) is one :class:`Metric` entry in :data:`METRICS`:
+
+- ``id`` (``name@version``), ``category``, ``needs`` (``"maps"``: maps + SLMs only, re-scored exactly
+  from saved maps; ``"model"``: also the model, the images and the targets, re-checked through the
+  checkpoint within a relative tolerance);
+- ``function``: the per-image function ``f(inputs: ScoringInputs, config: ScoringConfig) -> {value: array}``
+  (a callable or ``"module:function"``), pure, no I/O (:mod:`.inputs`);
+- ``values``: the per-image arrays it returns and the record keeps (one ``per_image`` column each);
+- ``outputs``: the reported numbers (record key, direction, range, unit, one-line definition, how to
+  get the per-image value from ``values``, the table column label if shown);
+- ``tables``: reported sections that are not a mean with a CI (e.g. IoU per threshold × level).
+
+The scoring core (:func:`hfus_xai_bench.scoring.score_fold`), the record (``results``: per-image rows,
+aggregation, the ``metrics`` section of the JSON schema), the leaderboard columns and ``verify`` all
+iterate over this registry. Adding a metric = one entry here + its function. A change to any number a
+definition fixes is a new version (``hit_rate@2``), never a silent edit.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from ..constants import SLM_LEVELS, THRESHOLDS
 from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
+Needs = Literal["maps", "model"]
+Category = Literal["localisation", "faithfulness", "sanity"]
+
+#: Columns of a ``per_image`` row that are not metric values.
+ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed")
+#: The headline output: tables are sorted and ranked by it.
+HEADLINE = "hit_rate@1"
+
+
+def resolve(ref: str | Callable) -> Callable:
+    """A callable, or ``"module:function"`` imported on first use (the registry imports no metric code)."""
+    if callable(ref):
+        return ref
+    module, _, attr = str(ref).partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise HfusError(f"metric function {ref!r} cannot be imported ({err})") from err
 
 
 @dataclass(frozen=True)
-class MetricOutput:
-    """One reported number of a metric."""
+class Value:
+    """A per-image array a metric keeps: ``per_image`` column ``name`` (unique over the registry).
+
+    ``shape``: the trailing shape per image; ``"T"`` stands for the number of mask thresholds.
+    """
 
     name: str
-    direction: Direction  # which way is better ("none": descriptive only)
-    range: tuple[float, float]
-    unit: str = ""
+    shape: tuple[int | str, ...] = ()
+    definition: str = ""
+
+    def dims(self, thresholds: tuple[int, ...] = THRESHOLDS) -> tuple[int, ...]:
+        return tuple(len(thresholds) if d == "T" else int(d) for d in self.shape)
 
 
 @dataclass(frozen=True)
-class MetricInfo:
-    """A versioned metric: id ``name@version``, category, outputs and its PROTOCOL definition."""
+class Output:
+    """A reported number: per architecture the mean over images, then over folds, with a bootstrap CI,
+    per fold, per class and for correct / incorrect images (``results.summarize``).
+
+    ``name``: ``""`` for the metric's main number (record key = the metric id), else the record key is
+    ``<id>/<name>``; ``per_image``: a value name, or ``f(values) -> (N,)`` (callable or "module:function")
+    on the metric's value arrays; ``label``: the column header in tables (None: not a column).
+    """
+
+    name: str
+    direction: Direction
+    range: tuple[float, float]
+    definition: str
+    per_image: str | Callable
+    unit: str = ""
+    label: str | None = None
+    digits: int = 3
+
+
+@dataclass(frozen=True)
+class Table:
+    """A reported section per architecture computed by ``summarise(per_fold) -> JSON object`` from the
+    metric's value arrays of each fold (full length, NaN where not scored); ``schema``: its JSON schema."""
+
+    name: str
+    summarise: str | Callable
+    schema: Mapping[str, Any]
+    definition: str
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One versioned metric (see the module docstring)."""
 
     id: str
-    name: str
-    version: int
-    category: Literal["localisation", "faithfulness"]
-    function: str  # "module:function" computing the per-image values
-    outputs: tuple[MetricOutput, ...]
+    category: Category
+    needs: Needs
+    function: str | Callable
+    values: tuple[Value, ...]
+    outputs: tuple[Output, ...]
     description: str
+    tables: tuple[Table, ...] = ()
+    #: records must carry it (the schema requires its outputs); False for metrics newer than some records
+    required: bool = True
+    extras: tuple[str, ...] = field(default=())
 
     @property
-    def primary(self) -> MetricOutput:
+    def name(self) -> str:
+        return self.id.partition("@")[0]
+
+    @property
+    def version(self) -> int:
+        return int(self.id.partition("@")[2])
+
+    @property
+    def primary(self) -> Output:
         return self.outputs[0]
 
+    def key(self, part: Output | Table | Value | str) -> str:
+        """Record key of an output / table (``<id>`` or ``<id>/<name>``), or score key of a value."""
+        name = part if isinstance(part, str) else part.name
+        return self.id if not name else f"{self.id}/{name}"
 
-_IOU_DIRECTIONS: dict[int, Direction] = {255: "higher", 128: "none", 64: "none", 32: "none", 0: "lower"}
-
-METRICS: dict[str, MetricInfo] = {
-    m.id: m
-    for m in (
-        MetricInfo(
-            id="hit_rate@1",
-            name="hit_rate",
-            version=1,
-            category="localisation",
-            function="hfus_xai_bench.metrics.localisation:hit_rate",
-            outputs=(MetricOutput("hr1", "higher", (-1.0, 3.0)),),
-            description=(
-                "Hit Rate 1 (HR1). Peak set P = {pixels with m255 == 255} (all ties kept; plateaus are "
-                "averaged). HR1 = mean over P of the skin-layer-map level score: 255 (epidermis / SLEB / "
-                "tumour) +3, 128 (36 px band below) +2, 64 (next 36 px) +1, 32 (next 36 px and 16 px above "
-                "the skin surface) 0, 0 (everything else) -1. An all-zero map has no peak: the image is "
-                "counted as failed (empty_map). Dataset value: mean over images, then over folds."
-            ),
-        ),
-        MetricInfo(
-            id="hit_rate_binary@1",
-            name="hit_rate_binary",
-            version=1,
-            category="localisation",
-            function="hfus_xai_bench.metrics.localisation:hit_rate",
-            outputs=(MetricOutput("hr2", "higher", (-1.0, 1.0)),),
-            description=(
-                "Binary Hit Rate (HR2). Same peak set as hit_rate@1 (m255 == 255, ties kept); the score "
-                "is +1 for SLM level 255, 0 for 128 / 64 / 32 and -1 for level 0, averaged over the peak."
-            ),
-        ),
-        MetricInfo(
-            id="slm_coverage@1",
-            name="slm_coverage",
-            version=1,
-            category="localisation",
-            function="hfus_xai_bench.metrics.localisation:slm_coverage",
-            outputs=(
-                MetricOutput("cov_top", "higher", (0.0, 1.0)),
-                MetricOutput("cov_bg", "lower", (0.0, 1.0)),
-            ),
-            description=(
-                "Skin-layer-map coverage. cov_top = mean of m255/255 over pixels with SLM == 255 (higher "
-                "is better); cov_bg = mean of m255/255 over pixels with SLM == 0 (lower is better). "
-                "Undefined (NaN, excluded and counted) where the region is empty."
-            ),
-        ),
-        MetricInfo(
-            id="mask_iou@1",
-            name="mask_iou",
-            version=1,
-            category="localisation",
-            function="hfus_xai_bench.metrics.localisation:mask_iou",
-            outputs=tuple(MetricOutput(f"iou_{lv}", d, (0.0, 1.0)) for lv, d in _IOU_DIRECTIONS.items()),
-            description=(
-                "Mask IoU. For t in {50, 55, ..., 95}: mask M_t = (m255/255) > t/100 (strict); "
-                "IoU(M_t, SLM == L) for each level L in {255, 128, 64, 32, 0}. An empty union gives NaN "
-                "for that image, excluded from the mean and counted. IoU with level 255 is higher-better, "
-                "with level 0 lower-better; the other levels are descriptive."
-            ),
-        ),
-        MetricInfo(
-            id="confidence@1",
-            name="confidence",
-            version=1,
-            category="faithfulness",
-            function="hfus_xai_bench.metrics.confidence:confidence_change",
-            outputs=(
-                MetricOutput("dic", "higher", (0.0, math.inf), "logit (or probability with unit prob)"),
-                MetricOutput("iic", "higher", (0.0, 100.0), "%"),
-            ),
-            description=(
-                "Confidence change (the study's reliability check). s(x) = raw logit of the target class "
-                "(unit logit, default) or its softmax probability (unit prob). With h = m255/255 broadcast "
-                "over channels in the image's orientation (no transpose): keep = x*h, remove = x*(1-h); "
-                "with masks keep_t = x*M_t, remove_t = x*(1-M_t) for every t. DiC = mean over images of "
-                "max(0, s0 - s_remove) (higher = the map found what matters); IiC = percentage of images "
-                "with s_keep > s0 (higher is better). Reported for the heat map and each mask threshold."
-            ),
-        ),
-    )
-}
+    def compute(self, inputs: Any, config: Any) -> dict[str, Any]:
+        return resolve(self.function)(inputs, config)
 
 
-def get_metric(metric_id: str) -> MetricInfo:
-    """The :class:`MetricInfo` of ``metric_id`` (e.g. ``"hit_rate@1"``); a bare name gets its latest version."""
+def _iou_table_schema() -> dict[str, Any]:
+    return {
+        "type": "object", "additionalProperties": False, "required": ["thresholds", "levels", "mean", "n_nan"],
+        "properties": {
+            "thresholds": {"type": "array", "items": {"type": "integer"}},
+            "levels": {"type": "array", "items": {"type": "integer"}},
+            "mean": {"type": "array", "items": {"$ref": "#/$defs/numArray"}},
+            "n_nan": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        },
+    }
+
+
+def _confidence_table_schema() -> dict[str, Any]:
+    return {
+        "type": "object", "additionalProperties": False, "required": ["thresholds", "dic", "iic"],
+        "properties": {
+            "thresholds": {"type": "array", "items": {"type": "integer"}},
+            "dic": {"$ref": "#/$defs/numArray"},
+            "iic": {"$ref": "#/$defs/numArray"},
+        },
+    }
+
+
+_LOC = "hfus_xai_bench.metrics.localisation"
+_CONF = "hfus_xai_bench.metrics.confidence"
+
+_BUILTIN: tuple[Metric, ...] = (
+    Metric(
+        id="hit_rate@1", category="localisation", needs="maps", function=f"{_LOC}:score_hit_rate",
+        values=(Value("hr1", definition="mean SLM score over the peak pixels (m255 == 255)"),),
+        outputs=(Output("", "higher", (-1.0, 3.0), "mean SLM score (255→3, 128→2, 64→1, 32→0, 0→−1) over the "
+                        "map's peak pixels (m255 == 255, ties averaged)", "hr1", label="HR1"),),
+        description=(
+            "Hit Rate 1 (HR1). Peak set P = {pixels with m255 == 255} (all ties kept; plateaus are "
+            "averaged). HR1 = mean over P of the skin-layer-map level score: 255 (epidermis / SLEB / "
+            "tumour) +3, 128 (36 px band below) +2, 64 (next 36 px) +1, 32 (next 36 px and 16 px above "
+            "the skin surface) 0, 0 (everything else) -1. An all-zero map has no peak: the image is "
+            "counted as failed (empty_map). Dataset value: mean over images, then over folds."
+        ),
+    ),
+    Metric(
+        id="hit_rate_binary@1", category="localisation", needs="maps", function=f"{_LOC}:score_hit_rate_binary",
+        values=(Value("hr2", definition="mean binary SLM score over the peak pixels"),),
+        outputs=(Output("", "higher", (-1.0, 1.0), "same peak, score +1 in the 255 region, −1 in the background, "
+                        "0 in the bands", "hr2", label="HR2"),),
+        description=(
+            "Binary Hit Rate (HR2). Same peak set as hit_rate@1 (m255 == 255, ties kept); the score "
+            "is +1 for SLM level 255, 0 for 128 / 64 / 32 and -1 for level 0, averaged over the peak."
+        ),
+    ),
+    Metric(
+        id="slm_coverage@1", category="localisation", needs="maps", function=f"{_LOC}:score_slm_coverage",
+        values=(Value("cov_top", definition="mean m255/255 over SLM == 255"),
+                Value("cov_bg", definition="mean m255/255 over SLM == 0")),
+        outputs=(
+            Output("top", "higher", (0.0, 1.0), "mean map value over the most important region (SLM 255)",
+                   "cov_top", label="cov top"),
+            Output("bg", "lower", (0.0, 1.0), "mean map value over the background (SLM 0)", "cov_bg",
+                   label="cov bg"),
+        ),
+        description=(
+            "Skin-layer-map coverage. cov_top = mean of m255/255 over pixels with SLM == 255 (higher "
+            "is better); cov_bg = mean of m255/255 over pixels with SLM == 0 (lower is better). "
+            "Undefined (NaN, excluded and counted) where the region is empty."
+        ),
+    ),
+    Metric(
+        id="mask_iou@1", category="localisation", needs="maps", function=f"{_LOC}:score_mask_iou",
+        values=(Value("iou", ("T", len(SLM_LEVELS)), "IoU(M_t, SLM == L) per threshold t and level L"),),
+        outputs=(),
+        tables=(Table("", f"{_LOC}:iou_table", _iou_table_schema(),
+                      "mean IoU per threshold (50, 55, …, 95 %) × SLM level (255, 128, 64, 32, 0); NaNs counted"),),
+        description=(
+            "Mask IoU. For t in {50, 55, ..., 95}: mask M_t = (m255/255) > t/100 (strict); "
+            "IoU(M_t, SLM == L) for each level L in {255, 128, 64, 32, 0}. An empty union gives NaN "
+            "for that image, excluded from the mean and counted. IoU with level 255 is higher-better, "
+            "with level 0 lower-better; the other levels are descriptive."
+        ),
+    ),
+    Metric(
+        id="confidence@1", category="faithfulness", needs="model", function=f"{_CONF}:score_confidence",
+        values=(
+            Value("s0", definition="confidence of the target class on the image"),
+            Value("s_keep", definition="confidence on x·h (h = m255/255)"),
+            Value("s_remove", definition="confidence on x·(1−h)"),
+            Value("s_keep_t", ("T",), "confidence on x·M_t per threshold"),
+            Value("s_remove_t", ("T",), "confidence on x·(1−M_t) per threshold"),
+        ),
+        outputs=(
+            Output("dic", "higher", (0.0, math.inf), "drop in confidence: mean max(0, s(x) − s(x·(1−h))) — removing "
+                   "what the map marks should hurt", f"{_CONF}:dic_values", unit="logit (or probability with unit prob)",
+                   label="DiC"),
+            Output("iic", "higher", (0.0, 100.0), "increase in confidence: % of images with s(x·h) > s(x) — keeping "
+                   "only what the map marks should help", f"{_CONF}:iic_values", unit="%", label="IiC %", digits=1),
+        ),
+        tables=(Table("thresholds", f"{_CONF}:threshold_table", _confidence_table_schema(),
+                      "DiC and IiC % for each mask threshold (M_t instead of h)"),),
+        description=(
+            "Confidence change (the study's reliability check). s(x) = raw logit of the target class "
+            "(unit logit, default) or its softmax probability (unit prob). With h = m255/255 broadcast "
+            "over channels in the image's orientation (no transpose): keep = x*h, remove = x*(1-h); "
+            "with masks keep_t = x*M_t, remove_t = x*(1-M_t) for every t. DiC = mean over images of "
+            "max(0, s0 - s_remove) (higher = the map found what matters); IiC = percentage of images "
+            "with s_keep > s0 (higher is better). Reported for the heat map and each mask threshold."
+        ),
+    ),
+)
+
+#: id -> Metric, in report order (the order of table columns and record sections).
+METRICS: dict[str, Metric] = {}
+
+
+def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
+    """Raise HfusError if ``metric`` is malformed or collides with ``others`` (ids, record keys, value names)."""
+    name, _, version = metric.id.partition("@")
+    if not name or not version.isdigit():
+        raise HfusError(f"metric id {metric.id!r} must be name@version, e.g. hit_rate@2")
+    if metric.needs not in ("maps", "model"):
+        raise HfusError(f"metric {metric.id}: needs must be 'maps' or 'model', got {metric.needs!r}")
+    if not metric.values:
+        raise HfusError(f"metric {metric.id}: declare at least one per-image value")
+    names = [v.name for v in metric.values]
+    taken = {v.name for m in others for v in m.values} | set(ROW_KEYS)
+    clash = sorted((set(names) & taken) | {n for n in names if names.count(n) > 1})
+    if clash:
+        raise HfusError(f"metric {metric.id}: per-image value name(s) {clash} already used; pick unique names")
+    keys = [metric.key(p) for p in (*metric.outputs, *metric.tables)]
+    taken_keys = {m.key(p) for m in others for p in (*m.outputs, *m.tables)}
+    clash = sorted((set(keys) & taken_keys) | {k for k in keys if keys.count(k) > 1})
+    if clash:
+        raise HfusError(f"metric {metric.id}: record key(s) {clash} already used")
+    for out in metric.outputs:
+        if out.direction not in ("higher", "lower", "none"):
+            raise HfusError(f"metric {metric.id}: direction of {out.name!r} must be higher, lower or none")
+        if isinstance(out.per_image, str) and ":" not in out.per_image and out.per_image not in names:
+            raise HfusError(f"metric {metric.id}: output {out.name!r} reads unknown value {out.per_image!r}")
+
+
+def register(metric: Metric) -> Metric:
+    """Add a metric to :data:`METRICS` (checked against the ones already there); returns it."""
+    if metric.id in METRICS:
+        raise HfusError(f"metric {metric.id} is already registered; a changed definition needs a new version")
+    check_metric(metric, METRICS.values())
+    METRICS[metric.id] = metric
+    return metric
+
+
+for _m in _BUILTIN:
+    register(_m)
+
+
+def get_metric(metric_id: str) -> Metric:
+    """The :class:`Metric` of ``metric_id`` (e.g. ``"hit_rate@1"``); a bare name gets its latest version."""
     if metric_id in METRICS:
         return METRICS[metric_id]
     versions = [m for m in METRICS.values() if m.name == metric_id]
     if versions:
         return max(versions, key=lambda m: m.version)
     raise HfusError(f"unknown metric {metric_id!r}; known: {', '.join(METRICS)}")
+
+
+def metrics(selection: Iterable[str | Metric] | None = None) -> list[Metric]:
+    """Registry entries: all (None) or the given ids / entries, in registry order for ids."""
+    if selection is None:
+        return list(METRICS.values())
+    return [m if isinstance(m, Metric) else get_metric(m) for m in selection]
+
+
+def outputs() -> list[tuple[Metric, Output]]:
+    """Every reported number, in report order."""
+    return [(m, o) for m in METRICS.values() for o in m.outputs]
+
+
+def columns() -> list[tuple[str, Metric, Output]]:
+    """Table columns: ``(record key, metric, output)`` of every output with a label, in report order."""
+    return [(m.key(o), m, o) for m, o in outputs() if o.label is not None]
+
+
+def output(key: str) -> tuple[Metric, Output]:
+    """The (metric, output) of a record key such as ``"slm_coverage@1/top"``."""
+    for m, o in outputs():
+        if m.key(o) == key:
+            return m, o
+    raise HfusError(f"unknown score {key!r}; known: {', '.join(m.key(o) for m, o in outputs())}")
+
+
+def value_owner() -> dict[str, Metric]:
+    """Per-image value name -> the metric that produces it."""
+    return {v.name: m for m in METRICS.values() for v in m.values}
+
+
+def metrics_schema() -> dict[str, Any]:
+    """The JSON schema of ``record["metrics"]``, generated from the registry."""
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for m in METRICS.values():
+        for o in m.outputs:
+            props[m.key(o)] = {"$ref": "#/$defs/perArchSummary"}
+        for t in m.tables:
+            props[m.key(t)] = {"type": "object", "additionalProperties": dict(t.schema)}
+        if m.required:
+            required += [m.key(p) for p in (*m.outputs, *m.tables)]
+    return {"type": "object", "additionalProperties": False, "required": required, "properties": props}

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -114,3 +116,26 @@ def summarize(
         out["n_correct"] = int(np.count_nonzero(ok & ~np.isnan(v)))
         out["n_incorrect"] = int(np.count_nonzero(~ok & ~np.isnan(v)))
     return out
+
+
+def nanmean0(stack: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaNs; an all-NaN column gives NaN without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stack, axis=0)
+
+
+def fold_bootstrap(per_fold: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
+
+    With a single fold this is exactly :func:`bootstrap_ci`.
+    """
+    finite = [v[np.isfinite(v)] for v in (np.asarray(x, dtype=np.float64) for x in per_fold)]
+    finite = [v for v in finite if v.size]
+    if len(finite) <= 1:
+        ci = bootstrap_ci(finite[0] if finite else np.array([]), n_resamples=n_resamples, seed=seed)
+        return float(ci.low), float(ci.high)
+    rng = np.random.default_rng(seed)
+    means = np.mean([v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1) for v in finite], axis=0)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)

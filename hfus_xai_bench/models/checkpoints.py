@@ -33,6 +33,7 @@ from torch import nn
 from ..constants import SYNTH_DATASET, cache_dir
 from ..errors import HfusError
 from ..hashing import sha256_file
+from ..runtime import hub_offline
 from .zoo import ArchSpec, build_model, get_arch
 
 CARD_SCHEMA = "hfus-bench-checkpoint/1"
@@ -183,18 +184,6 @@ def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
     return entries
 
 
-def _hub_offline() -> bool:
-    value = os.environ.get("HF_HUB_OFFLINE", "")
-    if value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:  # pragma: no cover
-        return True
-
-
 def _train_hint(arch: str, fold: int, dataset: str) -> str:
     ds = "" if dataset == SYNTH_DATASET else f" --dataset {dataset}"
     return f"hfus-bench train --arch {arch}{ds} --fold {fold}"
@@ -207,7 +196,7 @@ def _hub_download(entry: Checkpoint) -> Path:
     except ImportError as err:  # pragma: no cover
         raise HfusError(f"checkpoint {entry.name} is not cached and huggingface_hub is not installed; "
                         f"install it or train one with `{hint}`") from err
-    offline = _hub_offline()
+    offline = hub_offline()
     try:
         path = hf_hub_download(
             entry.hub_repo_id,
@@ -256,7 +245,7 @@ def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> C
         if entry.arch == name and entry.dataset == dataset and entry.fold == int(fold):
             return entry
     hint = _train_hint(name, int(fold), dataset)
-    offline = " (offline)" if _hub_offline() else ""
+    offline = " (offline)" if hub_offline() else ""
     raise HfusError(
         f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
         f"{user_checkpoint_dir()}; train one with `{hint}` (or pass --checkpoint PATH)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import platform
 import random
 import time
 from collections.abc import Sequence
@@ -28,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import BENCHMARK_VERSION, NUM_CLASSES, NUM_FOLDS, SYNTH_DATASET
+from ..constants import NUM_CLASSES, SYNTH_DATASET
+from ..data.folds import split_folds
 from ..errors import HfusError
 from ..metrics.classification import classification_report
+from ..runtime import environment, resolve_device
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
@@ -42,29 +43,11 @@ SELECTION = "best validation accuracy (ties: lower validation loss, then earlier
 ArrayLike = np.ndarray | torch.Tensor
 
 
-def fold_split(fold: int, num_folds: int = NUM_FOLDS) -> dict[str, Any]:
-    """Folds for training fold k: test = k, val = (k+1) % n, train = the rest."""
-    if not 0 <= int(fold) < num_folds:
-        raise HfusError(f"fold must be in 0..{num_folds - 1}, got {fold}")
-    val = (fold + 1) % num_folds
-    return {"test": fold, "val": val, "train": [f for f in range(num_folds) if f not in (fold, val)]}
-
-
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` → cuda if available, else cpu; refuses cuda when there is none."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HfusError("--device cuda asked but no CUDA device is available; use --device cpu or auto")
-    return dev
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_ROTATION_DEG,
@@ -278,22 +261,6 @@ def train_model(
     return model, history
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and the device a checkpoint was trained on."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-    return {
-        "hfus_xai_bench": BENCHMARK_VERSION,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "device": str(device),
-        "device_name": name,
-    }
-
-
 def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
     """``<arch>_<dataset>_fold<k>[_seed<s>]`` (file-name safe)."""
     ds = dataset.replace("/", "--").replace(" ", "_")
@@ -301,15 +268,12 @@ def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
 
 
 def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        from ..data import dataset as hub
-    except ImportError as err:
-        raise HfusError(f"the data layer is not available ({err}); install the package with its dependencies "
-                        "or call models.training.train_model on tensors") from err
-    ds = hub.load_dataset(source=dataset, revision=revision)
-    fold_split(fold)  # validates the fold number before loading anything heavy
-    arrays = {name: hub.fold_arrays(ds, fold, split=name) for name in ("train", "val", "test")}
-    return arrays, dict(hub.dataset_provenance(ds))
+    from ..data.dataset import dataset_provenance, fold_arrays, load_dataset
+
+    split_folds(fold)  # validates the fold number before loading anything heavy
+    ds = load_dataset(source=dataset, revision=revision)
+    arrays = {name: fold_arrays(ds, fold, split=name) for name in ("train", "val", "test")}
+    return arrays, dict(dataset_provenance(ds))
 
 
 def train(
@@ -337,7 +301,8 @@ def train(
     if dtype not in ("float32", "float16"):
         raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
     spec = get_arch(arch)
-    split = fold_split(fold)
+    folds = split_folds(fold)
+    split = {"test": folds["test"][0], "val": folds["val"][0], "train": folds["train"]}
     arrays, provenance = _load_folds(dataset, revision, fold)
     dev = resolve_device(device)
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
@@ -384,6 +349,6 @@ def train(
 
 
 __all__: Sequence[str] = (
-    "STUDY_RECIPE", "augment_batch", "classification_report", "fold_split", "init_model", "predict_logits",
+    "STUDY_RECIPE", "augment_batch", "classification_report", "init_model", "predict_logits",
     "seed_everything", "train", "train_model",
 )

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
-from ..constants import NUM_CLASSES
+from ..constants import ARCH_NAMES, NUM_CLASSES, arch_name
 from ..errors import HfusError
 
 
@@ -92,16 +92,12 @@ ARCHS: dict[str, ArchSpec] = {
     )
 }
 
-_ALIASES = {"densenet": "densenet201", "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2", "resnet": "resnet101"}
+assert tuple(ARCHS) == ARCH_NAMES
 
 
 def get_arch(name: str) -> ArchSpec:
-    """Look up an architecture by name (case-insensitive; short aliases accepted)."""
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in ARCHS:
-        raise HfusError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHS)}")
-    return ARCHS[key]
+    """Look up an architecture by name (case-insensitive; short aliases accepted: :func:`constants.arch_name`)."""
+    return ARCHS[arch_name(name)]
 
 
 def _imagenet_weights(builder: str):

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from .constants import CLASSES, IMAGE_SIZE
 
 if TYPE_CHECKING:
-    from .evaluate import FoldRun
+    from .results import FoldScores
 
 _TURBO_KNOTS = np.array(
     [[48, 18, 59], [70, 107, 227], [40, 188, 235], [50, 241, 152], [164, 252, 60], [239, 198, 46], [244, 100, 30], [122, 4, 3]],
@@ -41,14 +41,16 @@ def _tile(panels: Sequence[np.ndarray], caption: str) -> Image.Image:
     return canvas
 
 
-def best_worst_figure(runs: Sequence[FoldRun], ds: Any, path: str | Path, k: int = 4) -> Path | None:
-    """Write a PNG grid (image | SLM | overlay) of the ``k`` best and ``k`` worst images by Hit Rate 1."""
+def best_worst_figure(runs: Sequence[FoldScores], ds: Any, path: str | Path, k: int = 4) -> Path | None:
+    """Write a PNG grid (image | SLM | overlay) of the ``k`` best and ``k`` worst images by the headline score (HR1)."""
     from .data.dataset import fold_arrays
+    from .metrics.registry import HEADLINE
 
     candidates = []
     for r, run in enumerate(runs):
-        for i in np.flatnonzero(np.isfinite(run.hr1)):
-            candidates.append((float(run.hr1[i]), r, int(i)))
+        score = run.output(HEADLINE)
+        for i in np.flatnonzero(np.isfinite(score)):
+            candidates.append((float(score[i]), r, int(i)))
     if not candidates or any(run.maps is None for run in runs):
         return None
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))

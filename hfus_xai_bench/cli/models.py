@@ -1,11 +1,12 @@
-"""CLI sub-commands of this area: ``hfus-bench models`` and ``hfus-bench train``."""
+"""`hfus-bench models` (the checkpoint registry) and `hfus-bench train` (the study recipe)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..constants import NUM_FOLDS, SYNTH_DATASET
+from ..constants import ARCH_NAMES, NUM_FOLDS, SYNTH_DATASET
+from .common import add_device, add_quiet
 
 
 def _fmt_pct(value: float | None) -> str:
@@ -15,7 +16,7 @@ def _fmt_pct(value: float | None) -> str:
 def _cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .checkpoints import list_checkpoints
+    from ..models.checkpoints import list_checkpoints
 
     entries = list_checkpoints(include_cache=not args.registry_only)
     if args.json:
@@ -27,7 +28,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return 0
     if not entries:
         print("no checkpoints registered or cached; train one with "
-              "`hfus-bench train --arch mobilenet_v2 --fold 0`")
+              "`hfus-bench train --models mobilenet_v2 --folds 0`")
         return 0
     rows = []
     for e in entries:
@@ -44,26 +45,38 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from ..config import parse_list
+    from ..constants import arch_name
+    from ..errors import HfusError
+    from ..models.training import train
 
-    card = train(
-        args.arch, dataset=args.dataset, fold=args.fold, epochs=args.epochs, init=args.init,
-        device=args.device, out_dir=args.out, seed=args.seed, revision=args.revision, dtype=args.dtype,
-        lr=args.lr, momentum=args.momentum, step_size=args.step_size, gamma=args.gamma,
-        batch_size=args.batch_size, progress=not args.quiet,
-    )
-    meta = json.loads(card.read_text())
-    test = meta["metrics"]["test"]
-    print(f"test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
-          f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
-          f"(best epoch {meta['best_epoch']}/{meta['epochs']})")
-    print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
+    archs = [arch_name(a) for a in parse_list(args.models, ARCH_NAMES)]
+    try:
+        folds = [int(f) for f in parse_list(args.folds, range(NUM_FOLDS))]
+    except ValueError as err:
+        raise HfusError(f"--folds must be fold numbers 0..{NUM_FOLDS - 1} or 'all', got {args.folds!r}") from err
+    if not archs or not folds:
+        raise HfusError("nothing to train: give --models and --folds")
+    for arch in archs:
+        for fold in folds:
+            card = train(
+                arch, dataset=args.dataset, fold=fold, epochs=args.epochs, init=args.init,
+                device=args.device, out_dir=args.out, seed=args.seed, revision=args.revision, dtype=args.dtype,
+                lr=args.lr, momentum=args.momentum, step_size=args.step_size, gamma=args.gamma,
+                batch_size=args.batch_size, progress=not args.quiet,
+            )
+            meta = json.loads(card.read_text())
+            test = meta["metrics"]["test"]
+            print(f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
+                  f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
+                  f"(best epoch {meta['best_epoch']}/{meta['epochs']})")
+            print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``models`` and ``train`` to ``hfus-bench``."""
-    from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
+    """Add ``models`` and ``train``."""
+    from ..models.recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 
     p = sub.add_parser("models", help="list registered and locally trained checkpoints")
     p.add_argument("--registry-only", action="store_true", help="hide checkpoints trained into the user cache")
@@ -71,18 +84,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_models)
 
     t = sub.add_parser(
-        "train", help="train a reference model with the study recipe (PROTOCOL §2)",
-        description="Train ARCH on fold K (test = K, val = K+1 mod 5, train = the rest) with the study recipe "
-                    "and write <name>.safetensors + <name>.json into the user cache (or --out).",
+        "train", help="train reference models with the study recipe (PROTOCOL §2)",
+        description="Train each architecture of --models on each fold K of --folds (test = K, val = K+1 mod 5, "
+                    "train = the rest) with the study recipe and write <name>.safetensors + <name>.json into the "
+                    "user cache (or --out).",
     )
-    t.add_argument("--arch", required=True, help="densenet201 | googlenet | mobilenet_v2 | resnet101")
+    t.add_argument("--models", required=True, metavar="ARCHS",
+                   help=f"comma-separated architectures or 'all' ({', '.join(ARCH_NAMES)})")
+    t.add_argument("--folds", required=True, metavar="FOLDS", help="comma-separated test folds 0-4 or 'all'")
     t.add_argument("--dataset", default=SYNTH_DATASET, help=f"dataset id (default {SYNTH_DATASET})")
     t.add_argument("--revision", default=None, help="dataset revision (default: the pinned one)")
-    t.add_argument("--fold", type=int, required=True, choices=range(NUM_FOLDS), metavar="K", help="test fold 0-4")
     t.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS} (study)")
     t.add_argument("--init", default="imagenet",
                    help="imagenet (torchvision weights from the local torch cache), scratch, or a .safetensors PATH")
-    t.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_device(t)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="output folder (default: the user cache, where load_model looks)")
     t.add_argument("--dtype", default="float32", choices=("float32", "float16"),
@@ -92,5 +107,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--step-size", type=int, default=STUDY_RECIPE["step_size"])
     t.add_argument("--gamma", type=float, default=STUDY_RECIPE["gamma"])
     t.add_argument("--batch-size", type=int, default=STUDY_RECIPE["batch_size"])
-    t.add_argument("--quiet", action="store_true", help="no progress bar / per-epoch lines")
+    add_quiet(t)
     t.set_defaults(func=_cmd_train)

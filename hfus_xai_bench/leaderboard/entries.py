@@ -1,0 +1,113 @@
+"""Leaderboard entries: a result record without ``per_image``, plus ``track`` and ``links``.
+
+An entry (``leaderboard/entries/<method>.json``; ``<method>.<track>.json`` for tracks other than
+``hfus-synth``) follows ``schemas/entry.schema.json`` (its ``metrics`` section generated from the
+metric registry, like the result schema's).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..constants import LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
+from ..errors import HfusError
+from ..explainers.registry import BUILTIN_METHODS
+from ..results import validate
+
+ENTRIES_DIR = Path(LEADERBOARD_ENTRIES_DIR)
+
+
+def default_links(record: dict[str, Any]) -> dict[str, str | None]:
+    """Links for an entry from the record's method metadata, falling back to the built-in method's METADATA."""
+    method = record["method"]
+    name, source = method["name"], method.get("source", "")
+    ref_url = ref_bib = None
+    if source == "builtin" and name in BUILTIN_METHODS:
+        from ..explainers.loader import load_builtin
+
+        meta = load_builtin(name).metadata
+        ref_url, ref_bib = meta.get("url"), meta.get("citation")
+    code: str | None = None
+    if source == "builtin" and name in BUILTIN_METHODS:
+        code = BUILTIN_METHODS[name].partition(":")[0].replace(".", "/") + ".py"
+    elif source.startswith("file:"):
+        path = Path(source[5:])
+        try:
+            code = path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            code = path.name
+    elif source:
+        code = source
+    return {"url": method.get("url") or ref_url, "citation": method.get("citation") or ref_bib, "code": code}
+
+
+def entry_from_result(
+    record: dict[str, Any],
+    *,
+    track: str | None = None,
+    url: str | None = None,
+    citation: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id) and ``links``."""
+    validate(record, source="result")
+    entry = {k: v for k, v in record.items() if k != "per_image"}
+    links = default_links(record)
+    links.update({k: v for k, v in (("url", url), ("citation", citation), ("code", code)) if v is not None})
+    entry["track"] = track or record["dataset"]["id"]
+    entry["links"] = links
+    entry = json.loads(json.dumps(entry))
+    validate_entry(entry)
+    return entry
+
+
+def validate_entry(entry: dict[str, Any], source: str = "entry") -> None:
+    """Raise HfusError naming the first field that breaks ``schemas/entry.schema.json``."""
+    validate(entry, source=source, name="entry")
+
+
+def slug(text: str) -> str:
+    """File-name and anchor safe text."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "-", text).strip("-") or "x"
+
+
+def entry_filename(entry: dict[str, Any]) -> str:
+    """``<method>.json`` on the synthetic track, ``<method>.<track>.json`` on others."""
+    name = slug(entry["method"]["name"])
+    return f"{name}.json" if entry["track"] == SYNTH_DATASET else f"{name}.{slug(entry['track'])}.json"
+
+
+def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
+    validate_entry(entry)
+    path = Path(entries_dir) / entry_filename(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
+    """Every ``*.json`` in ``entries_dir``, validated, sorted by file name; one entry per method and track."""
+    folder = Path(entries_dir)
+    if not folder.is_dir():
+        raise HfusError(f"entries folder not found: {folder}; pass --entries")
+    entries, seen = [], {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise HfusError(f"{path} is not valid JSON: {err}") from err
+        validate_entry(entry, source=str(path))
+        if path.name != entry_filename(entry):
+            raise HfusError(f"{path}: an entry for {entry['method']['name']!r} on {entry['track']!r} must be named "
+                            f"{entry_filename(entry)}; rename it")
+        key = (entry["method"]["name"], entry["track"])
+        if key in seen:
+            raise HfusError(f"{path}: a second entry for {key[0]!r} on {key[1]!r} (first: {seen[key]}); keep one")
+        seen[key] = path.name
+        entries.append(entry)
+    return entries
+
+
