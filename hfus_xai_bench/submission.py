@@ -163,8 +163,9 @@ def recorded_metrics(record: dict[str, Any]) -> tuple[list[registry.Metric], lis
 def _compare(where: str, first: int, sel: np.ndarray, recorded: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
              rtol: float) -> list[str]:
     mismatches = []
-    for name, values in fresh.items():
-        rec = recorded[name][sel]
+    for key, values in fresh.items():
+        name = key.rpartition("/")[2]  # the per_image column of "<metric id>/<value>"
+        rec = recorded[key][sel]
         new = values[sel]
         off = ~((np.abs(rec - new) <= rtol * np.maximum(1.0, np.abs(new))) | (np.isnan(rec) & np.isnan(new)))
         if off.any():

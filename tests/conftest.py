@@ -1,4 +1,7 @@
-"""Shared fixtures: the default synthetic dataset (built once per machine in the user cache)."""
+"""Shared fixtures: the default synthetic dataset (built once per machine in the user cache), an empty user cache.
+
+Helpers shared by several test files live in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,14 @@ def synth_ds():
     from hfus_xai_bench.data.dataset import load_dataset
 
     return load_dataset("hfus-synth")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty user cache (``HFUS_BENCH_CACHE``) and no Hub access, for one test."""
+    monkeypatch.setenv("HFUS_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "cache"
 
 
 def pytest_configure(config) -> None:

@@ -76,3 +76,13 @@ def test_errors():
     with pytest.raises(ValueError):
         assign_folds([0, 1], ["a"])
     assert assign_folds([], []).shape == (0,)
+
+
+def test_split_rule():
+    from hfus_xai_bench.data.folds import split_folds
+    from hfus_xai_bench.errors import HfusError
+
+    assert split_folds(0) == {"test": [0], "val": [1], "train": [2, 3, 4]}
+    assert split_folds(4) == {"test": [4], "val": [0], "train": [1, 2, 3]}
+    with pytest.raises(HfusError, match="fold"):
+        split_folds(5)

@@ -1,27 +1,23 @@
-"""Leaderboard entries, schema, rank ranges and the deterministic MD/HTML render."""
+"""leaderboard/: entries, schema, rank ranges and the deterministic MD/HTML render (columns from the registry)."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+from helpers import fake_scores
 
-from hfus_xai_bench.constants import THRESHOLDS
+from hfus_xai_bench.cli import main
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.evaluate import FoldRun
 from hfus_xai_bench.explainers.loader import Method
 from hfus_xai_bench.leaderboard import (
     entry_filename,
     entry_from_result,
     load_entries,
     rank_ranges,
-    register,
     render,
     render_html,
     render_markdown,
@@ -32,41 +28,18 @@ from hfus_xai_bench.leaderboard import (
 from hfus_xai_bench.results import build_result, schema
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def fake_run(arch: str, fold: int, level: float, seed: int, n: int = 12) -> FoldRun:
-    """Per-image values centred on ``level`` (HR1), everything else plausible; no model involved."""
-    rng = np.random.default_rng(seed)
-    nt = len(THRESHOLDS)
-    labels = rng.integers(0, 4, n)
-    preds = np.where(rng.random(n) < 0.8, labels, (labels + 1) % 4)
-    s0 = rng.normal(3, 1, n)
-    return FoldRun(
-        arch=arch, fold=fold, checkpoint={"name": f"{arch}-f{fold}", "sha256": "0" * 64},
-        image_ids=[f"2020-01-0{fold + 1}_{i}_1" for i in range(n)], labels=labels, preds=preds, targets=preds,
-        failed=[None] * (n - 1) + ["empty_map"],
-        hr1=np.r_[np.clip(rng.normal(level, 0.3, n - 1), -1, 3), np.nan],
-        hr2=np.r_[np.clip(rng.normal(level / 3, 0.2, n - 1), -1, 1), np.nan],
-        cov_top=np.r_[rng.random(n - 1), np.nan], cov_bg=np.r_[rng.random(n - 1) * 0.3, np.nan],
-        iou=np.r_[rng.random((n - 1, nt, 5)), np.full((1, nt, 5), np.nan)],
-        s0=np.r_[s0[:-1], np.nan], s_keep=np.r_[s0[:-1] + rng.normal(0, 1, n - 1), np.nan],
-        s_remove=np.r_[s0[:-1] - level * rng.random(n - 1), np.nan],
-        s_keep_t=np.r_[rng.normal(3, 1, (n - 1, nt)), np.full((1, nt), np.nan)],
-        s_remove_t=np.r_[rng.normal(2, 1, (n - 1, nt)), np.full((1, nt), np.nan)],
-        seconds=0.01 * n, forward_images=3 * n,
-    )
+ENV = {"hfus_xai_bench": "0.1.0", "torch": "x", "device": "cpu", "device_name": "test-cpu"}
 
 
 def fake_record(name: str, level: float, seed: int, archs: tuple[str, ...] = ("mobilenet_v2",), runs=None) -> dict:
     method = Method(name=name, source="builtin", kind="map", factory=lambda m, c: None, metadata={"name": name})
-    runs = runs or [fake_run(a, f, level, seed + 10 * f) for a in archs for f in (0, 1)]
+    runs = runs or [fake_scores(a, f, level, seed + 10 * f) for a in archs for f in (0, 1)]
     options = {"models": list(archs), "folds": [0, 1], "limit": None, "target": "pred", "sign": "pos",
                "confidence": "logit", "batch_size": 16, "seed": 0, "precision": "fp32", "device": "cpu"}
     dataset = {"id": "hfus-synth", "revision": "synth-v1-seed0", "sha256": "a" * 64, "n_images": 631}
-    result = build_result(method, runs, options=options, dataset=dataset, device=torch.device("cpu"),
+    result = build_result(method, runs, options=options, dataset=dataset, environment=dict(ENV),
                           command=f"hfus-bench evaluate {name} --folds 0,1")
     result.record["timestamp"] = "2025-01-01T00:00:00+00:00"
-    result.record["environment"]["device_name"] = "test-cpu"
     return result.record
 
 
@@ -193,13 +166,7 @@ def test_committed_pages_match_a_fresh_render() -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except HfusError:
-        return 2
+    return main(argv)
 
 
 def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -219,3 +186,5 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     rec_path.write_text(json.dumps(rec))
     assert _cli(["leaderboard", "add", str(rec_path), "--entries", str(entries_dir)]) == 2
     assert "up to date" in capsys.readouterr().out
+    assert _cli(["leaderboard"]) == 2  # a missing sub-command prints the help and exits 2
+    assert "usage: hfus-bench leaderboard" in capsys.readouterr().err

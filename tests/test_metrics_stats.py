@@ -1,4 +1,4 @@
-"""Bootstrap CI, summaries, classification report and the metric registry."""
+"""Bootstrap CI, summaries and the classification report."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import pytest
 
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.metrics import (
-    METRICS,
     bootstrap_ci,
     classification_report,
     confusion_matrix,
-    get_metric,
     summarize,
 )
 
@@ -107,19 +105,3 @@ def test_classification_report_errors_and_empty() -> None:
         classification_report([0, 1], [0])
     with pytest.raises(HfusError):
         classification_report([0.5], [0])
-
-
-def test_registry() -> None:
-    assert set(METRICS) == {"hit_rate@1", "hit_rate_binary@1", "slm_coverage@1", "mask_iou@1", "confidence@1"}
-    cov = METRICS["slm_coverage@1"]
-    assert [(o.name, o.direction) for o in cov.outputs] == [("cov_top", "higher"), ("cov_bg", "lower")]
-    conf = METRICS["confidence@1"]
-    assert [(o.name, o.direction) for o in conf.outputs] == [("dic", "higher"), ("iic", "higher")]
-    assert METRICS["hit_rate@1"].primary.range == (-1.0, 3.0)
-    assert get_metric("hit_rate") is METRICS["hit_rate@1"]
-    for info in METRICS.values():
-        assert info.id == f"{info.name}@{info.version}" and len(info.description) > 80
-        module, func = info.function.split(":")
-        assert callable(getattr(__import__(module, fromlist=[func]), func))
-    with pytest.raises(HfusError):
-        get_metric("pointing_game@1")

@@ -59,13 +59,6 @@ def test_augmentation_identity_flip_and_rotation():
     assert a.min() >= 0 and a.max() <= 1 + 1e-6
 
 
-def test_fold_split():
-    assert T.fold_split(0) == {"test": 0, "val": 1, "train": [2, 3, 4]}
-    assert T.fold_split(4) == {"test": 4, "val": 0, "train": [1, 2, 3]}
-    with pytest.raises(HfusError, match="fold"):
-        T.fold_split(5)
-
-
 def test_training_is_deterministic_and_keeps_best_validation():
     xtr, ytr = _toy(8, 0)
     xva, yva = _toy(4, 1)
@@ -156,7 +149,7 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert acc == card["metrics"]["test"]["accuracy"] and info.checkpoint.dataset == "hfus-synth"
 
     # CLI: into the user cache, where load_model finds it by (arch, dataset, fold)
-    rc = cli.main(["train", "--arch", "mobilenet", "--fold", "1", "--epochs", "1", "--init", "scratch",
+    rc = cli.main(["train", "--models", "mobilenet", "--folds", "1", "--epochs", "1", "--init", "scratch",
                    "--device", "cpu", "--batch-size", "4", "--quiet", "--seed", "3"])
     assert rc == 0 and fake_data["load"] == ("hfus-synth", None)
     out = capsys.readouterr().out
@@ -165,5 +158,5 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
     # ImageNet init without the torchvision weights in the local cache: one-line error, exit code 2
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert cli.main(["train", "--arch", "mobilenet", "--fold", "0", "--init", "imagenet", "--quiet"]) == 2
+    assert cli.main(["train", "--models", "mobilenet", "--folds", "0", "--init", "imagenet", "--quiet"]) == 2
     assert "--init scratch" in capsys.readouterr().err

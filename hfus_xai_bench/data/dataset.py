@@ -278,7 +278,7 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
         "shards": shards,
         "n_images": len(ds),
     }
-    ds.info.description = _PROV_PREFIX + json.dumps(prov, sort_keys=True)
+    attach_provenance(ds, prov)
     return ds
 
 
@@ -342,6 +342,12 @@ def _cached_content_sha256(folder: Path, files_sha256: str, ds: datasets.Dataset
     with contextlib.suppress(OSError):
         cache.write_text(json.dumps({"files_sha256": files_sha256, "content_sha256": digest}))
     return digest
+
+
+def attach_provenance(ds: datasets.Dataset, provenance: dict) -> datasets.Dataset:
+    """Store ``provenance`` (id, revision, sha256, n_images, ...) in ``ds.info`` for :func:`dataset_provenance`."""
+    ds.info.description = _PROV_PREFIX + json.dumps(provenance, sort_keys=True)
+    return ds
 
 
 def dataset_provenance(ds: datasets.Dataset) -> dict:

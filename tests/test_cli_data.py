@@ -1,4 +1,4 @@
-"""`hfus-bench data synth|import|info` through ``cli.main``."""
+"""cli/data.py: `hfus-bench data synth|import|info` through ``cli.main``."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from test_archive import make_archive
 
 from hfus_xai_bench import data
 from hfus_xai_bench.cli import main
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HFUS_BENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "cache"
 
 
 def test_synth_import_info(tmp_path, cache, capsys):
@@ -42,7 +35,8 @@ def test_import_errors_and_warnings(tmp_path, cache, capsys):
     assert main(["data", "import", str(root), "--out", str(tmp_path / "y"), "--expect", "8", "--strict", "--quiet"]) == 2
     assert "masks without images: AD/masks/orphan_sleb.png" in capsys.readouterr().err
     assert main(["data", "import", str(root), "--out", str(tmp_path / "z"), "--expect", "8", "--quiet"]) == 0
-    assert "warning: 1 masks without images: AD/masks/orphan_sleb.png" in capsys.readouterr().out
+    err = capsys.readouterr().err  # warnings go to stderr, one line each
+    assert "hfus-bench: warning: 1 masks without images: AD/masks/orphan_sleb.png" in err
 
 
 def test_info_offline_hub_error(tmp_path, cache, monkeypatch, capsys):
@@ -56,3 +50,9 @@ def test_lazy_package_exports():
     assert callable(data.load_dataset) and callable(data.fold_arrays)
     with pytest.raises(AttributeError):
         data.nope  # noqa: B018
+
+
+def test_missing_data_command_prints_help_and_exits_2(capsys):
+    assert main(["data"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: hfus-bench data" in err and "import" in err

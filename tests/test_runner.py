@@ -1,34 +1,29 @@
-"""The runner end to end on the default track: real dataset, shipped checkpoint, real methods."""
+"""runner.py end to end on the default track: real dataset, shipped checkpoint, real methods."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import EXAMPLES, write_method
 
 from hfus_xai_bench.cli import main
+from hfus_xai_bench.config import RunConfig
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.evaluate import evaluate
-from hfus_xai_bench.results import HEADLINE, Result, validate
+from hfus_xai_bench.metrics import registry
+from hfus_xai_bench.models.checkpoints import find_checkpoint
+from hfus_xai_bench.results import Result, validate
+from hfus_xai_bench.runner import Batch, evaluate, plan_batches
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 LIMIT = 6
-
-
-def write_method(tmp_path: Path, body: str, name: str = "method.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 @pytest.fixture(scope="module")
 def gradcam_result(synth_ds, tmp_path_factory):
     out = tmp_path_factory.mktemp("gradcam")
-    return evaluate("gradcam", limit=LIMIT, out=out, save_maps_file=True, progress=False), out
+    return evaluate("gradcam", limit=LIMIT, out=out, save_maps=True, progress=False), out
 
 
 def test_record_is_complete_and_valid(gradcam_result):
@@ -41,7 +36,7 @@ def test_record_is_complete_and_valid(gradcam_result):
     assert rec["counts"]["total"] == {
         "n_images": LIMIT, "n_evaluated": LIMIT, "n_failed": 0, "failures": {}, "failure_examples": {}
     }
-    for key in HEADLINE:
+    for key, _, _ in registry.columns():
         summary = rec["metrics"][key]["mobilenet_v2"]
         assert summary["n"] == LIMIT and summary["per_fold"]["0"] == pytest.approx(summary["mean"])
         low, high = summary["ci95"]
@@ -49,8 +44,17 @@ def test_record_is_complete_and_valid(gradcam_result):
     hr1 = [row["hr1"] for row in rec["per_image"]]
     assert all(-1 <= v <= 3 for v in hr1)
     assert rec["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] == pytest.approx(np.mean(hr1))
-    assert rec["checkpoints"]["mobilenet_v2"]["0"]["sha256"]
+    ckpt = rec["checkpoints"]["mobilenet_v2"]["0"]
+    assert ckpt["sha256"] == find_checkpoint("mobilenet_v2").sha256
+    assert ckpt["test_accuracy"] == pytest.approx(find_checkpoint("mobilenet_v2").accuracy) and ckpt["test_accuracy"] > 0.9
     assert rec["cost"]["mobilenet_v2"]["forward_images_per_image"] >= 1
+    # built-in methods carry their METADATA: hyper-parameters and references
+    assert rec["method"]["url"] == "https://arxiv.org/abs/1610.02391"
+    assert rec["method"]["citation"].startswith("@inproceedings{selvaraju2017gradcam")
+    assert rec["method"]["hyperparameters"]["target_layer"].startswith("pinned")
+    # the run configuration is serialised in the record and can be rebuilt from it
+    assert RunConfig.from_record(rec) == RunConfig(limit=LIMIT, batch_size=rec["options"]["batch_size"],
+                                                    revision=rec["dataset"]["revision"])
 
 
 def test_outputs_on_disk_round_trip(gradcam_result):
@@ -71,6 +75,21 @@ def test_example_methods_run(synth_ds):
         result = evaluate(EXAMPLES / example, limit=2, progress=False, figure=False)
         assert result.record["method"]["kind"] == kind
         assert result.record["counts"]["total"]["n_failed"] == 0
+        assert result.record["method"]["sha256"] == hashlib.sha256((EXAMPLES / example).read_bytes()).hexdigest()
+
+
+def test_batches_are_whole_and_in_order():
+    assert plan_batches({("mobilenet_v2", 0): 5, ("resnet101", 1): 3}, 2) == [
+        Batch("mobilenet_v2", 0, 0, 2), Batch("mobilenet_v2", 0, 2, 4), Batch("mobilenet_v2", 0, 4, 5),
+        Batch("resnet101", 1, 0, 2), Batch("resnet101", 1, 2, 3)]
+
+
+def test_batch_size_does_not_change_map_metrics(synth_ds):
+    """Batches are independent units: another batch size gives the same maps-only values (a split run's seam)."""
+    a = evaluate("center", limit=5, batch_size=2, progress=False, figure=False)
+    b = evaluate("center", limit=5, batch_size=5, progress=False, figure=False)
+    assert [r["hr1"] for r in a.record["per_image"]] == [r["hr1"] for r in b.record["per_image"]]
+    assert a.record["options"]["batch_size"] == 2
 
 
 def test_wrapper_matches_builtin_gradcam(synth_ds, gradcam_result):
@@ -178,8 +197,20 @@ def test_cli_unknown_method_and_missing_file(tmp_path, capsys):
 
 
 def test_cli_evaluate_writes_result(synth_ds, tmp_path, capsys):
-    assert main(["evaluate", "center", "--limit", "3", "--out", str(tmp_path), "--quiet", "--no-figure"]) == 0
+    argv = ["evaluate", "center", "--limit", "3", "--out", str(tmp_path), "--quiet", "--no-figure"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "mobilenet_v2" in out and "HR1" in out
     record = json.loads((tmp_path / "center.json").read_text())
     assert record["options"]["limit"] == 3
+    # the recorded command is the argv main() received, whatever sys.argv says
+    assert record["command"] == "hfus-bench " + " ".join(argv)
+
+
+def test_run_options_are_checked(synth_ds):
+    with pytest.raises(HfusError, match="unknown run option"):
+        evaluate("center", limits=3)
+    with pytest.raises(HfusError, match="bf16 is not supported yet"):
+        evaluate("center", precision="bf16")
+    with pytest.raises(HfusError, match="--precision must be one of fp32"):
+        evaluate("center", precision="fp16")

@@ -1,4 +1,4 @@
-"""load_dataset / provenance / fold_arrays / describe, including the Hub path without network."""
+"""data/dataset.py: load_dataset / provenance / fold_arrays / describe, including the Hub path without network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_archive import make_archive
 
-from hfus_xai_bench.data import dataset as hub
+from hfus_xai_bench.data import dataset as D
 from hfus_xai_bench.data.archive import import_archive
 from hfus_xai_bench.data.golden import load_golden
 from hfus_xai_bench.errors import HfusError
@@ -27,16 +27,10 @@ def small_dataset(tmp_path_factory) -> Path:
     return import_archive(root, tmp / "dataset", progress=False)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("HFUS_BENCH_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def test_local_folder_provenance_and_folds(small_dataset, cache):
-    ds = hub.load_dataset(str(small_dataset))
+    ds = D.load_dataset(str(small_dataset))
     assert len(ds) == 20
-    prov = hub.dataset_provenance(ds)
+    prov = D.dataset_provenance(ds)
     shard = small_dataset / "data" / "train-00000-of-00001.parquet"
     digest = hashlib.sha256(shard.read_bytes()).hexdigest()
     assert prov["revision"] == "local" and prov["n_images"] == 20
@@ -44,13 +38,13 @@ def test_local_folder_provenance_and_folds(small_dataset, cache):
     assert prov["shards"] == {"data/train-00000-of-00001.parquet": digest}
     assert prov["files_sha256"] == hashlib.sha256(digest.encode()).hexdigest()
     # the portable content hash: decoded pixels + ids/labels/folds, not the encoded bytes
-    assert prov["sha256"] == hub.content_sha256(ds) != prov["files_sha256"]
-    assert hub.dataset_provenance(ds.select([0, 1]))["n_images"] == 2  # survives select
+    assert prov["sha256"] == D.content_sha256(ds) != prov["files_sha256"]
+    assert D.dataset_provenance(ds.select([0, 1]))["n_images"] == 2  # survives select
 
     folds = np.asarray(ds["fold"])
     seen = []
     for k in range(5):
-        te, va, tr = (hub.fold_arrays(ds, k, s) for s in ("test", "val", "train"))
+        te, va, tr = (D.fold_arrays(ds, k, s) for s in ("test", "val", "train"))
         assert te.images.dtype == np.uint8 and te.images.shape == (len(te.image_ids), 224, 224, 3)
         assert te.slms.shape == (len(te.image_ids), 224, 224) and te.labels.dtype == np.int64
         assert len(te.image_ids) == np.sum(folds == k) and len(va.image_ids) == np.sum(folds == (k + 1) % 5)
@@ -59,20 +53,20 @@ def test_local_folder_provenance_and_folds(small_dataset, cache):
         seen += te.image_ids
     assert sorted(seen) == sorted(ds["image_id"])
     # arrays equal the dataset's decoded rows
-    te = hub.fold_arrays(ds, 2, "test")
+    te = D.fold_arrays(ds, 2, "test")
     row = ds[int(np.flatnonzero(folds == 2)[0])]
     assert te.image_ids[0] == row["image_id"] and te.groups[0] == row["group_id"]
     np.testing.assert_array_equal(te.images[0], np.asarray(row["image"]))
     np.testing.assert_array_equal(te.slms[0], np.asarray(row["slm"]))
     assert te.labels[0] == row["label"]
     with pytest.raises(HfusError, match="split must be"):
-        hub.fold_arrays(ds, 0, "dev")
+        D.fold_arrays(ds, 0, "dev")
     with pytest.raises(HfusError, match="fold must be"):
-        hub.fold_arrays(ds, 5)
+        D.fold_arrays(ds, 5)
 
 
 def test_describe(small_dataset, cache):
-    text = hub.describe(hub.load_dataset(str(small_dataset)))
+    text = D.describe(D.load_dataset(str(small_dataset)))
     lines = text.splitlines()
     assert "fold 4" in lines[0] and "total" in lines[0]
     assert lines[2].split("|")[1].strip() == "AD" and lines[2].split("|")[-2].strip() == "5"
@@ -81,13 +75,13 @@ def test_describe(small_dataset, cache):
 
 def test_raw_archive_imported_into_cache(tmp_path, cache):
     root = make_archive(tmp_path / "raw", per_class=2)
-    ds = hub.load_dataset(str(root))
+    ds = D.load_dataset(str(root))
     assert len(ds) == 8
     built = [p for p in (cache / "datasets").iterdir() if p.name.startswith("archive-")]
     assert len(built) == 1 and (built[0] / "manifest.json").is_file()
-    key = hub.archive_content_hash(root)[:16]
+    key = D.archive_content_hash(root)[:16]
     assert built[0].name == f"archive-{key}"
-    hub.load_dataset(str(root))  # second time: from the cache, nothing new
+    D.load_dataset(str(root))  # second time: from the cache, nothing new
     assert [p for p in (cache / "datasets").iterdir() if p.name.startswith("archive-")] == built
 
 
@@ -100,19 +94,19 @@ def test_interrupted_build_is_not_a_dataset(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        hub._build_atomic(final, boom)
+        D._build_atomic(final, boom)
     assert not final.exists()
     assert [p.name for p in final.parent.iterdir() if ".tmp-" in p.name] == []
 
 
 def test_synth_built_once_small(cache, monkeypatch):
-    monkeypatch.setattr(hub, "SYNTH_N", 12)
-    monkeypatch.setattr(hub, "SYNTH_WORKERS", 1)
-    ds = hub.load_dataset("hfus-synth")
+    monkeypatch.setattr(D, "SYNTH_N", 12)
+    monkeypatch.setattr(D, "SYNTH_WORKERS", 1)
+    ds = D.load_dataset("hfus-synth")
     assert len(ds) == 12
-    prov = hub.dataset_provenance(ds)
+    prov = D.dataset_provenance(ds)
     assert prov["id"] == "hfus-synth" and prov["revision"] == "synth-v2-seed0"
-    assert hub.synth_dataset_dir() == cache / "datasets" / "hfus-synth-v2-seed0"
+    assert D.synth_dataset_dir() == cache / "datasets" / "hfus-synth-v2-seed0"
 
     import hfus_xai_bench.data.synth as synth
 
@@ -120,10 +114,10 @@ def test_synth_built_once_small(cache, monkeypatch):
         raise AssertionError("rebuilt")
 
     monkeypatch.setattr(synth, "generate_archive", no_rebuild)
-    again = hub.load_dataset("hfus-synth", revision="synth-v2-seed0")
-    assert hub.dataset_provenance(again)["sha256"] == prov["sha256"]
+    again = D.load_dataset("hfus-synth", revision="synth-v2-seed0")
+    assert D.dataset_provenance(again)["sha256"] == prov["sha256"]
     with pytest.raises(HfusError, match="has no revision 'main'.*synth-v2-seed0"):
-        hub.load_dataset("hfus-synth", revision="main")
+        D.load_dataset("hfus-synth", revision="main")
 
 
 def _populate_hf_cache(hub_cache: Path, dataset_dir: Path, repo: str, sha: str) -> Path:
@@ -143,10 +137,10 @@ def test_hub_offline_from_cache(small_dataset, tmp_path, cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _populate_hf_cache(hub_cache, small_dataset, "owner/hfus", SHA)
     for rev in (SHA, None, "main"):
-        ds = hub.load_dataset("owner/hfus", revision=rev)
-        prov = hub.dataset_provenance(ds)
+        ds = D.load_dataset("owner/hfus", revision=rev)
+        prov = D.dataset_provenance(ds)
         assert len(ds) == 20 and prov["id"] == "owner/hfus" and prov["revision"] == SHA
-    local = hub.dataset_provenance(hub.load_dataset(str(small_dataset)))
+    local = D.dataset_provenance(D.load_dataset(str(small_dataset)))
     assert prov["sha256"] == local["sha256"]
 
 
@@ -154,25 +148,25 @@ def test_hub_offline_without_cache_errors(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HfusError, match=r"owner/missing@abc is not in the Hugging Face cache.*hf download --repo-type dataset owner/missing --revision abc.*hfus-bench data import"):
-        hub.load_dataset("owner/missing", revision="abc")
+        D.load_dataset("owner/missing", revision="abc")
 
 
 def test_bad_sources(tmp_path, cache):
     with pytest.raises(HfusError, match="neither"):
-        hub.load_dataset("no such thing")
+        D.load_dataset("no such thing")
     with pytest.raises(HfusError, match="no revision"):
-        hub.load_dataset(str(tmp_path), revision="v2")
+        D.load_dataset(str(tmp_path), revision="v2")
     (tmp_path / "d" / "data").mkdir(parents=True)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"x": [1]}), tmp_path / "d" / "data" / "train-00000-of-00001.parquet")
     with pytest.raises(HfusError, match="missing columns"):
-        hub.load_dataset(str(tmp_path / "d"))
+        D.load_dataset(str(tmp_path / "d"))
     import datasets
 
     with pytest.raises(HfusError, match="not loaded with"):
-        hub.dataset_provenance(datasets.Dataset.from_dict({"a": [1]}))
+        D.dataset_provenance(datasets.Dataset.from_dict({"a": [1]}))
 
 
 @pytest.mark.slow
@@ -181,15 +175,15 @@ def test_full_synth_631_offline(cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     t0 = time.perf_counter()
-    ds = hub.load_dataset()
+    ds = D.load_dataset()
     build_s = time.perf_counter() - t0
     assert len(ds) == 631
     assert sorted(np.bincount(np.asarray(ds["fold"]), minlength=5).tolist()) == [126, 126, 126, 126, 127]
     assert set(ds["label"]) == {0, 1, 2, 3}
-    prov = hub.dataset_provenance(ds)
+    prov = D.dataset_provenance(ds)
     assert prov["revision"] == "synth-v2-seed0" and prov["n_images"] == 631
     assert prov["sha256"] == load_golden("synth-v2-seed0")["dataset_sha256"]  # the golden data, built here
-    te = hub.fold_arrays(ds, 0, "test")
+    te = D.fold_arrays(ds, 0, "test")
     assert te.images.shape[0] in (126, 127) and set(np.unique(te.slms)) <= {0, 32, 64, 128, 255}
     print(f"hfus-synth 631 build + load: {build_s:.1f} s")
 
@@ -216,7 +210,7 @@ def test_content_hash_ignores_encoding(small_dataset, tmp_path):
     image = pa.array([reencode(c) for c in table.column("image").to_pylist()], type=table.schema.field("image").type)
     table = table.set_column(table.schema.get_field_index("image"), "image", image)
     pq.write_table(table, shard, compression="zstd")
-    a = hub.dataset_provenance(hub.load_dataset(str(small_dataset)))
-    b = hub.dataset_provenance(hub.load_dataset(str(copy)))
+    a = D.dataset_provenance(D.load_dataset(str(small_dataset)))
+    b = D.dataset_provenance(D.load_dataset(str(copy)))
     assert a["files_sha256"] != b["files_sha256"]
     assert a["sha256"] == b["sha256"]
