@@ -18,7 +18,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 
 from hfus_xai_bench.data.dataset import load_dataset
-from hfus_xai_bench.evaluate import evaluate
+from hfus_xai_bench.runner import evaluate
 from hfus_xai_bench.models.checkpoints import load_model
 
 

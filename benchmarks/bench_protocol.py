@@ -1,4 +1,4 @@
-"""The whole protocol end to end: ours (`hfus_xai_bench.evaluate`) vs a library-only pipeline.
+"""The whole protocol end to end: ours (`hfus_xai_bench.runner.evaluate`) vs a library-only pipeline.
 
 Both pipelines make the maps of every built-in method for the first N test images of fold 0 of the
 chosen architectures (registered checkpoints: the shipped one, or those `hfus-bench train` put in
@@ -24,7 +24,7 @@ from bench_methods import library_call, timed
 
 from hfus_xai_bench.constants import THRESHOLDS
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
-from hfus_xai_bench.evaluate import evaluate
+from hfus_xai_bench.runner import evaluate
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import ATTRIBUTION_METHODS, CAM_METHODS, SANITY_METHODS

@@ -26,7 +26,7 @@ run 170 python3 benchmarks/bench_methods.py --warmup 1 --device cuda --archs mob
 # 2. the other three architectures with the study recipe, side by side (the GPU is far from busy at
 #    batch 8); MobileNetV2 fold 0 ships with the package
 for arch in ${ARCHS:-googlenet resnet101 densenet201}; do
-  run "${TRAIN_LIMIT:-130}" python3 -m hfus_xai_bench train --arch "$arch" --fold 0 --epochs "$EPOCHS" --init scratch \
+  run "${TRAIN_LIMIT:-130}" python3 -m hfus_xai_bench train --models "$arch" --folds 0 --epochs "$EPOCHS" --init scratch \
     --device cuda --quiet &
 done
 wait

@@ -120,9 +120,9 @@ def test_bad_inputs_are_clear_errors(tmp_path, model):
 
 
 def test_missing_checkpoint_offline_names_the_train_command():
-    with pytest.raises(HfusError, match=r"offline.*hfus-bench train --arch resnet101 --fold 3"):
+    with pytest.raises(HfusError, match=r"offline.*hfus-bench train --models resnet101 --folds 3"):
         C.load_model("resnet101", fold=3)
-    with pytest.raises(HfusError, match=r"hfus-bench train --arch googlenet --dataset owner/data --fold 1"):
+    with pytest.raises(HfusError, match=r"hfus-bench train --models googlenet --dataset owner/data --folds 1"):
         C.find_checkpoint("googlenet", dataset="owner/data", fold=1)
 
 
@@ -181,7 +181,7 @@ def test_hub_download_from_prepopulated_offline_cache(tmp_path, model):
         assert info.path == repo / "snapshots" / HUB_SHA / "hubbed.safetensors"
         assert _states_equal(model, loaded)
     # a pinned revision that is not cached, offline: the error names the local alternative
-    with pytest.raises(HfusError, match=r"offline.*hfus-bench train --arch mobilenet_v2 --fold 4"):
+    with pytest.raises(HfusError, match=r"offline.*hfus-bench train --models mobilenet_v2 --folds 4"):
         C.load_model("mobilenet_v2", checkpoint=_hub_entry(sha, "f" * 40))
     # the Hub copy is verified like any other file
     with pytest.raises(HfusError, match="sha256 mismatch"):

@@ -186,7 +186,7 @@ def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
 
 def _train_hint(arch: str, fold: int, dataset: str) -> str:
     ds = "" if dataset == SYNTH_DATASET else f" --dataset {dataset}"
-    return f"hfus-bench train --arch {arch}{ds} --fold {fold}"
+    return f"hfus-bench train --models {arch}{ds} --folds {fold}"
 
 
 def _hub_download(entry: Checkpoint) -> Path:
