@@ -18,8 +18,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 
 from hfus_xai_bench.data.dataset import load_dataset
-from hfus_xai_bench.runner import evaluate
 from hfus_xai_bench.models.checkpoints import load_model
+from hfus_xai_bench.runner import evaluate
 
 
 def forward_throughput(device: str, batch: int = 64, repeat: int = 3) -> float:

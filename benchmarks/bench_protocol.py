@@ -24,13 +24,13 @@ from bench_methods import library_call, timed
 
 from hfus_xai_bench.constants import THRESHOLDS
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
-from hfus_xai_bench.runner import evaluate
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import ATTRIBUTION_METHODS, CAM_METHODS, SANITY_METHODS
 from hfus_xai_bench.metrics import hit_rate, mask_iou, normalize_attribution, quantize, slm_coverage
 from hfus_xai_bench.models.checkpoints import load_model
 from hfus_xai_bench.models.zoo import ARCHS, get_arch
+from hfus_xai_bench.runner import evaluate
 
 CHEAP = ("gradcam", "gradcampp", "hirescam", "eigengradcam", "saliency", "gradientshap")
 
