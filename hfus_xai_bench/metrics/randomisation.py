@@ -1,0 +1,224 @@
+"""``randomisation@1``: the model-parameter randomisation check (PROTOCOL §7.1), as pure functions.
+
+Adebayo et al. 2018 (sanity checks); the cross-image reference value as in Arun et al. 2021.
+
+- :func:`randomised_model`: the randomised copy of the evaluated model. "A deep copy of the evaluated
+  model in which, visiting ``named_modules()`` in order inside ``torch.random.fork_rng()`` after
+  ``torch.manual_seed(seed)`` [...] every ``Conv2d`` and ``Linear`` gets ``reset_parameters()`` [...]
+  and every BatchNorm gets weight 1, bias 0, running statistics kept. Eval mode."
+- :func:`spearman_maps`: per image, "ρ = Spearman rank correlation (ties get average ranks) between the
+  trained model's m255 and the randomised model's m255 over the 224×224 pixels. If exactly one of the
+  two maps is constant, ρ = 0; if both are, ρ = 1."
+- :func:`cross_image_rho` with :func:`derangement`: "ρ_cross = mean Spearman ρ between the trained
+  model's m255 of image i and of image π(i), for a fixed derangement π of the evaluated images of the
+  (arch, fold) (a seeded permutation without fixed points, seed 0)."
+- :func:`randomisation_pass`: "the upper bound of the 95 % CI of mean ρ is below 0.5".
+
+Spearman's ρ is computed exactly: m255 maps take 256 values, so each image's average ranks come from
+its 256-bin histogram (integer counts, no sort); with doubled ranks (integers) every sum is an exact
+int64, and only the final ratio is a float64 division.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..errors import HfusError
+from ..seeding import derive_seed
+
+__all__ = [
+    "PASS_THRESHOLD",
+    "cross_image_rho",
+    "derangement",
+    "randomisation_pass",
+    "randomised_model",
+    "spearman_maps",
+]
+
+#: ``randomisation@1/pass``: the upper 95 % CI bound of mean ρ must be below this (ρ² < 0.25)
+PASS_THRESHOLD = 0.5
+
+_CHUNK = 64  # images per vectorised chunk in spearman_maps
+
+
+# ------------------------------------------------------------------------------------ randomised model
+
+
+def randomised_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The randomised copy of ``model`` (PROTOCOL §7.1); ``model`` and the global RNG state are untouched.
+
+    Visiting ``named_modules()`` in order, with the CPU generator seeded by ``seed`` inside
+    ``torch.random.fork_rng(devices=[])``: every ``nn.Conv2d`` / ``nn.Linear`` (and subclasses) gets
+    ``reset_parameters()`` — run on a float32 CPU copy of the layer, so the numbers drawn are the same
+    on every machine and device, then copied into the layer in its own dtype, device and memory
+    format; every BatchNorm (``_BatchNorm``: 1d/2d/3d, SyncBatchNorm) gets weight 1 and bias 0,
+    running statistics kept. Returned in eval mode, ``requires_grad`` flags as in ``model``. For a
+    float32 CPU model this equals ``torch.manual_seed(seed)`` followed by ``reset_parameters()`` on
+    each layer in that order. Only the CPU generator is used (``torch.manual_seed`` would also reseed
+    CUDA; ``fork_rng(devices=[])`` restores only the CPU state).
+    """
+    if not isinstance(model, nn.Module):
+        raise HfusError(f"randomised_model needs a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise HfusError(f"seed must be an integer, got {seed!r}")
+    rand = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.random.default_generator.manual_seed(int(seed))
+        for _name, module in rand.named_modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                cpu = copy.deepcopy(module).to(device="cpu", dtype=torch.float32)
+                cpu.reset_parameters()
+                for pname, param in module.named_parameters(recurse=False):
+                    param.copy_(getattr(cpu, pname))
+            elif isinstance(module, _BatchNorm):
+                if module.weight is not None:
+                    module.weight.fill_(1.0)
+                if module.bias is not None:
+                    module.bias.zero_()
+    return rand.eval()
+
+
+# ------------------------------------------------------------------------------------------- Spearman
+
+
+def _as_maps(maps: Any, name: str) -> torch.Tensor:
+    """(N, H, W) m255 values as a CPU uint8 tensor."""
+    if isinstance(maps, np.ndarray):
+        maps = torch.from_numpy(np.ascontiguousarray(maps))
+    if not isinstance(maps, torch.Tensor):
+        raise HfusError(f"{name}: expected m255 maps as a numpy array or torch tensor, got {type(maps).__name__}")
+    if maps.ndim != 3:
+        raise HfusError(f"{name}: expected (N, H, W) maps, got shape {tuple(maps.shape)}; add a batch dimension")
+    if maps.dtype != torch.uint8:
+        if maps.is_floating_point() or maps.is_complex() or maps.dtype == torch.bool:
+            raise HfusError(f"{name}: expected uint8 m255 maps, got {maps.dtype}; quantize() float maps first")
+        if maps.numel() and bool(((maps < 0) | (maps > 255)).any()):
+            raise HfusError(f"{name}: integer maps must hold m255 values in 0..255")
+        maps = maps.to(torch.uint8)
+    return maps.detach().cpu()
+
+
+def _doubled_ranks(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: (2 × average rank) of every pixel (int64, 1-based ranks) and Σ (2·rank)² (int64)."""
+    n, p = values.shape
+    v = values.long()
+    counts = torch.zeros(n, 256, dtype=torch.long).scatter_add_(1, v, torch.ones_like(v))
+    below = torch.cumsum(counts, dim=1) - counts  # pixels with a smaller value
+    lut = 2 * below + counts + 1  # 2 × (below + (counts + 1) / 2)
+    return lut.gather(1, v), (counts * lut * lut).sum(dim=1)
+
+
+def _rho(cov: int, var_a: int, var_b: int) -> float:
+    """cov / sqrt(var_a · var_b) from exact integers: sign(cov) · sqrt(cov² / (var_a · var_b)), one rounding.
+
+    Identical rankings give exactly 1 and reversed ones exactly −1; the constant-map rules apply.
+    """
+    if var_a == 0 or var_b == 0:
+        return 1.0 if var_a == 0 and var_b == 0 else 0.0
+    ratio = float(Fraction(cov * cov, var_a * var_b))
+    return math.copysign(math.sqrt(min(ratio, 1.0)), cov) if cov else 0.0
+
+
+def spearman_maps(a: Any, b: Any) -> np.ndarray:
+    """Spearman ρ per image between two stacks of m255 maps (N, H, W) (numpy or torch); float64 (N,).
+
+    Ties get average ranks. Exactly one of the two maps constant → 0; both constant → 1.
+    """
+    ta, tb = _as_maps(a, "a"), _as_maps(b, "b")
+    if ta.shape != tb.shape:
+        raise HfusError(f"spearman_maps: shapes differ, {tuple(ta.shape)} vs {tuple(tb.shape)}")
+    n = ta.shape[0]
+    p = ta.shape[1] * ta.shape[2]
+    out = np.zeros(n, np.float64)
+    if n == 0 or p == 0:
+        return out
+    if p > 1_000_000:
+        raise HfusError(f"spearman_maps: {p} pixels per map is beyond the exact int64 range (at most 1e6)")
+    centre = p * (p + 1) ** 2  # Σ over pixels of (mean doubled rank)² = p · (p + 1)²
+    for start in range(0, n, _CHUNK):
+        va = ta[start : start + _CHUNK].reshape(-1, p)
+        vb = tb[start : start + _CHUNK].reshape(-1, p)
+        ra, saa = _doubled_ranks(va)
+        rb, sbb = _doubled_ranks(vb)
+        cov = ((ra * rb).sum(dim=1) - centre).numpy()
+        var_a = (saa - centre).numpy()
+        var_b = (sbb - centre).numpy()
+        for j, (c, xa, xb) in enumerate(zip(cov.tolist(), var_a.tolist(), var_b.tolist(), strict=True)):
+            out[start + j] = _rho(c, xa, xb)
+    return out
+
+
+# ---------------------------------------------------------------------------------- cross-image value
+
+
+def _splitmix64(state: int):
+    """SplitMix64 (Steele et al. 2014): 64-bit outputs from integer arithmetic only (portable)."""
+    mask = (1 << 64) - 1
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        yield z ^ (z >> 31)
+
+
+def _below(stream, bound: int) -> int:
+    """Unbiased integer in 0 .. bound - 1 (rejection of the incomplete last block)."""
+    limit = ((1 << 64) // bound) * bound
+    while True:
+        x = next(stream)
+        if x < limit:
+            return x % bound
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of 0..n-1 without fixed points (int64 (n,)), uniform over derangements.
+
+    Fisher–Yates shuffles driven by SplitMix64 seeded with ``derive_seed(seed, "derangement", n)``,
+    repeated until no element stays in place (about e ≈ 2.7 shuffles on average); integer arithmetic
+    only, so the same (n, seed) gives the same permutation on every machine and numpy version.
+    ``n == 0`` gives an empty array; ``n == 1`` has no derangement (HfusError).
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise HfusError(f"derangement needs a size n >= 0, got {n!r}")
+    n = int(n)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if n == 1:
+        raise HfusError("a single image has no derangement: the cross-image reference needs at least 2 images")
+    stream = _splitmix64(derive_seed(int(seed), "derangement", n))
+    while True:
+        perm = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = _below(stream, i + 1)
+            perm[i], perm[j] = perm[j], perm[i]
+        if all(perm[i] != i for i in range(n)):
+            return np.asarray(perm, np.int64)
+
+
+def cross_image_rho(m255: Any, seed: int = 0) -> np.ndarray:
+    """ρ between map i and map π(i) for π = :func:`derangement` (N, seed); float64 (N,).
+
+    ``randomisation@1/cross_image`` is the mean of this array. With fewer than 2 maps there is no
+    derangement: the result is all NaN (so a one-image run reports ρ_cross as undefined).
+    """
+    maps = _as_maps(m255, "m255")
+    n = maps.shape[0]
+    if n < 2:
+        return np.full(n, np.nan)
+    perm = torch.from_numpy(derangement(n, seed))
+    return spearman_maps(maps, maps[perm])
+
+
+def randomisation_pass(rho_ci_high: float) -> bool:
+    """``randomisation@1/pass``: the upper 95 % CI bound of mean ρ is below :data:`PASS_THRESHOLD` (NaN fails)."""
+    value = float(rho_ci_high)
+    return bool(np.isfinite(value) and value < PASS_THRESHOLD)
