@@ -25,7 +25,7 @@ from .metrics.registry import outputs
 from .models.zoo import get_arch
 from .results import per_image_output
 from .runtime import resolve_device
-from .scoring import score_fold
+from .scoring import score_fold, select_metrics
 
 
 @dataclass
@@ -90,9 +90,12 @@ def _score_line(model: torch.nn.Module, images: torch.Tensor, slms: np.ndarray, 
     n = len(reasons)
     inputs = ScoringInputs(m255=m255.cpu().numpy(), slms=slms, image_ids=[f"phantom-{i}" for i in range(n)],
                            labels=targets.cpu().numpy(), targets=targets.cpu().numpy(), ok=ok, model=model, images=images)
-    values = score_fold(inputs)
+    chosen = select_metrics(extras=())  # metrics that need runner-made extras (e.g. a randomised model) are skipped here
+    values = score_fold(inputs, chosen)
     bad, shown = [], []
     for metric, out in outputs():
+        if metric not in chosen:
+            continue
         v = per_image_output(out, {name: values[metric.key(name)] for name in (x.name for x in metric.values)})[ok]
         lo, hi = out.range
         finite = v[np.isfinite(v)]
@@ -100,7 +103,7 @@ def _score_line(model: torch.nn.Module, images: torch.Tensor, slms: np.ndarray, 
             bad.append(f"{metric.key(out)} outside [{lo}, {hi}]")
         if out.label:
             shown.append(f"{out.label} {np.nanmean(v):.2f}" if finite.size else f"{out.label} n/a")
-    text = "scored by every registry metric: " + ", ".join(shown)
+    text = f"scored by {len(chosen)} registry metrics: " + ", ".join(shown)
     return not bad, text if not bad else text + "; " + "; ".join(bad)
 
 

@@ -29,10 +29,18 @@ from .metrics.registry import metrics as registry_metrics
 __all__ = ["ScoringConfig", "ScoringInputs", "score_fold", "select_metrics"]
 
 
-def select_metrics(selection: Iterable[str | Metric] | None = None, *, model: bool = True) -> list[Metric]:
-    """Registry entries to score: all (or ``selection``); without ``model`` only the maps-only ones."""
+def select_metrics(
+    selection: Iterable[str | Metric] | None = None, *, model: bool = True, extras: Iterable[str] | None = None
+) -> list[Metric]:
+    """Registry entries to score: all (or ``selection``); without ``model`` only the maps-only ones; with
+    ``extras`` (the names available) only those whose declared ``Metric.extras`` are among them."""
     chosen = registry_metrics(selection)
-    return chosen if model else [m for m in chosen if m.needs == "maps"]
+    if not model:
+        chosen = [m for m in chosen if m.needs == "maps"]
+    if extras is not None:
+        have = set(extras)
+        chosen = [m for m in chosen if set(m.extras) <= have]
+    return chosen
 
 
 def score_fold(
@@ -55,6 +63,9 @@ def score_fold(
     for metric in entries:
         if metric.needs == "model" and inputs.model is None:
             raise HfusError(f"metric {metric.id} needs the model; pass model and images, or score maps-only metrics")
+        missing = [name for name in metric.extras if name not in inputs.extras]
+        if missing:
+            raise HfusError(f"metric {metric.id} needs extras {missing} in its scoring inputs (the runner provides them)")
         full = {v.name: np.full((n, *v.dims(config.thresholds)), np.nan) for v in metric.values}
         if len(scored):
             got = metric.compute(scored, config)

@@ -14,6 +14,7 @@ from captum.attr import GradientShap as CaptumGradientShap
 from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import Occlusion as CaptumOcclusion
 from captum.attr import Saliency as CaptumSaliency
+from helpers import pearson
 from torch import nn
 
 from hfus_xai_bench.errors import HfusError
@@ -68,10 +69,6 @@ def models() -> dict[str, nn.Module]:
     return build_models()
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(np.corrcoef(a.detach().double().flatten().numpy(), b.detach().double().flatten().numpy())[0, 1])
-
-
 def _captum_reference(method: str, model: nn.Module, x: torch.Tensor, t: torch.Tensor, seed: int) -> torch.Tensor:
     if method == "ig":
         return CaptumIG(model).attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=50, method="gausslegendre")
@@ -121,7 +118,7 @@ def test_matches_captum(arch: str, models: dict[str, nn.Module]) -> None:
         assert torch.isfinite(ours).all()
         # non-degenerate: spatial structure, not a constant or all-zero map
         assert ref.std() > 0 and (ref.sum(1).flatten(1).std(1) > 1e-3 * ref.abs().max()).all(), (arch, method)
-        r = _pearson(ours, ref)
+        r = pearson(ours, ref)
         rel = float((ours - ref).abs().max() / ref.abs().max())
         print(f"{arch:12s} {method:12s} r={r:.7f} max|diff|={float((ours - ref).abs().max()):.3g} rel={rel:.3g}")
         assert r >= 0.999, (arch, method, r)

@@ -24,6 +24,7 @@ from cam_reference import (  # noqa: E402
     library_maps,
     library_scorecam_weights,
 )
+from helpers import pearson  # noqa: E402
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -113,10 +114,6 @@ def setup(request) -> Setup:
     return s
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
-
-
 def _assert_conform(ours: torch.Tensor, ref: np.ndarray, label: str, max_abs: float = 1e-3) -> None:
     ours_np = ours.detach().cpu().numpy()
     assert ours_np.shape == ref.shape, label
@@ -127,7 +124,7 @@ def _assert_conform(ours: torch.Tensor, ref: np.ndarray, label: str, max_abs: fl
         # max is 1 up to the library's 1e-7 in the min-max scaling (MobileNetV2's random-init
         # activations are ~1e-10, so there it shows)
         assert ref[i].max() > 0.99 and ours_np[i].max() > 0.99, label
-        r = _pearson(ours_np[i], ref[i])
+        r = pearson(ours_np[i], ref[i])
         assert r >= MIN_R, f"{label}: image {i} Pearson r = {r}"
     diff = float(np.abs(ours_np - ref).max())
     assert diff < max_abs, f"{label}: max abs diff {diff}"
@@ -281,7 +278,7 @@ def test_eigengradcam_sign_rule(mobilenet: Setup) -> None:
     proj = cam._eigengradcam_raw(acts, grads)
     ref = (grads * acts).sum(1)
     for p, r in zip(proj, ref, strict=True):
-        assert _pearson(p.numpy(), r.numpy()) > 0
+        assert pearson(p.numpy(), r.numpy()) > 0
         # flipping the input's sign flips nothing: the rule pins the sign, not the data
     torch.testing.assert_close(cam._eigengradcam_raw(acts, -grads), -proj, atol=1e-5, rtol=1e-4)
 

@@ -85,6 +85,10 @@ def test_a_model_based_metric_reads_model_images_and_extras() -> None:
     assert np.isnan(values["toy@1/p"][2]) and (values["toy@1/same"][ok] == 1.0).all()
     with pytest.raises(HfusError, match="needs other_maps"):
         score_fold(_inputs(model=model), [toy])
+    declared = Metric(**{**toy.__dict__, "extras": ("other_maps",)})
+    with pytest.raises(HfusError, match=r"needs extras \['other_maps'\]"):
+        score_fold(_inputs(model=model), [declared])
+    assert select_metrics([declared], extras=()) == [] and select_metrics([declared], extras=["other_maps"]) == [declared]
 
 
 def test_a_malformed_metric_function_is_caught() -> None:

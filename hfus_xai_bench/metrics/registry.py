@@ -110,6 +110,7 @@ class Metric:
     tables: tuple[Table, ...] = ()
     #: records must carry it (the schema requires its outputs); False for metrics newer than some records
     required: bool = True
+    #: names of the ``ScoringInputs.extras`` the function reads (the runner must provide them)
     extras: tuple[str, ...] = field(default=())
 
     @property
