@@ -234,6 +234,7 @@ def test_morf_lerf_of_a_map_that_marks_what_the_model_reads() -> None:
     m255 = (region.to(torch.uint8) * 255).expand(2, h, w).contiguous()
     targets = torch.zeros(2, dtype=torch.long)
     seeds = [item_seed(0, "a"), item_seed(0, "b")]
+    threads_before = torch.get_num_threads()
     out = R.road_scores(model, images, m255, targets, seeds=seeds, batch_size=4)
     assert out.morf.shape == (2, 5) and out.lerf.shape == (2, 5) and out.s0.shape == (2,)
     s0 = torch.softmax(torch.tensor([10 * 0.4, 0.0]), 0)[0].item()
@@ -244,6 +245,7 @@ def test_morf_lerf_of_a_map_that_marks_what_the_model_reads() -> None:
     # MoRF removes the whole region first: imputed from the dark surround, confidence collapses
     assert (out.morf < out.s0[:, None] - 0.5).all()
     assert (out.combined > 0.25).all()
+    assert torch.get_num_threads() == threads_before  # the CPU solver restores the caller's thread count
     np.testing.assert_allclose(out.morf_mean, (out.morf - out.s0[:, None]).mean(1))
     np.testing.assert_allclose(out.combined, (out.lerf_mean - out.morf_mean) / 2)
     # the clean forward ran once (2 images) + 10 imputed images each, in batches of at most 4
@@ -253,6 +255,11 @@ def test_morf_lerf_of_a_map_that_marks_what_the_model_reads() -> None:
     np.testing.assert_array_equal(again.morf, out.morf)
     other = R.road_scores(model, images, m255, targets, seeds=seeds[::-1], batch_size=4)
     assert not np.array_equal(other.morf, out.morf)
+    # the caller's clean probabilities replace the clean forward
+    model.calls.clear()
+    given = R.road_scores(model, images, m255, targets, seeds=seeds, batch_size=4, s0=torch.from_numpy(out.s0))
+    np.testing.assert_array_equal(given.morf, out.morf)
+    assert sum(model.calls) == 20 == given.n_forward
 
 
 def test_road_scores_input_errors() -> None:
@@ -266,3 +273,14 @@ def test_road_scores_input_errors() -> None:
         R.road_scores(model, images, m255[:1], t, seeds=[1, 2])
     with pytest.raises(HfusError, match="targets"):
         R.road_scores(model, images, m255, t[:1], seeds=[1, 2])
+
+
+def test_cpu_solver_restores_the_thread_count() -> None:
+    images, removed = _cases(8, 8)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        R.solve_imputation(images, removed)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

@@ -16,7 +16,8 @@ Adebayo et al. 2018 (sanity checks); the cross-image reference value as in Arun 
 
 Spearman's ρ is computed exactly: m255 maps take 256 values, so each image's average ranks come from
 its 256-bin histogram (integer counts, no sort); with doubled ranks (integers) every sum is an exact
-int64, and only the final ratio is a float64 division.
+int64, and ρ = sign(cov)·sqrt(cov² / (var_a·var_b)) is rounded once from the exact fraction (identical
+rankings give exactly 1, reversed ones exactly −1).
 """
 
 from __future__ import annotations
