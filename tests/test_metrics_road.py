@@ -276,7 +276,7 @@ def test_road_scores_input_errors() -> None:
 
 
 def test_cpu_solver_restores_the_thread_count() -> None:
-    images, removed = _cases(8, 8)
+    images, removed = _cases(12, 11)
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
