@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 from .constants import BENCHMARK_VERSION, PROTOCOL_VERSION
@@ -30,16 +31,24 @@ def package_version() -> str:
         return BENCHMARK_VERSION
 
 
+def _copyright_year(text: str | None) -> str | None:
+    match = re.search(r"Copyright\s*(?:\(c\)|©)?\s*(\d{4})", text or "")
+    return match.group(1) if match else None
+
+
 def package_year() -> str | None:
-    """The year of the licence's copyright line in the package metadata, or None if it cannot be read."""
+    """The year of the licence's copyright line in the package metadata (a source checkout: its LICENSE file)."""
     try:
         dist = importlib_metadata.distribution(DISTRIBUTION)
     except importlib_metadata.PackageNotFoundError:
-        return None
+        dist = None
     for name in ("licenses/LICENSE", "LICENSE", "licenses/LICENSE.txt", "LICENSE.txt"):
-        match = re.search(r"Copyright\s*(?:\(c\)|©)?\s*(\d{4})", dist.read_text(name) or "")
-        if match:
-            return match.group(1)
+        year = _copyright_year(dist.read_text(name) if dist is not None else None)
+        if year:
+            return year
+    root = Path(__file__).resolve().parent.parent  # a source checkout (an editable install older than the licence)
+    if (root / "pyproject.toml").is_file() and (root / "LICENSE").is_file():
+        return _copyright_year((root / "LICENSE").read_text())
     return None
 
 

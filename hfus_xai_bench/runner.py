@@ -172,9 +172,8 @@ def score_fold_outputs(job: FoldJob, outputs: Sequence[BatchOutput], config: Run
     """Gather the batch outputs of one fold (in batch order) and score them with the whole registry."""
     outputs = sorted(outputs, key=lambda o: o.batch.start)
     n = len(job.image_ids)
-    if [(o.batch.start, o.batch.stop) for o in outputs] != list(
-            zip([0, *(o.batch.stop for o in outputs[:-1])], [o.batch.stop for o in outputs], strict=True)) \
-            or (outputs[-1].batch.stop if outputs else 0) != n:
+    starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
+    if not outputs or starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1]:
         raise HfusError(f"{job.arch} fold {job.fold}: the batch outputs do not cover images 0..{n} exactly once")
     m255 = np.concatenate([o.m255 for o in outputs])
     failed = [r for o in outputs for r in o.failed]
