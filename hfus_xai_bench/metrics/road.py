@@ -71,9 +71,10 @@ taken from the ROAD authors' code), found by reading it and by ``tests/test_metr
 - its noise is ``torch.randn_like`` on the global RNG (unseeded) and the result is not clipped;
   a float64 direct solve is cast to float32; everything runs on the CPU, one image at a time;
 - its ROAD metric classes select the pixels with ``cam < np.percentile(cam, p)`` (strict ``<``): with
-  ties the removed count is not k (a map that is 95 % zeros keeps no pixel at the 80th percentile,
-  so every pixel is "removed" and the system is singular), and ties fall in raster order; they
-  also recompute the clean forward at every percentile and use percentiles 10..90 in steps of 10.
+  ties the removed count is not k (a map that is 95 % zeros keeps no pixel at the 80th percentile:
+  every pixel is imputed, the system has no known pixel and the result is a black image plus
+  noise), and ties fall in raster order; they also recompute the clean forward at every percentile
+  and use percentiles 10..90 in steps of 10.
 """
 
 from __future__ import annotations
