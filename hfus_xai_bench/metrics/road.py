@@ -49,9 +49,8 @@ recursive residual of each of its channels is ≤ 0.8·tol and is then frozen; a
 residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
 above ``tol`` iterates again from its current value, and one that still misses it after ``max_iter``
 iterations is solved directly (scipy's sparse LU, float64), so the returned values always meet the
-tolerance. Deterministic on a given machine (no atomics, no random draws), and on the CPU with the same
-thread count an image's result does not depend on the other images solved with it (tested: every
-kernel works per system). Cost on 2 CPU cores: about 5× less than scipy's direct solve
+tolerance. Deterministic on a given machine (no atomics, no random draws), and on the CPU an image's
+result does not depend on the other images solved with it (tested: every kernel works per system). Cost on 2 CPU cores: about 5× less than scipy's direct solve
 (``benchmarks/bench_faithfulness.py``). On the CPU the solver runs with one torch thread
 (:data:`SOLVER_CPU_THREADS`, the caller's setting restored afterwards): it is thousands of small
 memory-bound ops, which two threads on two shared cores ran 5× slower; with one thread its result also
@@ -73,8 +72,8 @@ taken from the ROAD authors' code), found by reading it and by ``tests/test_metr
 - its ROAD metric classes select the pixels with ``cam < np.percentile(cam, p)`` (strict ``<``): with
   ties the removed count is not k (a map that is 95 % zeros keeps no pixel at the 80th percentile:
   every pixel is imputed, the system has no known pixel and the result is a black image plus
-  noise), and ties fall in raster order; they also recompute the clean forward at every percentile
-  and use percentiles 10..90 in steps of 10.
+  noise), because all pixels tied at the threshold fall on the same side; they also recompute the
+  clean forward at every percentile and use percentiles 10..90 in steps of 10.
 """
 
 from __future__ import annotations
@@ -736,12 +735,13 @@ def noisy_linear_impute(
     n, c, h, w = images.shape
     if noise_seeds is not None and len(noise_seeds) != n:
         raise HfusError(f"noisy_linear_impute: {len(noise_seeds)} noise seeds for {n} images; pass one per image")
-    out = solve_imputation(images, removed, tol=tol).values
-    if noise_seeds is not None and noise_std:
-        noise = torch.stack([torch.randn(c, h, w, generator=torch_generator(int(s))) for s in noise_seeds])
-        noise = noise.to(device=images.device, dtype=out.dtype).mul_(float(noise_std))
-        out = torch.where(removed[:, None], out + noise, out)
-    return out.clamp_(0.0, 1.0)
+    with _solver_threads(images.device):
+        out = solve_imputation(images, removed, tol=tol).values
+        if noise_seeds is not None and noise_std:
+            noise = torch.stack([torch.randn(c, h, w, generator=torch_generator(int(s))) for s in noise_seeds])
+            noise = noise.to(device=images.device, dtype=out.dtype).mul_(float(noise_std))
+            out = torch.where(removed[:, None], out + noise, out)
+        return out.clamp_(0.0, 1.0)
 
 
 @dataclass
@@ -855,22 +855,28 @@ def road_scores(
     pending_t: list[torch.Tensor] = []
     n_pending = 0
     chunk = max(1, _default_chunk(device) // per_image)  # CPU: one image (its 10 systems in two solves)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
+    start = 0
+    while start < n:
+        # impute until a forward batch is full, all with the solver's thread setting (CPU: one thread,
+        # switched once per forward batch); then forward with the caller's setting
         _sync(device)
         tic = time.perf_counter()
-        order = removal_order(maps[start:stop], [order_seed(int(s)) for s in seeds[start:stop]])
-        masks = removal_masks(order, counts, h, w).to(device)  # (B, 2F, H, W)
-        b = stop - start
-        reps = images[start:stop].contiguous().repeat_interleave(per_image, dim=0)
-        nseeds = [noise_seed(int(s), o, j) for s in seeds[start:stop] for o in ORDERS for j in range(nf)]
-        imputed = noisy_linear_impute(reps, masks.reshape(b * per_image, h, w), noise_seeds=nseeds)
+        with _solver_threads(device):
+            while start < n and n_pending < batch_size:
+                stop = min(start + chunk, n)
+                order = removal_order(maps[start:stop], [order_seed(int(s)) for s in seeds[start:stop]])
+                b = stop - start
+                masks = removal_masks(order, counts, h, w).to(device).reshape(b * per_image, h, w)
+                reps = images[start:stop].contiguous().repeat_interleave(per_image, dim=0)
+                nseeds = [noise_seed(int(s), o, j) for s in seeds[start:stop] for o in ORDERS for j in range(nf)]
+                imputed = noisy_linear_impute(reps, masks, noise_seeds=nseeds)
+                pending.append(imputed)
+                pending_t.append(tgt[start:stop].repeat_interleave(per_image))
+                n_pending += imputed.shape[0]
+                start = stop
         _sync(device)
         timing["impute"] += time.perf_counter() - tic
-        pending.append(imputed)
-        pending_t.append(tgt[start:stop].repeat_interleave(per_image))
-        n_pending += imputed.shape[0]
-        while n_pending >= batch_size or (stop == n and n_pending):
+        while n_pending >= batch_size or (start == n and n_pending):
             allx, allt = torch.cat(pending), torch.cat(pending_t)
             take = min(batch_size, n_pending)
             forward(allx[:take], allt[:take])
