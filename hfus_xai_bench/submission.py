@@ -325,7 +325,11 @@ def verify_submission(
         return report
     for key in ("revision", "sha256", "n_images"):
         same = prov.get(key) == ds_rec.get(key)
-        report.add(f"dataset.{key}", same, "" if same else f"recorded {ds_rec.get(key)!r}, loaded {prov.get(key)!r}")
+        why = f"recorded {ds_rec.get(key)!r}, loaded {prov.get(key)!r}"
+        if key == "sha256" and not same:
+            why += ("; the data here were generated (or imported) differently from the data the record was made on: "
+                    "`hfus-bench data info` shows this machine's content hash and whether it matches the golden one")
+        report.add(f"dataset.{key}", same, "" if same else why)
     if not all(ok for name, ok, _ in report.checks if name.startswith("dataset.")):
         return report
 

@@ -120,6 +120,32 @@ def test_synth_built_once_small(cache, monkeypatch):
         D.load_dataset("hfus-synth", revision="main")
 
 
+def test_synth_build_refuses_data_that_differ_from_golden(cache, monkeypatch):
+    """A machine whose arithmetic differs never caches a silently different dataset."""
+    monkeypatch.setattr(D, "SYNTH_N", 8)
+    monkeypatch.setattr(D, "SYNTH_WORKERS", 1)
+    import hfus_xai_bench.data.golden as G
+
+    def fake_golden(revision):
+        return {"generator": {"n": 8}, "raw_pixels": {"AD/x.png": "0" * 64}, "images": {}, "dataset_sha256": ""}
+
+    monkeypatch.setattr(G, "load_golden", fake_golden)
+    with pytest.raises(HfusError, match=r"synth-v2-seed0 data generated on this machine differ from the golden hashes.*"
+                       r"[0-9]+ of [0-9]+ generated files \(before import\) differ \(AD/.*report this"):
+        D.load_dataset("hfus-synth")
+    assert not D.is_dataset_folder(D.synth_dataset_dir())  # nothing cached
+
+
+def test_golden_status_lines():
+    from hfus_xai_bench.data.golden import golden_status, load_golden
+
+    golden = load_golden("synth-v2-seed0")["dataset_sha256"]
+    assert golden_status({"id": "hfus-synth", "revision": "synth-v2-seed0", "sha256": golden})[0] is True
+    ok, line = golden_status({"id": "hfus-synth", "revision": "synth-v2-seed0", "sha256": "f" * 64})
+    assert ok is False and "generated differently" in line
+    assert golden_status({"id": "/some/folder", "revision": "local", "sha256": golden})[0] is None
+
+
 def _populate_hf_cache(hub_cache: Path, dataset_dir: Path, repo: str, sha: str) -> Path:
     owner, name = repo.split("/")
     repo_dir = hub_cache / f"datasets--{owner}--{name}"

@@ -45,16 +45,19 @@ def _import(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from ..data.dataset import dataset_provenance, describe, load_dataset
+    from ..data.golden import golden_status
 
     ds = load_dataset(args.dataset, revision=args.revision)
     prov = dataset_provenance(ds)
     n_classes = len(ds.features["label"].names)
+    matches, status = golden_status(prov)
     print(f"id:       {prov['id']}")
     print(f"revision: {prov['revision']}")
-    print(f"sha256:   {prov['sha256']}")
+    print(f"sha256:   {prov['sha256']} (content hash: decoded pixels, masks, SLMs, ids, labels, folds)")
+    print(f"golden:   {status}")
     print(f"images:   {prov['n_images']} ({n_classes} classes: {', '.join(ds.features['label'].names)})")
     print(describe(ds))
-    return 0
+    return 1 if matches is False else 0
 
 
 def add_import_arguments(p: argparse.ArgumentParser) -> None:
