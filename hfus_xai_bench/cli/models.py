@@ -74,6 +74,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ..config import parse_list
+    from ..constants import arch_name
+    from ..models.checkpoints import list_checkpoints
+    from ..models.export import export_checkpoints
+
+    archs = {arch_name(a) for a in parse_list(args.models, ARCH_NAMES)}
+    folds = {int(f) for f in parse_list(args.folds, range(NUM_FOLDS))}
+    chosen = [e for e in list_checkpoints(include_cache=True) if e.arch in archs and e.fold in folds
+              and (args.dataset is None or e.dataset == args.dataset) and e.local_path() is not None]
+    out = export_checkpoints(chosen, args.out)
+    for e in chosen:
+        print(f"exported {e.name} ({e.arch}, fold {e.fold}, {e.dataset}@{e.dataset_revision}, sha256 {e.sha256[:12]})")
+    print(f"wrote {out} (README.md model card + {len(chosen)} safetensors + cards); publish with "
+          f"`hf upload OWNER/REPO {out} --repo-type model`, then register the Hub entry with the commit sha it gets")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``models`` and ``train``."""
     from ..models.recipe import DEFAULT_EPOCHS, STUDY_RECIPE
@@ -82,6 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry-only", action="store_true", help="hide checkpoints trained into the user cache")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_models)
+    msub = p.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
+    e = msub.add_parser("export", help="write checkpoints as a Hugging Face model-repo folder (for `hf upload`)")
+    e.add_argument("out", metavar="DIR", help="output folder")
+    e.add_argument("--models", default="all", metavar="ARCHS", help="comma-separated architectures or 'all' (default)")
+    e.add_argument("--folds", default="all", metavar="FOLDS", help="comma-separated folds or 'all' (default)")
+    e.add_argument("--dataset", default=None, help="only checkpoints trained on this dataset id")
+    e.set_defaults(func=_cmd_export)
 
     t = sub.add_parser(
         "train", help="train reference models with the study recipe (PROTOCOL §2)",
