@@ -1,4 +1,5 @@
-"""leaderboard/: entries, schema, rank ranges and the deterministic MD/HTML render (columns from the registry)."""
+"""leaderboard/: entries, schema, the §7.4 ranking gate, rank ranges, the §7.3 paired gains, the deterministic
+MD/HTML render (columns from the registry), the Markdown-to-HTML converter and the plots' label placement."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import fake_scores
+from leaderboard_fixtures import record, s7_record, s7_scores, shifted, strip_s7
 
 from hfus_xai_bench.cli import main
+from hfus_xai_bench.compare import compare, image_scores
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.explainers.loader import Method
+from hfus_xai_bench.explainers.registry import SANITY_METHODS
 from hfus_xai_bench.leaderboard import (
     entry_filename,
     entry_from_result,
@@ -25,32 +29,55 @@ from hfus_xai_bench.leaderboard import (
     validate_entry,
     write_entry,
 )
-from hfus_xai_bench.results import build_result, schema
+from hfus_xai_bench.leaderboard.mdtext import inline_html, markdown_to_html, safe_url
+from hfus_xai_bench.leaderboard.plots import (
+    Box,
+    label_size,
+    place_labels,
+    scatter_layout,
+    svg_forest,
+    svg_scatter,
+)
+from hfus_xai_bench.leaderboard.tables import build_tables, column_headers, detail_headers
+from hfus_xai_bench.results import schema
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {"hfus_xai_bench": "0.1.0", "torch": "x", "device": "cpu", "device_name": "test-cpu"}
 
 
-def fake_record(name: str, level: float, seed: int, archs: tuple[str, ...] = ("mobilenet_v2",), runs=None) -> dict:
-    method = Method(name=name, source="builtin", kind="map", factory=lambda m, c: None, metadata={"name": name})
-    runs = runs or [fake_scores(a, f, level, seed + 10 * f) for a in archs for f in (0, 1)]
-    options = {"models": list(archs), "folds": [0, 1], "limit": None, "target": "pred", "sign": "pos",
-               "confidence": "logit", "batch_size": 16, "seed": 0, "precision": "fp32", "device": "cpu"}
-    dataset = {"id": "hfus-synth", "revision": "synth-v1-seed0", "sha256": "a" * 64, "n_images": 631}
-    result = build_result(method, runs, options=options, dataset=dataset, environment=dict(ENV),
-                          command=f"hfus-bench evaluate {name} --folds 0,1")
-    result.record["timestamp"] = "2025-01-01T00:00:00+00:00"
-    return result.record
+def fake_record(name: str, level: float, seed: int) -> dict:
+    """A record from ``helpers.fake_scores`` (plausible values, ρ near 0.1)."""
+    return record(name, [fake_scores("mobilenet_v2", f, level, seed + 10 * f) for f in (0, 1)])
 
 
 @pytest.fixture(scope="module")
-def entries() -> list[dict]:
-    recs = [fake_record("gradcam", 2.0, 1), fake_record("scorecam", 1.2, 2), fake_record("random", 0.2, 3),
-            fake_record("sobel", 0.9, 4)]
-    # HiRes-CAM on MobileNetV2 = Grad-CAM (PROTOCOL §5.1): same per-image values
-    hires = fake_record("hirescam", 2.0, 1)
-    recs.append(hires)
-    return [entry_from_result(r) for r in recs]
+def records() -> dict[str, dict]:
+    recs = {
+        "gradcam": s7_record("gradcam", 2.0, 1),
+        # HiRes-CAM on MobileNetV2 = Grad-CAM (PROTOCOL §5.1): same per-image values
+        "hirescam": s7_record("hirescam", 2.0, 1),
+        "scorecam": s7_record("scorecam", 1.2, 2, road=0.05),
+        "depth_prior": s7_record("depth_prior", 2.4, 5, model_dependent=False, road=0.25),
+        "random": s7_record("random", 0.2, 3, model_dependent=False, road=0.0),
+        "sobel": s7_record("sobel", 0.9, 4, model_dependent=False),
+    }
+    return recs
+
+
+@pytest.fixture(scope="module")
+def entries(records: dict[str, dict]) -> list[dict]:
+    return [entry_from_result(r) for r in records.values()]
+
+
+def _rows(md: str, table: int = 0) -> list[list[str]]:
+    """The body rows of the ``table``-th markdown table (cells stripped; separator rows included)."""
+    blocks, current = [], []
+    for line in [*md.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in blocks[table][2:]]
 
 
 def test_rank_range_rule_on_hand_made_cis() -> None:
@@ -75,6 +102,29 @@ def test_entry_from_result_drops_per_image_and_adds_track_and_links(entries: lis
     assert other["links"]["url"] == "https://x.org" and other["links"]["code"] == "a/b.py"
 
 
+def test_entry_keeps_the_per_image_values_of_every_output(records: dict[str, dict], entries: list[dict]) -> None:
+    """``per_image_scores`` holds what the record's rows give for every output (10 significant digits), NaN -> null."""
+    rec = records["gradcam"]
+    e = next(x for x in entries if x["method"]["name"] == "gradcam")
+    part = e["per_image_scores"]["mobilenet_v2"]["1"]
+    assert part["image_ids"] == [r["image_id"] for r in rec["per_image"] if r["fold"] == 1]
+    assert set(part["scores"]) >= {"hit_rate@1", "confidence@1/dic", "road@1/combined", "randomisation@1/rho"}
+    hr1 = [r["hr1"] for r in rec["per_image"] if r["fold"] == 1]
+    assert part["scores"]["hit_rate@1"][-1] is None and hr1[-1] is None  # the failed image
+    assert np.allclose(part["scores"]["hit_rate@1"][:-1], hr1[:-1], rtol=1e-9, atol=0)
+    from_entry, from_record = image_scores(e), image_scores(rec)
+    for arch, folds in from_record.items():
+        for fold, scores in folds.items():
+            assert from_entry[arch][fold].image_ids == scores.image_ids
+            for key, values in scores.scores.items():
+                np.testing.assert_allclose(from_entry[arch][fold].scores[key], values, rtol=1e-9, atol=1e-12)
+    # the entry's means are the mean of fold means of these values
+    v = [np.array(e["per_image_scores"]["mobilenet_v2"][f]["scores"]["road@1/combined"], float) for f in ("0", "1")]
+    assert np.mean([np.nanmean(x) for x in v]) == pytest.approx(e["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"])
+    validate_entry(e)
+    validate_entry(strip_s7(e))  # entries made before per_image_scores (and §7) stay valid
+
+
 def test_schema_errors_name_the_field(entries: list[dict]) -> None:
     e = copy.deepcopy(entries[0])
     e["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] = "2.0"  # numbers are numbers
@@ -96,17 +146,129 @@ def test_schema_errors_name_the_field(entries: list[dict]) -> None:
     e["per_image"] = []
     with pytest.raises(HfusError, match="per_image"):
         validate_entry(e)
+    e = copy.deepcopy(entries[0])
+    e["per_image_scores"]["mobilenet_v2"]["0"]["scores"]["hit_rate@1"][0] = "1.0"
+    with pytest.raises(HfusError, match=r"per_image_scores/mobilenet_v2/0/scores/hit_rate@1/0"):
+        validate_entry(e)
 
 
 def test_entry_schema_copies_the_result_schema() -> None:
     result, entry = schema("result"), schema("entry")
     assert entry["$defs"] == result["$defs"]
     shared = set(result["properties"]) - {"per_image"}
-    assert set(entry["properties"]) == shared | {"track", "links"}
+    assert set(entry["properties"]) == shared | {"track", "links", "per_image_scores"}
     for key in shared:
         assert entry["properties"][key] == result["properties"][key], key
     assert set(entry["required"]) == (set(result["required"]) - {"per_image"}) | {"track", "links"}
     assert entry["additionalProperties"] is False
+
+
+def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
+    """PROTOCOL §7.4: ranked rows = randomisation@1/pass; the sanity baselines (ρ = 1) are listed below, marked."""
+    md = render_markdown(entries)
+    assert column_headers()[:8] == ["rank", "method", "HR1 ↑", "ΔHR1 vs depth_prior ↑", "ROAD ↑", "ρ rand. ↓ (ρ cross)",
+                                    "DiC ↑", "IiC % ↑"]
+    assert column_headers()[8:] == ["acc", "evaluated", "s/img", "fwd/img", "device", "links", "notes"]
+    rows = _rows(md)
+    names = [r[1] for r in rows]
+    split = next(i for i, r in enumerate(rows) if r[1].startswith("**not ranked — maps do not depend on the model"))
+    ranked, below = rows[:split], rows[split + 1:]
+    assert [r[1].split("]")[0].strip("[") for r in ranked] == ["gradcam", "hirescam", "scorecam"]  # sorted by HR1
+    assert [r[0] for r in ranked] == ["1–2", "1–2", "3"]  # rank ranges among the ranked rows only
+    assert {r[1] for r in below} == {f"*{n}* (sanity)" for n in ("depth_prior", "random", "sobel")}
+    assert all(r[0] == "–" and "not ranked: maps do not depend on the model" in r[-1] for r in below)
+    depth = next(r for r in below if "depth_prior" in r[1])
+    assert depth[2].startswith("2.3")  # the prior has the best HR1 of the table and is still not ranked
+    assert depth[5].startswith("1.000 [1.000, 1.000] (")  # ρ = 1 by construction, ρ_cross in parentheses
+    assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
+    tables = build_tables(entries)
+    assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {"model_independent"}
+    assert all(r["status"] != "ranked" for r in tables[0]["rows"] if r["method"] in SANITY_METHODS)
+
+
+def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
+    """A method whose HR1 is the prior's + 0.5 on every image: ΔHR1 vs depth_prior = +0.500 [+0.500, +0.500];
+    the same numbers as `compare`; the prior's own cell is "—"."""
+    prior_runs = [s7_scores("mobilenet_v2", f, 1.0, 5 + 10 * f, model_dependent=False, road=0.25) for f in (0, 1)]
+    prior = record("depth_prior", prior_runs)
+    better = shifted(prior_runs, "hit_rate@1/hr1", 0.5)
+    for run in better:
+        run.values["randomisation@1/rho"] = np.where(np.isnan(run.values["randomisation@1/rho"]), np.nan, 0.0)
+        run.values["road@1/road_morf_p"] = run.values["road@1/road_morf_p"] - 0.2  # ROAD combined + 0.1
+    plus = record("plus", better)
+    rand = records["random"]
+    entries = [entry_from_result(r) for r in (prior, plus, rand)]
+    md = render_markdown(entries)
+    main, detail = _rows(md, 0), _rows(md, 1)
+    row = next(r for r in main if r[1] == "plus")
+    assert row[0] == "1" and row[3] == "+0.500 [+0.500, +0.500]"
+    assert next(r for r in main if "depth_prior" in r[1])[3] == "—"
+    head = detail_headers()
+    assert head[:5] == ["method", "ΔHR1 vs depth_prior ↑", "ΔHR1 vs random ↑", "ΔROAD vs depth_prior ↑", "ΔROAD vs random ↑"]
+    drow = next(r for r in detail if r[0] == "plus")
+    assert drow[1] == "+0.500 [+0.500, +0.500]" and drow[3] == "+0.100 [+0.100, +0.100]"
+    c = compare(plus, rand)
+    d = {x.key: x for x in c.differences["mobilenet_v2"]}
+    lo, hi = d["hit_rate@1"].ci95
+    assert drow[2] == f"{d['hit_rate@1'].diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    lo, hi = d["road@1/combined"].ci95
+    assert drow[4] == f"{d['road@1/combined'].diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    assert d["hit_rate@1"].n == 22 and d["hit_rate@1"].n_excluded == 2  # the failed image of each fold is left out
+    # paired, not a difference of two independent CIs: narrower than either method's own CI
+    own = plus["metrics"]["hit_rate@1"]["mobilenet_v2"]["ci95"]
+    assert hi - lo < own[1] - own[0] or d["hit_rate@1"].ci95[1] - d["hit_rate@1"].ci95[0] < own[1] - own[0]
+
+
+def test_old_entries_render_without_s7(records: dict[str, dict], entries: list[dict]) -> None:
+    """Entries made before §7: no crash, listed below the ranked rows as "no §7 data", gains n/a."""
+    old = [strip_s7(e) for e in entries if e["method"]["name"] in ("scorecam", "sobel")]
+    md = render_markdown([e for e in entries if e["method"]["name"] not in ("scorecam", "sobel")] + old)
+    rows = _rows(md)
+    i = next(i for i, r in enumerate(rows) if r[1].startswith("**not ranked — no §7 data"))
+    assert i == len(rows) - 3 and rows[i - 1][-1].startswith("not ranked: maps do not depend on the model")
+    for r in rows[i + 1:]:
+        assert r[0] == "–" and r[3] == "n/a" and r[4] == "n/a" and r[5] == "n/a"
+        assert r[-1].startswith("not ranked: no §7 data")
+    only_old = render_markdown(old)
+    assert "**not ranked — no §7 data" in only_old and "| 1 |" not in only_old
+    assert render_html(old).count("<svg") == 2
+
+
+def test_committed_entries_are_never_ranked_without_s7() -> None:
+    """The committed entries (however old): every row without randomisation@1/pass true is unranked."""
+    for table in build_tables(load_entries(REPO / "leaderboard" / "entries")):
+        for row in table["rows"]:
+            assert (row["rank"] is not None) == (row["status"] == "ranked"), row["method"]
+            if row["sanity"]:
+                assert row["rank"] is None, row["method"]
+
+
+def test_separate_tables_for_another_checkpoint(records: dict[str, dict]) -> None:
+    """Rows of one table share the checkpoints (so they can be paired); another checkpoint gets its own table."""
+    other = copy.deepcopy(records["scorecam"])
+    for fold in other["checkpoints"]["mobilenet_v2"].values():
+        fold["sha256"] = "f" * 64
+    tables = build_tables([entry_from_result(records["gradcam"]), entry_from_result(other)])
+    assert len(tables) == 2 and tables[0]["title"] != tables[1]["title"]
+    assert any("checkpoint ffffffff" in t["title"] for t in tables)
+    assert len({t["anchor"] for t in tables}) == 2
+
+
+def test_a_new_registry_column_reaches_the_second_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns come from the registry: a metric with a label that is not a §7.4 column is shown in the second
+    table of each section (after the four paired gains), with its mean and CI."""
+    from hfus_xai_bench.metrics.registry import METRICS, Metric, Output, Value
+
+    toy = Metric(id="mean_map@1", category="sanity", needs="maps", function=lambda inputs, config: {},
+                 values=(Value("mean_map"),), required=False, description="A toy metric (a test of the registry). " * 3,
+                 outputs=(Output("", "higher", (0.0, 1.0), "mean map value", "mean_map", label="mean map"),))
+    monkeypatch.setitem(METRICS, "mean_map@1", toy)
+    runs = [s7_scores("mobilenet_v2", f, 2.0, 1 + 10 * f) for f in (0, 1)]
+    for run in runs:
+        run.values["mean_map@1/mean_map"] = np.full(len(run.image_ids), 0.25)
+    md = render_markdown([entry_from_result(record("gradcam", runs))])
+    assert detail_headers()[-1] == "mean map ↑" and "mean map" not in " ".join(column_headers())
+    assert _rows(md, 1)[0][-1] == "0.250 [0.250, 0.250]"
 
 
 def test_render_is_deterministic_and_marks_sanity_and_identical_rows(entries: list[dict]) -> None:
@@ -115,15 +277,12 @@ def test_render_is_deterministic_and_marks_sanity_and_identical_rows(entries: li
     random.Random(0).shuffle(shuffled)
     assert render_markdown(shuffled) == md
     assert render_html(shuffled) == render_html(entries)
-    assert "hit_rate@1" in md and "## hfus-synth · MobileNetV2 · folds 0,1 · all test images · rev synth-v1-seed0" in md
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "[" in line and "rank" not in line]
-    names = [r.split("|")[2] for r in rows]
-    # sorted by HR1 mean; gradcam / hirescam first (identical), sanity rows visible and marked
-    assert "gradcam" in names[0] or "hirescam" in names[0]
-    assert any("*random* (sanity)" in n for n in names) and any("*sobel* (sanity)" in n for n in names)
-    hires = next(r for r in rows if "hirescam" in r.split("|")[2])
-    assert "identical to gradcam (expected: PROTOCOL §5.1)" in hires
-    assert hires.split("|")[1].strip() == "1–2"  # identical CIs: a rank range, not a rank
+    assert "hit_rate@1" in md and "## hfus-synth · MobileNetV2 · folds 0,1 · all test images · rev synth-v2-seed0" in md
+    rows = _rows(md)
+    hires = next(r for r in rows if "hirescam" in r[1])
+    assert "identical to gradcam (expected: PROTOCOL §5.1)" in hires[-1]
+    assert hires[0] == "1–2"  # identical CIs: a rank range, not a rank
+    assert any(r[1] == "*random* (sanity)" for r in rows) and any(r[1] == "*sobel* (sanity)" for r in rows)
     assert "[BibTeX](#cite-gradcam)" in md and '<a id="cite-gradcam"></a>' in md
     assert "[code](../hfus_xai_bench/explainers/cam.py)" in md
     assert "0.0100" in md  # s/img from the cost section
@@ -134,8 +293,79 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     page = render_html(entries)
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "<script>" in page
     assert " src=" not in page and "<link" not in page and "@import" not in page
-    assert 'class="sortable"' in page and 'tr class="sanity"' in page
+    assert page.count('class="sortable') == 2 and 'tr class="sanity"' in page
+    assert '<tbody class="ranked">' in page and '<tbody class="unranked model_independent">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
+    # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left
+    rules = page[page.index("</h1>"):page.index("<h2")]
+    assert "`" not in rules and "**" not in rules
+    assert "<code>randomisation@1/pass</code>" in rules and "<strong>Ranking (PROTOCOL §7.4).</strong>" in rules
+    assert "<em>maps do not depend on the model</em>" in rules
+
+
+def test_markdown_to_html_known_inputs() -> None:
+    assert inline_html("`a<b` and **bold** and *em*") == "<code>a&lt;b</code> and <strong>bold</strong> and <em>em</em>"
+    assert inline_html("`**not bold**`") == "<code>**not bold**</code>"
+    assert inline_html("<script>alert(1)</script> & \"q\"") == "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;"
+    assert inline_html("2 * 3 * 4, a*b*c") == "2 * 3 * 4, a*b*c"  # not emphasis
+    assert inline_html("[x *y*](https://a.org/?q=1&r=2)") == '<a href="https://a.org/?q=1&amp;r=2">x <em>y</em></a>'
+    assert inline_html("[code](../hfus_xai_bench/x.py) [c](#cite-x)") == (
+        '<a href="../hfus_xai_bench/x.py">code</a> <a href="#cite-x">c</a>')
+    assert inline_html("[x](javascript:alert)") == "[x](javascript:alert)"  # unsafe scheme: text
+    assert inline_html('[x](" onclick="y)') == "[x](&quot; onclick=&quot;y)"
+    assert not safe_url("data:text/html,x") and safe_url("index.html") and safe_url("mailto:a@b.org")
+    assert inline_html("CI [l, u] among") == "CI [l, u] among"
+    assert markdown_to_html("one\ntwo **b**\n\n- item *a*\n  more\n- `c`\n\nend") == (
+        "<p>one two <strong>b</strong></p>\n<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>")
+    assert markdown_to_html("") == ""
+
+
+def _assert_no_overlap(boxes: list[Box], markers: list[tuple[float, float]], bounds: Box) -> None:
+    for i, a in enumerate(boxes):
+        assert a.inside(bounds), a
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+        for px, py in markers:
+            assert not a.overlaps(Box(px - 4, py - 4, px + 4, py + 4)), (a, px, py)
+
+
+def test_scatter_labels_do_not_overlap_on_the_committed_entries() -> None:
+    tables = build_tables(load_entries(REPO / "leaderboard" / "entries"))
+    assert tables
+    for table in tables:
+        lay = scatter_layout(table)
+        assert len(lay.boxes) == len(lay.names) == sum(
+            1 for r in table["rows"] if r["scores"]["confidence@1/dic"][0] is not None)
+        _assert_no_overlap(list(lay.boxes), list(lay.points), lay.bounds)
+        assert lay.bounds.x1 <= lay.width and lay.bounds.y1 <= lay.height
+        svg = svg_scatter(table)
+        assert svg.count('class="label"') == len(lay.names)
+        for name, box in zip(lay.names, lay.boxes, strict=True):  # each label is drawn inside its box
+            assert f'x="{box.x0 + 1:.1f}"' in svg and f">{name}</text>" in svg
+            assert label_size(name, 10)[0] == pytest.approx(box.x1 - box.x0)
+
+
+def test_label_placement_on_crowded_points() -> None:
+    """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same every time."""
+    names = ["gradcam", "hirescam", "gradcampp", "ablationcam", "eigengradcam", "ig", "gradientshap", "saliency",
+             "random", "center", "depth_prior", "sobel"]
+    bounds = Box(44, 24, 448, 284)
+    for points in ([(250.0 + 0.3 * i, 270.0 - 0.2 * i) for i in range(12)], [(440.0, 280.0)] * 12):
+        boxes = place_labels(points, names, bounds)
+        _assert_no_overlap(boxes, points, bounds)
+        assert place_labels(points, names, bounds) == boxes
+    with pytest.raises(HfusError):
+        place_labels([(0.0, 0.0)], [], bounds)
+
+
+def test_forest_plot_has_hr1_and_road(entries: list[dict]) -> None:
+    table = build_tables(entries)[0]
+    svg = svg_forest(table)
+    assert "HR1 (hit_rate@1)" in svg and "ROAD combined (road@1)" in svg
+    n = len(table["rows"])
+    assert svg.count("<circle") == 2 * n  # a dot per method in each panel
+    assert svg.count('fill="#fff"') == 2 * (n - table["n_ranked"])  # unranked: open circles
+    assert 'stroke-dasharray="4 3"' in svg  # the line between ranked and unranked rows
 
 
 def test_write_load_render_roundtrip(tmp_path: Path, entries: list[dict]) -> None:

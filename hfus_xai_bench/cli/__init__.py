@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 from ..constants import BENCHMARK_VERSION
 from ..errors import HfusError
-from . import cite, data, evaluate, leaderboard, models, submission
+from . import cite, compare, data, evaluate, leaderboard, models, submission
 from .common import PROG, command_line, warn
 
-COMMAND_MODULES = (data, models, evaluate, leaderboard, submission, cite)
+COMMAND_MODULES = (data, models, evaluate, leaderboard, compare, submission, cite)
 
 __all__ = ["build_parser", "main"]
 

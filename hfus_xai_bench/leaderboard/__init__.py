@@ -1,8 +1,12 @@
 """The leaderboard (library code only; the commands are in ``cli/leaderboard.py``).
 
-- :mod:`.entries`: entries from result records, validation, file names, loading;
-- :mod:`.tables`: grouping into ranked tables (rank ranges, identical rows), columns from the registry;
-- :mod:`.markdown` / :mod:`.html`: ``LEADERBOARD.md`` and a self-contained ``index.html``.
+- :mod:`.entries`: entries from result records (with their per-image values), validation, file names, loading;
+- :mod:`.tables`: grouping into tables, the ranking gate of PROTOCOL §7.4 (only ``randomisation@1/pass``
+  is ranked), rank ranges, the paired gains of §7.3 (``hfus_xai_bench.compare``), identical rows; columns
+  from the registry;
+- :mod:`.markdown` / :mod:`.html`: ``LEADERBOARD.md`` and a self-contained ``index.html``;
+  :mod:`.mdtext`: the small, safe Markdown-to-HTML converter the page uses for its texts;
+  :mod:`.plots`: the inline SVG forest plot (HR1, ROAD combined) and DiC/IiC scatter (non-overlapping labels).
 
 The pages are generated from the entries alone and deterministically (sorted, fixed number formats,
 no render-time timestamps), so CI fails when the committed pages differ from a fresh render.

@@ -1,6 +1,9 @@
-"""Leaderboard entries: a result record without ``per_image``, plus ``track`` and ``links``.
+"""Leaderboard entries: a result record without ``per_image``, plus ``track``, ``links`` and ``per_image_scores``.
 
-An entry (``leaderboard/entries/<method>.json``; ``<method>.<track>.json`` for tracks other than
+``per_image_scores`` keeps, per architecture and fold, the image ids and one value per image of every
+reported output (:func:`hfus_xai_bench.compare.entry_scores`): what the paired gains of PROTOCOL §7.3
+and ``hfus-bench compare`` read. Entries made before it was kept have no such section (their gains show
+``n/a``). An entry (``leaderboard/entries/<method>.json``; ``<method>.<track>.json`` for tracks other than
 ``hfus-synth``) follows ``schemas/entry.schema.json`` (its ``metrics`` section generated from the
 metric registry, like the result schema's).
 """
@@ -12,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..compare import entry_scores
 from ..constants import LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
 from ..errors import HfusError
 from ..explainers.registry import BUILTIN_METHODS
@@ -52,9 +56,13 @@ def entry_from_result(
     citation: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id) and ``links``."""
+    """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id), ``links`` and
+    ``per_image_scores`` (the per-image values of every reported output, for the paired gains)."""
     validate(record, source="result")
     entry = {k: v for k, v in record.items() if k != "per_image"}
+    scores = entry_scores(record)
+    if scores is not None:
+        entry["per_image_scores"] = scores
     links = default_links(record)
     links.update({k: v for k, v in (("url", url), ("citation", citation), ("code", code)) if v is not None})
     entry["track"] = track or record["dataset"]["id"]

@@ -10,32 +10,71 @@ from ..metrics.registry import HEADLINE
 from .entries import slug
 from .tables import (
     IDENTICAL_TOL,
+    UNRANKED_HEADINGS,
     build_tables,
+    cell,
     citations,
     code_href,
-    column_digits,
     column_headers,
+    detail_columns,
+    detail_headers,
     fmt_num,
+    main_columns,
     rank_text,
 )
 
-RULES_MD = f"""Headline metric: **`{HEADLINE}` (HR1, range −1…3, higher is better)**; tables are sorted by it.
+RULES_MD = f"""Headline metric: **`{HEADLINE}` (HR1, range −1…3, higher is better)**; ranked rows are sorted by it.
 Every score is `mean [95 % CI]`: mean over the evaluated images of each fold, then over folds; the CI is a
 bootstrap over images (1000 resamples, seed 0). ↑ higher is better, ↓ lower is better.
 
-**Rank** is a range where confidence intervals overlap: for a method with HR1 CI [l, u] among the methods of
-the same table, rank = [1 + #methods whose CI lower bound is above u, #methods whose CI upper bound is at or
-above l] (itself included). A single number means no other method's CI overlaps.
+**Ranking (PROTOCOL §7.4).** A table ranks only the methods whose maps depend on the model: those with
+`randomisation@1/pass` (the upper bound of the 95 % CI of the mean Spearman ρ between the maps of the trained
+model and of a randomised copy is below 0.5). The others — every sanity baseline by construction — are listed
+below the ranked rows with their numbers, marked *maps do not depend on the model*; entries made before the
+§7 scores existed are listed there too, marked *no §7 data*.
+
+**Rank** is a range where confidence intervals overlap: for a ranked method with HR1 CI [l, u] among the
+ranked methods of the same table, rank = [1 + #methods whose CI lower bound is above u, #methods whose CI
+upper bound is at or above l] (itself included). A single number means no other method's CI overlaps.
+
+**Columns.** `ΔHR1 vs depth_prior` (and, in the second table of each section, ΔHR1 and ΔROAD vs `depth_prior`
+and vs `random`; PROTOCOL §7.3) is the mean over the shared images of the method's per-image value minus the
+baseline's on the same image, with a *paired* bootstrap 95 % CI (1000 resamples of the shared images, seed 0):
+the rows of a table share the dataset revision and content hash, the checkpoints and the images. A CI above 0
+means the method beats that baseline on these images. `ROAD` is `road@1/combined` ((LeRF − MoRF) / 2,
+−0.5…0.5, higher is better). `ρ rand.` is `randomisation@1/rho` (lower is better; 1 for any map that does not
+depend on the model), with `ρ cross` in parentheses (`randomisation@1/cross_image`: the ρ between the maps of
+two different images, a reference for how much a map changes at all).
 
 Sanity baselines (random, center, depth_prior, sobel; PROTOCOL §5) are always shown and marked *(sanity)*; a
-method that does not beat them has not found anything. Rows whose six headline means agree within
-{IDENTICAL_TOL:g} are annotated as identical, never hidden (HiRes-CAM = Grad-CAM is expected on all four
-architectures: only pooling + linear follows their pinned target layers, PROTOCOL §5.1). Cost: explainer seconds per image and model forward passes
-(images) per image, on the device shown."""
+method that does not beat them has not found anything. Rows whose means agree within {IDENTICAL_TOL:g} on
+every score of the metric registry are annotated as identical, never hidden (HiRes-CAM = Grad-CAM is expected
+on all four architectures: only pooling + linear follows their pinned target layers, PROTOCOL §5.1). Cost:
+explainer seconds per image and model forward passes (images) per image, on the device shown."""
 
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _score_text(row: dict[str, Any], column: Any) -> str:
+    c = cell(row, column)
+    return " ".join(part for part in (c.text, c.ci, c.aside) if part)
+
+
+def _method(row: dict[str, Any]) -> str:
+    url = row["links"]["url"]
+    method = f"[{row['method']}]({url})" if url else row["method"]
+    return f"*{method}* (sanity)" if row["sanity"] else method
+
+
+def _group_row(row: dict[str, Any], previous: dict[str, Any] | None, width: int, first: int = 1) -> list[str]:
+    """A separator row before the first unranked row of each kind (the method cell says why)."""
+    if row["status"] == "ranked" or (previous is not None and previous["status"] == row["status"]):
+        return []
+    cells = [""] * width
+    cells[first] = f"**{UNRANKED_HEADINGS[row['status']]}**"
+    return ["| " + " | ".join(cells) + " |"]
 
 
 def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
@@ -54,25 +93,30 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     tables = build_tables(entries)
     if not tables:
         lines += ["_No entries yet: run `leaderboard/make_baselines.sh`, then `hfus-bench leaderboard render`._", ""]
-    head = column_headers()
+    head, main = column_headers(), main_columns()
+    dhead, detail = detail_headers(), detail_columns()
     for table in tables:
         lines += [f"## {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        previous = None
         for row in table["rows"]:
-            url = row["links"]["url"]
-            method = f"[{row['method']}]({url})" if url else row["method"]
-            if row["sanity"]:
-                method = f"*{method}* (sanity)"
-            scores = []
-            for key, (mean, ci) in row["scores"].items():
-                d = column_digits(key)
-                scores.append(fmt_num(mean, d) if ci[0] is None else f"{fmt_num(mean, d)} [{fmt_num(ci[0], d)}, {fmt_num(ci[1], d)}]")
+            lines += _group_row(row, previous, len(head))
+            previous = row
             links = []
             if row["links"]["citation"]:
                 links.append(f"[BibTeX](#cite-{slug(row['method']).lower()})")
             if row["links"]["code"]:
                 links.append(f"[code]({code_href(row['links']['code'])})")
-            cells = [rank_text(row["rank"]), method, *scores, fmt_num(row["accuracy"]), row["evaluated"],
-                     fmt_num(row["seconds"], 4), fmt_num(row["forwards"], 1), row["device"], " · ".join(links), "; ".join(row["notes"])]
+            cells = [rank_text(row["rank"]), _method(row), *(_score_text(row, c) for c in main), fmt_num(row["accuracy"]),
+                     row["evaluated"], fmt_num(row["seconds"], 4), fmt_num(row["forwards"], 1), row["device"],
+                     " · ".join(links), "; ".join(row["notes"])]
+            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+        lines += ["", "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:", "",
+                  "| " + " | ".join(dhead) + " |", "|" + "---|" * len(dhead)]
+        previous = None
+        for row in table["rows"]:
+            lines += _group_row(row, previous, len(dhead), first=0)
+            previous = row
+            cells = [_method(row), *(_score_text(row, c) for c in detail)]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
         lines.append("")
     cites = citations(entries)
@@ -81,5 +125,3 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
         for name, bib in cites:
             lines += [f'<a id="cite-{slug(name).lower()}"></a>', "", f"**{name}**", "", "```bibtex", bib.strip(), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
-
-

@@ -1,0 +1,233 @@
+"""PROTOCOL §7.3: the paired bootstrap (known answers), comparing two records (`compare.py`) and `hfus-bench compare`."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from leaderboard_fixtures import record, s7_scores, shifted, strip_s7
+
+from hfus_xai_bench.cli import main
+from hfus_xai_bench.compare import Difference, compare, image_scores, load_record
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.leaderboard import entry_from_result
+from hfus_xai_bench.metrics.stats import bootstrap_ci, fold_bootstrap, paired_bootstrap
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRIES = REPO / "leaderboard" / "entries"
+
+
+# ------------------------------------------------------------------------------------ paired bootstrap
+
+def test_paired_bootstrap_constant_shift_and_identity() -> None:
+    rng = np.random.default_rng(1)
+    b = rng.normal(0, 3, 50)
+    d = paired_bootstrap(b + 0.25, b)
+    assert d.mean == pytest.approx(0.25) and (d.low, d.high) == pytest.approx((0.25, 0.25), abs=1e-12)
+    assert d.n == 50 and d.n_nan == 0
+    assert tuple(paired_bootstrap(b, b)) == (0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_two_values_known_ci() -> None:
+    """d = [0, 1]: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5 / 97.5 % percentiles
+    of 1000 resamples are 0 and 1 (for any seed where each end is drawn more than 25 times)."""
+    for seed in (0, 1, 2):
+        d = paired_bootstrap([1.0, 3.0], [1.0, 2.0], seed=seed)
+        assert (d.mean, d.low, d.high) == (0.5, 0.0, 1.0)
+
+
+def test_paired_bootstrap_is_the_documented_resampling() -> None:
+    """Same rule as bootstrap_ci (one group) and fold_bootstrap (several), on the differences; a loop reference."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(1, 1, 40), rng.normal(0, 1, 40)
+    a[3], b[10] = np.nan, np.nan
+    d = paired_bootstrap(a, b)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    ref = bootstrap_ci((a - b)[ok])
+    assert (d.low, d.high) == (ref.low, ref.high) and d.n == 38 and d.n_nan == 2
+    assert d.mean == pytest.approx(np.mean((a - b)[ok]))
+    # an explicit per-resample loop, same draws
+    idx = np.random.default_rng(0).integers(0, 38, size=(1000, 38))
+    diffs = (a - b)[ok]
+    loop = np.array([diffs[row].mean() for row in idx])
+    assert (d.low, d.high) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])), abs=1e-12)
+    # with folds: fold-stratified, exactly fold_bootstrap of the per-fold differences; the mean of fold means
+    folds = np.repeat([0, 1, 2], [10, 15, 15])
+    s = paired_bootstrap(a, b, strata=folds)
+    per_fold = [(a - b)[ok & (folds == f)] for f in range(3)]
+    assert (s.low, s.high) == fold_bootstrap(per_fold)
+    assert s.mean == pytest.approx(np.mean([x.mean() for x in per_fold]))
+    # against zero: the record's own CI of a
+    assert (paired_bootstrap(a, np.zeros(40), strata=folds).low, paired_bootstrap(a, np.zeros(40), strata=folds).high) == (
+        fold_bootstrap([a[folds == f][~np.isnan(a[folds == f])] for f in range(3)]))
+    assert tuple(paired_bootstrap(a, b, seed=1)) != tuple(d)
+
+
+def test_pairing_narrows_the_ci() -> None:
+    """Two methods that differ by a small shift on images of very different difficulty: the paired CI is far
+    narrower than the two methods' own CIs (what an unpaired comparison would read)."""
+    rng = np.random.default_rng(3)
+    difficulty = rng.normal(0, 2, 100)
+    a, b = difficulty + 0.3 + rng.normal(0, 0.1, 100), difficulty
+    d = paired_bootstrap(a, b)
+    own = bootstrap_ci(a)
+    assert d.low > 0.2 and d.high < 0.4 and (d.high - d.low) < 0.1 * (own.high - own.low)
+
+
+def test_paired_bootstrap_edge_cases() -> None:
+    empty = paired_bootstrap([np.nan, 1.0], [1.0, np.nan])
+    assert np.isnan(empty.mean) and np.isnan(empty.low) and empty.n == 0 and empty.n_nan == 2
+    with pytest.raises(HfusError, match="pair the same images"):
+        paired_bootstrap([1.0, 2.0], [1.0])
+    with pytest.raises(HfusError, match="strata"):
+        paired_bootstrap([1.0, 2.0], [1.0, 2.0], strata=[0])
+    with pytest.raises(HfusError, match="n_resamples"):
+        paired_bootstrap([1.0], [1.0], n_resamples=0)
+
+
+# ------------------------------------------------------------------------------------ compare records
+
+def _pair() -> tuple[dict, dict]:
+    """B, and A = B with HR1 + 0.5 and cov bg + 0.1 on every image (cov bg: lower is better)."""
+    runs = [s7_scores("mobilenet_v2", f, 1.0, 5 + 10 * f) for f in (0, 1)]
+    a_runs = shifted(shifted(runs, "hit_rate@1/hr1", 0.5), "slm_coverage@1/cov_bg", 0.1)
+    return record("plus", a_runs), record("base", runs)
+
+
+def test_compare_known_differences() -> None:
+    a, b = _pair()
+    c = compare(a, b)
+    assert (c.a, c.b) == ("plus", "base") and list(c.differences) == ["mobilenet_v2"] and c.paired
+    d = {x.key: x for x in c.differences["mobilenet_v2"]}
+    hr1 = d["hit_rate@1"]
+    assert hr1.diff == pytest.approx(0.5) and hr1.ci95 == pytest.approx((0.5, 0.5)) and hr1.better == "A"
+    assert hr1.mean_a - hr1.mean_b == pytest.approx(hr1.diff) and hr1.n == 22 and hr1.n_excluded == 2
+    assert hr1.mean_b == pytest.approx(b["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"])
+    bg = d["slm_coverage@1/bg"]
+    assert bg.diff == pytest.approx(0.1) and bg.direction == "lower" and bg.better == "B"
+    assert d["road@1/combined"].diff == 0.0 and d["road@1/combined"].better == "neither"
+    assert d["randomisation@1/cross_image"].better is None  # descriptive
+    # every registry output with per-image values is compared, in registry order
+    assert list(d)[:3] == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top"]
+    assert {"confidence@1/dic", "confidence@1/iic", "randomisation@1/rho", "road@1/morf", "road@1/lerf"} <= set(d)
+    flipped = {x.key: x for x in compare(b, a).differences["mobilenet_v2"]}
+    assert flipped["hit_rate@1"].diff == pytest.approx(-0.5) and flipped["hit_rate@1"].better == "B"
+
+
+def test_compare_entries_equals_compare_records() -> None:
+    a, b = _pair()
+    from_records = compare(a, b)
+    from_entries = compare(entry_from_result(a), entry_from_result(b))
+    # records are read at the precision entries keep, so the two agree exactly
+    assert from_records.differences == from_entries.differences
+    mixed = compare(a, entry_from_result(b))
+    assert mixed.differences["mobilenet_v2"][0].diff == pytest.approx(0.5)
+
+
+def test_entries_without_per_image_values_give_unpaired_means() -> None:
+    a, b = _pair()
+    old = strip_s7(entry_from_result(b))
+    assert image_scores(old) is None
+    c = compare(entry_from_result(a), old)
+    assert not c.paired and any("B keeps no per-image values" in n for n in c.notes)
+    d = {x.key: x for x in c.differences["mobilenet_v2"]}
+    assert "road@1/combined" not in d  # B has no §7 scores
+    hr1 = d["hit_rate@1"]
+    assert hr1.ci95 == (None, None) and hr1.better is None and hr1.n == 0
+    assert hr1.diff == pytest.approx(a["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"]
+                                     - b["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"])
+
+
+def test_incomparable_records_name_what_differs() -> None:
+    a, b = _pair()
+    other = copy.deepcopy(b)
+    other["dataset"]["revision"] = "synth-v1-seed0"
+    other["dataset"]["sha256"] = "b" * 64
+    with pytest.raises(HfusError, match=r"dataset revision differs \(A synth-v2-seed0, B synth-v1-seed0\); "
+                                        r"dataset content hash differs \(A aaaaaaaaaaaa…, B bbbbbbbbbbbb…\)"):
+        compare(a, other)
+    other = copy.deepcopy(b)
+    other["checkpoints"]["mobilenet_v2"]["1"]["sha256"] = "e" * 64
+    with pytest.raises(HfusError, match=r"mobilenet_v2 fold 1: checkpoint sha256 differs \(A 000000000000…, B eeeeeeeeeeee…\)"):
+        compare(a, other)
+    other = copy.deepcopy(b)
+    for row in other["per_image"]:
+        if row["fold"] == 0 and row["image_id"].endswith("_0_1"):
+            row["image_id"] = "2020-09-09_0_1"
+    with pytest.raises(HfusError, match=r"mobilenet_v2 fold 0: images differ \(11 shared, 1 only in A, 1 only in B\)"):
+        compare(a, other)
+    one_fold = record("base", [s7_scores("mobilenet_v2", 0, 1.0, 5)], folds=(0,))
+    with pytest.raises(HfusError, match=r"mobilenet_v2: folds differ \(A 0,1, B 0\)"):
+        compare(a, one_fold)
+    resnet = record("r", [s7_scores("resnet101", f, 1.0, 5 + 10 * f) for f in (0, 1)])
+    with pytest.raises(HfusError, match="no architecture in common"):
+        compare(a, resnet)
+
+
+def test_difference_better_rule() -> None:
+    def diff(direction: str, lo: float | None, hi: float | None) -> Difference:
+        return Difference("k", "k", direction, 1.0, 0.0, 1.0, (lo, hi), 10, 0, lo is not None)
+
+    assert diff("higher", 0.1, 0.3).better == "A" and diff("higher", -0.3, -0.1).better == "B"
+    assert diff("lower", 0.1, 0.3).better == "B" and diff("lower", -0.3, -0.1).better == "A"
+    assert diff("higher", -0.1, 0.3).better == "neither" and diff("higher", 0.0, 0.3).better == "neither"
+    assert diff("none", 0.1, 0.3).better is None and diff("higher", None, None).better is None
+
+
+# ------------------------------------------------------------------------------------ the command
+
+def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, b = _pair()
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(entry_from_result(b)))  # a record against an entry
+    assert main(["compare", str(pa), str(pb)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"A = plus  ({pa})" and lines[1] == f"B = base  ({pb})"
+    assert "same dataset hfus-synth rev synth-v2-seed0 (content sha256 aaaaaaaaaaaa…), checkpoints and images" in out
+    assert "mobilenet_v2 · fold 0 (checkpoint 000000000000…), fold 1 (checkpoint 000000000000…) · 24 images" in out
+    header = next(line for line in lines if line.startswith("score "))
+    assert header.split() == ["score", "dir", "A", "B", "A", "−", "B", "95", "%", "CI", "n", "better"]
+    hr1 = next(line for line in lines if line.startswith("HR1 (hit_rate@1)")).split()
+    assert hr1[2:] == ["↑", "1.422", "0.922", "+0.500", "[+0.500,", "+0.500]", "22", "A"]
+    bg = next(line for line in lines if line.startswith("cov bg")).split()
+    assert bg[-5:] == ["+0.100", "[+0.100,", "+0.100]", "22", "B"]
+    hr2 = next(line for line in lines if line.startswith("HR2")).split()
+    assert hr2[-5:] == ["0.000", "[0.000,", "0.000]", "22", "neither"]  # same maps: exactly 0
+    cross = next(line for line in lines if line.startswith("ρ cross")).split()
+    assert cross[-1] == "descriptive"
+    assert main(["compare", str(pa), str(pb), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    first = data["differences"]["mobilenet_v2"][0]
+    assert first["key"] == "hit_rate@1" and first["better"] == "A" and first["diff"] == pytest.approx(0.5)
+
+
+def test_cli_compare_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, b = _pair()
+    b["dataset"]["revision"] = "synth-v1-seed0"
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert main(["compare", str(pa), str(pb)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hfus-bench: error: A and B are not comparable: dataset revision differs")
+    assert main(["compare", str(pa), str(tmp_path / "nope.json")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text(json.dumps({"schema_version": 1}))
+    assert main(["compare", str(pa), str(tmp_path / "bad.json")]) == 2
+    assert "invalid at" in capsys.readouterr().err
+
+
+def test_cli_compare_on_two_committed_entries(capsys: pytest.CaptureFixture) -> None:
+    gradcam, prior = ENTRIES / "gradcam.json", ENTRIES / "depth_prior.json"
+    load_record(gradcam), load_record(prior)
+    assert main(["compare", str(gradcam), str(prior)]) == 0
+    out = capsys.readouterr().out
+    assert "A = gradcam" in out and "B = depth_prior" in out and "HR1 (hit_rate@1)" in out
+    hr1 = next(line for line in out.splitlines() if line.startswith("HR1 (hit_rate@1)"))
+    if "keeps no per-image values" not in out:  # entries regenerated with per-image values: paired, with a CI
+        assert "[" in hr1 and hr1.split()[-1] in ("A", "B", "neither")
