@@ -1,9 +1,10 @@
 """Validate a method in seconds on a handful of phantom images (``hfus-bench check``).
 
 Checks the contract (loads, returns one finite, non-empty map per image of an accepted shape),
-determinism for a fixed seed, that every metric of the registry scores its maps within the
-metric's declared range (the scoring core, as in ``evaluate``), and the time per image — before
-anyone runs the full benchmark.
+determinism for a fixed seed, that the method also runs on the randomised copy of the model
+(PROTOCOL §7.1), that every metric of the registry (randomisation and ROAD included, on the few
+phantom images) scores its maps within the metric's declared range (the scoring core, as in
+``evaluate``), and the time per image — before anyone runs the full benchmark.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from .errors import HfusError
 from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree, run_method, to_m255
 from .explainers.loader import Method, load_method
 from .metrics.inputs import ScoringInputs
+from .metrics.randomisation import randomised_model
 from .metrics.registry import outputs
 from .models.zoo import get_arch
 from .results import per_image_output
@@ -82,15 +85,16 @@ def _model(arch: str, device: torch.device) -> tuple[torch.nn.Module, str]:
 
 
 def _score_line(model: torch.nn.Module, images: torch.Tensor, slms: np.ndarray, m255: torch.Tensor,
-                targets: torch.Tensor, reasons: list[str | None]) -> tuple[bool, str]:
+                targets: torch.Tensor, reasons: list[str | None], extras: dict[str, Any]) -> tuple[bool, str]:
     """Score the phantom maps with the whole registry; every output must lie in its declared range."""
     ok = np.array([r is None for r in reasons], bool)
     if not ok.any():
         return False, "no map to score"
     n = len(reasons)
     inputs = ScoringInputs(m255=m255.cpu().numpy(), slms=slms, image_ids=[f"phantom-{i}" for i in range(n)],
-                           labels=targets.cpu().numpy(), targets=targets.cpu().numpy(), ok=ok, model=model, images=images)
-    chosen = select_metrics(extras=())  # metrics that need runner-made extras (e.g. a randomised model) are skipped here
+                           labels=targets.cpu().numpy(), targets=targets.cpu().numpy(), ok=ok, model=model, images=images,
+                           extras=extras)
+    chosen = select_metrics(extras=extras)  # a metric needing other runner-made extras is skipped here
     values = score_fold(inputs, chosen)
     bad, shown = [], []
     for metric, out in outputs():
@@ -122,10 +126,10 @@ def check_method(method: str | Path | Method, *, arch: str = "mobilenet_v2", n_i
         targets = model(x).argmax(1)
     prior = torch.from_numpy(slms.astype(np.float32).mean(0) / 255.0).to(dev)
 
-    def run_once() -> tuple[torch.Tensor, list[str | None], float]:
+    def run_once(net: torch.nn.Module = model) -> tuple[torch.Tensor, list[str | None], float]:
         torch.manual_seed(seed)
-        context = ExplainContext(spec.name, spec.resolve_target_layer(model), dev, spec.head(model), seed, n_images, prior)
-        explainer = loaded.build(model, context)
+        context = ExplainContext(spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior)
+        explainer = loaded.build(net, context)
         tic = time.perf_counter()
         raw = run_method(explainer, x.clone(), targets.clone(), loaded.file)
         seconds = time.perf_counter() - tic
@@ -148,6 +152,13 @@ def check_method(method: str | Path | Method, *, arch: str = "mobilenet_v2", n_i
         same = bool(maps_agree(m255.cpu().numpy(), again.cpu().numpy())[0].all())
         report.add(same, f"deterministic for a fixed seed (within the {dev.type} tolerance)" if same
                    else "maps differ between two runs with the same seed (beyond the GPU tolerance)")
+    # PROTOCOL §7.1: the method built for the randomised copy of the model explains the same images
+    rand_m255, rand_reasons, _ = run_once(randomised_model(model, seed=seed))
+    rand_failed = [r for r in rand_reasons if r not in (None, FAIL_EMPTY)]
+    report.add(not rand_failed, "runs on the randomised model (PROTOCOL §7.1)" if not rand_failed
+               else f"fails on the randomised model for {len(rand_failed)} image(s), e.g. {rand_failed[0]}")
+    extras = {"m255_randomised": rand_m255.cpu().numpy(),
+              "randomised_ok": np.array([r in (None, FAIL_EMPTY) for r in rand_reasons], bool)}
     if not failed:
-        report.add(*_score_line(model, x, slms, m255, targets, reasons))
+        report.add(*_score_line(model, x, slms, m255, targets, reasons, extras))
     return report

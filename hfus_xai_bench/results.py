@@ -54,6 +54,12 @@ class FoldScores:
     forward_images: float = 0.0
     maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: per image: why the randomised model's map failed (PROTOCOL §7.1; None = ok), None if not run
+    randomised_failed: list[str | None] | None = None
+    #: the randomised model's m255 (kept with ``maps``; zeros where failed)
+    randomised_maps: np.ndarray | None = None
+    #: further cost counters summed over the fold (seconds, forward images), reported per image in ``cost``
+    cost: dict[str, float] = field(default_factory=dict)
 
     def metric_values(self, metric: registry.Metric) -> dict[str, np.ndarray] | None:
         """``{value name: array}`` of one metric, or None if this fold was not scored with it."""
@@ -133,13 +139,20 @@ def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
     for r in reasons:
         examples.setdefault(r.split(":", 1)[0], r)
     n_images = sum(len(run.failed) for run in runs)
-    return {
+    out = {
         "n_images": n_images,
         "n_evaluated": n_images - len(reasons),
         "n_failed": len(reasons),
         "failures": dict(sorted(kinds.items())),
         "failure_examples": examples,
     }
+    if runs and all(run.randomised_failed is not None for run in runs):
+        # the randomised model's failures (PROTOCOL §7.1), over the images evaluated in §4
+        rand = [r for run in runs for r, f in zip(run.randomised_failed, run.failed, strict=True)
+                if r is not None and f is None]
+        out["randomised_failed"] = len(rand)
+        out["randomised_failures"] = dict(sorted(Counter(r.split(":", 1)[0] for r in rand).items()))
+    return out
 
 
 def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
@@ -158,6 +171,8 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
                 "target": int(run.targets[i]),
                 "failed": run.failed[i],
             }
+            if run.randomised_failed is not None:
+                row["randomised_failed"] = run.randomised_failed[i]
             for names, vals in present:
                 for name in names:
                     row[name] = _json_array(vals[name][i])
@@ -190,6 +205,8 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
             "seconds_per_image": _f(sum(run.seconds for run in arch_runs) / n),
             "forward_images_per_image": _f(sum(run.forward_images for run in arch_runs) / n),
         }
+        for key in sorted({k for run in arch_runs for k in run.cost}):
+            cost[arch][f"{key}_per_image"] = _f(sum(run.cost.get(key, 0.0) for run in arch_runs) / n)
     counts["total"] = _counts(runs)
     return {"metrics": metrics, "classification": classification, "counts": counts, "cost": cost}
 
@@ -228,20 +245,29 @@ class Result:
         return per_arch[arch or next(iter(per_arch))]["mean"]
 
     def summary_table(self) -> str:
-        """A readable table: one row per arch with every column of the registry (mean [CI]), counts and cost."""
+        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` column
+        after a metric that reports a pass rule (``randomisation@1/pass``), counts and cost."""
         from tabulate import tabulate
 
-        cols = [(key, out) for key, _, out in registry.columns() if key in self.record["metrics"]]
+        metrics = self.record["metrics"]
+        cols: list[tuple[str, str, bool]] = []  # (record key, header, is a pass table)
+        for metric in registry.METRICS.values():
+            shown = [(metric.key(o), o.label, False) for o in metric.outputs if o.label and metric.key(o) in metrics]
+            passes = [(metric.key(t), "pass", True) for t in metric.tables if t.name == "pass" and metric.key(t) in metrics]
+            cols += shown + (passes if shown else [])
         rows = []
         for arch in self.record["options"]["models"]:
             counts = self.record["counts"][arch]
             row = [arch, f"{counts['n_evaluated']}/{counts['n_images']}", f"{self.record['classification'][arch]['accuracy']:.3f}"]
-            for key, _out in cols:
-                s = self.record["metrics"][key].get(arch)
-                row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))
+            for key, _label, is_pass in cols:
+                s = metrics[key].get(arch)
+                if is_pass:
+                    row.append("n/a" if s is None else ("yes" if s["pass"] else "no"))
+                else:
+                    row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))
             row.append(f"{self.record['cost'][arch]['seconds_per_image']:.3f}")
             rows.append(row)
-        headers = ["arch", "evaluated", "acc", *(out.label for _, out in cols), "s/img"]
+        headers = ["arch", "evaluated", "acc", *(label for _, label, _ in cols), "s/img"]
         return tabulate(rows, headers=headers, disable_numparse=True)
 
 

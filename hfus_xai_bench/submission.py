@@ -1,21 +1,31 @@
 """Submissions: :func:`submit` (prepare ``submissions/<method>/``) and :func:`verify_submission` (re-score one).
 
 A submission folder holds ``method.py``, ``README.md``, ``result.json`` (the full record, per_image
-included) and ``maps.npz`` (the uint8 m255 maps; its sha256 is in the record).
+included) and ``maps.npz`` (the uint8 m255 maps of the trained model and, for ``randomisation@1``
+(PROTOCOL §7.1), of the randomised model; its sha256 is in the record).
 
 ``verify`` re-scores the saved maps with the scoring core on the dataset revision the record names,
 for every registry metric the record carries, and re-aggregates the record with the runner's own
-:func:`results.aggregate`. Tolerances:
+:func:`results.aggregate`. What is exact and what is within a tolerance:
 
-- hashes (maps file, dataset content, checkpoint weights) and counts: exact;
-- maps-only metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, ...) and everything aggregated
-  from the per-image values: ``MAP_ATOL`` = 1e-6 absolute;
-- model-based metrics (``needs="model"``: confidence, ...), re-computed through the checkpoint whose
-  sha256 the record names: ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1); predictions:
-  exact. With ``limit`` only the first N evaluated images of each (arch, fold) go through the model
+- exact: hashes (maps file, dataset content, checkpoint weights), counts (the randomised model's
+  failures included), predictions and targets;
+- exact (compared to ``MAP_ATOL`` = 1e-6 absolute; the recomputation is deterministic): the maps-only
+  metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, ``randomisation@1`` ρ and ρ_cross and its
+  pass rule, re-scored from the saved maps, the randomised ones included) and everything aggregated from
+  the per-image values;
+- within ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1): the model-based metrics
+  (``needs="model"``: ``confidence@1``, ``road@1``), re-computed from the saved maps through the
+  checkpoint whose sha256 the record names, per run batch of the record's ``batch_size`` as the runner
+  scored them (on the same machine and threads this reproduces them bitwise). Measured: ROAD
+  probabilities differ by ≤ 6e-7 between forward batch sizes 7 / 64 / 512 and between 1 and 2 CPU
+  threads; the imputation differs by ≤ ~2e-5 across machines; 1e-4 (absolute for probabilities) leaves
+  a margin. With ``limit`` only the first N evaluated images of each (arch, fold) go through the model
   (CI uses this to stay fast); the other images keep their recorded values.
 - ``rerun``: the method is run again (on the first ``limit`` test images per (arch, fold), default
-  ``RERUN_DEFAULT_LIMIT``); each map must have ≥ 99 % identical m255 pixels or differ by at most 1 level.
+  ``RERUN_DEFAULT_LIMIT``) on the model and on its randomised copy; each map must have ≥ 99 % identical
+  m255 pixels or differ by at most 1 level (``maps_agree``; GPU backward passes are not bitwise
+  reproducible).
 """
 
 from __future__ import annotations
@@ -175,6 +185,20 @@ def _compare(where: str, first: int, sel: np.ndarray, recorded: dict[str, np.nda
     return mismatches
 
 
+def _run_batches(n: int, batch_size: int, ok: np.ndarray, limit: int | None) -> list[np.ndarray]:
+    """The evaluated images of each run batch (``batch_size`` images of the fold in order, as the runner scored
+    the model-based metrics), keeping only the first ``limit`` evaluated images of the fold."""
+    keep = np.flatnonzero(ok)[: limit if limit is not None else None]
+    chosen = np.zeros(n, bool)
+    chosen[keep] = True
+    out = []
+    for start in range(0, n, batch_size):
+        sel = np.flatnonzero(chosen[start : start + batch_size]) + start
+        if sel.size:
+            out.append(sel)
+    return out
+
+
 def rescore(
     record: dict[str, Any],
     maps: dict[str, np.ndarray],
@@ -187,14 +211,17 @@ def rescore(
 ) -> list[FoldScores]:
     """Re-score the saved maps (+ the dataset, + the model) with the scoring core; checks go to ``report``.
 
-    Returns the per-(arch, fold) scores: maps-only metrics recomputed, model-based metrics as recorded
-    (after re-checking them through the model on the first ``limit`` evaluated images).
+    Returns the per-(arch, fold) scores: maps-only metrics recomputed from the saved maps (exact; the
+    randomised maps of §7.1 included), model-based metrics as recorded (after re-checking them through the
+    model, per run batch as the runner scored them, on the first ``limit`` evaluated images; within
+    :data:`MODEL_RTOL`).
     """
     import torch
 
     from .data.dataset import fold_arrays
     from .metrics.inputs import ScoringConfig, ScoringInputs
     from .results import FoldScores
+    from .runner import model_input
     from .runtime import resolve_device
     from .scoring import score_fold
 
@@ -204,6 +231,7 @@ def rescore(
     have, _ = recorded_metrics(record)
     map_metrics = [m for m in have if m.needs == "maps"]
     model_metrics = [m for m in have if m.needs == "model"]
+    batch_size = int(options.get("batch_size") or 16)
     runs = []
     for (arch, fold), indexed in _groups(record["per_image"]).items():
         where = f"{arch} fold {fold}"
@@ -238,9 +266,27 @@ def rescore(
             report.add(f"per_image[{first + bad[0]}].failed", False, "an evaluated image has an all-zero map (empty_map)")
         preds = np.array([r["pred"] for r in rows], np.int64)
         targets = np.array([r["target"] for r in rows], np.int64)
-        inputs = ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels, targets=targets, ok=ok)
-        values = score_fold(inputs, map_metrics, config=config)
-        recorded = {m.key(v): _rows_to_float(rows, v.name, v.dims(config.thresholds)) for m in model_metrics for v in m.values}
+        # PROTOCOL §7.1: the randomised model's maps and failures, re-scored exactly like the other maps
+        rand_failed = [r.get("randomised_failed") for r in rows] if all("randomised_failed" in r for r in rows) else None
+        rand_maps = maps.get(f"{key}__maps_randomised")
+        extras: dict[str, Any] = {}
+        fold_map_metrics = list(map_metrics)
+        if rand_maps is not None and rand_failed is not None and np.asarray(rand_maps).shape == m255.shape:
+            rand_maps = np.asarray(rand_maps)
+            extras = {"m255_randomised": rand_maps, "randomised_ok": np.array([f is None for f in rand_failed])}
+        else:
+            needing = [m for m in fold_map_metrics if "m255_randomised" in m.extras]
+            if needing:
+                report.add(f"maps.npz/{key}__maps_randomised", False,
+                           "the record has " + ", ".join(m.id for m in needing) + " but the maps file lacks the "
+                           "randomised model's maps (or the rows their failures); re-run with --save-maps")
+                fold_map_metrics = [m for m in fold_map_metrics if m not in needing]
+            rand_maps = None
+        inputs = ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels, targets=targets, ok=ok,
+                               extras=extras)
+        values = score_fold(inputs, fold_map_metrics, config=config)
+        kept = [m for m in have if m not in fold_map_metrics]  # model-based (+ unverifiable): recorded values
+        recorded = {m.key(v): _rows_to_float(rows, v.name, v.dims(config.thresholds)) for m in kept for v in m.values}
         if check_model:
             sha = record["checkpoints"].get(arch, {}).get(str(fold), {}).get("sha256")
             try:
@@ -249,9 +295,12 @@ def rescore(
                 report.add(f"checkpoints/{arch}/{fold}/sha256", False, str(err))
                 model = None
             if model is not None:
-                images = torch.from_numpy(test.images[idx]).permute(0, 3, 1, 2).float().div_(255.0).to(dev)
+                if dev.type == "cpu":
+                    model = model.to(memory_format=torch.channels_last)
+                images = model_input(test.images[idx], dev)
                 with torch.inference_mode():
-                    new_preds = torch.cat([model(images[s:s + 32]).argmax(1) for s in range(0, len(ids), 32)]).cpu().numpy()
+                    new_preds = torch.cat([model(images[s:s + batch_size]).argmax(1)
+                                           for s in range(0, len(ids), batch_size)]).cpu().numpy()
                 bad = np.flatnonzero(new_preds != preds)
                 report.add(f"{where}: predictions", not bad.size,
                            f"per_image[{first + bad[0]}].pred: recorded {preds[bad[0]]}, model says {new_preds[bad[0]]}"
@@ -260,20 +309,25 @@ def rescore(
                 bad = np.flatnonzero(expected_targets != targets)
                 if bad.size:
                     report.add(f"per_image[{first + bad[0]}].target", False, f"expected {expected_targets[bad[0]]}")
-                sel = np.flatnonzero(ok)[: limit if limit is not None else None]
-                if sel.size and model_metrics:
-                    subset = np.zeros(len(ids), bool)
-                    subset[sel] = True
-                    fresh = score_fold(ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels,
-                                                     targets=targets, ok=subset, model=model, images=images),
-                                       model_metrics, config=config)
-                    mismatches = _compare(where, first, sel, recorded, fresh, MODEL_RTOL)
+                groups = _run_batches(len(ids), batch_size, ok, limit)
+                n_sel = sum(g.size for g in groups)
+                if n_sel and model_metrics:
+                    fresh_full = {m.key(v): np.full_like(recorded[m.key(v)], np.nan) for m in model_metrics for v in m.values}
+                    for sel in groups:  # per run batch, as the runner scored them (the same forward compositions)
+                        sub = ScoringInputs(m255=m255[sel], slms=test.slms[idx][sel], image_ids=[ids[i] for i in sel],
+                                            labels=labels[sel], targets=targets[sel], model=model,
+                                            images=model_input(test.images[idx[sel]], dev))
+                        for k, v in score_fold(sub, model_metrics, config=config).items():
+                            fresh_full[k][sel] = v
+                    mismatches = _compare(where, first, np.concatenate(groups), recorded, fresh_full, MODEL_RTOL)
                     names = ", ".join(m.id for m in model_metrics)
-                    report.add(f"{where}: {names} ({sel.size} images)", not mismatches, "; ".join(mismatches[:3]))
+                    report.add(f"{where}: {names} ({n_sel} images, within {MODEL_RTOL:g} relative)", not mismatches,
+                               "; ".join(mismatches[:3]))
         values.update(recorded)
         runs.append(FoldScores(
             arch=arch, fold=fold, checkpoint=record["checkpoints"].get(arch, {}).get(str(fold), {}),
             image_ids=ids, labels=labels, preds=preds, targets=targets, failed=failed, values=values, maps=m255,
+            randomised_failed=rand_failed, randomised_maps=rand_maps,
         ))
     return runs
 
@@ -370,15 +424,21 @@ def _rerun(folder: Path, record: dict[str, Any], maps: dict[str, np.ndarray], re
         result = evaluate(folder / "method.py", config, out=tmp, save_maps=True, figure=False, progress=progress)
         with np.load(Path(tmp) / result.record["maps_file"]["path"]) as npz:
             fresh = {k: npz[k] for k in npz.files}
-    for key in sorted(k for k in fresh if k.endswith("__maps")):
-        stem = key[: -len("__maps")]
+    for key in sorted(k for k in fresh if k.endswith(("__maps", "__maps_randomised"))):
+        stem = key.rsplit("__maps", 1)[0]
         ids = [str(s) for s in fresh[f"{stem}__image_ids"]]
         old_ids = {str(s): i for i, s in enumerate(maps.get(f"{stem}__image_ids", []))}
         if not all(i in old_ids for i in ids):
             report.add(f"rerun {stem}", False, "re-run images are not in the submitted maps")
             continue
+        if key not in maps:
+            older = key.endswith("__maps_randomised") and not any("rho" in row for row in record["per_image"][:1])
+            report.add(f"rerun {key}", older, "recorded before randomisation@1 existed: not compared" if older
+                       else "the submitted maps file lacks these maps")
+            continue
+        what = "randomised-model maps" if key.endswith("__maps_randomised") else "maps"
         good, same, worst = maps_agree(maps[key][[old_ids[i] for i in ids]], fresh[key])
-        report.add(f"rerun {stem} ({len(ids)} maps)", bool(good.all()),
+        report.add(f"rerun {stem} ({len(ids)} {what})", bool(good.all()),
                    f"min identical pixels {same.min():.4f}, max level difference {int(worst.max())} "
                    f"(need ≥ {AGREE_MIN_IDENTICAL:.0%} identical or ≤ {AGREE_MAX_DIFF} level)")
 

@@ -135,8 +135,10 @@ def patch_fakes(mp: pytest.MonkeyPatch, fakes: dict) -> None:
         mp.setattr(module, name, fn)
 
 
-def fake_scores(arch: str, fold: int, level: float, seed: int, n: int = 12, *, failed_last: bool = True) -> FoldScores:
-    """Per-image values centred on ``level`` (HR1), everything else plausible; the last image failed."""
+def fake_scores(arch: str, fold: int, level: float, seed: int, n: int = 12, *, failed_last: bool = True,
+                rho: float = 0.1) -> FoldScores:
+    """Per-image values centred on ``level`` (HR1), randomisation ρ around ``rho``, everything else plausible;
+    the last image failed."""
     rng = np.random.default_rng(seed)
     nt = len(THRESHOLDS)
     labels = rng.integers(0, 4, n)
@@ -162,9 +164,15 @@ def fake_scores(arch: str, fold: int, level: float, seed: int, n: int = 12, *, f
         "confidence@1/s_remove": col(s0 - level * rng.random(n)),
         "confidence@1/s_keep_t": col(rng.normal(3, 1, (n, nt))),
         "confidence@1/s_remove_t": col(rng.normal(2, 1, (n, nt))),
+        "randomisation@1/rho": col(np.clip(rng.normal(rho, 0.1, n), -1, 1)),
+        "randomisation@1/cross_image": col(np.clip(rng.normal(0.5, 0.1, n), -1, 1)),
+        "road@1/road_s0": col(rng.uniform(0.6, 1.0, n)),
+        "road@1/road_morf_p": col(rng.uniform(0.0, 0.6, (n, 5))),
+        "road@1/road_lerf_p": col(rng.uniform(0.4, 1.0, (n, 5))),
     }
     return FoldScores(
         arch=arch, fold=fold, checkpoint={"name": f"{arch}-f{fold}", "sha256": "0" * 64},
         image_ids=[f"2020-01-0{fold + 1}_{i}_1" for i in range(n)], labels=labels, preds=preds, targets=preds,
         failed=[None if k else "empty_map" for k in ok], values=values, seconds=0.01 * n, forward_images=3 * n,
+        randomised_failed=[None] * n,
     )

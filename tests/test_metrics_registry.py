@@ -18,7 +18,8 @@ from hfus_xai_bench.submission import submit, verify_submission
 
 
 def test_builtin_entries() -> None:
-    assert list(METRICS) == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1", "mask_iou@1", "confidence@1"]
+    assert list(METRICS) == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1", "mask_iou@1", "confidence@1",
+                             "randomisation@1", "road@1"]
     cov = METRICS["slm_coverage@1"]
     assert [(o.name, o.direction) for o in cov.outputs] == [("top", "higher"), ("bg", "lower")]
     assert [cov.key(o) for o in cov.outputs] == ["slm_coverage@1/top", "slm_coverage@1/bg"]
@@ -27,7 +28,8 @@ def test_builtin_entries() -> None:
     assert METRICS["hit_rate@1"].primary.range == (-1.0, 3.0) and METRICS["hit_rate@1"].key(METRICS["hit_rate@1"].primary) == "hit_rate@1"
     assert get_metric("hit_rate") is METRICS["hit_rate@1"]
     assert [key for key, _, _ in registry.columns()] == [
-        "hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top", "slm_coverage@1/bg", "confidence@1/dic", "confidence@1/iic"]
+        "hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top", "slm_coverage@1/bg", "confidence@1/dic", "confidence@1/iic",
+        "randomisation@1/rho", "randomisation@1/cross_image", "road@1/morf", "road@1/lerf", "road@1/combined"]
     for m in METRICS.values():
         assert m.id == f"{m.name}@{m.version}" and len(m.description) > 80
         assert callable(resolve(m.function))
@@ -38,6 +40,54 @@ def test_builtin_entries() -> None:
             assert callable(resolve(table.summarise)) and table.schema["type"] == "object"
     with pytest.raises(HfusError):
         get_metric("pointing_game@1")
+
+
+def test_section7_entries() -> None:
+    """PROTOCOL §7.1 / §7.2: ids, categories, what they read, scope, record keys, directions, ranges, labels."""
+    rand, road = METRICS["randomisation@1"], METRICS["road@1"]
+    assert (rand.category, rand.needs, rand.scope) == ("sanity", "maps", "fold")
+    assert (road.category, road.needs, road.scope) == ("faithfulness", "model", "image")
+    assert all(m.scope == "image" for m in METRICS.values() if m.id != "randomisation@1")
+    assert set(rand.extras) == {"m255_randomised", "randomised_ok"} and road.extras == ()
+    assert [v.name for v in rand.values] == ["rho", "cross_image"]
+    assert [(v.name, v.dims()) for v in road.values] == [("road_s0", ()), ("road_morf_p", (5,)), ("road_lerf_p", (5,))]
+    got = {rand.key(o): (o.direction, o.label, o.range) for o in rand.outputs}
+    got |= {road.key(o): (o.direction, o.label, o.range) for o in road.outputs}
+    assert got == {
+        "randomisation@1/rho": ("lower", "ρ rand.", (-1.0, 1.0)),
+        "randomisation@1/cross_image": ("none", "ρ cross", (-1.0, 1.0)),
+        "road@1/morf": ("lower", "MoRF", (-1.0, 1.0)),
+        "road@1/lerf": ("higher", "LeRF", (-1.0, 1.0)),
+        "road@1/combined": ("higher", "ROAD", (-0.5, 0.5)),
+    }
+    assert [rand.key(t) for t in rand.tables] == ["randomisation@1/pass"]
+    assert set(registry.metrics_schema()["properties"]) >= {"randomisation@1/pass", "road@1/combined"}
+    # the per-image outputs of ROAD
+    vals = {"road_s0": np.array([0.9, 0.5]), "road_morf_p": np.array([[0.1] * 5, [0.5] * 5]),
+            "road_lerf_p": np.array([[0.9] * 5, [0.6] * 5])}
+    np.testing.assert_allclose(resolve(road.outputs[0].per_image)(vals), [-0.8, 0.0])
+    np.testing.assert_allclose(resolve(road.outputs[1].per_image)(vals), [0.0, 0.1])
+    np.testing.assert_allclose(resolve(road.outputs[2].per_image)(vals), [0.4, 0.05])
+    # a model-based metric cannot be fold-scope (it is scored per run batch)
+    with pytest.raises(HfusError, match="must be image-scope"):
+        check_metric(Metric(**{**road.__dict__, "id": "road@9", "scope": "fold"}))
+
+
+def test_pass_table_matches_the_rho_summary() -> None:
+    """randomisation@1/pass uses the same mean and CI as randomisation@1/rho; the rule is the CI's upper bound."""
+    from helpers import fake_scores
+
+    from hfus_xai_bench.results import aggregate
+
+    for rho, expected in ((0.1, True), (0.6, False), (1.0, False)):
+        runs = [fake_scores("mobilenet_v2", f, 1.0, 3 + f, n=30, rho=rho) for f in (0, 1)]
+        agg = aggregate(runs)
+        table = agg["metrics"]["randomisation@1/pass"]["mobilenet_v2"]
+        summary = agg["metrics"]["randomisation@1/rho"]["mobilenet_v2"]
+        assert table["rho_mean"] == pytest.approx(summary["mean"], abs=1e-15)
+        assert table["rho_ci95_high"] == summary["ci95"][1]
+        assert table["pass"] is expected is (summary["ci95"][1] < 0.5)
+        assert table["threshold"] == 0.5 and table["rule"] == "upper bound of the 95 % CI of mean ρ < 0.5"
 
 
 def _toy(values: tuple[str, ...] = ("mean_map",), id: str = "mean_map@1") -> Metric:
@@ -72,11 +122,9 @@ def test_a_toy_metric_in_one_place_reaches_record_table_and_verify(tmp_path: Pat
     validate(rec)  # the schema's metrics section comes from the registry
     assert rec["metrics"]["mean_map@1"]["mobilenet_v2"]["mean"] == pytest.approx(
         np.mean([row["mean_map"] for row in rec["per_image"]]))
-    md = render_markdown([entry_from_result(rec)])
-    header = next(line for line in md.splitlines() if line.startswith("| rank"))
-    assert header.split(" | ")[2:9] == ["HR1 ↑", "HR2 ↑", "cov top ↑", "cov bg ↓", "DiC ↑", "IiC % ↑", "mean map ↑"]
-    assert "mean map ↑" in render_html([entry_from_result(rec)])
-    assert "mean map" in Result(rec).summary_table()
+    assert entry_from_result(rec)["metrics"]["mean_map@1"] == rec["metrics"]["mean_map@1"]
+    render_markdown([entry_from_result(rec)]), render_html([entry_from_result(rec)])  # the leaderboard renders it
+    assert "mean map" in Result(rec).summary_table().splitlines()[0]
 
     report = verify_submission(folder, check_model=False, progress=False)
     assert report.ok, report.render()
@@ -97,5 +145,5 @@ def test_records_without_a_newer_metric(tmp_path: Path, monkeypatch: pytest.Monk
     report = verify_submission(folder, check_model=False, progress=False)
     assert report.ok, report.render()
     assert any(name == "mean_map@1: not in the record" for name, _, _ in report.checks)
-    row = next(line for line in render_markdown([entry_from_result(result.record)]).splitlines() if "greymap" in line)
-    assert row.split(" | ")[8] == "n/a"
+    render_markdown([entry_from_result(result.record)])
+    assert "mean map" not in Result(result.record).summary_table()  # only what the record carries

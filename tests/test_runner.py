@@ -34,8 +34,18 @@ def test_record_is_complete_and_valid(gradcam_result):
     assert rec["dataset"]["id"] == "hfus-synth" and rec["dataset"]["n_images"] == 631
     assert len(rec["per_image"]) == LIMIT
     assert rec["counts"]["total"] == {
-        "n_images": LIMIT, "n_evaluated": LIMIT, "n_failed": 0, "failures": {}, "failure_examples": {}
+        "n_images": LIMIT, "n_evaluated": LIMIT, "n_failed": 0, "failures": {}, "failure_examples": {},
+        "randomised_failed": 0, "randomised_failures": {},
     }
+    # PROTOCOL §7 on the default: per-image values, the pass rule, the cost split
+    row = rec["per_image"][0]
+    assert -1 <= row["rho"] <= 1 and -1 <= row["cross_image"] <= 1 and 0 <= row["road_s0"] <= 1
+    assert len(row["road_morf_p"]) == len(row["road_lerf_p"]) == 5 and row["randomised_failed"] is None
+    assert set(rec["metrics"]["randomisation@1/pass"]["mobilenet_v2"]) == {"pass", "rho_mean", "rho_ci95_high",
+                                                                            "threshold", "rule"}
+    assert -0.5 <= rec["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"] <= 0.5
+    assert {"seconds_randomised_per_image", "road_seconds_impute_per_image", "road_seconds_forward_per_image",
+            "road_forward_images_per_image", "forward_images_randomised_per_image"} <= set(rec["cost"]["mobilenet_v2"])
     for key, _, _ in registry.columns():
         summary = rec["metrics"][key]["mobilenet_v2"]
         assert summary["n"] == LIMIT and summary["per_fold"]["0"] == pytest.approx(summary["mean"])
@@ -214,3 +224,109 @@ def test_run_options_are_checked(synth_ds):
         evaluate("center", precision="bf16")
     with pytest.raises(HfusError, match="--precision must be one of fp32"):
         evaluate("center", precision="fp16")
+
+
+# ------------------------------------------------------------------ PROTOCOL §7 through the runner (tiny setup)
+
+@pytest.fixture
+def fakes_env(monkeypatch):
+    """The 15-image fake dataset and a seeded TinyNet as "mobilenet_v2" (tests/helpers.py)."""
+    from helpers import make_fakes, patch_fakes
+
+    patch_fakes(monkeypatch, make_fakes())
+
+
+@pytest.mark.parametrize("name", ["random", "center", "depth_prior", "sobel"])
+def test_sanity_baselines_have_rho_one_and_fail_the_check(fakes_env, name):
+    """Model-independent maps: ρ = 1 for every image by construction, so randomisation@1/pass is false."""
+    from helpers import FAKE_DATASET
+
+    result = evaluate(name, dataset=FAKE_DATASET, folds="0,1", device="cpu", progress=False, figure=False)
+    rows = result.record["per_image"]
+    assert len(rows) == 6 and all(r["failed"] is None and r["randomised_failed"] is None for r in rows)
+    assert [r["rho"] for r in rows] == [1.0] * 6
+    summary = result.record["metrics"]["randomisation@1/rho"]["mobilenet_v2"]
+    assert summary["mean"] == 1.0 and summary["ci95"] == [1.0, 1.0]
+    table = result.record["metrics"]["randomisation@1/pass"]["mobilenet_v2"]
+    assert table == {"pass": False, "rho_mean": 1.0, "rho_ci95_high": 1.0, "threshold": 0.5,
+                     "rule": "upper bound of the 95 % CI of mean ρ < 0.5"}
+    if name in ("center", "depth_prior"):  # the same map for every image of a fold
+        assert [r["cross_image"] for r in rows] == [1.0] * 6
+    assert result.record["counts"]["mobilenet_v2"]["randomised_failed"] == 0
+
+
+def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_env, tmp_path):
+    """The record's per-image §7 values are road_scores / spearman_maps / cross_image_rho on the saved maps."""
+    import torch
+    from helpers import FAKE_DATASET
+
+    from hfus_xai_bench.data import dataset as D
+    from hfus_xai_bench.data.dataset import fold_arrays
+    from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
+    from hfus_xai_bench.metrics.road import road_scores
+    from hfus_xai_bench.models import checkpoints
+    from hfus_xai_bench.runner import model_input
+    from hfus_xai_bench.seeding import item_seed
+
+    result = evaluate("gradcam", dataset=FAKE_DATASET, folds="0", device="cpu", seed=3, out=tmp_path, save_maps=True,
+                      progress=False, figure=False)
+    rec = result.record
+    rows = rec["per_image"]
+    with np.load(tmp_path / rec["maps_file"]["path"]) as npz:
+        maps, rand = npz["mobilenet_v2__fold0__maps"], npz["mobilenet_v2__fold0__maps_randomised"]
+    assert rand.shape == maps.shape and rand.dtype == np.uint8 and not np.array_equal(rand, maps)
+    assert [r["rho"] for r in rows] == spearman_maps(maps, rand).tolist()
+    assert [r["cross_image"] for r in rows] == cross_image_rho(maps, seed=0).tolist()
+    test = fold_arrays(D.load_dataset(FAKE_DATASET), 0, "test")
+    model, _ = checkpoints.load_model("mobilenet_v2")
+    x = model_input(test.images, torch.device("cpu"))
+    road = road_scores(model, x, maps, [r["target"] for r in rows], seeds=[item_seed(3, r["image_id"]) for r in rows])
+    assert [r["road_s0"] for r in rows] == road.s0.tolist()
+    assert [r["road_morf_p"] for r in rows] == road.morf.tolist()
+    assert [r["road_lerf_p"] for r in rows] == road.lerf.tolist()
+    combined = rec["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"]
+    assert combined == pytest.approx(road.combined.mean(), abs=1e-12)
+    cost = rec["cost"]["mobilenet_v2"]
+    assert cost["road_forward_images_per_image"] == 11.0 and cost["forward_images_randomised_per_image"] >= 1
+    assert cost["road_seconds_impute_per_image"] > 0 and cost["seconds_randomised_per_image"] > 0
+
+
+def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
+    """A map of the randomised model that is NaN or raises: counted per image with its reason, ρ NaN, the image
+    stays evaluated in §4."""
+    from helpers import FAKE_DATASET
+
+    path = write_method(tmp_path, """
+        import torch
+
+        SEEN = []
+        CALLS = [0]
+
+        def explain(model, images, targets, *, context):
+            if not SEEN:
+                SEEN.append(id(model))
+            maps = images.mean(1) + 1e-3
+            if id(model) == SEEN[0]:
+                return maps
+            if len(images) > 1:
+                raise RuntimeError("whole batch refused")
+            CALLS[0] += 1
+            if CALLS[0] == 1:
+                return maps * float("nan")
+            if CALLS[0] == 2:
+                raise ValueError("no map for the randomised model")
+            return maps
+    """)
+    result = evaluate(path, dataset=FAKE_DATASET, folds="0", device="cpu", progress=False, figure=False)
+    rec = result.record
+    rows = rec["per_image"]
+    assert [r["failed"] for r in rows] == [None, None, None]
+    reasons = [r["randomised_failed"] for r in rows]
+    assert reasons[0] == "non_finite" and reasons[1].startswith("exception: ValueError: no map for the randomised")
+    assert reasons[2] is None
+    assert rows[0]["rho"] is None and rows[1]["rho"] is None and rows[2]["rho"] is not None
+    assert all(r["hr1"] is not None and r["road_s0"] is not None for r in rows)
+    counts = rec["counts"]["mobilenet_v2"]
+    assert counts["n_evaluated"] == 3 and counts["n_failed"] == 0
+    assert counts["randomised_failed"] == 2 and counts["randomised_failures"] == {"exception": 1, "non_finite": 1}
+    assert rec["metrics"]["randomisation@1/rho"]["mobilenet_v2"]["n_nan"] == 2

@@ -10,18 +10,23 @@ from helpers import TinyNet
 from hfus_xai_bench.constants import THRESHOLDS
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.metrics import confidence_change, hit_rate, mask_iou, quantize, slm_coverage
+from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
 from hfus_xai_bench.metrics.registry import Metric, Output, Value
+from hfus_xai_bench.metrics.road import road_scores
 from hfus_xai_bench.scoring import ScoringConfig, ScoringInputs, score_fold, select_metrics
+from hfus_xai_bench.seeding import item_seed
 
 N = 5
 
 
 def _inputs(ok=None, **kw) -> ScoringInputs:
+    """N random maps; the randomised model's maps (PROTOCOL §7.1) in ``extras`` unless ``extras`` is given."""
     rng = np.random.default_rng(0)
     m255 = quantize(rng.random((N, 224, 224)))
     slms = np.zeros((N, 224, 224), np.uint8)
     slms[:, 40:60], slms[:, 60:96], slms[:, 96:132] = 255, 128, 64
     images = torch.from_numpy(rng.random((N, 3, 224, 224)).astype(np.float32))
+    kw.setdefault("extras", {"m255_randomised": quantize(rng.random((N, 224, 224))), "randomised_ok": np.ones(N, bool)})
     return ScoringInputs(m255=m255, slms=slms, image_ids=[f"i{k}" for k in range(N)], labels=np.arange(N) % 4,
                          targets=np.arange(N) % 4, ok=ok, images=images, **kw)
 
@@ -41,20 +46,39 @@ def test_values_equal_the_metric_functions() -> None:
     conf = confidence_change(model, inp.images, inp.m255, inp.targets, unit="prob")
     np.testing.assert_array_equal(values["confidence@1/s_keep_t"], conf.s_keep_t)
     assert values["mask_iou@1/iou"].shape == (N, len(THRESHOLDS), 5)
+    # PROTOCOL §7: randomisation@1 from the two map stacks, road@1 through road_scores with per-image seeds
+    np.testing.assert_array_equal(values["randomisation@1/rho"], spearman_maps(inp.m255, inp.extras["m255_randomised"]))
+    np.testing.assert_array_equal(values["randomisation@1/cross_image"], cross_image_rho(inp.m255, seed=0))
+    road = road_scores(model, inp.images.contiguous(memory_format=torch.channels_last), inp.m255, inp.targets, seeds=[item_seed(0, f"i{k}") for k in range(N)])
+    np.testing.assert_array_equal(values["road@1/road_s0"], road.s0)
+    np.testing.assert_array_equal(values["road@1/road_morf_p"], road.morf)
+    np.testing.assert_array_equal(values["road@1/road_lerf_p"], road.lerf)
+    assert inp.cost["road_forward_images"] == N * 11 and inp.cost["road_seconds_impute"] > 0
 
 
 def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
+    """Image-scope metrics: an image's values do not depend on which other images are scored with it;
+    fold-scope ones (ρ_cross) are computed over the scored images only."""
     ok = np.array([True, False, True, True, False])
     full = score_fold(_inputs(), select_metrics(model=False))
     part = score_fold(_inputs(ok=ok), select_metrics(model=False))
+    fold_scope = {m.key(v) for m in select_metrics(model=False) if m.scope == "fold" for v in m.values
+                  if v.name == "cross_image"}
+    assert fold_scope == {"randomisation@1/cross_image"}
     for key, values in part.items():
         assert np.isnan(values[~ok]).all(), key
-        np.testing.assert_array_equal(values[ok], full[key][ok])
+        if key in fold_scope:
+            np.testing.assert_array_equal(values[ok], cross_image_rho(_inputs().m255[ok], seed=0))
+        else:
+            np.testing.assert_array_equal(values[ok], full[key][ok])
 
 
 def test_model_metrics_need_the_model() -> None:
     with pytest.raises(HfusError, match="confidence@1 needs the model"):
         score_fold(_inputs())
+    with pytest.raises(HfusError, match=r"randomisation@1 needs extras \['m255_randomised', 'randomised_ok'\]"):
+        score_fold(_inputs(extras={}), select_metrics(model=False))
+    assert "randomisation@1" not in [m.id for m in select_metrics(model=False, extras=())]
     assert all(m.needs == "maps" for m in select_metrics(model=False))
     assert "confidence@1/s0" not in score_fold(_inputs(), select_metrics(model=False))
 

@@ -17,7 +17,7 @@ from helpers import FAKE_ACCURACY, FAKE_DATASET, FAKE_REVISION, make_fakes, patc
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.data import dataset as D
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.submission import sha256_file, submit, verify_submission
+from hfus_xai_bench.submission import VerifyReport, sha256_file, submit, verify_submission
 
 REPO = Path(__file__).resolve().parent.parent
 REVISION = FAKE_REVISION
@@ -93,9 +93,9 @@ def test_verify_passes_on_an_untouched_submission(env: None, sub: Path) -> None:
     assert report.ok, report.render()
     names = [name for name, _, _ in report.checks]
     assert "maps_file.sha256" in names and "dataset.revision" in names and "metrics (re-aggregated)" in names
-    assert any(n.startswith("mobilenet_v2 fold 1: confidence@1 (3 images)") for n in names)
+    assert any(n.startswith("mobilenet_v2 fold 1: confidence@1, road@1 (3 images, within 0.0001 relative)") for n in names)
     subset = verify_submission(sub, limit=1, progress=False)
-    assert subset.ok and any("confidence@1 (1 images)" in n for n, _, _ in subset.checks)
+    assert subset.ok and any("confidence@1, road@1 (1 images" in n for n, _, _ in subset.checks)
 
 
 def test_verify_fails_on_a_tampered_aggregate(env: None, sub: Path, tmp_path: Path) -> None:
@@ -152,6 +152,59 @@ def test_verify_rerun_compares_fresh_maps(env: None, sub: Path) -> None:
     report = verify_submission(sub, check_model=False, rerun=True, limit=2, progress=False)
     assert report.ok, report.render()
     assert any(n.startswith("rerun mobilenet_v2__fold1 (2 maps)") for n, _, _ in report.checks)
+    assert any(n.startswith("rerun mobilenet_v2__fold1 (2 randomised-model maps)") for n, _, _ in report.checks)
+
+
+def test_verify_rescores_randomisation_exactly_from_the_saved_maps(env: None, sub: Path, tmp_path: Path) -> None:
+    """PROTOCOL §7.1: ρ and ρ_cross are re-scored from the saved maps (both models) exactly; tampering shows."""
+    from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
+    from hfus_xai_bench.results import Result
+    from hfus_xai_bench.submission import rescore
+
+    record = Result.load(sub / "result.json").record
+    with np.load(sub / "maps.npz") as npz:
+        maps = {k: npz[k] for k in npz.files}
+    fold1 = [r for r in record["per_image"] if r["fold"] == 1]
+    assert [r["rho"] for r in fold1] == spearman_maps(maps["mobilenet_v2__fold1__maps"],
+                                                      maps["mobilenet_v2__fold1__maps_randomised"]).tolist()
+    assert [r["cross_image"] for r in fold1] == cross_image_rho(maps["mobilenet_v2__fold1__maps"]).tolist()
+    report = VerifyReport(sub)
+    runs = rescore(record, maps, D.load_dataset(FAKE_DATASET, revision=REVISION), report, check_model=False)
+    assert report.ok, report.render()
+    recomputed = np.concatenate([run.values["randomisation@1/rho"] for run in runs])
+    assert recomputed.tolist() == [r["rho"] for r in record["per_image"]]  # bitwise
+    assert record["metrics"]["randomisation@1/pass"]["mobilenet_v2"]["pass"] is False  # a grey-level map
+
+    folder = _copy(sub, tmp_path)
+    _edit(folder, lambda r: r["per_image"][1].update(rho=r["per_image"][1]["rho"] - 1e-4))
+    failures = verify_submission(folder, check_model=False, progress=False).failures
+    assert any("per_image[1]/rho" in f for f in failures), failures
+
+    folder = _copy(sub, tmp_path / "b")
+    _edit(folder, lambda r: r["metrics"]["randomisation@1/pass"]["mobilenet_v2"].update({"pass": True}))
+    failures = verify_submission(folder, check_model=False, progress=False).failures
+    assert any("randomisation@1/pass/mobilenet_v2/pass" in f for f in failures), failures
+
+    # tampered randomised maps (hash updated): the re-scored ρ gives it away; missing ones are named
+    folder = _copy(sub, tmp_path / "c")
+    arrays = dict(maps)
+    arrays["mobilenet_v2__fold0__maps_randomised"] = 255 - arrays["mobilenet_v2__fold0__maps"]  # ρ = −1
+    np.savez_compressed(folder / "maps.npz", **arrays)
+    _edit(folder, lambda r: r["maps_file"].update(sha256=sha256_file(folder / "maps.npz")))
+    failures = verify_submission(folder, check_model=False, progress=False).failures
+    assert any("per_image[0]/rho" in f for f in failures), failures
+    del arrays["mobilenet_v2__fold0__maps_randomised"]
+    np.savez_compressed(folder / "maps.npz", **arrays)
+    _edit(folder, lambda r: r["maps_file"].update(sha256=sha256_file(folder / "maps.npz")))
+    failures = verify_submission(folder, check_model=False, progress=False).failures
+    assert [f.split(":")[0] for f in failures] == ["maps.npz/mobilenet_v2__fold0__maps_randomised"], failures
+
+
+def test_verify_rechecks_road_through_the_model(env: None, sub: Path, tmp_path: Path) -> None:
+    folder = _copy(sub, tmp_path)
+    _edit(folder, lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 1e-3))
+    failures = verify_submission(folder, progress=False).failures
+    assert any("per_image[3].road_morf_p" in f and "tolerance 0.0001 relative" in f for f in failures), failures
 
 
 def test_verify_errors_and_cli(env: None, sub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

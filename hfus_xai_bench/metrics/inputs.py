@@ -7,7 +7,12 @@ every per-image array in ``inputs`` has the same first axis N.
 ``extras`` holds metric-specific inputs. Per-image arrays (numpy or torch, first axis = image) are
 selected together with the images; anything else (a second model, a table) is passed as is. The
 runner fills it from the fold (``FoldJob.extras``) and from the batches (``BatchOutput.extras``,
-concatenated): e.g. ``extras["m255_randomised"]`` (N, 224, 224) uint8 for model-randomisation.
+concatenated): e.g. ``extras["m255_randomised"]`` (N, 224, 224) uint8 and ``extras["randomised_ok"]``
+(N,) bool for model-randomisation (``randomisation@1``).
+
+``cost`` is a counter dict a metric function may add to (seconds, forward images: e.g. ``road@1`` adds
+``road_seconds_impute``); the selected inputs of :meth:`ScoringInputs.select` share it with the
+original, so the caller reads it after scoring and reports it in the record's ``cost`` block.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class ScoringInputs:
     model: nn.Module | None = None
     images: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: counters metric functions add to (seconds, forward images); shared with :meth:`select` ed inputs
+    cost: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,12 +36,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..errors import HfusError
 from ..seeding import derive_seed
 
+if TYPE_CHECKING:
+    from .inputs import ScoringConfig, ScoringInputs
+
 __all__ = [
+    "PASS_RULE",
     "PASS_THRESHOLD",
     "cross_image_rho",
     "derangement",
+    "pass_table",
     "randomisation_pass",
     "randomised_model",
+    "score_randomisation",
     "spearman_maps",
 ]
 
@@ -223,3 +230,46 @@ def randomisation_pass(rho_ci_high: float) -> bool:
     """``randomisation@1/pass``: the upper 95 % CI bound of mean ρ is below :data:`PASS_THRESHOLD` (NaN fails)."""
     value = float(rho_ci_high)
     return bool(np.isfinite(value) and value < PASS_THRESHOLD)
+
+
+# ----------------------------------------------------------------------------- registry entry points
+
+#: ``randomisation@1/pass`` table: the rule as recorded
+PASS_RULE = "upper bound of the 95 % CI of mean ρ < 0.5"
+
+
+def score_randomisation(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``randomisation@1`` (fold scope): ``rho`` and ``cross_image`` (N,) of the evaluated images of one (arch, fold).
+
+    Reads ``inputs.m255`` and ``inputs.extras["m255_randomised"]`` (N, H, W) uint8 (the randomised model's
+    maps after §3.1, zeros where it failed) and ``extras["randomised_ok"]`` (N,) bool (False: the randomised
+    model's map failed — exception, shape, NaN/Inf — and ρ is NaN). ``cross_image`` uses the derangement of
+    the N images given (seed 0), so it must see the whole fold's evaluated images.
+    """
+    inputs.require("randomisation@1", "m255_randomised", "randomised_ok")
+    n = len(inputs)
+    rand = inputs.extras["m255_randomised"]
+    ok = np.asarray(inputs.extras["randomised_ok"], dtype=bool)
+    if ok.shape != (n,):
+        raise HfusError(f"randomisation@1: randomised_ok has shape {ok.shape}, expected ({n},)")
+    rho = spearman_maps(inputs.m255, rand)
+    rho[~ok] = np.nan
+    return {"rho": rho, "cross_image": cross_image_rho(inputs.m255, seed=0)}
+
+
+def pass_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """``randomisation@1/pass`` per arch: mean ρ (mean of fold means) and the upper 95 % CI bound exactly as
+    the ``randomisation@1/rho`` summary computes them (fold-stratified bootstrap, 1000 resamples, seed 0)."""
+    from .stats import fold_bootstrap
+
+    rhos = [np.asarray(v["rho"], dtype=np.float64) for v in per_fold]
+    means = [float(np.mean(r[np.isfinite(r)])) for r in rhos if np.isfinite(r).any()]
+    mean = float(np.mean(means)) if means else float("nan")
+    high = fold_bootstrap(rhos, n_resamples=1000, seed=0)[1] if means else float("nan")
+    return {
+        "pass": randomisation_pass(high),
+        "rho_mean": mean if np.isfinite(mean) else None,
+        "rho_ci95_high": float(high) if np.isfinite(high) else None,
+        "threshold": PASS_THRESHOLD,
+        "rule": PASS_RULE,
+    }

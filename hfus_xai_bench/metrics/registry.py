@@ -5,6 +5,11 @@ Every versioned metric (PROTOCOL §4, §7) is one :class:`Metric` entry in :data
 - ``id`` (``name@version``), ``category``, ``needs`` (``"maps"``: maps + SLMs only, re-scored exactly
   from saved maps; ``"model"``: also the model, the images and the targets, re-checked through the
   checkpoint within a relative tolerance);
+- ``scope`` (``"image"``, the default: an image's values depend only on that image's inputs, never on
+  which other images are scored with it, so the runner may score any subset, e.g. one run batch;
+  ``"fold"``: the values need every evaluated image of the (arch, fold) at once, e.g. the cross-image
+  reference of ``randomisation@1``; scored once per fold, after the batches are gathered). A
+  model-based metric is image-scope (it is scored per run batch, where the model is);
 - ``function``: the per-image function ``f(inputs: ScoringInputs, config: ScoringConfig) -> {value: array}``
   (a callable or ``"module:function"``), pure, no I/O (:mod:`.inputs`);
 - ``values``: the per-image arrays it returns and the record keeps (one ``per_image`` column each);
@@ -31,10 +36,11 @@ from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
 Needs = Literal["maps", "model"]
+Scope = Literal["image", "fold"]
 Category = Literal["localisation", "faithfulness", "sanity"]
 
 #: Columns of a ``per_image`` row that are not metric values.
-ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed")
+ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
 #: The headline output: tables are sorted and ranked by it.
 HEADLINE = "hit_rate@1"
 
@@ -112,6 +118,9 @@ class Metric:
     required: bool = True
     #: names of the ``ScoringInputs.extras`` the function reads (the runner must provide them)
     extras: tuple[str, ...] = field(default=())
+    #: "image": per-image values independent of the other images scored with it; "fold": needs the whole
+    #: (arch, fold) at once (scored after the gather; maps-only metrics only)
+    scope: Scope = "image"
 
     @property
     def name(self) -> str:
@@ -157,8 +166,24 @@ def _confidence_table_schema() -> dict[str, Any]:
     }
 
 
+def _pass_table_schema() -> dict[str, Any]:
+    return {
+        "type": "object", "additionalProperties": False,
+        "required": ["pass", "rho_mean", "rho_ci95_high", "threshold", "rule"],
+        "properties": {
+            "pass": {"type": "boolean"},
+            "rho_mean": {"$ref": "#/$defs/num"},
+            "rho_ci95_high": {"$ref": "#/$defs/num"},
+            "threshold": {"type": "number"},
+            "rule": {"type": "string"},
+        },
+    }
+
+
 _LOC = "hfus_xai_bench.metrics.localisation"
 _CONF = "hfus_xai_bench.metrics.confidence"
+_RAND = "hfus_xai_bench.metrics.randomisation"
+_ROAD = "hfus_xai_bench.metrics.road"
 
 _BUILTIN: tuple[Metric, ...] = (
     Metric(
@@ -240,6 +265,62 @@ _BUILTIN: tuple[Metric, ...] = (
             "with s_keep > s0 (higher is better). Reported for the heat map and each mask threshold."
         ),
     ),
+    Metric(
+        id="randomisation@1", category="sanity", needs="maps", scope="fold", required=False,
+        function=f"{_RAND}:score_randomisation", extras=("m255_randomised", "randomised_ok"),
+        values=(
+            Value("rho", definition="Spearman ρ between the trained and the randomised model's m255 (NaN where the "
+                                    "randomised model's map failed)"),
+            Value("cross_image", definition="Spearman ρ between this image's m255 and that of image π(i), π = the "
+                                            "seeded derangement (seed 0) of the evaluated images of the (arch, fold)"),
+        ),
+        outputs=(
+            Output("rho", "lower", (-1.0, 1.0), "Spearman ρ between the maps of the trained and of the randomised "
+                   "model (§7.1); any model-independent map scores 1", "rho", label="ρ rand."),
+            Output("cross_image", "none", (-1.0, 1.0), "reference: Spearman ρ between the maps of two different "
+                   "images (a fixed derangement of the evaluated images)", "cross_image", label="ρ cross"),
+        ),
+        tables=(Table("pass", f"{_RAND}:pass_table", _pass_table_schema(),
+                      "pass = the upper bound of the 95 % CI of mean ρ is below 0.5 (mean and bound as in "
+                      "randomisation@1/rho)"),),
+        description=(
+            "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). The "
+            "randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
+            "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the method "
+            "is built for it and explains the same images with the same targets. Per image rho = Spearman rank "
+            "correlation (average ranks for ties) of the two m255 maps over all pixels (exactly one constant: "
+            "0; both: 1); the randomised model's failures are counted separately and give NaN. cross_image = "
+            "rho between the trained model's maps of image i and of image pi(i), pi a seeded derangement "
+            "(seed 0) of the evaluated images of the (arch, fold): a fold-scope value. pass: the upper bound "
+            "of the 95 % CI of mean rho is below 0.5."
+        ),
+    ),
+    Metric(
+        id="road@1", category="faithfulness", needs="model", required=False, function=f"{_ROAD}:score_road",
+        values=(
+            Value("road_s0", definition="softmax probability of the target class on the clean image"),
+            Value("road_morf_p", (5,), "s_MoRF(p): probability after removing (imputing) the top p of the map's "
+                                       "pixels, p = 0.1, 0.3, 0.5, 0.7, 0.9"),
+            Value("road_lerf_p", (5,), "s_LeRF(p): probability after removing the bottom p of the map's pixels"),
+        ),
+        outputs=(
+            Output("morf", "lower", (-1.0, 1.0), "mean over p of s_MoRF(p) − s0: imputing the most important "
+                   "pixels should lower the probability", f"{_ROAD}:morf_values", unit="probability", label="MoRF"),
+            Output("lerf", "higher", (-1.0, 1.0), "mean over p of s_LeRF(p) − s0: imputing the least important "
+                   "pixels should not", f"{_ROAD}:lerf_values", unit="probability", label="LeRF"),
+            Output("combined", "higher", (-0.5, 0.5), "ROAD combined (LeRF − MoRF) / 2", f"{_ROAD}:combined_values",
+                   unit="probability", label="ROAD"),
+        ),
+        description=(
+            "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) pixels "
+            "ordered by m255 descending, ties broken by a permutation seeded per image (run seed, image id); "
+            "MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear imputation "
+            "(8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, then N(0, 0.01^2) "
+            "noise seeded per image and fraction, clipped to [0, 1]). s = softmax probability of the target "
+            "class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = mean_p (s_LeRF(p) - s0) (higher), "
+            "combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
+        ),
+    ),
 )
 
 #: id -> Metric, in report order (the order of table columns and record sections).
@@ -253,6 +334,11 @@ def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
         raise HfusError(f"metric id {metric.id!r} must be name@version, e.g. hit_rate@2")
     if metric.needs not in ("maps", "model"):
         raise HfusError(f"metric {metric.id}: needs must be 'maps' or 'model', got {metric.needs!r}")
+    if metric.scope not in ("image", "fold"):
+        raise HfusError(f"metric {metric.id}: scope must be 'image' or 'fold', got {metric.scope!r}")
+    if metric.scope == "fold" and metric.needs == "model":
+        raise HfusError(f"metric {metric.id}: a model-based metric must be image-scope (it is scored per run batch, "
+                        "where the model is); split the fold-level part into a maps-only metric")
     if not metric.values:
         raise HfusError(f"metric {metric.id}: declare at least one per-image value")
     names = [v.name for v in metric.values]

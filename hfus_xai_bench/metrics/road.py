@@ -79,10 +79,10 @@ taken from the ROAD authors' code), found by reading it and by ``tests/test_metr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -92,6 +92,9 @@ from torch import nn
 from ..errors import HfusError
 from ..seeding import derive_seed, torch_generator
 
+if TYPE_CHECKING:
+    from .inputs import ScoringConfig, ScoringInputs
+
 __all__ = [
     "NOISE_STD",
     "ROAD_FRACTIONS",
@@ -99,8 +102,11 @@ __all__ = [
     "ImputationSolve",
     "SOLVER_CPU_THREADS",
     "RoadScores",
+    "combined_values",
     "direct_imputation",
     "imputation_residual",
+    "lerf_values",
+    "morf_values",
     "noise_seed",
     "noisy_linear_impute",
     "order_seed",
@@ -108,6 +114,7 @@ __all__ = [
     "removal_masks",
     "removal_order",
     "road_scores",
+    "score_road",
     "solve_imputation",
 ]
 
@@ -893,3 +900,56 @@ def road_scores(
         n_forward=n * (per_image + (1 if s0 is None else 0)),
         counts=counts,
     )
+
+
+# ----------------------------------------------------------------------------- registry entry points
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def score_road(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``road@1``: ``road_s0`` (N,), ``road_morf_p`` and ``road_lerf_p`` (N, F) through :func:`road_scores`.
+
+    Seeds per image ``item_seed(config.seed, image_id)``; forwards in batches of
+    ``config.forward_batch(device)`` (64 on CPU, 512 on CUDA). An image's values depend on the other
+    images scored with it only through the forward batches (last bits on CPU), so the runner scores it
+    per run batch. Adds ``road_seconds_impute``, ``road_seconds_forward`` and ``road_forward_images`` to
+    ``inputs.cost``.
+    """
+    from ..seeding import item_seed
+
+    inputs.require("road@1", "model", "images")
+    device = _model_device(inputs.model)
+    images = torch.as_tensor(inputs.images)
+    if not images.is_floating_point():
+        raise HfusError("road@1: images must be float (N, 3, H, W) in [0, 1]")
+    images = images.to(device=device, dtype=torch.float32)
+    if device.type == "cpu" and not images.is_contiguous(memory_format=torch.channels_last):
+        images = images.contiguous(memory_format=torch.channels_last)
+    seeds = [item_seed(int(config.seed), str(i)) for i in inputs.image_ids]
+    res = road_scores(inputs.model, images, np.ascontiguousarray(inputs.m255), np.asarray(inputs.targets),
+                      seeds=seeds, batch_size=config.forward_batch(device))
+    cost = inputs.cost
+    cost["road_seconds_impute"] = cost.get("road_seconds_impute", 0.0) + res.seconds_impute
+    cost["road_seconds_forward"] = cost.get("road_seconds_forward", 0.0) + res.seconds_forward
+    cost["road_forward_images"] = cost.get("road_forward_images", 0.0) + res.n_forward
+    return {"road_s0": res.s0, "road_morf_p": res.morf, "road_lerf_p": res.lerf}
+
+
+def morf_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-image ``road@1/morf``: mean over p of s_MoRF(p) − s0."""
+    return (np.asarray(values["road_morf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]).mean(1)
+
+
+def lerf_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-image ``road@1/lerf``: mean over p of s_LeRF(p) − s0."""
+    return (np.asarray(values["road_lerf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]).mean(1)
+
+
+def combined_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-image ``road@1/combined``: (lerf − morf) / 2."""
+    return (lerf_values(values) - morf_values(values)) / 2.0
