@@ -290,7 +290,7 @@ def method_record(method: Method) -> dict[str, Any]:
 
 
 def build_result(
-    method: Method,
+    method: Method | dict[str, Any],
     runs: Sequence[FoldScores],
     *,
     options: dict[str, Any],
@@ -298,7 +298,8 @@ def build_result(
     environment: dict[str, Any],
     command: str | None = None,
 ) -> Result:
-    """Assemble the full record from the per-(arch, fold) scores."""
+    """Assemble the full record from the per-(arch, fold) scores (``method``: a loaded method, or its
+    ``record["method"]`` section, e.g. from shard records)."""
     checkpoints: dict[str, dict[str, Any]] = {}
     for run in runs:
         checkpoints.setdefault(run.arch, {})[str(run.fold)] = run.checkpoint
@@ -306,7 +307,7 @@ def build_result(
         "schema_version": SCHEMA_VERSION,
         "benchmark_version": BENCHMARK_VERSION,
         "protocol_version": PROTOCOL_VERSION,
-        "method": method_record(method),
+        "method": dict(method) if isinstance(method, dict) else method_record(method),
         "options": options,
         "dataset": dataset,
         "checkpoints": checkpoints,

@@ -78,3 +78,42 @@ def test_imagenet_weights_missing_from_cache_is_a_clear_error(tmp_path, monkeypa
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(HfusError, match="--init scratch"):
         build_model("mobilenet_v2", imagenet=True)
+
+
+def test_mobilenet_v2_is_torchvisions_without_importing_it(x224: torch.Tensor) -> None:
+    """models/mobilenet.py = torchvision's MobileNetV2: same state-dict keys and shapes, same modules in the same
+    order (the §7.1 randomised copy draws the same numbers), the same seeded initialisation, bitwise outputs."""
+    from torchvision.models import mobilenet_v2
+
+    from hfus_xai_bench.metrics.randomisation import randomised_model
+
+    torch.manual_seed(3)
+    ref = mobilenet_v2()
+    ref.classifier[-1] = torch.nn.Linear(1280, 4)
+    ref.eval()
+    torch.manual_seed(3)
+    ours = build_model("mobilenet_v2")
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
+    for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert [(n, type(m).__name__) for n, m in ours.named_modules()] == [
+        (n, type(m).__name__) for n, m in ref.named_modules()]
+    assert [(n, m.inplace) for n, m in ours.named_modules() if isinstance(m, torch.nn.ReLU6)] == [
+        (n, m.inplace) for n, m in ref.named_modules() if isinstance(m, torch.nn.ReLU6)]
+    with torch.no_grad():
+        assert torch.equal(ours(x224), ref(x224))
+        for model in (ours, ref):
+            model.to(memory_format=torch.channels_last)
+        assert torch.equal(ours(x224.contiguous(memory_format=torch.channels_last)),
+                           ref(x224.contiguous(memory_format=torch.channels_last)))
+        assert torch.equal(randomised_model(ours, 0)(x224), randomised_model(ref, 0)(x224))
+
+
+def test_the_default_architecture_does_not_import_torchvision() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from hfus_xai_bench.models.zoo import build_model; from hfus_xai_bench import runner; "
+            "build_model('mobilenet_v2'); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -1,4 +1,5 @@
-"""`hfus-bench evaluate` (score a method), `hfus-bench check` (a method's contract in seconds), `hfus-bench methods`."""
+"""`hfus-bench evaluate` (score a method; under torchrun or as one ``--shard I/N`` of a job array), `hfus-bench merge`
+(shards → one record), `hfus-bench check` (a method's contract in seconds), `hfus-bench methods`."""
 
 from __future__ import annotations
 
@@ -9,15 +10,51 @@ from .common import add_device, add_limit, add_models_folds, add_run_options, ru
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..distributed import Shard, detect, process_rank
+    from ..errors import HfusError
     from ..runner import evaluate
 
-    result = evaluate(args.method, run_config(args), out=args.out, save_maps=args.save_maps,
-                      figure=not args.no_figure, progress=not args.quiet, command=args.command_line)
+    rank = process_rank()
+    try:
+        if args.shard is not None:
+            if detect() is not None:
+                raise HfusError("--shard splits a run into independent jobs; under torchrun the ranks already split it: "
+                                "use one or the other")
+            from ..merge import evaluate_shard
+
+            path = evaluate_shard(args.method, run_config(args), Shard.parse(args.shard), out=args.out,
+                                  save_maps=args.save_maps, progress=not args.quiet, command=args.command_line)
+            print(f"shard record: {path} (merge all shards with `hfus-bench merge {Path(args.out) / '*.shard-*.json'} "
+                  f"--out DIR`)")
+            return 0
+        result = evaluate(args.method, run_config(args), out=args.out, save_maps=args.save_maps,
+                          figure=not args.no_figure, progress=not args.quiet, command=args.command_line)
+    except HfusError as err:
+        if rank != 0:  # rank 0 prints the one message for the whole job
+            return err.exit_code
+        raise
+    if rank != 0:
+        return 0
+    _print_result(result, Path(args.out) / (result.record["method"]["name"] + ".json"))
+    return 0
+
+
+def _print_result(result, path: Path) -> None:  # noqa: ANN001
     print(result.summary_table())
     counts = result.record["counts"]["total"]
     if counts["n_failed"]:
         warn(f"{counts['n_failed']} of {counts['n_images']} images failed: {counts['failures']}")
-    print(f"result: {Path(args.out) / (result.record['method']['name'] + '.json')}")
+    if counts.get("randomised_failed"):
+        warn(f"the randomised model's map failed on {counts['randomised_failed']} image(s): "
+             f"{counts['randomised_failures']} (randomisation@1 only; PROTOCOL §7.1)")
+    print(f"result: {path}")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from ..merge import merge_shards
+
+    result = merge_shards(args.shards, out=args.out, figure=not args.no_figure, command=args.command_line)
+    _print_result(result, Path(args.out) / (result.record["method"]["name"] + ".json"))
     return 0
 
 
@@ -43,14 +80,23 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``evaluate``, ``check`` and ``methods``."""
+    """Add ``evaluate``, ``merge``, ``check`` and ``methods``."""
     ev = sub.add_parser("evaluate", help="score a method with the benchmark protocol")
     ev.add_argument("method", help="a method file (my_method.py), a built-in name (gradcam, ...) or an entry point")
     add_run_options(ev)
     ev.add_argument("--out", default="results", help="folder for the result JSON, figure and maps (default: results)")
     ev.add_argument("--save-maps", action="store_true", help="also write the uint8 maps (npz) and record their sha256")
     ev.add_argument("--no-figure", action="store_true", help="skip the best/worst PNG figure")
+    ev.add_argument("--shard", default=None, metavar="I/N",
+                    help="run only job I of N (0-based) of a job array and write a shard record; "
+                         "`hfus-bench merge` turns the N shards into the record of one run")
     ev.set_defaults(func=_evaluate)
+
+    mg = sub.add_parser("merge", help="merge the shard records of `evaluate --shard I/N` jobs into one result record")
+    mg.add_argument("shards", nargs="+", help="the N shard records (<method>.shard-I-of-N.json)")
+    mg.add_argument("--out", default="results", help="folder for the result JSON, figure and maps (default: results)")
+    mg.add_argument("--no-figure", action="store_true", help="skip the best/worst PNG figure")
+    mg.set_defaults(func=_merge)
 
     ck = sub.add_parser("check", help="validate a method file in seconds on phantom images")
     ck.add_argument("method", help="a method file, a built-in name or an entry point")

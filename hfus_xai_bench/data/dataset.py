@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,18 +404,58 @@ def fold_slms(ds: datasets.Dataset, fold: int, split: str = "train") -> np.ndarr
     return _decode(_split_rows(ds, fold, split).column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
 
 
-def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test") -> FoldArrays:
-    """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three)."""
+def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test", rows: Sequence[int] | None = None,
+                images: bool = True) -> FoldArrays:
+    """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three).
+
+    ``rows``: only these positions within the split (in this order), so a process decodes only the images
+    it evaluates; ``images=False``: ids, labels, SLMs only (``images`` is then an empty (0, 224, 224, 3) array).
+    """
     sub = _split_rows(ds, fold, split)
-    images = _decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3))
+    if rows is not None:
+        sub = sub.take(np.asarray(rows, dtype=np.int64))
+    pixels = (_decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3)) if images
+              else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
     slms = _decode(sub.column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
     return FoldArrays(
         image_ids=[str(s) for s in sub.column("image_id").to_pylist()],
-        images=images,
+        images=pixels,
         labels=sub.column("label").to_numpy().astype(np.int64),
         slms=slms,
         groups=[str(s) for s in sub.column("group_id").to_pylist()],
     )
+
+
+def split_size(ds: datasets.Dataset, fold: int, split: str = "test") -> int:
+    """Number of images in one split of one fold (nothing decoded)."""
+    return _split_rows(ds, fold, split).num_rows
+
+
+def depth_prior(ds: datasets.Dataset, fold: int) -> np.ndarray:
+    """Mean skin layer map of the training split of ``fold`` / 255, float32 (224, 224) (the ``depth_prior`` baseline).
+
+    Cached per dataset content hash and fold under ``cache_dir()/derived/`` (content-addressed, so it is
+    never stale; written atomically), so a process does not decode the 379 training SLMs again.
+    """
+    try:
+        digest = dataset_provenance(ds)["sha256"]
+    except (HfusError, KeyError):
+        digest = None
+    path = cache_dir() / "derived" / f"{digest}" / f"depth_prior_fold{int(fold)}.npy" if digest else None
+    if path is not None and path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            prior = np.load(path, allow_pickle=False)
+            if prior.shape == (IMAGE_SIZE, IMAGE_SIZE) and prior.dtype == np.float32:
+                return prior
+    prior = fold_slms(ds, fold, "train").astype(np.float32).mean(0) / 255.0
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, prior, allow_pickle=False)
+            os.replace(tmp, path)
+    return prior
 
 
 def counts_table(ds: datasets.Dataset, n_folds: int = NUM_FOLDS) -> np.ndarray:

@@ -82,6 +82,10 @@ def randomised_model(model: nn.Module, seed: int = 0) -> nn.Module:
         torch.random.default_generator.manual_seed(int(seed))
         for _name, module in rand.named_modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
+                params = list(module.parameters(recurse=False))
+                if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params):
+                    module.reset_parameters()  # already a float32 CPU layer (of the copy): the same draws in place
+                    continue
                 cpu = copy.deepcopy(module).to(device="cpu", dtype=torch.float32)
                 cpu.reset_parameters()
                 for pname, param in module.named_parameters(recurse=False):

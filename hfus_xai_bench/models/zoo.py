@@ -19,19 +19,26 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tvm
 
 from ..constants import ARCH_NAMES, NUM_CLASSES, arch_name
 from ..errors import HfusError
 
+_DENSENET: list[type] = []
 
-class _DenseNetPinnedReLU(tvm.DenseNet):
-    """torchvision DenseNet whose final ReLU is a module (``features_relu``), not an inplace call."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.features_relu(self.features(x))
-        out = F.adaptive_avg_pool2d(out, (1, 1))
-        return self.classifier(torch.flatten(out, 1))
+def _densenet_pinned_relu() -> type:
+    """torchvision DenseNet whose final ReLU is a module (``features_relu``), not an inplace call (built on first use)."""
+    if not _DENSENET:
+        from torchvision import models as tvm
+
+        class _DenseNetPinnedReLU(tvm.DenseNet):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                out = self.features_relu(self.features(x))
+                out = F.adaptive_avg_pool2d(out, (1, 1))
+                return self.classifier(torch.flatten(out, 1))
+
+        _DENSENET.append(_DenseNetPinnedReLU)
+    return _DENSENET[0]
 
 
 def _pool_linear(linear: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -101,6 +108,8 @@ def get_arch(name: str) -> ArchSpec:
 
 
 def _imagenet_weights(builder: str):
+    from torchvision import models as tvm
+
     enum = tvm.get_model_weights(builder)
     weights = enum.IMAGENET1K_V1
     from pathlib import Path
@@ -129,9 +138,19 @@ def build_model(
     """
     spec = get_arch(arch)
     weights = _imagenet_weights(spec.builder) if imagenet else None
+    if spec.name == "mobilenet_v2":  # torchvision's definition, without importing torchvision (.mobilenet)
+        from .mobilenet import MobileNetV2
+
+        model = MobileNetV2()
+        if weights is not None:
+            model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True))
+        model.classifier[-1] = nn.Linear(1280, num_classes)
+        return model.eval()
+    from torchvision import models as tvm
+
     if spec.name == "densenet201":
         model = tvm.densenet201(weights=weights)
-        model.__class__ = _DenseNetPinnedReLU
+        model.__class__ = _densenet_pinned_relu()
         model.features_relu = nn.ReLU(inplace=False)
         model.classifier = nn.Linear(1920, num_classes)
     elif spec.name == "googlenet":
@@ -142,9 +161,6 @@ def build_model(
             kwargs["transform_input"] = transform_input
         model = tvm.googlenet(weights=weights, **kwargs)
         model.fc = nn.Linear(1024, num_classes)
-    elif spec.name == "mobilenet_v2":
-        model = tvm.mobilenet_v2(weights=weights)
-        model.classifier[-1] = nn.Linear(1280, num_classes)
     else:
         model = tvm.resnet101(weights=weights)
         model.fc = nn.Linear(2048, num_classes)

@@ -1,0 +1,144 @@
+"""Data-parallel evaluation with ``torch.distributed`` (``torchrun``) and job-array shards (PROTOCOL §8).
+
+Two ways to split one run over processes, both by **whole batches of the single-process plan**
+(:func:`hfus_xai_bench.runner.plan_run`; same batch size, same order within a batch), so that with
+the same threads per process every per-image value is bitwise the one a single process computes:
+
+- ``torchrun --nproc-per-node N -m hfus_xai_bench evaluate METHOD ...``: :func:`detect` reads the
+  launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); rank r takes batches
+  ``r, r + N, r + 2N, ...`` (:func:`hfus_xai_bench.runner.share`), runs on ``cuda:LOCAL_RANK`` (or the
+  CPU), and rank 0 gathers the batch outputs with ``gather_object`` (gloo on CPU, nccl on CUDA),
+  scores the maps-only metrics (ρ_cross needs the whole fold), and writes the one record, maps file
+  and figure. A rank that fails is reported by rank 0 as ``rank R failed: reason`` and every rank
+  raises it; nothing is written.
+- ``hfus-bench evaluate ... --shard I/N`` (:class:`Shard`) and ``hfus-bench merge``
+  (:mod:`hfus_xai_bench.merge`) for schedulers that start independent jobs (Slurm arrays).
+
+Seeds never depend on the rank: every draw is seeded from the run seed and the image id (§8).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HfusError
+
+__all__ = ["RankContext", "Shard", "describe_failure", "detect", "process_rank", "session"]
+
+#: how long ranks wait for each other at the gather (the slowest rank's whole share must fit)
+GATHER_TIMEOUT = datetime.timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Job ``index`` of ``count`` (0-based: ``--shard 0/3``, ``1/3``, ``2/3``)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise HfusError(f"--shard must be I/N with 0 <= I < N (0-based, e.g. 0/3, 1/3, 2/3), got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if not m:
+            raise HfusError(f"--shard must be I/N (0-based job index / number of jobs, e.g. 0/3), got {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """This process's place in a ``torchrun`` job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def detect() -> RankContext | None:
+    """The ``torchrun`` context from the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), or None when
+    the process was not started by a launcher with more than one process."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as err:
+        raise HfusError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); start the job with torchrun") from err
+    if world <= 1:
+        return None
+    if not 0 <= rank < world:
+        raise HfusError(f"RANK {rank} is outside 0..{world - 1}; start the job with torchrun")
+    return RankContext(rank=rank, world_size=world, local_rank=local)
+
+
+def process_rank() -> int:
+    """This process's rank (0 outside ``torchrun``): the CLI prints results and errors on rank 0 only."""
+    ctx = detect()
+    return 0 if ctx is None else ctx.rank
+
+
+class _Session:
+    def __init__(self, ctx: RankContext) -> None:
+        self.ctx = ctx
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` on rank 0 (in rank order); None on the other ranks."""
+        import torch.distributed as dist
+
+        out = [None] * self.ctx.world_size if self.ctx.rank == 0 else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        import torch.distributed as dist
+
+        box = [obj if self.ctx.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+@contextmanager
+def session(ctx: RankContext, device_type: str) -> Iterator[_Session]:
+    """The process group of a ``torchrun`` job (gloo on CPU, nccl on CUDA), set up and torn down here
+    (unless the caller already initialised one)."""
+    import torch
+    import torch.distributed as dist
+
+    mine = not dist.is_initialized()
+    if mine:
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(ctx.local_rank)
+        try:
+            dist.init_process_group(backend=backend, timeout=GATHER_TIMEOUT)
+        except Exception as err:  # a launcher problem, not a result
+            raise HfusError(f"rank {ctx.rank}: cannot join the torchrun process group ({type(err).__name__}: {err}); "
+                            "start the job with torchrun --nproc-per-node N -m hfus_xai_bench evaluate ...") from err
+    try:
+        yield _Session(ctx)
+    finally:
+        if mine and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def describe_failure(err: BaseException) -> str:
+    """``ErrorType: message (at file:line)`` for a rank's failure (HfusError: its message only)."""
+    if isinstance(err, HfusError):
+        return str(err)
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{where}"
