@@ -1,6 +1,6 @@
 """distributed.py + merge.py: torchrun ranks and job-array shards reproduce the single-process record (PROTOCOL §8).
 
-The run: Grad-CAM on the default track (shipped MobileNetV2, fold 0), 5 images in batches of 2 (3 batches), CPU,
+The run: Grad-CAM on the default track (shipped MobileNetV2, fold 0), 3 images in batches of 1 (3 batches), CPU,
 one torch thread per process. Every record is compared with the single-process one: per-image values bitwise,
 aggregates and CIs identical, the maps file byte-identical; only ``environment.run`` (how it was run), the
 command, the timestamp and the measured cost differ.
@@ -25,7 +25,7 @@ from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.merge import evaluate_shard, load_shard, merge_shards
 from hfus_xai_bench.runner import Batch, plan_batches, share
 
-ARGS = ["gradcam", "--limit", "5", "--batch-size", "2", "--device", "cpu", "--save-maps", "--quiet"]
+ARGS = ["gradcam", "--limit", "3", "--batch-size", "1", "--device", "cpu", "--save-maps", "--quiet"]
 #: what may differ between two records of the same run made in different ways
 MAY_DIFFER = {"cost", "environment", "command", "timestamp"}
 
@@ -98,7 +98,7 @@ def test_a_failing_rank_stops_the_job_with_one_message_and_writes_nothing(synth_
 
 
 def _shards(tmp_path: Path, count: int = 3) -> list[Path]:
-    config = RunConfig(limit=5, batch_size=2, device="cpu")
+    config = RunConfig(limit=3, batch_size=1, device="cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same threads per process as the reference
     try:
@@ -117,7 +117,7 @@ def shard_files(synth_ds, tmp_path_factory) -> list[Path]:
 def test_three_shards_merge_into_the_single_process_record(single, shard_files, tmp_path) -> None:
     record, out = single
     assert [load_shard(p)["shard"]["batches"] for p in shard_files] == [
-        [["mobilenet_v2", 0, 0, 2]], [["mobilenet_v2", 0, 2, 4]], [["mobilenet_v2", 0, 4, 5]]]
+        [["mobilenet_v2", 0, 0, 1]], [["mobilenet_v2", 0, 1, 2]], [["mobilenet_v2", 0, 2, 3]]]
     merged = merge_shards(list(reversed(shard_files)), out=tmp_path, command="hfus-bench merge ...").record
     _same_record(merged, record)
     assert merged["environment"]["run"]["shards"] == 3 and merged["environment"]["run"]["threads_per_process"] == 1
