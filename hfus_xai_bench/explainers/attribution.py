@@ -321,16 +321,13 @@ class _Occlusion(_CaptumLike):
         return (total / count).expand(b, c, h, w).to(images.dtype).contiguous()
 
 
-class Occlusion15(_Occlusion):
-    """Occlusion, 15×15 window, stride 9."""
-
-    window = 15
-
-    METADATA = {
+def _occlusion_metadata(window: int) -> dict:
+    """METADATA of the Occlusion built-ins (Zeiler and Fergus 2014; the study's stride 9, zero baseline)."""
+    return {
         "authors": "Zeiler and Fergus",
         "url": "https://arxiv.org/abs/1311.2901",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"window": 15, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
+        "hyperparameters": {"window": window, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{zeiler2014visualizing,\n"
@@ -341,47 +338,24 @@ class Occlusion15(_Occlusion):
             "}"
         ),
     }
+
+
+class Occlusion15(_Occlusion):
+    """Occlusion, 15×15 window, stride 9."""
+
+    window = 15
+    METADATA = _occlusion_metadata(15)
 
 
 class Occlusion30(_Occlusion):
     """Occlusion, 30×30 window, stride 9."""
 
     window = 30
-
-    METADATA = {
-        "authors": "Zeiler and Fergus",
-        "url": "https://arxiv.org/abs/1311.2901",
-        "licence": "MIT (this implementation)",
-        "hyperparameters": {"window": 30, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
-        "citation": (
-            "@inproceedings{zeiler2014visualizing,\n"
-            "  title = {Visualizing and Understanding Convolutional Networks},\n"
-            "  author = {Zeiler, Matthew D. and Fergus, Rob},\n"
-            "  booktitle = {ECCV},\n"
-            "  year = {2014}\n"
-            "}"
-        ),
-    }
+    METADATA = _occlusion_metadata(30)
 
 
 class Occlusion45(_Occlusion):
     """Occlusion, 45×45 window, stride 9."""
 
     window = 45
-
-    METADATA = {
-        "authors": "Zeiler and Fergus",
-        "url": "https://arxiv.org/abs/1311.2901",
-        "licence": "MIT (this implementation)",
-        "hyperparameters": {"window": 45, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
-        "citation": (
-            "@inproceedings{zeiler2014visualizing,\n"
-            "  title = {Visualizing and Understanding Convolutional Networks},\n"
-            "  author = {Zeiler, Matthew D. and Fergus, Rob},\n"
-            "  booktitle = {ECCV},\n"
-            "  year = {2014}\n"
-            "}"
-        ),
-    }
+    METADATA = _occlusion_metadata(45)
