@@ -27,7 +27,10 @@ def forward_throughput(device: str, batch: int = 64, repeat: int = 3) -> float:
     model, _ = load_model("mobilenet_v2", device=device)
     x = torch.rand(batch, 3, 224, 224, device=device)
     if device == "cpu":
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        model, x = (
+            model.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
     best = float("inf")
     with torch.inference_mode():
         model(x)
@@ -44,7 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--fe", type=float, default=26.0, help="forward-equivalents per image of the method + checks")
+    parser.add_argument(
+        "--fe", type=float, default=26.0, help="forward-equivalents per image of the method + checks"
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     load_dataset()  # built and cached before timing
@@ -54,10 +59,14 @@ def main() -> None:
     seconds = time.perf_counter() - tic
     n = result.record["counts"]["total"]["n_images"]
     bound = n * args.fe / throughput
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"device: {name}; MobileNetV2 forward {throughput:.1f} img/s")
-    print(f"evaluate {args.method}: {n} images in {seconds:.1f} s; bound {bound:.1f} s ({args.fe:g} FE/img); "
-          f"ratio {seconds / bound:.2f} (target <= 1.5)")
+    print(
+        f"evaluate {args.method}: {n} images in {seconds:.1f} s; bound {bound:.1f} s ({args.fe:g} FE/img); "
+        f"ratio {seconds / bound:.2f} (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ def gradcam_m255(model, spec, device, images, targets, batch_size: int) -> torch
     return torch.as_tensor(quantize(torch.cat(out).clamp(min=0)))
 
 
-def forward_seconds(model, images: torch.Tensor, repeats: int, batch_size: int, device: torch.device) -> float:
+def forward_seconds(
+    model, images: torch.Tensor, repeats: int, batch_size: int, device: torch.device
+) -> float:
     """Seconds to forward ``repeats`` copies of ``images`` in batches (the ROAD forwards' bound)."""
     x = images.repeat_interleave(repeats, dim=0)
     if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
@@ -84,7 +86,9 @@ def forward_seconds(model, images: torch.Tensor, repeats: int, batch_size: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=16, help="test images of fold 0")
-    parser.add_argument("--direct", type=int, default=2, help="images whose 10 systems are also solved by scipy")
+    parser.add_argument(
+        "--direct", type=int, default=2, help="images whose 10 systems are also solved by scipy"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
@@ -148,7 +152,11 @@ def main() -> None:
         its = sol.iterations.tolist()
         max_diff = (sol.values - ref).abs().max().item()
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     per = 1.0 / n
     imp, fwd, rexp = scores.seconds_impute * per, scores.seconds_forward * per, t_rand * per
     total = imp + fwd + rexp

@@ -30,7 +30,9 @@ from hfus_xai_bench.models.zoo import ARCHS, get_arch
 OCCLUSION = {"occlusion15": 15, "occlusion30": 30, "occlusion45": 45}
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeat: int = 1, warmup: int = 0) -> tuple[float, object]:
+def timed(
+    fn: Callable[[], object], device: torch.device, repeat: int = 1, warmup: int = 0
+) -> tuple[float, object]:
     """Best wall time of ``repeat`` calls after ``warmup`` untimed calls (cuDNN autotuning, caches)."""
     for _ in range(warmup):
         fn()
@@ -49,13 +51,19 @@ def timed(fn: Callable[[], object], device: torch.device, repeat: int = 1, warmu
 def make_model(arch: str, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
     model = get_arch(arch).build().to(device)
-    head = model.fc if hasattr(model, "fc") else (model.classifier[-1] if isinstance(model.classifier, torch.nn.Sequential) else model.classifier)
+    head = (
+        model.fc
+        if hasattr(model, "fc")
+        else (model.classifier[-1] if isinstance(model.classifier, torch.nn.Sequential) else model.classifier)
+    )
     with torch.no_grad():
         head.weight.mul_(50.0)  # random-init logits are tiny; make the maps non-degenerate
     return model.eval()
 
 
-def pass_bounds(model: torch.nn.Module, x: torch.Tensor, device: torch.device, chunk: int) -> tuple[float, float]:
+def pass_bounds(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, chunk: int
+) -> tuple[float, float]:
     """Seconds per image for a forward, and for a forward + input-gradient backward."""
     big = x.repeat(math.ceil(chunk / len(x)), 1, 1, 1)[:chunk]
     with torch.inference_mode():
@@ -91,8 +99,14 @@ def library_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, ba
     from pytorch_grad_cam import AblationCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cams = {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "hirescam": HiResCAM, "eigengradcam": EigenGradCAM,
-            "ablationcam": AblationCAM, "scorecam": ScoreCAM}
+    cams = {
+        "gradcam": GradCAM,
+        "gradcampp": GradCAMPlusPlus,
+        "hirescam": HiResCAM,
+        "eigengradcam": EigenGradCAM,
+        "ablationcam": AblationCAM,
+        "scorecam": ScoreCAM,
+    }
     if method in cams:
         cam = cams[method](model=model, target_layers=[layer])
         cam.batch_size = batch
@@ -115,8 +129,14 @@ def library_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, ba
         return lambda x, t: sal.attribute(x, target=t, abs=True)
     w = OCCLUSION[method]
     occ = attr.Occlusion(model)
-    return lambda x, t: occ.attribute(x, target=t, sliding_window_shapes=(3, w, w), strides=(3, 9, 9), baselines=0,
-                                      perturbations_per_eval=max(1, batch // len(x)))
+    return lambda x, t: occ.attribute(
+        x,
+        target=t,
+        sliding_window_shapes=(3, w, w),
+        strides=(3, 9, 9),
+        baselines=0,
+        perturbations_per_eval=max(1, batch // len(x)),
+    )
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -134,8 +154,12 @@ def main() -> None:
     parser.add_argument("--archs", default="mobilenet_v2")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--n", type=int, default=2, help="images per call")
-    parser.add_argument("--batch", type=int, default=None, help="library batch knob (default 64 CPU / 256 GPU)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each timed one (0 on slow CPU runs)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="library batch knob (default 64 CPU / 256 GPU)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed calls before each timed one (0 on slow CPU runs)"
+    )
     parser.add_argument("--skip-library", default="", help="methods whose library side is skipped (too slow)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -146,7 +170,9 @@ def main() -> None:
     skip = set(filter(None, args.skip_library.split(",")))
     batch = args.batch or (256 if device.type == "cuda" else 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; library batch={batch}")
+    print(
+        f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; library batch={batch}"
+    )
     rows = []
     for arch in archs:
         spec = get_arch(arch)
@@ -160,8 +186,14 @@ def main() -> None:
         for method in methods:
             n_pass, kind = passes(method, spec.channels)
             bound = n_pass * (t_fwd if kind == "fwd" else t_bwd)
-            ctx = ExplainContext(arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device,
-                                 head=spec.head(model), seed=0, batch_size=batch)
+            ctx = ExplainContext(
+                arch=spec.name,
+                target_layer=spec.resolve_target_layer(model),
+                device=device,
+                head=spec.head(model),
+                seed=0,
+                batch_size=batch,
+            )
             try:
                 ours = load_builtin(method).build(model, ctx)
                 t_ours, m_ours = timed(lambda ours=ours, x=x, t=t: ours(x, t), device, warmup=args.warmup)
@@ -185,10 +217,24 @@ def main() -> None:
                 r = float("nan") if method == "gradientshap" else pearson(m_ours, m_lib)
                 if method == "eigengradcam":
                     r = abs(r)
-            rows.append([arch, method, f"{1 / t_lib:.2f}" if t_lib == t_lib else "skipped", f"{1 / t_ours:.2f}",
-                         f"{t_lib / t_ours:.1f}x" if t_lib == t_lib else "-", f"{t_ours / bound:.2f}", f"{r:.5f}"])
+            rows.append(
+                [
+                    arch,
+                    method,
+                    f"{1 / t_lib:.2f}" if t_lib == t_lib else "skipped",
+                    f"{1 / t_ours:.2f}",
+                    f"{t_lib / t_ours:.1f}x" if t_lib == t_lib else "-",
+                    f"{t_ours / bound:.2f}",
+                    f"{r:.5f}",
+                ]
+            )
             print("  ", *rows[-1], flush=True)
-    print(tabulate(rows, headers=["arch", "method", "library img/s", "ours img/s", "speed-up", "ours / bound", "min r"]))
+    print(
+        tabulate(
+            rows,
+            headers=["arch", "method", "library img/s", "ours img/s", "speed-up", "ours / bound", "min r"],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,10 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-          f"load average {load:.1f} on {os.cpu_count()} CPUs (timings are best of 3; a busy machine inflates them)")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs (timings are best of 3; a busy machine inflates them)"
+    )
 
     # 1. map-only metrics -----------------------------------------------------------------------
     dev = torch.device(args.device)
@@ -105,7 +107,9 @@ def main() -> None:
     t_all, _ = timed(separate)
     t_one, _ = timed(lambda: localisation_metrics(quantize(maps), slms))
     print(f"map metrics, {args.n} maps {IMAGE_SIZE}x{IMAGE_SIZE}, {len(THRESHOLDS)} thresholds:")
-    print(f"  quantize {t_q:.3f} s | hit_rate {t_hr:.3f} s | slm_coverage {t_cov:.3f} s | mask_iou {t_iou:.3f} s")
+    print(
+        f"  quantize {t_q:.3f} s | hit_rate {t_hr:.3f} s | slm_coverage {t_cov:.3f} s | mask_iou {t_iou:.3f} s"
+    )
     print(f"  total (four calls) {t_all:.3f} s = {t_all / TARGET_S:.2f} x the {TARGET_S:.0f} s target")
     print(f"  quantize + localisation_metrics (one pass) {t_one:.3f} s = {t_one / TARGET_S:.2f} x target")
 
@@ -141,9 +145,13 @@ def main() -> None:
     t_plain, _ = timed(plain, repeats=2)
     t_conf, _ = timed(conf, repeats=2)
     n_fwd = n * per_image
-    print(f"confidence_change, {n} images x {per_image} inputs = {n_fwd} forwards ({args.model}, batch {args.batch_size}):")
-    print(f"  confidence_change {t_conf:.3f} s ({n_fwd / t_conf:.0f} img/s) | plain forward {t_plain:.3f} s "
-          f"({n_fwd / t_plain:.0f} img/s) | ratio {t_conf / t_plain:.2f}")
+    print(
+        f"confidence_change, {n} images x {per_image} inputs = {n_fwd} forwards ({args.model}, batch {args.batch_size}):"
+    )
+    print(
+        f"  confidence_change {t_conf:.3f} s ({n_fwd / t_conf:.0f} img/s) | plain forward {t_plain:.3f} s "
+        f"({n_fwd / t_plain:.0f} img/s) | ratio {t_conf / t_plain:.2f}"
+    )
 
 
 if __name__ == "__main__":

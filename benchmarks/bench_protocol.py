@@ -44,9 +44,15 @@ def library_pipeline(arch: str, methods: list[str], n: int, device: torch.device
     slms = test.slms[:n]
     tic = time.perf_counter()
     for method in methods:
-        if method in SANITY_METHODS:  # no library has them: our maps (the prior here only for timing), rest as below
-            ctx = ExplainContext(arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device,
-                                 depth_prior=torch.from_numpy(slms.mean(0) / 255).float().to(device))
+        if (
+            method in SANITY_METHODS
+        ):  # no library has them: our maps (the prior here only for timing), rest as below
+            ctx = ExplainContext(
+                arch=spec.name,
+                target_layer=spec.resolve_target_layer(model),
+                device=device,
+                depth_prior=torch.from_numpy(slms.mean(0) / 255).float().to(device),
+            )
             baseline = load_builtin(method).build(model, ctx)
             call = lambda x, t, baseline=baseline: baseline(x, t)  # noqa: E731
         else:
@@ -65,7 +71,9 @@ def library_pipeline(arch: str, methods: list[str], n: int, device: torch.device
             for i in range(n):  # the study's per-image confidence check
                 x, h = x_all[i], torch.from_numpy(m255[i]).to(device).float() / 255
                 masks = [(h > t / 100).float() for t in THRESHOLDS]
-                batch_in = torch.stack([x, x * h, x * (1 - h), *(x * m for m in masks), *(x * (1 - m) for m in masks)])
+                batch_in = torch.stack(
+                    [x, x * h, x * (1 - h), *(x * m for m in masks), *(x * (1 - m) for m in masks)]
+                )
                 model(batch_in)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -94,7 +102,9 @@ def main() -> None:
     load_dataset()
     t_ours, _ = timed(
         lambda: [
-            evaluate(m, models=archs, folds="0", limit=args.n, device=args.device, progress=False, figure=False)
+            evaluate(
+                m, models=archs, folds="0", limit=args.n, device=args.device, progress=False, figure=False
+            )
             for m in methods
         ],
         device,

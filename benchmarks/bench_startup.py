@@ -57,7 +57,9 @@ def timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
     """(wall seconds, peak RSS MB of the child, the finished process)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     tic = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
+    )
     wall = time.perf_counter() - tic
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
@@ -71,27 +73,53 @@ def main() -> None:
     parser.add_argument("--no-phases", action="store_true", help="skip the in-process phase breakdown")
     args = parser.parse_args()
     py = sys.executable
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; python {sys.version.split()[0]}"
+    )
     # RUSAGE_CHILDREN's maxrss is the largest child so far: measure the small command first
     floor = min(timed([py, "-c", "import torch"])[:2] for _ in range(args.repeat))
     print(f"floor (import torch):                     {floor[0]:6.2f} s  {floor[1]:6.0f} MB")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
-            wall, rss, _ = timed([py, "-m", "hfus_xai_bench", "evaluate", "random", "--limit", "1", "--no-figure",
-                                  "--quiet", "--device", "cpu", "--out", tmp])
+            wall, rss, _ = timed(
+                [
+                    py,
+                    "-m",
+                    "hfus_xai_bench",
+                    "evaluate",
+                    "random",
+                    "--limit",
+                    "1",
+                    "--no-figure",
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    tmp,
+                ]
+            )
             cost = json.loads((Path(tmp) / "random.json").read_text())["cost"]["mobilenet_v2"]
             work = sum(v for k, v in cost.items() if k.startswith("seconds_"))
             runs.append((wall, rss, work))
     wall, rss, work = min(runs)
     fixed = wall - work
     print(f"evaluate random --limit 1 (total):        {wall:6.2f} s  {rss:6.0f} MB")
-    print(f"  work on the one image (record's cost):  {work:6.2f} s  (method + confidence + ROAD + randomised model)")
-    print(f"  fixed cost:                             {fixed:6.2f} s  -> {fixed / TARGET_S:.2f} x the {TARGET_S:g} s target; "
-          f"peak {rss / TARGET_MB:.2f} x the {TARGET_MB:g} MB target")
-    print(f"  fixed cost above the import-torch floor: {fixed - floor[0]:6.2f} s  {rss - floor[1]:6.0f} MB "
-          f"-> {(fixed - floor[0]) / TARGET_S:.2f} x / {(rss - floor[1]) / TARGET_MB:.2f} x the targets")
-    check = min(timed([py, "-m", "hfus_xai_bench", "check", "random", "--device", "cpu"])[0] for _ in range(args.repeat))
+    print(
+        f"  work on the one image (record's cost):  {work:6.2f} s  (method + confidence + ROAD + randomised model)"
+    )
+    print(
+        f"  fixed cost:                             {fixed:6.2f} s  -> {fixed / TARGET_S:.2f} x the {TARGET_S:g} s target; "
+        f"peak {rss / TARGET_MB:.2f} x the {TARGET_MB:g} MB target"
+    )
+    print(
+        f"  fixed cost above the import-torch floor: {fixed - floor[0]:6.2f} s  {rss - floor[1]:6.0f} MB "
+        f"-> {(fixed - floor[0]) / TARGET_S:.2f} x / {(rss - floor[1]) / TARGET_MB:.2f} x the targets"
+    )
+    check = min(
+        timed([py, "-m", "hfus_xai_bench", "check", "random", "--device", "cpu"])[0]
+        for _ in range(args.repeat)
+    )
     print(f"check random:                             {check:6.2f} s")
     if not args.no_phases:
         proc = subprocess.run([py, "-c", PHASES], cwd=REPO, capture_output=True, text=True, check=True)

@@ -13,7 +13,11 @@ METADATA = {
     "authors": "hfus-xai-bench developers",
     "url": "https://github.com/jacobgil/pytorch-grad-cam",
     "licence": "MIT",
-    "hyperparameters": {"target_layer": "pinned by the benchmark", "aug_smooth": False, "eigen_smooth": False},
+    "hyperparameters": {
+        "target_layer": "pinned by the benchmark",
+        "aug_smooth": False,
+        "eigen_smooth": False,
+    },
     "tuning_split": "none (no tuning)",
     "kind": "map",
 }

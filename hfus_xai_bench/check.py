@@ -51,7 +51,9 @@ class CheckReport:
         out += [f"  [{'ok' if passed else 'FAIL'}] {text}" for passed, text in self.lines]
         if np.isfinite(self.seconds_per_image):
             est = self.seconds_per_image * 126
-            out.append(f"  time: {self.seconds_per_image:.3f} s/image here; about {est:.0f} s for one test fold (126 images)")
+            out.append(
+                f"  time: {self.seconds_per_image:.3f} s/image here; about {est:.0f} s for one test fold (126 images)"
+            )
         return "\n".join(out)
 
 
@@ -66,7 +68,8 @@ def phantom_batch(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
         rgb, masks = generate_image(np.random.default_rng([seed, i]), label)
         images.append(np.asarray(Image.fromarray(rgb).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)))
         small = {
-            k: np.asarray(Image.fromarray(v).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)) > 127 for k, v in masks.items()
+            k: np.asarray(Image.fromarray(v).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)) > 127
+            for k, v in masks.items()
         }
         slms.append(skin_layer_map(small.get("epidermis"), small.get("sleb"), small.get("tumor")))
         labels.append(i % len(CLASSES))
@@ -84,23 +87,40 @@ def _model(arch: str, device: torch.device) -> tuple[torch.nn.Module, str]:
         return get_arch(arch).build().to(device), "random weights (no checkpoint available)"
 
 
-def _score_line(model: torch.nn.Module, images: torch.Tensor, slms: np.ndarray, m255: torch.Tensor,
-                targets: torch.Tensor, reasons: list[str | None], extras: dict[str, Any]) -> tuple[bool, str]:
+def _score_line(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    slms: np.ndarray,
+    m255: torch.Tensor,
+    targets: torch.Tensor,
+    reasons: list[str | None],
+    extras: dict[str, Any],
+) -> tuple[bool, str]:
     """Score the phantom maps with the whole registry; every output must lie in its declared range."""
     ok = np.array([r is None for r in reasons], bool)
     if not ok.any():
         return False, "no map to score"
     n = len(reasons)
-    inputs = ScoringInputs(m255=m255.cpu().numpy(), slms=slms, image_ids=[f"phantom-{i}" for i in range(n)],
-                           labels=targets.cpu().numpy(), targets=targets.cpu().numpy(), ok=ok, model=model, images=images,
-                           extras=extras)
+    inputs = ScoringInputs(
+        m255=m255.cpu().numpy(),
+        slms=slms,
+        image_ids=[f"phantom-{i}" for i in range(n)],
+        labels=targets.cpu().numpy(),
+        targets=targets.cpu().numpy(),
+        ok=ok,
+        model=model,
+        images=images,
+        extras=extras,
+    )
     chosen = select_metrics(extras=extras)  # a metric needing other runner-made extras is skipped here
     values = score_fold(inputs, chosen)
     bad, shown = [], []
     for metric, out in outputs():
         if metric not in chosen:
             continue
-        v = per_image_output(out, {name: values[metric.key(name)] for name in (x.name for x in metric.values)})[ok]
+        v = per_image_output(
+            out, {name: values[metric.key(name)] for name in (x.name for x in metric.values)}
+        )[ok]
         lo, hi = out.range
         finite = v[np.isfinite(v)]
         if finite.size and ((finite < lo - 1e-9) | (finite > hi + 1e-9)).any():
@@ -111,8 +131,14 @@ def _score_line(model: torch.nn.Module, images: torch.Tensor, slms: np.ndarray, 
     return not bad, text if not bad else text + "; " + "; ".join(bad)
 
 
-def check_method(method: str | Path | Method, *, arch: str = "mobilenet_v2", n_images: int = 4, device: str = "auto",
-                 seed: int = 0) -> CheckReport:
+def check_method(
+    method: str | Path | Method,
+    *,
+    arch: str = "mobilenet_v2",
+    n_images: int = 4,
+    device: str = "auto",
+    seed: int = 0,
+) -> CheckReport:
     """Run the contract checks; a method that cannot even be loaded raises HfusError."""
     loaded = method if isinstance(method, Method) else load_method(method)
     report = CheckReport(loaded.name)
@@ -128,7 +154,9 @@ def check_method(method: str | Path | Method, *, arch: str = "mobilenet_v2", n_i
 
     def run_once(net: torch.nn.Module = model) -> tuple[torch.Tensor, list[str | None], float]:
         torch.manual_seed(seed)
-        context = ExplainContext(spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior)
+        context = ExplainContext(
+            spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior
+        )
         explainer = loaded.build(net, context)
         tic = time.perf_counter()
         raw = run_method(explainer, x.clone(), targets.clone(), loaded.file)
@@ -139,26 +167,43 @@ def check_method(method: str | Path | Method, *, arch: str = "mobilenet_v2", n_i
     m255, reasons, seconds = run_once()
     report.seconds_per_image = seconds / n_images
     failed = [r for r in reasons if r is not None]
-    report.add(not failed, f"{n_images} phantom images on {spec.display_name} ({origin}): " + (
-        "one finite, non-empty map per image" if not failed else f"{len(failed)} failed, e.g. {failed[0]}"
-    ))
+    report.add(
+        not failed,
+        f"{n_images} phantom images on {spec.display_name} ({origin}): "
+        + (
+            "one finite, non-empty map per image" if not failed else f"{len(failed)} failed, e.g. {failed[0]}"
+        ),
+    )
     if failed and all(r == FAIL_EMPTY for r in failed):
         report.add(False, "all-zero maps have no peak: Hit Rate is undefined for them")
     again, _, _ = run_once()
     if dev.type == "cpu":  # the CPU run is the bitwise reference (PROTOCOL §5.1)
         same = bool(torch.equal(m255, again))
-        report.add(same, "deterministic for a fixed seed" if same else "maps differ between two runs with the same seed")
+        report.add(
+            same,
+            "deterministic for a fixed seed" if same else "maps differ between two runs with the same seed",
+        )
     else:  # GPU backward passes are not bitwise reproducible: the re-run tolerance of `verify --rerun`
         same = bool(maps_agree(m255.cpu().numpy(), again.cpu().numpy())[0].all())
-        report.add(same, f"deterministic for a fixed seed (within the {dev.type} tolerance)" if same
-                   else "maps differ between two runs with the same seed (beyond the GPU tolerance)")
+        report.add(
+            same,
+            f"deterministic for a fixed seed (within the {dev.type} tolerance)"
+            if same
+            else "maps differ between two runs with the same seed (beyond the GPU tolerance)",
+        )
     # PROTOCOL §7.1: the method built for the randomised copy of the model explains the same images
     rand_m255, rand_reasons, _ = run_once(randomised_model(model, seed=seed))
     rand_failed = [r for r in rand_reasons if r not in (None, FAIL_EMPTY)]
-    report.add(not rand_failed, "runs on the randomised model (PROTOCOL §7.1)" if not rand_failed
-               else f"fails on the randomised model for {len(rand_failed)} image(s), e.g. {rand_failed[0]}")
-    extras = {"m255_randomised": rand_m255.cpu().numpy(),
-              "randomised_ok": np.array([r in (None, FAIL_EMPTY) for r in rand_reasons], bool)}
+    report.add(
+        not rand_failed,
+        "runs on the randomised model (PROTOCOL §7.1)"
+        if not rand_failed
+        else f"fails on the randomised model for {len(rand_failed)} image(s), e.g. {rand_failed[0]}",
+    )
+    extras = {
+        "m255_randomised": rand_m255.cpu().numpy(),
+        "randomised_ok": np.array([r in (None, FAIL_EMPTY) for r in rand_reasons], bool),
+    }
     if not failed:
         report.add(*_score_line(model, x, slms, m255, targets, reasons, extras))
     return report

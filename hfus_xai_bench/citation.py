@@ -19,8 +19,10 @@ from typing import Any
 from .constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 
 DISTRIBUTION = "hfus-xai-bench"
-UNPUBLISHED = ("not yet published: this version has no DOI and no public URL; cite it by version and "
-               "protocol version (both are in every result record)")
+UNPUBLISHED = (
+    "not yet published: this version has no DOI and no public URL; cite it by version and "
+    "protocol version (both are in every result record)"
+)
 
 
 def package_version() -> str:
@@ -46,7 +48,9 @@ def package_year() -> str | None:
         year = _copyright_year(dist.read_text(name) if dist is not None else None)
         if year:
             return year
-    root = Path(__file__).resolve().parent.parent  # a source checkout (an editable install older than the licence)
+    root = (
+        Path(__file__).resolve().parent.parent
+    )  # a source checkout (an editable install older than the licence)
     if (root / "pyproject.toml").is_file() and (root / "LICENSE").is_file():
         return _copyright_year((root / "LICENSE").read_text())
     return None
@@ -102,6 +106,7 @@ PAPER_BIBTEX = """@article{czajkowska2021sensors,
   note    = {verify: title, first names and DOI}
 }"""
 
+
 def cite(*, benchmark: bool = True, dataset: bool = True, study: bool = True, paper: bool = True) -> str:
     """The requested BibTeX entries, separated by blank lines."""
     parts = []
@@ -137,30 +142,68 @@ def cite_result(record: dict[str, Any]) -> str:
     """BibTeX for one exact result: benchmark and protocol version, dataset id, revision and content hash,
     checkpoint sha256 per (arch, fold), the method (with its file's sha256 or its own citation)."""
     method, ds = record["method"], record["dataset"]
-    ckpts = [f"{arch} fold {fold} sha256 {c.get('sha256')}" for arch, folds in sorted(record["checkpoints"].items())
-             for fold, c in sorted(folds.items())]
+    ckpts = [
+        f"{arch} fold {fold} sha256 {c.get('sha256')}"
+        for arch, folds in sorted(record["checkpoints"].items())
+        for fold, c in sorted(folds.items())
+    ]
     where = method["source"] + (f", sha256 {method['sha256']}" if method.get("sha256") else "")
-    fingerprint = json.dumps([record["benchmark_version"], ds.get("sha256"), ckpts, method["name"], method.get("sha256"),
-                              record.get("options")], sort_keys=True)
-    key = "hfus_result_" + re.sub(r"[^0-9A-Za-z]+", "_", method["name"]) + "_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
+    fingerprint = json.dumps(
+        [
+            record["benchmark_version"],
+            ds.get("sha256"),
+            ckpts,
+            method["name"],
+            method.get("sha256"),
+            record.get("options"),
+        ],
+        sort_keys=True,
+    )
+    key = (
+        "hfus_result_"
+        + re.sub(r"[^0-9A-Za-z]+", "_", method["name"])
+        + "_"
+        + hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
+    )
     year = str(record.get("timestamp", ""))[:4]
     headline = "; ".join(
-        f"{arch}: {s['mean']:.3f}" for arch, s in record["metrics"].get("hit_rate@1", {}).items() if s["mean"] is not None)
+        f"{arch}: {s['mean']:.3f}"
+        for arch, s in record["metrics"].get("hit_rate@1", {}).items()
+        if s["mean"] is not None
+    )
     fields = [
         ("title", f"hfus-xai-bench result: {_bib_text(method['name'])} on {_bib_text(ds['id'])}"),
-        ("author", "{" + _bib_text(method.get("authors") if isinstance(method.get("authors"), str)
-                                   else " and ".join(method.get("authors") or []) or "unknown") + "}"),
-        ("howpublished", f"result record of hfus-xai-bench {record['benchmark_version']} (protocol v{record['protocol_version']})"),
+        (
+            "author",
+            "{"
+            + _bib_text(
+                method.get("authors")
+                if isinstance(method.get("authors"), str)
+                else " and ".join(method.get("authors") or []) or "unknown"
+            )
+            + "}",
+        ),
+        (
+            "howpublished",
+            f"result record of hfus-xai-bench {record['benchmark_version']} (protocol v{record['protocol_version']})",
+        ),
         ("year", year if year.isdigit() else None),
-        ("note", "; ".join(part for part in (
-            f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, content sha256 {ds.get('sha256')}",
-            "checkpoints: " + ", ".join(ckpts),
-            f"method {_bib_text(method['name'])} ({_bib_text(where)})",
-            f"hit_rate@1 {headline}" if headline else "",
-            f"command: {_bib_text(record['command'])}" if record.get("command") else "",
-            f"recorded {record.get('timestamp', '')}",
-            UNPUBLISHED,
-        ) if part)),
+        (
+            "note",
+            "; ".join(
+                part
+                for part in (
+                    f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, content sha256 {ds.get('sha256')}",
+                    "checkpoints: " + ", ".join(ckpts),
+                    f"method {_bib_text(method['name'])} ({_bib_text(where)})",
+                    f"hit_rate@1 {headline}" if headline else "",
+                    f"command: {_bib_text(record['command'])}" if record.get("command") else "",
+                    f"recorded {record.get('timestamp', '')}",
+                    UNPUBLISHED,
+                )
+                if part
+            ),
+        ),
     ]
     body = ",\n".join(f"  {name:<12} = {{{value}}}" for name, value in fields if value)
     parts = [f"@misc{{{key},\n{body}\n}}", benchmark_bibtex(version=record["benchmark_version"])]

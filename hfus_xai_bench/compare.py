@@ -73,7 +73,9 @@ def _scores_from_rows(rows: Sequence[Mapping[str, Any]]) -> Scores:
         for metric in registry.METRICS.values():
             if not all(v.name in present for v in metric.values):
                 continue
-            values = {v.name: _float_array([row.get(v.name) for row in group], v.dims()) for v in metric.values}
+            values = {
+                v.name: _float_array([row.get(v.name) for row in group], v.dims()) for v in metric.values
+            }
             for o in metric.outputs:
                 scores[metric.key(o)] = _round_array(per_image_output(o, values))
         out.setdefault(arch, {})[fold] = ImageScores(tuple(str(row["image_id"]) for row in group), scores)
@@ -112,10 +114,16 @@ def entry_scores(record: Mapping[str, Any]) -> dict[str, Any] | None:
     scores = image_scores(record)
     if scores is None:
         return None
-    return {arch: {str(fold): {"image_ids": list(part.image_ids),
-                               "scores": {k: [_json_value(float(x)) for x in v] for k, v in part.scores.items()}}
-                   for fold, part in sorted(folds.items())}
-            for arch, folds in scores.items()}
+    return {
+        arch: {
+            str(fold): {
+                "image_ids": list(part.image_ids),
+                "scores": {k: [_json_value(float(x)) for x in v] for k, v in part.scores.items()},
+            }
+            for fold, part in sorted(folds.items())
+        }
+        for arch, folds in scores.items()
+    }
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
@@ -135,6 +143,7 @@ def load_record(path: str | Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ comparability
 
+
 def _short(text: Any) -> str:
     s = str(text)
     return f"{s[:12]}…" if len(s) == 64 else s
@@ -144,21 +153,31 @@ def _folds(record: Mapping[str, Any], arch: str) -> list[int]:
     return sorted(int(f) for f in record["checkpoints"].get(arch, {}))
 
 
-def differences(a: Mapping[str, Any], b: Mapping[str, Any], archs: Sequence[str] | None = None,
-                scores: tuple[Scores | None, Scores | None] | None = None) -> list[str]:
+def differences(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    archs: Sequence[str] | None = None,
+    scores: tuple[Scores | None, Scores | None] | None = None,
+) -> list[str]:
     """What keeps ``a`` and ``b`` from being paired (empty: comparable): dataset id, revision or content
     hash; per shared architecture the folds, checkpoint sha256 and images (ids when both keep per-image
     values, else the image counts). ``archs``: the architectures to check (default: those both evaluated)."""
     out = []
     da, db = a["dataset"], b["dataset"]
-    for field, what in (("id", "dataset"), ("revision", "dataset revision"), ("sha256", "dataset content hash")):
+    for field, what in (
+        ("id", "dataset"),
+        ("revision", "dataset revision"),
+        ("sha256", "dataset content hash"),
+    ):
         if da.get(field) != db.get(field):
             out.append(f"{what} differs (A {_short(da.get(field))}, B {_short(db.get(field))})")
     if archs is None:
         archs = [m for m in a["options"]["models"] if m in b["options"]["models"]]
         if not archs:
-            out.append(f"no architecture in common (A {', '.join(a['options']['models'])}, "
-                       f"B {', '.join(b['options']['models'])})")
+            out.append(
+                f"no architecture in common (A {', '.join(a['options']['models'])}, "
+                f"B {', '.join(b['options']['models'])})"
+            )
     sa, sb = scores if scores is not None else (image_scores(a), image_scores(b))
     for arch in archs:
         fa, fb = _folds(a, arch), _folds(b, arch)
@@ -174,8 +193,10 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], archs: Sequence[str]
                 ia = set(sa[arch][fold].image_ids) if fold in sa[arch] else set()
                 ib = set(sb[arch][fold].image_ids) if fold in sb[arch] else set()
                 if ia != ib:
-                    out.append(f"{arch} fold {fold}: images differ ({len(ia & ib)} shared, {len(ia - ib)} only in A, "
-                               f"{len(ib - ia)} only in B)")
+                    out.append(
+                        f"{arch} fold {fold}: images differ ({len(ia & ib)} shared, {len(ia - ib)} only in A, "
+                        f"{len(ib - ia)} only in B)"
+                    )
         else:
             na, nb = a["counts"][arch]["n_images"], b["counts"][arch]["n_images"]
             if na != nb:
@@ -191,11 +212,15 @@ def check_comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
 
 
 def not_comparable_message(diffs: Sequence[str]) -> str:
-    return ("A and B are not comparable: " + "; ".join(diffs)
-            + "; compare results on the same dataset revision, checkpoints and images")
+    return (
+        "A and B are not comparable: "
+        + "; ".join(diffs)
+        + "; compare results on the same dataset revision, checkpoints and images"
+    )
 
 
 # ------------------------------------------------------------------------------------ differences
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -242,7 +267,9 @@ def _label(key: str) -> str:
     return out.label or key
 
 
-def paired_difference(sa: Mapping[int, ImageScores], sb: Mapping[int, ImageScores], key: str) -> Difference | None:
+def paired_difference(
+    sa: Mapping[int, ImageScores], sb: Mapping[int, ImageScores], key: str
+) -> Difference | None:
     """The paired difference A − B of one output over the images both evaluated (per fold); None when a side
     lacks the output's per-image values."""
     ys_a, ys_b, strata = [], [], []
@@ -266,9 +293,18 @@ def paired_difference(sa: Mapping[int, ImageScores], sb: Mapping[int, ImageScore
     mean_a = float(np.mean([x[ok & (s == f)].mean() for f in folds])) if folds else np.nan
     mean_b = float(np.mean([y[ok & (s == f)].mean() for f in folds])) if folds else np.nan
     _, out = registry.output(key)
-    return Difference(key=key, label=_label(key), direction=out.direction, mean_a=_num(mean_a), mean_b=_num(mean_b),
-                      diff=_num(res.mean), ci95=(_num(res.low), _num(res.high)), n=res.n, n_excluded=res.n_nan,
-                      paired=True)
+    return Difference(
+        key=key,
+        label=_label(key),
+        direction=out.direction,
+        mean_a=_num(mean_a),
+        mean_b=_num(mean_b),
+        diff=_num(res.mean),
+        ci95=(_num(res.low), _num(res.high)),
+        n=res.n,
+        n_excluded=res.n_nan,
+        paired=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -294,7 +330,9 @@ def _setting_notes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     for key in ("target", "sign", "confidence", "seed", "limit"):
         va, vb = a["options"].get(key), b["options"].get(key)
         if va != vb:
-            notes.append(f"{key} differs (A {va}, B {vb}): the scores that depend on it are not computed the same way")
+            notes.append(
+                f"{key} differs (A {va}, B {vb}): the scores that depend on it are not computed the same way"
+            )
     return notes
 
 
@@ -316,26 +354,50 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
         notes.append(f"only in one of the two, not compared: {', '.join(only)}")
     for name, s in (("A", sa), ("B", sb)):
         if s is None:
-            notes.append(f"{name} keeps no per-image values (a leaderboard entry made before they were kept; re-add it "
-                         "from its result JSON with `hfus-bench leaderboard add`): differences of the means, no CI")
+            notes.append(
+                f"{name} keeps no per-image values (a leaderboard entry made before they were kept; re-add it "
+                "from its result JSON with `hfus-bench leaderboard add`): differences of the means, no CI"
+            )
     out: dict[str, tuple[Difference, ...]] = {}
     n_images: dict[str, int] = {}
     for arch in archs:
         rows = []
         for m, o in registry.outputs():
             key = m.key(o)
-            d = paired_difference(sa[arch], sb[arch], key) if sa and sb and arch in sa and arch in sb else None
+            d = (
+                paired_difference(sa[arch], sb[arch], key)
+                if sa and sb and arch in sa and arch in sb
+                else None
+            )
             if d is None:
                 ma, mb = a["metrics"].get(key, {}).get(arch), b["metrics"].get(key, {}).get(arch)
                 if ma is None or mb is None:
                     continue
                 x, y = ma["mean"], mb["mean"]
-                d = Difference(key=key, label=o.label or key, direction=o.direction, mean_a=x, mean_b=y,
-                               diff=None if x is None or y is None else x - y, ci95=(None, None), n=0, n_excluded=0,
-                               paired=False)
+                d = Difference(
+                    key=key,
+                    label=o.label or key,
+                    direction=o.direction,
+                    mean_a=x,
+                    mean_b=y,
+                    diff=None if x is None or y is None else x - y,
+                    ci95=(None, None),
+                    n=0,
+                    n_excluded=0,
+                    paired=False,
+                )
             rows.append(d)
         out[arch] = tuple(rows)
         n_images[arch] = int(a["counts"][arch]["n_images"])
-    checkpoints = {arch: {str(f): a["checkpoints"][arch][str(f)]["sha256"] for f in _folds(a, arch)} for arch in archs}
-    return Comparison(a=a["method"]["name"], b=b["method"]["name"], dataset=dict(a["dataset"]), checkpoints=checkpoints,
-                      n_images=n_images, differences=out, notes=tuple(notes))
+    checkpoints = {
+        arch: {str(f): a["checkpoints"][arch][str(f)]["sha256"] for f in _folds(a, arch)} for arch in archs
+    }
+    return Comparison(
+        a=a["method"]["name"],
+        b=b["method"]["name"],
+        dataset=dict(a["dataset"]),
+        checkpoints=checkpoints,
+        n_images=n_images,
+        differences=out,
+        notes=tuple(notes),
+    )

@@ -73,14 +73,18 @@ class RunConfig:
         try:
             folds = tuple(int(f) for f in parse_list(self.folds, range(NUM_FOLDS)))
         except ValueError as err:
-            raise HfusError(f"--folds must be fold numbers 0..{NUM_FOLDS - 1} or 'all', got {self.folds!r}") from err
+            raise HfusError(
+                f"--folds must be fold numbers 0..{NUM_FOLDS - 1} or 'all', got {self.folds!r}"
+            ) from err
         if not models or not folds:
             raise HfusError("nothing to evaluate: give at least one model and one fold")
         bad = [f for f in folds if not 0 <= f < NUM_FOLDS]
         if bad:
             raise HfusError(f"folds must be in 0..{NUM_FOLDS - 1}, got {bad}")
         if len(set(models)) != len(models) or len(set(folds)) != len(folds):
-            raise HfusError(f"--models and --folds must not repeat a value, got {list(models)} and {list(folds)}")
+            raise HfusError(
+                f"--models and --folds must not repeat a value, got {list(models)} and {list(folds)}"
+            )
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "folds", folds)
         if self.limit is not None and (isinstance(self.limit, bool) or int(self.limit) < 1):
@@ -91,8 +95,10 @@ class RunConfig:
         _choice("sign", self.sign, SIGNS)
         _choice("confidence", self.confidence, CONFIDENCE_UNITS)
         if self.precision == "bf16":
-            raise HfusError("--precision bf16 is not supported yet (the CAM methods break in bf16, PROTOCOL §5.1); "
-                            "use fp32")
+            raise HfusError(
+                "--precision bf16 is not supported yet (the CAM methods break in bf16, PROTOCOL §5.1); "
+                "use fp32"
+            )
         _choice("precision", self.precision, PRECISIONS)
         if not str(self.device):
             raise HfusError("--device must be auto, cpu or cuda[:N]")
@@ -107,7 +113,9 @@ class RunConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             raise HfusError(f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: v for k, v in options.items() if v is not None or k in ("limit", "batch_size", "revision")})
+        return cls(
+            **{k: v for k, v in options.items() if v is not None or k in ("limit", "batch_size", "revision")}
+        )
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (validated again)."""
@@ -124,9 +132,16 @@ class RunConfig:
     def to_options(self, device: torch.device) -> dict[str, Any]:
         """``record["options"]``: the config as run here (device and batch size resolved)."""
         return {
-            "models": list(self.models), "folds": list(self.folds), "limit": self.limit, "target": self.target,
-            "sign": self.sign, "confidence": self.confidence, "batch_size": self.resolved_batch_size(device),
-            "seed": self.seed, "precision": self.precision, "device": str(device),
+            "models": list(self.models),
+            "folds": list(self.folds),
+            "limit": self.limit,
+            "target": self.target,
+            "sign": self.sign,
+            "confidence": self.confidence,
+            "batch_size": self.resolved_batch_size(device),
+            "seed": self.seed,
+            "precision": self.precision,
+            "device": str(device),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,9 +167,16 @@ class RunConfig:
         """The config a result record was made with (``options`` + ``dataset``), with ``changes`` applied."""
         o = record["options"]
         base = {
-            "models": o["models"], "folds": o["folds"], "limit": o["limit"], "target": o["target"],
-            "sign": o["sign"], "confidence": o["confidence"], "batch_size": o.get("batch_size"),
-            "seed": o["seed"], "precision": o.get("precision", "fp32"),
-            "dataset": record["dataset"]["id"], "revision": record["dataset"].get("revision"),
+            "models": o["models"],
+            "folds": o["folds"],
+            "limit": o["limit"],
+            "target": o["target"],
+            "sign": o["sign"],
+            "confidence": o["confidence"],
+            "batch_size": o.get("batch_size"),
+            "seed": o["seed"],
+            "precision": o.get("precision", "fp32"),
+            "dataset": record["dataset"]["id"],
+            "revision": record["dataset"].get("revision"),
         }
         return cls(**{**base, **changes})

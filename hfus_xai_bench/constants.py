@@ -29,7 +29,10 @@ N_IMAGES = 631
 #: The four reference architectures (PROTOCOL §2), in table order, and the short names accepted for them.
 ARCH_NAMES: tuple[str, ...] = ("densenet201", "googlenet", "mobilenet_v2", "resnet101")
 ARCH_ALIASES: dict[str, str] = {
-    "densenet": "densenet201", "mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2", "resnet": "resnet101",
+    "densenet": "densenet201",
+    "mobilenet": "mobilenet_v2",
+    "mobilenetv2": "mobilenet_v2",
+    "resnet": "resnet101",
 }
 
 #: Name of the embedded default dataset (the synthetic track).
@@ -59,3 +62,18 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("hfus-xai-bench"))
+
+
+#: Bootstrap settings of every CI in the protocol (PROTOCOL §4, §7.1.1, §7.3): resamples and numpy seed.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+#: ``randomisation@2`` (PROTOCOL §7.1.1): default number of randomised copies, the CI upper bound a
+#: pass needs, and the degenerate / scored shares that decide "undetermined" / allow a pass.
+RANDOMISATION_COPIES = 3
+RANDOMISATION_PASS_BELOW = 0.5
+RANDOMISATION_MAX_DEGENERATE = 0.5
+RANDOMISATION_MIN_SCORED = 0.5
+
+#: ROAD (PROTOCOL §7.2): fractions of pixels removed.
+ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)

@@ -44,13 +44,17 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise HfusError(f"--shard must be I/N with 0 <= I < N (0-based, e.g. 0/3, 1/3, 2/3), got {self.index}/{self.count}")
+            raise HfusError(
+                f"--shard must be I/N with 0 <= I < N (0-based, e.g. 0/3, 1/3, 2/3), got {self.index}/{self.count}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Shard:
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if not m:
-            raise HfusError(f"--shard must be I/N (0-based job index / number of jobs, e.g. 0/3), got {text!r}")
+            raise HfusError(
+                f"--shard must be I/N (0-based job index / number of jobs, e.g. 0/3), got {text!r}"
+            )
         return cls(int(m.group(1)), int(m.group(2)))
 
     def __str__(self) -> str:
@@ -74,7 +78,9 @@ def detect() -> RankContext | None:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as err:
-        raise HfusError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); start the job with torchrun") from err
+        raise HfusError(
+            f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); start the job with torchrun"
+        ) from err
     if world <= 1:
         return None
     if not 0 <= rank < world:
@@ -124,8 +130,10 @@ def session(ctx: RankContext, device_type: str) -> Iterator[_Session]:
         try:
             dist.init_process_group(backend=backend, timeout=GATHER_TIMEOUT)
         except Exception as err:  # a launcher problem, not a result
-            raise HfusError(f"rank {ctx.rank}: cannot join the torchrun process group ({type(err).__name__}: {err}); "
-                            "start the job with torchrun --nproc-per-node N -m hfus_xai_bench evaluate ...") from err
+            raise HfusError(
+                f"rank {ctx.rank}: cannot join the torchrun process group ({type(err).__name__}: {err}); "
+                "start the job with torchrun --nproc-per-node N -m hfus_xai_bench evaluate ..."
+            ) from err
     try:
         yield _Session(ctx)
     finally:

@@ -15,7 +15,16 @@ if TYPE_CHECKING:
     from .results import FoldScores
 
 _TURBO_KNOTS = np.array(
-    [[48, 18, 59], [70, 107, 227], [40, 188, 235], [50, 241, 152], [164, 252, 60], [239, 198, 46], [244, 100, 30], [122, 4, 3]],
+    [
+        [48, 18, 59],
+        [70, 107, 227],
+        [40, 188, 235],
+        [50, 241, 152],
+        [164, 252, 60],
+        [239, 198, 46],
+        [244, 100, 30],
+        [122, 4, 3],
+    ],
     dtype=np.float32,
 )
 
@@ -30,7 +39,9 @@ def colormap(m255: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, m255: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend an RGB image with the coloured map."""
-    return (image.astype(np.float32) * (1 - alpha) + colormap(m255).astype(np.float32) * alpha).astype(np.uint8)
+    return (image.astype(np.float32) * (1 - alpha) + colormap(m255).astype(np.float32) * alpha).astype(
+        np.uint8
+    )
 
 
 def _tile(panels: Sequence[np.ndarray], caption: str) -> Image.Image:
@@ -64,9 +75,7 @@ def best_worst_figure(runs: Sequence[FoldScores], ds: Any, path: str | Path, k: 
         data = arrays[r]
         slm = np.repeat(data.slms[i][..., None], 3, axis=2)
         label = "best" if rank < min(k, len(candidates)) else "worst"
-        caption = (
-            f"{label}: {run.arch} f{run.fold} {run.image_ids[i]} {CLASSES[run.labels[i]]}->{CLASSES[run.preds[i]]} HR1={hr1:.2f}"
-        )
+        caption = f"{label}: {run.arch} f{run.fold} {run.image_ids[i]} {CLASSES[run.labels[i]]}->{CLASSES[run.preds[i]]} HR1={hr1:.2f}"
         tiles.append(_tile([data.images[i], slm, overlay(data.images[i], run.maps[i])], caption))
     grid = Image.new("RGB", (3 * IMAGE_SIZE, sum(t.height for t in tiles)), "white")
     y = 0

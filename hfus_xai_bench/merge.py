@@ -122,22 +122,37 @@ def evaluate_shard(
     ds = load_dataset(config.dataset, revision=config.revision)
     plan = plan_run(ds, config, device)
     mine = share(plan, shard.index, shard.count)
-    result = run_share(loaded, config, ds, device, mine, progress=progress,
-                       desc=f"{loaded.name} shard {shard} ({len(mine)} of {len(plan)} batches)")
+    result = run_share(
+        loaded,
+        config,
+        ds,
+        device,
+        mine,
+        progress=progress,
+        desc=f"{loaded.name} shard {shard} ({len(mine)} of {len(plan)} batches)",
+    )
     arrays: dict[str, np.ndarray] = {}
     outputs = []
     for j, o in enumerate(result.outputs):
         arrays[f"b{j}__m255"] = o.m255
         for key, value in o.extras.items():
             arrays[f"b{j}__extra__{key}"] = np.asarray(value)
-        outputs.append({
-            "arch": o.batch.arch, "fold": o.batch.fold, "start": o.batch.start, "stop": o.batch.stop,
-            "preds": [int(v) for v in o.preds], "targets": [int(v) for v in o.targets], "failed": list(o.failed),
-            "randomised_failed": None if o.randomised_failed is None else list(o.randomised_failed),
-            "seconds": float(o.seconds), "forward_images": int(o.forward_images),
-            "cost": {k: float(v) for k, v in o.cost.items()},
-            "values": {k: _floats(v) for k, v in o.values.items()},
-        })
+        outputs.append(
+            {
+                "arch": o.batch.arch,
+                "fold": o.batch.fold,
+                "start": o.batch.start,
+                "stop": o.batch.stop,
+                "preds": [int(v) for v in o.preds],
+                "targets": [int(v) for v in o.targets],
+                "failed": list(o.failed),
+                "randomised_failed": None if o.randomised_failed is None else list(o.randomised_failed),
+                "seconds": float(o.seconds),
+                "forward_images": int(o.forward_images),
+                "cost": {k: float(v) for k, v in o.cost.items()},
+                "values": {k: _floats(v) for k, v in o.values.items()},
+            }
+        )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = shard_name(loaded.name, shard)
@@ -151,17 +166,24 @@ def evaluate_shard(
     record = {
         "kind": SHARD_KIND,
         "schema_version": SHARD_SCHEMA_VERSION,
-        "shard": {"index": shard.index, "count": shard.count, "n_batches_plan": len(plan),
-                  "batches": [[b.arch, b.fold, b.start, b.stop] for b in mine]},
+        "shard": {
+            "index": shard.index,
+            "count": shard.count,
+            "n_batches_plan": len(plan),
+            "batches": [[b.arch, b.fold, b.start, b.stop] for b in mine],
+        },
         "method": method_record(loaded),
         "options": config.to_options(device),
         "dataset": dataset_provenance(ds),
-        "folds": [{"arch": a, "fold": f, "checkpoint": v["checkpoint"], "cost": v["cost"]}
-                  for (a, f), v in result.folds.items()],
+        "folds": [
+            {"arch": a, "fold": f, "checkpoint": v["checkpoint"], "cost": v["cost"]}
+            for (a, f), v in result.folds.items()
+        ],
         "outputs": outputs,
         "save_maps": bool(save_maps),
-        "environment": run_environment(device, shards=shard.count, threads=torch.get_num_threads(),
-                                       launcher="shard"),
+        "environment": run_environment(
+            device, shards=shard.count, threads=torch.get_num_threads(), launcher="shard"
+        ),
         "command": command,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "maps_file": {"path": maps_path.name, "sha256": hashlib.sha256(data).hexdigest()},
@@ -185,15 +207,19 @@ def load_shard(path: str | Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("kind") != SHARD_KIND:
         raise HfusError(f"{path} is not a shard record (written by `hfus-bench evaluate ... --shard I/N`)")
     if record.get("schema_version") != SHARD_SCHEMA_VERSION:
-        raise HfusError(f"{path}: shard schema version {record.get('schema_version')}, this package reads "
-                        f"{SHARD_SCHEMA_VERSION}; merge with the version that wrote it")
+        raise HfusError(
+            f"{path}: shard schema version {record.get('schema_version')}, this package reads "
+            f"{SHARD_SCHEMA_VERSION}; merge with the version that wrote it"
+        )
     maps_path = path.parent / record["maps_file"]["path"]
     if not maps_path.is_file():
         raise HfusError(f"{path}: its maps file {maps_path.name} is missing (shards carry their maps)")
     actual = sha256_file(maps_path)
     if actual != record["maps_file"]["sha256"]:
-        raise HfusError(f"{path}: maps file {maps_path.name} has sha256 {actual}, the shard records "
-                        f"{record['maps_file']['sha256']}")
+        raise HfusError(
+            f"{path}: maps file {maps_path.name} has sha256 {actual}, the shard records "
+            f"{record['maps_file']['sha256']}"
+        )
     with np.load(maps_path, allow_pickle=False) as npz:
         record["_maps"] = {k: npz[k] for k in npz.files}
     record["_path"] = str(path)
@@ -209,21 +235,34 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
     name0 = Path(first["_path"]).name
     for sh in shards[1:]:
         name = Path(sh["_path"]).name
-        for key, what in (("method", "method (METADATA, file sha256)"), ("dataset", "dataset (id, revision, content hash)")):
+        for key, what in (
+            ("method", "method (METADATA, file sha256)"),
+            ("dataset", "dataset (id, revision, content hash)"),
+        ):
             a, b = first[key], sh[key]
             if key == "dataset":
                 a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
                 b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
             if a != b:
                 diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise HfusError(f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
-                                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run")
+                raise HfusError(
+                    f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
+                    f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
+                )
         if _device_kind(sh["options"]) != _device_kind(first["options"]):
-            diff = sorted(k for k in first["options"] if _device_kind(sh["options"]).get(k) != _device_kind(first["options"]).get(k))
-            raise HfusError(f"{name} and {name0} were run with different options ({', '.join(diff)}); "
-                            "every shard must use the same flags")
+            diff = sorted(
+                k
+                for k in first["options"]
+                if _device_kind(sh["options"]).get(k) != _device_kind(first["options"]).get(k)
+            )
+            raise HfusError(
+                f"{name} and {name0} were run with different options ({', '.join(diff)}); "
+                "every shard must use the same flags"
+            )
         if sh["shard"]["count"] != first["shard"]["count"]:
-            raise HfusError(f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}")
+            raise HfusError(
+                f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}"
+            )
         if sh.get("save_maps") != first.get("save_maps"):
             raise HfusError(f"{name} and {name0} differ in --save-maps; run every shard with the same flags")
     count = first["shard"]["count"]
@@ -235,20 +274,26 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
         seen[idx] = Path(sh["_path"]).name
     missing = sorted(set(range(count)) - set(seen))
     if missing:
-        raise HfusError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: a merge needs all {count} "
-                        f"shards (got {', '.join(f'{i}/{count}' for i in sorted(seen))})")
+        raise HfusError(
+            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: a merge needs all {count} "
+            f"shards (got {', '.join(f'{i}/{count}' for i in sorted(seen))})"
+        )
     checkpoints: dict[tuple[str, int], tuple[str, dict]] = {}
     for sh in shards:
         for entry in sh["folds"]:
             key = (entry["arch"], int(entry["fold"]))
             if key in checkpoints and checkpoints[key][1] != entry["checkpoint"]:
-                raise HfusError(f"{Path(sh['_path']).name} used another {key[0]} fold {key[1]} checkpoint "
-                                f"({entry['checkpoint'].get('sha256')}) than {checkpoints[key][0]} "
-                                f"({checkpoints[key][1].get('sha256')})")
+                raise HfusError(
+                    f"{Path(sh['_path']).name} used another {key[0]} fold {key[1]} checkpoint "
+                    f"({entry['checkpoint'].get('sha256')}) than {checkpoints[key][0]} "
+                    f"({checkpoints[key][1].get('sha256')})"
+                )
             checkpoints.setdefault(key, (Path(sh["_path"]).name, entry["checkpoint"]))
 
 
-def merge_shards(paths: Sequence[str | Path], *, out: str | Path, figure: bool = True, command: str | None = None) -> Result:
+def merge_shards(
+    paths: Sequence[str | Path], *, out: str | Path, figure: bool = True, command: str | None = None
+) -> Result:
     """Check that the shard records ``paths`` belong together and complete each other, score them as one run and
     write the record (+ maps with ``--save-maps`` shards, + figure) under ``out``; returns the result."""
     from .config import RunConfig
@@ -266,8 +311,10 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, figure: bool =
     ds = load_dataset(first["dataset"]["id"], revision=first["dataset"]["revision"])
     prov = dataset_provenance(ds)
     if prov.get("sha256") != first["dataset"].get("sha256"):
-        raise HfusError(f"the shards were made on {first['dataset']['id']} with content hash {first['dataset'].get('sha256')}, "
-                        f"this machine loads {prov.get('sha256')}; merge where the data are the same")
+        raise HfusError(
+            f"the shards were made on {first['dataset']['id']} with content hash {first['dataset'].get('sha256')}, "
+            f"this machine loads {prov.get('sha256')}; merge where the data are the same"
+        )
     plan = plan_batches(fold_sizes(ds, config), int(first["options"]["batch_size"]))
     expected = {(b.arch, b.fold, b.start, b.stop) for b in plan}
     got: dict[tuple[str, int, int, int], str] = {}
@@ -275,7 +322,9 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, figure: bool =
     for sh in shards:
         name = Path(sh["_path"]).name
         if sh["shard"]["n_batches_plan"] != len(plan):
-            raise HfusError(f"{name} was cut from a plan of {sh['shard']['n_batches_plan']} batches, this run has {len(plan)}")
+            raise HfusError(
+                f"{name} was cut from a plan of {sh['shard']['n_batches_plan']} batches, this run has {len(plan)}"
+            )
         outputs = []
         for j, o in enumerate(sh["outputs"]):
             key = (o["arch"], int(o["fold"]), int(o["start"]), int(o["stop"]))
@@ -287,27 +336,55 @@ def merge_shards(paths: Sequence[str | Path], *, out: str | Path, figure: bool =
             maps = sh["_maps"]
             if f"b{j}__m255" not in maps:
                 raise HfusError(f"{name}: its maps file lacks batch {j}")
-            extras = {k.split("__extra__", 1)[1]: v for k, v in maps.items() if k.startswith(f"b{j}__extra__")}
-            outputs.append(BatchOutput(
-                batch=Batch(*key), preds=np.array(o["preds"], np.int64), targets=np.array(o["targets"], np.int64),
-                m255=maps[f"b{j}__m255"], failed=list(o["failed"]), seconds=float(o["seconds"]),
-                forward_images=int(o["forward_images"]), extras=extras, randomised_failed=o["randomised_failed"],
-                values={k: _array(v) for k, v in o["values"].items()}, cost=dict(o["cost"]),
-            ))
-        folds = {(e["arch"], int(e["fold"])): {"checkpoint": e["checkpoint"], "cost": e["cost"]} for e in sh["folds"]}
-        shares.append(ShareOutput(outputs=outputs, folds=folds, threads=sh["environment"]["run"]["threads_per_process"]))
+            extras = {
+                k.split("__extra__", 1)[1]: v for k, v in maps.items() if k.startswith(f"b{j}__extra__")
+            }
+            outputs.append(
+                BatchOutput(
+                    batch=Batch(*key),
+                    preds=np.array(o["preds"], np.int64),
+                    targets=np.array(o["targets"], np.int64),
+                    m255=maps[f"b{j}__m255"],
+                    failed=list(o["failed"]),
+                    seconds=float(o["seconds"]),
+                    forward_images=int(o["forward_images"]),
+                    extras=extras,
+                    randomised_failed=o["randomised_failed"],
+                    values={k: _array(v) for k, v in o["values"].items()},
+                    cost=dict(o["cost"]),
+                )
+            )
+        folds = {
+            (e["arch"], int(e["fold"])): {"checkpoint": e["checkpoint"], "cost": e["cost"]}
+            for e in sh["folds"]
+        }
+        shares.append(
+            ShareOutput(outputs=outputs, folds=folds, threads=sh["environment"]["run"]["threads_per_process"])
+        )
     missing = sorted(expected - set(got))
     if missing:
-        raise HfusError(f"the shards do not cover the run: {len(missing)} batch(es) missing, e.g. {missing[0]}")
+        raise HfusError(
+            f"the shards do not cover the run: {len(missing)} batch(es) missing, e.g. {missing[0]}"
+        )
     method_name = first["method"]["name"]
     save_maps = bool(first.get("save_maps"))
     runs = score_shares(method_name, config, ds, shares, keep_maps=save_maps or figure)
     threads = sorted({sh.threads for sh in shares})
     env = dict(first["environment"])
-    env["run"] = {"launcher": "shards", "world_size": 1, "shards": first["shard"]["count"],
-                  "threads_per_process": threads[0] if len(threads) == 1 else threads,
-                  "merge_command": command}
-    result = build_result(first["method"], runs, options=first["options"], dataset=first["dataset"], environment=env,
-                          command=_strip_shard_flag(first.get("command")))
+    env["run"] = {
+        "launcher": "shards",
+        "world_size": 1,
+        "shards": first["shard"]["count"],
+        "threads_per_process": threads[0] if len(threads) == 1 else threads,
+        "merge_command": command,
+    }
+    result = build_result(
+        first["method"],
+        runs,
+        options=first["options"],
+        dataset=first["dataset"],
+        environment=env,
+        command=_strip_shard_flag(first.get("command")),
+    )
     write_outputs(result, runs, ds, out, method_name, save_maps=save_maps, figure=figure)
     return result

@@ -102,7 +102,9 @@ def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[
     per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
     from .metrics import summarize as summarize_images
 
-    fold_means = {str(run.fold): summarize_images(v, n_resamples=1)["mean"] for run, v in zip(runs, values, strict=True)}
+    fold_means = {
+        str(run.fold): summarize_images(v, n_resamples=1)["mean"] for run, v in zip(runs, values, strict=True)
+    }
     finite = [m for m in fold_means.values() if m is not None]
     labels = np.concatenate([run.labels for run in runs])
     correct = np.concatenate([run.preds == run.labels for run in runs])
@@ -148,8 +150,12 @@ def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
     }
     if runs and all(run.randomised_failed is not None for run in runs):
         # the randomised model's failures (PROTOCOL §7.1), over the images evaluated in §4
-        rand = [r for run in runs for r, f in zip(run.randomised_failed, run.failed, strict=True)
-                if r is not None and f is None]
+        rand = [
+            r
+            for run in runs
+            for r, f in zip(run.randomised_failed, run.failed, strict=True)
+            if r is not None and f is None
+        ]
         out["randomised_failed"] = len(rand)
         out["randomised_failures"] = dict(sorted(Counter(r.split(":", 1)[0] for r in rand).items()))
     return out
@@ -252,13 +258,25 @@ class Result:
         metrics = self.record["metrics"]
         cols: list[tuple[str, str, bool]] = []  # (record key, header, is a pass table)
         for metric in registry.METRICS.values():
-            shown = [(metric.key(o), o.label, False) for o in metric.outputs if o.label and metric.key(o) in metrics]
-            passes = [(metric.key(t), "pass", True) for t in metric.tables if t.name == "pass" and metric.key(t) in metrics]
+            shown = [
+                (metric.key(o), o.label, False)
+                for o in metric.outputs
+                if o.label and metric.key(o) in metrics
+            ]
+            passes = [
+                (metric.key(t), "pass", True)
+                for t in metric.tables
+                if t.name == "pass" and metric.key(t) in metrics
+            ]
             cols += shown + (passes if shown else [])
         rows = []
         for arch in self.record["options"]["models"]:
             counts = self.record["counts"][arch]
-            row = [arch, f"{counts['n_evaluated']}/{counts['n_images']}", f"{self.record['classification'][arch]['accuracy']:.3f}"]
+            row = [
+                arch,
+                f"{counts['n_evaluated']}/{counts['n_images']}",
+                f"{self.record['classification'][arch]['accuracy']:.3f}",
+            ]
             for key, _label, is_pass in cols:
                 s = metrics[key].get(arch)
                 if is_pass:
@@ -351,7 +369,11 @@ def schema(name: str = "result") -> dict[str, Any]:
 
 def write_schema_files(folder: str | Path | None = None) -> list[Path]:
     """Rewrite the ``metrics`` section of the shipped schema files from the registry (after adding a metric)."""
-    base = Path(folder) if folder is not None else Path(str(resources.files("hfus_xai_bench").joinpath("schemas")))
+    base = (
+        Path(folder)
+        if folder is not None
+        else Path(str(resources.files("hfus_xai_bench").joinpath("schemas")))
+    )
     written = []
     for name in SCHEMA_NAMES:
         path = base / f"{name}.schema.json"

@@ -126,14 +126,21 @@ class BatchOutput:
 def checkpoint_summary(info: Any) -> dict[str, Any]:
     """``record["checkpoints"][arch][fold]``: name, sha256, dataset revision, test accuracy of the card."""
     ckpt = info.checkpoint
-    return {"name": ckpt.name, "sha256": ckpt.sha256, "dataset_revision": ckpt.dataset_revision,
-            "test_accuracy": ckpt.accuracy}
+    return {
+        "name": ckpt.name,
+        "sha256": ckpt.sha256,
+        "dataset_revision": ckpt.dataset_revision,
+        "test_accuracy": ckpt.accuracy,
+    }
 
 
 def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[Batch]:
     """Whole batches in processing order: (arch, fold) in the given order, then image ranges."""
-    return [Batch(arch, fold, start, min(start + batch_size, n))
-            for (arch, fold), n in n_images.items() for start in range(0, n, batch_size)]
+    return [
+        Batch(arch, fold, start, min(start + batch_size, n))
+        for (arch, fold), n in n_images.items()
+        for start in range(0, n, batch_size)
+    ]
 
 
 def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -153,10 +160,17 @@ def fold_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
     return [m for m in registry_metrics(metrics) if m.needs != "model"]
 
 
-def _context(spec: Any, model: torch.nn.Module, config: RunConfig, device: torch.device, prior: torch.Tensor) -> ExplainContext:
+def _context(
+    spec: Any, model: torch.nn.Module, config: RunConfig, device: torch.device, prior: torch.Tensor
+) -> ExplainContext:
     return ExplainContext(
-        arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device, head=spec.head(model),
-        seed=config.seed, batch_size=config.resolved_batch_size(device), depth_prior=prior,
+        arch=spec.name,
+        target_layer=spec.resolve_target_layer(model),
+        device=device,
+        head=spec.head(model),
+        seed=config.seed,
+        batch_size=config.resolved_batch_size(device),
+        depth_prior=prior,
     )
 
 
@@ -187,18 +201,38 @@ def share(batches: Sequence[Batch], index: int, count: int) -> list[Batch]:
     return list(batches[index::count])
 
 
-def fold_meta(ds: Any, arch: str, fold: int, config: RunConfig, checkpoint: dict[str, Any],
-              cost: dict[str, float] | None = None) -> FoldMeta:
+def fold_meta(
+    ds: Any,
+    arch: str,
+    fold: int,
+    config: RunConfig,
+    checkpoint: dict[str, Any],
+    cost: dict[str, float] | None = None,
+) -> FoldMeta:
     """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs of the run's images (no image decoded)."""
     from .data.dataset import fold_arrays
 
     meta = fold_arrays(ds, fold, "test", rows=range(_fold_size(ds, fold, config)), images=False)
-    return FoldMeta(arch=get_arch(arch).name, fold=fold, checkpoint=checkpoint, image_ids=meta.image_ids,
-                    labels=meta.labels, slms=meta.slms, cost=dict(cost or {}))
+    return FoldMeta(
+        arch=get_arch(arch).name,
+        fold=fold,
+        checkpoint=checkpoint,
+        image_ids=meta.image_ids,
+        labels=meta.labels,
+        slms=meta.slms,
+        cost=dict(cost or {}),
+    )
 
 
-def prepare_fold(method: Method, arch: str, fold: int, ds: Any, config: RunConfig, device: torch.device,
-                 batches: Sequence[Batch] | None = None) -> FoldJob:
+def prepare_fold(
+    method: Method,
+    arch: str,
+    fold: int,
+    ds: Any,
+    config: RunConfig,
+    device: torch.device,
+    batches: Sequence[Batch] | None = None,
+) -> FoldJob:
     """Load the checkpoint of (arch, fold), decode the test images of ``batches`` only (default: all the run
     evaluates), and build the method for the model and for its randomised copy (PROTOCOL §7.1). The depth
     prior comes from :func:`hfus_xai_bench.data.dataset.depth_prior` (cached per dataset and fold)."""
@@ -211,7 +245,11 @@ def prepare_fold(method: Method, arch: str, fold: int, ds: Any, config: RunConfi
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     n = _fold_size(ds, fold, config)
-    rows = sorted({i for b in batches for i in range(b.start, b.stop)}) if batches is not None else list(range(n))
+    rows = (
+        sorted({i for b in batches for i in range(b.start, b.stop)})
+        if batches is not None
+        else list(range(n))
+    )
     if rows and rows[-1] >= n:
         raise HfusError(f"{spec.name} fold {fold}: batch rows beyond the {n} images of the run")
     meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
@@ -224,9 +262,20 @@ def prepare_fold(method: Method, arch: str, fold: int, ds: Any, config: RunConfi
     rand = randomised_model(model, seed=config.seed)
     rand_explainer = method.build(rand, _context(spec, rand, config, device, prior))
     return FoldJob(
-        arch=spec.name, fold=fold, model=model, checkpoint=checkpoint_summary(info), image_ids=meta.image_ids,
-        images=images, labels=meta.labels, slms=meta.slms, explainer=explainer, method=method, device=device,
-        randomised=rand, randomised_explainer=rand_explainer, cost={"seconds_randomised": time.perf_counter() - tic},
+        arch=spec.name,
+        fold=fold,
+        model=model,
+        checkpoint=checkpoint_summary(info),
+        image_ids=meta.image_ids,
+        images=images,
+        labels=meta.labels,
+        slms=meta.slms,
+        explainer=explainer,
+        method=method,
+        device=device,
+        randomised=rand,
+        randomised_explainer=rand_explainer,
+        cost={"seconds_randomised": time.perf_counter() - tic},
     )
 
 
@@ -245,8 +294,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _explain(explainer: Any, model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor, job: FoldJob,
-             config: RunConfig) -> tuple[torch.Tensor, list[str | None], float, int]:
+def _explain(
+    explainer: Any,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    job: FoldJob,
+    config: RunConfig,
+) -> tuple[torch.Tensor, list[str | None], float, int]:
     """Run the method on one batch and post-process (§3.1): m255, failure reasons, seconds, forward images."""
     count, handle = _forward_counter(model)
     _sync(job.device)
@@ -261,7 +316,9 @@ def _explain(explainer: Any, model: torch.nn.Module, x: torch.Tensor, targets: t
     return m255, reasons, seconds, count[0]
 
 
-def run_batch(job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[Metric] | None = None) -> BatchOutput:
+def run_batch(
+    job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[Metric] | None = None
+) -> BatchOutput:
     """One batch: predict, pick the targets, run the method on the model and on its randomised copy, post-process
     the maps (PROTOCOL §3, §7.1) and score the model-based metrics on this batch (:func:`batch_metrics`)."""
     device = job.device
@@ -278,19 +335,29 @@ def run_batch(job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[M
     extras: dict[str, np.ndarray] = {}
     rand_failed = None
     if job.randomised is not None:
-        m255_r, reasons_r, seconds_r, forwards_r = _explain(job.randomised_explainer, job.randomised, x, targets, job,
-                                                            config)
+        m255_r, reasons_r, seconds_r, forwards_r = _explain(
+            job.randomised_explainer, job.randomised, x, targets, job, config
+        )
         # an all-zero randomised map is a constant map (ρ rules of §7.1), not a failure of the randomised model
         rand_failed = [None if r in (None, FAIL_EMPTY) else r for r in reasons_r]
-        extras = {"m255_randomised": m255_r.cpu().numpy(), "randomised_ok": np.array([r is None for r in rand_failed])}
+        extras = {
+            "m255_randomised": m255_r.cpu().numpy(),
+            "randomised_ok": np.array([r is None for r in rand_failed]),
+        }
         cost.update(seconds_randomised=seconds_r, forward_images_randomised=float(forwards_r))
     m255_np = m255.cpu().numpy()
     values: dict[str, np.ndarray] = {}
     chosen = batch_metrics(metrics)
     if chosen:
         inputs = ScoringInputs(
-            m255=m255_np, slms=job.slms[sl], image_ids=job.image_ids[sl], labels=job.labels[sl],
-            targets=targets.cpu().numpy(), ok=np.array([r is None for r in reasons], bool), model=job.model, images=x,
+            m255=m255_np,
+            slms=job.slms[sl],
+            image_ids=job.image_ids[sl],
+            labels=job.labels[sl],
+            targets=targets.cpu().numpy(),
+            ok=np.array([r is None for r in reasons], bool),
+            model=job.model,
+            images=x,
             extras=dict(extras),
         )
         _sync(device)
@@ -299,32 +366,57 @@ def run_batch(job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[M
         _sync(device)
         cost["seconds_metrics"] = time.perf_counter() - tic
         cost.update(inputs.cost)
-    return BatchOutput(batch=batch, preds=preds.cpu().numpy(), targets=targets.cpu().numpy(), m255=m255_np,
-                       failed=reasons, seconds=seconds, forward_images=forwards, extras=extras,
-                       randomised_failed=rand_failed, values=values, cost=cost)
+    return BatchOutput(
+        batch=batch,
+        preds=preds.cpu().numpy(),
+        targets=targets.cpu().numpy(),
+        m255=m255_np,
+        failed=reasons,
+        seconds=seconds,
+        forward_images=forwards,
+        extras=extras,
+        randomised_failed=rand_failed,
+        values=values,
+        cost=cost,
+    )
 
 
 def scoring_config(config: RunConfig) -> ScoringConfig:
     return ScoringConfig(confidence=config.confidence, seed=config.seed)
 
 
-def score_fold_outputs(job: FoldMeta, outputs: Sequence[BatchOutput], config: RunConfig, *, keep_maps: bool,
-                       metrics: Sequence[Metric] | None = None) -> FoldScores:
+def score_fold_outputs(
+    job: FoldMeta,
+    outputs: Sequence[BatchOutput],
+    config: RunConfig,
+    *,
+    keep_maps: bool,
+    metrics: Sequence[Metric] | None = None,
+) -> FoldScores:
     """Gather the batch outputs of one fold (in batch order): the model-based values they carry, plus the
     maps-only metrics (:func:`fold_metrics`) scored on the whole fold."""
     outputs = sorted(outputs, key=lambda o: o.batch.start)
     n = len(job.image_ids)
     starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
     if not outputs or starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1]:
-        raise HfusError(f"{job.arch} fold {job.fold}: the batch outputs do not cover images 0..{n} exactly once")
+        raise HfusError(
+            f"{job.arch} fold {job.fold}: the batch outputs do not cover images 0..{n} exactly once"
+        )
     m255 = np.concatenate([o.m255 for o in outputs])
     failed = [r for o in outputs for r in o.failed]
     targets = np.concatenate([o.targets for o in outputs]).astype(np.int64)
     extras = dict(job.extras)
     for key in {k for o in outputs for k in o.extras}:
         extras[key] = np.concatenate([o.extras[key] for o in outputs])
-    inputs = ScoringInputs(m255=m255, slms=job.slms, image_ids=job.image_ids, labels=job.labels, targets=targets,
-                           ok=np.array([r is None for r in failed], bool), extras=extras)
+    inputs = ScoringInputs(
+        m255=m255,
+        slms=job.slms,
+        image_ids=job.image_ids,
+        labels=job.labels,
+        targets=targets,
+        ok=np.array([r is None for r in failed], bool),
+        extras=extras,
+    )
     values = score_fold(inputs, fold_metrics(metrics), config=scoring_config(config))
     for key in {k for o in outputs for k in o.values}:
         values[key] = np.concatenate([o.values[key] for o in outputs])
@@ -336,11 +428,21 @@ def score_fold_outputs(job: FoldMeta, outputs: Sequence[BatchOutput], config: Ru
     if all(o.randomised_failed is not None for o in outputs):
         rand_failed = [r for o in outputs for r in o.randomised_failed]
     return FoldScores(
-        arch=job.arch, fold=job.fold, checkpoint=job.checkpoint, image_ids=job.image_ids, labels=job.labels,
-        preds=np.concatenate([o.preds for o in outputs]).astype(np.int64), targets=targets, failed=failed,
-        values=values, seconds=sum(o.seconds for o in outputs), forward_images=sum(o.forward_images for o in outputs),
-        maps=m255 if keep_maps else None, randomised_failed=rand_failed,
-        randomised_maps=extras.get("m255_randomised") if keep_maps else None, cost=cost,
+        arch=job.arch,
+        fold=job.fold,
+        checkpoint=job.checkpoint,
+        image_ids=job.image_ids,
+        labels=job.labels,
+        preds=np.concatenate([o.preds for o in outputs]).astype(np.int64),
+        targets=targets,
+        failed=failed,
+        values=values,
+        seconds=sum(o.seconds for o in outputs),
+        forward_images=sum(o.forward_images for o in outputs),
+        maps=m255 if keep_maps else None,
+        randomised_failed=rand_failed,
+        randomised_maps=extras.get("m255_randomised") if keep_maps else None,
+        cost=cost,
     )
 
 
@@ -352,7 +454,9 @@ def write_maps(runs: Sequence[FoldScores], path: Path) -> str:
             raise HfusError(f"{run.arch} fold {run.fold} kept no maps; evaluate with save_maps=True")
         arrays[f"{run.arch}__fold{run.fold}__maps"] = run.maps
         arrays[f"{run.arch}__fold{run.fold}__image_ids"] = np.array(run.image_ids)
-        if run.randomised_maps is not None:  # PROTOCOL §7.1: verify re-scores randomisation@1 exactly from these
+        if (
+            run.randomised_maps is not None
+        ):  # PROTOCOL §7.1: verify re-scores randomisation@1 exactly from these
             arrays[f"{run.arch}__fold{run.fold}__maps_randomised"] = run.randomised_maps
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -373,14 +477,28 @@ class ShareOutput:
     threads: int = 1
 
 
-def run_share(method: Method, config: RunConfig, ds: Any, device: torch.device, batches: Sequence[Batch], *,
-              progress: bool, desc: str | None = None, metrics: Sequence[Metric] | None = None) -> ShareOutput:
+def run_share(
+    method: Method,
+    config: RunConfig,
+    ds: Any,
+    device: torch.device,
+    batches: Sequence[Batch],
+    *,
+    progress: bool,
+    desc: str | None = None,
+    metrics: Sequence[Metric] | None = None,
+) -> ShareOutput:
     """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only the
     images of these batches decoded; the model-based metrics are scored per batch (:func:`run_batch`)."""
     outputs: list[BatchOutput] = []
     folds: dict[tuple[str, int], dict[str, Any]] = {}
-    bar = tqdm(total=sum(b.stop - b.start for b in batches), desc=desc or method.name, unit="img",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=sum(b.stop - b.start for b in batches),
+        desc=desc or method.name,
+        unit="img",
+        disable=not progress,
+        leave=False,
+    )
     job: FoldJob | None = None
     for batch in batches:
         if job is None or (job.arch, job.fold) != (batch.arch, batch.fold):
@@ -397,8 +515,16 @@ def run_share(method: Method, config: RunConfig, ds: Any, device: torch.device, 
     return ShareOutput(outputs=outputs, folds=folds, threads=torch.get_num_threads())
 
 
-def score_shares(method_name: str, config: RunConfig, ds: Any, shares: Sequence[ShareOutput], *, keep_maps: bool,
-                 metrics: Sequence[Metric] | None = None, keys: Sequence[tuple[str, int]] | None = None) -> list[FoldScores]:
+def score_shares(
+    method_name: str,
+    config: RunConfig,
+    ds: Any,
+    shares: Sequence[ShareOutput],
+    *,
+    keep_maps: bool,
+    metrics: Sequence[Metric] | None = None,
+    keys: Sequence[tuple[str, int]] | None = None,
+) -> list[FoldScores]:
     """Gather the shares of a run (every batch of the plan exactly once) and score each (arch, fold) in run order
     (``keys``: only these) with :func:`score_fold_outputs`; an (arch, fold) where every image fails is an error."""
     runs: list[FoldScores] = []
@@ -410,15 +536,19 @@ def score_shares(method_name: str, config: RunConfig, ds: Any, shares: Sequence[
         for key, entry in sh.folds.items():
             have = info.setdefault(key, {"checkpoint": entry["checkpoint"], "cost": {}})
             if have["checkpoint"] != entry["checkpoint"]:
-                raise HfusError(f"{key[0]} fold {key[1]}: the processes used different checkpoints "
-                                f"({have['checkpoint'].get('sha256')} vs {entry['checkpoint'].get('sha256')})")
+                raise HfusError(
+                    f"{key[0]} fold {key[1]}: the processes used different checkpoints "
+                    f"({have['checkpoint'].get('sha256')} vs {entry['checkpoint'].get('sha256')})"
+                )
             for k, v in entry["cost"].items():
                 have["cost"][k] = have["cost"].get(k, 0.0) + v
     for arch, fold in keys if keys is not None else fold_sizes(ds, config):
         if (arch, fold) not in info:
             raise HfusError(f"{arch} fold {fold}: no process ran any of its batches")
         meta = fold_meta(ds, arch, fold, config, info[(arch, fold)]["checkpoint"], info[(arch, fold)]["cost"])
-        scores = score_fold_outputs(meta, by_fold.get((arch, fold), []), config, keep_maps=keep_maps, metrics=metrics)
+        scores = score_fold_outputs(
+            meta, by_fold.get((arch, fold), []), config, keep_maps=keep_maps, metrics=metrics
+        )
         if all(r is not None for r in scores.failed):
             reason = Counter(scores.failed).most_common(1)[0][0]
             raise HfusError(f"method {method_name!r} failed on every image of {arch} fold {fold}: {reason}")
@@ -426,32 +556,59 @@ def score_shares(method_name: str, config: RunConfig, ds: Any, shares: Sequence[
     return runs
 
 
-def run(method: Method, config: RunConfig, ds: Any, device: torch.device, *, keep_maps: bool, progress: bool) -> list[FoldScores]:
+def run(
+    method: Method, config: RunConfig, ds: Any, device: torch.device, *, keep_maps: bool, progress: bool
+) -> list[FoldScores]:
     """All (arch, fold) of the config in one process, batch by batch, scored fold by fold as it completes."""
     plan = plan_run(ds, config, device)
     runs: list[FoldScores] = []
     for key in fold_sizes(ds, config):
         batches = [b for b in plan if (b.arch, b.fold) == key]
-        shared = run_share(method, config, ds, device, batches, progress=progress,
-                           desc=f"{method.name} {key[0]} fold {key[1]}")
+        shared = run_share(
+            method,
+            config,
+            ds,
+            device,
+            batches,
+            progress=progress,
+            desc=f"{method.name} {key[0]} fold {key[1]}",
+        )
         runs += score_shares(method.name, config, ds, [shared], keep_maps=keep_maps, keys=[key])
     return runs
 
 
-def run_environment(device: torch.device, *, world_size: int = 1, shards: int | None = None,
-                    threads: int | list[int] | None = None, launcher: str = "single process") -> dict[str, Any]:
+def run_environment(
+    device: torch.device,
+    *,
+    world_size: int = 1,
+    shards: int | None = None,
+    threads: int | list[int] | None = None,
+    launcher: str = "single process",
+) -> dict[str, Any]:
     """``record["environment"]``: :func:`runtime.environment` plus ``run``, how the run was split (PROTOCOL §8):
     world size (torchrun ranks), shards (job-array parts merged), torch threads per process."""
     from .runtime import environment
 
     env = environment(device)
-    env["run"] = {"launcher": launcher, "world_size": int(world_size), "shards": shards,
-                  "threads_per_process": torch.get_num_threads() if threads is None else threads}
+    env["run"] = {
+        "launcher": launcher,
+        "world_size": int(world_size),
+        "shards": shards,
+        "threads_per_process": torch.get_num_threads() if threads is None else threads,
+    }
     return env
 
 
-def write_outputs(result: Result, runs: Sequence[FoldScores], ds: Any, out: str | Path, name: str, *, save_maps: bool,
-                  figure: bool) -> None:
+def write_outputs(
+    result: Result,
+    runs: Sequence[FoldScores],
+    ds: Any,
+    out: str | Path,
+    name: str,
+    *,
+    save_maps: bool,
+    figure: bool,
+) -> None:
     """Write ``<name>.json`` (+ ``<name>.maps.npz`` with ``save_maps``, + ``<name>.png`` with ``figure``) into
     ``out``: each file is written to a temporary name first and renamed into place, record last."""
     import os
@@ -507,21 +664,46 @@ def evaluate(
         config = config.replace(**options)
     ctx = distributed.detect()
     if ctx is not None:
-        return _evaluate_ranks(method, config, ctx, out=out, save_maps=save_maps, figure=figure, progress=progress,
-                               command=command)
+        return _evaluate_ranks(
+            method,
+            config,
+            ctx,
+            out=out,
+            save_maps=save_maps,
+            figure=figure,
+            progress=progress,
+            command=command,
+        )
     loaded = method if isinstance(method, Method) else load_method(method)
     device = config.resolve_device()
     ds = load_dataset(config.dataset, revision=config.revision)
-    runs = run(loaded, config, ds, device, keep_maps=save_maps or (figure and out is not None), progress=progress)
-    result = build_result(loaded, runs, options=config.to_options(device), dataset=dataset_provenance(ds),
-                          environment=run_environment(device), command=command)
+    runs = run(
+        loaded, config, ds, device, keep_maps=save_maps or (figure and out is not None), progress=progress
+    )
+    result = build_result(
+        loaded,
+        runs,
+        options=config.to_options(device),
+        dataset=dataset_provenance(ds),
+        environment=run_environment(device),
+        command=command,
+    )
     if out is not None:
         write_outputs(result, runs, ds, out, loaded.name, save_maps=save_maps, figure=figure)
     return result
 
 
-def _evaluate_ranks(method: str | Path | Method, config: RunConfig, ctx: Any, *, out: Any, save_maps: bool, figure: bool,
-                    progress: bool, command: str | None) -> Result:
+def _evaluate_ranks(
+    method: str | Path | Method,
+    config: RunConfig,
+    ctx: Any,
+    *,
+    out: Any,
+    save_maps: bool,
+    figure: bool,
+    progress: bool,
+    command: str | None,
+) -> Result:
     """One rank of a torchrun job: join the group, run this rank's share (every step that can fail inside the
     rank's report), gather on rank 0, which scores and writes; every rank returns rank 0's result or raises
     its one message."""
@@ -542,9 +724,18 @@ def _evaluate_ranks(method: str | Path | Method, config: RunConfig, ctx: Any, *,
             plan = plan_run(ds, config, device)
             mine = share(plan, ctx.rank, ctx.world_size)
             state.update(method=loaded, device=device, ds=ds)
-            payload: tuple[str, Any] = ("ok", run_share(
-                loaded, config, ds, device, mine, progress=progress and ctx.rank == 0,
-                desc=f"{loaded.name} rank 0 of {ctx.world_size} ({len(mine)} of {len(plan)} batches)"))
+            payload: tuple[str, Any] = (
+                "ok",
+                run_share(
+                    loaded,
+                    config,
+                    ds,
+                    device,
+                    mine,
+                    progress=progress and ctx.rank == 0,
+                    desc=f"{loaded.name} rank 0 of {ctx.world_size} ({len(mine)} of {len(plan)} batches)",
+                ),
+            )
         except Exception as err:  # reported by rank 0 for the whole job
             payload = ("error", distributed.describe_failure(err))
         gathered = group.gather(payload)
@@ -552,30 +743,68 @@ def _evaluate_ranks(method: str | Path | Method, config: RunConfig, ctx: Any, *,
         if ctx.rank == 0:
             failed = [(r, p[1]) for r, p in enumerate(gathered or []) if p[0] != "ok"]
             if failed:
-                status = ("error", "; ".join(f"rank {r} failed: {why}" for r, why in failed)
-                          + f" ({len(failed)} of {ctx.world_size} ranks; nothing written)")
+                status = (
+                    "error",
+                    "; ".join(f"rank {r} failed: {why}" for r, why in failed)
+                    + f" ({len(failed)} of {ctx.world_size} ranks; nothing written)",
+                )
             else:
                 try:
                     loaded, device, ds = state["method"], state["device"], state["ds"]
                     shares = [p[1] for p in gathered or []]
                     threads = [sh.threads for sh in shares]
                     runs = score_shares(loaded.name, config, ds, shares, keep_maps=keep_maps)
-                    env = run_environment(device, world_size=ctx.world_size, launcher="torchrun",
-                                          threads=threads[0] if len(set(threads)) == 1 else threads)
-                    result = build_result(loaded, runs, options=config.to_options(device),
-                                          dataset=dataset_provenance(ds), environment=env, command=command)
+                    env = run_environment(
+                        device,
+                        world_size=ctx.world_size,
+                        launcher="torchrun",
+                        threads=threads[0] if len(set(threads)) == 1 else threads,
+                    )
+                    result = build_result(
+                        loaded,
+                        runs,
+                        options=config.to_options(device),
+                        dataset=dataset_provenance(ds),
+                        environment=env,
+                        command=command,
+                    )
                     if out is not None:
                         write_outputs(result, runs, ds, out, loaded.name, save_maps=save_maps, figure=figure)
                     status = ("ok", result.record)
                 except Exception as err:
-                    status = ("error", f"rank 0 failed while scoring the gathered batches: "
-                                       f"{distributed.describe_failure(err)} (nothing written)")
+                    status = (
+                        "error",
+                        f"rank 0 failed while scoring the gathered batches: "
+                        f"{distributed.describe_failure(err)} (nothing written)",
+                    )
         status = group.broadcast(status)
     if status[0] != "ok":
         raise HfusError(status[1])
     return Result(status[1])
 
 
-__all__ = ["Batch", "BatchOutput", "FoldJob", "FoldMeta", "ShareOutput", "batch_metrics", "evaluate", "fold_meta",
-           "fold_metrics", "fold_sizes", "model_input", "plan_batches", "plan_run", "prepare_fold", "run", "run_batch",
-           "run_environment", "run_share", "score_fold_outputs", "score_shares", "share", "write_maps", "write_outputs"]
+__all__ = [
+    "Batch",
+    "BatchOutput",
+    "FoldJob",
+    "FoldMeta",
+    "ShareOutput",
+    "batch_metrics",
+    "evaluate",
+    "fold_meta",
+    "fold_metrics",
+    "fold_sizes",
+    "model_input",
+    "plan_batches",
+    "plan_run",
+    "prepare_fold",
+    "run",
+    "run_batch",
+    "run_environment",
+    "run_share",
+    "score_fold_outputs",
+    "score_shares",
+    "share",
+    "write_maps",
+    "write_outputs",
+]

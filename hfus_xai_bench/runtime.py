@@ -54,7 +54,11 @@ def environment(device: torch.device) -> dict[str, Any]:
     import torch
 
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else (platform.processor() or platform.machine())
+    )
     return {
         "hfus_xai_bench": BENCHMARK_VERSION,
         "python": sys.version.split()[0],

@@ -30,7 +30,10 @@ __all__ = ["ScoringConfig", "ScoringInputs", "score_fold", "select_metrics"]
 
 
 def select_metrics(
-    selection: Iterable[str | Metric] | None = None, *, model: bool = True, extras: Iterable[str] | None = None
+    selection: Iterable[str | Metric] | None = None,
+    *,
+    model: bool = True,
+    extras: Iterable[str] | None = None,
 ) -> list[Metric]:
     """Registry entries to score: all (or ``selection``); without ``model`` only the maps-only ones; with
     ``extras`` (the names available) only those whose declared ``Metric.extras`` are among them."""
@@ -62,20 +65,30 @@ def score_fold(
     out: dict[str, np.ndarray] = {}
     for metric in entries:
         if metric.needs == "model" and inputs.model is None:
-            raise HfusError(f"metric {metric.id} needs the model; pass model and images, or score maps-only metrics")
+            raise HfusError(
+                f"metric {metric.id} needs the model; pass model and images, or score maps-only metrics"
+            )
         missing = [name for name in metric.extras if name not in inputs.extras]
         if missing:
-            raise HfusError(f"metric {metric.id} needs extras {missing} in its scoring inputs (the runner provides them)")
+            raise HfusError(
+                f"metric {metric.id} needs extras {missing} in its scoring inputs (the runner provides them)"
+            )
         full = {v.name: np.full((n, *v.dims(config.thresholds)), np.nan) for v in metric.values}
         if len(scored):
             got = metric.compute(scored, config)
             if set(got) != set(full):
-                raise HfusError(f"metric {metric.id} returned {sorted(got)}, its registry entry declares {sorted(full)}")
+                raise HfusError(
+                    f"metric {metric.id} returned {sorted(got)}, its registry entry declares {sorted(full)}"
+                )
             for name, array in got.items():
-                values = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array, dtype=np.float64)
+                values = np.asarray(
+                    array.detach().cpu() if hasattr(array, "detach") else array, dtype=np.float64
+                )
                 if values.shape != (len(scored), *full[name].shape[1:]):
-                    raise HfusError(f"metric {metric.id}: value {name!r} has shape {values.shape}, expected "
-                                    f"{(len(scored), *full[name].shape[1:])}")
+                    raise HfusError(
+                        f"metric {metric.id}: value {name!r} has shape {values.shape}, expected "
+                        f"{(len(scored), *full[name].shape[1:])}"
+                    )
                 full[name][ok] = values
         out.update({metric.key(name): array for name, array in full.items()})
     return out

@@ -76,12 +76,16 @@ class VerifyReport:
 
     def render(self) -> str:
         lines = [f"verify {self.folder}"]
-        lines += [f"  {'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}" for name, ok, detail in self.checks]
+        lines += [
+            f"  {'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}"
+            for name, ok, detail in self.checks
+        ]
         lines.append("PASSED" if self.ok else f"FAILED ({len(self.failures)} check(s))")
         return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- comparisons
+
 
 def _close(a: Any, b: Any, rtol: float | None) -> bool:
     """Recorded ``a`` vs recomputed ``b`` (None = NaN)."""
@@ -95,7 +99,9 @@ def _close(a: Any, b: Any, rtol: float | None) -> bool:
     return abs(float(a) - float(b)) <= tol
 
 
-def diff(recorded: Any, recomputed: Any, path: str, rtol: Callable[[str], float | None] = lambda p: None) -> list[str]:
+def diff(
+    recorded: Any, recomputed: Any, path: str, rtol: Callable[[str], float | None] = lambda p: None
+) -> list[str]:
     """Every leaf where ``recorded`` and ``recomputed`` disagree, as ``path: recorded … recomputed …``."""
     if isinstance(recomputed, dict):
         if not isinstance(recorded, dict):
@@ -111,7 +117,11 @@ def diff(recorded: Any, recomputed: Any, path: str, rtol: Callable[[str], float 
     if isinstance(recomputed, list):
         if not isinstance(recorded, list) or len(recorded) != len(recomputed):
             return [f"{path}: recorded {recorded!r}, recomputed {recomputed!r}"]
-        return [m for i, (a, b) in enumerate(zip(recorded, recomputed, strict=True)) for m in diff(a, b, f"{path}[{i}]", rtol)]
+        return [
+            m
+            for i, (a, b) in enumerate(zip(recorded, recomputed, strict=True))
+            for m in diff(a, b, f"{path}[{i}]", rtol)
+        ]
     tol = rtol(path)
     if _close(recorded, recomputed, tol):
         return []
@@ -131,19 +141,23 @@ def _model_tol(model_values: set[str]) -> Callable[[str], float | None]:
 
 # ------------------------------------------------------------------------------- model access
 
+
 def load_checkpoint_model(arch: str, fold: int, sha256: str | None, dataset: str, device: str) -> Any:
     """The reference model whose weights file has ``sha256`` (verified on load)."""
     from .models.checkpoints import list_checkpoints, load_model
 
     matches = [c for c in list_checkpoints() if c.sha256 == sha256 and c.arch == arch]
     if not matches:
-        raise HfusError(f"no {arch} checkpoint with sha256 {sha256} is installed (fold {fold}, {dataset}); "
-                        "install the checkpoint the submission was made with, or pass --no-model")
+        raise HfusError(
+            f"no {arch} checkpoint with sha256 {sha256} is installed (fold {fold}, {dataset}); "
+            "install the checkpoint the submission was made with, or pass --no-model"
+        )
     model, _info = load_model(arch, dataset=dataset, fold=fold, checkpoint=matches[0], device=device)
     return model
 
 
 # ------------------------------------------------------------------------------------ verify
+
 
 def _groups(per_image: list[dict[str, Any]]) -> dict[tuple[str, int], list[tuple[int, dict[str, Any]]]]:
     groups: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
@@ -157,7 +171,9 @@ def _rows_to_float(rows: list[dict[str, Any]], key: str, shape: tuple[int, ...])
     for i, r in enumerate(rows):
         v = r.get(key)
         if v is not None:
-            out[i] = np.array([np.nan if x is None else x for x in np.ravel(np.array(v, dtype=object))], float).reshape(shape)
+            out[i] = np.array(
+                [np.nan if x is None else x for x in np.ravel(np.array(v, dtype=object))], float
+            ).reshape(shape)
     return out
 
 
@@ -170,8 +186,14 @@ def recorded_metrics(record: dict[str, Any]) -> tuple[list[registry.Metric], lis
     return have, lack
 
 
-def _compare(where: str, first: int, sel: np.ndarray, recorded: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
-             rtol: float) -> list[str]:
+def _compare(
+    where: str,
+    first: int,
+    sel: np.ndarray,
+    recorded: dict[str, np.ndarray],
+    fresh: dict[str, np.ndarray],
+    rtol: float,
+) -> list[str]:
     mismatches = []
     for key, values in fresh.items():
         name = key.rpartition("/")[2]  # the per_image column of "<metric id>/<value>"
@@ -180,8 +202,10 @@ def _compare(where: str, first: int, sel: np.ndarray, recorded: dict[str, np.nda
         off = ~((np.abs(rec - new) <= rtol * np.maximum(1.0, np.abs(new))) | (np.isnan(rec) & np.isnan(new)))
         if off.any():
             pos = np.argwhere(off)[0]
-            mismatches.append(f"per_image[{first + sel[pos[0]]}].{name}: recorded {rec[tuple(pos)]!r}, "
-                              f"recomputed {new[tuple(pos)]!r} (tolerance {rtol:g} relative)")
+            mismatches.append(
+                f"per_image[{first + sel[pos[0]]}].{name}: recorded {rec[tuple(pos)]!r}, "
+                f"recomputed {new[tuple(pos)]!r} (tolerance {rtol:g} relative)"
+            )
     return mismatches
 
 
@@ -245,13 +269,19 @@ def rescore(
         m255 = np.asarray(maps[f"{key}__maps"])
         saved_ids = [str(s) for s in maps[f"{key}__image_ids"]]
         if saved_ids != ids or m255.shape[0] != len(ids) or m255.dtype != np.uint8:
-            report.add(f"maps.npz/{key}__image_ids", False, "images or order differ from result.json per_image")
+            report.add(
+                f"maps.npz/{key}__image_ids", False, "images or order differ from result.json per_image"
+            )
             continue
         test = fold_arrays(ds, fold, "test")
         index = {image_id: i for i, image_id in enumerate(test.image_ids)}
         missing = [i for i in ids if i not in index]
         if missing:
-            report.add(f"per_image[{first}].image_id", False, f"{len(missing)} image(s) not in test fold {fold}, e.g. {missing[0]}")
+            report.add(
+                f"per_image[{first}].image_id",
+                False,
+                f"{len(missing)} image(s) not in test fold {fold}, e.g. {missing[0]}",
+            )
             continue
         idx = np.array([index[i] for i in ids])
         labels = test.labels[idx].astype(np.int64)
@@ -263,30 +293,53 @@ def rescore(
         peak = m255.reshape(len(ids), -1).max(1) > 0
         bad = np.flatnonzero(ok & ~peak)
         if bad.size:
-            report.add(f"per_image[{first + bad[0]}].failed", False, "an evaluated image has an all-zero map (empty_map)")
+            report.add(
+                f"per_image[{first + bad[0]}].failed",
+                False,
+                "an evaluated image has an all-zero map (empty_map)",
+            )
         preds = np.array([r["pred"] for r in rows], np.int64)
         targets = np.array([r["target"] for r in rows], np.int64)
         # PROTOCOL §7.1: the randomised model's maps and failures, re-scored exactly like the other maps
-        rand_failed = [r.get("randomised_failed") for r in rows] if all("randomised_failed" in r for r in rows) else None
+        rand_failed = (
+            [r.get("randomised_failed") for r in rows]
+            if all("randomised_failed" in r for r in rows)
+            else None
+        )
         rand_maps = maps.get(f"{key}__maps_randomised")
         extras: dict[str, Any] = {}
         fold_map_metrics = list(map_metrics)
         if rand_maps is not None and rand_failed is not None and np.asarray(rand_maps).shape == m255.shape:
             rand_maps = np.asarray(rand_maps)
-            extras = {"m255_randomised": rand_maps, "randomised_ok": np.array([f is None for f in rand_failed])}
+            extras = {
+                "m255_randomised": rand_maps,
+                "randomised_ok": np.array([f is None for f in rand_failed]),
+            }
         else:
             needing = [m for m in fold_map_metrics if "m255_randomised" in m.extras]
             if needing:
-                report.add(f"maps.npz/{key}__maps_randomised", False,
-                           "the record has " + ", ".join(m.id for m in needing) + " but the maps file lacks the "
-                           "randomised model's maps (or the rows their failures); re-run with --save-maps")
+                report.add(
+                    f"maps.npz/{key}__maps_randomised",
+                    False,
+                    "the record has " + ", ".join(m.id for m in needing) + " but the maps file lacks the "
+                    "randomised model's maps (or the rows their failures); re-run with --save-maps",
+                )
                 fold_map_metrics = [m for m in fold_map_metrics if m not in needing]
             rand_maps = None
-        inputs = ScoringInputs(m255=m255, slms=test.slms[idx], image_ids=ids, labels=labels, targets=targets, ok=ok,
-                               extras=extras)
+        inputs = ScoringInputs(
+            m255=m255,
+            slms=test.slms[idx],
+            image_ids=ids,
+            labels=labels,
+            targets=targets,
+            ok=ok,
+            extras=extras,
+        )
         values = score_fold(inputs, fold_map_metrics, config=config)
         kept = [m for m in have if m not in fold_map_metrics]  # model-based (+ unverifiable): recorded values
-        recorded = {m.key(v): _rows_to_float(rows, v.name, v.dims(config.thresholds)) for m in kept for v in m.values}
+        recorded = {
+            m.key(v): _rows_to_float(rows, v.name, v.dims(config.thresholds)) for m in kept for v in m.values
+        }
         if check_model:
             sha = record["checkpoints"].get(arch, {}).get(str(fold), {}).get("sha256")
             try:
@@ -299,36 +352,78 @@ def rescore(
                     model = model.to(memory_format=torch.channels_last)
                 images = model_input(test.images[idx], dev)
                 with torch.inference_mode():
-                    new_preds = torch.cat([model(images[s:s + batch_size]).argmax(1)
-                                           for s in range(0, len(ids), batch_size)]).cpu().numpy()
+                    new_preds = (
+                        torch.cat(
+                            [
+                                model(images[s : s + batch_size]).argmax(1)
+                                for s in range(0, len(ids), batch_size)
+                            ]
+                        )
+                        .cpu()
+                        .numpy()
+                    )
                 bad = np.flatnonzero(new_preds != preds)
-                report.add(f"{where}: predictions", not bad.size,
-                           f"per_image[{first + bad[0]}].pred: recorded {preds[bad[0]]}, model says {new_preds[bad[0]]}"
-                           if bad.size else f"{len(ids)} images")
+                report.add(
+                    f"{where}: predictions",
+                    not bad.size,
+                    f"per_image[{first + bad[0]}].pred: recorded {preds[bad[0]]}, model says {new_preds[bad[0]]}"
+                    if bad.size
+                    else f"{len(ids)} images",
+                )
                 expected_targets = new_preds if options["target"] == "pred" else labels
                 bad = np.flatnonzero(expected_targets != targets)
                 if bad.size:
-                    report.add(f"per_image[{first + bad[0]}].target", False, f"expected {expected_targets[bad[0]]}")
+                    report.add(
+                        f"per_image[{first + bad[0]}].target", False, f"expected {expected_targets[bad[0]]}"
+                    )
                 groups = _run_batches(len(ids), batch_size, ok, limit)
                 n_sel = sum(g.size for g in groups)
                 if n_sel and model_metrics:
-                    fresh_full = {m.key(v): np.full_like(recorded[m.key(v)], np.nan) for m in model_metrics for v in m.values}
-                    for sel in groups:  # per run batch, as the runner scored them (the same forward compositions)
-                        sub = ScoringInputs(m255=m255[sel], slms=test.slms[idx][sel], image_ids=[ids[i] for i in sel],
-                                            labels=labels[sel], targets=targets[sel], model=model,
-                                            images=model_input(test.images[idx[sel]], dev))
+                    fresh_full = {
+                        m.key(v): np.full_like(recorded[m.key(v)], np.nan)
+                        for m in model_metrics
+                        for v in m.values
+                    }
+                    for (
+                        sel
+                    ) in groups:  # per run batch, as the runner scored them (the same forward compositions)
+                        sub = ScoringInputs(
+                            m255=m255[sel],
+                            slms=test.slms[idx][sel],
+                            image_ids=[ids[i] for i in sel],
+                            labels=labels[sel],
+                            targets=targets[sel],
+                            model=model,
+                            images=model_input(test.images[idx[sel]], dev),
+                        )
                         for k, v in score_fold(sub, model_metrics, config=config).items():
                             fresh_full[k][sel] = v
-                    mismatches = _compare(where, first, np.concatenate(groups), recorded, fresh_full, MODEL_RTOL)
+                    mismatches = _compare(
+                        where, first, np.concatenate(groups), recorded, fresh_full, MODEL_RTOL
+                    )
                     names = ", ".join(m.id for m in model_metrics)
-                    report.add(f"{where}: {names} ({n_sel} images, within {MODEL_RTOL:g} relative)", not mismatches,
-                               "; ".join(mismatches[:3]))
+                    report.add(
+                        f"{where}: {names} ({n_sel} images, within {MODEL_RTOL:g} relative)",
+                        not mismatches,
+                        "; ".join(mismatches[:3]),
+                    )
         values.update(recorded)
-        runs.append(FoldScores(
-            arch=arch, fold=fold, checkpoint=record["checkpoints"].get(arch, {}).get(str(fold), {}),
-            image_ids=ids, labels=labels, preds=preds, targets=targets, failed=failed, values=values, maps=m255,
-            randomised_failed=rand_failed, randomised_maps=rand_maps,
-        ))
+        runs.append(
+            FoldScores(
+                arch=arch,
+                fold=fold,
+                checkpoint=record["checkpoints"].get(arch, {}).get(str(fold), {}),
+                image_ids=ids,
+                labels=labels,
+                preds=preds,
+                targets=targets,
+                failed=failed,
+                values=values,
+                maps=m255,
+                randomised_failed=rand_failed,
+                randomised_maps=rand_maps,
+            )
+        )
     return runs
 
 
@@ -355,18 +450,29 @@ def verify_submission(
         raise HfusError(f"submission folder not found: {folder}")
     missing = [f for f in SUBMISSION_FILES if not (folder / f).is_file()]
     if missing:
-        raise HfusError(f"{folder} lacks {', '.join(missing)}; a submission holds {', '.join(SUBMISSION_FILES)} "
-                        "(`hfus-bench submit` writes them)")
+        raise HfusError(
+            f"{folder} lacks {', '.join(missing)}; a submission holds {', '.join(SUBMISSION_FILES)} "
+            "(`hfus-bench submit` writes them)"
+        )
     record = Result.load(folder / "result.json").record
     report.add("result.json schema", True)
 
     maps_file = record["maps_file"]
     if maps_file is None:
-        report.add("maps_file", False, "the record names no maps file; re-run with --save-maps (hfus-bench submit does)")
+        report.add(
+            "maps_file",
+            False,
+            "the record names no maps file; re-run with --save-maps (hfus-bench submit does)",
+        )
         return report
     actual = sha256_file(folder / "maps.npz")
-    report.add("maps_file.sha256", actual == maps_file["sha256"],
-               "matches" if actual == maps_file["sha256"] else f"recorded {maps_file['sha256']}, maps.npz has {actual}")
+    report.add(
+        "maps_file.sha256",
+        actual == maps_file["sha256"],
+        "matches"
+        if actual == maps_file["sha256"]
+        else f"recorded {maps_file['sha256']}, maps.npz has {actual}",
+    )
     if actual != maps_file["sha256"]:
         return report
 
@@ -375,22 +481,29 @@ def verify_submission(
         ds = load_dataset(ds_rec["id"], revision=ds_rec["revision"])
         prov = dataset_provenance(ds)
     except HfusError as err:
-        report.add("dataset.revision", False, f"cannot load {ds_rec['id']} at revision {ds_rec['revision']}: {err}")
+        report.add(
+            "dataset.revision", False, f"cannot load {ds_rec['id']} at revision {ds_rec['revision']}: {err}"
+        )
         return report
     for key in ("revision", "sha256", "n_images"):
         same = prov.get(key) == ds_rec.get(key)
         why = f"recorded {ds_rec.get(key)!r}, loaded {prov.get(key)!r}"
         if key == "sha256" and not same:
-            why += ("; the data here were generated (or imported) differently from the data the record was made on: "
-                    "`hfus-bench data info` shows this machine's content hash and whether it matches the golden one")
+            why += (
+                "; the data here were generated (or imported) differently from the data the record was made on: "
+                "`hfus-bench data info` shows this machine's content hash and whether it matches the golden one"
+            )
         report.add(f"dataset.{key}", same, "" if same else why)
     if not all(ok for name, ok, _ in report.checks if name.startswith("dataset.")):
         return report
 
     have, lack = recorded_metrics(record)
     for m in lack:
-        report.add(f"{m.id}: not in the record", not m.required,
-                   "recorded before this metric existed" if not m.required else "a required metric is missing")
+        report.add(
+            f"{m.id}: not in the record",
+            not m.required,
+            "recorded before this metric existed" if not m.required else "a required metric is missing",
+        )
     with np.load(folder / "maps.npz", allow_pickle=False) as npz:
         maps = {k: npz[k] for k in npz.files}
     runs = rescore(record, maps, ds, report, check_model=check_model, limit=limit, device=device)
@@ -410,18 +523,29 @@ def verify_submission(
         problems = diff(record[section], agg[section], section)
         report.add(f"{section} (re-aggregated)", not problems, _first_problems(problems))
     if rerun:
-        _rerun(folder, record, maps, report, RERUN_DEFAULT_LIMIT if limit is None else limit, device, progress)
+        _rerun(
+            folder, record, maps, report, RERUN_DEFAULT_LIMIT if limit is None else limit, device, progress
+        )
     return report
 
 
-def _rerun(folder: Path, record: dict[str, Any], maps: dict[str, np.ndarray], report: VerifyReport, limit: int,
-           device: str, progress: bool) -> None:
+def _rerun(
+    folder: Path,
+    record: dict[str, Any],
+    maps: dict[str, np.ndarray],
+    report: VerifyReport,
+    limit: int,
+    device: str,
+    progress: bool,
+) -> None:
     from .config import RunConfig
     from .runner import evaluate
 
     config = RunConfig.from_record(record, limit=limit, device=device)
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(folder / "method.py", config, out=tmp, save_maps=True, figure=False, progress=progress)
+        result = evaluate(
+            folder / "method.py", config, out=tmp, save_maps=True, figure=False, progress=progress
+        )
         with np.load(Path(tmp) / result.record["maps_file"]["path"]) as npz:
             fresh = {k: npz[k] for k in npz.files}
     for key in sorted(k for k in fresh if k.endswith(("__maps", "__maps_randomised"))):
@@ -432,15 +556,25 @@ def _rerun(folder: Path, record: dict[str, Any], maps: dict[str, np.ndarray], re
             report.add(f"rerun {stem}", False, "re-run images are not in the submitted maps")
             continue
         if key not in maps:
-            older = key.endswith("__maps_randomised") and not any("rho" in row for row in record["per_image"][:1])
-            report.add(f"rerun {key}", older, "recorded before randomisation@1 existed: not compared" if older
-                       else "the submitted maps file lacks these maps")
+            older = key.endswith("__maps_randomised") and not any(
+                "rho" in row for row in record["per_image"][:1]
+            )
+            report.add(
+                f"rerun {key}",
+                older,
+                "recorded before randomisation@1 existed: not compared"
+                if older
+                else "the submitted maps file lacks these maps",
+            )
             continue
         what = "randomised-model maps" if key.endswith("__maps_randomised") else "maps"
         good, same, worst = maps_agree(maps[key][[old_ids[i] for i in ids]], fresh[key])
-        report.add(f"rerun {stem} ({len(ids)} {what})", bool(good.all()),
-                   f"min identical pixels {same.min():.4f}, max level difference {int(worst.max())} "
-                   f"(need ≥ {AGREE_MIN_IDENTICAL:.0%} identical or ≤ {AGREE_MAX_DIFF} level)")
+        report.add(
+            f"rerun {stem} ({len(ids)} {what})",
+            bool(good.all()),
+            f"min identical pixels {same.min():.4f}, max level difference {int(worst.max())} "
+            f"(need ≥ {AGREE_MIN_IDENTICAL:.0%} identical or ≤ {AGREE_MAX_DIFF} level)",
+        )
 
 
 # ------------------------------------------------------------------------------------ submit
@@ -487,27 +621,39 @@ def _fmt_hr1(record: dict[str, Any]) -> str:
     parts = []
     for arch, s in record["metrics"][registry.HEADLINE].items():
         mean, (lo, hi) = s["mean"], s["ci95"]
-        parts.append(f"{arch}: " + ("n/a" if mean is None else f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")))
+        parts.append(
+            f"{arch}: "
+            + ("n/a" if mean is None else f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]"))
+        )
     return "; ".join(parts)
 
 
 def fill_readme(record: dict[str, Any]) -> str:
     m, o, t = record["method"], record["options"], record["counts"]["total"]
     env = record["environment"]
-    cost = "; ".join(f"{a}: {c['seconds_per_image']:.4f} s/img, {c['forward_images_per_image']:.1f} forward images/img"
-                     for a, c in record["cost"].items())
+    cost = "; ".join(
+        f"{a}: {c['seconds_per_image']:.4f} s/img, {c['forward_images_per_image']:.1f} forward images/img"
+        for a, c in record["cost"].items()
+    )
     authors = m.get("authors")
     return README_TEMPLATE.format(
-        name=m["name"], kind=m["kind"],
+        name=m["name"],
+        kind=m["kind"],
         authors=", ".join(authors) if isinstance(authors, list) else (authors or "TODO"),
-        url=m.get("url") or "TODO", licence=m.get("licence") or "TODO",
+        url=m.get("url") or "TODO",
+        licence=m.get("licence") or "TODO",
         hyperparameters=json.dumps(m.get("hyperparameters") or {}, sort_keys=True),
         tuning_split=m.get("tuning_split") or "TODO",
         dataset=f"{record['dataset']['id']} @ {record['dataset']['revision']}",
-        models=", ".join(o["models"]), folds=", ".join(map(str, o["folds"])),
-        n_evaluated=t["n_evaluated"], n_images=t["n_images"], n_failed=t["n_failed"],
-        hr1=_fmt_hr1(record), cost=f"{cost} on {env.get('device_name')} ({o['device']})",
-        command=record["command"] or "", citation=(m.get("citation") or "TODO: BibTeX of the method").strip(),
+        models=", ".join(o["models"]),
+        folds=", ".join(map(str, o["folds"])),
+        n_evaluated=t["n_evaluated"],
+        n_images=t["n_images"],
+        n_failed=t["n_failed"],
+        hr1=_fmt_hr1(record),
+        cost=f"{cost} on {env.get('device_name')} ({o['device']})",
+        command=record["command"] or "",
+        citation=(m.get("citation") or "TODO: BibTeX of the method").strip(),
     )
 
 
@@ -557,7 +703,9 @@ def submit(
     if command is None:
         command = shlex.join(["hfus-bench", "submit", str(file), *config.cli_args()])
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(loaded, config, out=tmp, save_maps=True, figure=False, progress=progress, command=command)
+        result = evaluate(
+            loaded, config, out=tmp, save_maps=True, figure=False, progress=progress, command=command
+        )
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / result.record["maps_file"]["path"], folder / "maps.npz")
     result.record["maps_file"]["path"] = "maps.npz"

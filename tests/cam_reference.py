@@ -92,7 +92,9 @@ def library_maps(
 ) -> np.ndarray:
     """The library's maps (B, H, W) for one target per image; EigenGrad-CAM with the sign rule."""
     cls = SignedEigenGradCAM if method == "eigengradcam" else LIBRARY_CLASSES[method]
-    cam = cls(model, [target_layer])  # Ablation-CAM: library default batch_size=32 (its ablation values depend on it)
+    cam = cls(
+        model, [target_layer]
+    )  # Ablation-CAM: library default batch_size=32 (its ablation values depend on it)
     if method == "scorecam":
         cam.batch_size = score_batch
     try:
@@ -101,7 +103,9 @@ def library_maps(
         cam.activations_and_grads.release()
 
 
-def library_ablation_maps(model, target_layer, head, images, targets, *, arch: str | None = None) -> np.ndarray:
+def library_ablation_maps(
+    model, target_layer, head, images, targets, *, arch: str | None = None
+) -> np.ndarray:
     """Ablation-CAM through the cheap handle (``model.features`` for MobileNetV2, else SplitModel)."""
     if arch == "mobilenet_v2":
         return library_maps("ablationcam", model, model.features, images, targets)

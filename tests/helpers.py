@@ -74,14 +74,20 @@ def fake_dataset(per_fold: int = 3, seed: int = 0):
             rows["label"].append((fold + i) % 4)
             rows["fold"].append(fold)
             rows["group_id"].append(f"2020-01-{fold + 1:02d}_{i}")
-    features = datasets.Features({
-        "image_id": datasets.Value("string"), "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=["AD", "CG", "PS", "ST"]), "slm": datasets.Image(),
-        "fold": datasets.Value("int64"), "group_id": datasets.Value("string"),
-    })
+    features = datasets.Features(
+        {
+            "image_id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=["AD", "CG", "PS", "ST"]),
+            "slm": datasets.Image(),
+            "fold": datasets.Value("int64"),
+            "group_id": datasets.Value("string"),
+        }
+    )
     ds = datasets.Dataset.from_dict(rows, features=features)
-    return D.attach_provenance(ds, {"id": FAKE_DATASET, "revision": FAKE_REVISION, "sha256": "d" * 64,
-                                    "n_images": len(ds)})
+    return D.attach_provenance(
+        ds, {"id": FAKE_DATASET, "revision": FAKE_REVISION, "sha256": "d" * 64, "n_images": len(ds)}
+    )
 
 
 class TinyNet(torch.nn.Module):
@@ -89,7 +95,9 @@ class TinyNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1))
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1)
+        )
         self.classifier = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(16, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +107,16 @@ class TinyNet(torch.nn.Module):
 
 def fake_checkpoint() -> Checkpoint:
     """A card like the shipped ones (test accuracy under ``metrics.test.accuracy``)."""
-    return Checkpoint(name="mobilenet_v2-fake-fold", arch="mobilenet_v2", dataset=FAKE_DATASET,
-                      dataset_revision=FAKE_REVISION, fold=0, filename="fake.safetensors", sha256=FAKE_SHA,
-                      meta={"metrics": {"test": {"accuracy": FAKE_ACCURACY}}})
+    return Checkpoint(
+        name="mobilenet_v2-fake-fold",
+        arch="mobilenet_v2",
+        dataset=FAKE_DATASET,
+        dataset_revision=FAKE_REVISION,
+        fold=0,
+        filename="fake.safetensors",
+        sha256=FAKE_SHA,
+        meta={"metrics": {"test": {"accuracy": FAKE_ACCURACY}}},
+    )
 
 
 def make_fakes() -> dict:
@@ -126,8 +141,11 @@ def make_fakes() -> dict:
             raise HfusError(f"no {arch} checkpoint with sha256 {sha256} is installed")
         return model
 
-    return {(D, "load_dataset"): load_dataset, (checkpoints, "load_model"): load_model,
-            (submission, "load_checkpoint_model"): load_checkpoint_model}
+    return {
+        (D, "load_dataset"): load_dataset,
+        (checkpoints, "load_model"): load_model,
+        (submission, "load_checkpoint_model"): load_checkpoint_model,
+    }
 
 
 def patch_fakes(mp: pytest.MonkeyPatch, fakes: dict) -> None:
@@ -135,8 +153,9 @@ def patch_fakes(mp: pytest.MonkeyPatch, fakes: dict) -> None:
         mp.setattr(module, name, fn)
 
 
-def fake_scores(arch: str, fold: int, level: float, seed: int, n: int = 12, *, failed_last: bool = True,
-                rho: float = 0.1) -> FoldScores:
+def fake_scores(
+    arch: str, fold: int, level: float, seed: int, n: int = 12, *, failed_last: bool = True, rho: float = 0.1
+) -> FoldScores:
     """Per-image values centred on ``level`` (HR1), randomisation ρ around ``rho``, everything else plausible;
     the last image failed."""
     rng = np.random.default_rng(seed)
@@ -171,8 +190,16 @@ def fake_scores(arch: str, fold: int, level: float, seed: int, n: int = 12, *, f
         "road@1/road_lerf_p": col(rng.uniform(0.4, 1.0, (n, 5))),
     }
     return FoldScores(
-        arch=arch, fold=fold, checkpoint={"name": f"{arch}-f{fold}", "sha256": "0" * 64},
-        image_ids=[f"2020-01-0{fold + 1}_{i}_1" for i in range(n)], labels=labels, preds=preds, targets=preds,
-        failed=[None if k else "empty_map" for k in ok], values=values, seconds=0.01 * n, forward_images=3 * n,
+        arch=arch,
+        fold=fold,
+        checkpoint={"name": f"{arch}-f{fold}", "sha256": "0" * 64},
+        image_ids=[f"2020-01-0{fold + 1}_{i}_1" for i in range(n)],
+        labels=labels,
+        preds=preds,
+        targets=preds,
+        failed=[None if k else "empty_map" for k in ok],
+        values=values,
+        seconds=0.01 * n,
+        forward_images=3 * n,
         randomised_failed=[None] * n,
     )

@@ -16,45 +16,97 @@ ENV = {"hfus_xai_bench": "0.1.0", "torch": "x", "device": "cpu", "device_name": 
 FRACTIONS = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
 
 
-def s7_scores(arch: str, fold: int, level: float, seed: int, *, model_dependent: bool = True, road: float = 0.2,
-              n: int = 12) -> FoldScores:
+def s7_scores(
+    arch: str,
+    fold: int,
+    level: float,
+    seed: int,
+    *,
+    model_dependent: bool = True,
+    road: float = 0.2,
+    n: int = 12,
+) -> FoldScores:
     """``helpers.fake_scores`` plus §7 values: ρ near 0.05 (model-dependent) or exactly 1 (a model-blind map);
     ROAD combined per image ~ N(``road``, 0.05)."""
     run = fake_scores(arch, fold, level, seed, n=n)
     rng = np.random.default_rng(seed + 1000)
     ok = np.array([f is None for f in run.failed])
     rho = np.clip(rng.normal(0.05, 0.1, n), -1, 1) if model_dependent else np.ones(n)
-    s0 = np.random.default_rng(fold).uniform(0.6, 0.95, n)  # the clean image's probability: same for every method
+    s0 = np.random.default_rng(fold).uniform(
+        0.6, 0.95, n
+    )  # the clean image's probability: same for every method
     a = rng.normal(road, 0.05, n)
     shape = FRACTIONS[None, :] / FRACTIONS.mean()  # mean over p: 1
     morf = s0[:, None] - (0.05 + 2 * a)[:, None] * shape  # combined = mean_p (lerf - morf) / 2 = a
     lerf = s0[:, None] - 0.05 * shape
-    for key, value in (("randomisation@1/rho", rho), ("randomisation@1/cross_image", rng.normal(0.5, 0.1, n)),
-                       ("road@1/road_s0", s0), ("road@1/road_morf_p", morf), ("road@1/road_lerf_p", lerf)):
+    for key, value in (
+        ("randomisation@1/rho", rho),
+        ("randomisation@1/cross_image", rng.normal(0.5, 0.1, n)),
+        ("road@1/road_s0", s0),
+        ("road@1/road_morf_p", morf),
+        ("road@1/road_lerf_p", lerf),
+    ):
         value = np.array(value, dtype=np.float64)
         value[~ok] = np.nan
         run.values[key] = value
     return run
 
 
-def record(name: str, runs: Sequence[FoldScores], *, folds: Sequence[int] = (0, 1), revision: str = "synth-v2-seed0",
-           dataset_sha: str = "a" * 64) -> dict:
+def record(
+    name: str,
+    runs: Sequence[FoldScores],
+    *,
+    folds: Sequence[int] = (0, 1),
+    revision: str = "synth-v2-seed0",
+    dataset_sha: str = "a" * 64,
+) -> dict:
     """A result record (validated by ``build_result``) of method ``name`` from the given per-fold scores."""
-    method = Method(name=name, source="builtin", kind="map", factory=lambda m, c: None, metadata={"name": name})
+    method = Method(
+        name=name, source="builtin", kind="map", factory=lambda m, c: None, metadata={"name": name}
+    )
     archs = sorted({r.arch for r in runs})
-    options = {"models": archs, "folds": list(folds), "limit": None, "target": "pred", "sign": "pos",
-               "confidence": "logit", "batch_size": 16, "seed": 0, "precision": "fp32", "device": "cpu"}
+    options = {
+        "models": archs,
+        "folds": list(folds),
+        "limit": None,
+        "target": "pred",
+        "sign": "pos",
+        "confidence": "logit",
+        "batch_size": 16,
+        "seed": 0,
+        "precision": "fp32",
+        "device": "cpu",
+    }
     dataset = {"id": "hfus-synth", "revision": revision, "sha256": dataset_sha, "n_images": 631}
-    result = build_result(method, runs, options=options, dataset=dataset, environment=dict(ENV),
-                          command=f"hfus-bench evaluate {name} --folds {','.join(map(str, folds))}")
+    result = build_result(
+        method,
+        runs,
+        options=options,
+        dataset=dataset,
+        environment=dict(ENV),
+        command=f"hfus-bench evaluate {name} --folds {','.join(map(str, folds))}",
+    )
     result.record["timestamp"] = "2025-01-01T00:00:00+00:00"
     return result.record
 
 
-def s7_record(name: str, level: float, seed: int, *, model_dependent: bool = True, road: float = 0.2,
-              archs: Sequence[str] = ("mobilenet_v2",), folds: Sequence[int] = (0, 1),
-              edit: Callable[[FoldScores], None] | None = None, **kwargs: object) -> dict:
-    runs = [s7_scores(a, f, level, seed + 10 * f, model_dependent=model_dependent, road=road) for a in archs for f in folds]
+def s7_record(
+    name: str,
+    level: float,
+    seed: int,
+    *,
+    model_dependent: bool = True,
+    road: float = 0.2,
+    archs: Sequence[str] = ("mobilenet_v2",),
+    folds: Sequence[int] = (0, 1),
+    edit: Callable[[FoldScores], None] | None = None,
+    **kwargs: object,
+) -> dict:
+    runs = [
+        s7_scores(a, f, level, seed + 10 * f, model_dependent=model_dependent, road=road)
+        for a in archs
+        for f in folds
+    ]
     for run in runs:
         if edit is not None:
             edit(run)
@@ -67,14 +119,28 @@ def shifted(base: Sequence[FoldScores], key: str, delta: float) -> list[FoldScor
     for run in base:
         values = {k: np.array(v, copy=True) for k, v in run.values.items()}
         values[key] = values[key] + delta
-        out.append(FoldScores(arch=run.arch, fold=run.fold, checkpoint=dict(run.checkpoint), image_ids=list(run.image_ids),
-                              labels=run.labels, preds=run.preds, targets=run.targets, failed=list(run.failed),
-                              values=values, seconds=run.seconds, forward_images=run.forward_images))
+        out.append(
+            FoldScores(
+                arch=run.arch,
+                fold=run.fold,
+                checkpoint=dict(run.checkpoint),
+                image_ids=list(run.image_ids),
+                labels=run.labels,
+                preds=run.preds,
+                targets=run.targets,
+                failed=list(run.failed),
+                values=values,
+                seconds=run.seconds,
+                forward_images=run.forward_images,
+            )
+        )
     return out
 
 
 def strip_s7(entry: dict) -> dict:
     """An entry as made before §7 and the per-image scores existed."""
     out = {k: v for k, v in entry.items() if k != "per_image_scores"}
-    out["metrics"] = {k: v for k, v in entry["metrics"].items() if not k.startswith(("randomisation@", "road@"))}
+    out["metrics"] = {
+        k: v for k, v in entry["metrics"].items() if not k.startswith(("randomisation@", "road@"))
+    }
     return out

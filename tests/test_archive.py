@@ -16,7 +16,12 @@ from hfus_xai_bench.errors import HfusError
 
 W, H = 52, 39  # tiny "full resolution" frames
 
-STRUCTS = {"AD": ("epidermis", "sleb"), "CG": ("epidermis",), "PS": ("epidermis", "sleb"), "ST": ("epidermis", "tumor")}
+STRUCTS = {
+    "AD": ("epidermis", "sleb"),
+    "CG": ("epidermis",),
+    "PS": ("epidermis", "sleb"),
+    "ST": ("epidermis", "tumor"),
+}
 
 
 def write_image(path: Path, seed: int, mode: str = "RGB") -> None:
@@ -110,7 +115,9 @@ def test_missing_and_orphan_masks_warn_or_fail(tmp_path):
     (root / "AD" / "masks" / "2019-01-10_0_0_sleb.png").unlink()
     (root / "AD" / "masks" / "2019-01-10_0_0_epidermis.png").unlink()
     Image.fromarray(mask_array("sleb", 0)).save(root / "AD" / "masks" / "nobody_sleb.png")
-    with pytest.warns(UserWarning, match=r"1 images without masks: AD/2019-01-10_0_0.png.*AD/masks/nobody_sleb.png"):
+    with pytest.warns(
+        UserWarning, match=r"1 images without masks: AD/2019-01-10_0_0.png.*AD/masks/nobody_sleb.png"
+    ):
         found = discover_archive(root)
     assert found.images_without_masks == ["AD/2019-01-10_0_0.png"]
     assert found.orphan_masks == ["AD/masks/nobody_sleb.png"]
@@ -161,7 +168,9 @@ def test_import_roundtrip(tmp_path):
     assert manifest["counts"] == {"AD": 3, "CG": 3, "PS": 3, "ST": 3}
     assert manifest["mask_values"]["epidermis"] == {"n_masks": 12, "values": [0, 255]}
     assert manifest["generator"]["n"] == 12
-    assert "SYNTH_INFO.json" in manifest["sha256"] and "AD/masks/2019-01-10_0_0_sleb.png" in manifest["sha256"]
+    assert (
+        "SYNTH_INFO.json" in manifest["sha256"] and "AD/masks/2019-01-10_0_0_sleb.png" in manifest["sha256"]
+    )
     assert manifest["structures_per_class"]["CG"] == {"epidermis": 3, "sleb": 0, "tumor": 0}
 
     ds = datasets.load_dataset(str(out), split="train")  # the card's YAML makes this work

@@ -33,17 +33,52 @@ def test_dry_run_preview_write_index_then_import(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = _archive(tmp_path / "a")
     sheet, index = tmp_path / "sheet.png", tmp_path / "index.csv"
-    rc = main(["data", "import", str(root), "--dry-run", "--preview", str(sheet), "--write-index", str(index),
-               "--expect", "8", "--workers", "1", "--quiet"])
+    rc = main(
+        [
+            "data",
+            "import",
+            str(root),
+            "--dry-run",
+            "--preview",
+            str(sheet),
+            "--write-index",
+            str(index),
+            "--expect",
+            "8",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "images: 8 (AD 2, CG 2, PS 2, ST 2)" in out and "count check: ok" in out
     assert "label codes: 0=background,1=epidermis,2=sleb,3=tumor (inferred from the classes present)" in out
     assert "dry run: no dataset written" in out and f"wrote preview sheet to {sheet}" in out
     assert Image.open(sheet).size[0] == 6 * 228 + 4
-    assert index.read_text().splitlines()[1].startswith("AD/2019-02-10_0_1.png,AD,,,,AD/labels/2019-02-10_0_1.png,")
-    rc = main(["data", "import", str(root), "--out", str(tmp_path / "ds"), "--index", str(index),
-               "--mask-values", "1=epidermis,2=sleb,3=tumor", "--expect", "8", "--workers", "1", "--quiet"])
+    assert (
+        index.read_text()
+        .splitlines()[1]
+        .startswith("AD/2019-02-10_0_1.png,AD,,,,AD/labels/2019-02-10_0_1.png,")
+    )
+    rc = main(
+        [
+            "data",
+            "import",
+            str(root),
+            "--out",
+            str(tmp_path / "ds"),
+            "--index",
+            str(index),
+            "--mask-values",
+            "1=epidermis,2=sleb,3=tumor",
+            "--expect",
+            "8",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     assert rc == 0 and "wrote dataset to" in capsys.readouterr().out
     rules = json.loads((tmp_path / "ds" / "manifest.json").read_text())["import"]
     assert rules["discovery"] == "index file" and rules["label_encoding"]["given_by"] == "--mask-values"

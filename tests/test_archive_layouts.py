@@ -49,10 +49,18 @@ def save(path: Path, arr: np.ndarray, **kw) -> None:
 
 
 def run_import(root: Path, out: Path, **flags) -> Path:
-    layout_kw = {k: flags.pop(k) for k in list(flags) if k in ("class_map", "mask_values", "mask_colors", "layout", "index")}
+    layout_kw = {
+        k: flags.pop(k)
+        for k in list(flags)
+        if k in ("class_map", "mask_values", "mask_colors", "layout", "index")
+    }
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # the layouts below are complete: no "without masks" warning
-        return import_archive(root, out, progress=False, workers=1, expect=N, options=import_options(**layout_kw), **flags)
+        warnings.simplefilter(
+            "error", UserWarning
+        )  # the layouts below are complete: no "without masks" warning
+        return import_archive(
+            root, out, progress=False, workers=1, expect=N, options=import_options(**layout_kw), **flags
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +91,7 @@ def label_image(masks: dict[str, np.ndarray], codes: dict[str, int]) -> np.ndarr
 
 
 # ------------------------------------------------------------------------------------- layouts
+
 
 def test_full_names_parallel_tree_bmp(synth, tmp_path):
     root = tmp_path / "a"
@@ -135,7 +144,12 @@ def test_grey_level_labels_flag_and_inferred(synth, tmp_path):
     assert content_hash(out) == synth.hash
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["import"]["label_encoding"]["given_by"] == "--mask-values"
-    assert manifest["import"]["options"]["mask_values"] == {"0": "background", "85": "epidermis", "170": "sleb", "255": "tumor"}
+    assert manifest["import"]["options"]["mask_values"] == {
+        "0": "background",
+        "85": "epidermis",
+        "170": "sleb",
+        "255": "tumor",
+    }
     assert '--mask-values "0=background,85=epidermis,170=sleb,255=tumor"' in (out / "README.md").read_text()
 
 
@@ -166,7 +180,9 @@ def test_mat_v5_structure_variables(synth, tmp_path):
         sio.savemat(root / "mat" / c / f"{stem}.mat", variables)
     out = run_import(root, tmp_path / "ds")
     assert content_hash(out) == synth.hash
-    assert set(json.loads((out / "manifest.json").read_text())["import"]["mask_kinds"]) == {"binary .mat variable per structure"}
+    assert set(json.loads((out / "manifest.json").read_text())["import"]["mask_kinds"]) == {
+        "binary .mat variable per structure"
+    }
 
 
 def test_mat_v5_label_array(synth, tmp_path):
@@ -176,7 +192,9 @@ def test_mat_v5_label_array(synth, tmp_path):
         sio.savemat(root / c / f"{stem}.mat", {"L": label_image(masks, CODES)})
     out = run_import(root, tmp_path / "ds")
     assert content_hash(out) == synth.hash
-    assert json.loads((out / "manifest.json").read_text())["import"]["mask_kinds"] == {"label image (.mat array)": N}
+    assert json.loads((out / "manifest.json").read_text())["import"]["mask_kinds"] == {
+        "label image (.mat array)": N
+    }
 
 
 def test_index_file_renamed_files(synth, tmp_path):
@@ -205,8 +223,15 @@ def test_index_json_label_masks(synth, tmp_path):
     for k, (c, stem, rgb, masks) in enumerate(synth.items):
         save(root / f"{k}.png", rgb)
         save(root / f"{k}_L.png", label_image(masks, CODES))
-        rows.append({"image": f"{k}.png", "class": c, "mask": [f"{k}_L.png"], "mask_values": "1=epidermis,2=sleb,3=tumor",
-                     "image_id": stem})
+        rows.append(
+            {
+                "image": f"{k}.png",
+                "class": c,
+                "mask": [f"{k}_L.png"],
+                "mask_values": "1=epidermis,2=sleb,3=tumor",
+                "image_id": stem,
+            }
+        )
     (tmp_path / "index.json").write_text(json.dumps({"images": rows}))
     out = run_import(root, tmp_path / "ds", index=tmp_path / "index.json")
     assert content_hash(out) == synth.hash
@@ -226,7 +251,10 @@ def test_write_index_roundtrip(synth, tmp_path):
     assert text[0] == "image,class,epidermis,sleb,tumor,mask,mask_values,image_id,group_id"
     assert any("_seg.mat#L" in line and "0=background,1=epidermis,2=sleb,3=tumor" in line for line in text)
     for ext in ("csv", "tsv", "json"):
-        assert content_hash(run_import(root, tmp_path / f"ds-{ext}", index=tmp_path / f"inferred.{ext}")) == synth.hash
+        assert (
+            content_hash(run_import(root, tmp_path / f"ds-{ext}", index=tmp_path / f"inferred.{ext}"))
+            == synth.hash
+        )
 
 
 def test_class_map_and_layout_file(synth, tmp_path):
@@ -245,11 +273,25 @@ def test_class_map_and_layout_file(synth, tmp_path):
     rules = json.loads((out / "manifest.json").read_text())["import"]
     assert rules["class_folders"]["Kontrola"]["rule"] == "class-map" and rules["ignored"] == ["Inne/x.png"]
     layout = tmp_path / "layout.json"
-    layout.write_text(json.dumps({"class_map": {"AZS": "AD", "Kontrola": "healthy", "Łuszczyca": "PS",
-                                                "Nowotwory skóry": "ST", "Inne": "ignore"}}))
+    layout.write_text(
+        json.dumps(
+            {
+                "class_map": {
+                    "AZS": "AD",
+                    "Kontrola": "healthy",
+                    "Łuszczyca": "PS",
+                    "Nowotwory skóry": "ST",
+                    "Inne": "ignore",
+                }
+            }
+        )
+    )
     out = run_import(root, tmp_path / "ds2", layout=layout)
     assert content_hash(out) == synth.hash
-    assert json.loads((out / "manifest.json").read_text())["import"]["options"]["layout_file"]["path"] == "layout.json"
+    assert (
+        json.loads((out / "manifest.json").read_text())["import"]["options"]["layout_file"]["path"]
+        == "layout.json"
+    )
     yaml = pytest.importorskip("yaml")
     ly = tmp_path / "layout.yaml"
     ly.write_text(yaml.safe_dump({"class_map": cmap}))
@@ -273,6 +315,7 @@ def test_jpeg_images_same_labels_masks_slms(synth, tmp_path):
 
 
 # --------------------------------------------------------------------------- dry run, preview
+
 
 def test_dry_run_reports_without_writing(synth, tmp_path):
     root = tmp_path / "a"
@@ -304,15 +347,32 @@ def test_preview_after_import(synth, tmp_path):
     a = np.asarray(Image.open(out))
     b = tmp_path / "again.png"
     write_preview(found, b)
-    np.testing.assert_array_equal(a, np.asarray(Image.open(b)))  # same rows from the import results and afresh
+    np.testing.assert_array_equal(
+        a, np.asarray(Image.open(b))
+    )  # same rows from the import results and afresh
 
 
 # ------------------------------------------------------------------------------------- errors
 
+
 def test_flag_parsers_and_conflicts(tmp_path):
-    assert parse_class_map("Atopic dermatitis=AD, healthy=cg,Other=ignore") == {"atopic dermatitis": 0, "healthy": 1, "other": -1}
-    assert parse_mask_values("1=epidermis,2=SLEB,3=tumour,4=background") == {1: "epidermis", 2: "sleb", 3: "tumor", 4: None, 0: None}
-    assert parse_mask_colors("rgb(255,0,0)=epidermis;#0f0=sleb") == {(255, 0, 0): "epidermis", (0, 255, 0): "sleb", (0, 0, 0): None}
+    assert parse_class_map("Atopic dermatitis=AD, healthy=cg,Other=ignore") == {
+        "atopic dermatitis": 0,
+        "healthy": 1,
+        "other": -1,
+    }
+    assert parse_mask_values("1=epidermis,2=SLEB,3=tumour,4=background") == {
+        1: "epidermis",
+        2: "sleb",
+        3: "tumor",
+        4: None,
+        0: None,
+    }
+    assert parse_mask_colors("rgb(255,0,0)=epidermis;#0f0=sleb") == {
+        (255, 0, 0): "epidermis",
+        (0, 255, 0): "sleb",
+        (0, 0, 0): None,
+    }
     with pytest.raises(HfusError, match="has no '='.*--class-map \"Atopic dermatitis=AD"):
         parse_class_map("Atopic dermatitis")
     with pytest.raises(HfusError, match="'XX' is not a class"):
@@ -327,17 +387,26 @@ def test_flag_parsers_and_conflicts(tmp_path):
         import_options(mask_values="1=epidermis", mask_colors="#ff0000=epidermis")
     layout = tmp_path / "layout.json"
     layout.write_text(json.dumps({"mask_values": {"1": "epidermis"}, "class_map": {"Healthy": "CG"}}))
-    with pytest.raises(HfusError, match="--mask-values and the layout file layout.json give different mask_values"):
+    with pytest.raises(
+        HfusError, match="--mask-values and the layout file layout.json give different mask_values"
+    ):
         import_options(mask_values="1=sleb", layout=layout)
-    with pytest.raises(HfusError, match="--class-map and the layout file layout.json map 'healthy' to different classes"):
+    with pytest.raises(
+        HfusError, match="--class-map and the layout file layout.json map 'healthy' to different classes"
+    ):
         import_options(class_map="healthy=AD", layout=layout)
     opts = import_options(class_map="Ekzema=AD", layout=layout)  # maps merge when they agree
-    assert opts.class_map == {"ekzema": 0, "healthy": 1} and opts.sources["class_map"] == "--class-map + layout file layout.json"
+    assert (
+        opts.class_map == {"ekzema": 0, "healthy": 1}
+        and opts.sources["class_map"] == "--class-map + layout file layout.json"
+    )
     layout.write_text(json.dumps({"mask_value": {"1": "epidermis"}}))
     with pytest.raises(HfusError, match="unknown key.*mask_value; known"):
         import_options(layout=layout)
     with pytest.raises(HfusError, match="--index and --write-index name the same file"):
-        check_import_paths(out=tmp_path / "o", dry_run=False, index=tmp_path / "i.csv", write_index=tmp_path / "i.csv")
+        check_import_paths(
+            out=tmp_path / "o", dry_run=False, index=tmp_path / "i.csv", write_index=tmp_path / "i.csv"
+        )
     with pytest.raises(HfusError, match="give --out DATASET_DIR.*or --dry-run"):
         check_import_paths(out=None, dry_run=False)
     with pytest.raises(HfusError, match="ending in .png"):
@@ -354,15 +423,21 @@ def _label_archive(synth, root: Path, classes=CLASSES) -> Path:
 
 def test_label_value_that_maps_to_nothing(synth, tmp_path):
     root = _label_archive(synth, tmp_path / "a")
-    with pytest.raises(HfusError, match=r"label value\(s\) that map to no structure with --mask-values "
-                                        r"0=background,1=epidermis,2=sleb: 3 in ST/labels/.*add them to --mask-values"):
+    with pytest.raises(
+        HfusError,
+        match=r"label value\(s\) that map to no structure with --mask-values "
+        r"0=background,1=epidermis,2=sleb: 3 in ST/labels/.*add them to --mask-values",
+    ):
         discover_archive(root, options=import_options(mask_values="1=epidermis,2=sleb"))
 
 
 def test_ambiguous_label_codes_ask_for_the_map(synth, tmp_path):
     root = _label_archive(synth, tmp_path / "a", classes=("AD", "PS"))  # no CG: which code is the epidermis?
-    with pytest.raises(HfusError, match=r"codes \[AD: 1, 2; CG: -; PS: 1, 2; ST: -\].*2 assignments fit.*"
-                                        r"--mask-values \"1=epidermis,2=sleb\""):
+    with pytest.raises(
+        HfusError,
+        match=r"codes \[AD: 1, 2; CG: -; PS: 1, 2; ST: -\].*2 assignments fit.*"
+        r"--mask-values \"1=epidermis,2=sleb\"",
+    ):
         discover_archive(root)
     found = discover_archive(root, options=import_options(mask_values="1=epidermis,2=sleb"))
     assert found.encoding["given_by"] == "--mask-values"
@@ -375,13 +450,19 @@ def test_mat_without_usable_variable(synth, tmp_path):
     root = tmp_path / "a"
     save(root / "AD" / f"{stem}.png", rgb)
     sio.savemat(root / "AD" / f"{stem}.mat", {"A": masks["epidermis"], "B": masks["sleb"], "img": rgb})
-    with pytest.raises(HfusError, match=rf"AD/{stem}.mat: no usable mask variable \(A \(72x96\), B \(72x96\)\).*"
-                                        r'"mat_variables": \{'):
+    with pytest.raises(
+        HfusError,
+        match=rf"AD/{stem}.mat: no usable mask variable \(A \(72x96\), B \(72x96\)\).*"
+        r'"mat_variables": \{',
+    ):
         discover_archive(root)
     layout = tmp_path / "layout.json"
     layout.write_text(json.dumps({"mat_variables": {"A": "epidermis", "B": "sleb"}}))
     found = discover_archive(root, options=import_options(layout=layout))
-    assert {s: [m.var for m in v] for s, v in found.images[0].masks.items()} == {"epidermis": ["A"], "sleb": ["B"]}
+    assert {s: [m.var for m in v] for s, v in found.images[0].masks.items()} == {
+        "epidermis": ["A"],
+        "sleb": ["B"],
+    }
     sio.savemat(root / "AD" / f"{stem}.mat", {"img": rgb})
     with pytest.raises(HfusError, match="no usable mask variable \\(no 2-D numeric or logical array\\)"):
         discover_archive(root)
@@ -396,9 +477,15 @@ def test_mat_v73_needs_h5py(tmp_path):
         pytest.skip("h5py is installed: the v7.3 path reads the file instead")
     root = tmp_path / "a"
     save(root / "CG" / "x.png", np.zeros((48, 64, 3), np.uint8))
-    hdr = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116, b" ") + bytes(8) + b"\x00\x02IM"
+    hdr = (
+        b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116, b" ")
+        + bytes(8)
+        + b"\x00\x02IM"
+    )
     (root / "CG" / "x.mat").write_bytes(hdr + b"\x89HDF\r\n\x1a\n" + bytes(512))
-    with pytest.raises(HfusError, match=r"CG/x.mat is a MATLAB v7.3 \(HDF5\) file, which needs h5py: pip install h5py"):
+    with pytest.raises(
+        HfusError, match=r"CG/x.mat is a MATLAB v7.3 \(HDF5\) file, which needs h5py: pip install h5py"
+    ):
         discover_archive(root)
 
 
@@ -408,8 +495,11 @@ def test_index_errors(synth, tmp_path):
     save(root / "x.png", rgb)
     idx = tmp_path / "index.csv"
     idx.write_text("image,class,epidermis\nx.png,AD,\nnope.png,PS,\nx.png,AD,gone_mask.png\n")
-    with pytest.raises(HfusError, match=r"index index.csv: 2 file\(s\) listed do not exist under .*row 3: nope.png, "
-                                        r"row 4 epidermis: gone_mask.png"):
+    with pytest.raises(
+        HfusError,
+        match=r"index index.csv: 2 file\(s\) listed do not exist under .*row 3: nope.png, "
+        r"row 4 epidermis: gone_mask.png",
+    ):
         discover_archive(root, options=import_options(index=idx))
     idx.write_text("image,class\nx.png,Eczema herpeticum or psoriasis\n")
     with pytest.raises(HfusError, match=r"unknown class in row 2: .*--class-map"):

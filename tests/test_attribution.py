@@ -69,16 +69,25 @@ def models() -> dict[str, nn.Module]:
     return build_models()
 
 
-def _captum_reference(method: str, model: nn.Module, x: torch.Tensor, t: torch.Tensor, seed: int) -> torch.Tensor:
+def _captum_reference(
+    method: str, model: nn.Module, x: torch.Tensor, t: torch.Tensor, seed: int
+) -> torch.Tensor:
     if method == "ig":
-        return CaptumIG(model).attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=50, method="gausslegendre")
+        return CaptumIG(model).attribute(
+            x, baselines=torch.zeros_like(x), target=t, n_steps=50, method="gausslegendre"
+        )
     if method == "saliency":
         return CaptumSaliency(model).attribute(x, target=t, abs=True)
     if method.startswith("occlusion"):
         k = int(method.removeprefix("occlusion"))
         # perturbations_per_eval only batches captum's forwards (same result by design), for test speed
         return CaptumOcclusion(model).attribute(
-            x, strides=(3, 9, 9), sliding_window_shapes=(3, k, k), baselines=0, target=t, perturbations_per_eval=64
+            x,
+            strides=(3, 9, 9),
+            sliding_window_shapes=(3, k, k),
+            baselines=0,
+            target=t,
+            perturbations_per_eval=64,
         )
     assert method == "gradientshap"
     outs = []
@@ -87,7 +96,9 @@ def _captum_reference(method: str, model: nn.Module, x: torch.Tensor, t: torch.T
         torch.manual_seed(s)
         baseline = torch.randn(1, *x.shape[1:]) * 0.001
         outs.append(
-            CaptumGradientShap(model).attribute(x[i : i + 1], baselines=baseline, target=t[i : i + 1], n_samples=5, stdevs=0.09)
+            CaptumGradientShap(model).attribute(
+                x[i : i + 1], baselines=baseline, target=t[i : i + 1], n_samples=5, stdevs=0.09
+            )
         )
     return torch.cat(outs)
 
@@ -120,7 +131,9 @@ def test_matches_captum(arch: str, models: dict[str, nn.Module]) -> None:
         assert ref.std() > 0 and (ref.sum(1).flatten(1).std(1) > 1e-3 * ref.abs().max()).all(), (arch, method)
         r = pearson(ours, ref)
         rel = float((ours - ref).abs().max() / ref.abs().max())
-        print(f"{arch:12s} {method:12s} r={r:.7f} max|diff|={float((ours - ref).abs().max()):.3g} rel={rel:.3g}")
+        print(
+            f"{arch:12s} {method:12s} r={r:.7f} max|diff|={float((ours - ref).abs().max()):.3g} rel={rel:.3g}"
+        )
         assert r >= 0.999, (arch, method, r)
         assert rel < 1e-3, (arch, method, rel)
 
@@ -147,7 +160,12 @@ def test_occlusion_edges_non_square(size: tuple[int, int]) -> None:
     for k, cls in ((15, A.Occlusion15), (30, A.Occlusion30), (45, A.Occlusion45)):
         ours = cls(model, _context("tiny", model))(x, t)
         ref = CaptumOcclusion(model).attribute(
-            x, strides=(3, 9, 9), sliding_window_shapes=(3, k, k), baselines=0, target=t, perturbations_per_eval=64
+            x,
+            strides=(3, 9, 9),
+            sliding_window_shapes=(3, k, k),
+            baselines=0,
+            target=t,
+            perturbations_per_eval=64,
         )
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
 

@@ -19,7 +19,9 @@ class _NoModel(nn.Module):
 
 
 def _ctx(seed: int = 0, prior: torch.Tensor | None = None) -> ExplainContext:
-    return ExplainContext(arch="x", target_layer=nn.Identity(), device=torch.device("cpu"), seed=seed, depth_prior=prior)
+    return ExplainContext(
+        arch="x", target_layer=nn.Identity(), device=torch.device("cpu"), seed=seed, depth_prior=prior
+    )
 
 
 def _images(n: int = 3, size: int = 224, seed: int = 0) -> torch.Tensor:
@@ -56,7 +58,9 @@ def test_random_map_seeded_per_image() -> None:
     assert torch.equal(rnd(x.flip(0), None).flip(0), a)  # independent of batch order
     assert torch.equal(rnd(x[1:2], None)[0], a[1])  # and of batch composition
     s = B.image_seeds(x, 1)[2]
-    assert torch.equal(a[2], torch.rand((224, 224), generator=torch.Generator().manual_seed(s)))  # documented rule
+    assert torch.equal(
+        a[2], torch.rand((224, 224), generator=torch.Generator().manual_seed(s))
+    )  # documented rule
     assert not torch.equal(B.RandomMap(None, _ctx(seed=2))(x, None), a)
     assert a.min() >= 0 and a.max() < 1 and abs(a.mean().item() - 0.5) < 0.01  # uniform
 
@@ -68,7 +72,9 @@ def test_center_gaussian_known_values() -> None:
     torch.testing.assert_close(g[0], g[0].flip(0).flip(1))  # symmetric about the centre
     sigma = 0.25 * 224
     dy = 111.5  # row 0 from the centre row
-    torch.testing.assert_close(g[0, 0, 111].item(), torch.exp(torch.tensor(-(dy**2) / (2 * sigma**2) - 0.25 / (2 * sigma**2))).item())
+    torch.testing.assert_close(
+        g[0, 0, 111].item(), torch.exp(torch.tensor(-(dy**2) / (2 * sigma**2) - 0.25 / (2 * sigma**2))).item()
+    )
     # non-square images: centred on each axis
     h = B.CenterGaussian(None, _ctx())(torch.zeros(1, 3, 5, 9), None)[0]
     assert h.argmax().item() == 2 * 9 + 4 and h[2, 4] == 1.0

@@ -66,7 +66,12 @@ def _build(arch: str, seed: int = 0) -> tuple[nn.Module, ExplainContext]:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     layer = spec.resolve_target_layer(model)
     head = spec.head(model)
-    linear = {"densenet201": "classifier", "googlenet": "fc", "mobilenet_v2": "classifier.1", "resnet101": "fc"}
+    linear = {
+        "densenet201": "classifier",
+        "googlenet": "fc",
+        "mobilenet_v2": "classifier.1",
+        "resnet101": "fc",
+    }
     fc = model.get_submodule(linear[arch])
     # rescale the head so logits are O(1) on typical inputs: W ~ N(1, 1) * 2 / (std(pooled) * sqrt(C))
     probe = _smooth_images(4, 96, seed=99)
@@ -155,7 +160,12 @@ def test_shared_gradient_pass_equals_single_methods(setup: Setup) -> None:
 def test_ablationcam_matches_library(setup: Setup) -> None:
     ours = cam.AblationCAM(setup.model, setup.context)(setup.images, setup.targets)
     ref = library_ablation_maps(
-        setup.model, setup.context.target_layer, setup.context.head, setup.images, setup.targets, arch=setup.arch
+        setup.model,
+        setup.context.target_layer,
+        setup.context.head,
+        setup.images,
+        setup.targets,
+        arch=setup.arch,
     )
     _assert_conform(ours, ref, f"{setup.arch}/ablationcam")
 
@@ -200,9 +210,7 @@ def test_scorecam_matches_library(setup: Setup) -> None:
     np.testing.assert_allclose(ours_w, ref_w, rtol=1e-4, atol=1e-7)
     assert ours_w.std(axis=1).min() > 1e-4  # the softmax is not flat
     ours_map = cam.library_postprocess(cam._weighted_sum(torch.from_numpy(ours_w), sub), (64, 64))
-    ref_map = scale_cam_image(
-        np.maximum((ref_w[:, :, None, None] * sub.numpy()).sum(1), 0), (64, 64)
-    )
+    ref_map = scale_cam_image(np.maximum((ref_w[:, :, None, None] * sub.numpy()).sum(1), 0), (64, 64))
     _assert_conform(ours_map, scale_cam_image(ref_map), f"{setup.arch}/scorecam-subset")
 
 
@@ -217,7 +225,9 @@ def test_hirescam_equals_gradcam_only_without_relu_before_pooling(setup: Setup) 
     maps = cam.gradient_cams(setup.model, setup.context, setup.images, setup.targets, ("gradcam", "hirescam"))
     assert float((maps["gradcam"] - maps["hirescam"]).abs().max()) < 1e-5
     if setup.arch == "densenet201":
-        pre_relu = ExplainContext(arch="densenet201", target_layer=setup.model.features, device=torch.device("cpu"))
+        pre_relu = ExplainContext(
+            arch="densenet201", target_layer=setup.model.features, device=torch.device("cpu")
+        )
         maps = cam.gradient_cams(setup.model, pre_relu, setup.images, setup.targets, ("gradcam", "hirescam"))
         assert float((maps["gradcam"] - maps["hirescam"]).abs().max()) > 0.01
 
@@ -292,7 +302,9 @@ def test_errors(mobilenet: Setup) -> None:
     with pytest.raises(HfusError, match="unknown gradient CAM"):
         cam.gradient_cams(s.model, s.context, s.images, s.targets, ("scorecam",))
     relu = nn.ReLU()
-    twice = nn.Sequential(nn.Conv2d(3, 4, 3), relu, relu, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    twice = nn.Sequential(
+        nn.Conv2d(3, 4, 3), relu, relu, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     ctx = ExplainContext(arch="x", target_layer=relu, device=torch.device("cpu"))
     with pytest.raises(HfusError, match="ran 2 times"):
         cam.GradCAM(twice, ctx)(torch.rand(1, 3, 8, 8), torch.tensor([0]))
@@ -328,7 +340,9 @@ class _Tiny(nn.Module):
 
     def __init__(self, channels: int = 40, relu: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, channels, 3, 2, 1))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, channels, 3, 2, 1)
+        )
         self.target = nn.ReLU() if relu else nn.Identity()
         self.fc = nn.Linear(channels, 4)
 
@@ -346,23 +360,33 @@ def tiny(request) -> Setup:
     model = _Tiny(relu=request.param).eval()
     with torch.no_grad():
         model.fc.weight.mul_(20)
-    ctx = ExplainContext(arch="tiny", target_layer=model.target, device=torch.device("cpu"), head=model.head, batch_size=7)
+    ctx = ExplainContext(
+        arch="tiny", target_layer=model.target, device=torch.device("cpu"), head=model.head, batch_size=7
+    )
     return Setup("tiny", model, ctx, _smooth_images(3, 32, seed=4), torch.tensor([0, 3, 1]))
 
 
 @pytest.mark.parametrize("method", CAM_METHODS)
 def test_tiny_model_matches_library(tiny: Setup, method: str) -> None:
     """All six methods on the real handle; Ablation-CAM also without a head (full-model fallback)."""
-    ref = library_maps(method, tiny.model, tiny.context.target_layer, tiny.images, tiny.targets, score_batch=16)
+    ref = library_maps(
+        method, tiny.model, tiny.context.target_layer, tiny.images, tiny.targets, score_batch=16
+    )
     ours = CLASSES[method](tiny.model, tiny.context)(tiny.images, tiny.targets)
     _assert_conform(ours, ref, f"tiny/{method}")
     if method == "ablationcam":
-        no_head = ExplainContext(arch="tiny", target_layer=tiny.model.target, device=torch.device("cpu"), batch_size=7)
+        no_head = ExplainContext(
+            arch="tiny", target_layer=tiny.model.target, device=torch.device("cpu"), batch_size=7
+        )
         fallback = cam.AblationCAM(tiny.model, no_head)(tiny.images, tiny.targets)
         _assert_conform(fallback, ref, "tiny/ablationcam-fallback")
     if method == "scorecam":
-        other_chunk = ExplainContext(arch="tiny", target_layer=tiny.model.target, device=torch.device("cpu"), batch_size=1000)
-        torch.testing.assert_close(CLASSES[method](tiny.model, other_chunk)(tiny.images, tiny.targets), ours, atol=1e-5, rtol=0)
+        other_chunk = ExplainContext(
+            arch="tiny", target_layer=tiny.model.target, device=torch.device("cpu"), batch_size=1000
+        )
+        torch.testing.assert_close(
+            CLASSES[method](tiny.model, other_chunk)(tiny.images, tiny.targets), ours, atol=1e-5, rtol=0
+        )
         assert torch.equal(CLASSES[method](tiny.model, tiny.context)(tiny.images, tiny.targets), ours)
 
 

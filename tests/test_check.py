@@ -37,6 +37,3 @@ def test_nondeterministic_method_fails(tmp_path, capsys):
     report = check_method(path)
     assert not report.ok and any("differ" in text for ok, text in report.lines if not ok)
     assert main(["check", str(path)]) == 1
-
-
-

@@ -47,13 +47,20 @@ def model() -> torch.nn.Module:
 
 
 def _card(**kw):
-    return {"arch": "mobilenet_v2", "dataset": {"id": "toy", "revision": "r1"}, "fold": 0,
-            "metrics": {"test": {"accuracy": 0.95, "f1": 0.94}}, **kw}
+    return {
+        "arch": "mobilenet_v2",
+        "dataset": {"id": "toy", "revision": "r1"},
+        "fold": 0,
+        "metrics": {"test": {"accuracy": 0.95, "f1": 0.94}},
+        **kw,
+    }
 
 
 def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
+    return sa.keys() == sb.keys() and all(
+        sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa
+    )
 
 
 def test_float32_round_trip_is_bit_exact(tmp_path, model):
@@ -80,7 +87,9 @@ def test_float32_round_trip_is_bit_exact(tmp_path, model):
 def test_float16_storage_is_upcast_on_load(tmp_path, model):
     C.save_checkpoint(model, tmp_path / "f32", _card())
     C.save_checkpoint(model, tmp_path / "f16", _card(dtype="float16"))
-    assert (tmp_path / "f16.safetensors").stat().st_size < 0.55 * (tmp_path / "f32.safetensors").stat().st_size
+    assert (tmp_path / "f16.safetensors").stat().st_size < 0.55 * (
+        tmp_path / "f32.safetensors"
+    ).stat().st_size
     from safetensors.torch import load_file
 
     raw = load_file(str(tmp_path / "f16.safetensors"))
@@ -122,7 +131,9 @@ def test_bad_inputs_are_clear_errors(tmp_path, model):
 def test_missing_checkpoint_offline_names_the_train_command():
     with pytest.raises(HfusError, match=r"offline.*hfus-bench train --models resnet101 --folds 3"):
         C.load_model("resnet101", fold=3)
-    with pytest.raises(HfusError, match=r"hfus-bench train --models googlenet --dataset owner/data --folds 1"):
+    with pytest.raises(
+        HfusError, match=r"hfus-bench train --models googlenet --dataset owner/data --folds 1"
+    ):
         C.find_checkpoint("googlenet", dataset="owner/data", fold=1)
 
 
@@ -150,7 +161,13 @@ def test_dropping_card_and_weights_into_package_folder_registers(tmp_path, model
     registry = C._build_registry()
     assert list(registry) == ["shipped"]
     entry = registry["shipped"]
-    assert (entry.arch, entry.dataset, entry.fold, entry.sha256, entry.origin) == ("mobilenet_v2", "hfus-synth", 0, sha, "package")
+    assert (entry.arch, entry.dataset, entry.fold, entry.sha256, entry.origin) == (
+        "mobilenet_v2",
+        "hfus-synth",
+        0,
+        sha,
+        "package",
+    )
     C.REGISTRY.update(registry)
     _, info = C.load_model("mobilenet_v2")  # default dataset hfus-synth, fold 0
     assert info.path == pkg / "shipped.safetensors"
@@ -160,8 +177,15 @@ def test_dropping_card_and_weights_into_package_folder_registers(tmp_path, model
 
 def _hub_entry(sha: str, revision: str) -> C.Checkpoint:
     return C.Checkpoint.from_card(
-        {"name": "hubbed", "arch": "mobilenet_v2", "dataset": {"id": "hfus-synth", "revision": "v1"}, "fold": 4,
-         "file": "hubbed.safetensors", "sha256": sha, "hub": {"repo_id": "owner/hfus-models", "revision": revision}},
+        {
+            "name": "hubbed",
+            "arch": "mobilenet_v2",
+            "dataset": {"id": "hfus-synth", "revision": "v1"},
+            "fold": 4,
+            "file": "hubbed.safetensors",
+            "sha256": sha,
+            "hub": {"repo_id": "owner/hfus-models", "revision": revision},
+        },
         "hub",
     )
 
@@ -197,8 +221,11 @@ SHIPPED = _shipped_synth_entries()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED, reason="no hfus-synth checkpoint shipped in hfus_xai_bench/checkpoints/ yet "
-                    "(the lead trains MobileNetV2 fold 0 on a GPU and drops its .safetensors + .json there)")
+@pytest.mark.skipif(
+    not SHIPPED,
+    reason="no hfus-synth checkpoint shipped in hfus_xai_bench/checkpoints/ yet "
+    "(the lead trains MobileNetV2 fold 0 on a GPU and drops its .safetensors + .json there)",
+)
 @pytest.mark.parametrize("entry", SHIPPED, ids=[e.name for e in SHIPPED])
 def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
     from hfus_xai_bench.data.dataset import dataset_provenance, fold_arrays, load_dataset
@@ -206,7 +233,9 @@ def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
 
     monkeypatch.setattr(C, "PACKAGE_DIR", C.Path(C.__file__).resolve().parent.parent / "checkpoints")
     path = C.PACKAGE_DIR / entry.filename
-    assert path.stat().st_size <= 5e6 or entry.arch != "mobilenet_v2", "the shipped MobileNetV2 must stay <= 5 MB"
+    assert path.stat().st_size <= 5e6 or entry.arch != "mobilenet_v2", (
+        "the shipped MobileNetV2 must stay <= 5 MB"
+    )
     model, info = C.load_model(entry.arch, checkpoint=path)
     assert info.sha256 == entry.sha256
     ds = load_dataset(entry.dataset, revision=entry.dataset_revision)
@@ -214,7 +243,8 @@ def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
     if recorded_data.get("sha256"):
         assert dataset_provenance(ds)["sha256"] == recorded_data["sha256"], (
             "the card was trained on other data: the dataset here was generated differently "
-            "(run `hfus-bench data info`: it prints this machine's content hash and whether it matches the golden one)")
+            "(run `hfus-bench data info`: it prints this machine's content hash and whether it matches the golden one)"
+        )
     test = fold_arrays(ds, entry.fold, "test")
     pred = predict_logits(model, test.images, "cpu", batch_size=32).argmax(1).numpy()
     accuracy = float(np.mean(pred == test.labels))

@@ -58,7 +58,9 @@ def test_benchmark_entry_invents_nothing() -> None:
 def test_year_is_the_licence_year() -> None:
     licence = (REPO / "LICENSE").read_text()
     year = re.search(r"Copyright \(c\) (\d{4})", licence).group(1)
-    assert package_year() == year  # from the installed metadata, or the checkout's LICENSE for an older editable install
+    assert (
+        package_year() == year
+    )  # from the installed metadata, or the checkout's LICENSE for an older editable install
 
 
 def test_every_published_builtin_declares_its_reference() -> None:
@@ -67,7 +69,11 @@ def test_every_published_builtin_declares_its_reference() -> None:
         assert meta["url"].startswith("https://") and bibtex_balanced(meta["citation"]), name
         assert meta["hyperparameters"], name
     assert load_builtin("ig").metadata["hyperparameters"]["n_steps"] == 50
-    assert load_builtin("occlusion30").metadata["hyperparameters"] == {"window": 30, "stride": 9, "baseline": 0.0}
+    assert load_builtin("occlusion30").metadata["hyperparameters"] == {
+        "window": 30,
+        "stride": 9,
+        "baseline": 0.0,
+    }
     for name in SANITY_METHODS:
         assert load_builtin(name).metadata["tuning_split"] == "none", name
 
@@ -76,7 +82,9 @@ def test_cite_one_result(tmp_path, capsys) -> None:
     record = json.loads((REPO / "submissions" / "example-gradient-x-input" / "result.json").read_text())
     text = cite_result(record)
     assert bibtex_balanced(text) and [k for k, _ in _entries(text)] == ["misc", "software"]
-    assert record["dataset"]["sha256"] in text and record["checkpoints"]["mobilenet_v2"]["0"]["sha256"] in text
+    assert (
+        record["dataset"]["sha256"] in text and record["checkpoints"]["mobilenet_v2"]["0"]["sha256"] in text
+    )
     assert f"hfus-xai-bench {record['benchmark_version']} (protocol v{record['protocol_version']})" in text
     assert "example-gradient-x-input" in text and record["dataset"]["revision"] in text
     assert cite_result(record) == text  # deterministic key
@@ -84,7 +92,9 @@ def test_cite_one_result(tmp_path, capsys) -> None:
     assert capsys.readouterr().out == text
 
 
-@pytest.mark.parametrize(("flags", "n"), [([], 4), (["--benchmark-only"], 1), (["--no-paper", "--no-study"], 2)])
+@pytest.mark.parametrize(
+    ("flags", "n"), [([], 4), (["--benchmark-only"], 1), (["--no-paper", "--no-study"], 2)]
+)
 def test_cli(flags: list[str], n: int, capsys: pytest.CaptureFixture) -> None:
     assert main(["cite", *flags]) == 0
     out = capsys.readouterr().out

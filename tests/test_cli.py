@@ -20,15 +20,28 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_python_m_help_and_version() -> None:
     done = _run("-m", "hfus_xai_bench", "--help")
     assert done.returncode == 0 and "usage: hfus-bench" in done.stdout
-    for command in ("evaluate", "check", "submit", "verify", "cite", "leaderboard", "data", "train", "models"):
+    for command in (
+        "evaluate",
+        "check",
+        "submit",
+        "verify",
+        "cite",
+        "leaderboard",
+        "data",
+        "train",
+        "models",
+    ):
         assert command in done.stdout
     done = _run("-m", "hfus_xai_bench", "--version")
     assert done.returncode == 0 and done.stdout.strip() == f"hfus-xai-bench {BENCHMARK_VERSION}"
 
 
 def test_parser_does_not_import_torch() -> None:
-    done = _run("-c", "import sys; from hfus_xai_bench.cli import build_parser; build_parser(); "
-                      "print(sorted(m for m in ('torch', 'numpy', 'datasets') if m in sys.modules))")
+    done = _run(
+        "-c",
+        "import sys; from hfus_xai_bench.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'numpy', 'datasets') if m in sys.modules))",
+    )
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
@@ -42,7 +55,13 @@ def test_missing_sub_command_prints_help_and_exits_2(argv: list[str], capsys: py
 def test_consistent_flags() -> None:
     """--models / --folds / --limit / --device mean the same in every command that has them; device default auto."""
     parser = build_parser()
-    for argv in (["evaluate", "x"], ["submit", "x"], ["check", "x"], ["verify", "x"], ["train", "--models", "a", "--folds", "0"]):
+    for argv in (
+        ["evaluate", "x"],
+        ["submit", "x"],
+        ["check", "x"],
+        ["verify", "x"],
+        ["train", "--models", "a", "--folds", "0"],
+    ):
         args = parser.parse_args(argv)
         assert args.device == "auto", argv
         assert not hasattr(args, "arch") and not hasattr(args, "fold") and not hasattr(args, "n"), argv
@@ -67,7 +86,8 @@ def test_entry_point_methods_load(tmp_path, monkeypatch) -> None:
     """An installed package registers a method in the entry-point group; it is found by name."""
     (tmp_path / "toy_plugin.py").write_text(
         "METADATA = {'name': 'toyplugin', 'kind': 'map', 'licence': 'MIT'}\n"
-        "def explain(model, images, targets, *, context):\n    return images.mean(1)\n")
+        "def explain(model, images, targets, *, context):\n    return images.mean(1)\n"
+    )
     dist = tmp_path / "toy_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 1.0\n")
@@ -75,4 +95,8 @@ def test_entry_point_methods_load(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     assert loader.available_methods()["toyplugin"] == "entry point toy_plugin"
     method = loader.load_method("toyplugin")
-    assert method.source == "entry_point:toyplugin" and method.kind == "map" and method.metadata["licence"] == "MIT"
+    assert (
+        method.source == "entry_point:toyplugin"
+        and method.kind == "map"
+        and method.metadata["licence"] == "MIT"
+    )

@@ -12,7 +12,24 @@ from hfus_xai_bench.cli import main
 
 
 def test_synth_import_info(tmp_path, cache, capsys):
-    assert main(["data", "synth", "--out", str(tmp_path / "arch"), "--n", "8", "--seed", "3", "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(tmp_path / "arch"),
+                "--n",
+                "8",
+                "--seed",
+                "3",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = json.loads((tmp_path / "arch" / "SYNTH_INFO.json").read_text())
     assert info["n"] == 8 and info["seed"] == 3
     assert main(["data", "import", str(tmp_path / "arch"), "--out", str(tmp_path / "ds"), "--quiet"]) == 0
@@ -32,7 +49,22 @@ def test_import_errors_and_warnings(tmp_path, cache, capsys):
     err = capsys.readouterr().err
     assert err.startswith("hfus-bench: error: found 8 images") and err.count("\n") == 1
     (root / "AD" / "masks" / "2019-01-10_0_0_sleb.png").rename(root / "AD" / "masks" / "orphan_sleb.png")
-    assert main(["data", "import", str(root), "--out", str(tmp_path / "y"), "--expect", "8", "--strict", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "import",
+                str(root),
+                "--out",
+                str(tmp_path / "y"),
+                "--expect",
+                "8",
+                "--strict",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "masks without images: AD/masks/orphan_sleb.png" in capsys.readouterr().err
     assert main(["data", "import", str(root), "--out", str(tmp_path / "z"), "--expect", "8", "--quiet"]) == 0
     err = capsys.readouterr().err  # warnings go to stderr, one line each

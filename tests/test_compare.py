@@ -22,6 +22,7 @@ ENTRIES = REPO / "leaderboard" / "entries"
 
 # ------------------------------------------------------------------------------------ paired bootstrap
 
+
 def test_paired_bootstrap_constant_shift_and_identity() -> None:
     rng = np.random.default_rng(1)
     b = rng.normal(0, 3, 50)
@@ -61,8 +62,10 @@ def test_paired_bootstrap_is_the_documented_resampling() -> None:
     assert (s.low, s.high) == fold_bootstrap(per_fold)
     assert s.mean == pytest.approx(np.mean([x.mean() for x in per_fold]))
     # against zero: the record's own CI of a
-    assert (paired_bootstrap(a, np.zeros(40), strata=folds).low, paired_bootstrap(a, np.zeros(40), strata=folds).high) == (
-        fold_bootstrap([a[folds == f][~np.isnan(a[folds == f])] for f in range(3)]))
+    assert (
+        paired_bootstrap(a, np.zeros(40), strata=folds).low,
+        paired_bootstrap(a, np.zeros(40), strata=folds).high,
+    ) == (fold_bootstrap([a[folds == f][~np.isnan(a[folds == f])] for f in range(3)]))
     assert tuple(paired_bootstrap(a, b, seed=1)) != tuple(d)
 
 
@@ -90,6 +93,7 @@ def test_paired_bootstrap_edge_cases() -> None:
 
 # ------------------------------------------------------------------------------------ compare records
 
+
 def _pair() -> tuple[dict, dict]:
     """B, and A = B with HR1 + 0.5 and cov bg + 0.1 on every image (cov bg: lower is better)."""
     runs = [s7_scores("mobilenet_v2", f, 1.0, 5 + 10 * f) for f in (0, 1)]
@@ -112,7 +116,13 @@ def test_compare_known_differences() -> None:
     assert d["randomisation@1/cross_image"].better is None  # descriptive
     # every registry output with per-image values is compared, in registry order
     assert list(d)[:3] == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top"]
-    assert {"confidence@1/dic", "confidence@1/iic", "randomisation@1/rho", "road@1/morf", "road@1/lerf"} <= set(d)
+    assert {
+        "confidence@1/dic",
+        "confidence@1/iic",
+        "randomisation@1/rho",
+        "road@1/morf",
+        "road@1/lerf",
+    } <= set(d)
     flipped = {x.key: x for x in compare(b, a).differences["mobilenet_v2"]}
     assert flipped["hit_rate@1"].diff == pytest.approx(-0.5) and flipped["hit_rate@1"].better == "B"
 
@@ -137,8 +147,10 @@ def test_entries_without_per_image_values_give_unpaired_means() -> None:
     assert "road@1/combined" not in d  # B has no §7 scores
     hr1 = d["hit_rate@1"]
     assert hr1.ci95 == (None, None) and hr1.better is None and hr1.n == 0
-    assert hr1.diff == pytest.approx(a["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"]
-                                     - b["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"])
+    assert hr1.diff == pytest.approx(
+        a["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"]
+        - b["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"]
+    )
 
 
 def test_incomparable_records_name_what_differs() -> None:
@@ -146,18 +158,26 @@ def test_incomparable_records_name_what_differs() -> None:
     other = copy.deepcopy(b)
     other["dataset"]["revision"] = "synth-v1-seed0"
     other["dataset"]["sha256"] = "b" * 64
-    with pytest.raises(HfusError, match=r"dataset revision differs \(A synth-v2-seed0, B synth-v1-seed0\); "
-                                        r"dataset content hash differs \(A aaaaaaaaaaaa…, B bbbbbbbbbbbb…\)"):
+    with pytest.raises(
+        HfusError,
+        match=r"dataset revision differs \(A synth-v2-seed0, B synth-v1-seed0\); "
+        r"dataset content hash differs \(A aaaaaaaaaaaa…, B bbbbbbbbbbbb…\)",
+    ):
         compare(a, other)
     other = copy.deepcopy(b)
     other["checkpoints"]["mobilenet_v2"]["1"]["sha256"] = "e" * 64
-    with pytest.raises(HfusError, match=r"mobilenet_v2 fold 1: checkpoint sha256 differs \(A 000000000000…, B eeeeeeeeeeee…\)"):
+    with pytest.raises(
+        HfusError,
+        match=r"mobilenet_v2 fold 1: checkpoint sha256 differs \(A 000000000000…, B eeeeeeeeeeee…\)",
+    ):
         compare(a, other)
     other = copy.deepcopy(b)
     for row in other["per_image"]:
         if row["fold"] == 0 and row["image_id"].endswith("_0_1"):
             row["image_id"] = "2020-09-09_0_1"
-    with pytest.raises(HfusError, match=r"mobilenet_v2 fold 0: images differ \(11 shared, 1 only in A, 1 only in B\)"):
+    with pytest.raises(
+        HfusError, match=r"mobilenet_v2 fold 0: images differ \(11 shared, 1 only in A, 1 only in B\)"
+    ):
         compare(a, other)
     one_fold = record("base", [s7_scores("mobilenet_v2", 0, 1.0, 5)], folds=(0,))
     with pytest.raises(HfusError, match=r"mobilenet_v2: folds differ \(A 0,1, B 0\)"):
@@ -179,6 +199,7 @@ def test_difference_better_rule() -> None:
 
 # ------------------------------------------------------------------------------------ the command
 
+
 def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     a, b = _pair()
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
@@ -188,8 +209,14 @@ def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == f"A = plus  ({pa})" and lines[1] == f"B = base  ({pb})"
-    assert "same dataset hfus-synth rev synth-v2-seed0 (content sha256 aaaaaaaaaaaa…), checkpoints and images" in out
-    assert "mobilenet_v2 · fold 0 (checkpoint 000000000000…), fold 1 (checkpoint 000000000000…) · 24 images" in out
+    assert (
+        "same dataset hfus-synth rev synth-v2-seed0 (content sha256 aaaaaaaaaaaa…), checkpoints and images"
+        in out
+    )
+    assert (
+        "mobilenet_v2 · fold 0 (checkpoint 000000000000…), fold 1 (checkpoint 000000000000…) · 24 images"
+        in out
+    )
     header = next(line for line in lines if line.startswith("score "))
     assert header.split() == ["score", "dir", "A", "B", "A", "−", "B", "95", "%", "CI", "n", "better"]
     hr1 = next(line for line in lines if line.startswith("HR1 (hit_rate@1)")).split()
@@ -214,7 +241,9 @@ def test_cli_compare_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     pb.write_text(json.dumps(b))
     assert main(["compare", str(pa), str(pb)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("hfus-bench: error: A and B are not comparable: dataset revision differs")
+    assert err.count("\n") == 1 and err.startswith(
+        "hfus-bench: error: A and B are not comparable: dataset revision differs"
+    )
     assert main(["compare", str(pa), str(tmp_path / "nope.json")]) == 2
     assert "file not found" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text(json.dumps({"schema_version": 1}))

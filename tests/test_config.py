@@ -11,27 +11,36 @@ from hfus_xai_bench.errors import HfusError
 
 def test_defaults_and_parsing() -> None:
     c = RunConfig()
-    assert (c.models, c.folds, c.limit, c.device, c.precision) == (("mobilenet_v2",), (0,), None, "auto", "fp32")
+    assert (c.models, c.folds, c.limit, c.device, c.precision) == (
+        ("mobilenet_v2",),
+        (0,),
+        None,
+        "auto",
+        "fp32",
+    )
     c = RunConfig.build(models="all", folds="0,3", limit=8)
     assert c.models == ARCH_NAMES and c.folds == (0, 3) and c.limit == 8
     assert RunConfig(models=["MobileNet", "resnet"]).models == ("mobilenet_v2", "resnet101")
     assert parse_list(" a, b ,", ["x"]) == ["a", "b"] and parse_list("all", [1, 2]) == ["1", "2"]
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"models": "vgg16"}, "unknown architecture 'vgg16'"),
-    ({"folds": "5"}, r"folds must be in 0..4"),
-    ({"folds": "x"}, "--folds must be fold numbers"),
-    ({"folds": ""}, "nothing to evaluate"),
-    ({"limit": 0}, "--limit must be at least 1"),
-    ({"batch_size": 0}, "--batch-size must be at least 1"),
-    ({"target": "argmax"}, "--target must be one of pred, label"),
-    ({"sign": "both"}, "--sign must be one of"),
-    ({"confidence": "z"}, "--confidence must be one of logit, prob"),
-    ({"precision": "bf16"}, "bf16 is not supported yet"),
-    ({"precision": "fp8"}, "--precision must be one of fp32"),
-    ({"models": "resnet101,resnet"}, "must not repeat"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"models": "vgg16"}, "unknown architecture 'vgg16'"),
+        ({"folds": "5"}, r"folds must be in 0..4"),
+        ({"folds": "x"}, "--folds must be fold numbers"),
+        ({"folds": ""}, "nothing to evaluate"),
+        ({"limit": 0}, "--limit must be at least 1"),
+        ({"batch_size": 0}, "--batch-size must be at least 1"),
+        ({"target": "argmax"}, "--target must be one of pred, label"),
+        ({"sign": "both"}, "--sign must be one of"),
+        ({"confidence": "z"}, "--confidence must be one of logit, prob"),
+        ({"precision": "bf16"}, "bf16 is not supported yet"),
+        ({"precision": "fp8"}, "--precision must be one of fp32"),
+        ({"models": "resnet101,resnet"}, "must not repeat"),
+    ],
+)
 def test_bad_values_are_one_clear_error(options: dict, message: str) -> None:
     with pytest.raises(HfusError, match=message):
         RunConfig.build(**options)
@@ -40,15 +49,46 @@ def test_bad_values_are_one_clear_error(options: dict, message: str) -> None:
 def test_options_round_trip_and_cli_args() -> None:
     import torch
 
-    c = RunConfig.build(models="resnet101,googlenet", folds="1", limit=3, confidence="prob", seed=7,
-                        dataset="owner/name", revision="abc")
+    c = RunConfig.build(
+        models="resnet101,googlenet",
+        folds="1",
+        limit=3,
+        confidence="prob",
+        seed=7,
+        dataset="owner/name",
+        revision="abc",
+    )
     options = c.to_options(torch.device("cpu"))
-    assert options == {"models": ["resnet101", "googlenet"], "folds": [1], "limit": 3, "target": "pred", "sign": "pos",
-                       "confidence": "prob", "batch_size": 16, "seed": 7, "precision": "fp32", "device": "cpu"}
+    assert options == {
+        "models": ["resnet101", "googlenet"],
+        "folds": [1],
+        "limit": 3,
+        "target": "pred",
+        "sign": "pos",
+        "confidence": "prob",
+        "batch_size": 16,
+        "seed": 7,
+        "precision": "fp32",
+        "device": "cpu",
+    }
     record = {"options": options, "dataset": {"id": "owner/name", "revision": "abc"}}
     assert RunConfig.from_record(record) == c.replace(batch_size=16)
     assert RunConfig.from_record(record, limit=2, device="cpu").limit == 2
-    assert c.cli_args() == ["--models", "resnet101,googlenet", "--folds", "1", "--limit", "3", "--confidence", "prob",
-                            "--seed", "7", "--dataset", "owner/name", "--revision", "abc"]
+    assert c.cli_args() == [
+        "--models",
+        "resnet101,googlenet",
+        "--folds",
+        "1",
+        "--limit",
+        "3",
+        "--confidence",
+        "prob",
+        "--seed",
+        "7",
+        "--dataset",
+        "owner/name",
+        "--revision",
+        "abc",
+    ]
     with pytest.raises(HfusError, match="unknown run option"):
         RunConfig.build(fold=1)

@@ -127,11 +127,19 @@ def test_synth_build_refuses_data_that_differ_from_golden(cache, monkeypatch):
     import hfus_xai_bench.data.golden as G
 
     def fake_golden(revision):
-        return {"generator": {"n": 8}, "raw_pixels": {"AD/x.png": "0" * 64}, "images": {}, "dataset_sha256": ""}
+        return {
+            "generator": {"n": 8},
+            "raw_pixels": {"AD/x.png": "0" * 64},
+            "images": {},
+            "dataset_sha256": "",
+        }
 
     monkeypatch.setattr(G, "load_golden", fake_golden)
-    with pytest.raises(HfusError, match=r"synth-v2-seed0 data generated on this machine differ from the golden hashes.*"
-                       r"[0-9]+ of [0-9]+ generated files \(before import\) differ \(AD/.*report this"):
+    with pytest.raises(
+        HfusError,
+        match=r"synth-v2-seed0 data generated on this machine differ from the golden hashes.*"
+        r"[0-9]+ of [0-9]+ generated files \(before import\) differ \(AD/.*report this",
+    ):
         D.load_dataset("hfus-synth")
     assert not D.is_dataset_folder(D.synth_dataset_dir())  # nothing cached
 
@@ -173,7 +181,10 @@ def test_hub_offline_from_cache(small_dataset, tmp_path, cache, monkeypatch):
 def test_hub_offline_without_cache_errors(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HfusError, match=r"owner/missing@abc is not in the Hugging Face cache.*hf download --repo-type dataset owner/missing --revision abc.*hfus-bench data import"):
+    with pytest.raises(
+        HfusError,
+        match=r"owner/missing@abc is not in the Hugging Face cache.*hf download --repo-type dataset owner/missing --revision abc.*hfus-bench data import",
+    ):
         D.load_dataset("owner/missing", revision="abc")
 
 
@@ -233,7 +244,9 @@ def test_content_hash_ignores_encoding(small_dataset, tmp_path):
         Image.open(io.BytesIO(cell["bytes"])).save(out, format="PNG", compress_level=9)
         return {"bytes": out.getvalue(), "path": cell["path"]}
 
-    image = pa.array([reencode(c) for c in table.column("image").to_pylist()], type=table.schema.field("image").type)
+    image = pa.array(
+        [reencode(c) for c in table.column("image").to_pylist()], type=table.schema.field("image").type
+    )
     table = table.set_column(table.schema.get_field_index("image"), "image", image)
     pq.write_table(table, shard, compression="zstd")
     a = D.dataset_provenance(D.load_dataset(str(small_dataset)))

@@ -31,7 +31,11 @@ MAY_DIFFER = {"cost", "environment", "command", "timestamp"}
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PYTEST_XDIST_WORKER")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PYTEST_XDIST_WORKER")
+    }
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1")
     return env
 
@@ -47,9 +51,12 @@ def _torchrun() -> list[str]:
 def _same_record(a: dict, b: dict) -> None:
     assert set(a) == set(b)
     for key in set(a) - MAY_DIFFER:
-        assert a[key] == b[key], key  # per_image values bitwise (JSON keeps float64 exactly), CIs, maps sha256
-    assert {k: v for k, v in a["environment"].items() if k != "run"} == \
-        {k: v for k, v in b["environment"].items() if k != "run"}
+        assert a[key] == b[key], (
+            key
+        )  # per_image values bitwise (JSON keeps float64 exactly), CIs, maps sha256
+    assert {k: v for k, v in a["environment"].items() if k != "run"} == {
+        k: v for k, v in b["environment"].items() if k != "run"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +66,12 @@ def single(synth_ds, tmp_path_factory) -> tuple[dict, Path]:
     proc = _run([sys.executable, "-m", "hfus_xai_bench", "evaluate", *ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "gradcam.json").read_text())
-    assert record["environment"]["run"] == {"launcher": "single process", "world_size": 1, "shards": None,
-                                            "threads_per_process": 1}
+    assert record["environment"]["run"] == {
+        "launcher": "single process",
+        "world_size": 1,
+        "shards": None,
+        "threads_per_process": 1,
+    }
     return record, out
 
 
@@ -71,15 +82,21 @@ def test_two_ranks_with_gloo_reproduce_the_single_process_record(single, tmp_pat
     assert proc.stdout.count("result:") == 1  # rank 0 prints, the other rank is silent
     ranked = json.loads((tmp_path / "gradcam.json").read_text())
     _same_record(ranked, record)
-    assert ranked["environment"]["run"] == {"launcher": "torchrun", "world_size": 2, "shards": None,
-                                            "threads_per_process": 1}
+    assert ranked["environment"]["run"] == {
+        "launcher": "torchrun",
+        "world_size": 2,
+        "shards": None,
+        "threads_per_process": 1,
+    }
     assert (tmp_path / "gradcam.maps.npz").read_bytes() == (out / "gradcam.maps.npz").read_bytes()
     assert (tmp_path / "gradcam.png").is_file()
 
 
 def test_a_failing_rank_stops_the_job_with_one_message_and_writes_nothing(synth_ds, tmp_path) -> None:
     # a method's error on an image is counted per image; here rank 1 fails as a whole: the file cannot load there
-    method = write_method(tmp_path, """
+    method = write_method(
+        tmp_path,
+        """
         import os
 
         if os.environ.get("RANK") == "1":
@@ -87,13 +104,33 @@ def test_a_failing_rank_stops_the_job_with_one_message_and_writes_nothing(synth_
 
         def explain(model, images, targets, *, context):
             return images.mean(1)
-    """, name="flaky.py")
+    """,
+        name="flaky.py",
+    )
     out = tmp_path / "out"
-    proc = _run([*_torchrun(), "-m", "hfus_xai_bench", "evaluate", str(method), "--limit", "3", "--batch-size", "1",
-                 "--device", "cpu", "--quiet", "--out", str(out)])
+    proc = _run(
+        [
+            *_torchrun(),
+            "-m",
+            "hfus_xai_bench",
+            "evaluate",
+            str(method),
+            "--limit",
+            "3",
+            "--batch-size",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if "rank 1 failed" in line]
-    assert len(lines) == 1 and "ImportError" in lines[0] and lines[0].startswith("hfus-bench: error:"), proc.stderr
+    assert len(lines) == 1 and "ImportError" in lines[0] and lines[0].startswith("hfus-bench: error:"), (
+        proc.stderr
+    )
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -102,9 +139,18 @@ def _shards(tmp_path: Path, count: int = 3) -> list[Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same threads per process as the reference
     try:
-        return [evaluate_shard("gradcam", config, Shard(i, count), out=tmp_path, save_maps=True, progress=False,
-                               command=f"hfus-bench evaluate {' '.join(ARGS)} --shard {i}/{count}")
-                for i in range(count)]
+        return [
+            evaluate_shard(
+                "gradcam",
+                config,
+                Shard(i, count),
+                out=tmp_path,
+                save_maps=True,
+                progress=False,
+                command=f"hfus-bench evaluate {' '.join(ARGS)} --shard {i}/{count}",
+            )
+            for i in range(count)
+        ]
     finally:
         torch.set_num_threads(threads)
 
@@ -117,10 +163,16 @@ def shard_files(synth_ds, tmp_path_factory) -> list[Path]:
 def test_three_shards_merge_into_the_single_process_record(single, shard_files, tmp_path) -> None:
     record, out = single
     assert [load_shard(p)["shard"]["batches"] for p in shard_files] == [
-        [["mobilenet_v2", 0, 0, 1]], [["mobilenet_v2", 0, 1, 2]], [["mobilenet_v2", 0, 2, 3]]]
+        [["mobilenet_v2", 0, 0, 1]],
+        [["mobilenet_v2", 0, 1, 2]],
+        [["mobilenet_v2", 0, 2, 3]],
+    ]
     merged = merge_shards(list(reversed(shard_files)), out=tmp_path, command="hfus-bench merge ...").record
     _same_record(merged, record)
-    assert merged["environment"]["run"]["shards"] == 3 and merged["environment"]["run"]["threads_per_process"] == 1
+    assert (
+        merged["environment"]["run"]["shards"] == 3
+        and merged["environment"]["run"]["threads_per_process"] == 1
+    )
     assert merged["command"].startswith("hfus-bench evaluate gradcam") and "--shard" not in merged["command"]
     assert (tmp_path / "gradcam.maps.npz").read_bytes() == (out / "gradcam.maps.npz").read_bytes()
     assert json.loads((tmp_path / "gradcam.json").read_text()) == merged
@@ -140,9 +192,14 @@ def test_merge_refuses_shards_that_do_not_belong_together(shard_files, tmp_path)
         merge_shards([shard_files[0], shard_files[2]], out=tmp_path)
     with pytest.raises(HfusError, match="shard 0/3 given twice"):
         merge_shards([shard_files[0], shard_files[0], shard_files[1], shard_files[2]], out=tmp_path)
-    other = _edit(shard_files[1], tmp_path / "other", lambda r: r["dataset"].update(revision="synth-v1-seed0",
-                                                                                   sha256="0" * 64))
-    with pytest.raises(HfusError, match=r"differ in the dataset \(id, revision, content hash\): revision, sha256"):
+    other = _edit(
+        shard_files[1],
+        tmp_path / "other",
+        lambda r: r["dataset"].update(revision="synth-v1-seed0", sha256="0" * 64),
+    )
+    with pytest.raises(
+        HfusError, match=r"differ in the dataset \(id, revision, content hash\): revision, sha256"
+    ):
         merge_shards([shard_files[0], other, shard_files[2]], out=tmp_path)
     opts = _edit(shard_files[1], tmp_path / "opts", lambda r: r["options"].update(seed=1))
     with pytest.raises(HfusError, match=r"different options \(seed\)"):
@@ -150,7 +207,9 @@ def test_merge_refuses_shards_that_do_not_belong_together(shard_files, tmp_path)
     meth = _edit(shard_files[1], tmp_path / "meth", lambda r: r["method"].update(sha256="f" * 64))
     with pytest.raises(HfusError, match="differ in the method"):
         merge_shards([shard_files[0], meth, shard_files[2]], out=tmp_path)
-    ckpt = _edit(shard_files[1], tmp_path / "ckpt", lambda r: r["folds"][0]["checkpoint"].update(sha256="e" * 64))
+    ckpt = _edit(
+        shard_files[1], tmp_path / "ckpt", lambda r: r["folds"][0]["checkpoint"].update(sha256="e" * 64)
+    )
     with pytest.raises(HfusError, match="used another mobilenet_v2 fold 0 checkpoint"):
         merge_shards([shard_files[0], ckpt, shard_files[2]], out=tmp_path)
     maps = _edit(shard_files[1], tmp_path / "maps", lambda r: r["maps_file"].update(sha256="a" * 64))

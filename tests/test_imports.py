@@ -35,7 +35,9 @@ def _imports(module: str) -> list[tuple[str, str | None, ast.AST]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            out += [(_owner(a.name), None, node) for a in node.names if a.name.split(".")[0] == "hfus_xai_bench"]
+            out += [
+                (_owner(a.name), None, node) for a in node.names if a.name.split(".")[0] == "hfus_xai_bench"
+            ]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 b = base
@@ -98,8 +100,13 @@ def test_no_private_names_across_modules() -> None:
                     if f"{target}.{a.name}" in MODULES or (name is None and target in MODULES):
                         aliases[a.asname or a.name] = target
         for node in ast.walk(ast.parse(MODULES[module].read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 bad.append(f"{module}: {node.value.id}.{node.attr}")
     assert bad == []
 
@@ -123,6 +130,9 @@ def test_only_the_cli_parses_arguments() -> None:
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "argparse" not in names, module
-        prints = [n.lineno for n in ast.walk(tree)
-                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
+        prints = [
+            n.lineno
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+        ]
         assert prints == [], f"{module} prints at lines {prints}"

@@ -97,12 +97,16 @@ def test_entry_from_result_drops_per_image_and_adds_track_and_links(entries: lis
     assert e["command"] == "hfus-bench evaluate gradcam --folds 0,1"
     assert isinstance(e["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"], float)
     assert entry_filename(e) == "gradcam.json"
-    other = entry_from_result(fake_record("gradcam", 2.0, 1), track="real/hfus", url="https://x.org", code="a/b.py")
+    other = entry_from_result(
+        fake_record("gradcam", 2.0, 1), track="real/hfus", url="https://x.org", code="a/b.py"
+    )
     assert entry_filename(other) == "gradcam.real-hfus.json"
     assert other["links"]["url"] == "https://x.org" and other["links"]["code"] == "a/b.py"
 
 
-def test_entry_keeps_the_per_image_values_of_every_output(records: dict[str, dict], entries: list[dict]) -> None:
+def test_entry_keeps_the_per_image_values_of_every_output(
+    records: dict[str, dict], entries: list[dict]
+) -> None:
     """``per_image_scores`` holds what the record's rows give for every output (10 significant digits), NaN -> null."""
     rec = records["gradcam"]
     e = next(x for x in entries if x["method"]["name"] == "gradcam")
@@ -119,8 +123,13 @@ def test_entry_keeps_the_per_image_values_of_every_output(records: dict[str, dic
             for key, values in scores.scores.items():
                 np.testing.assert_allclose(from_entry[arch][fold].scores[key], values, rtol=1e-9, atol=1e-12)
     # the entry's means are the mean of fold means of these values
-    v = [np.array(e["per_image_scores"]["mobilenet_v2"][f]["scores"]["road@1/combined"], float) for f in ("0", "1")]
-    assert np.mean([np.nanmean(x) for x in v]) == pytest.approx(e["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"])
+    v = [
+        np.array(e["per_image_scores"]["mobilenet_v2"][f]["scores"]["road@1/combined"], float)
+        for f in ("0", "1")
+    ]
+    assert np.mean([np.nanmean(x) for x in v]) == pytest.approx(
+        e["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"]
+    )
     validate_entry(e)
     validate_entry(strip_s7(e))  # entries made before per_image_scores (and §7) stay valid
 
@@ -166,14 +175,28 @@ def test_entry_schema_copies_the_result_schema() -> None:
 def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
     """PROTOCOL §7.4: ranked rows = randomisation@1/pass; the sanity baselines (ρ = 1) are listed below, marked."""
     md = render_markdown(entries)
-    assert column_headers()[:8] == ["rank", "method", "HR1 ↑", "ΔHR1 vs depth_prior ↑", "ROAD ↑", "ρ rand. ↓ (ρ cross)",
-                                    "DiC ↑", "IiC % ↑"]
+    assert column_headers()[:8] == [
+        "rank",
+        "method",
+        "HR1 ↑",
+        "ΔHR1 vs depth_prior ↑",
+        "ROAD ↑",
+        "ρ rand. ↓ (ρ cross)",
+        "DiC ↑",
+        "IiC % ↑",
+    ]
     assert column_headers()[8:] == ["acc", "evaluated", "s/img", "fwd/img", "device", "links", "notes"]
     rows = _rows(md)
     names = [r[1] for r in rows]
-    split = next(i for i, r in enumerate(rows) if r[1].startswith("**not ranked — maps do not depend on the model"))
-    ranked, below = rows[:split], rows[split + 1:]
-    assert [r[1].split("]")[0].strip("[") for r in ranked] == ["gradcam", "hirescam", "scorecam"]  # sorted by HR1
+    split = next(
+        i for i, r in enumerate(rows) if r[1].startswith("**not ranked — maps do not depend on the model")
+    )
+    ranked, below = rows[:split], rows[split + 1 :]
+    assert [r[1].split("]")[0].strip("[") for r in ranked] == [
+        "gradcam",
+        "hirescam",
+        "scorecam",
+    ]  # sorted by HR1
     assert [r[0] for r in ranked] == ["1–2", "1–2", "3"]  # rank ranges among the ranked rows only
     assert {r[1] for r in below} == {f"*{n}* (sanity)" for n in ("depth_prior", "random", "sobel")}
     assert all(r[0] == "–" and "not ranked: maps do not depend on the model" in r[-1] for r in below)
@@ -182,14 +205,18 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
     assert depth[5].startswith("1.000 [1.000, 1.000] (")  # ρ = 1 by construction, ρ_cross in parentheses
     assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
     tables = build_tables(entries)
-    assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {"model_independent"}
+    assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {
+        "model_independent"
+    }
     assert all(r["status"] != "ranked" for r in tables[0]["rows"] if r["method"] in SANITY_METHODS)
 
 
 def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     """A method whose HR1 is the prior's + 0.5 on every image: ΔHR1 vs depth_prior = +0.500 [+0.500, +0.500];
     the same numbers as `compare`; the prior's own cell is "—"."""
-    prior_runs = [s7_scores("mobilenet_v2", f, 1.0, 5 + 10 * f, model_dependent=False, road=0.25) for f in (0, 1)]
+    prior_runs = [
+        s7_scores("mobilenet_v2", f, 1.0, 5 + 10 * f, model_dependent=False, road=0.25) for f in (0, 1)
+    ]
     prior = record("depth_prior", prior_runs)
     better = shifted(prior_runs, "hit_rate@1/hr1", 0.5)
     for run in better:
@@ -204,7 +231,13 @@ def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     assert row[0] == "1" and row[3] == "+0.500 [+0.500, +0.500]"
     assert next(r for r in main if "depth_prior" in r[1])[3] == "—"
     head = detail_headers()
-    assert head[:5] == ["method", "ΔHR1 vs depth_prior ↑", "ΔHR1 vs random ↑", "ΔROAD vs depth_prior ↑", "ΔROAD vs random ↑"]
+    assert head[:5] == [
+        "method",
+        "ΔHR1 vs depth_prior ↑",
+        "ΔHR1 vs random ↑",
+        "ΔROAD vs depth_prior ↑",
+        "ΔROAD vs random ↑",
+    ]
     drow = next(r for r in detail if r[0] == "plus")
     assert drow[1] == "+0.500 [+0.500, +0.500]" and drow[3] == "+0.100 [+0.100, +0.100]"
     c = compare(plus, rand)
@@ -213,7 +246,9 @@ def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     assert drow[2] == f"{d['hit_rate@1'].diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     lo, hi = d["road@1/combined"].ci95
     assert drow[4] == f"{d['road@1/combined'].diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-    assert d["hit_rate@1"].n == 22 and d["hit_rate@1"].n_excluded == 2  # the failed image of each fold is left out
+    assert (
+        d["hit_rate@1"].n == 22 and d["hit_rate@1"].n_excluded == 2
+    )  # the failed image of each fold is left out
     # paired, not a difference of two independent CIs: narrower than either method's own CI
     own = plus["metrics"]["hit_rate@1"]["mobilenet_v2"]["ci95"]
     assert hi - lo < own[1] - own[0] or d["hit_rate@1"].ci95[1] - d["hit_rate@1"].ci95[0] < own[1] - own[0]
@@ -226,7 +261,7 @@ def test_old_entries_render_without_s7(records: dict[str, dict], entries: list[d
     rows = _rows(md)
     i = next(i for i, r in enumerate(rows) if r[1].startswith("**not ranked — no §7 data"))
     assert i == len(rows) - 3 and rows[i - 1][-1].startswith("not ranked: maps do not depend on the model")
-    for r in rows[i + 1:]:
+    for r in rows[i + 1 :]:
         assert r[0] == "–" and r[3] == "n/a" and r[4] == "n/a" and r[5] == "n/a"
         assert r[-1].startswith("not ranked: no §7 data")
     only_old = render_markdown(old)
@@ -259,9 +294,16 @@ def test_a_new_registry_column_reaches_the_second_table(monkeypatch: pytest.Monk
     table of each section (after the four paired gains), with its mean and CI."""
     from hfus_xai_bench.metrics.registry import METRICS, Metric, Output, Value
 
-    toy = Metric(id="mean_map@1", category="sanity", needs="maps", function=lambda inputs, config: {},
-                 values=(Value("mean_map"),), required=False, description="A toy metric (a test of the registry). " * 3,
-                 outputs=(Output("", "higher", (0.0, 1.0), "mean map value", "mean_map", label="mean map"),))
+    toy = Metric(
+        id="mean_map@1",
+        category="sanity",
+        needs="maps",
+        function=lambda inputs, config: {},
+        values=(Value("mean_map"),),
+        required=False,
+        description="A toy metric (a test of the registry). " * 3,
+        outputs=(Output("", "higher", (0.0, 1.0), "mean map value", "mean_map", label="mean map"),),
+    )
     monkeypatch.setitem(METRICS, "mean_map@1", toy)
     runs = [s7_scores("mobilenet_v2", f, 2.0, 1 + 10 * f) for f in (0, 1)]
     for run in runs:
@@ -277,7 +319,10 @@ def test_render_is_deterministic_and_marks_sanity_and_identical_rows(entries: li
     random.Random(0).shuffle(shuffled)
     assert render_markdown(shuffled) == md
     assert render_html(shuffled) == render_html(entries)
-    assert "hit_rate@1" in md and "## hfus-synth · MobileNetV2 · folds 0,1 · all test images · rev synth-v2-seed0" in md
+    assert (
+        "hit_rate@1" in md
+        and "## hfus-synth · MobileNetV2 · folds 0,1 · all test images · rev synth-v2-seed0" in md
+    )
     rows = _rows(md)
     hires = next(r for r in rows if "hirescam" in r[1])
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in hires[-1]
@@ -297,33 +342,46 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     assert '<tbody class="ranked">' in page and '<tbody class="unranked model_independent">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
     # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left
-    rules = page[page.index("</h1>"):page.index("<h2")]
+    rules = page[page.index("</h1>") : page.index("<h2")]
     assert "`" not in rules and "**" not in rules
-    assert "<code>randomisation@1/pass</code>" in rules and "<strong>Ranking (PROTOCOL §7.4).</strong>" in rules
+    assert (
+        "<code>randomisation@1/pass</code>" in rules and "<strong>Ranking (PROTOCOL §7.4).</strong>" in rules
+    )
     assert "<em>maps do not depend on the model</em>" in rules
 
 
 def test_markdown_to_html_known_inputs() -> None:
-    assert inline_html("`a<b` and **bold** and *em*") == "<code>a&lt;b</code> and <strong>bold</strong> and <em>em</em>"
+    assert (
+        inline_html("`a<b` and **bold** and *em*")
+        == "<code>a&lt;b</code> and <strong>bold</strong> and <em>em</em>"
+    )
     assert inline_html("`**not bold**`") == "<code>**not bold**</code>"
-    assert inline_html("<script>alert(1)</script> & \"q\"") == "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;"
+    assert (
+        inline_html('<script>alert(1)</script> & "q"')
+        == "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;"
+    )
     assert inline_html("2 * 3 * 4, a*b*c") == "2 * 3 * 4, a*b*c"  # not emphasis
-    assert inline_html("[x *y*](https://a.org/?q=1&r=2)") == '<a href="https://a.org/?q=1&amp;r=2">x <em>y</em></a>'
+    assert (
+        inline_html("[x *y*](https://a.org/?q=1&r=2)")
+        == '<a href="https://a.org/?q=1&amp;r=2">x <em>y</em></a>'
+    )
     assert inline_html("[code](../hfus_xai_bench/x.py) [c](#cite-x)") == (
-        '<a href="../hfus_xai_bench/x.py">code</a> <a href="#cite-x">c</a>')
+        '<a href="../hfus_xai_bench/x.py">code</a> <a href="#cite-x">c</a>'
+    )
     assert inline_html("[x](javascript:alert)") == "[x](javascript:alert)"  # unsafe scheme: text
     assert inline_html('[x](" onclick="y)') == "[x](&quot; onclick=&quot;y)"
     assert not safe_url("data:text/html,x") and safe_url("index.html") and safe_url("mailto:a@b.org")
     assert inline_html("CI [l, u] among") == "CI [l, u] among"
     assert markdown_to_html("one\ntwo **b**\n\n- item *a*\n  more\n- `c`\n\nend") == (
-        "<p>one two <strong>b</strong></p>\n<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>")
+        "<p>one two <strong>b</strong></p>\n<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>"
+    )
     assert markdown_to_html("") == ""
 
 
 def _assert_no_overlap(boxes: list[Box], markers: list[tuple[float, float]], bounds: Box) -> None:
     for i, a in enumerate(boxes):
         assert a.inside(bounds), a
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not a.overlaps(b), (a, b)
         for px, py in markers:
             assert not a.overlaps(Box(px - 4, py - 4, px + 4, py + 4)), (a, px, py)
@@ -334,8 +392,11 @@ def test_scatter_labels_do_not_overlap_on_the_committed_entries() -> None:
     assert tables
     for table in tables:
         lay = scatter_layout(table)
-        assert len(lay.boxes) == len(lay.names) == sum(
-            1 for r in table["rows"] if r["scores"]["confidence@1/dic"][0] is not None)
+        assert (
+            len(lay.boxes)
+            == len(lay.names)
+            == sum(1 for r in table["rows"] if r["scores"]["confidence@1/dic"][0] is not None)
+        )
         _assert_no_overlap(list(lay.boxes), list(lay.points), lay.bounds)
         assert lay.bounds.x1 <= lay.width and lay.bounds.y1 <= lay.height
         svg = svg_scatter(table)
@@ -347,8 +408,20 @@ def test_scatter_labels_do_not_overlap_on_the_committed_entries() -> None:
 
 def test_label_placement_on_crowded_points() -> None:
     """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same every time."""
-    names = ["gradcam", "hirescam", "gradcampp", "ablationcam", "eigengradcam", "ig", "gradientshap", "saliency",
-             "random", "center", "depth_prior", "sobel"]
+    names = [
+        "gradcam",
+        "hirescam",
+        "gradcampp",
+        "ablationcam",
+        "eigengradcam",
+        "ig",
+        "gradientshap",
+        "saliency",
+        "random",
+        "center",
+        "depth_prior",
+        "sobel",
+    ]
     bounds = Box(44, 24, 448, 284)
     for points in ([(250.0 + 0.3 * i, 270.0 - 0.2 * i) for i in range(12)], [(440.0, 280.0)] * 12):
         boxes = place_labels(points, names, bounds)
@@ -406,11 +479,20 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     bib = tmp_path / "x.bib"
     bib.write_text("@misc{x, title={X}}")
     entries_dir = tmp_path / "entries"
-    assert _cli(["leaderboard", "add", str(rec_path), "--entries", str(entries_dir), "--citation", str(bib)]) == 0
-    assert json.loads((entries_dir / "scorecam.json").read_text())["links"]["citation"] == "@misc{x, title={X}}"
-    assert _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 1
+    assert (
+        _cli(["leaderboard", "add", str(rec_path), "--entries", str(entries_dir), "--citation", str(bib)])
+        == 0
+    )
+    assert (
+        json.loads((entries_dir / "scorecam.json").read_text())["links"]["citation"] == "@misc{x, title={X}}"
+    )
+    assert (
+        _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 1
+    )
     assert _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path)]) == 0
-    assert _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 0
+    assert (
+        _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 0
+    )
     assert _cli(["leaderboard", "render", "--entries", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     rec["command"] = None
     rec_path.write_text(json.dumps(rec))

@@ -38,15 +38,26 @@ def _chromium() -> str | None:
 
 
 CHROMIUM = _chromium()
-MISSING = ("Debian's chromium is not installed, so the headless-browser test of the leaderboard page cannot run; "
-           "`make install` installs it (apt-get install chromium)")
+MISSING = (
+    "Debian's chromium is not installed, so the headless-browser test of the leaderboard page cannot run; "
+    "`make install` installs it (apt-get install chromium)"
+)
 if CHROMIUM is None and os.environ.get("HFUS_REQUIRE_BROWSER"):  # CI (.ci/run) must run it
     raise RuntimeError(f"HFUS_REQUIRE_BROWSER is set but {MISSING}")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server",
-         "--window-size=1500,1000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",
+    "--window-size=1500,1000",
+)
 
 HARNESS = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
 <iframe id="fixture" src="fixture/index.html" width="1500" height="800"></iframe>
@@ -121,10 +132,14 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def _fixture_entries() -> list[dict]:
-    recs = [s7_record("gradcam", 2.0, 1), s7_record("scorecam", 1.2, 2, road=0.05), s7_record("saliency", 0.4, 6, road=-0.1),
-            s7_record("depth_prior", 2.4, 5, model_dependent=False, road=0.25),
-            s7_record("random", 0.2, 3, model_dependent=False, road=0.0),
-            s7_record("sobel", 0.9, 4, model_dependent=False)]
+    recs = [
+        s7_record("gradcam", 2.0, 1),
+        s7_record("scorecam", 1.2, 2, road=0.05),
+        s7_record("saliency", 0.4, 6, road=-0.1),
+        s7_record("depth_prior", 2.4, 5, model_dependent=False, road=0.25),
+        s7_record("random", 0.2, 3, model_dependent=False, road=0.0),
+        s7_record("sobel", 0.9, 4, model_dependent=False),
+    ]
     return [entry_from_result(r) for r in recs]
 
 
@@ -132,7 +147,10 @@ def _fixture_entries() -> list[dict]:
 def browser_result() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for name, entries in (("fixture", _fixture_entries()), ("committed", load_entries(REPO / "leaderboard" / "entries"))):
+        for name, entries in (
+            ("fixture", _fixture_entries()),
+            ("committed", load_entries(REPO / "leaderboard" / "entries")),
+        ):
             (root / name).mkdir()
             (root / name / "index.html").write_text(render_html(entries))
         (root / "harness.html").write_text(HARNESS)
@@ -141,7 +159,14 @@ def browser_result() -> dict:
         thread.start()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}/harness.html"
-            cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={root / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", url]
+            cmd = [
+                CHROMIUM,
+                *FLAGS,
+                f"--user-data-dir={root / 'profile'}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                url,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         finally:
             server.shutdown()
@@ -149,7 +174,9 @@ def browser_result() -> dict:
             thread.join(timeout=10)
     match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
     assert proc.returncode == 0 and match, f"chromium exit {proc.returncode}: {proc.stderr[-2000:]}"
-    assert match.group(1) != "pending", "the harness did not run (no load event within the virtual time budget)"
+    assert match.group(1) != "pending", (
+        "the harness did not run (no load event within the virtual time budget)"
+    )
     return json.loads(html.unescape(match.group(1)))
 
 
@@ -161,7 +188,14 @@ def test_tables_are_there(browser_result: dict) -> None:
     out = browser_result["fixture"]
     assert "error" not in out, out.get("error")
     assert out["n_sortable"] == 2 and out["n_sections"] == 1
-    assert out["headers"][:6] == ["rank", "method", "HR1 ↑", "ΔHR1 vs depth_prior ↑", "ROAD ↑", "ρ rand. ↓ (ρ cross)"]
+    assert out["headers"][:6] == [
+        "rank",
+        "method",
+        "HR1 ↑",
+        "ΔHR1 vs depth_prior ↑",
+        "ROAD ↑",
+        "ρ rand. ↓ (ρ cross)",
+    ]
     assert out["bodies"] == ["ranked", "unranked model_independent"]
     assert out["group_rows"][0].startswith("not ranked — maps do not depend on the model")
     assert out["methods"] == [["gradcam", "scorecam", "saliency"], ["depth_prior", "sobel", "random"]]
@@ -181,7 +215,9 @@ def test_a_click_on_a_header_sorts_the_rows(browser_result: dict) -> None:
         assert out["hr1_asc_class"] == "sorted-asc" and out["hr1_desc_class"] == "sorted-desc"
         assert all(out["group_first"]), name  # the group headings stay on top; unranked rows stay below
         names = out["methods_by_name"]
-        assert all(group == sorted(group) for group in names) and sorted(sum(names, [])) == sorted(sum(out["methods"], []))
+        assert all(group == sorted(group) for group in names) and sorted(sum(names, [])) == sorted(
+            sum(out["methods"], [])
+        )
     out = browser_result["fixture"]
     assert out["methods_asc"] == [["saliency", "scorecam", "gradcam"], ["random", "sobel", "depth_prior"]]
     ranked_gain, unranked_gain = out["gain_asc"]

@@ -76,7 +76,9 @@ def test_dic_iic_helpers() -> None:
     np.testing.assert_array_equal(drop_in_confidence(s0, [0.0, 30.0, 0.5, 1.0]), [24.0, 0.0, 0.5, np.nan])
     np.testing.assert_array_equal(increase_in_confidence(s0, [24.0, 30.0, 0.5, 1.0]), [0.0, 1.0, 0.0, np.nan])
     # s0 (N,) broadcasts against per-threshold (N, T)
-    np.testing.assert_array_equal(drop_in_confidence([2.0, 1.0], [[1.0, 3.0], [0.0, 1.0]]), [[1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(
+        drop_in_confidence([2.0, 1.0], [[1.0, 3.0], [0.0, 1.0]]), [[1.0, 0.0], [1.0, 0.0]]
+    )
     images, m, targets = _case()
     r = confidence_change(RegionModel().eval(), images, m, targets, thresholds=(50,))
     np.testing.assert_allclose(r.dic(), [24.0, 24.0 - 14.4], rtol=1e-6)

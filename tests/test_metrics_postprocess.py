@@ -88,8 +88,13 @@ def test_normalize_chunks_do_not_change_results() -> None:
 
 @pytest.mark.parametrize(
     ("attr", "sign"),
-    [(np.zeros((4, 4)), "pos"), (np.zeros((1, 1, 1, 4, 4)), "pos"), (np.zeros((1, 4, 4)), "all"),
-     (np.full((1, 4, 4), np.nan), "pos"), (np.full((1, 4, 4), np.inf), "abs")],
+    [
+        (np.zeros((4, 4)), "pos"),
+        (np.zeros((1, 1, 1, 4, 4)), "pos"),
+        (np.zeros((1, 4, 4)), "all"),
+        (np.full((1, 4, 4), np.nan), "pos"),
+        (np.full((1, 4, 4), np.inf), "abs"),
+    ],
 )
 def test_normalize_errors(attr: np.ndarray, sign: str) -> None:
     with pytest.raises(HfusError):

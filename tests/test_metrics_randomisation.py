@@ -125,7 +125,9 @@ class _Tiny(nn.Module):
             nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
             nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
         )  # fmt: skip
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 4))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 4)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -178,7 +180,9 @@ def test_randomised_model_known_answer() -> None:
                 assert torch.equal(state[key], manual[key]), key  # = reset_parameters() under the seed
                 assert not torch.equal(state[key], before[key]), key  # differs from the trained weights
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(m.bias, torch.zeros_like(m.bias))
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(
+                m.bias, torch.zeros_like(m.bias)
+            )
             for buf in ("running_mean", "running_var", "num_batches_tracked"):
                 assert torch.equal(state[f"{name}.{buf}"], before[f"{name}.{buf}"]), buf  # statistics kept
 
@@ -208,7 +212,11 @@ def test_sanity_baselines_have_rho_one() -> None:
         maps = []
         for m in (model, rand):
             ctx = ExplainContext(
-                arch="tiny", target_layer=m.features[-1], device=torch.device("cpu"), seed=0, depth_prior=prior
+                arch="tiny",
+                target_layer=m.features[-1],
+                device=torch.device("cpu"),
+                seed=0,
+                depth_prior=prior,
             )
             maps.append(quantize(cls(m, ctx)(images, targets)))
         rho = spearman_maps(maps[0], maps[1])

@@ -18,24 +18,49 @@ from hfus_xai_bench.submission import submit, verify_submission
 
 
 def test_builtin_entries() -> None:
-    assert list(METRICS) == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1", "mask_iou@1", "confidence@1",
-                             "randomisation@1", "road@1"]
+    assert list(METRICS) == [
+        "hit_rate@1",
+        "hit_rate_binary@1",
+        "slm_coverage@1",
+        "mask_iou@1",
+        "confidence@1",
+        "randomisation@1",
+        "road@1",
+    ]
     cov = METRICS["slm_coverage@1"]
     assert [(o.name, o.direction) for o in cov.outputs] == [("top", "higher"), ("bg", "lower")]
     assert [cov.key(o) for o in cov.outputs] == ["slm_coverage@1/top", "slm_coverage@1/bg"]
     conf = METRICS["confidence@1"]
-    assert conf.needs == "model" and [(o.name, o.direction) for o in conf.outputs] == [("dic", "higher"), ("iic", "higher")]
-    assert METRICS["hit_rate@1"].primary.range == (-1.0, 3.0) and METRICS["hit_rate@1"].key(METRICS["hit_rate@1"].primary) == "hit_rate@1"
+    assert conf.needs == "model" and [(o.name, o.direction) for o in conf.outputs] == [
+        ("dic", "higher"),
+        ("iic", "higher"),
+    ]
+    assert (
+        METRICS["hit_rate@1"].primary.range == (-1.0, 3.0)
+        and METRICS["hit_rate@1"].key(METRICS["hit_rate@1"].primary) == "hit_rate@1"
+    )
     assert get_metric("hit_rate") is METRICS["hit_rate@1"]
     assert [key for key, _, _ in registry.columns()] == [
-        "hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top", "slm_coverage@1/bg", "confidence@1/dic", "confidence@1/iic",
-        "randomisation@1/rho", "randomisation@1/cross_image", "road@1/morf", "road@1/lerf", "road@1/combined"]
+        "hit_rate@1",
+        "hit_rate_binary@1",
+        "slm_coverage@1/top",
+        "slm_coverage@1/bg",
+        "confidence@1/dic",
+        "confidence@1/iic",
+        "randomisation@1/rho",
+        "randomisation@1/cross_image",
+        "road@1/morf",
+        "road@1/lerf",
+        "road@1/combined",
+    ]
     for m in METRICS.values():
         assert m.id == f"{m.name}@{m.version}" and len(m.description) > 80
         assert callable(resolve(m.function))
         for out in m.outputs:
             assert out.definition and out.direction in ("higher", "lower", "none")
-            assert isinstance(out.per_image, str) and (out.per_image in {v.name for v in m.values} or callable(resolve(out.per_image)))
+            assert isinstance(out.per_image, str) and (
+                out.per_image in {v.name for v in m.values} or callable(resolve(out.per_image))
+            )
         for table in m.tables:
             assert callable(resolve(table.summarise)) and table.schema["type"] == "object"
     with pytest.raises(HfusError):
@@ -50,7 +75,11 @@ def test_section7_entries() -> None:
     assert all(m.scope == "image" for m in METRICS.values() if m.id != "randomisation@1")
     assert set(rand.extras) == {"m255_randomised", "randomised_ok"} and road.extras == ()
     assert [v.name for v in rand.values] == ["rho", "cross_image"]
-    assert [(v.name, v.dims()) for v in road.values] == [("road_s0", ()), ("road_morf_p", (5,)), ("road_lerf_p", (5,))]
+    assert [(v.name, v.dims()) for v in road.values] == [
+        ("road_s0", ()),
+        ("road_morf_p", (5,)),
+        ("road_lerf_p", (5,)),
+    ]
     got = {rand.key(o): (o.direction, o.label, o.range) for o in rand.outputs}
     got |= {road.key(o): (o.direction, o.label, o.range) for o in road.outputs}
     assert got == {
@@ -63,8 +92,11 @@ def test_section7_entries() -> None:
     assert [rand.key(t) for t in rand.tables] == ["randomisation@1/pass"]
     assert set(registry.metrics_schema()["properties"]) >= {"randomisation@1/pass", "road@1/combined"}
     # the per-image outputs of ROAD
-    vals = {"road_s0": np.array([0.9, 0.5]), "road_morf_p": np.array([[0.1] * 5, [0.5] * 5]),
-            "road_lerf_p": np.array([[0.9] * 5, [0.6] * 5])}
+    vals = {
+        "road_s0": np.array([0.9, 0.5]),
+        "road_morf_p": np.array([[0.1] * 5, [0.5] * 5]),
+        "road_lerf_p": np.array([[0.9] * 5, [0.6] * 5]),
+    }
     np.testing.assert_allclose(resolve(road.outputs[0].per_image)(vals), [-0.8, 0.0])
     np.testing.assert_allclose(resolve(road.outputs[1].per_image)(vals), [0.0, 0.1])
     np.testing.assert_allclose(resolve(road.outputs[2].per_image)(vals), [0.4, 0.05])
@@ -92,10 +124,14 @@ def test_pass_table_matches_the_rho_summary() -> None:
 
 def _toy(values: tuple[str, ...] = ("mean_map",), id: str = "mean_map@1") -> Metric:
     return Metric(
-        id=id, category="sanity", needs="maps",
+        id=id,
+        category="sanity",
+        needs="maps",
         function=lambda inputs, config: {"mean_map": inputs.m255.reshape(len(inputs), -1).mean(1) / 255.0},
         values=tuple(Value(v) for v in values),
-        outputs=(Output("", "higher", (0.0, 1.0), "mean of m255/255 over the image", "mean_map", label="mean map"),),
+        outputs=(
+            Output("", "higher", (0.0, 1.0), "mean of m255/255 over the image", "mean_map", label="mean map"),
+        ),
         description="A toy metric: the mean map value (a test of the registry, not a protocol metric).",
     )
 
@@ -111,19 +147,27 @@ def test_entries_are_checked() -> None:
         check_metric(Metric(**{**_toy().__dict__, "values": (Value("label"),)}))
 
 
-def test_a_toy_metric_in_one_place_reaches_record_table_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_toy_metric_in_one_place_reaches_record_table_and_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Register one entry: the record, the schema, the rendered tables and verify all pick it up."""
     patch_fakes(monkeypatch, make_fakes())
     monkeypatch.setitem(METRICS, "mean_map@1", _toy())
     method = tmp_path / "greymap.py"
     method.write_text("def explain(model, images, targets, *, context):\n    return images.mean(1) + 1e-3\n")
-    folder, result = submit(method, out=tmp_path / "sub", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False)
+    folder, result = submit(
+        method, out=tmp_path / "sub", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False
+    )
     rec = result.record
     validate(rec)  # the schema's metrics section comes from the registry
     assert rec["metrics"]["mean_map@1"]["mobilenet_v2"]["mean"] == pytest.approx(
-        np.mean([row["mean_map"] for row in rec["per_image"]]))
+        np.mean([row["mean_map"] for row in rec["per_image"]])
+    )
     assert entry_from_result(rec)["metrics"]["mean_map@1"] == rec["metrics"]["mean_map@1"]
-    render_markdown([entry_from_result(rec)]), render_html([entry_from_result(rec)])  # the leaderboard renders it
+    (
+        render_markdown([entry_from_result(rec)]),
+        render_html([entry_from_result(rec)]),
+    )  # the leaderboard renders it
     assert "mean map" in Result(rec).summary_table().splitlines()[0]
 
     report = verify_submission(folder, check_model=False, progress=False)
@@ -140,7 +184,9 @@ def test_records_without_a_newer_metric(tmp_path: Path, monkeypatch: pytest.Monk
     patch_fakes(monkeypatch, make_fakes())
     method = tmp_path / "greymap.py"
     method.write_text("def explain(model, images, targets, *, context):\n    return images.mean(1) + 1e-3\n")
-    folder, result = submit(method, out=tmp_path / "sub", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False)
+    folder, result = submit(
+        method, out=tmp_path / "sub", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False
+    )
     monkeypatch.setitem(METRICS, "mean_map@1", Metric(**{**_toy().__dict__, "required": False}))
     report = verify_submission(folder, check_model=False, progress=False)
     assert report.ok, report.render()

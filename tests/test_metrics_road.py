@@ -114,7 +114,9 @@ def test_imputation_matches_direct_sparse_solve() -> None:
 def test_imputation_full_size_with_ghost_points() -> None:
     """224×224 (the coarse grids of an even size carry a ghost row/column): a CAM-like blob, p = 0.5."""
     g = _gen(3)
-    cam = torch.nn.functional.interpolate(torch.rand(1, 1, 7, 7, generator=g) ** 3, size=(224, 224), mode="bilinear")
+    cam = torch.nn.functional.interpolate(
+        torch.rand(1, 1, 7, 7, generator=g) ** 3, size=(224, 224), mode="bilinear"
+    )
     m255 = (cam[0] / cam.max() * 255).floor().to(torch.uint8)
     masks = R.removal_masks(R.removal_order(m255, [0]), (25088,), 224, 224)[:, 0]
     image = torch.rand(1, 3, 224, 224, generator=g)
@@ -257,7 +259,9 @@ def test_morf_lerf_of_a_map_that_marks_what_the_model_reads() -> None:
     assert not np.array_equal(other.morf, out.morf)
     # the caller's clean probabilities replace the clean forward
     model.calls.clear()
-    given = R.road_scores(model, images, m255, targets, seeds=seeds, batch_size=4, s0=torch.from_numpy(out.s0))
+    given = R.road_scores(
+        model, images, m255, targets, seeds=seeds, batch_size=4, s0=torch.from_numpy(out.s0)
+    )
     np.testing.assert_array_equal(given.morf, out.morf)
     assert sum(model.calls) == 20 == given.n_forward
 

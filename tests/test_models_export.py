@@ -29,8 +29,14 @@ def isolated(tmp_path, monkeypatch):
 def _trained(tmp_path):
     torch.manual_seed(0)
     model = build_model("mobilenet_v2")
-    card = {"arch": "mobilenet_v2", "dataset": {"id": "hfus-synth", "revision": "synth-v2-seed0", "sha256": "ab" * 32},
-            "fold": 2, "init": "scratch", "epochs": 3, "metrics": {"test": {"accuracy": 0.9, "f1": 0.89}}}
+    card = {
+        "arch": "mobilenet_v2",
+        "dataset": {"id": "hfus-synth", "revision": "synth-v2-seed0", "sha256": "ab" * 32},
+        "fold": 2,
+        "init": "scratch",
+        "epochs": 3,
+        "metrics": {"test": {"accuracy": 0.9, "f1": 0.89}},
+    }
     C.save_checkpoint(model, C.user_checkpoint_dir() / "mobilenet_v2_hfus-synth_fold2", card)
     return model
 
@@ -41,9 +47,15 @@ def test_export_folder_uploads_and_loads_back_from_the_hub_cache(tmp_path, capsy
     assert "hf upload OWNER/REPO" in capsys.readouterr().out
     repo = tmp_path / "repo"
     assert sorted(p.name for p in repo.iterdir()) == [
-        "README.md", "mobilenet_v2_hfus-synth_fold2.json", "mobilenet_v2_hfus-synth_fold2.safetensors"]
+        "README.md",
+        "mobilenet_v2_hfus-synth_fold2.json",
+        "mobilenet_v2_hfus-synth_fold2.safetensors",
+    ]
     readme = (repo / "README.md").read_text()
-    assert readme.startswith("---\nlicense: mit\n") and "hfus-synth@synth-v2-seed0 (`abababababababab`)" in readme
+    assert (
+        readme.startswith("---\nlicense: mit\n")
+        and "hfus-synth@synth-v2-seed0 (`abababababababab`)" in readme
+    )
     card = json.loads((repo / "mobilenet_v2_hfus-synth_fold2.json").read_text())
     assert card["sha256"] == C.sha256_file(repo / "mobilenet_v2_hfus-synth_fold2.safetensors")
     # what `hf upload` would publish, as the Hub cache lays it out after a download at a pinned revision
@@ -54,7 +66,10 @@ def test_export_folder_uploads_and_loads_back_from_the_hub_cache(tmp_path, capsy
     entry = C.Checkpoint.from_card(hub_card, "hub")
     loaded, info = C.load_model("mobilenet_v2", checkpoint=entry)
     assert info.path == snap / "mobilenet_v2_hfus-synth_fold2.safetensors"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
 
 
 def test_export_errors(tmp_path):

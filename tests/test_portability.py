@@ -73,21 +73,34 @@ def test_subset_matches_golden_under_other_kernels_threads_workers(tmp_path, dis
     golden = load_golden(REVISION)
     assert golden is not None, f"the package ships no golden hashes for {REVISION}"
     only = _subset()
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "NPY_DISABLE_CPU_FEATURES": disabled,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[var] = str(threads)
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path), json.dumps(only), str(workers)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(got["images"]) == 24 and len(got["raw"]) >= 24
     raw_expected = {k: v for k, v in golden["raw_pixels"].items() if k in got["raw"]}
     assert len(raw_expected) == len(got["raw"]), "generated files that the golden build does not have"
-    assert mismatches(raw_expected, got["raw"]) == [], f"generator bytes differ with NPY_DISABLE_CPU_FEATURES={disabled!r}"
+    assert mismatches(raw_expected, got["raw"]) == [], (
+        f"generator bytes differ with NPY_DISABLE_CPU_FEATURES={disabled!r}"
+    )
     img_expected = {k: golden["images"][k] for k in got["images"]}
-    assert mismatches(img_expected, got["images"]) == [], f"imported bytes differ with NPY_DISABLE_CPU_FEATURES={disabled!r}"
+    assert mismatches(img_expected, got["images"]) == [], (
+        f"imported bytes differ with NPY_DISABLE_CPU_FEATURES={disabled!r}"
+    )
 
 
 def test_subset_covers_all_classes_and_structures():

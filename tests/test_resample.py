@@ -12,14 +12,19 @@ def _pil(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR))
 
 
-@pytest.mark.parametrize("shape", [(389, 517, 3), (1555, 2067, 3), (48, 64, 3), (389, 517), (300, 400), (100, 224, 3)])
+@pytest.mark.parametrize(
+    "shape", [(389, 517, 3), (1555, 2067, 3), (48, 64, 3), (389, 517), (300, 400), (100, 224, 3)]
+)
 def test_matches_pillow_on_landscape_frames(shape):
     rng = np.random.default_rng(sum(shape))
     a = rng.integers(0, 256, shape, dtype=np.uint8)
     np.testing.assert_array_equal(resize_bilinear(a), _pil(a, (224, 224)))
 
 
-@pytest.mark.parametrize(("shape", "size"), [((10, 1), (1, 20)), ((1, 10), (13, 1)), ((6, 6), (9, 9)), ((6, 6), (4, 4)), ((40, 30), (20, 90))])
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((10, 1), (1, 20)), ((1, 10), (13, 1)), ((6, 6), (9, 9)), ((6, 6), (4, 4)), ((40, 30), (20, 90))],
+)
 def test_matches_pillow_up_and_down(shape, size):
     a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     np.testing.assert_array_equal(resize_bilinear(a, size), _pil(a, size))

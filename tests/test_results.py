@@ -22,8 +22,18 @@ from hfus_xai_bench.results import (
     validate,
 )
 
-OPTIONS = {"models": ["mobilenet_v2"], "folds": [0], "limit": None, "target": "pred", "sign": "pos",
-           "confidence": "logit", "batch_size": 4, "seed": 0, "precision": "fp32", "device": "cpu"}
+OPTIONS = {
+    "models": ["mobilenet_v2"],
+    "folds": [0],
+    "limit": None,
+    "target": "pred",
+    "sign": "pos",
+    "confidence": "logit",
+    "batch_size": 4,
+    "seed": 0,
+    "precision": "fp32",
+    "device": "cpu",
+}
 DATASET = {"id": "hfus-synth", "revision": "r", "sha256": "s", "n_images": 3}
 ENV = {"hfus_xai_bench": "0", "torch": "x", "device": "cpu", "device_name": "test"}
 
@@ -33,16 +43,30 @@ def scores(fold: int, hr1: list[float], labels: list[int], preds: list[int], fai
     t = len(THRESHOLDS)
     hr = np.array(hr1, float)
     values = {
-        "hit_rate@1/hr1": hr, "hit_rate_binary@1/hr2": hr / 3, "slm_coverage@1/cov_top": np.full(n, 0.5),
-        "slm_coverage@1/cov_bg": np.full(n, 0.1), "mask_iou@1/iou": np.full((n, t, 5), 0.2),
-        "confidence@1/s0": np.full(n, 2.0), "confidence@1/s_keep": np.linspace(1, 3, n),
-        "confidence@1/s_remove": np.full(n, 0.5), "confidence@1/s_keep_t": np.full((n, t), 2.5),
+        "hit_rate@1/hr1": hr,
+        "hit_rate_binary@1/hr2": hr / 3,
+        "slm_coverage@1/cov_top": np.full(n, 0.5),
+        "slm_coverage@1/cov_bg": np.full(n, 0.1),
+        "mask_iou@1/iou": np.full((n, t, 5), 0.2),
+        "confidence@1/s0": np.full(n, 2.0),
+        "confidence@1/s_keep": np.linspace(1, 3, n),
+        "confidence@1/s_remove": np.full(n, 0.5),
+        "confidence@1/s_keep_t": np.full((n, t), 2.5),
         "confidence@1/s_remove_t": np.full((n, t), 1.0),
     }
-    return FoldScores(arch="mobilenet_v2", fold=fold, checkpoint={"name": "x", "sha256": "0" * 64},
-                      image_ids=[f"img{fold}_{i}" for i in range(n)], labels=np.array(labels), preds=np.array(preds),
-                      targets=np.array(preds), failed=failed or [None] * n, values=values, seconds=1.0,
-                      forward_images=n)
+    return FoldScores(
+        arch="mobilenet_v2",
+        fold=fold,
+        checkpoint={"name": "x", "sha256": "0" * 64},
+        image_ids=[f"img{fold}_{i}" for i in range(n)],
+        labels=np.array(labels),
+        preds=np.array(preds),
+        targets=np.array(preds),
+        failed=failed or [None] * n,
+        values=values,
+        seconds=1.0,
+        forward_images=n,
+    )
 
 
 def method() -> Method:
@@ -55,7 +79,10 @@ def test_single_fold_bootstrap_is_the_metrics_bootstrap():
 
 
 def test_mean_of_fold_means_and_breakdowns():
-    runs = [scores(0, [1.0, 3.0], [0, 1], [0, 0]), scores(1, [0.0, 0.0, 0.0, 2.0], [1, 1, 2, 3], [1, 1, 2, 3])]
+    runs = [
+        scores(0, [1.0, 3.0], [0, 1], [0, 0]),
+        scores(1, [0.0, 0.0, 0.0, 2.0], [1, 1, 2, 3], [1, 1, 2, 3]),
+    ]
     s = summarize(runs, [r.output("hit_rate@1") for r in runs])
     assert s["per_fold"] == {"0": 2.0, "1": 0.5}
     assert s["mean"] == pytest.approx(1.25)  # mean of fold means, not the pooled 1.0
@@ -80,7 +107,9 @@ def test_build_result_validates_and_counts():
     iic = rec["metrics"]["confidence@1/iic"]["mobilenet_v2"]["mean"]
     assert iic == pytest.approx(100 * np.mean(np.linspace(1, 3, 3) > 2.0))
     assert rec["metrics"]["mask_iou@1"]["mobilenet_v2"]["mean"][0] == pytest.approx([0.2] * 5)
-    assert rec["metrics"]["confidence@1/thresholds"]["mobilenet_v2"]["dic"] == pytest.approx([1.0] * len(THRESHOLDS))
+    assert rec["metrics"]["confidence@1/thresholds"]["mobilenet_v2"]["dic"] == pytest.approx(
+        [1.0] * len(THRESHOLDS)
+    )
     bad = copy.deepcopy(rec)
     bad["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] = "1.5"
     with pytest.raises(HfusError, match=r"metrics/hit_rate@1/mobilenet_v2/mean"):
@@ -93,12 +122,18 @@ def test_build_result_validates_and_counts():
 
 def test_every_registry_output_and_value_is_in_the_record():
     runs = [fake_scores("mobilenet_v2", 0, 1.0, 1), fake_scores("mobilenet_v2", 1, 1.0, 2)]
-    rec = build_result(method(), runs, options={**OPTIONS, "folds": [0, 1]}, dataset=DATASET, environment=ENV).record
+    rec = build_result(
+        method(), runs, options={**OPTIONS, "folds": [0, 1]}, dataset=DATASET, environment=ENV
+    ).record
     expected = {m.key(p) for m in registry.METRICS.values() for p in (*m.outputs, *m.tables)}
     assert set(rec["metrics"]) == expected
     row = per_image_rows(runs)[0]
     assert set(row) == set(registry.ROW_KEYS) | {v.name for m in registry.METRICS.values() for v in m.values}
-    assert len(row["iou"]) == len(THRESHOLDS) and len(row["iou"][0]) == 5 and len(row["s_keep_t"]) == len(THRESHOLDS)
+    assert (
+        len(row["iou"]) == len(THRESHOLDS)
+        and len(row["iou"][0]) == 5
+        and len(row["s_keep_t"]) == len(THRESHOLDS)
+    )
 
 
 def test_shipped_schema_files_match_the_registry():

@@ -34,18 +34,33 @@ def test_record_is_complete_and_valid(gradcam_result):
     assert rec["dataset"]["id"] == "hfus-synth" and rec["dataset"]["n_images"] == 631
     assert len(rec["per_image"]) == LIMIT
     assert rec["counts"]["total"] == {
-        "n_images": LIMIT, "n_evaluated": LIMIT, "n_failed": 0, "failures": {}, "failure_examples": {},
-        "randomised_failed": 0, "randomised_failures": {},
+        "n_images": LIMIT,
+        "n_evaluated": LIMIT,
+        "n_failed": 0,
+        "failures": {},
+        "failure_examples": {},
+        "randomised_failed": 0,
+        "randomised_failures": {},
     }
     # PROTOCOL §7 on the default: per-image values, the pass rule, the cost split
     row = rec["per_image"][0]
     assert -1 <= row["rho"] <= 1 and -1 <= row["cross_image"] <= 1 and 0 <= row["road_s0"] <= 1
     assert len(row["road_morf_p"]) == len(row["road_lerf_p"]) == 5 and row["randomised_failed"] is None
-    assert set(rec["metrics"]["randomisation@1/pass"]["mobilenet_v2"]) == {"pass", "rho_mean", "rho_ci95_high",
-                                                                            "threshold", "rule"}
+    assert set(rec["metrics"]["randomisation@1/pass"]["mobilenet_v2"]) == {
+        "pass",
+        "rho_mean",
+        "rho_ci95_high",
+        "threshold",
+        "rule",
+    }
     assert -0.5 <= rec["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"] <= 0.5
-    assert {"seconds_randomised_per_image", "road_seconds_impute_per_image", "road_seconds_forward_per_image",
-            "road_forward_images_per_image", "forward_images_randomised_per_image"} <= set(rec["cost"]["mobilenet_v2"])
+    assert {
+        "seconds_randomised_per_image",
+        "road_seconds_impute_per_image",
+        "road_seconds_forward_per_image",
+        "road_forward_images_per_image",
+        "forward_images_randomised_per_image",
+    } <= set(rec["cost"]["mobilenet_v2"])
     for key, _, _ in registry.columns():
         summary = rec["metrics"][key]["mobilenet_v2"]
         assert summary["n"] == LIMIT and summary["per_fold"]["0"] == pytest.approx(summary["mean"])
@@ -56,15 +71,19 @@ def test_record_is_complete_and_valid(gradcam_result):
     assert rec["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] == pytest.approx(np.mean(hr1))
     ckpt = rec["checkpoints"]["mobilenet_v2"]["0"]
     assert ckpt["sha256"] == find_checkpoint("mobilenet_v2").sha256
-    assert ckpt["test_accuracy"] == pytest.approx(find_checkpoint("mobilenet_v2").accuracy) and ckpt["test_accuracy"] > 0.9
+    assert (
+        ckpt["test_accuracy"] == pytest.approx(find_checkpoint("mobilenet_v2").accuracy)
+        and ckpt["test_accuracy"] > 0.9
+    )
     assert rec["cost"]["mobilenet_v2"]["forward_images_per_image"] >= 1
     # built-in methods carry their METADATA: hyper-parameters and references
     assert rec["method"]["url"] == "https://arxiv.org/abs/1610.02391"
     assert rec["method"]["citation"].startswith("@inproceedings{selvaraju2017gradcam")
     assert rec["method"]["hyperparameters"]["target_layer"].startswith("pinned")
     # the run configuration is serialised in the record and can be rebuilt from it
-    assert RunConfig.from_record(rec) == RunConfig(limit=LIMIT, batch_size=rec["options"]["batch_size"],
-                                                    revision=rec["dataset"]["revision"])
+    assert RunConfig.from_record(rec) == RunConfig(
+        limit=LIMIT, batch_size=rec["options"]["batch_size"], revision=rec["dataset"]["revision"]
+    )
 
 
 def test_outputs_on_disk_round_trip(gradcam_result):
@@ -85,13 +104,19 @@ def test_example_methods_run(synth_ds):
         result = evaluate(EXAMPLES / example, limit=2, progress=False, figure=False)
         assert result.record["method"]["kind"] == kind
         assert result.record["counts"]["total"]["n_failed"] == 0
-        assert result.record["method"]["sha256"] == hashlib.sha256((EXAMPLES / example).read_bytes()).hexdigest()
+        assert (
+            result.record["method"]["sha256"] == hashlib.sha256((EXAMPLES / example).read_bytes()).hexdigest()
+        )
 
 
 def test_batches_are_whole_and_in_order():
     assert plan_batches({("mobilenet_v2", 0): 5, ("resnet101", 1): 3}, 2) == [
-        Batch("mobilenet_v2", 0, 0, 2), Batch("mobilenet_v2", 0, 2, 4), Batch("mobilenet_v2", 0, 4, 5),
-        Batch("resnet101", 1, 0, 2), Batch("resnet101", 1, 2, 3)]
+        Batch("mobilenet_v2", 0, 0, 2),
+        Batch("mobilenet_v2", 0, 2, 4),
+        Batch("mobilenet_v2", 0, 4, 5),
+        Batch("resnet101", 1, 0, 2),
+        Batch("resnet101", 1, 2, 3),
+    ]
 
 
 def test_batch_size_does_not_change_map_metrics(synth_ds):
@@ -111,7 +136,9 @@ def test_wrapper_matches_builtin_gradcam(synth_ds, gradcam_result):
 
 
 def test_failures_are_counted_with_reasons(synth_ds, tmp_path):
-    path = write_method(tmp_path, """
+    path = write_method(
+        tmp_path,
+        """
         import torch
 
         def explain(model, images, targets, *, context):
@@ -121,7 +148,8 @@ def test_failures_are_counted_with_reasons(synth_ds, tmp_path):
             if float(images.sum()) % 3 < 1:
                 maps = maps * float("nan")
             return maps
-    """)
+    """,
+    )
     result = evaluate(path, limit=LIMIT, progress=False, figure=False)
     counts = result.record["counts"]["total"]
     assert counts["n_images"] == LIMIT
@@ -132,7 +160,9 @@ def test_failures_are_counted_with_reasons(synth_ds, tmp_path):
 
 
 def test_exception_reason_names_the_line(synth_ds, tmp_path):
-    path = write_method(tmp_path, """
+    path = write_method(
+        tmp_path,
+        """
         def explain(model, images, targets, *, context):
             if int(targets[0]) == -1:
                 return images.mean(1)
@@ -142,7 +172,8 @@ def test_exception_reason_names_the_line(synth_ds, tmp_path):
 
         def boom():
             raise ValueError("nope")
-    """)
+    """,
+    )
     with pytest.raises(HfusError, match=r"failed on every image.*ValueError: nope \(at method.py:"):
         evaluate(path, limit=2, progress=False, figure=False)
 
@@ -151,9 +182,15 @@ def test_exception_reason_names_the_line(synth_ds, tmp_path):
     ("body", "message"),
     [
         ("def explain(model, images, targets, *, context):\n    return images\n", "wrong map shape"),
-        ("def explain(model, images, targets, *, context):\n    return 'map'\n", "torch.Tensor or numpy.ndarray"),
+        (
+            "def explain(model, images, targets, *, context):\n    return 'map'\n",
+            "torch.Tensor or numpy.ndarray",
+        ),
         ("def explain(model, images, targets, *, context):\n    return images.mean(1) * 0\n", "empty_map"),
-        ("def explain(model, images, targets, *, context):\n    return images.mean(1) * float('inf')\n", "non_finite"),
+        (
+            "def explain(model, images, targets, *, context):\n    return images.mean(1) * float('inf')\n",
+            "non_finite",
+        ),
     ],
 )
 def test_all_failing_is_an_error(synth_ds, tmp_path, body, message):
@@ -163,14 +200,17 @@ def test_all_failing_is_an_error(synth_ds, tmp_path, body, message):
 
 
 def test_low_resolution_maps_are_upsampled(synth_ds, tmp_path):
-    path = write_method(tmp_path, """
+    path = write_method(
+        tmp_path,
+        """
         import torch
 
         def explain(model, images, targets, *, context):
             maps = torch.zeros(len(images), 7, 7)
             maps[:, 1, 3] = 1.0  # one cell just below the top: bilinear upsampling spreads it
             return maps
-    """)
+    """,
+    )
     result = evaluate(path, limit=2, progress=False, figure=False)
     assert result.record["counts"]["total"]["n_failed"] == 0
 
@@ -186,10 +226,16 @@ def test_target_label_and_determinism(synth_ds):
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("def explain(model, images, targets, *, context)\n    return images\n", "syntax error in method.py:1"),
+        (
+            "def explain(model, images, targets, *, context)\n    return images\n",
+            "syntax error in method.py:1",
+        ),
         ("import not_a_module_anywhere\n", "ModuleNotFoundError"),
         ("X = 1\n", "neither a function `explain"),
-        ("METADATA = {'nmae': 'x'}\ndef explain(model, images, targets, *, context):\n    return images\n", "unknown METADATA"),
+        (
+            "METADATA = {'nmae': 'x'}\ndef explain(model, images, targets, *, context):\n    return images\n",
+            "unknown METADATA",
+        ),
     ],
 )
 def test_cli_bad_method_file_one_line_exit_2(tmp_path, capsys, source, message):
@@ -228,6 +274,7 @@ def test_run_options_are_checked(synth_ds):
 
 # ------------------------------------------------------------------ PROTOCOL §7 through the runner (tiny setup)
 
+
 @pytest.fixture
 def fakes_env(monkeypatch):
     """The 15-image fake dataset and a seeded TinyNet as "mobilenet_v2" (tests/helpers.py)."""
@@ -248,8 +295,13 @@ def test_sanity_baselines_have_rho_one_and_fail_the_check(fakes_env, name):
     summary = result.record["metrics"]["randomisation@1/rho"]["mobilenet_v2"]
     assert summary["mean"] == 1.0 and summary["ci95"] == [1.0, 1.0]
     table = result.record["metrics"]["randomisation@1/pass"]["mobilenet_v2"]
-    assert table == {"pass": False, "rho_mean": 1.0, "rho_ci95_high": 1.0, "threshold": 0.5,
-                     "rule": "upper bound of the 95 % CI of mean ρ < 0.5"}
+    assert table == {
+        "pass": False,
+        "rho_mean": 1.0,
+        "rho_ci95_high": 1.0,
+        "threshold": 0.5,
+        "rule": "upper bound of the 95 % CI of mean ρ < 0.5",
+    }
     if name in ("center", "depth_prior"):  # the same map for every image of a fold
         assert [r["cross_image"] for r in rows] == [1.0] * 6
     assert result.record["counts"]["mobilenet_v2"]["randomised_failed"] == 0
@@ -268,8 +320,17 @@ def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_en
     from hfus_xai_bench.runner import model_input
     from hfus_xai_bench.seeding import item_seed
 
-    result = evaluate("gradcam", dataset=FAKE_DATASET, folds="0", device="cpu", seed=3, out=tmp_path, save_maps=True,
-                      progress=False, figure=False)
+    result = evaluate(
+        "gradcam",
+        dataset=FAKE_DATASET,
+        folds="0",
+        device="cpu",
+        seed=3,
+        out=tmp_path,
+        save_maps=True,
+        progress=False,
+        figure=False,
+    )
     rec = result.record
     rows = rec["per_image"]
     with np.load(tmp_path / rec["maps_file"]["path"]) as npz:
@@ -280,7 +341,9 @@ def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_en
     test = fold_arrays(D.load_dataset(FAKE_DATASET), 0, "test")
     model, _ = checkpoints.load_model("mobilenet_v2")
     x = model_input(test.images, torch.device("cpu"))
-    road = road_scores(model, x, maps, [r["target"] for r in rows], seeds=[item_seed(3, r["image_id"]) for r in rows])
+    road = road_scores(
+        model, x, maps, [r["target"] for r in rows], seeds=[item_seed(3, r["image_id"]) for r in rows]
+    )
     assert [r["road_s0"] for r in rows] == road.s0.tolist()
     assert [r["road_morf_p"] for r in rows] == road.morf.tolist()
     assert [r["road_lerf_p"] for r in rows] == road.lerf.tolist()
@@ -296,7 +359,9 @@ def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
     stays evaluated in §4."""
     from helpers import FAKE_DATASET
 
-    path = write_method(tmp_path, """
+    path = write_method(
+        tmp_path,
+        """
         import torch
 
         SEEN = []
@@ -316,17 +381,23 @@ def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
             if CALLS[0] == 2:
                 raise ValueError("no map for the randomised model")
             return maps
-    """)
+    """,
+    )
     result = evaluate(path, dataset=FAKE_DATASET, folds="0", device="cpu", progress=False, figure=False)
     rec = result.record
     rows = rec["per_image"]
     assert [r["failed"] for r in rows] == [None, None, None]
     reasons = [r["randomised_failed"] for r in rows]
-    assert reasons[0] == "non_finite" and reasons[1].startswith("exception: ValueError: no map for the randomised")
+    assert reasons[0] == "non_finite" and reasons[1].startswith(
+        "exception: ValueError: no map for the randomised"
+    )
     assert reasons[2] is None
     assert rows[0]["rho"] is None and rows[1]["rho"] is None and rows[2]["rho"] is not None
     assert all(r["hr1"] is not None and r["road_s0"] is not None for r in rows)
     counts = rec["counts"]["mobilenet_v2"]
     assert counts["n_evaluated"] == 3 and counts["n_failed"] == 0
-    assert counts["randomised_failed"] == 2 and counts["randomised_failures"] == {"exception": 1, "non_finite": 1}
+    assert counts["randomised_failed"] == 2 and counts["randomised_failures"] == {
+        "exception": 1,
+        "non_finite": 1,
+    }
     assert rec["metrics"]["randomisation@1/rho"]["mobilenet_v2"]["n_nan"] == 2

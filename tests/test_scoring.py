@@ -26,9 +26,19 @@ def _inputs(ok=None, **kw) -> ScoringInputs:
     slms = np.zeros((N, 224, 224), np.uint8)
     slms[:, 40:60], slms[:, 60:96], slms[:, 96:132] = 255, 128, 64
     images = torch.from_numpy(rng.random((N, 3, 224, 224)).astype(np.float32))
-    kw.setdefault("extras", {"m255_randomised": quantize(rng.random((N, 224, 224))), "randomised_ok": np.ones(N, bool)})
-    return ScoringInputs(m255=m255, slms=slms, image_ids=[f"i{k}" for k in range(N)], labels=np.arange(N) % 4,
-                         targets=np.arange(N) % 4, ok=ok, images=images, **kw)
+    kw.setdefault(
+        "extras", {"m255_randomised": quantize(rng.random((N, 224, 224))), "randomised_ok": np.ones(N, bool)}
+    )
+    return ScoringInputs(
+        m255=m255,
+        slms=slms,
+        image_ids=[f"i{k}" for k in range(N)],
+        labels=np.arange(N) % 4,
+        targets=np.arange(N) % 4,
+        ok=ok,
+        images=images,
+        **kw,
+    )
 
 
 def test_values_equal_the_metric_functions() -> None:
@@ -47,9 +57,17 @@ def test_values_equal_the_metric_functions() -> None:
     np.testing.assert_array_equal(values["confidence@1/s_keep_t"], conf.s_keep_t)
     assert values["mask_iou@1/iou"].shape == (N, len(THRESHOLDS), 5)
     # PROTOCOL §7: randomisation@1 from the two map stacks, road@1 through road_scores with per-image seeds
-    np.testing.assert_array_equal(values["randomisation@1/rho"], spearman_maps(inp.m255, inp.extras["m255_randomised"]))
+    np.testing.assert_array_equal(
+        values["randomisation@1/rho"], spearman_maps(inp.m255, inp.extras["m255_randomised"])
+    )
     np.testing.assert_array_equal(values["randomisation@1/cross_image"], cross_image_rho(inp.m255, seed=0))
-    road = road_scores(model, inp.images.contiguous(memory_format=torch.channels_last), inp.m255, inp.targets, seeds=[item_seed(0, f"i{k}") for k in range(N)])
+    road = road_scores(
+        model,
+        inp.images.contiguous(memory_format=torch.channels_last),
+        inp.m255,
+        inp.targets,
+        seeds=[item_seed(0, f"i{k}") for k in range(N)],
+    )
     np.testing.assert_array_equal(values["road@1/road_s0"], road.s0)
     np.testing.assert_array_equal(values["road@1/road_morf_p"], road.morf)
     np.testing.assert_array_equal(values["road@1/road_lerf_p"], road.lerf)
@@ -62,8 +80,13 @@ def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
     ok = np.array([True, False, True, True, False])
     full = score_fold(_inputs(), select_metrics(model=False))
     part = score_fold(_inputs(ok=ok), select_metrics(model=False))
-    fold_scope = {m.key(v) for m in select_metrics(model=False) if m.scope == "fold" for v in m.values
-                  if v.name == "cross_image"}
+    fold_scope = {
+        m.key(v)
+        for m in select_metrics(model=False)
+        if m.scope == "fold"
+        for v in m.values
+        if v.name == "cross_image"
+    }
     assert fold_scope == {"randomisation@1/cross_image"}
     for key, values in part.items():
         assert np.isnan(values[~ok]).all(), key
@@ -76,7 +99,9 @@ def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
 def test_model_metrics_need_the_model() -> None:
     with pytest.raises(HfusError, match="confidence@1 needs the model"):
         score_fold(_inputs())
-    with pytest.raises(HfusError, match=r"randomisation@1 needs extras \['m255_randomised', 'randomised_ok'\]"):
+    with pytest.raises(
+        HfusError, match=r"randomisation@1 needs extras \['m255_randomised', 'randomised_ok'\]"
+    ):
         score_fold(_inputs(extras={}), select_metrics(model=False))
     assert "randomisation@1" not in [m.id for m in select_metrics(model=False, extras=())]
     assert all(m.needs == "maps" for m in select_metrics(model=False))
@@ -96,14 +121,22 @@ def test_a_model_based_metric_reads_model_images_and_extras() -> None:
         same = (inputs.m255 == inputs.extras["other_maps"]).reshape(len(inputs), -1).mean(1)
         return {"p": s.numpy(), "same": same}
 
-    toy = Metric(id="toy@1", category="faithfulness", needs="model", function=fn,
-                 values=(Value("p"), Value("same")),
-                 outputs=(Output("", "none", (0.0, 1.0), "target probability", "p"),), description="toy")
+    toy = Metric(
+        id="toy@1",
+        category="faithfulness",
+        needs="model",
+        function=fn,
+        values=(Value("p"), Value("same")),
+        outputs=(Output("", "none", (0.0, 1.0), "target probability", "p"),),
+        description="toy",
+    )
     torch.manual_seed(0)
     model = TinyNet().eval()
     ok = np.array([True, True, False, True, True])
     base = _inputs()
-    inp = _inputs(ok=ok, model=model, extras={"other_maps": base.m255.copy(), "other_model": "a fold-level object"})
+    inp = _inputs(
+        ok=ok, model=model, extras={"other_maps": base.m255.copy(), "other_model": "a fold-level object"}
+    )
     values = score_fold(inp, [toy])
     assert seen == {"ids": ["i0", "i1", "i3", "i4"], "copy": "a fold-level object"}
     assert np.isnan(values["toy@1/p"][2]) and (values["toy@1/same"][ok] == 1.0).all()
@@ -112,12 +145,21 @@ def test_a_model_based_metric_reads_model_images_and_extras() -> None:
     declared = Metric(**{**toy.__dict__, "extras": ("other_maps",)})
     with pytest.raises(HfusError, match=r"needs extras \['other_maps'\]"):
         score_fold(_inputs(model=model), [declared])
-    assert select_metrics([declared], extras=()) == [] and select_metrics([declared], extras=["other_maps"]) == [declared]
+    assert select_metrics([declared], extras=()) == [] and select_metrics(
+        [declared], extras=["other_maps"]
+    ) == [declared]
 
 
 def test_a_malformed_metric_function_is_caught() -> None:
-    bad = Metric(id="bad@1", category="sanity", needs="maps", function=lambda i, c: {"x": np.zeros(3)},
-                 values=(Value("x"),), outputs=(Output("", "none", (0.0, 1.0), "x", "x"),), description="bad")
+    bad = Metric(
+        id="bad@1",
+        category="sanity",
+        needs="maps",
+        function=lambda i, c: {"x": np.zeros(3)},
+        values=(Value("x"),),
+        outputs=(Output("", "none", (0.0, 1.0), "x", "x"),),
+        description="bad",
+    )
     with pytest.raises(HfusError, match=r"value 'x' has shape \(3,\), expected \(5,\)"):
         score_fold(_inputs(), [bad])
     wrong = Metric(**{**bad.__dict__, "function": lambda i, c: {"y": np.zeros(5)}})

@@ -24,7 +24,9 @@ def test_item_seed_is_the_documented_sha256() -> None:
 def test_seeds_depend_on_every_part_and_nothing_else() -> None:
     base = item_seed(0, "a", 1)
     assert item_seed(0, "a", 1) == base
-    assert len({base, item_seed(1, "a", 1), item_seed(0, "b", 1), item_seed(0, "a", 2), item_seed(0, "a")}) == 5
+    assert (
+        len({base, item_seed(1, "a", 1), item_seed(0, "b", 1), item_seed(0, "a", 2), item_seed(0, "a")}) == 5
+    )
     assert item_seed(0, "a", 1) != item_seed(0, "a", "1")  # int and str tags differ
     assert item_seed(0, "a:1") != item_seed(0, "a", 1)  # an id with ':' cannot collide with a tag
     assert item_seed(np.int64(5), "a") == item_seed(5, "a")
@@ -54,4 +56,6 @@ def test_torch_generator_is_cpu_and_reproducible() -> None:
     g1, g2 = torch_generator(item_seed(0, "a")), torch_generator(item_seed(0, "a"))
     assert g1.device.type == "cpu"
     assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=g2))
-    assert not torch.equal(torch.rand(5, generator=torch_generator(1)), torch.rand(5, generator=torch_generator(2)))
+    assert not torch.equal(
+        torch.rand(5, generator=torch_generator(1)), torch.rand(5, generator=torch_generator(2))
+    )

@@ -81,7 +81,9 @@ def test_tumour_deeper_than_epidermis_gap_kept():
     epi[40:50, 80] = True
     tumor[60:100, 80] = True  # gap rows 50..59 stay 0: the union is kept as is
     out = skin_layer_map(epi, None, tumor)
-    expected = col({(24, 40): 32, (40, 50): 255, (60, 100): 255, (100, 136): 128, (136, 172): 64, (172, 208): 32})
+    expected = col(
+        {(24, 40): 32, (40, 50): 255, (60, 100): 255, (100, 136): 128, (136, 172): 64, (172, 208): 32}
+    )
     np.testing.assert_array_equal(out[:, 80], expected)
 
 

@@ -55,8 +55,15 @@ def sub(fakes: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     method.write_text(METHOD)
     with pytest.MonkeyPatch.context() as mp:
         _patch(mp, fakes)
-        folder, _ = submit(method, out=root / "greymap", dataset=FAKE_DATASET, models="mobilenet_v2", folds="0,1",
-                           device="cpu", progress=False)
+        folder, _ = submit(
+            method,
+            out=root / "greymap",
+            dataset=FAKE_DATASET,
+            models="mobilenet_v2",
+            folds="0,1",
+            device="cpu",
+            progress=False,
+        )
         return folder
 
 
@@ -82,7 +89,11 @@ def test_submit_writes_the_folder(env: None, sub: Path) -> None:
     assert record["checkpoints"]["mobilenet_v2"]["0"]["test_accuracy"] == FAKE_ACCURACY  # from the card
     assert record["method"]["sha256"] == sha256_file(sub / "method.py")
     readme = (sub / "README.md").read_text()
-    assert "# greymap" in readme and "| licence of method.py | MIT |" in readme and "No tuning on test folds" in readme
+    assert (
+        "# greymap" in readme
+        and "| licence of method.py | MIT |" in readme
+        and "No tuning on test folds" in readme
+    )
     assert (sub / "method.py").read_text() == METHOD
     with pytest.raises(HfusError, match="already exists"):
         submit(sub / "method.py", out=sub)
@@ -93,7 +104,10 @@ def test_verify_passes_on_an_untouched_submission(env: None, sub: Path) -> None:
     assert report.ok, report.render()
     names = [name for name, _, _ in report.checks]
     assert "maps_file.sha256" in names and "dataset.revision" in names and "metrics (re-aggregated)" in names
-    assert any(n.startswith("mobilenet_v2 fold 1: confidence@1, road@1 (3 images, within 0.0001 relative)") for n in names)
+    assert any(
+        n.startswith("mobilenet_v2 fold 1: confidence@1, road@1 (3 images, within 0.0001 relative)")
+        for n in names
+    )
     subset = verify_submission(sub, limit=1, progress=False)
     assert subset.ok and any("confidence@1, road@1 (1 images" in n for n, _, _ in subset.checks)
 
@@ -140,10 +154,18 @@ def test_verify_fails_on_a_tampered_maps_file(env: None, sub: Path, tmp_path: Pa
 def test_verify_fails_on_a_wrong_dataset_revision_or_checkpoint(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
     _edit(folder, lambda r: r["dataset"].update(revision="fake-rev-2"))
-    assert [f.split(":")[0] for f in verify_submission(folder, progress=False).failures] == ["dataset.revision"]
+    assert [f.split(":")[0] for f in verify_submission(folder, progress=False).failures] == [
+        "dataset.revision"
+    ]
     _edit(folder, lambda r: r["dataset"].update(revision=REVISION, sha256="e" * 64))
     assert [f.split(":")[0] for f in verify_submission(folder, progress=False).failures] == ["dataset.sha256"]
-    _edit(folder, lambda r: (r["dataset"].update(sha256="d" * 64), r["checkpoints"]["mobilenet_v2"]["0"].update(sha256="f" * 64)))
+    _edit(
+        folder,
+        lambda r: (
+            r["dataset"].update(sha256="d" * 64),
+            r["checkpoints"]["mobilenet_v2"]["0"].update(sha256="f" * 64),
+        ),
+    )
     failures = verify_submission(folder, progress=False).failures
     assert [f.split(":")[0] for f in failures] == ["checkpoints/mobilenet_v2/0/sha256"], failures
 
@@ -152,10 +174,14 @@ def test_verify_rerun_compares_fresh_maps(env: None, sub: Path) -> None:
     report = verify_submission(sub, check_model=False, rerun=True, limit=2, progress=False)
     assert report.ok, report.render()
     assert any(n.startswith("rerun mobilenet_v2__fold1 (2 maps)") for n, _, _ in report.checks)
-    assert any(n.startswith("rerun mobilenet_v2__fold1 (2 randomised-model maps)") for n, _, _ in report.checks)
+    assert any(
+        n.startswith("rerun mobilenet_v2__fold1 (2 randomised-model maps)") for n, _, _ in report.checks
+    )
 
 
-def test_verify_rescores_randomisation_exactly_from_the_saved_maps(env: None, sub: Path, tmp_path: Path) -> None:
+def test_verify_rescores_randomisation_exactly_from_the_saved_maps(
+    env: None, sub: Path, tmp_path: Path
+) -> None:
     """PROTOCOL §7.1: ρ and ρ_cross are re-scored from the saved maps (both models) exactly; tampering shows."""
     from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
     from hfus_xai_bench.results import Result
@@ -165,8 +191,9 @@ def test_verify_rescores_randomisation_exactly_from_the_saved_maps(env: None, su
     with np.load(sub / "maps.npz") as npz:
         maps = {k: npz[k] for k in npz.files}
     fold1 = [r for r in record["per_image"] if r["fold"] == 1]
-    assert [r["rho"] for r in fold1] == spearman_maps(maps["mobilenet_v2__fold1__maps"],
-                                                      maps["mobilenet_v2__fold1__maps_randomised"]).tolist()
+    assert [r["rho"] for r in fold1] == spearman_maps(
+        maps["mobilenet_v2__fold1__maps"], maps["mobilenet_v2__fold1__maps_randomised"]
+    ).tolist()
     assert [r["cross_image"] for r in fold1] == cross_image_rho(maps["mobilenet_v2__fold1__maps"]).tolist()
     report = VerifyReport(sub)
     runs = rescore(record, maps, D.load_dataset(FAKE_DATASET, revision=REVISION), report, check_model=False)
@@ -202,9 +229,14 @@ def test_verify_rescores_randomisation_exactly_from_the_saved_maps(env: None, su
 
 def test_verify_rechecks_road_through_the_model(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
-    _edit(folder, lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 1e-3))
+    _edit(
+        folder,
+        lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 1e-3),
+    )
     failures = verify_submission(folder, progress=False).failures
-    assert any("per_image[3].road_morf_p" in f and "tolerance 0.0001 relative" in f for f in failures), failures
+    assert any("per_image[3].road_morf_p" in f and "tolerance 0.0001 relative" in f for f in failures), (
+        failures
+    )
 
 
 def test_verify_errors_and_cli(env: None, sub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -220,8 +252,19 @@ def test_verify_errors_and_cli(env: None, sub: Path, tmp_path: Path, capsys: pyt
 def test_cli_submit_records_its_argv(env: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     method = tmp_path / "greymap.py"
     method.write_text(METHOD)
-    argv = ["submit", str(method), "--out", str(tmp_path / "s"), "--dataset", FAKE_DATASET, "--limit", "2",
-            "--device", "cpu", "--quiet"]
+    argv = [
+        "submit",
+        str(method),
+        "--out",
+        str(tmp_path / "s"),
+        "--dataset",
+        FAKE_DATASET,
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "submission folder:" in capsys.readouterr().out
     record = json.loads((tmp_path / "s" / "result.json").read_text())

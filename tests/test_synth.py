@@ -78,7 +78,12 @@ def test_plan_stems_groups_and_order():
 def test_image_and_masks_per_class(label):
     rgb, masks = S.generate_image(np.random.SeedSequence([7, CLASSES.index(label)]), label, size=SMALL)
     assert rgb.shape == (SMALL[1], SMALL[0], 3) and rgb.dtype == np.uint8
-    expected = {"AD": {"epidermis", "sleb"}, "CG": {"epidermis"}, "PS": {"epidermis", "sleb"}, "ST": {"epidermis", "tumor"}}
+    expected = {
+        "AD": {"epidermis", "sleb"},
+        "CG": {"epidermis"},
+        "PS": {"epidermis", "sleb"},
+        "ST": {"epidermis", "tumor"},
+    }
     assert set(masks) == expected[label]
     for m in masks.values():
         assert m.shape == rgb.shape[:2] and m.dtype == np.uint8
@@ -111,7 +116,9 @@ def _rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_anatomy_sanity(seed):
     size = (200, 150)
     for label in CLASSES:
-        rgb, masks = S.generate_image(np.random.SeedSequence([seed, 100 + CLASSES.index(label)]), label, size=size)
+        rgb, masks = S.generate_image(
+            np.random.SeedSequence([seed, 100 + CLASSES.index(label)]), label, size=size
+        )
         g = rgb[..., 1].astype(float)
         has_e, top_e, bot_e = _rows(masks["epidermis"])
         bw = int(round(S.SCALE_BAR_FRAC * size[0]))
@@ -134,7 +141,9 @@ def test_anatomy_sanity(seed):
             below = np.zeros_like(g, dtype=bool)
             for c in cols:
                 below[bot_s[c] + 1 : bot_s[c] + 1 + 8, c] = True
-            assert g[masks["sleb"] > 0].mean() < 0.9 * g[below].mean()  # hypo-echoic band (typically < 0.6: below)
+            assert (
+                g[masks["sleb"] > 0].mean() < 0.9 * g[below].mean()
+            )  # hypo-echoic band (typically < 0.6: below)
         if "tumor" in masks:
             has_t, top_t, _ = _rows(masks["tumor"])
             tc = np.flatnonzero(has_t)
@@ -149,7 +158,9 @@ def test_class_evidence_dermis_brightness():
     for label in ("CG", "AD", "PS"):
         vals = []
         for i in range(6):
-            rgb, masks = S.generate_image(np.random.SeedSequence([11, i, CLASSES.index(label)]), label, size=(200, 150))
+            rgb, masks = S.generate_image(
+                np.random.SeedSequence([11, i, CLASSES.index(label)]), label, size=(200, 150)
+            )
             low = masks.get("sleb", masks["epidermis"])
             _, _, bot = _rows(low)
             band = np.zeros(rgb.shape[:2], dtype=bool)
@@ -201,7 +212,9 @@ def test_sleb_is_hypoechoic_on_average():
 
 def _digest(version: str) -> str:
     rgb, masks = S.render_item(S.plan_archive(12, 0)[11], 0, (128, 96), version=version)
-    return hashlib.sha256(rgb.tobytes() + b"".join(masks[k].tobytes() for k in sorted(masks))).hexdigest()[:16]
+    return hashlib.sha256(rgb.tobytes() + b"".join(masks[k].tobytes() for k in sorted(masks))).hexdigest()[
+        :16
+    ]
 
 
 def test_golden_pixels_version_2():

@@ -23,7 +23,7 @@ def _toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     labels = np.arange(n) % 4
     images = rng.integers(0, 60, (n, SIZE, SIZE, 3), dtype=np.uint8)
     for i, c in enumerate(labels):  # a class-dependent bright band, so there is something to learn
-        images[i, 8 + 8 * c: 16 + 8 * c, :, 1] = 220
+        images[i, 8 + 8 * c : 16 + 8 * c, :, 1] = 220
     return images, labels.astype(np.int64)
 
 
@@ -42,7 +42,9 @@ def test_augmentation_identity_flip_and_rotation():
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
     torch.testing.assert_close(T.augment_batch(x, g, max_degrees=0.0, flip_p=0.0), x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(T.augment_batch(x, g, max_degrees=0.0, flip_p=1.0), x.flip(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        T.augment_batch(x, g, max_degrees=0.0, flip_p=1.0), x.flip(-1), atol=1e-5, rtol=0
+    )
     # rotation: same angle draw as the augmentation, compared with torchvision's rotate (interior)
     angles = (torch.rand(3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1) * 15
     y = T.augment_batch(x, torch.Generator().manual_seed(5), flip_p=0.0)
@@ -83,7 +85,9 @@ def test_training_is_deterministic_and_keeps_best_validation():
 def test_init_from_path_and_errors(tmp_path, monkeypatch):
     torch.manual_seed(0)
     src = T.build_model("mobilenet_v2")
-    C.save_checkpoint(src, tmp_path / "src", {"arch": "mobilenet_v2", "dataset": "toy", "fold": 0, "dtype": "float16"})
+    C.save_checkpoint(
+        src, tmp_path / "src", {"arch": "mobilenet_v2", "dataset": "toy", "fold": 0, "dtype": "float16"}
+    )
     model, desc = T.init_model("mobilenet_v2", tmp_path / "src.safetensors")
     assert desc.startswith("path:src.safetensors@sha256:")
     w = src.state_dict()["features.1.conv.0.0.weight"]
@@ -114,10 +118,17 @@ def fake_data(monkeypatch):
         return "DS"
 
     def fold_arrays(ds, fold, split="test"):
-        images, labels = _toy({"train": 8, "val": 4, "test": 4}[split], {"train": 0, "val": 1, "test": 2}[split])
+        images, labels = _toy(
+            {"train": 8, "val": 4, "test": 4}[split], {"train": 0, "val": 1, "test": 2}[split]
+        )
         n = len(labels)
-        return hub.FoldArrays([f"{split}{i}" for i in range(n)], images, labels,
-                              np.zeros((n, SIZE, SIZE), np.uint8), [split] * n)
+        return hub.FoldArrays(
+            [f"{split}{i}" for i in range(n)],
+            images,
+            labels,
+            np.zeros((n, SIZE, SIZE), np.uint8),
+            [split] * n,
+        )
 
     def dataset_provenance(ds):
         return {"id": "hfus-synth", "revision": "synth-test", "sha256": "ab" * 32, "n_images": 16}
@@ -129,17 +140,34 @@ def fake_data(monkeypatch):
 
 
 def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeypatch):
-    card_path = T.train("mobilenet_v2", fold=2, epochs=1, init="scratch", device="cpu", out_dir=tmp_path,
-                        seed=0, dtype="float16", batch_size=4, lr=0.01, progress=False)
+    card_path = T.train(
+        "mobilenet_v2",
+        fold=2,
+        epochs=1,
+        init="scratch",
+        device="cpu",
+        out_dir=tmp_path,
+        seed=0,
+        dtype="float16",
+        batch_size=4,
+        lr=0.01,
+        progress=False,
+    )
     assert card_path == tmp_path / "mobilenet_v2_hfus-synth_fold2.json"
     card = json.loads(card_path.read_text())
     weights = card_path.with_suffix(".safetensors")
     assert card["sha256"] == C.sha256_file(weights) and card["dtype"] == "float16"
     assert card["dataset"]["revision"] == "synth-test" and card["fold"] == 2
     assert card["split"] == {"test": 2, "val": 3, "train": [0, 1, 4], "n_train": 8, "n_val": 4, "n_test": 4}
-    assert card["recipe"]["lr"] == 0.01 and card["recipe"]["batch_size"] == 4 and card["recipe"]["momentum"] == 0.9
+    assert (
+        card["recipe"]["lr"] == 0.01
+        and card["recipe"]["batch_size"] == 4
+        and card["recipe"]["momentum"] == 0.9
+    )
     assert card["recipe"]["step_size"] == 7 and card["recipe"]["gamma"] == 0.1 and card["epochs"] == 1
-    assert card["init"] == "scratch" and card["seed"] == 0 and card["environment"]["torch"] == torch.__version__
+    assert (
+        card["init"] == "scratch" and card["seed"] == 0 and card["environment"]["torch"] == torch.__version__
+    )
     assert card["environment"]["seconds_per_epoch"] > 0 and len(card["history"]) == 1
     assert set(card["metrics"]["test"]) >= {"accuracy", "precision", "recall", "f1"}
     # the recorded test accuracy is that of the stored (float16, upcast) weights
@@ -149,8 +177,26 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert acc == card["metrics"]["test"]["accuracy"] and info.checkpoint.dataset == "hfus-synth"
 
     # CLI: into the user cache, where load_model finds it by (arch, dataset, fold)
-    rc = cli.main(["train", "--models", "mobilenet", "--folds", "1", "--epochs", "1", "--init", "scratch",
-                   "--device", "cpu", "--batch-size", "4", "--quiet", "--seed", "3"])
+    rc = cli.main(
+        [
+            "train",
+            "--models",
+            "mobilenet",
+            "--folds",
+            "1",
+            "--epochs",
+            "1",
+            "--init",
+            "scratch",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--quiet",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0 and fake_data["load"] == ("hfus-synth", None)
     out = capsys.readouterr().out
     assert "test fold 1: accuracy" in out and "mobilenet_v2_hfus-synth_fold1_seed3.safetensors" in out

@@ -93,19 +93,25 @@ def test_mobilenet_v2_is_torchvisions_without_importing_it(x224: torch.Tensor) -
     ref.eval()
     torch.manual_seed(3)
     ours = build_model("mobilenet_v2")
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in ref.state_dict().items()
+    ]
     for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert [(n, type(m).__name__) for n, m in ours.named_modules()] == [
-        (n, type(m).__name__) for n, m in ref.named_modules()]
+        (n, type(m).__name__) for n, m in ref.named_modules()
+    ]
     assert [(n, m.inplace) for n, m in ours.named_modules() if isinstance(m, torch.nn.ReLU6)] == [
-        (n, m.inplace) for n, m in ref.named_modules() if isinstance(m, torch.nn.ReLU6)]
+        (n, m.inplace) for n, m in ref.named_modules() if isinstance(m, torch.nn.ReLU6)
+    ]
     with torch.no_grad():
         assert torch.equal(ours(x224), ref(x224))
         for model in (ours, ref):
             model.to(memory_format=torch.channels_last)
-        assert torch.equal(ours(x224.contiguous(memory_format=torch.channels_last)),
-                           ref(x224.contiguous(memory_format=torch.channels_last)))
+        assert torch.equal(
+            ours(x224.contiguous(memory_format=torch.channels_last)),
+            ref(x224.contiguous(memory_format=torch.channels_last)),
+        )
         assert torch.equal(randomised_model(ours, 0)(x224), randomised_model(ref, 0)(x224))
 
 
@@ -113,7 +119,11 @@ def test_the_default_architecture_does_not_import_torchvision() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from hfus_xai_bench.models.zoo import build_model; from hfus_xai_bench import runner; "
-            "build_model('mobilenet_v2'); print('torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys; from hfus_xai_bench.models.zoo import build_model; from hfus_xai_bench import runner; "
+        "build_model('mobilenet_v2'); print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"

@@ -22,9 +22,16 @@ def _cite(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cite``."""
-    ct = sub.add_parser("cite", help="print BibTeX for the benchmark, the dataset and the study (or one result)")
-    ct.add_argument("result", nargs="?", default=None, metavar="RESULT.json",
-                    help="a result record: cite exactly that result (versions, dataset hash, checkpoints, method)")
+    ct = sub.add_parser(
+        "cite", help="print BibTeX for the benchmark, the dataset and the study (or one result)"
+    )
+    ct.add_argument(
+        "result",
+        nargs="?",
+        default=None,
+        metavar="RESULT.json",
+        help="a result record: cite exactly that result (versions, dataset hash, checkpoints, method)",
+    )
     ct.add_argument("--benchmark-only", action="store_true", help="only the benchmark (with its version)")
     ct.add_argument("--no-dataset", action="store_true")
     ct.add_argument("--no-study", action="store_true")

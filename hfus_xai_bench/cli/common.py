@@ -44,22 +44,42 @@ def group(sub: argparse._SubParsersAction, name: str, help: str, dest: str) -> a
     return actions
 
 
-def add_models_folds(p: argparse.ArgumentParser, *, models: str = "mobilenet_v2", folds: str | None = "0") -> None:
-    p.add_argument("--models", default=models, metavar="ARCHS",
-                   help=f"comma-separated architectures or 'all' (default: {models})")
+def add_models_folds(
+    p: argparse.ArgumentParser, *, models: str = "mobilenet_v2", folds: str | None = "0"
+) -> None:
+    p.add_argument(
+        "--models",
+        default=models,
+        metavar="ARCHS",
+        help=f"comma-separated architectures or 'all' (default: {models})",
+    )
     if folds is not None:
-        p.add_argument("--folds", default=folds, metavar="FOLDS", help=f"comma-separated folds 0-4 or 'all' (default: {folds})")
+        p.add_argument(
+            "--folds",
+            default=folds,
+            metavar="FOLDS",
+            help=f"comma-separated folds 0-4 or 'all' (default: {folds})",
+        )
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu or cuda[:N] (default: auto)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available, else CPU), cpu or cuda[:N] (default: auto)",
+    )
 
 
-def add_limit(p: argparse.ArgumentParser, what: str = "test images per architecture and fold",
-              default: int | None = None) -> None:
+def add_limit(
+    p: argparse.ArgumentParser,
+    what: str = "test images per architecture and fold",
+    default: int | None = None,
+) -> None:
     """``--limit N``: everywhere "only the first N images" (of each architecture and fold where there are folds)."""
     shown = "all" if default is None else str(default)
-    p.add_argument("--limit", type=int, default=default, metavar="N", help=f"only the first N {what} (default: {shown})")
+    p.add_argument(
+        "--limit", type=int, default=default, metavar="N", help=f"only the first N {what} (default: {shown})"
+    )
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
@@ -67,9 +87,14 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def add_dataset(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=SYNTH_DATASET,
-                   help=f"{SYNTH_DATASET} (default), a dataset folder, an archive folder, or a Hub id owner/name")
-    p.add_argument("--revision", default=None, help="dataset revision (Hub datasets: commit sha, tag or branch)")
+    p.add_argument(
+        "--dataset",
+        default=SYNTH_DATASET,
+        help=f"{SYNTH_DATASET} (default), a dataset folder, an archive folder, or a Hub id owner/name",
+    )
+    p.add_argument(
+        "--revision", default=None, help="dataset revision (Hub datasets: commit sha, tag or branch)"
+    )
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -77,11 +102,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
     add_models_folds(p)
     add_limit(p)
-    p.add_argument("--target", choices=("pred", "label"), default="pred", help="explain the predicted class or the label")
-    p.add_argument("--sign", choices=("pos", "abs", "neg"), default="pos", help="sign policy for signed attributions")
-    p.add_argument("--confidence", choices=("logit", "prob"), default="logit", help="confidence unit for DiC/IiC")
+    p.add_argument(
+        "--target", choices=("pred", "label"), default="pred", help="explain the predicted class or the label"
+    )
+    p.add_argument(
+        "--sign", choices=("pos", "abs", "neg"), default="pos", help="sign policy for signed attributions"
+    )
+    p.add_argument(
+        "--confidence", choices=("logit", "prob"), default="logit", help="confidence unit for DiC/IiC"
+    )
     add_device(p)
-    p.add_argument("--batch-size", type=int, default=None, help="images per explainer call (default 16 CPU / 64 GPU)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per explainer call (default 16 CPU / 64 GPU)"
+    )
     p.add_argument("--seed", type=int, default=0, help="the run seed (default 0)")
     p.add_argument("--precision", default="fp32", help="fp32 (the only precision supported now)")
     add_quiet(p)
@@ -92,7 +125,17 @@ def run_config(args: argparse.Namespace, **changes: Any) -> RunConfig:
     from ..config import RunConfig
 
     return RunConfig(
-        models=args.models, folds=args.folds, limit=args.limit, target=args.target, sign=args.sign,
-        confidence=args.confidence, device=args.device, batch_size=args.batch_size, seed=args.seed,
-        precision=args.precision, dataset=args.dataset, revision=args.revision, **changes,
+        models=args.models,
+        folds=args.folds,
+        limit=args.limit,
+        target=args.target,
+        sign=args.sign,
+        confidence=args.confidence,
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        precision=args.precision,
+        dataset=args.dataset,
+        revision=args.revision,
+        **changes,
     )

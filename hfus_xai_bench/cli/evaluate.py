@@ -18,17 +18,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         if args.shard is not None:
             if detect() is not None:
-                raise HfusError("--shard splits a run into independent jobs; under torchrun the ranks already split it: "
-                                "use one or the other")
+                raise HfusError(
+                    "--shard splits a run into independent jobs; under torchrun the ranks already split it: "
+                    "use one or the other"
+                )
             from ..merge import evaluate_shard
 
-            path = evaluate_shard(args.method, run_config(args), Shard.parse(args.shard), out=args.out,
-                                  save_maps=args.save_maps, progress=not args.quiet, command=args.command_line)
-            print(f"shard record: {path} (merge all shards with `hfus-bench merge {Path(args.out) / '*.shard-*.json'} "
-                  f"--out DIR`)")
+            path = evaluate_shard(
+                args.method,
+                run_config(args),
+                Shard.parse(args.shard),
+                out=args.out,
+                save_maps=args.save_maps,
+                progress=not args.quiet,
+                command=args.command_line,
+            )
+            print(
+                f"shard record: {path} (merge all shards with `hfus-bench merge {Path(args.out) / '*.shard-*.json'} "
+                f"--out DIR`)"
+            )
             return 0
-        result = evaluate(args.method, run_config(args), out=args.out, save_maps=args.save_maps,
-                          figure=not args.no_figure, progress=not args.quiet, command=args.command_line)
+        result = evaluate(
+            args.method,
+            run_config(args),
+            out=args.out,
+            save_maps=args.save_maps,
+            figure=not args.no_figure,
+            progress=not args.quiet,
+            command=args.command_line,
+        )
     except HfusError as err:
         if rank != 0:  # rank 0 prints the one message for the whole job
             return err.exit_code
@@ -45,8 +63,10 @@ def _print_result(result, path: Path) -> None:  # noqa: ANN001
     if counts["n_failed"]:
         warn(f"{counts['n_failed']} of {counts['n_images']} images failed: {counts['failures']}")
     if counts.get("randomised_failed"):
-        warn(f"the randomised model's map failed on {counts['randomised_failed']} image(s): "
-             f"{counts['randomised_failures']} (randomisation@1 only; PROTOCOL §7.1)")
+        warn(
+            f"the randomised model's map failed on {counts['randomised_failed']} image(s): "
+            f"{counts['randomised_failures']} (randomisation@1 only; PROTOCOL §7.1)"
+        )
     print(f"result: {path}")
 
 
@@ -82,19 +102,33 @@ def _methods(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate``, ``merge``, ``check`` and ``methods``."""
     ev = sub.add_parser("evaluate", help="score a method with the benchmark protocol")
-    ev.add_argument("method", help="a method file (my_method.py), a built-in name (gradcam, ...) or an entry point")
+    ev.add_argument(
+        "method", help="a method file (my_method.py), a built-in name (gradcam, ...) or an entry point"
+    )
     add_run_options(ev)
-    ev.add_argument("--out", default="results", help="folder for the result JSON, figure and maps (default: results)")
-    ev.add_argument("--save-maps", action="store_true", help="also write the uint8 maps (npz) and record their sha256")
+    ev.add_argument(
+        "--out", default="results", help="folder for the result JSON, figure and maps (default: results)"
+    )
+    ev.add_argument(
+        "--save-maps", action="store_true", help="also write the uint8 maps (npz) and record their sha256"
+    )
     ev.add_argument("--no-figure", action="store_true", help="skip the best/worst PNG figure")
-    ev.add_argument("--shard", default=None, metavar="I/N",
-                    help="run only job I of N (0-based) of a job array and write a shard record; "
-                         "`hfus-bench merge` turns the N shards into the record of one run")
+    ev.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run only job I of N (0-based) of a job array and write a shard record; "
+        "`hfus-bench merge` turns the N shards into the record of one run",
+    )
     ev.set_defaults(func=_evaluate)
 
-    mg = sub.add_parser("merge", help="merge the shard records of `evaluate --shard I/N` jobs into one result record")
+    mg = sub.add_parser(
+        "merge", help="merge the shard records of `evaluate --shard I/N` jobs into one result record"
+    )
     mg.add_argument("shards", nargs="+", help="the N shard records (<method>.shard-I-of-N.json)")
-    mg.add_argument("--out", default="results", help="folder for the result JSON, figure and maps (default: results)")
+    mg.add_argument(
+        "--out", default="results", help="folder for the result JSON, figure and maps (default: results)"
+    )
     mg.add_argument("--no-figure", action="store_true", help="skip the best/worst PNG figure")
     mg.set_defaults(func=_merge)
 

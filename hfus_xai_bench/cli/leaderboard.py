@@ -31,8 +31,10 @@ def _add(args: argparse.Namespace) -> int:
 
     record = Result.load(args.result).record
     if not record["command"]:
-        raise HfusError(f"{args.result} records no command; leaderboard entries come from `hfus-bench evaluate` "
-                        "(or `hfus-bench submit`) runs, re-run it from the command line")
+        raise HfusError(
+            f"{args.result} records no command; leaderboard entries come from `hfus-bench evaluate` "
+            "(or `hfus-bench submit`) runs, re-run it from the command line"
+        )
     citation = Path(args.citation).read_text() if args.citation else None
     entry = entry_from_result(record, track=args.track, url=args.url, citation=citation, code=args.code)
     print(f"wrote {write_entry(entry, args.entries)}")
@@ -43,13 +45,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``leaderboard render|add``."""
     lb = group(sub, "leaderboard", "leaderboard entries and pages", "leaderboard_command")
     rd = lb.add_parser("render", help="regenerate LEADERBOARD.md and index.html from the entries")
-    rd.add_argument("--entries", default=LEADERBOARD_ENTRIES_DIR, help=f"entries folder (default: {LEADERBOARD_ENTRIES_DIR})")
+    rd.add_argument(
+        "--entries",
+        default=LEADERBOARD_ENTRIES_DIR,
+        help=f"entries folder (default: {LEADERBOARD_ENTRIES_DIR})",
+    )
     rd.add_argument("--out", default=LEADERBOARD_DIR, help=f"output folder (default: {LEADERBOARD_DIR})")
-    rd.add_argument("--check", action="store_true", help="only check that the pages are up to date (exit 1 if not)")
+    rd.add_argument(
+        "--check", action="store_true", help="only check that the pages are up to date (exit 1 if not)"
+    )
     rd.set_defaults(func=_render)
     ad = lb.add_parser("add", help="turn a result JSON (from `hfus-bench evaluate`) into a leaderboard entry")
     ad.add_argument("result", help="result JSON written by `hfus-bench evaluate`")
-    ad.add_argument("--entries", default=LEADERBOARD_ENTRIES_DIR, help=f"entries folder (default: {LEADERBOARD_ENTRIES_DIR})")
+    ad.add_argument(
+        "--entries",
+        default=LEADERBOARD_ENTRIES_DIR,
+        help=f"entries folder (default: {LEADERBOARD_ENTRIES_DIR})",
+    )
     ad.add_argument("--track", default=None, help="track name (default: the dataset id of the record)")
     ad.add_argument("--url", default=None, help="the method's paper or home page")
     ad.add_argument("--citation", default=None, help="a file holding the method's BibTeX")

@@ -20,27 +20,72 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     entries = list_checkpoints(include_cache=not args.registry_only)
     if args.json:
-        print(json.dumps([{
-            "name": e.name, "arch": e.arch, "dataset": e.dataset, "dataset_revision": e.dataset_revision,
-            "fold": e.fold, "accuracy": e.accuracy, "f1": e.f1, "sha256": e.sha256, "dtype": e.dtype,
-            "origin": e.origin, "local": e.local_path() is not None,
-        } for e in entries], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "arch": e.arch,
+                        "dataset": e.dataset,
+                        "dataset_revision": e.dataset_revision,
+                        "fold": e.fold,
+                        "accuracy": e.accuracy,
+                        "f1": e.f1,
+                        "sha256": e.sha256,
+                        "dtype": e.dtype,
+                        "origin": e.origin,
+                        "local": e.local_path() is not None,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not entries:
-        print("no checkpoints registered or cached; train one with "
-              "`hfus-bench train --models mobilenet_v2 --folds 0`")
+        print(
+            "no checkpoints registered or cached; train one with "
+            "`hfus-bench train --models mobilenet_v2 --folds 0`"
+        )
         return 0
     rows = []
     for e in entries:
         local = e.local_path()
         size = local.stat().st_size if local else e.meta.get("size_bytes")
-        rows.append([
-            e.name, e.arch, e.dataset, e.fold, _fmt_pct(e.accuracy), _fmt_pct(e.f1),
-            "-" if size is None else f"{size / 1e6:.1f} MB", e.dtype, e.origin,
-            "yes" if local else "no", e.sha256[:12],
-        ])
-    print(tabulate(rows, headers=["name", "arch", "dataset", "fold", "acc %", "F1 %", "size", "dtype",
-                                  "source", "local", "sha256"], disable_numparse=True))
+        rows.append(
+            [
+                e.name,
+                e.arch,
+                e.dataset,
+                e.fold,
+                _fmt_pct(e.accuracy),
+                _fmt_pct(e.f1),
+                "-" if size is None else f"{size / 1e6:.1f} MB",
+                e.dtype,
+                e.origin,
+                "yes" if local else "no",
+                e.sha256[:12],
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "name",
+                "arch",
+                "dataset",
+                "fold",
+                "acc %",
+                "F1 %",
+                "size",
+                "dtype",
+                "source",
+                "local",
+                "sha256",
+            ],
+            disable_numparse=True,
+        )
+    )
     return 0
 
 
@@ -54,22 +99,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         folds = [int(f) for f in parse_list(args.folds, range(NUM_FOLDS))]
     except ValueError as err:
-        raise HfusError(f"--folds must be fold numbers 0..{NUM_FOLDS - 1} or 'all', got {args.folds!r}") from err
+        raise HfusError(
+            f"--folds must be fold numbers 0..{NUM_FOLDS - 1} or 'all', got {args.folds!r}"
+        ) from err
     if not archs or not folds:
         raise HfusError("nothing to train: give --models and --folds")
     for arch in archs:
         for fold in folds:
             card = train(
-                arch, dataset=args.dataset, fold=fold, epochs=args.epochs, init=args.init,
-                device=args.device, out_dir=args.out, seed=args.seed, revision=args.revision, dtype=args.dtype,
-                lr=args.lr, momentum=args.momentum, step_size=args.step_size, gamma=args.gamma,
-                batch_size=args.batch_size, progress=not args.quiet,
+                arch,
+                dataset=args.dataset,
+                fold=fold,
+                epochs=args.epochs,
+                init=args.init,
+                device=args.device,
+                out_dir=args.out,
+                seed=args.seed,
+                revision=args.revision,
+                dtype=args.dtype,
+                lr=args.lr,
+                momentum=args.momentum,
+                step_size=args.step_size,
+                gamma=args.gamma,
+                batch_size=args.batch_size,
+                progress=not args.quiet,
             )
             meta = json.loads(card.read_text())
             test = meta["metrics"]["test"]
-            print(f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
-                  f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
-                  f"(best epoch {meta['best_epoch']}/{meta['epochs']})")
+            print(
+                f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
+                f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
+                f"(best epoch {meta['best_epoch']}/{meta['epochs']})"
+            )
             print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
     return 0
 
@@ -82,13 +143,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     archs = {arch_name(a) for a in parse_list(args.models, ARCH_NAMES)}
     folds = {int(f) for f in parse_list(args.folds, range(NUM_FOLDS))}
-    chosen = [e for e in list_checkpoints(include_cache=True) if e.arch in archs and e.fold in folds
-              and (args.dataset is None or e.dataset == args.dataset) and e.local_path() is not None]
+    chosen = [
+        e
+        for e in list_checkpoints(include_cache=True)
+        if e.arch in archs
+        and e.fold in folds
+        and (args.dataset is None or e.dataset == args.dataset)
+        and e.local_path() is not None
+    ]
     out = export_checkpoints(chosen, args.out)
     for e in chosen:
-        print(f"exported {e.name} ({e.arch}, fold {e.fold}, {e.dataset}@{e.dataset_revision}, sha256 {e.sha256[:12]})")
-    print(f"wrote {out} (README.md model card + {len(chosen)} safetensors + cards); publish with "
-          f"`hf upload OWNER/REPO {out} --repo-type model`, then register the Hub entry with the commit sha it gets")
+        print(
+            f"exported {e.name} ({e.arch}, fold {e.fold}, {e.dataset}@{e.dataset_revision}, sha256 {e.sha256[:12]})"
+        )
+    print(
+        f"wrote {out} (README.md model card + {len(chosen)} safetensors + cards); publish with "
+        f"`hf upload OWNER/REPO {out} --repo-type model`, then register the Hub entry with the commit sha it gets"
+    )
     return 0
 
 
@@ -97,36 +168,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..models.recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 
     p = sub.add_parser("models", help="list registered and locally trained checkpoints")
-    p.add_argument("--registry-only", action="store_true", help="hide checkpoints trained into the user cache")
+    p.add_argument(
+        "--registry-only", action="store_true", help="hide checkpoints trained into the user cache"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_models)
     msub = p.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
-    e = msub.add_parser("export", help="write checkpoints as a Hugging Face model-repo folder (for `hf upload`)")
+    e = msub.add_parser(
+        "export", help="write checkpoints as a Hugging Face model-repo folder (for `hf upload`)"
+    )
     e.add_argument("out", metavar="DIR", help="output folder")
-    e.add_argument("--models", default="all", metavar="ARCHS", help="comma-separated architectures or 'all' (default)")
+    e.add_argument(
+        "--models", default="all", metavar="ARCHS", help="comma-separated architectures or 'all' (default)"
+    )
     e.add_argument("--folds", default="all", metavar="FOLDS", help="comma-separated folds or 'all' (default)")
     e.add_argument("--dataset", default=None, help="only checkpoints trained on this dataset id")
     e.set_defaults(func=_cmd_export)
 
     t = sub.add_parser(
-        "train", help="train reference models with the study recipe (PROTOCOL §2)",
+        "train",
+        help="train reference models with the study recipe (PROTOCOL §2)",
         description="Train each architecture of --models on each fold K of --folds (test = K, val = K+1 mod 5, "
-                    "train = the rest) with the study recipe and write <name>.safetensors + <name>.json into the "
-                    "user cache (or --out).",
+        "train = the rest) with the study recipe and write <name>.safetensors + <name>.json into the "
+        "user cache (or --out).",
     )
-    t.add_argument("--models", required=True, metavar="ARCHS",
-                   help=f"comma-separated architectures or 'all' ({', '.join(ARCH_NAMES)})")
+    t.add_argument(
+        "--models",
+        required=True,
+        metavar="ARCHS",
+        help=f"comma-separated architectures or 'all' ({', '.join(ARCH_NAMES)})",
+    )
     t.add_argument("--folds", required=True, metavar="FOLDS", help="comma-separated test folds 0-4 or 'all'")
     t.add_argument("--dataset", default=SYNTH_DATASET, help=f"dataset id (default {SYNTH_DATASET})")
     t.add_argument("--revision", default=None, help="dataset revision (default: the pinned one)")
     t.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"default {DEFAULT_EPOCHS} (study)")
-    t.add_argument("--init", default="imagenet",
-                   help="imagenet (torchvision weights from the local torch cache), scratch, or a .safetensors PATH")
+    t.add_argument(
+        "--init",
+        default="imagenet",
+        help="imagenet (torchvision weights from the local torch cache), scratch, or a .safetensors PATH",
+    )
     add_device(t)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="output folder (default: the user cache, where load_model looks)")
-    t.add_argument("--dtype", default="float32", choices=("float32", "float16"),
-                   help="storage precision of the weights (float16 is upcast on load)")
+    t.add_argument(
+        "--out", default=None, help="output folder (default: the user cache, where load_model looks)"
+    )
+    t.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16"),
+        help="storage precision of the weights (float16 is upcast on load)",
+    )
     t.add_argument("--lr", type=float, default=STUDY_RECIPE["lr"])
     t.add_argument("--momentum", type=float, default=STUDY_RECIPE["momentum"])
     t.add_argument("--step-size", type=int, default=STUDY_RECIPE["step_size"])

@@ -10,8 +10,9 @@ from .common import add_device, add_limit, add_quiet, add_run_options, run_confi
 def _submit(args: argparse.Namespace) -> int:
     from ..submission import CHECKLIST, submit
 
-    folder, result = submit(args.method, run_config(args), out=args.out, progress=not args.quiet,
-                            command=args.command_line)
+    folder, result = submit(
+        args.method, run_config(args), out=args.out, progress=not args.quiet, command=args.command_line
+    )
     print(result.summary_table())
     print(CHECKLIST.format(readme=folder / "README.md", folder=folder))
     print(f"submission folder: {folder}")
@@ -21,26 +22,45 @@ def _submit(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ..submission import verify_submission
 
-    report = verify_submission(args.folder, check_model=not args.no_model, limit=args.limit, rerun=args.rerun,
-                               device=args.device, progress=not args.quiet)
+    report = verify_submission(
+        args.folder,
+        check_model=not args.no_model,
+        limit=args.limit,
+        rerun=args.rerun,
+        device=args.device,
+        progress=not args.quiet,
+    )
     print(report.render())
     return 0 if report.ok else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``submit`` and ``verify``."""
-    sm = sub.add_parser("submit", help="prepare submissions/<name>/ for a method file (check + evaluate + maps + README)")
+    sm = sub.add_parser(
+        "submit", help="prepare submissions/<name>/ for a method file (check + evaluate + maps + README)"
+    )
     sm.add_argument("method", help="your method file (my_method.py)")
     sm.add_argument("--out", default=None, help="submission folder (default: submissions/<method name>)")
     add_run_options(sm)
     sm.set_defaults(func=_submit)
 
-    vf = sub.add_parser("verify", help="re-score a submission folder's maps and compare every number and hash")
+    vf = sub.add_parser(
+        "verify", help="re-score a submission folder's maps and compare every number and hash"
+    )
     vf.add_argument("folder", help="submissions/<method>")
-    add_limit(vf, what="evaluated images per architecture and fold through the model (model-based metrics; "
-                       "--rerun: re-run images, default 4)")
-    vf.add_argument("--rerun", action="store_true", help="also re-run the method (on --limit images) and compare the maps")
-    vf.add_argument("--no-model", action="store_true", help="skip the checkpoint checks (predictions, model-based metrics)")
+    add_limit(
+        vf,
+        what="evaluated images per architecture and fold through the model (model-based metrics; "
+        "--rerun: re-run images, default 4)",
+    )
+    vf.add_argument(
+        "--rerun", action="store_true", help="also re-run the method (on --limit images) and compare the maps"
+    )
+    vf.add_argument(
+        "--no-model",
+        action="store_true",
+        help="skip the checkpoint checks (predictions, model-based metrics)",
+    )
     add_device(vf)
     add_quiet(vf)
     vf.set_defaults(func=_verify)

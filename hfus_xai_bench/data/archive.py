@@ -117,7 +117,9 @@ class ImageEntry:
     stem: str
     label: int
     masks: dict[str, list[MaskSource]] = field(default_factory=dict)  # structure → binary masks
-    coded: list[MaskSource] = field(default_factory=list)  # label images / colour masks (or untyped, in discovery)
+    coded: list[MaskSource] = field(
+        default_factory=list
+    )  # label images / colour masks (or untyped, in discovery)
     image_id: str | None = None  # from an index (default: the stem)
     group_id: str | None = None  # from an index (default: group_key of the id)
 
@@ -156,12 +158,16 @@ class Discovery:
     def image_ids(self) -> list[str]:
         stems = Counter(e.stem for e in self.images)
         return [
-            e.image_id if e.image_id is not None else (e.stem if stems[e.stem] == 1 else f"{CLASSES[e.label]}_{e.stem}")
+            e.image_id
+            if e.image_id is not None
+            else (e.stem if stems[e.stem] == 1 else f"{CLASSES[e.label]}_{e.stem}")
             for e in self.images
         ]
 
     def groups(self) -> list[str]:
-        return [e.group_id if e.group_id is not None else group_key(e.image_id or e.stem) for e in self.images]
+        return [
+            e.group_id if e.group_id is not None else group_key(e.image_id or e.stem) for e in self.images
+        ]
 
     def mask_kinds(self) -> dict[str, int]:
         """How many masks of each kind were found (the manifest's ``import.mask_kinds``)."""
@@ -172,7 +178,9 @@ class Discovery:
                     if s.key in self.untyped_cg:
                         c["untyped binary, CG → epidermis"] += 1
                     else:
-                        c["binary .mat variable per structure" if s.is_mat else "binary file per structure"] += 1
+                        c[
+                            "binary .mat variable per structure" if s.is_mat else "binary file per structure"
+                        ] += 1
             kind = "colour mask" if self.encoding and self.encoding["kind"] == "colour" else "label image"
             for s in e.coded:
                 c[f"{kind} (.mat array)" if s.is_mat else kind] += 1
@@ -192,7 +200,10 @@ class Discovery:
             colour = self.encoding["kind"] == "colour"
             enc = {
                 "kind": self.encoding["kind"],
-                "mapping": {code_text(k, colour): v or "background" for k, v in sorted(self.encoding["mapping"].items())},
+                "mapping": {
+                    code_text(k, colour): v or "background"
+                    for k, v in sorted(self.encoding["mapping"].items())
+                },
                 "given_by": self.encoding["given_by"],
             }
         return {
@@ -209,13 +220,15 @@ class Discovery:
     def rules_text(self) -> str:
         """One paragraph for the dataset card."""
         how = (
-            f"from the index file `{self.index['path']}`" if self.index
+            f"from the index file `{self.index['path']}`"
+            if self.index
             else "by the folder and file naming rules of `hfus_xai_bench.data.archive`"
         )
         parts = [f"Images, classes and masks were found {how}"]
         if self.class_folders:
             parts.append(
-                "class folders: " + ", ".join(f"`{k}` → {v['class']} ({v['rule']})" for k, v in self.class_folders.items())
+                "class folders: "
+                + ", ".join(f"`{k}` → {v['class']} ({v['rule']})" for k, v in self.class_folders.items())
             )
         kinds = self.mask_kinds()
         if kinds:
@@ -258,7 +271,11 @@ class _Where:
 def _interpret(parts: list[str], opts: ImportOptions) -> _Where:
     """Class, mask context and structure folder of a file from its folder names (top → down)."""
     info = [
-        (class_of_folder(p, opts.class_map), structure_of_word(p, opts.structure_names), is_mask_dir(p, opts.mask_dirs))
+        (
+            class_of_folder(p, opts.class_map),
+            structure_of_word(p, opts.structure_names),
+            is_mask_dir(p, opts.mask_dirs),
+        )
         for p in parts
     ]
     label = folder = None
@@ -352,7 +369,9 @@ def discover_archive(
     opts = options or ImportOptions()
     root = Path(archive_dir)
     if not root.is_dir():
-        raise HfusError(f"archive folder {root} does not exist; pass the folder the archive was extracted into")
+        raise HfusError(
+            f"archive folder {root} does not exist; pass the folder the archive was extracted into"
+        )
     suffix_re = _suffix_re(opts.structure_names) if opts.structure_names else _SUFFIX_RE
     extensions: Counter[str] = Counter()
     dirs: dict[str, dict[str, int]] = {}
@@ -384,8 +403,12 @@ def discover_archive(
             label = where.label if where.label is not None else class_of_stem(stem, opts.class_map)
             if label is not None:
                 cname = "ignore" if label == IGNORE else CLASSES[label]
-                key = where.class_folder if where.label is not None else f"(file names with the token {cname})"
-                cf = class_folders.setdefault(key, {"class": cname, "rule": where.rule or "file-name token", "files": 0})
+                key = (
+                    where.class_folder if where.label is not None else f"(file names with the token {cname})"
+                )
+                cf = class_folders.setdefault(
+                    key, {"class": cname, "rule": where.rule or "file-name token", "files": 0}
+                )
                 cf["files"] += 1
             if label == IGNORE:
                 ignored.append(rel)
@@ -405,25 +428,32 @@ def discover_archive(
         from .index import read_index
 
         rows, index_info = read_index(opts.index, root, opts)
-        entries = [ImageEntry(r.path, r.rel, r.stem, r.label, r.masks, r.coded, r.image_id, r.group_id) for r in rows]
+        entries = [
+            ImageEntry(r.path, r.rel, r.stem, r.label, r.masks, r.coded, r.image_id, r.group_id) for r in rows
+        ]
         if not entries:
-            raise HfusError(f"index {opts.index.name} lists no image of a class (every row is ignored); fix its class column")
-        referenced = {e.rel for e in entries} | {s.rel for e in entries for s in e.coded} | {
-            s.rel for e in entries for srcs in e.masks.values() for s in srcs
-        }
+            raise HfusError(
+                f"index {opts.index.name} lists no image of a class (every row is ignored); fix its class column"
+            )
+        referenced = (
+            {e.rel for e in entries}
+            | {s.rel for e in entries for s in e.coded}
+            | {s.rel for e in entries for srcs in e.masks.values() for s in srcs}
+        )
         unreferenced = sorted(set(all_files) - referenced)
     else:
         if not images:
             raise HfusError(
                 f"no class-labelled images found under {root} ({_tree_text(dict(extensions), dirs)}); expected "
                 "image files (png/bmp/jpg/tif) in class folders (AD/CG/PS/ST or names such as 'Atopic dermatitis') "
-                "or with a class token in the name; name other folders with --class-map \"FOLDER=AD,...\" "
+                'or with a class token in the name; name other folders with --class-map "FOLDER=AD,..." '
                 "or list the files with --index FILE"
             )
         dupes = [e for v in images.values() if len(v) > 1 for e in v]
         if dupes:
             raise HfusError(
-                "two images with the same stem and class: " + _short_list(e.rel for e in dupes)
+                "two images with the same stem and class: "
+                + _short_list(e.rel for e in dupes)
                 + "; remove or rename the duplicates, or list the images with --index FILE (column image_id)"
             )
         by_stem: dict[str, list[ImageEntry]] = defaultdict(list)
@@ -447,19 +477,32 @@ def discover_archive(
 
     entries.sort(key=lambda e: (e.label, e.image_id if e.image_id is not None else e.stem))
     found = Discovery(
-        root, entries, sorted(orphans), sorted(unclassified), dict(extensions), dirs, _generator(root),
-        options=opts, class_folders=dict(sorted(class_folders.items())), ignored=sorted(ignored),
-        unreferenced=unreferenced, index=index_info,
+        root,
+        entries,
+        sorted(orphans),
+        sorted(unclassified),
+        dict(extensions),
+        dirs,
+        _generator(root),
+        options=opts,
+        class_folders=dict(sorted(class_folders.items())),
+        ignored=sorted(ignored),
+        unreferenced=unreferenced,
+        index=index_info,
     )
     _resolve_untyped(found, workers, progress)
     if scan:
-        todo = [s for e in found.images for srcs in e.masks.values() for s in srcs if s.key not in found.scans]
+        todo = [
+            s for e in found.images for srcs in e.masks.values() for s in srcs if s.key not in found.scans
+        ]
         for src, r in zip(todo, _map(_scan, todo, workers, progress, "scan masks"), strict=True):
             found.scans[src.key] = r
 
     problems = []
     if found.images_without_masks:
-        problems.append(f"{len(found.images_without_masks)} images without masks: {_short_list(found.images_without_masks)}")
+        problems.append(
+            f"{len(found.images_without_masks)} images without masks: {_short_list(found.images_without_masks)}"
+        )
     if found.orphan_masks:
         problems.append(f"{len(found.orphan_masks)} masks without images: {_short_list(found.orphan_masks)}")
     if found.unclassified_images:
@@ -468,7 +511,9 @@ def discover_archive(
             f"{_short_list(found.unclassified_images)}"
         )
     if found.unreferenced:
-        problems.append(f"{len(found.unreferenced)} image/mask files not in the index: {_short_list(found.unreferenced)}")
+        problems.append(
+            f"{len(found.unreferenced)} image/mask files not in the index: {_short_list(found.unreferenced)}"
+        )
     if problems:
         msg = "; ".join(problems)
         if strict:
@@ -493,7 +538,9 @@ def _generator(root: Path) -> dict | None:
     except (OSError, ValueError) as err:
         raise HfusError(f"{info} is not valid JSON ({err}); regenerate the synthetic archive") from err
     if not isinstance(generator, dict) or generator.get("complete") is False:
-        raise HfusError(f"{info} says the synthetic archive is incomplete; regenerate it (hfus-bench data synth)")
+        raise HfusError(
+            f"{info} says the synthetic archive is incomplete; regenerate it (hfus-bench data synth)"
+        )
     # the per-file lists are repeated in the manifest's sha256; keep the settings only
     return {k: v for k, v in generator.items() if k not in ("files", "images")}
 
@@ -534,7 +581,7 @@ def _resolve_untyped(found: Discovery, workers: int | None, progress: bool) -> N
         if not colour and colour_srcs:
             raise HfusError(
                 f"{flag} is for grey-level label images but these masks are colour-coded: {_short_list(colour_srcs)}; "
-                "use --mask-colors \"#rrggbb=epidermis,...\""
+                'use --mask-colors "#rrggbb=epidermis,..."'
             )
     else:
         colour = bool(colour_srcs)
@@ -563,7 +610,9 @@ def _resolve_untyped(found: Discovery, workers: int | None, progress: bool) -> N
             )
         floats = [s.key for s in srcs if codes(s) is None]
         if floats:
-            raise HfusError(f"label masks with non-integer values: {_short_list(floats)}; export integer labels")
+            raise HfusError(
+                f"label masks with non-integer values: {_short_list(floats)}; export integer labels"
+            )
         if given is None:
             examples: dict[int, list[str]] = defaultdict(list)
             per_image = []
@@ -574,7 +623,10 @@ def _resolve_untyped(found: Discovery, workers: int | None, progress: bool) -> N
             mapping = infer_mapping(per_image, colour, examples)
             given_by = "inferred from the classes present"
         else:
-            mapping, given_by = dict(given), (opts.sources.get("mask_colors" if colour else "mask_values") or flag)
+            mapping, given_by = (
+                dict(given),
+                (opts.sources.get("mask_colors" if colour else "mask_values") or flag),
+            )
             if not colour:
                 mapping = {int(k): v for k, v in mapping.items()}
             else:
@@ -585,7 +637,9 @@ def _resolve_untyped(found: Discovery, workers: int | None, progress: bool) -> N
                     if v not in mapping:
                         unmapped[v].append(s.key)
             if unmapped:
-                detail = "; ".join(f"{code_text(v, colour)} in {_short_list(f, 4)}" for v, f in sorted(unmapped.items()))
+                detail = "; ".join(
+                    f"{code_text(v, colour)} in {_short_list(f, 4)}" for v, f in sorted(unmapped.items())
+                )
                 raise HfusError(
                     f"label value(s) that map to no structure with {flag} {mapping_text(mapping, colour)}: {detail}; "
                     f"add them to {flag} (as a structure, or =background)"
@@ -607,19 +661,23 @@ def _resolve_untyped(found: Discovery, workers: int | None, progress: bool) -> N
             bad_untyped.append(e.rel)
     if bad_mixed:
         raise HfusError(
-            "images with both untyped and structure masks (ambiguous): " + _short_list(bad_mixed)
+            "images with both untyped and structure masks (ambiguous): "
+            + _short_list(bad_mixed)
             + "; keep one set of masks per image"
         )
     if bad_untyped:
         values = sorted({v for _, s in untyped for v in (found.scans[s.key]["values"] or [])})[:8]
         raise HfusError(
             "untyped masks (no _epidermis/_sleb/_tumor in name or folder) for AD/PS/ST images, which have "
-            "several structures: " + _short_list(bad_untyped) + f" (mask values {values}); rename the masks with a "
-            "structure suffix, or, if they are label images, give the codes with --mask-values \"1=epidermis,2=sleb,3=tumor\""
+            "several structures: "
+            + _short_list(bad_untyped)
+            + f" (mask values {values}); rename the masks with a "
+            'structure suffix, or, if they are label images, give the codes with --mask-values "1=epidermis,2=sleb,3=tumor"'
         )
 
 
 # ---------------------------------------------------------------------------------------- import
+
 
 def _png(arr: np.ndarray) -> bytes:
     # zlib level 1 for speckled RGB (3x faster than the default 6, ~8 % larger), 3 for flat masks/SLM
@@ -639,7 +697,9 @@ def _union(acc: np.ndarray | None, m: np.ndarray, what: str, keys: list[str]) ->
     if acc is None:
         return m
     if acc.shape != m.shape:
-        raise HfusError(f"the {what} masks of one image have different sizes: {', '.join(keys)}; fix the archive")
+        raise HfusError(
+            f"the {what} masks of one image have different sizes: {', '.join(keys)}; fix the archive"
+        )
     return acc | m
 
 
@@ -734,8 +794,14 @@ def _check_count(found: Discovery, expect: int | None) -> None:
         raise HfusError(problem)
 
 
-def _card(found: Discovery, counts: dict[str, int], fold_table: dict[str, list[int]], n_shards: int,
-          n_folds: int, seed: int) -> str:
+def _card(
+    found: Discovery,
+    counts: dict[str, int],
+    fold_table: dict[str, list[int]],
+    n_shards: int,
+    n_folds: int,
+    seed: int,
+) -> str:
     import yaml
 
     header = {
@@ -743,7 +809,9 @@ def _card(found: Discovery, counts: dict[str, int], fold_table: dict[str, list[i
         "pretty_name": "HFUS skin ultrasound (hfus-xai-bench)" if found.generator is None else "hfus-synth",
         "task_categories": ["image-classification"],
         "tags": ["ultrasound", "dermatology", "saliency", "xai", "hfus-xai-bench"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}],
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}
+        ],
         "dataset_info": {
             "features": features()._to_yaml_list(),
             "splits": [{"name": "train", "num_examples": len(found.images)}],
@@ -782,11 +850,13 @@ def _card(found: Discovery, counts: dict[str, int], fold_table: dict[str, list[i
         "| total | " + " | ".join(str(t) for t in totals) + f" | {len(found.images)} |\n\n"
         f"## Licence\n\n{licence}\n\n"
         "## Citation\n\n"
-        + ("Cite the benchmark; the synthetic track imitates the source dataset below:\n\n" if synth else
-           "Cite the source dataset (Mendeley Data 5p7fxjt7vs, v1, DUB SkinScanner 75 HFUS images with "
-           "epidermis / SLEB / tumour segmentations) and the benchmark:\n\n")
-        +
-        "```bibtex\n@misc{hfus_skin_mendeley,\n  title = {High-frequency ultrasound skin images with segmentations},\n"
+        + (
+            "Cite the benchmark; the synthetic track imitates the source dataset below:\n\n"
+            if synth
+            else "Cite the source dataset (Mendeley Data 5p7fxjt7vs, v1, DUB SkinScanner 75 HFUS images with "
+            "epidermis / SLEB / tumour segmentations) and the benchmark:\n\n"
+        )
+        + "```bibtex\n@misc{hfus_skin_mendeley,\n  title = {High-frequency ultrasound skin images with segmentations},\n"
         "  howpublished = {Mendeley Data, v1},\n  doi = {10.17632/5p7fxjt7vs.1},\n  note = {verify on the landing page}\n}\n"
         f"@software{{hfus_xai_bench,\n  title = {{hfus-xai-bench}},\n  version = {{{BENCHMARK_VERSION}}}\n}}\n```\n"
     )
@@ -799,7 +869,11 @@ def _preview_rows(found: Discovery, results: dict[int, dict], ids: list[str]) ->
     for i, r in sorted(results.items(), key=lambda kv: (found.images[kv[0]].label, kv[0])):
         e = found.images[i]
         dec = {k: np.asarray(Image.open(io.BytesIO(r[k]))) for k in ("image", *STRUCTURES, "slm")}
-        rows.append(PreviewRow(f"{CLASSES[e.label]}  {ids[i]}", dec["image"], {s: dec[s] for s in STRUCTURES}, dec["slm"]))
+        rows.append(
+            PreviewRow(
+                f"{CLASSES[e.label]}  {ids[i]}", dec["image"], {s: dec[s] for s in STRUCTURES}, dec["slm"]
+            )
+        )
     return rows
 
 
@@ -814,8 +888,9 @@ def preview_indices(found: Discovery, per_class: int = 3) -> list[int]:
     return out
 
 
-def write_preview(found: Discovery, path: str | os.PathLike, *, per_class: int = 3,
-                  results: dict[int, dict] | None = None) -> Path:
+def write_preview(
+    found: Discovery, path: str | os.PathLike, *, per_class: int = 3, results: dict[int, dict] | None = None
+) -> Path:
     """Draw the preview sheet of ``found`` (a few images per class: image, overlay, masks, SLM) to ``path``."""
     from .preview import draw_sheet
 
@@ -846,7 +921,9 @@ def dry_run(
 
     Writes the inferred index and the preview sheet when asked.
     """
-    found = discover_archive(archive_dir, strict=strict, options=options, scan=True, workers=workers, progress=progress)
+    found = discover_archive(
+        archive_dir, strict=strict, options=options, scan=True, workers=workers, progress=progress
+    )
     if write_index is not None:
         from .index import write_index as _write_index
 
@@ -858,7 +935,10 @@ def dry_run(
 
 def report(found: Discovery, expect: int | None = None) -> str:
     """The ``--dry-run`` summary: counts, class folders, mask kinds, value sets, what is missing."""
-    lines = [f"archive: {found.root}", f"images: {len(found.images)} (" + ", ".join(f"{k} {v}" for k, v in found.counts().items()) + ")"]
+    lines = [
+        f"archive: {found.root}",
+        f"images: {len(found.images)} (" + ", ".join(f"{k} {v}" for k, v in found.counts().items()) + ")",
+    ]
     problem = _count_problem(found, expect)
     lines.append(f"count check: {problem}" if problem else "count check: ok")
     lines.append(f"discovery: {found.rules()['discovery']}")
@@ -872,7 +952,9 @@ def report(found: Discovery, expect: int | None = None) -> str:
         if e.coded:
             spc[CLASSES[e.label]]["label masks"] += 1
     for c in CLASSES:
-        lines.append(f"masks per class {c}: " + (", ".join(f"{k} {v}" for k, v in sorted(spc[c].items())) or "none"))
+        lines.append(
+            f"masks per class {c}: " + (", ".join(f"{k} {v}" for k, v in sorted(spc[c].items())) or "none")
+        )
     if found.encoding:
         colour = found.encoding["kind"] == "colour"
         lines.append(
@@ -885,8 +967,14 @@ def report(found: Discovery, expect: int | None = None) -> str:
                 if colour and not found.scans[s.key]["colour"]:
                     c = [v * 0x010101 for v in c]
                 per_class[CLASSES[e.label]].update(c)
-        lines.append("codes per class: " + "; ".join(
-            f"{c} {{{', '.join(code_text(v, colour) for v in sorted(vs))}}}" for c, vs in per_class.items() if vs))
+        lines.append(
+            "codes per class: "
+            + "; ".join(
+                f"{c} {{{', '.join(code_text(v, colour) for v in sorted(vs))}}}"
+                for c, vs in per_class.items()
+                if vs
+            )
+        )
     values: dict[str, set] = defaultdict(set)
     for e in found.images:
         for s, srcs in e.masks.items():
@@ -896,12 +984,18 @@ def report(found: Discovery, expect: int | None = None) -> str:
     for s in STRUCTURES:
         if values[s]:
             lines.append(f"value set {s}: {sorted(values[s])[:32]}")
-    lines.append(f"images without masks: {len(found.images_without_masks)}" + (
-        f" ({_short_list(found.images_without_masks)})" if found.images_without_masks else ""))
-    lines.append(f"masks without images: {len(found.orphan_masks)}" + (
-        f" ({_short_list(found.orphan_masks)})" if found.orphan_masks else ""))
-    lines.append(f"images without a class: {len(found.unclassified_images)}" + (
-        f" ({_short_list(found.unclassified_images)})" if found.unclassified_images else ""))
+    lines.append(
+        f"images without masks: {len(found.images_without_masks)}"
+        + (f" ({_short_list(found.images_without_masks)})" if found.images_without_masks else "")
+    )
+    lines.append(
+        f"masks without images: {len(found.orphan_masks)}"
+        + (f" ({_short_list(found.orphan_masks)})" if found.orphan_masks else "")
+    )
+    lines.append(
+        f"images without a class: {len(found.unclassified_images)}"
+        + (f" ({_short_list(found.unclassified_images)})" if found.unclassified_images else "")
+    )
     if found.ignored:
         lines.append(f"ignored by --class-map: {len(found.ignored)} files")
     if found.index:
@@ -949,7 +1043,9 @@ def import_archive(
     ids = found.image_ids()
     if len(set(ids)) != len(ids):
         dup = sorted(k for k, v in Counter(ids).items() if v > 1)
-        raise HfusError(f"image ids are not unique: {_short_list(dup)}; give distinct image_id values in the index")
+        raise HfusError(
+            f"image ids are not unique: {_short_list(dup)}; give distinct image_id values in the index"
+        )
     labels = np.array([e.label for e in found.images], dtype=np.int64)
     groups = found.groups()
     folds = assign_folds(labels, groups, n_folds=n_folds, seed=seed)
@@ -986,12 +1082,18 @@ def import_archive(
             enable_progress_bars()
 
     counts = found.counts()
-    fold_table = {c: [int(np.sum((labels == i) & (folds == k))) for k in range(n_folds)] for i, c in enumerate(CLASSES)}
+    fold_table = {
+        c: [int(np.sum((labels == i) & (folds == k))) for k in range(n_folds)] for i, c in enumerate(CLASSES)
+    }
     root = found.root
     sha = {}
     for r in results:
-        sha.update({Path(p).relative_to(root).as_posix() if Path(p).is_relative_to(root) else p: h
-                    for p, h in r["sha256"].items()})
+        sha.update(
+            {
+                Path(p).relative_to(root).as_posix() if Path(p).is_relative_to(root) else p: h
+                for p, h in r["sha256"].items()
+            }
+        )
     for dirpath, filenames in _walk(root):  # every other source file (small: json, txt …)
         for name in filenames:
             p = dirpath / name
@@ -1013,9 +1115,14 @@ def import_archive(
             if tuple(r["mask_sizes"][src.key]) != tuple(r["size"]):
                 size_mismatch.append(src.key)
     structures_per_class = {
-        c: {s: sum(1 for e, r in zip(found.images, results, strict=True)
-                   if e.label == i and (s in e.masks or (e.coded and s in r["present"])))
-            for s in STRUCTURES}
+        c: {
+            s: sum(
+                1
+                for e, r in zip(found.images, results, strict=True)
+                if e.label == i and (s in e.masks or (e.coded and s in r["present"]))
+            )
+            for s in STRUCTURES
+        }
         for i, c in enumerate(CLASSES)
     }
     rules = found.rules()
@@ -1032,7 +1139,9 @@ def import_archive(
         "counts_per_fold": fold_table,
         "folds": {"n_folds": n_folds, "seed": seed, "group_key": "YYYY-MM-DD_<series>"},
         "slm_version": SLM_VERSION,
-        "image_sizes": {f"{w}x{h}": n for (w, h), n in sorted(Counter(tuple(r["size"]) for r in results).items())},
+        "image_sizes": {
+            f"{w}x{h}": n for (w, h), n in sorted(Counter(tuple(r["size"]) for r in results).items())
+        },
         "structures_per_class": structures_per_class,
         "mask_values": {s: {"n_masks": n_masks[s], "values": sorted(value_sets[s])} for s in STRUCTURES},
         "mask_size_mismatch": sorted(size_mismatch),

@@ -70,6 +70,7 @@ class FoldArrays:
 
 # ------------------------------------------------------------------------------------ helpers
 
+
 def _shards(folder: Path) -> list[Path]:
     shards = sorted((folder / "data").glob("train-*.parquet"))
     if not shards:
@@ -142,12 +143,18 @@ def _ensure_synth(version: str) -> Path:
             files = json.loads((archive / INFO_NAME).read_text())["files"]
             raw = {f["path"]: f["pixels_sha256"] for f in files}
             check(golden["raw_pixels"], raw, revision=revision, stage="generated files (before import)")
-        folder = import_archive(archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS)
+        folder = import_archive(
+            archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS
+        )
         if golden is not None:
             ds = _read_folder(folder)
             check(golden["images"], image_sha256s(ds), revision=revision, stage="imported images")
-            check({"dataset": golden["dataset_sha256"]}, {"dataset": content_sha256(ds)}, revision=revision,
-                  stage="dataset hashes (labels, groups, folds)")
+            check(
+                {"dataset": golden["dataset_sha256"]},
+                {"dataset": content_sha256(ds)},
+                revision=revision,
+                stage="dataset hashes (labels, groups, folds)",
+            )
         return folder
 
     return _build_atomic(synth_dataset_dir(version), build)
@@ -209,7 +216,11 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[Path, str]:
                 repo_id, repo_type="dataset", revision=revision, cache_dir=cache, local_files_only=True
             )
         except Exception as e:
-            why = "the hub is offline (HF_HUB_OFFLINE)" if offline else f"the hub is unreachable or refused ({err})"
+            why = (
+                "the hub is offline (HF_HUB_OFFLINE)"
+                if offline
+                else f"the hub is unreachable or refused ({err})"
+            )
             raise HfusError(
                 f"dataset {repo_id}{'@' + revision if revision else ''} is not in the Hugging Face cache and {why}; "
                 + help_msg
@@ -234,11 +245,13 @@ def _read_folder(folder: Path) -> datasets.Dataset:
             "build one with `hfus-bench data import`"
         )
     features = datasets.Features.from_arrow_schema(table.schema)
-    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
-                            split=datasets.Split.TRAIN)
+    return datasets.Dataset(
+        InMemoryTable(table), info=datasets.DatasetInfo(features=features), split=datasets.Split.TRAIN
+    )
 
 
 # ----------------------------------------------------------------------------------- public API
+
 
 def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> datasets.Dataset:
     """The benchmark dataset from ``source`` (see the module docstring), provenance attached."""
@@ -293,12 +306,19 @@ def _decoded_rows(ds: datasets.Dataset) -> Iterator[tuple[dict, list[bytes]]]:
         rows = ds.select(range(start, min(start + 128, len(ds)))).with_format("arrow")[:]
         meta = {c: rows.column(c).to_pylist() for c in ("image_id", "label", "fold", "group_id")}
         decoded = {
-            c: _decode(rows.column(c).to_pylist(), mode, (IMAGE_SIZE, IMAGE_SIZE, 3) if mode == "RGB" else (IMAGE_SIZE, IMAGE_SIZE))
+            c: _decode(
+                rows.column(c).to_pylist(),
+                mode,
+                (IMAGE_SIZE, IMAGE_SIZE, 3) if mode == "RGB" else (IMAGE_SIZE, IMAGE_SIZE),
+            )
             for c, mode in _CONTENT_COLUMNS.items()
             if c in rows.column_names
         }
         for i in range(rows.num_rows):
-            yield {c: v[i] for c, v in meta.items()}, [decoded[c][i].tobytes() if c in decoded else b"" for c in _CONTENT_COLUMNS]
+            yield (
+                {c: v[i] for c, v in meta.items()},
+                [decoded[c][i].tobytes() if c in decoded else b"" for c in _CONTENT_COLUMNS],
+            )
 
 
 def content_sha256(ds: datasets.Dataset) -> str:
@@ -360,8 +380,10 @@ def dataset_provenance(ds: datasets.Dataset) -> dict:
     """
     desc = ds.info.description or ""
     if not desc.startswith(_PROV_PREFIX):
-        raise HfusError("this dataset was not loaded with hfus_xai_bench.load_dataset; load it with that to get provenance")
-    prov = json.loads(desc[len(_PROV_PREFIX):])
+        raise HfusError(
+            "this dataset was not loaded with hfus_xai_bench.load_dataset; load it with that to get provenance"
+        )
+    prov = json.loads(desc[len(_PROV_PREFIX) :])
     prov["n_images"] = len(ds)
     return prov
 
@@ -404,8 +426,13 @@ def fold_slms(ds: datasets.Dataset, fold: int, split: str = "train") -> np.ndarr
     return _decode(_split_rows(ds, fold, split).column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
 
 
-def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test", rows: Sequence[int] | None = None,
-                images: bool = True) -> FoldArrays:
+def fold_arrays(
+    ds: datasets.Dataset,
+    fold: int,
+    split: str = "test",
+    rows: Sequence[int] | None = None,
+    images: bool = True,
+) -> FoldArrays:
     """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three).
 
     ``rows``: only these positions within the split (in this order), so a process decodes only the images
@@ -414,8 +441,11 @@ def fold_arrays(ds: datasets.Dataset, fold: int, split: str = "test", rows: Sequ
     sub = _split_rows(ds, fold, split)
     if rows is not None:
         sub = sub.take(np.asarray(rows, dtype=np.int64))
-    pixels = (_decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3)) if images
-              else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
+    pixels = (
+        _decode(sub.column("image").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3))
+        if images
+        else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    )
     slms = _decode(sub.column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
     return FoldArrays(
         image_ids=[str(s) for s in sub.column("image_id").to_pylist()],
@@ -464,7 +494,9 @@ def counts_table(ds: datasets.Dataset, n_folds: int = NUM_FOLDS) -> np.ndarray:
     labels = table.column("label").to_numpy().astype(np.int64)
     folds = table.column("fold").to_numpy().astype(np.int64)
     n_folds = max(n_folds, int(folds.max()) + 1 if folds.size else n_folds)
-    return np.bincount(labels * n_folds + folds, minlength=len(CLASSES) * n_folds).reshape(len(CLASSES), n_folds)
+    return np.bincount(labels * n_folds + folds, minlength=len(CLASSES) * n_folds).reshape(
+        len(CLASSES), n_folds
+    )
 
 
 def describe(ds: datasets.Dataset) -> str:
@@ -475,4 +507,6 @@ def describe(ds: datasets.Dataset) -> str:
     n_folds = counts.shape[1]
     rows = [[c, *counts[i].tolist(), int(counts[i].sum())] for i, c in enumerate(CLASSES)]
     rows.append(["total", *counts.sum(axis=0).tolist(), int(counts.sum())])
-    return tabulate(rows, headers=["class", *(f"fold {k}" for k in range(n_folds)), "total"], tablefmt="github")
+    return tabulate(
+        rows, headers=["class", *(f"fold {k}" for k in range(n_folds)), "total"], tablefmt="github"
+    )

@@ -47,7 +47,9 @@ def mismatches(expected: Mapping[str, str], got: Mapping[str, str]) -> list[str]
     return sorted(k for k in keys if expected.get(k) != got.get(k))
 
 
-def check(expected: Mapping[str, str], got: Mapping[str, str], *, revision: str, stage: str, subset: bool = False) -> None:
+def check(
+    expected: Mapping[str, str], got: Mapping[str, str], *, revision: str, stage: str, subset: bool = False
+) -> None:
     """Raise one ``HfusError`` naming how many and which entries differ from the golden ones.
 
     ``subset``: ``got`` covers only some of the golden keys (a partial build); missing keys are fine.
@@ -69,7 +71,10 @@ def golden_status(provenance: Mapping[str, Any]) -> tuple[bool | None, str]:
     revision = str(provenance.get("revision") or "")
     golden = load_golden(revision) if provenance.get("id") == "hfus-synth" else None
     if golden is None:
-        return None, f"no golden hash shipped for {provenance.get('id')}@{revision or '-'} (only the synthetic track is pinned)"
+        return (
+            None,
+            f"no golden hash shipped for {provenance.get('id')}@{revision or '-'} (only the synthetic track is pinned)",
+        )
     if provenance.get("sha256") == golden["dataset_sha256"]:
         return True, f"matches the golden hash of {revision}"
     return False, (

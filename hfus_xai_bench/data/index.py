@@ -36,12 +36,32 @@ from .masks import MAT_EXT, MaskSource, mapping_text, mat_sources
 
 COLUMNS: tuple[str, ...] = ("image", "class", *STRUCTURES, "mask", "mask_values", "image_id", "group_id")
 _ALIASES = {
-    "path": "image", "file": "image", "filename": "image", "image_path": "image", "img": "image",
-    "label": "class", "class_name": "class", "diagnosis": "class", "group_name": "class",
-    "epi": "epidermis", "epidermis_mask": "epidermis", "sleb_mask": "sleb",
-    "tumour": "tumor", "lesion": "tumor", "tumor_mask": "tumor", "tumour_mask": "tumor",
-    "label_mask": "mask", "label_image": "mask", "mask_path": "mask", "segmentation": "mask", "labels": "mask",
-    "id": "image_id", "group": "group_id", "patient": "group_id", "patient_id": "group_id", "session": "group_id",
+    "path": "image",
+    "file": "image",
+    "filename": "image",
+    "image_path": "image",
+    "img": "image",
+    "label": "class",
+    "class_name": "class",
+    "diagnosis": "class",
+    "group_name": "class",
+    "epi": "epidermis",
+    "epidermis_mask": "epidermis",
+    "sleb_mask": "sleb",
+    "tumour": "tumor",
+    "lesion": "tumor",
+    "tumor_mask": "tumor",
+    "tumour_mask": "tumor",
+    "label_mask": "mask",
+    "label_image": "mask",
+    "mask_path": "mask",
+    "segmentation": "mask",
+    "labels": "mask",
+    "id": "image_id",
+    "group": "group_id",
+    "patient": "group_id",
+    "patient_id": "group_id",
+    "session": "group_id",
 }
 _EXTS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 
@@ -80,7 +100,7 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
         if isinstance(data, dict) and isinstance(data.get("images"), list):
             data = data["images"]
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise HfusError(f"index {path.name} must be a JSON list of objects (or {{\"images\": [...]}})")
+            raise HfusError(f'index {path.name} must be a JSON list of objects (or {{"images": [...]}})')
         return data, 1
     if ext not in _EXTS:
         raise HfusError(f"index {path.name}: use a .csv, .tsv or .json file (columns in docs/DATASET.md)")
@@ -128,10 +148,14 @@ def read_index(path: str | Path, root: Path, opts: ImportOptions) -> tuple[list[
     cols = {_column(k) for r in rows for k in r if k is not None}
     unknown = sorted(cols - set(COLUMNS))
     if unknown:
-        raise HfusError(f"index {p.name}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
+        raise HfusError(
+            f"index {p.name}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}"
+        )
     missing_cols = [c for c in ("image", "class") if c not in cols]
     if missing_cols:
-        raise HfusError(f"index {p.name} has no column {' or '.join(missing_cols)}; columns: {', '.join(COLUMNS)}")
+        raise HfusError(
+            f"index {p.name} has no column {' or '.join(missing_cols)}; columns: {', '.join(COLUMNS)}"
+        )
 
     def resolve(cell: str) -> tuple[Path, str]:
         q = Path(cell)
@@ -162,9 +186,14 @@ def read_index(path: str | Path, root: Path, opts: ImportOptions) -> tuple[list[
             continue
         if label == IGNORE:
             continue
-        entry = IndexRow(ipath, irel, ipath.stem, label,
-                         image_id=(str(row["image_id"]).strip() or None) if row.get("image_id") is not None else None,
-                         group_id=(str(row["group_id"]).strip() or None) if row.get("group_id") is not None else None)
+        entry = IndexRow(
+            ipath,
+            irel,
+            ipath.stem,
+            label,
+            image_id=(str(row["image_id"]).strip() or None) if row.get("image_id") is not None else None,
+            group_id=(str(row["group_id"]).strip() or None) if row.get("group_id") is not None else None,
+        )
         for col in (*STRUCTURES, "mask"):
             for cell in _cells(row.get(col)):
                 file, var = _split_var(cell)
@@ -186,16 +215,21 @@ def read_index(path: str | Path, root: Path, opts: ImportOptions) -> tuple[list[
         if mv:
             m = parse_mapping(mv)
             if mapping is not None and m != mapping:
-                errors.append(f"row {n}: mask_values {mv!r} differs from the earlier rows (one map per archive)")
+                errors.append(
+                    f"row {n}: mask_values {mv!r} differs from the earlier rows (one map per archive)"
+                )
             mapping = mapping or m
         out.append(entry)
     if missing:
-        errors.insert(0, f"{len(missing)} file(s) listed do not exist under {root} (paths are relative to the archive "
-                         f"folder): {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}")
+        errors.insert(
+            0,
+            f"{len(missing)} file(s) listed do not exist under {root} (paths are relative to the archive "
+            f"folder): {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}",
+        )
     if bad_class:
         errors.append(
             f"unknown class in {', '.join(bad_class[:8])}; use AD/CG/PS/ST or a class name, or map the names with "
-            "--class-map \"NAME=AD,...\""
+            '--class-map "NAME=AD,..."'
         )
     if errors:
         raise HfusError(f"index {p.name}: " + "; ".join(errors))
@@ -214,7 +248,9 @@ def index_rows(found) -> list[dict[str, str]]:
     ids, groups = found.image_ids(), found.groups()
     mv = ""
     if found.encoding:
-        mv = mapping_text({k: v for k, v in found.encoding["mapping"].items()}, found.encoding["kind"] == "colour")
+        mv = mapping_text(
+            {k: v for k, v in found.encoding["mapping"].items()}, found.encoding["kind"] == "colour"
+        )
     rows = []
     for e, i, g in zip(found.images, ids, groups, strict=True):
         row = {"image": e.rel, "class": CLASSES[e.label]}
@@ -238,7 +274,9 @@ def write_index(found, path: str | Path) -> Path:
         p.write_text(json.dumps(rows, indent=1) + "\n")
     else:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS), delimiter="," if ext == ".csv" else "\t", lineterminator="\n")
+        w = csv.DictWriter(
+            buf, fieldnames=list(COLUMNS), delimiter="," if ext == ".csv" else "\t", lineterminator="\n"
+        )
         w.writeheader()
         w.writerows(rows)
         p.write_text(buf.getvalue())

@@ -28,27 +28,66 @@ BACKGROUND_WORDS = frozenset({"background", "bg", "none", "ignore", "-", "0"})
 #: Words (lower case, singular) that name a structure in a mask file suffix, a mask folder or a
 #: ``.mat`` variable.
 STRUCTURE_WORDS: dict[str, str] = {
-    "epidermis": "epidermis", "epi": "epidermis", "entryecho": "epidermis", "entry_echo": "epidermis",
+    "epidermis": "epidermis",
+    "epi": "epidermis",
+    "entryecho": "epidermis",
+    "entry_echo": "epidermis",
     "sleb": "sleb",
-    "tumor": "tumor", "tumour": "tumor", "tumors": "tumor", "tumours": "tumor",
-    "lesion": "tumor", "lesions": "tumor",
+    "tumor": "tumor",
+    "tumour": "tumor",
+    "tumors": "tumor",
+    "tumours": "tumor",
+    "lesion": "tumor",
+    "lesions": "tumor",
 }
 #: Generic mask-file suffixes (the mask is *untyped*: binary, label image or colour mask).
 GENERIC_MASK_WORDS: tuple[str, ...] = (
-    "masks", "mask", "segmentations", "segmentation", "seg", "labels", "label", "lbl", "gt",
-    "annotations", "annotation", "groundtruth",
+    "masks",
+    "mask",
+    "segmentations",
+    "segmentation",
+    "seg",
+    "labels",
+    "label",
+    "lbl",
+    "gt",
+    "annotations",
+    "annotation",
+    "groundtruth",
 )
 #: Folder names (lower case, also as one word of a longer name: ``AD masks``) of mask trees.
 MASK_DIR_WORDS = frozenset(
-    {"mask", "masks", "segmentation", "segmentations", "seg", "segs", "label", "labels", "annotation",
-     "annotations", "gt", "groundtruth", "ground_truth", "ground-truth"}
+    {
+        "mask",
+        "masks",
+        "segmentation",
+        "segmentations",
+        "seg",
+        "segs",
+        "label",
+        "labels",
+        "annotation",
+        "annotations",
+        "gt",
+        "groundtruth",
+        "ground_truth",
+        "ground-truth",
+    }
 )
 
 #: Class names understood in folder names (word sequences, singular, "tumour" spelt "tumor").
 CLASS_ALIASES: dict[str, tuple[str, ...]] = {
     "AD": ("atopic dermatitis", "atopic eczema", "atopic", "dermatitis", "eczema"),
-    "CG": ("control group", "control", "healthy", "healthy control", "healthy skin", "healthy volunteer",
-           "normal", "normal skin"),
+    "CG": (
+        "control group",
+        "control",
+        "healthy",
+        "healthy control",
+        "healthy skin",
+        "healthy volunteer",
+        "normal",
+        "normal skin",
+    ),
     "PS": ("psoriasis", "psoriases", "psoriatic"),
     "ST": ("skin tumor", "tumor", "skin lesion", "lesion", "neoplasm", "skin neoplasm"),
 }
@@ -149,6 +188,7 @@ def is_mask_dir(name: str, extra: frozenset[str] = frozenset()) -> bool:
 
 # ----------------------------------------------------------------------------- flag-value parsers
 
+
 def _split_entries(text: str) -> list[str]:
     # commas / semicolons separate entries, except inside parentheses (rgb(255,0,0))
     return [e.strip() for e in re.split(r"[,;](?![^()]*\))", text) if e.strip()]
@@ -178,7 +218,7 @@ def parse_class_map(text: str | dict | None) -> dict[str, int]:
             if "=" not in entry:
                 raise HfusError(
                     f"--class-map entry {entry!r} has no '='; write NAME=CODE pairs separated by commas, "
-                    "e.g. --class-map \"Atopic dermatitis=AD,Healthy=CG,Psoriasis=PS,Skin tumours=ST\""
+                    'e.g. --class-map "Atopic dermatitis=AD,Healthy=CG,Psoriasis=PS,Skin tumours=ST"'
                 )
             k, v = entry.split("=", 1)
             items.append((k, v))
@@ -216,13 +256,15 @@ def parse_mask_values(text: str | dict | None) -> dict[int, str | None] | None:
     items = list(text.items()) if isinstance(text, dict) else None
     if items is None:
         if not isinstance(text, str):
-            raise HfusError(f"mask_values must be a string VALUE=STRUCTURE,... or a mapping, got {type(text).__name__}")
+            raise HfusError(
+                f"mask_values must be a string VALUE=STRUCTURE,... or a mapping, got {type(text).__name__}"
+            )
         items = []
         for entry in _split_entries(text):
             if "=" not in entry:
                 raise HfusError(
                     f"--mask-values entry {entry!r} has no '='; write VALUE=STRUCTURE pairs, "
-                    "e.g. --mask-values \"1=epidermis,2=sleb,3=tumor\""
+                    'e.g. --mask-values "1=epidermis,2=sleb,3=tumor"'
                 )
             items.append(tuple(entry.split("=", 1)))
     out: dict[int, str | None] = {}
@@ -238,7 +280,7 @@ def parse_mask_values(text: str | dict | None) -> dict[int, str | None] | None:
             raise HfusError(f"--mask-values gives value {value} twice with different structures")
         out[value] = s
     if not out:
-        raise HfusError("--mask-values is empty; e.g. --mask-values \"1=epidermis,2=sleb,3=tumor\"")
+        raise HfusError('--mask-values is empty; e.g. --mask-values "1=epidermis,2=sleb,3=tumor"')
     out.setdefault(0, None)
     return out
 
@@ -257,7 +299,9 @@ def parse_color(text: str) -> tuple[int, int, int]:
     try:
         return tuple(ImageColor.getrgb(t)[:3])  # type: ignore[return-value]
     except ValueError:
-        raise HfusError(f"--mask-colors: {t!r} is not a colour; write #rrggbb, r/g/b or a name such as red") from None
+        raise HfusError(
+            f"--mask-colors: {t!r} is not a colour; write #rrggbb, r/g/b or a name such as red"
+        ) from None
 
 
 def parse_mask_colors(text: str | dict | None) -> dict[tuple[int, int, int], str | None] | None:
@@ -270,13 +314,15 @@ def parse_mask_colors(text: str | dict | None) -> dict[tuple[int, int, int], str
     items = list(text.items()) if isinstance(text, dict) else None
     if items is None:
         if not isinstance(text, str):
-            raise HfusError(f"mask_colors must be a string COLOUR=STRUCTURE,... or a mapping, got {type(text).__name__}")
+            raise HfusError(
+                f"mask_colors must be a string COLOUR=STRUCTURE,... or a mapping, got {type(text).__name__}"
+            )
         items = []
         for entry in _split_entries(text):
             if "=" not in entry:
                 raise HfusError(
                     f"--mask-colors entry {entry!r} has no '='; write COLOUR=STRUCTURE pairs, "
-                    "e.g. --mask-colors \"#ff0000=epidermis,#00ff00=sleb,#0000ff=tumor\""
+                    'e.g. --mask-colors "#ff0000=epidermis,#00ff00=sleb,#0000ff=tumor"'
                 )
             items.append(tuple(entry.rsplit("=", 1)))
     out: dict[tuple[int, int, int], str | None] = {}
@@ -287,7 +333,7 @@ def parse_mask_colors(text: str | dict | None) -> dict[tuple[int, int, int], str
             raise HfusError(f"--mask-colors gives colour {str(k).strip()} twice with different structures")
         out[rgb] = s
     if not out:
-        raise HfusError("--mask-colors is empty; e.g. --mask-colors \"#ff0000=epidermis,#00ff00=sleb\"")
+        raise HfusError('--mask-colors is empty; e.g. --mask-colors "#ff0000=epidermis,#00ff00=sleb"')
     out.setdefault((0, 0, 0), None)
     return out
 
@@ -321,6 +367,7 @@ def _parse_mat_variables(value: Any) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------ options
 
+
 @dataclass(frozen=True)
 class ImportOptions:
     """What the user told the importer about the archive's layout (all optional)."""
@@ -339,11 +386,18 @@ class ImportOptions:
     def to_manifest(self) -> dict:
         """A JSON-able record of the options (the manifest's ``import.options``)."""
         return {
-            "class_map": {k: ("ignore" if v == IGNORE else CLASSES[v]) for k, v in sorted(self.class_map.items())},
-            "mask_values": None if self.mask_values is None
+            "class_map": {
+                k: ("ignore" if v == IGNORE else CLASSES[v]) for k, v in sorted(self.class_map.items())
+            },
+            "mask_values": None
+            if self.mask_values is None
             else {str(k): v or "background" for k, v in sorted(self.mask_values.items())},
-            "mask_colors": None if self.mask_colors is None
-            else {"#{:02x}{:02x}{:02x}".format(*k): v or "background" for k, v in sorted(self.mask_colors.items())},
+            "mask_colors": None
+            if self.mask_colors is None
+            else {
+                "#{:02x}{:02x}{:02x}".format(*k): v or "background"
+                for k, v in sorted(self.mask_colors.items())
+            },
             "structure_names": dict(sorted(self.structure_names.items())),
             "mask_dirs": sorted(self.mask_dirs),
             "mat_variables": dict(sorted(self.mat_variables.items())),
@@ -357,11 +411,11 @@ class ImportOptions:
         m = self.to_manifest()
         out = []
         if m["class_map"]:
-            out.append("--class-map \"" + ",".join(f"{k}={v}" for k, v in m["class_map"].items()) + "\"")
+            out.append('--class-map "' + ",".join(f"{k}={v}" for k, v in m["class_map"].items()) + '"')
         if m["mask_values"]:
-            out.append("--mask-values \"" + ",".join(f"{k}={v}" for k, v in m["mask_values"].items()) + "\"")
+            out.append('--mask-values "' + ",".join(f"{k}={v}" for k, v in m["mask_values"].items()) + '"')
         if m["mask_colors"]:
-            out.append("--mask-colors \"" + ",".join(f"{k}={v}" for k, v in m["mask_colors"].items()) + "\"")
+            out.append('--mask-colors "' + ",".join(f"{k}={v}" for k, v in m["mask_colors"].items()) + '"')
         if self.layout_file:
             out.append(f"--layout {self.layout_file['path']}")
         if self.index is not None:
@@ -369,7 +423,15 @@ class ImportOptions:
         return " ".join(out)
 
 
-LAYOUT_KEYS = ("class_map", "mask_values", "mask_colors", "structure_names", "mask_dirs", "mat_variables", "index")
+LAYOUT_KEYS = (
+    "class_map",
+    "mask_values",
+    "mask_colors",
+    "structure_names",
+    "mask_dirs",
+    "mat_variables",
+    "index",
+)
 
 
 def load_layout(path: str | Path) -> dict[str, Any]:
@@ -383,7 +445,9 @@ def load_layout(path: str | Path) -> dict[str, Any]:
         try:
             import yaml
         except ImportError:
-            raise HfusError(f"{p} is YAML but PyYAML is not installed; pip install pyyaml or write it as JSON") from None
+            raise HfusError(
+                f"{p} is YAML but PyYAML is not installed; pip install pyyaml or write it as JSON"
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -392,12 +456,16 @@ def load_layout(path: str | Path) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except ValueError as err:
-            raise HfusError(f"layout file {p} is not valid JSON ({err}); see docs/DATASET.md for the format") from err
+            raise HfusError(
+                f"layout file {p} is not valid JSON ({err}); see docs/DATASET.md for the format"
+            ) from err
     if not isinstance(data, dict):
         raise HfusError(f"layout file {p} must hold a mapping with keys {', '.join(LAYOUT_KEYS)}")
     unknown = sorted(set(data) - set(LAYOUT_KEYS))
     if unknown:
-        raise HfusError(f"layout file {p}: unknown key(s) {', '.join(unknown)}; known: {', '.join(LAYOUT_KEYS)}")
+        raise HfusError(
+            f"layout file {p}: unknown key(s) {', '.join(unknown)}; known: {', '.join(LAYOUT_KEYS)}"
+        )
     return data
 
 
@@ -443,7 +511,9 @@ def import_options(
         if lay.get(name) is not None:
             lval = parse(lay[name])
             if val is not None and val != lval:
-                raise HfusError(f"--{name.replace('_', '-')} and the {lname} give different {name}; keep one of them")
+                raise HfusError(
+                    f"--{name.replace('_', '-')} and the {lname} give different {name}; keep one of them"
+                )
             val, src = lval, src or lname
         if src:
             sources[name] = src
@@ -460,7 +530,9 @@ def import_options(
     if lay.get("index") is not None:
         lidx = Path(layout).parent / str(lay["index"])  # type: ignore[arg-type]
         if idx is not None and idx.resolve() != lidx.resolve():
-            raise HfusError(f"--index {idx} and the {lname} (index {lay['index']}) name different index files; keep one")
+            raise HfusError(
+                f"--index {idx} and the {lname} (index {lay['index']}) name different index files; keep one"
+            )
         idx = idx or lidx
         sources["index"] = "--index" if index is not None else lname
     elif idx is not None:
@@ -480,20 +552,35 @@ def import_options(
         matv = _parse_mat_variables(lay["mat_variables"])
         sources["mat_variables"] = lname
     return ImportOptions(
-        class_map=cmap, mask_values=mv, mask_colors=mc, structure_names=extra, mask_dirs=dirs,
-        mat_variables=matv, index=idx, sources=sources, layout_file=layout_file,
+        class_map=cmap,
+        mask_values=mv,
+        mask_colors=mc,
+        structure_names=extra,
+        mask_dirs=dirs,
+        mat_variables=matv,
+        index=idx,
+        sources=sources,
+        layout_file=layout_file,
     )
 
 
 def check_import_paths(
-    *, out: str | Path | None, dry_run: bool, index: str | Path | None = None,
-    write_index: str | Path | None = None, preview: str | Path | None = None,
+    *,
+    out: str | Path | None,
+    dry_run: bool,
+    index: str | Path | None = None,
+    write_index: str | Path | None = None,
+    preview: str | Path | None = None,
 ) -> None:
     """Refuse flag combinations that cannot work (before anything is read or written)."""
     if out is None and not dry_run:
-        raise HfusError("give --out DATASET_DIR to write the dataset, or --dry-run to only show what would be imported")
+        raise HfusError(
+            "give --out DATASET_DIR to write the dataset, or --dry-run to only show what would be imported"
+        )
     if index is not None and write_index is not None and Path(index).resolve() == Path(write_index).resolve():
-        raise HfusError(f"--index and --write-index name the same file {index}; write the inferred index elsewhere")
+        raise HfusError(
+            f"--index and --write-index name the same file {index}; write the inferred index elsewhere"
+        )
     if write_index is not None and Path(write_index).suffix.lower() not in (".csv", ".tsv", ".json"):
         raise HfusError(f"--write-index {write_index}: use a .csv, .tsv or .json file name")
     if preview is not None and Path(preview).suffix.lower() != ".png":

@@ -36,7 +36,10 @@ MAT_EXT = ".mat"
 MAX_CODES = 8
 #: Structures each class may have (PROTOCOL §1): used to infer a label image's value → structure map.
 CLASS_STRUCTURES: dict[str, tuple[str, ...]] = {
-    "AD": ("epidermis", "sleb"), "CG": ("epidermis",), "PS": ("epidermis", "sleb"), "ST": ("epidermis", "tumor"),
+    "AD": ("epidermis", "sleb"),
+    "CG": ("epidermis",),
+    "PS": ("epidermis", "sleb"),
+    "ST": ("epidermis", "tumor"),
 }
 
 
@@ -64,11 +67,14 @@ class MaskSource:
 
 # ------------------------------------------------------------------------------------------ .mat
 
+
 def _scipy_io():
     try:
         import scipy.io
     except ImportError:
-        raise HfusError("reading MATLAB .mat masks needs scipy; pip install scipy (or export the masks as PNG)") from None
+        raise HfusError(
+            "reading MATLAB .mat masks needs scipy; pip install scipy (or export the masks as PNG)"
+        ) from None
     return scipy.io
 
 
@@ -79,7 +85,9 @@ def _mat_major(path: str, rel: str) -> int:
     try:
         major, _ = matfile_version(path)
     except Exception as err:  # scipy raises several types for a file that is not MATLAB
-        raise HfusError(f"{rel} is not a readable MATLAB .mat file ({err}); remove it or re-save it from MATLAB") from None
+        raise HfusError(
+            f"{rel} is not a readable MATLAB .mat file ({err}); remove it or re-save it from MATLAB"
+        ) from None
     return int(major)
 
 
@@ -96,7 +104,9 @@ def _h5py(rel: str):
 
 def _candidate(arr) -> bool:
     return (
-        isinstance(arr, np.ndarray) and arr.ndim == 2 and min(arr.shape) > 1
+        isinstance(arr, np.ndarray)
+        and arr.ndim == 2
+        and min(arr.shape) > 1
         and (arr.dtype == bool or np.issubdtype(arr.dtype, np.number))
     )
 
@@ -117,6 +127,7 @@ def mat_arrays(path: str, rel: str | None = None) -> dict[str, np.ndarray]:
     if _mat_major(path, rel) == 2:
         h5py = _h5py(rel)
         with h5py.File(path, "r") as f:
+
             def visit(name, obj):
                 if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
                     cls = obj.attrs.get("MATLAB_class", b"")
@@ -137,7 +148,9 @@ def mat_arrays(path: str, rel: str | None = None) -> dict[str, np.ndarray]:
     try:
         data = sio.loadmat(path, simplify_cells=True)
     except Exception as err:
-        raise HfusError(f"{rel}: scipy cannot read this .mat file ({err}); re-save it from MATLAB with -v7") from None
+        raise HfusError(
+            f"{rel}: scipy cannot read this .mat file ({err}); re-save it from MATLAB with -v7"
+        ) from None
     _flatten("", {k: v for k, v in data.items() if not k.startswith("__")}, out)
     return out
 
@@ -158,21 +171,38 @@ def mat_catalog(path: str, rel: str) -> dict[str, tuple[int, ...]]:
         try:
             info = sio.whosmat(path)
         except Exception as err:
-            raise HfusError(f"{rel}: scipy cannot read this .mat file ({err}); re-save it from MATLAB with -v7") from None
-        numeric = ("double", "single", "logical", "uint8", "int8", "uint16", "int16", "uint32", "int32",
-                   "uint64", "int64")
+            raise HfusError(
+                f"{rel}: scipy cannot read this .mat file ({err}); re-save it from MATLAB with -v7"
+            ) from None
+        numeric = (
+            "double",
+            "single",
+            "logical",
+            "uint8",
+            "int8",
+            "uint16",
+            "int16",
+            "uint32",
+            "int32",
+            "uint64",
+            "int64",
+        )
         if not any(cls == "struct" for _, _, cls in info):
             return {n: tuple(s) for n, s, cls in info if cls in numeric and len(s) == 2 and min(s) > 1}
     return {k: v.shape for k, v in mat_arrays(path, rel).items()}
 
 
-def mat_sources(path: str, rel: str, structure: str | None, opts: ImportOptions, var: str | None = None) -> list[MaskSource]:
+def mat_sources(
+    path: str, rel: str, structure: str | None, opts: ImportOptions, var: str | None = None
+) -> list[MaskSource]:
     """The mask sources of one ``.mat`` file: ``var``; else the layout's ``mat_variables``; else its
     structure-named variables (only ``structure``'s when given and present); else its one 2-D array."""
     cat = mat_catalog(path, rel)
     if var is not None:
         if var not in cat:
-            raise HfusError(f"{rel} has no 2-D array {var!r} (found {', '.join(cat) or 'none'}); fix the index entry")
+            raise HfusError(
+                f"{rel} has no 2-D array {var!r} (found {', '.join(cat) or 'none'}); fix the index entry"
+            )
         return [MaskSource(path, rel, var, structure)]
     if opts.mat_variables:
         chosen = {v: s for v, s in opts.mat_variables.items() if v in cat}
@@ -186,7 +216,11 @@ def mat_sources(path: str, rel: str, structure: str | None, opts: ImportOptions,
         return [MaskSource(path, rel, v, s) for v, s in sorted(named.items())]
     if len(cat) == 1:
         return [MaskSource(path, rel, next(iter(cat)), structure)]
-    found = ", ".join(f"{k} ({'x'.join(map(str, s))})" for k, s in cat.items()) if cat else "no 2-D numeric or logical array"
+    found = (
+        ", ".join(f"{k} ({'x'.join(map(str, s))})" for k, s in cat.items())
+        if cat
+        else "no 2-D numeric or logical array"
+    )
     raise HfusError(
         f"{rel}: no usable mask variable ({found}); name the variables by structure (epidermis, sleb, tumor), "
         "keep one label array, or map them in a --layout file: "
@@ -196,12 +230,15 @@ def mat_sources(path: str, rel: str, structure: str | None, opts: ImportOptions,
 
 # ----------------------------------------------------------------------------------- reading
 
+
 def load_array(src: MaskSource) -> np.ndarray:
     """The raw array of one mask source (image file: as PIL decodes it; ``.mat``: the variable)."""
     if src.is_mat:
         arrays = _mat_cached(src.path, src.rel, os.stat(src.path).st_mtime_ns)
         if src.var not in arrays:
-            raise HfusError(f"{src.rel}: variable {src.var!r} is missing or not a 2-D array; found {', '.join(arrays) or 'none'}")
+            raise HfusError(
+                f"{src.rel}: variable {src.var!r} is missing or not a 2-D array; found {', '.join(arrays) or 'none'}"
+            )
         arr = np.asarray(arrays[src.var])
         if arr.dtype.kind == "f":
             arr = np.nan_to_num(arr, nan=0.0)
@@ -245,9 +282,13 @@ def code_array(arr: np.ndarray, colour: bool) -> np.ndarray:
     """2-D integer codes: grey value, or a packed 0xRRGGBB colour when ``colour`` (grey v → v·0x010101)."""
     if arr.ndim == 3:
         rgb = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-        if rgb.shape[2] == 3 and not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+        if rgb.shape[2] == 3 and not (
+            (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+        ):
             if not colour:
-                raise HfusError("a colour mask met grey-level label values; use --mask-colors for colour masks")
+                raise HfusError(
+                    "a colour mask met grey-level label values; use --mask-colors for colour masks"
+                )
             r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
             return (r << 16) | (g << 8) | b
         arr = rgb[..., 0]
@@ -281,7 +322,9 @@ def code_text(code: int, colour: bool) -> str:
     return "#{:02x}{:02x}{:02x}".format(*unpack(code)) if colour else str(code)
 
 
-def decode_coded(arr: np.ndarray, mapping: dict[int, str | None], colour: bool, rel: str, flag: str) -> dict[str, np.ndarray]:
+def decode_coded(
+    arr: np.ndarray, mapping: dict[int, str | None], colour: bool, rel: str, flag: str
+) -> dict[str, np.ndarray]:
     """{structure: bool mask} of a label image / colour mask; a code that maps to nothing is an error."""
     c = code_array(arr, colour)
     if c.dtype.kind == "f":
@@ -332,7 +375,7 @@ def infer_mapping(
         ex = example or {v: s for v, s in zip(codes, itertools.cycle(STRUCTURES))}
         return HfusError(
             f"label masks ({files}) hold the codes [{seen}] (0 = background); {why}; give the map with "
-            f"{flag} \"{mapping_text({k: v for k, v in ex.items() if k != 0}, colour)}\" (or a layout file)"
+            f'{flag} "{mapping_text({k: v for k, v in ex.items() if k != 0}, colour)}" (or a layout file)'
         )
 
     if len(codes) > len(STRUCTURES):

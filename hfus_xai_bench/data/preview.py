@@ -15,7 +15,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .layouts import STRUCTURES
 
-COLOURS: dict[str, tuple[int, int, int]] = {"epidermis": (255, 60, 60), "sleb": (70, 150, 255), "tumor": (255, 215, 0)}
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "epidermis": (255, 60, 60),
+    "sleb": (70, 150, 255),
+    "tumor": (255, 215, 0),
+}
 COLUMNS: tuple[str, ...] = ("image", "overlay", *STRUCTURES, "SLM")
 _GAP = 4
 _LINE = 12
@@ -45,7 +49,9 @@ def draw_sheet(rows: list[PreviewRow], title: str = "") -> Image.Image:
     tile = rows[0].image.shape[0] if rows else 224
     width = len(COLUMNS) * (tile + _GAP) + _GAP
     font = ImageFont.load_default()
-    title = title.replace("→", "->").encode("latin-1", "replace").decode("latin-1")  # the bitmap font is latin-1
+    title = (
+        title.replace("→", "->").encode("latin-1", "replace").decode("latin-1")
+    )  # the bitmap font is latin-1
     head = textwrap.wrap(title, width=max(40, width // 6)) if title else []
     top = _GAP + _LINE * (len(head) + 1) + _GAP
     height = top + len(rows) * (tile + _LINE + _GAP) + _GAP

@@ -67,7 +67,9 @@ def resize_bilinear(arr: np.ndarray, size: tuple[int, int] = (IMAGE_SIZE, IMAGE_
     """
     arr = np.asarray(arr)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
-        raise HfusError(f"resize_bilinear needs a uint8 (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}")
+        raise HfusError(
+            f"resize_bilinear needs a uint8 (H, W) or (H, W, C) array, got {arr.dtype} {arr.shape}"
+        )
     width, height = (int(v) for v in size)
     if width < 1 or height < 1:
         raise HfusError(f"resize target must be positive (width, height), got {size!r}")

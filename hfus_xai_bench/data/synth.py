@@ -156,7 +156,9 @@ _OPS = {"1": _V1, "2": _V2}
 
 def _ops(version: str) -> _Ops:
     if version not in _OPS:
-        raise HfusError(f"unknown {SYNTH_DATASET} generator version {version!r}; known: {', '.join(SYNTH_VERSIONS)}")
+        raise HfusError(
+            f"unknown {SYNTH_DATASET} generator version {version!r}; known: {', '.join(SYNTH_VERSIONS)}"
+        )
     return _OPS[version]
 
 
@@ -392,7 +394,9 @@ def _render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int],
 
     # ---- boundaries (per column) --------------------------------------------------------------
     ys = H * (fp["surface"] + fp["tilt"] * (u - 0.5) + fp["bow"] * ((2 * u - 1) ** 2 - 1 / 3))
-    ys = ys + s * (fp["surf_amp"] * _curve(fp["surf_curve"], uu, ops) + fp["irreg"] * _curve(fp["irreg_curve"], uu, ops))
+    ys = ys + s * (
+        fp["surf_amp"] * _curve(fp["surf_curve"], uu, ops) + fp["irreg"] * _curve(fp["irreg_curve"], uu, ops)
+    )
     ys = ys + s * 2.0 * _curve(fp["jitter_curve"], u, ops)
     te = s * fp["epi"] * (1.0 + fp["epi_var"] * _curve(fp["epi_curve"], uu, ops))
     if label == "PS":
@@ -454,14 +458,22 @@ def _render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int],
     base[4] = fp["sub_refl"]
     R = np.take(base.ravel(), layer.astype(np.intp) * W + np.arange(W))
     deep = layer[r0:]
-    tex = np.where(deep == 4, (f32(0.5) + f32(0.5) * decay) * (f32(0.8) + f32(0.6) * fleck), decay * (f32(0.75) + f32(fp["fleck_gain"]) * fleck))
+    tex = np.where(
+        deep == 4,
+        (f32(0.5) + f32(0.5) * decay) * (f32(0.8) + f32(0.6) * fleck),
+        decay * (f32(0.75) + f32(fp["fleck_gain"]) * fleck),
+    )
     R[r0:] *= np.where(deep >= 3, tex, f32(1.0))
     # thin bright septa in the subcutis (integer bands, softened by the PSF)
     sub = layer == 4
     half = max(1, int(round(2.0 * s)))
     for _ in range(fp["n_septa"]):
         off = ops.uniform(rng, 8.0, 250.0) * s
-        wav = ops.uniform(rng, 3.0, 15.0) * s * ops.sin(2 * np.pi * (ops.uniform(rng, 0.5, 2.5) * u + rng.random()))
+        wav = (
+            ops.uniform(rng, 3.0, 15.0)
+            * s
+            * ops.sin(2 * np.pi * (ops.uniform(rng, 0.5, 2.5) * u + rng.random()))
+        )
         slope = ops.uniform(rng, -0.08, 0.08) * H * (u - 0.5)
         seg = np.clip(ops.sin(2 * np.pi * (ops.uniform(rng, 0.5, 2.0) * u + rng.random())) + 0.4, 0, 1)
         yc = np.rint(yd_i + off + wav + slope).astype(np.int32)
@@ -516,11 +528,16 @@ def _render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int],
     env *= f32(fp["gain"] / np.sqrt(2.0))
 
     # ---- vertical shadow streaks below the entry echo (hairs, scales; PS: under the clumps) ----
-    streaks = [(ops.uniform(rng, 0, W), ops.uniform(rng, 4.0, 15.0) * sx, ops.uniform(rng, 0.25, 0.6)) for _ in range(fp["n_streaks"])]
+    streaks = [
+        (ops.uniform(rng, 0, W), ops.uniform(rng, 4.0, 15.0) * sx, ops.uniform(rng, 0.25, 0.6))
+        for _ in range(fp["n_streaks"])
+    ]
     streaks += clump_x
     if streaks:
         st = np.asarray(streaks, dtype=np.float64)
-        prof = ops.prod_rows(1.0 - st[:, 2:3] * ops.exp(-0.5 * ((x[None, :] - st[:, 0:1]) / np.maximum(st[:, 1:2], 0.5)) ** 2))
+        prof = ops.prod_rows(
+            1.0 - st[:, 2:3] * ops.exp(-0.5 * ((x[None, :] - st[:, 0:1]) / np.maximum(st[:, 1:2], 0.5)) ** 2)
+        )
         env *= np.where(layer >= 2, prof.astype(f32), f32(1.0))
 
     # ---- log compression, palette, overlays ---------------------------------------------------
@@ -571,13 +588,21 @@ def generate_image(
     label = _check_label(label)
     size = _check_size(size)
     ops = _ops(version)
-    rng = seed_seq_or_rng if isinstance(seed_seq_or_rng, np.random.Generator) else np.random.default_rng(seed_seq_or_rng)
+    rng = (
+        seed_seq_or_rng
+        if isinstance(seed_seq_or_rng, np.random.Generator)
+        else np.random.default_rng(seed_seq_or_rng)
+    )
     if group_params is None:
         group_params = sample_group_params(rng, label, version)
     elif group_params.get("label") != label:
-        raise HfusError(f"group_params are for class {group_params.get('label')!r}, not {label!r}; pass the session's own params")
+        raise HfusError(
+            f"group_params are for class {group_params.get('label')!r}, not {label!r}; pass the session's own params"
+        )
     elif group_params.get("version", "1") != version:
-        raise HfusError(f"group_params come from generator version {group_params.get('version', '1')}, not {version}")
+        raise HfusError(
+            f"group_params come from generator version {group_params.get('version', '1')}, not {version}"
+        )
     return _render(rng, _frame_params(rng, group_params, ops), size, ops)
 
 
@@ -591,7 +616,9 @@ def group_rng(seed: int, group_index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, group_index], spawn_key=(_GROUP_KEY,)))
 
 
-def render_item(item: PlanItem, seed: int, size: tuple[int, int] = DEFAULT_SIZE, version: str = SYNTH_VERSION):
+def render_item(
+    item: PlanItem, seed: int, size: tuple[int, int] = DEFAULT_SIZE, version: str = SYNTH_VERSION
+):
     """Render one planned image exactly as ``generate_archive`` does."""
     gp = sample_group_params(group_rng(seed, item.group_index), item.label, version)
     return generate_image(image_rng(seed, item.index), item.label, size, gp, version)
@@ -649,16 +676,22 @@ def _prepare_out(out: Path, settings: dict[str, Any]) -> None:
         return
     info_path = out / INFO_NAME
     if not info_path.is_file():
-        raise HfusError(f"{out} is not empty and holds no {INFO_NAME}; refusing to write a synthetic archive into it: pick an empty or new directory")
+        raise HfusError(
+            f"{out} is not empty and holds no {INFO_NAME}; refusing to write a synthetic archive into it: pick an empty or new directory"
+        )
     try:
         info = json.loads(info_path.read_text())
         old = {k: info.get(k) for k in settings}
         old["size"] = list(old["size"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise HfusError(f"{info_path} is not a readable {SYNTH_DATASET} archive info ({exc}); pick an empty or new directory") from None
+        raise HfusError(
+            f"{info_path} is not a readable {SYNTH_DATASET} archive info ({exc}); pick an empty or new directory"
+        ) from None
     if old != settings:
         diff = ", ".join(f"{k}={old[k]!r} (asked {settings[k]!r})" for k in settings if old[k] != settings[k])
-        raise HfusError(f"{out} already holds a {SYNTH_DATASET} archive with other settings: {diff}; delete it or pick another directory")
+        raise HfusError(
+            f"{out} already holds a {SYNTH_DATASET} archive with other settings: {diff}; delete it or pick another directory"
+        )
 
 
 def _write_info(out: Path, info: dict[str, Any]) -> None:
@@ -744,10 +777,10 @@ def generate_archive(
         "class_proportions": dict(CLASS_PROPORTIONS),
         "n_groups": len({item.group for item in plan}),
         "mask_counts": structures,
-        "images": [
-            {"stem": it.stem, "label": it.label, "group": it.group, "index": it.index} for it in plan
+        "images": [{"stem": it.stem, "label": it.label, "group": it.group, "index": it.index} for it in plan],
+        "files": [
+            {"path": r["path"], "sha256": r["sha256"], "pixels_sha256": r["pixels_sha256"]} for r in records
         ],
-        "files": [{"path": r["path"], "sha256": r["sha256"], "pixels_sha256": r["pixels_sha256"]} for r in records],
     }
     _write_info(out, info)
     return out
@@ -782,5 +815,7 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise HfusError(f"size must be (width, height), got {size!r}") from None
     if w < MIN_SIZE[0] or h < MIN_SIZE[1] or w > 4 * FULL_SIZE[0] or h > 4 * FULL_SIZE[1]:
-        raise HfusError(f"size {size!r} out of range; use (W, H) between {MIN_SIZE} and four times {FULL_SIZE}, e.g. {DEFAULT_SIZE}")
+        raise HfusError(
+            f"size {size!r} out of range; use (W, H) between {MIN_SIZE} and four times {FULL_SIZE}, e.g. {DEFAULT_SIZE}"
+        )
     return w, h

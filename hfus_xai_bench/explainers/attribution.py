@@ -180,7 +180,12 @@ class GradientShap(_CaptumLike):
         "authors": "Lundberg and Lee",
         "url": "https://arxiv.org/abs/1705.07874",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"n_samples": GS_N_SAMPLES, "stdevs": GS_STDEVS, "baselines": f"one N(0, {GS_BASELINE_STD}²) image", "seeds": "per image: image_seeds(images, seed)"},
+        "hyperparameters": {
+            "n_samples": GS_N_SAMPLES,
+            "stdevs": GS_STDEVS,
+            "baselines": f"one N(0, {GS_BASELINE_STD}²) image",
+            "seeds": "per image: image_seeds(images, seed)",
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{lundberg2017shap,\n"
@@ -272,7 +277,9 @@ class Saliency(_CaptumLike):
 def occlusion_grid(size: int, window: int, stride: int) -> int:
     """captum's number of window positions along one axis: ``ceil((size - window) / stride) + 1``."""
     if size < window:
-        raise HfusError(f"image side {size} is smaller than the occlusion window {window}; use images of 224×224")
+        raise HfusError(
+            f"image side {size} is smaller than the occlusion window {window}; use images of 224×224"
+        )
     return int(math.ceil((size - window) / stride)) + 1
 
 

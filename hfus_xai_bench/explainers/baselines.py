@@ -35,10 +35,15 @@ def image_seeds(images: torch.Tensor, seed: int) -> list[int]:
     only on ``seed`` and the image itself (not on the batch, its order, the device or float noise).
     """
     if images.dim() != 4:
-        raise HfusError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}; pass a batch of images")
+        raise HfusError(
+            f"images must be (B, C, H, W), got shape {tuple(images.shape)}; pass a batch of images"
+        )
     q = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     prefix = f"hfus-xai-bench:{int(seed)}:".encode()
-    return [int.from_bytes(hashlib.sha256(prefix + np.ascontiguousarray(img).tobytes()).digest()[:4], "little") for img in q]
+    return [
+        int.from_bytes(hashlib.sha256(prefix + np.ascontiguousarray(img).tobytes()).digest()[:4], "little")
+        for img in q
+    ]
 
 
 class _MapBaseline:
@@ -60,7 +65,10 @@ class RandomMap(_MapBaseline):
     METADATA = {
         "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"distribution": "uniform [0, 1)", "seeds": "per image: image_seeds(images, seed)"},
+        "hyperparameters": {
+            "distribution": "uniform [0, 1)",
+            "seeds": "per image: image_seeds(images, seed)",
+        },
         "tuning_split": "none",
     }
 
@@ -105,7 +113,9 @@ class DepthPrior(_MapBaseline):
     METADATA = {
         "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"prior": "mean skin layer map of the training folds / 255 (computed by the runner)"},
+        "hyperparameters": {
+            "prior": "mean skin layer map of the training folds / 255 (computed by the runner)"
+        },
         "tuning_split": "none",
     }
 
@@ -146,7 +156,11 @@ class SobelEdges(_MapBaseline):
     METADATA = {
         "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §5)",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"grey": f"BT.601 luma {GREY_WEIGHTS}", "kernel": "3×3 Sobel", "padding": "replicate"},
+        "hyperparameters": {
+            "grey": f"BT.601 luma {GREY_WEIGHTS}",
+            "kernel": "3×3 Sobel",
+            "padding": "replicate",
+        },
         "tuning_split": "none",
     }
 
@@ -159,7 +173,9 @@ class SobelEdges(_MapBaseline):
         elif c == 1:
             grey = x
         else:
-            raise HfusError(f"Sobel needs RGB or grey images (C = 3 or 1), got C = {c}; pass the benchmark images")
+            raise HfusError(
+                f"Sobel needs RGB or grey images (C = 3 or 1), got C = {c}; pass the benchmark images"
+            )
         smooth = torch.tensor([1.0, 2.0, 1.0], device=x.device)
         deriv = torch.tensor([-1.0, 0.0, 1.0], device=x.device)
         kx = smooth[:, None] * deriv[None, :]  # d/dx (columns)

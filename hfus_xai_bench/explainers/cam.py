@@ -115,7 +115,9 @@ def _target_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, targets[:, None])[:, 0]
 
 
-def _activations(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _activations(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One no-grad forward: (logits, target-layer activations)."""
     captured: list[torch.Tensor] = []
     with torch.no_grad(), _hook(layer, lambda _m, _i, out: captured.append(out)):
@@ -325,7 +327,9 @@ def _affine_head_ablation(
         original = _target_scores(logits, targets).float()
         new = original[:, None] - w_t * (pooled - values.float())
         # spot-check against the head on real ablated copies: first, last and most extreme channels
-        check = torch.unique(torch.cat([torch.tensor([0, c - 1], device=acts.device), w_t.abs().argmax(dim=1)]))
+        check = torch.unique(
+            torch.cat([torch.tensor([0, c - 1], device=acts.device), w_t.abs().argmax(dim=1)])
+        )
         img = torch.arange(b, device=acts.device).repeat_interleave(len(check))
         ch = check.repeat(b)
         ablated = acts[img]
@@ -369,7 +373,11 @@ class GradCAM(_GradientCAMBase):
         "authors": "Selvaraju et al.",
         "url": "https://arxiv.org/abs/1610.02391",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{selvaraju2017gradcam,\n"
@@ -391,7 +399,11 @@ class GradCAMPlusPlus(_GradientCAMBase):
         "authors": "Chattopadhay et al.",
         "url": "https://arxiv.org/abs/1710.11063",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{chattopadhay2018gradcampp,\n"
@@ -413,7 +425,11 @@ class HiResCAM(_GradientCAMBase):
         "authors": "Draelos and Carin",
         "url": "https://arxiv.org/abs/2011.08891",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@article{draelos2020hirescam,\n"
@@ -435,7 +451,12 @@ class EigenGradCAM(_GradientCAMBase):
         "authors": "Muhammad and Yeasin (Eigen-CAM); pytorch-grad-cam",
         "url": "https://arxiv.org/abs/2008.00299",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False, "sign": "projection correlates positively with the channel sum of grads × acts (PROTOCOL §5.1)"},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+            "sign": "projection correlates positively with the channel sum of grads × acts (PROTOCOL §5.1)",
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{muhammad2020eigencam,\n"
@@ -458,7 +479,11 @@ class ScoreCAM(_CAMBase):
         "authors": "Wang et al.",
         "url": "https://arxiv.org/abs/1910.01279",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{wang2020scorecam,\n"
@@ -487,7 +512,12 @@ class AblationCAM(_CAMBase):
         "authors": "Desai and Ramaswamy",
         "url": "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html",
         "licence": "MIT (this implementation)",
-        "hyperparameters": {"target_layer": "pinned per architecture (PROTOCOL §2)", "aug_smooth": False, "eigen_smooth": False, "ratio_channels_to_ablate": 1.0},
+        "hyperparameters": {
+            "target_layer": "pinned per architecture (PROTOCOL §2)",
+            "aug_smooth": False,
+            "eigen_smooth": False,
+            "ratio_channels_to_ablate": 1.0,
+        },
         "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{desai2020ablationcam,\n"

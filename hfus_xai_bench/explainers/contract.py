@@ -79,16 +79,24 @@ def check_batch(
     images: Any, targets: Any = None, *, floating: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The batch a method got: images a (B, C, H, W) tensor, one int64 target per image on its device."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or (floating and not images.is_floating_point()):
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.dim() != 4
+        or (floating and not images.is_floating_point())
+    ):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise HfusError(f"images must be a float tensor (B, C, H, W) in [0, 1] (the benchmark passes (B, 3, H, W)), "
-                        f"got {shape}; pass the batch as the harness does")
+        raise HfusError(
+            f"images must be a float tensor (B, C, H, W) in [0, 1] (the benchmark passes (B, 3, H, W)), "
+            f"got {shape}; pass the batch as the harness does"
+        )
     if targets is None:
         return images, None
     targets = torch.as_tensor(targets, device=images.device).long().reshape(-1)
     if targets.numel() != images.shape[0]:
-        raise HfusError(f"got {targets.numel()} targets for {images.shape[0]} images; "
-                        "pass exactly one target class per image")
+        raise HfusError(
+            f"got {targets.numel()} targets for {images.shape[0]} images; "
+            "pass exactly one target class per image"
+        )
     return images, targets
 
 
@@ -112,7 +120,9 @@ def describe_error(err: BaseException, file: Path | None = None) -> str:
     """``ErrorType: message`` plus the line of the user's file where it happened, if any."""
     where = ""
     if file is not None:
-        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+        frames = [
+            f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve() == file.resolve()
+        ]
         if frames:
             where = f" (at {file.name}:{frames[-1].lineno})"
     return f"{type(err).__name__}: {err}{where}"
@@ -158,7 +168,9 @@ def maps_agree(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 Outputs = list[tuple[Any, "str | None"]]
 
 
-def run_method(explainer: Callable, images: torch.Tensor, targets: torch.Tensor, file: Path | None = None) -> Outputs:
+def run_method(
+    explainer: Callable, images: torch.Tensor, targets: torch.Tensor, file: Path | None = None
+) -> Outputs:
     """``[(raw output, None)]`` for the batch; on an exception the batch is retried image by image, so
     failures are per image (``(None, "exception: ...")``). HfusError (a harness error) is raised."""
     try:
@@ -168,7 +180,11 @@ def run_method(explainer: Callable, images: torch.Tensor, targets: torch.Tensor,
     except Exception as err:
         if len(images) == 1:
             return [(None, f"{FAIL_EXCEPTION}: {describe_error(err, file)}")]
-    return [item for i in range(len(images)) for item in run_method(explainer, images[i : i + 1], targets[i : i + 1], file)]
+    return [
+        item
+        for i in range(len(images))
+        for item in run_method(explainer, images[i : i + 1], targets[i : i + 1], file)
+    ]
 
 
 def to_m255(
@@ -207,7 +223,9 @@ def to_m255(
             tensor = tensor.clamp(min=0)
         tensor = torch.as_tensor(tensor, device=device, dtype=torch.float32)
         if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            tensor = F.interpolate(tensor[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[:, 0]
+            tensor = F.interpolate(
+                tensor[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+            )[:, 0]
         maps[start : start + n] = tensor
         reasons.extend(None if ok else FAIL_NONFINITE for ok in finite.tolist())
         start += n
@@ -218,7 +236,21 @@ def to_m255(
 
 
 __all__: Sequence[str] = (
-    "AGREE_MAX_DIFF", "AGREE_MIN_IDENTICAL", "FAIL_EMPTY", "FAIL_EXCEPTION", "FAIL_NONFINITE", "FAIL_SHAPE", "ExplainContext", "Explainer", "MapKind",
-    "as_tensor", "check_batch", "check_shape", "describe_error", "frozen_parameters", "maps_agree", "run_method",
+    "AGREE_MAX_DIFF",
+    "AGREE_MIN_IDENTICAL",
+    "FAIL_EMPTY",
+    "FAIL_EXCEPTION",
+    "FAIL_NONFINITE",
+    "FAIL_SHAPE",
+    "ExplainContext",
+    "Explainer",
+    "MapKind",
+    "as_tensor",
+    "check_batch",
+    "check_shape",
+    "describe_error",
+    "frozen_parameters",
+    "maps_agree",
+    "run_method",
     "to_m255",
 )

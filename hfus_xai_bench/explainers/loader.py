@@ -44,7 +44,9 @@ class Method:
         except HfusError:
             raise
         except Exception as err:
-            raise HfusError(f"method {self.name!r} failed to initialise: {describe_error(err, self.file)}") from err
+            raise HfusError(
+                f"method {self.name!r} failed to initialise: {describe_error(err, self.file)}"
+            ) from err
 
 
 def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -> Method:
@@ -70,7 +72,14 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
         )
     if kind not in ("map", "attribution"):
         raise HfusError(f"{source}: kind must be 'map' or 'attribution', got {kind!r}")
-    return Method(name=metadata.get("name", name), source=source, kind=kind, factory=factory, metadata=metadata, file=file)
+    return Method(
+        name=metadata.get("name", name),
+        source=source,
+        kind=kind,
+        factory=factory,
+        metadata=metadata,
+        file=file,
+    )
 
 
 def load_file(path: str | Path) -> Method:
@@ -118,7 +127,9 @@ def _entry_point(name: str) -> Method | None:
             try:
                 obj = ep.load()
             except Exception as err:
-                raise HfusError(f"entry point {name!r} ({ep.value}) failed to load: {describe_error(err, None)}") from err
+                raise HfusError(
+                    f"entry point {name!r} ({ep.value}) failed to load: {describe_error(err, None)}"
+                ) from err
             return _from_namespace(name, f"entry_point:{name}", obj, None)
     return None
 
@@ -134,7 +145,9 @@ def load_method(spec: str | Path) -> Method:
     if method is not None:
         return method
     names = ", ".join(sorted(BUILTIN_METHODS))
-    raise HfusError(f"unknown method {text!r}: give a .py file, a built-in name ({names}) or an installed entry point")
+    raise HfusError(
+        f"unknown method {text!r}: give a .py file, a built-in name ({names}) or an installed entry point"
+    )
 
 
 def available_methods() -> dict[str, str]:

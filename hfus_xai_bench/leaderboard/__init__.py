@@ -33,9 +33,23 @@ from .tables import EXPECTED_IDENTICAL, IDENTICAL_TOL, build_tables, rank_ranges
 OUT_DIR = Path(LEADERBOARD_DIR)
 
 __all__ = [
-    "ENTRIES_DIR", "EXPECTED_IDENTICAL", "IDENTICAL_TOL", "OUT_DIR", "RULES_MD", "build_tables", "default_links",
-    "entry_filename", "entry_from_result", "load_entries", "rank_ranges", "render", "render_html", "render_markdown",
-    "stale_files", "validate_entry", "write_entry",
+    "ENTRIES_DIR",
+    "EXPECTED_IDENTICAL",
+    "IDENTICAL_TOL",
+    "OUT_DIR",
+    "RULES_MD",
+    "build_tables",
+    "default_links",
+    "entry_filename",
+    "entry_from_result",
+    "load_entries",
+    "rank_ranges",
+    "render",
+    "render_html",
+    "render_markdown",
+    "stale_files",
+    "validate_entry",
+    "write_entry",
 ]
 
 

@@ -109,13 +109,15 @@ def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
             raise HfusError(f"{path} is not valid JSON: {err}") from err
         validate_entry(entry, source=str(path))
         if path.name != entry_filename(entry):
-            raise HfusError(f"{path}: an entry for {entry['method']['name']!r} on {entry['track']!r} must be named "
-                            f"{entry_filename(entry)}; rename it")
+            raise HfusError(
+                f"{path}: an entry for {entry['method']['name']!r} on {entry['track']!r} must be named "
+                f"{entry_filename(entry)}; rename it"
+            )
         key = (entry["method"]["name"], entry["track"])
         if key in seen:
-            raise HfusError(f"{path}: a second entry for {key[0]!r} on {key[1]!r} (first: {seen[key]}); keep one")
+            raise HfusError(
+                f"{path}: a second entry for {key[0]!r} on {key[1]!r} (first: {seen[key]}); keep one"
+            )
         seen[key] = path.name
         entries.append(entry)
     return entries
-
-

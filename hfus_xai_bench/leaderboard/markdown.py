@@ -92,7 +92,10 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     ]
     tables = build_tables(entries)
     if not tables:
-        lines += ["_No entries yet: run `leaderboard/make_baselines.sh`, then `hfus-bench leaderboard render`._", ""]
+        lines += [
+            "_No entries yet: run `leaderboard/make_baselines.sh`, then `hfus-bench leaderboard render`._",
+            "",
+        ]
     head, main = column_headers(), main_columns()
     dhead, detail = detail_headers(), detail_columns()
     for table in tables:
@@ -106,12 +109,26 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 links.append(f"[BibTeX](#cite-{slug(row['method']).lower()})")
             if row["links"]["code"]:
                 links.append(f"[code]({code_href(row['links']['code'])})")
-            cells = [rank_text(row["rank"]), _method(row), *(_score_text(row, c) for c in main), fmt_num(row["accuracy"]),
-                     row["evaluated"], fmt_num(row["seconds"], 4), fmt_num(row["forwards"], 1), row["device"],
-                     " · ".join(links), "; ".join(row["notes"])]
+            cells = [
+                rank_text(row["rank"]),
+                _method(row),
+                *(_score_text(row, c) for c in main),
+                fmt_num(row["accuracy"]),
+                row["evaluated"],
+                fmt_num(row["seconds"], 4),
+                fmt_num(row["forwards"], 1),
+                row["device"],
+                " · ".join(links),
+                "; ".join(row["notes"]),
+            ]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-        lines += ["", "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:", "",
-                  "| " + " | ".join(dhead) + " |", "|" + "---|" * len(dhead)]
+        lines += [
+            "",
+            "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:",
+            "",
+            "| " + " | ".join(dhead) + " |",
+            "|" + "---|" * len(dhead),
+        ]
         previous = None
         for row in table["rows"]:
             lines += _group_row(row, previous, len(dhead), first=0)
@@ -123,5 +140,14 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     if cites:
         lines += ["## Citations", ""]
         for name, bib in cites:
-            lines += [f'<a id="cite-{slug(name).lower()}"></a>', "", f"**{name}**", "", "```bibtex", bib.strip(), "```", ""]
+            lines += [
+                f'<a id="cite-{slug(name).lower()}"></a>',
+                "",
+                f"**{name}**",
+                "",
+                "```bibtex",
+                bib.strip(),
+                "```",
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"

@@ -41,8 +41,13 @@ def _colour(row: dict[str, Any]) -> str:
     return COLOURS["sanity" if row["sanity"] else "method"]
 
 
-def _nice_range(lows: Sequence[float], highs: Sequence[float], step: float, limits: tuple[float, float],
-                include: float = 0.0) -> tuple[float, float]:
+def _nice_range(
+    lows: Sequence[float],
+    highs: Sequence[float],
+    step: float,
+    limits: tuple[float, float],
+    include: float = 0.0,
+) -> tuple[float, float]:
     lo = min([include, *lows]) if lows else limits[0]
     hi = max([include, *highs]) if highs else limits[1]
     lo = max(limits[0], math.floor(lo / step - 1e-9) * step)
@@ -64,11 +69,14 @@ def _tick_text(v: float, step: float) -> str:
 
 # --------------------------------------------------------------------------------------- forest plot
 
+
 def svg_forest(table: dict[str, Any]) -> str:
     """Dot-and-whisker plot: HR1 (axis −1…3) and ROAD combined (axis around the data, within −0.5…0.5),
     one line per method in the table's order; unranked rows (below a dashed line) as open circles."""
     rows = table["rows"]
-    panels: list[tuple[str, str, tuple[float, float], float]] = [(HEADLINE, "HR1 (hit_rate@1)", (-1.0, 3.0), 1.0)]
+    panels: list[tuple[str, str, tuple[float, float], float]] = [
+        (HEADLINE, "HR1 (hit_rate@1)", (-1.0, 3.0), 1.0)
+    ]
     if _known(ROAD):
         cis = [r["scores"].get(ROAD, (None, [None, None])) for r in rows]
         lows = [ci[0] for m, ci in cis if m is not None and ci[0] is not None]
@@ -84,14 +92,20 @@ def svg_forest(table: dict[str, Any]) -> str:
     def y_of(i: int) -> float:
         return top + step * i + step / 2 + (sep if i >= n_ranked and sep else 0)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{w}" height="{h}" role="img" '
-             f'aria-label="HR1 and ROAD combined with 95% CI, {_e(table["title"])}">',
-             f'<text x="{left}" y="14" font-size="12">mean and 95 % CI per method (open circles: not ranked)</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{w}" height="{h}" role="img" '
+        f'aria-label="HR1 and ROAD combined with 95% CI, {_e(table["title"])}">',
+        f'<text x="{left}" y="14" font-size="12">mean and 95 % CI per method (open circles: not ranked)</text>',
+    ]
     for i, row in enumerate(rows):
-        parts.append(f'<text x="{left - 6}" y="{_f1(y_of(i) + 4)}" font-size="11" text-anchor="end">{_e(row["method"])}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{_f1(y_of(i) + 4)}" font-size="11" text-anchor="end">{_e(row["method"])}</text>'
+        )
     if sep:
         ys = _f1(top + step * n_ranked + sep / 2)
-        parts.append(f'<line x1="4" y1="{ys}" x2="{w - right}" y2="{ys}" stroke="#999" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="4" y1="{ys}" x2="{w - right}" y2="{ys}" stroke="#999" stroke-dasharray="4 3"/>'
+        )
     for p, (key, title, (lo_v, hi_v), tick_step) in enumerate(panels):
         x0 = left + p * (pw + gap)
 
@@ -101,20 +115,26 @@ def svg_forest(table: dict[str, Any]) -> str:
         parts.append(f'<text class="panel" x="{x0}" y="30" font-size="11">{_e(title)}</text>')
         for tick in _ticks(lo_v, hi_v, tick_step):
             stroke = "#999" if tick == 0 else "#ddd"
-            parts.append(f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" stroke="{stroke}"/>'
-                         f'<text x="{_f1(x(tick))}" y="{h - 10}" font-size="10" text-anchor="middle">'
-                         f'{_tick_text(tick, tick_step)}</text>')
+            parts.append(
+                f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" stroke="{stroke}"/>'
+                f'<text x="{_f1(x(tick))}" y="{h - 10}" font-size="10" text-anchor="middle">'
+                f"{_tick_text(tick, tick_step)}</text>"
+            )
         for i, row in enumerate(rows):
             y = y_of(i)
             mean, (lo, hi) = row["scores"].get(key, (None, [None, None]))
             colour = _colour(row)
             if lo is not None and hi is not None:
-                parts.append(f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" stroke="{colour}" '
-                             'stroke-width="2"/>')
+                parts.append(
+                    f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" stroke="{colour}" '
+                    'stroke-width="2"/>'
+                )
             if mean is not None:
                 fill = colour if row["status"] == "ranked" else "#fff"
-                parts.append(f'<circle cx="{_f1(x(mean))}" cy="{_f1(y)}" r="4" fill="{fill}" stroke="{colour}" '
-                             'stroke-width="1.5"/>')
+                parts.append(
+                    f'<circle cx="{_f1(x(mean))}" cy="{_f1(y)}" r="4" fill="{fill}" stroke="{colour}" '
+                    'stroke-width="1.5"/>'
+                )
             elif key != HEADLINE:
                 parts.append(f'<text x="{x0 + 4}" y="{_f1(y + 4)}" font-size="10" fill="#999">n/a</text>')
     parts.append("</svg>")
@@ -122,6 +142,7 @@ def svg_forest(table: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------- label placement
+
 
 @dataclass(frozen=True)
 class Box:
@@ -146,12 +167,21 @@ def label_size(text: str, font_size: float) -> tuple[float, float]:
 
 
 #: candidate directions, in the order they are tried (right, left, up-right, down-right, up-left, ...)
-_DIRECTIONS = tuple((math.cos(math.radians(a)), -math.sin(math.radians(a)))
-                    for a in (0, 180, 30, -30, 150, -150, 90, -90, 60, -60, 120, -120, 15, -15, 165, -165))
+_DIRECTIONS = tuple(
+    (math.cos(math.radians(a)), -math.sin(math.radians(a)))
+    for a in (0, 180, 30, -30, 150, -150, 90, -90, 60, -60, 120, -120, 15, -15, 165, -165)
+)
 
 
-def place_labels(points: Sequence[tuple[float, float]], labels: Sequence[str], bounds: Box, font_size: float = 10.0,
-                 marker: float = 4.0, rings: int = 24, ring_step: float = 7.0) -> list[Box]:
+def place_labels(
+    points: Sequence[tuple[float, float]],
+    labels: Sequence[str],
+    bounds: Box,
+    font_size: float = 10.0,
+    marker: float = 4.0,
+    rings: int = 24,
+    ring_step: float = 7.0,
+) -> list[Box]:
     """A box per label, none overlapping another label or any point's marker, all inside ``bounds``.
 
     Deterministic and greedy: the labels are placed in order of their points (top to bottom, then left to
@@ -200,6 +230,7 @@ def _overlap(a: Box, b: Box) -> float:
 
 # --------------------------------------------------------------------------------------- scatter
 
+
 @dataclass(frozen=True)
 class ScatterLayout:
     """Where the scatter puts things: SVG size, the plot area, per method its point and label box."""
@@ -220,7 +251,10 @@ def scatter_layout(table: dict[str, Any], font_size: float = 10.0) -> ScatterLay
     """The DiC (x) / IiC % (y) scatter of a table: axes from 0 to just above the largest value, a point per
     method with both scores, labels from :func:`place_labels` (inside the axes or in the margin to their right)."""
     none = (None, [None, None])
-    pts = [(r["method"], r["sanity"], r["scores"].get(DIC, none)[0], r["scores"].get(IIC, none)[0]) for r in table["rows"]]
+    pts = [
+        (r["method"], r["sanity"], r["scores"].get(DIC, none)[0], r["scores"].get(IIC, none)[0])
+        for r in table["rows"]
+    ]
     pts = [p for p in pts if p[2] is not None and p[3] is not None]
     width, height, left, right, top, bottom = 540, 320, 44, 120, 24, 36
     area = Box(left, top, width - right, height - bottom)
@@ -229,13 +263,25 @@ def scatter_layout(table: dict[str, Any], font_size: float = 10.0) -> ScatterLay
     y_max = min(100.0, _nice_ceiling(max([p[3] for p in pts] + [10.0]) * 1.15))
 
     def xy(dic: float, iic: float) -> tuple[float, float]:
-        return (round(area.x0 + dic / x_max * (area.x1 - area.x0), 1),
-                round(area.y1 - iic / y_max * (area.y1 - area.y0), 1))
+        return (
+            round(area.x0 + dic / x_max * (area.x1 - area.x0), 1),
+            round(area.y1 - iic / y_max * (area.y1 - area.y0), 1),
+        )
 
     points = tuple(xy(p[2], p[3]) for p in pts)
     boxes = place_labels(points, [p[0] for p in pts], bounds, font_size=font_size)
-    return ScatterLayout(width, height, area, bounds, x_max, y_max, tuple(p[0] for p in pts), tuple(p[1] for p in pts),
-                         points, tuple(boxes))
+    return ScatterLayout(
+        width,
+        height,
+        area,
+        bounds,
+        x_max,
+        y_max,
+        tuple(p[0] for p in pts),
+        tuple(p[1] for p in pts),
+        points,
+        tuple(boxes),
+    )
 
 
 def _nice_ceiling(v: float) -> float:
@@ -251,24 +297,30 @@ def svg_scatter(table: dict[str, Any]) -> str:
     placed away from its point)."""
     lay = scatter_layout(table)
     a, fs = lay.area, 10
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{lay.width}" height="{lay.height}" '
-             f'role="img" aria-label="DiC vs IiC, {_e(table["title"])}">',
-             f'<text x="{a.x0}" y="14" font-size="12">DiC (x, higher better) vs IiC % (y, higher better)</text>',
-             f'<line x1="{a.x0}" y1="{a.y1}" x2="{a.x1}" y2="{a.y1}" stroke="#888"/>',
-             f'<line x1="{a.x0}" y1="{a.y0}" x2="{a.x0}" y2="{a.y1}" stroke="#888"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{lay.width}" height="{lay.height}" '
+        f'role="img" aria-label="DiC vs IiC, {_e(table["title"])}">',
+        f'<text x="{a.x0}" y="14" font-size="12">DiC (x, higher better) vs IiC % (y, higher better)</text>',
+        f'<line x1="{a.x0}" y1="{a.y1}" x2="{a.x1}" y2="{a.y1}" stroke="#888"/>',
+        f'<line x1="{a.x0}" y1="{a.y0}" x2="{a.x0}" y2="{a.y1}" stroke="#888"/>',
+    ]
     for k in range(5):
         xv, yv = lay.x_max * k / 4, lay.y_max * k / 4
         xp = a.x0 + (a.x1 - a.x0) * k / 4
         yp = a.y1 - (a.y1 - a.y0) * k / 4
-        parts.append(f'<text x="{_f1(xp)}" y="{_f1(a.y1 + 14)}" font-size="10" text-anchor="middle">{xv:.2f}</text>'
-                     f'<text x="{_f1(a.x0 - 4)}" y="{_f1(yp + 3)}" font-size="10" text-anchor="end">{yv:g}</text>')
+        parts.append(
+            f'<text x="{_f1(xp)}" y="{_f1(a.y1 + 14)}" font-size="10" text-anchor="middle">{xv:.2f}</text>'
+            f'<text x="{_f1(a.x0 - 4)}" y="{_f1(yp + 3)}" font-size="10" text-anchor="end">{yv:g}</text>'
+        )
     for name, sanity, (px, py), box in zip(lay.names, lay.sanity, lay.points, lay.boxes, strict=True):
         colour = COLOURS["sanity" if sanity else "method"]
         nx, ny = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)
         if math.hypot(nx - px, ny - py) > 9:
             parts.append(f'<line x1="{_f1(px)}" y1="{_f1(py)}" x2="{_f1(nx)}" y2="{_f1(ny)}" stroke="#bbb"/>')
-        parts.append(f'<circle cx="{_f1(px)}" cy="{_f1(py)}" r="4" fill="{colour}"/>'
-                     f'<text class="label" x="{_f1(box.x0 + 1)}" y="{_f1(box.y1 - 0.5 - 0.24 * fs)}" font-size="{fs}" '
-                     f'font-family="{LABEL_FONT}">{_e(name)}</text>')
+        parts.append(
+            f'<circle cx="{_f1(px)}" cy="{_f1(py)}" r="4" fill="{colour}"/>'
+            f'<text class="label" x="{_f1(box.x0 + 1)}" y="{_f1(box.y1 - 0.5 - 0.24 * fs)}" font-size="{fs}" '
+            f'font-family="{LABEL_FONT}">{_e(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

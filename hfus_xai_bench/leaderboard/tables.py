@@ -39,7 +39,12 @@ IDENTICAL_TOL = 5e-4
 EXPECTED_IDENTICAL: dict[tuple[str, str], frozenset[str]] = {
     ("hirescam", "gradcam"): frozenset({"resnet101", "mobilenet_v2", "googlenet", "densenet201"}),
 }
-ARCH_LABELS = {"densenet201": "DenseNet201", "googlenet": "GoogLeNet", "mobilenet_v2": "MobileNetV2", "resnet101": "ResNet101"}
+ARCH_LABELS = {
+    "densenet201": "DenseNet201",
+    "googlenet": "GoogLeNet",
+    "mobilenet_v2": "MobileNetV2",
+    "resnet101": "ResNet101",
+}
 
 #: PROTOCOL §7.4: only methods whose maps depend on the model are ranked (this record key, per arch ``pass``).
 RANK_GATE = "randomisation@1/pass"
@@ -64,7 +69,7 @@ UNRANKED = {
 }
 UNRANKED_HEADINGS = {
     "model_independent": "not ranked — maps do not depend on the model (randomisation@1/pass false: the 95 % CI of "
-                         "ρ reaches 0.5)",
+    "ρ reaches 0.5)",
     "no_s7": "not ranked — no §7 data (entries made before randomisation@1 and road@1; re-run them)",
 }
 _ARROWS = {"higher": " ↑", "lower": " ↓", "none": ""}
@@ -126,8 +131,18 @@ def detail_columns() -> list[Column]:
 
 def column_headers() -> list[str]:
     """The ranked table's header: rank, method, the §7.4 score columns, then the fixed ones."""
-    return ["rank", "method", *(c.header for c in main_columns()),
-            "acc", "evaluated", "s/img", "fwd/img", "device", "links", "notes"]
+    return [
+        "rank",
+        "method",
+        *(c.header for c in main_columns()),
+        "acc",
+        "evaluated",
+        "s/img",
+        "fwd/img",
+        "device",
+        "links",
+        "notes",
+    ]
 
 
 def detail_headers() -> list[str]:
@@ -162,6 +177,7 @@ def rank_text(rank: tuple[int, int] | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- cells
+
 
 def fmt_num(x: Any, digits: int = 3) -> str:
     """``digits`` decimals (no "-0.000"); ``n/a`` for None."""
@@ -214,6 +230,7 @@ def cell(row: Mapping[str, Any], column: Column) -> Cell:
 
 # ---------------------------------------------------------------------------------------- tables
 
+
 def setting(entry: dict[str, Any]) -> tuple:
     o = entry["options"]
     return (tuple(o["folds"]), o["limit"], o["target"], o["sign"], o["confidence"])
@@ -221,8 +238,10 @@ def setting(entry: dict[str, Any]) -> tuple:
 
 def setting_text(setting: tuple) -> str:
     folds, limit, target, sign, confidence = setting
-    parts = [f"fold{'s' if len(folds) > 1 else ''} {','.join(map(str, folds))}",
-             "all test images" if limit is None else f"first {limit} test images per fold"]
+    parts = [
+        f"fold{'s' if len(folds) > 1 else ''} {','.join(map(str, folds))}",
+        "all test images" if limit is None else f"first {limit} test images per fold",
+    ]
     if (target, sign, confidence) != ("pred", "pos", "logit"):
         parts.append(f"target {target}, sign {sign}, confidence {confidence}")
     return " · ".join(parts)
@@ -255,8 +274,13 @@ def _checkpoint_key(entry: dict[str, Any], arch: str) -> tuple:
     return tuple(sorted((f, c["sha256"]) for f, c in entry["checkpoints"].get(arch, {}).items()))
 
 
-def _gains(entry: dict[str, Any], arch: str, refs: Mapping[str, dict[str, Any]], scores: Mapping[int, Any],
-           notes: list[str]) -> dict[tuple[str, str], Difference | str | None]:
+def _gains(
+    entry: dict[str, Any],
+    arch: str,
+    refs: Mapping[str, dict[str, Any]],
+    scores: Mapping[int, Any],
+    notes: list[str],
+) -> dict[tuple[str, str], Difference | str | None]:
     """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None: n/a)."""
     out: dict[tuple[str, str], Difference | str | None] = {}
     mine = scores[id(entry)]
@@ -279,8 +303,15 @@ def _gains(entry: dict[str, Any], arch: str, refs: Mapping[str, dict[str, Any]],
     return out
 
 
-def _row(entry: dict[str, Any], arch: str, rank: tuple[int, int] | None, state: str, members: Sequence[dict[str, Any]],
-         refs: Mapping[str, dict[str, Any]], scores: Mapping[int, Any]) -> dict[str, Any]:
+def _row(
+    entry: dict[str, Any],
+    arch: str,
+    rank: tuple[int, int] | None,
+    state: str,
+    members: Sequence[dict[str, Any]],
+    refs: Mapping[str, dict[str, Any]],
+    scores: Mapping[int, Any],
+) -> dict[str, Any]:
     name = entry["method"]["name"]
     by_name = {e["method"]["name"]: e for e in members}
     notes = [] if state == "ranked" else [UNRANKED[state]]
@@ -291,13 +322,17 @@ def _row(entry: dict[str, Any], arch: str, rank: tuple[int, int] | None, state: 
             else:
                 notes.append(f"expected identical to {same} (PROTOCOL §5.1) but differs")
     expected = {m for (m, s), a in EXPECTED_IDENTICAL.items() if s == name and arch in a} | {
-        s for (m, s), a in EXPECTED_IDENTICAL.items() if m == name and arch in a}
+        s for (m, s), a in EXPECTED_IDENTICAL.items() if m == name and arch in a
+    }
     for other in members:
         o = other["method"]["name"]
         if o != name and o not in expected and identical(entry, other, arch):
             notes.append(f"identical to {o}")
-    keys = {key for key, _, _ in registry.columns()} | {c.key for c in main_columns()} | {
-        c.aside for c in main_columns() if c.aside}
+    keys = (
+        {key for key, _, _ in registry.columns()}
+        | {c.key for c in main_columns()}
+        | {c.aside for c in main_columns() if c.aside}
+    )
     n = entry["counts"][arch]
     cost = entry["cost"][arch]
     env = entry["environment"]
@@ -325,13 +360,22 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for entry in entries:
         for arch in entry["options"]["models"]:
-            key = (entry["track"], entry["dataset"]["revision"] or "", arch, setting(entry),
-                   entry["dataset"].get("sha256") or "", _checkpoint_key(entry, arch))
+            key = (
+                entry["track"],
+                entry["dataset"]["revision"] or "",
+                arch,
+                setting(entry),
+                entry["dataset"].get("sha256") or "",
+                _checkpoint_key(entry, arch),
+            )
             groups.setdefault(key, []).append(entry)
     scores = {id(e): image_scores(e) for e in entries}
     order = ("ranked", "model_independent", "no_s7")
     tables = []
-    for (track, revision, arch, cond, data_sha, ckpts), members in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+    for (track, revision, arch, cond, data_sha, ckpts), members in sorted(
+        groups.items(), key=lambda kv: repr(kv[0])
+    ):
+
         def sort_key(e: dict[str, Any], arch: str = arch) -> tuple:
             mean = score(e, HEADLINE, arch)[0]
             return (order.index(status(e, arch)), mean is None, -(mean or 0.0), e["method"]["name"])
@@ -340,19 +384,32 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         ranked = [e for e in members if status(e, arch) == "ranked"]
         ranks = rank_ranges([tuple(score(e, HEADLINE, arch)[1]) for e in ranked])
         refs = {e["method"]["name"]: e for e in members if e["method"]["name"] in GAIN_REFERENCES}
-        rows = [_row(e, arch, ranks[i] if i < len(ranked) else None, status(e, arch), members, refs, scores)
-                for i, e in enumerate(members)]
+        rows = [
+            _row(e, arch, ranks[i] if i < len(ranked) else None, status(e, arch), members, refs, scores)
+            for i, e in enumerate(members)
+        ]
         rev = revision[:12] if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
         title = f"{track} · {ARCH_LABELS.get(arch, arch)} · {setting_text(cond)}"
         if rev:
             title += f" · rev {rev}"
-        tables.append({"title": title, "anchor": slug(f"{track}-{arch}-{rev}-{setting_text(cond)}").lower(),
-                       "track": track, "arch": arch, "rows": rows, "n_ranked": len(ranked),
-                       "data_sha": data_sha, "checkpoints": ckpts})
+        tables.append(
+            {
+                "title": title,
+                "anchor": slug(f"{track}-{arch}-{rev}-{setting_text(cond)}").lower(),
+                "track": track,
+                "arch": arch,
+                "rows": rows,
+                "n_ranked": len(ranked),
+                "data_sha": data_sha,
+                "checkpoints": ckpts,
+            }
+        )
     titles = [t["title"] for t in tables]
     for t in tables:  # same revision and setting but another dataset content or checkpoint: say which
         if titles.count(t["title"]) > 1:
-            extra = f"data {t['data_sha'][:8]} · checkpoint {','.join(sha[:8] for _, sha in t['checkpoints'])}"
+            extra = (
+                f"data {t['data_sha'][:8]} · checkpoint {','.join(sha[:8] for _, sha in t['checkpoints'])}"
+            )
             t["title"] += f" · {extra}"
             t["anchor"] = slug(f"{t['anchor']}-{extra}").lower()
     return tables

@@ -30,7 +30,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int = NUM_CLASSES) -
     p = _labels(y_pred, "y_pred", num_classes)
     if t.shape != p.shape:
         raise HfusError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def classification_report(y_true: Any, y_pred: Any, num_classes: int = NUM_CLASSES) -> dict[str, Any]:

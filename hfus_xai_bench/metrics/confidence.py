@@ -127,7 +127,9 @@ def confidence_change(
     if unit not in UNITS:
         raise HfusError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     if model.training:
-        raise HfusError("model is in training mode (batch-norm / dropout would change the scores); call model.eval() first")
+        raise HfusError(
+            "model is in training mode (batch-norm / dropout would change the scores); call model.eval() first"
+        )
     if int(batch_size) < 1:
         raise HfusError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)
@@ -140,7 +142,9 @@ def confidence_change(
         raise HfusError(f"maps: shape {tuple(m.shape)} does not match the images {tuple(x.shape)}")
     tg = as_tensor(targets, "targets")
     if tg.ndim != 1 or tg.shape[0] != n or tg.is_floating_point() or tg.dtype == torch.bool:
-        raise HfusError(f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}")
+        raise HfusError(
+            f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}"
+        )
     starts = torch.as_tensor(threshold_starts(thresholds))
     nt = int(starts.numel())
     nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
@@ -151,7 +155,9 @@ def confidence_change(
     v = torch.arange(256, device=device)
     heat = v.to(dtype) / 255.0
     masks = (v[None, :] >= starts.to(device)[:, None]).to(dtype)
-    lut = torch.cat([torch.ones_like(heat)[None], heat[None], (1.0 - heat)[None], masks, 1.0 - masks]).reshape(-1)
+    lut = torch.cat(
+        [torch.ones_like(heat)[None], heat[None], (1.0 - heat)[None], masks, 1.0 - masks]
+    ).reshape(-1)
 
     total = n * nv
     scores = torch.empty(total, dtype=torch.float64)
@@ -196,12 +202,21 @@ def score_confidence(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, 
     inputs.require("confidence@1", "model", "images")
     device, _ = _model_device_dtype(inputs.model)
     res = confidence_change(
-        inputs.model, inputs.images, torch.from_numpy(np.ascontiguousarray(inputs.m255)).to(device),
-        torch.from_numpy(inputs.targets).to(device), unit=config.confidence, thresholds=config.thresholds,
+        inputs.model,
+        inputs.images,
+        torch.from_numpy(np.ascontiguousarray(inputs.m255)).to(device),
+        torch.from_numpy(inputs.targets).to(device),
+        unit=config.confidence,
+        thresholds=config.thresholds,
         batch_size=config.forward_batch(device),
     )
-    return {"s0": res.s0, "s_keep": res.s_keep, "s_remove": res.s_remove, "s_keep_t": res.s_keep_t,
-            "s_remove_t": res.s_remove_t}
+    return {
+        "s0": res.s0,
+        "s_keep": res.s_keep,
+        "s_remove": res.s_remove,
+        "s_keep_t": res.s_keep_t,
+        "s_remove_t": res.s_remove_t,
+    }
 
 
 def dic_values(values: dict[str, np.ndarray]) -> np.ndarray:
@@ -214,7 +229,9 @@ def iic_values(values: dict[str, np.ndarray]) -> np.ndarray:
     return 100.0 * increase_in_confidence(values["s0"], values["s_keep"])
 
 
-def threshold_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS) -> dict:
+def threshold_table(
+    per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS
+) -> dict:
     """``confidence@1/thresholds`` section per arch: DiC and IiC % per mask threshold (mean of fold means)."""
     dic = [nanmean0(drop_in_confidence(v["s0"], v["s_remove_t"])) for v in per_fold]
     iic = [nanmean0(100.0 * increase_in_confidence(v["s0"], v["s_keep_t"])) for v in per_fold]
@@ -222,4 +239,8 @@ def threshold_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Seque
     def js(row: np.ndarray) -> list[float | None]:
         return [None if not np.isfinite(x) else float(x) for x in row]
 
-    return {"thresholds": list(thresholds), "dic": js(nanmean0(np.stack(dic))), "iic": js(nanmean0(np.stack(iic)))}
+    return {
+        "thresholds": list(thresholds),
+        "dic": js(nanmean0(np.stack(dic))),
+        "iic": js(nanmean0(np.stack(iic))),
+    }

@@ -57,7 +57,11 @@ class ScoringConfig:
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or type(value).__module__.startswith("torch") and hasattr(value, "shape")
+    return (
+        isinstance(value, np.ndarray)
+        or type(value).__module__.startswith("torch")
+        and hasattr(value, "shape")
+    )
 
 
 @dataclass
@@ -115,8 +119,11 @@ class ScoringInputs:
 
             return value.index_select(0, torch.as_tensor(idx, device=value.device))
 
-        changes = {f.name: take(getattr(self, f.name)) for f in fields(self)
-                   if f.name in ("m255", "slms", "labels", "targets", "ok", "images")}
+        changes = {
+            f.name: take(getattr(self, f.name))
+            for f in fields(self)
+            if f.name in ("m255", "slms", "labels", "targets", "ok", "images")
+        }
         changes["image_ids"] = [self.image_ids[i] for i in idx]
         changes["extras"] = {k: take(v) if _is_array(v) else v for k, v in self.extras.items()}
         changes["_memo"] = {}
@@ -130,7 +137,13 @@ class ScoringInputs:
 
     def require(self, who: str, *names: str) -> None:
         """Raise HfusError unless the model-side inputs (``model``, ``images``, extras keys) are present."""
-        missing = [n for n in names if (getattr(self, n, None) if n in ("model", "images") else self.extras.get(n)) is None]
+        missing = [
+            n
+            for n in names
+            if (getattr(self, n, None) if n in ("model", "images") else self.extras.get(n)) is None
+        ]
         if missing:
-            raise HfusError(f"metric {who} needs {', '.join(missing)} in its scoring inputs; "
-                            "run it through the runner (or pass them to ScoringInputs)")
+            raise HfusError(
+                f"metric {who} needs {', '.join(missing)} in its scoring inputs; "
+                "run it through the runner (or pass them to ScoringInputs)"
+            )

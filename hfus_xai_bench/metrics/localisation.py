@@ -52,7 +52,9 @@ def as_m255(maps: Any) -> torch.Tensor:
         raise HfusError(f"maps: expected m255 (uint8) or float maps, got dtype {t.dtype}")
     if t.dtype != torch.uint8:
         if t.numel() and bool(((t < 0) | (t > 255)).any()):
-            raise HfusError("maps: integer maps must be m255 values in 0..255; pass float maps to quantise them")
+            raise HfusError(
+                "maps: integer maps must be m255 values in 0..255; pass float maps to quantise them"
+            )
         t = t.to(torch.uint8)
     if t.numel():
         mx = t.reshape(t.shape[0], -1).amax(dim=1)
@@ -120,7 +122,9 @@ def threshold_starts(thresholds: Sequence[float]) -> np.ndarray:
     """For each t, the smallest m255 value v with (v / 255) > t / 100, i.e. 100·v > 255·t (exact for integer t)."""
     ts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if ts.size == 0 or not np.isfinite(ts).all() or (ts < 0).any() or (ts > 100).any():
-        raise HfusError(f"thresholds must be a non-empty list of percentages in [0, 100], got {list(thresholds)}")
+        raise HfusError(
+            f"thresholds must be a non-empty list of percentages in [0, 100], got {list(thresholds)}"
+        )
     v = np.arange(257, dtype=np.float64)
     return np.argmax(100.0 * v[None, :] > 255.0 * ts[:, None], axis=1)
 
@@ -196,7 +200,9 @@ class LocalisationResult:
     thresholds: tuple[float, ...]
 
 
-def localisation_metrics(maps: Any, slms: Any, thresholds: Sequence[float] = THRESHOLDS) -> LocalisationResult:
+def localisation_metrics(
+    maps: Any, slms: Any, thresholds: Sequence[float] = THRESHOLDS
+) -> LocalisationResult:
     """:func:`hit_rate`, :func:`slm_coverage` and :func:`mask_iou` at once (one histogram pass)."""
     counts = joint_histogram(maps, slms)
     hr1, hr2 = hit_rate_from_counts(counts)

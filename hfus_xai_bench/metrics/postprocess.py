@@ -35,7 +35,9 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
     try:
         arr = np.asarray(x)
     except Exception as err:  # pragma: no cover - exotic inputs
-        raise HfusError(f"{name}: cannot read it as an array ({err}); pass a numpy array or torch tensor") from err
+        raise HfusError(
+            f"{name}: cannot read it as an array ({err}); pass a numpy array or torch tensor"
+        ) from err
     if arr.dtype == object:
         raise HfusError(f"{name}: ragged or non-numeric input; pass a numeric (N, H, W) array")
     if not arr.flags.writeable or not arr.flags.c_contiguous or arr.dtype.byteorder not in ("=", "|"):
@@ -78,7 +80,9 @@ def normalize_attribution(attr: Any, sign: Sign = "pos") -> Any:
     t = as_tensor(attr, "attr")
     if t.ndim not in (3, 4):
         raise HfusError(f"attr: expected (N, C, H, W) or (N, H, W), got shape {tuple(t.shape)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+    if not (
+        t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    ):
         raise HfusError(f"attr: expected a real numeric array, got dtype {t.dtype}")
     _check_finite(t, "attr")
     dev = compute_device(t.device)

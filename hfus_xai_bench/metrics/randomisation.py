@@ -106,12 +106,18 @@ def _as_maps(maps: Any, name: str) -> torch.Tensor:
     if isinstance(maps, np.ndarray):
         maps = torch.from_numpy(np.ascontiguousarray(maps))
     if not isinstance(maps, torch.Tensor):
-        raise HfusError(f"{name}: expected m255 maps as a numpy array or torch tensor, got {type(maps).__name__}")
+        raise HfusError(
+            f"{name}: expected m255 maps as a numpy array or torch tensor, got {type(maps).__name__}"
+        )
     if maps.ndim != 3:
-        raise HfusError(f"{name}: expected (N, H, W) maps, got shape {tuple(maps.shape)}; add a batch dimension")
+        raise HfusError(
+            f"{name}: expected (N, H, W) maps, got shape {tuple(maps.shape)}; add a batch dimension"
+        )
     if maps.dtype != torch.uint8:
         if maps.is_floating_point() or maps.is_complex() or maps.dtype == torch.bool:
-            raise HfusError(f"{name}: expected uint8 m255 maps, got {maps.dtype}; quantize() float maps first")
+            raise HfusError(
+                f"{name}: expected uint8 m255 maps, got {maps.dtype}; quantize() float maps first"
+            )
         if maps.numel() and bool(((maps < 0) | (maps > 255)).any()):
             raise HfusError(f"{name}: integer maps must hold m255 values in 0..255")
         maps = maps.to(torch.uint8)
@@ -205,7 +211,9 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     if n == 0:
         return np.zeros(0, np.int64)
     if n == 1:
-        raise HfusError("a single image has no derangement: the cross-image reference needs at least 2 images")
+        raise HfusError(
+            "a single image has no derangement: the cross-image reference needs at least 2 images"
+        )
     stream = _splitmix64(derive_seed(int(seed), "derangement", n))
     while True:
         perm = list(range(n))

@@ -145,7 +145,9 @@ class Metric:
 
 def _iou_table_schema() -> dict[str, Any]:
     return {
-        "type": "object", "additionalProperties": False, "required": ["thresholds", "levels", "mean", "n_nan"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["thresholds", "levels", "mean", "n_nan"],
         "properties": {
             "thresholds": {"type": "array", "items": {"type": "integer"}},
             "levels": {"type": "array", "items": {"type": "integer"}},
@@ -157,7 +159,9 @@ def _iou_table_schema() -> dict[str, Any]:
 
 def _confidence_table_schema() -> dict[str, Any]:
     return {
-        "type": "object", "additionalProperties": False, "required": ["thresholds", "dic", "iic"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["thresholds", "dic", "iic"],
         "properties": {
             "thresholds": {"type": "array", "items": {"type": "integer"}},
             "dic": {"$ref": "#/$defs/numArray"},
@@ -168,7 +172,8 @@ def _confidence_table_schema() -> dict[str, Any]:
 
 def _pass_table_schema() -> dict[str, Any]:
     return {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "required": ["pass", "rho_mean", "rho_ci95_high", "threshold", "rule"],
         "properties": {
             "pass": {"type": "boolean"},
@@ -187,10 +192,22 @@ _ROAD = "hfus_xai_bench.metrics.road"
 
 _BUILTIN: tuple[Metric, ...] = (
     Metric(
-        id="hit_rate@1", category="localisation", needs="maps", function=f"{_LOC}:score_hit_rate",
+        id="hit_rate@1",
+        category="localisation",
+        needs="maps",
+        function=f"{_LOC}:score_hit_rate",
         values=(Value("hr1", definition="mean SLM score over the peak pixels (m255 == 255)"),),
-        outputs=(Output("", "higher", (-1.0, 3.0), "mean SLM score (255→3, 128→2, 64→1, 32→0, 0→−1) over the "
-                        "map's peak pixels (m255 == 255, ties averaged)", "hr1", label="HR1"),),
+        outputs=(
+            Output(
+                "",
+                "higher",
+                (-1.0, 3.0),
+                "mean SLM score (255→3, 128→2, 64→1, 32→0, 0→−1) over the "
+                "map's peak pixels (m255 == 255, ties averaged)",
+                "hr1",
+                label="HR1",
+            ),
+        ),
         description=(
             "Hit Rate 1 (HR1). Peak set P = {pixels with m255 == 255} (all ties kept; plateaus are "
             "averaged). HR1 = mean over P of the skin-layer-map level score: 255 (epidermis / SLEB / "
@@ -200,24 +217,52 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
     ),
     Metric(
-        id="hit_rate_binary@1", category="localisation", needs="maps", function=f"{_LOC}:score_hit_rate_binary",
+        id="hit_rate_binary@1",
+        category="localisation",
+        needs="maps",
+        function=f"{_LOC}:score_hit_rate_binary",
         values=(Value("hr2", definition="mean binary SLM score over the peak pixels"),),
-        outputs=(Output("", "higher", (-1.0, 1.0), "same peak, score +1 in the 255 region, −1 in the background, "
-                        "0 in the bands", "hr2", label="HR2"),),
+        outputs=(
+            Output(
+                "",
+                "higher",
+                (-1.0, 1.0),
+                "same peak, score +1 in the 255 region, −1 in the background, 0 in the bands",
+                "hr2",
+                label="HR2",
+            ),
+        ),
         description=(
             "Binary Hit Rate (HR2). Same peak set as hit_rate@1 (m255 == 255, ties kept); the score "
             "is +1 for SLM level 255, 0 for 128 / 64 / 32 and -1 for level 0, averaged over the peak."
         ),
     ),
     Metric(
-        id="slm_coverage@1", category="localisation", needs="maps", function=f"{_LOC}:score_slm_coverage",
-        values=(Value("cov_top", definition="mean m255/255 over SLM == 255"),
-                Value("cov_bg", definition="mean m255/255 over SLM == 0")),
+        id="slm_coverage@1",
+        category="localisation",
+        needs="maps",
+        function=f"{_LOC}:score_slm_coverage",
+        values=(
+            Value("cov_top", definition="mean m255/255 over SLM == 255"),
+            Value("cov_bg", definition="mean m255/255 over SLM == 0"),
+        ),
         outputs=(
-            Output("top", "higher", (0.0, 1.0), "mean map value over the most important region (SLM 255)",
-                   "cov_top", label="cov top"),
-            Output("bg", "lower", (0.0, 1.0), "mean map value over the background (SLM 0)", "cov_bg",
-                   label="cov bg"),
+            Output(
+                "top",
+                "higher",
+                (0.0, 1.0),
+                "mean map value over the most important region (SLM 255)",
+                "cov_top",
+                label="cov top",
+            ),
+            Output(
+                "bg",
+                "lower",
+                (0.0, 1.0),
+                "mean map value over the background (SLM 0)",
+                "cov_bg",
+                label="cov bg",
+            ),
         ),
         description=(
             "Skin-layer-map coverage. cov_top = mean of m255/255 over pixels with SLM == 255 (higher "
@@ -226,11 +271,20 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
     ),
     Metric(
-        id="mask_iou@1", category="localisation", needs="maps", function=f"{_LOC}:score_mask_iou",
+        id="mask_iou@1",
+        category="localisation",
+        needs="maps",
+        function=f"{_LOC}:score_mask_iou",
         values=(Value("iou", ("T", len(SLM_LEVELS)), "IoU(M_t, SLM == L) per threshold t and level L"),),
         outputs=(),
-        tables=(Table("", f"{_LOC}:iou_table", _iou_table_schema(),
-                      "mean IoU per threshold (50, 55, …, 95 %) × SLM level (255, 128, 64, 32, 0); NaNs counted"),),
+        tables=(
+            Table(
+                "",
+                f"{_LOC}:iou_table",
+                _iou_table_schema(),
+                "mean IoU per threshold (50, 55, …, 95 %) × SLM level (255, 128, 64, 32, 0); NaNs counted",
+            ),
+        ),
         description=(
             "Mask IoU. For t in {50, 55, ..., 95}: mask M_t = (m255/255) > t/100 (strict); "
             "IoU(M_t, SLM == L) for each level L in {255, 128, 64, 32, 0}. An empty union gives NaN "
@@ -239,7 +293,10 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
     ),
     Metric(
-        id="confidence@1", category="faithfulness", needs="model", function=f"{_CONF}:score_confidence",
+        id="confidence@1",
+        category="faithfulness",
+        needs="model",
+        function=f"{_CONF}:score_confidence",
         values=(
             Value("s0", definition="confidence of the target class on the image"),
             Value("s_keep", definition="confidence on x·h (h = m255/255)"),
@@ -248,14 +305,36 @@ _BUILTIN: tuple[Metric, ...] = (
             Value("s_remove_t", ("T",), "confidence on x·(1−M_t) per threshold"),
         ),
         outputs=(
-            Output("dic", "higher", (0.0, math.inf), "drop in confidence: mean max(0, s(x) − s(x·(1−h))) — removing "
-                   "what the map marks should hurt", f"{_CONF}:dic_values", unit="logit (or probability with unit prob)",
-                   label="DiC"),
-            Output("iic", "higher", (0.0, 100.0), "increase in confidence: % of images with s(x·h) > s(x) — keeping "
-                   "only what the map marks should help", f"{_CONF}:iic_values", unit="%", label="IiC %", digits=1),
+            Output(
+                "dic",
+                "higher",
+                (0.0, math.inf),
+                "drop in confidence: mean max(0, s(x) − s(x·(1−h))) — removing "
+                "what the map marks should hurt",
+                f"{_CONF}:dic_values",
+                unit="logit (or probability with unit prob)",
+                label="DiC",
+            ),
+            Output(
+                "iic",
+                "higher",
+                (0.0, 100.0),
+                "increase in confidence: % of images with s(x·h) > s(x) — keeping "
+                "only what the map marks should help",
+                f"{_CONF}:iic_values",
+                unit="%",
+                label="IiC %",
+                digits=1,
+            ),
         ),
-        tables=(Table("thresholds", f"{_CONF}:threshold_table", _confidence_table_schema(),
-                      "DiC and IiC % for each mask threshold (M_t instead of h)"),),
+        tables=(
+            Table(
+                "thresholds",
+                f"{_CONF}:threshold_table",
+                _confidence_table_schema(),
+                "DiC and IiC % for each mask threshold (M_t instead of h)",
+            ),
+        ),
         description=(
             "Confidence change (the study's reliability check). s(x) = raw logit of the target class "
             "(unit logit, default) or its softmax probability (unit prob). With h = m255/255 broadcast "
@@ -266,23 +345,54 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
     ),
     Metric(
-        id="randomisation@1", category="sanity", needs="maps", scope="fold", required=False,
-        function=f"{_RAND}:score_randomisation", extras=("m255_randomised", "randomised_ok"),
+        id="randomisation@1",
+        category="sanity",
+        needs="maps",
+        scope="fold",
+        required=False,
+        function=f"{_RAND}:score_randomisation",
+        extras=("m255_randomised", "randomised_ok"),
         values=(
-            Value("rho", definition="Spearman ρ between the trained and the randomised model's m255 (NaN where the "
-                                    "randomised model's map failed)"),
-            Value("cross_image", definition="Spearman ρ between this image's m255 and that of image π(i), π = the "
-                                            "seeded derangement (seed 0) of the evaluated images of the (arch, fold)"),
+            Value(
+                "rho",
+                definition="Spearman ρ between the trained and the randomised model's m255 (NaN where the "
+                "randomised model's map failed)",
+            ),
+            Value(
+                "cross_image",
+                definition="Spearman ρ between this image's m255 and that of image π(i), π = the "
+                "seeded derangement (seed 0) of the evaluated images of the (arch, fold)",
+            ),
         ),
         outputs=(
-            Output("rho", "lower", (-1.0, 1.0), "Spearman ρ between the maps of the trained and of the randomised "
-                   "model (§7.1); any model-independent map scores 1", "rho", label="ρ rand."),
-            Output("cross_image", "none", (-1.0, 1.0), "reference: Spearman ρ between the maps of two different "
-                   "images (a fixed derangement of the evaluated images)", "cross_image", label="ρ cross"),
+            Output(
+                "rho",
+                "lower",
+                (-1.0, 1.0),
+                "Spearman ρ between the maps of the trained and of the randomised "
+                "model (§7.1); any model-independent map scores 1",
+                "rho",
+                label="ρ rand.",
+            ),
+            Output(
+                "cross_image",
+                "none",
+                (-1.0, 1.0),
+                "reference: Spearman ρ between the maps of two different "
+                "images (a fixed derangement of the evaluated images)",
+                "cross_image",
+                label="ρ cross",
+            ),
         ),
-        tables=(Table("pass", f"{_RAND}:pass_table", _pass_table_schema(),
-                      "pass = the upper bound of the 95 % CI of mean ρ is below 0.5 (mean and bound as in "
-                      "randomisation@1/rho)"),),
+        tables=(
+            Table(
+                "pass",
+                f"{_RAND}:pass_table",
+                _pass_table_schema(),
+                "pass = the upper bound of the 95 % CI of mean ρ is below 0.5 (mean and bound as in "
+                "randomisation@1/rho)",
+            ),
+        ),
         description=(
             "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). The "
             "randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
@@ -296,20 +406,52 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
     ),
     Metric(
-        id="road@1", category="faithfulness", needs="model", required=False, function=f"{_ROAD}:score_road",
+        id="road@1",
+        category="faithfulness",
+        needs="model",
+        required=False,
+        function=f"{_ROAD}:score_road",
         values=(
             Value("road_s0", definition="softmax probability of the target class on the clean image"),
-            Value("road_morf_p", (5,), "s_MoRF(p): probability after removing (imputing) the top p of the map's "
-                                       "pixels, p = 0.1, 0.3, 0.5, 0.7, 0.9"),
-            Value("road_lerf_p", (5,), "s_LeRF(p): probability after removing the bottom p of the map's pixels"),
+            Value(
+                "road_morf_p",
+                (5,),
+                "s_MoRF(p): probability after removing (imputing) the top p of the map's "
+                "pixels, p = 0.1, 0.3, 0.5, 0.7, 0.9",
+            ),
+            Value(
+                "road_lerf_p", (5,), "s_LeRF(p): probability after removing the bottom p of the map's pixels"
+            ),
         ),
         outputs=(
-            Output("morf", "lower", (-1.0, 1.0), "mean over p of s_MoRF(p) − s0: imputing the most important "
-                   "pixels should lower the probability", f"{_ROAD}:morf_values", unit="probability", label="MoRF"),
-            Output("lerf", "higher", (-1.0, 1.0), "mean over p of s_LeRF(p) − s0: imputing the least important "
-                   "pixels should not", f"{_ROAD}:lerf_values", unit="probability", label="LeRF"),
-            Output("combined", "higher", (-0.5, 0.5), "ROAD combined (LeRF − MoRF) / 2", f"{_ROAD}:combined_values",
-                   unit="probability", label="ROAD"),
+            Output(
+                "morf",
+                "lower",
+                (-1.0, 1.0),
+                "mean over p of s_MoRF(p) − s0: imputing the most important "
+                "pixels should lower the probability",
+                f"{_ROAD}:morf_values",
+                unit="probability",
+                label="MoRF",
+            ),
+            Output(
+                "lerf",
+                "higher",
+                (-1.0, 1.0),
+                "mean over p of s_LeRF(p) − s0: imputing the least important pixels should not",
+                f"{_ROAD}:lerf_values",
+                unit="probability",
+                label="LeRF",
+            ),
+            Output(
+                "combined",
+                "higher",
+                (-0.5, 0.5),
+                "ROAD combined (LeRF − MoRF) / 2",
+                f"{_ROAD}:combined_values",
+                unit="probability",
+                label="ROAD",
+            ),
         ),
         description=(
             "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) pixels "
@@ -337,15 +479,19 @@ def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
     if metric.scope not in ("image", "fold"):
         raise HfusError(f"metric {metric.id}: scope must be 'image' or 'fold', got {metric.scope!r}")
     if metric.scope == "fold" and metric.needs == "model":
-        raise HfusError(f"metric {metric.id}: a model-based metric must be image-scope (it is scored per run batch, "
-                        "where the model is); split the fold-level part into a maps-only metric")
+        raise HfusError(
+            f"metric {metric.id}: a model-based metric must be image-scope (it is scored per run batch, "
+            "where the model is); split the fold-level part into a maps-only metric"
+        )
     if not metric.values:
         raise HfusError(f"metric {metric.id}: declare at least one per-image value")
     names = [v.name for v in metric.values]
     taken = {v.name for m in others for v in m.values} | set(ROW_KEYS)
     clash = sorted((set(names) & taken) | {n for n in names if names.count(n) > 1})
     if clash:
-        raise HfusError(f"metric {metric.id}: per-image value name(s) {clash} already used; pick unique names")
+        raise HfusError(
+            f"metric {metric.id}: per-image value name(s) {clash} already used; pick unique names"
+        )
     keys = [metric.key(p) for p in (*metric.outputs, *metric.tables)]
     taken_keys = {m.key(p) for m in others for p in (*m.outputs, *m.tables)}
     clash = sorted((set(keys) & taken_keys) | {k for k in keys if keys.count(k) > 1})

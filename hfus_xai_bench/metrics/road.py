@@ -355,10 +355,14 @@ def _fine_level(mask: torch.Tensor, h: int, w: int) -> _Level:
     _interior(ones, h, w).fill_(1.0)
     s121 = torch.zeros_like(ones)
     _sum121(ones, s121, h, w)
-    d = s121 / 12.0 - ones / 3.0  # sum of the in-image neighbours' weights (1 inside, 2/3 edges, 5/12 corners)
+    d = (
+        s121 / 12.0 - ones / 3.0
+    )  # sum of the in-image neighbours' weights (1 inside, 2/3 edges, 5/12 corners)
     level.me = mask * (d + 1.0 / 3.0)
     level.mq = mask * (-1.0 / 12.0)
-    level.dinv = torch.where(mask > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(mask))
+    level.dinv = torch.where(
+        mask > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(mask)
+    )
     return level
 
 
@@ -473,7 +477,9 @@ def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor) -> torch.Ten
     ax = fine64.apply(x.to(torch.float64), torch.zeros_like(b64))
     rn = torch.linalg.vector_norm((b64 - ax).flatten(2), dim=2)
     bn = torch.linalg.vector_norm(b64.flatten(2), dim=2)
-    return torch.where(bn > 0, rn / torch.where(bn > 0, bn, torch.ones_like(bn)), torch.where(rn > 0, torch.inf, 0.0))
+    return torch.where(
+        bn > 0, rn / torch.where(bn > 0, bn, torch.ones_like(bn)), torch.where(rn > 0, torch.inf, 0.0)
+    )
 
 
 def _pcg(
@@ -544,12 +550,16 @@ def _check_pair(images: Any, removed: Any) -> tuple[torch.Tensor, torch.Tensor]:
         raise HfusError("removed must be a bool tensor (N, H, W), True = pixel removed (imputed)")
     n, _, h, w = images.shape
     if tuple(removed.shape) != (n, h, w):
-        raise HfusError(f"removed has shape {tuple(removed.shape)}, expected {(n, h, w)} for images {tuple(images.shape)}")
+        raise HfusError(
+            f"removed has shape {tuple(removed.shape)}, expected {(n, h, w)} for images {tuple(images.shape)}"
+        )
     removed = removed.to(images.device)
     full = removed.reshape(n, -1).all(dim=1) if n else torch.zeros(0, dtype=torch.bool)
     if h * w and bool(full.any()):
         i = int(torch.nonzero(full)[0])
-        raise HfusError(f"removed covers every pixel of image {i}: keep at least one pixel (the system is singular)")
+        raise HfusError(
+            f"removed covers every pixel of image {i}: keep at least one pixel (the system is singular)"
+        )
     return images, removed
 
 
@@ -646,7 +656,9 @@ def _solve_chunks(
             i = sl.start + j
             values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
             direct[i], iters[i] = True, 0
-            res[j] = torch.as_tensor(imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0])
+            res[j] = torch.as_tensor(
+                imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
+            )
         rel[sl] = res.cpu().numpy()
 
 
@@ -681,7 +693,9 @@ def _system(removed: np.ndarray, image: np.ndarray):
         vals.append(np.full(int(unknown.sum()), -wt))
         known = rows_in[~unknown]
         b[known] += wt * image[:, yi[~unknown], xi[~unknown]].T
-    a = sp.csc_matrix((np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    a = sp.csc_matrix(
+        (np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
     return a, b, ys, xs
 
 
@@ -741,11 +755,15 @@ def noisy_linear_impute(
     images, removed = _check_pair(images, removed)
     n, c, h, w = images.shape
     if noise_seeds is not None and len(noise_seeds) != n:
-        raise HfusError(f"noisy_linear_impute: {len(noise_seeds)} noise seeds for {n} images; pass one per image")
+        raise HfusError(
+            f"noisy_linear_impute: {len(noise_seeds)} noise seeds for {n} images; pass one per image"
+        )
     with _solver_threads(images.device):
         out = solve_imputation(images, removed, tol=tol).values
         if noise_seeds is not None and noise_std:
-            noise = torch.stack([torch.randn(c, h, w, generator=torch_generator(int(s))) for s in noise_seeds])
+            noise = torch.stack(
+                [torch.randn(c, h, w, generator=torch_generator(int(s))) for s in noise_seeds]
+            )
             noise = noise.to(device=images.device, dtype=out.dtype).mul_(float(noise_std))
             out = torch.where(removed[:, None], out + noise, out)
         return out.clamp_(0.0, 1.0)
@@ -817,7 +835,11 @@ def road_scores(
     maps = _m255_tensor(m255)
     if tuple(maps.shape) != (n, h, w):
         raise HfusError(f"m255 has shape {tuple(maps.shape)}, expected {(n, h, w)}")
-    tgt = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets).long().cpu()
+    tgt = (
+        torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
+        .long()
+        .cpu()
+    )
     if tuple(tgt.shape) != (n,):
         raise HfusError(f"targets must be (N,) = ({n},) class indices, got shape {tuple(tgt.shape)}")
     if len(seeds) != n:
@@ -875,7 +897,9 @@ def road_scores(
                 b = stop - start
                 masks = removal_masks(order, counts, h, w).to(device).reshape(b * per_image, h, w)
                 reps = images[start:stop].contiguous().repeat_interleave(per_image, dim=0)
-                nseeds = [noise_seed(int(s), o, j) for s in seeds[start:stop] for o in ORDERS for j in range(nf)]
+                nseeds = [
+                    noise_seed(int(s), o, j) for s in seeds[start:stop] for o in ORDERS for j in range(nf)
+                ]
                 imputed = noisy_linear_impute(reps, masks, noise_seeds=nseeds)
                 pending.append(imputed)
                 pending_t.append(tgt[start:stop].repeat_interleave(per_image))
@@ -931,8 +955,14 @@ def score_road(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.nda
     if device.type == "cpu" and not images.is_contiguous(memory_format=torch.channels_last):
         images = images.contiguous(memory_format=torch.channels_last)
     seeds = [item_seed(int(config.seed), str(i)) for i in inputs.image_ids]
-    res = road_scores(inputs.model, images, np.ascontiguousarray(inputs.m255), np.asarray(inputs.targets),
-                      seeds=seeds, batch_size=config.forward_batch(device))
+    res = road_scores(
+        inputs.model,
+        images,
+        np.ascontiguousarray(inputs.m255),
+        np.asarray(inputs.targets),
+        seeds=seeds,
+        batch_size=config.forward_batch(device),
+    )
     cost = inputs.cost
     cost["road_seconds_impute"] = cost.get("road_seconds_impute", 0.0) + res.seconds_impute
     cost["road_seconds_forward"] = cost.get("road_seconds_forward", 0.0) + res.seconds_forward
@@ -942,12 +972,16 @@ def score_road(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.nda
 
 def morf_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per-image ``road@1/morf``: mean over p of s_MoRF(p) − s0."""
-    return (np.asarray(values["road_morf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]).mean(1)
+    return (
+        np.asarray(values["road_morf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]
+    ).mean(1)
 
 
 def lerf_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per-image ``road@1/lerf``: mean over p of s_LeRF(p) − s0."""
-    return (np.asarray(values["road_lerf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]).mean(1)
+    return (
+        np.asarray(values["road_lerf_p"], np.float64) - np.asarray(values["road_s0"], np.float64)[:, None]
+    ).mean(1)
 
 
 def combined_values(values: Mapping[str, np.ndarray]) -> np.ndarray:

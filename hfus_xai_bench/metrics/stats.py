@@ -105,7 +105,9 @@ def summarize(
         if lab.size and (lab.min() < 0 or lab.max() >= len(classes)):
             raise HfusError(f"labels: class indices must be in 0..{len(classes) - 1}")
         out["per_class"] = {c: _mean_or_none(v[lab == i]) for i, c in enumerate(classes)}
-        out["per_class_n"] = {c: int(np.count_nonzero((lab == i) & ~np.isnan(v))) for i, c in enumerate(classes)}
+        out["per_class_n"] = {
+            c: int(np.count_nonzero((lab == i) & ~np.isnan(v))) for i, c in enumerate(classes)
+        }
     if correct is not None:
         ok = np.asarray(correct).reshape(-1)
         if ok.shape != v.shape:
@@ -125,7 +127,9 @@ def nanmean0(stack: np.ndarray) -> np.ndarray:
         return np.nanmean(stack, axis=0)
 
 
-def fold_bootstrap(per_fold: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+def fold_bootstrap(
+    per_fold: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
 
     With a single fold this is exactly :func:`bootstrap_ci`.
@@ -136,7 +140,9 @@ def fold_bootstrap(per_fold: Sequence[np.ndarray], n_resamples: int = 1000, seed
         ci = bootstrap_ci(finite[0] if finite else np.array([]), n_resamples=n_resamples, seed=seed)
         return float(ci.low), float(ci.high)
     rng = np.random.default_rng(seed)
-    means = np.mean([v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1) for v in finite], axis=0)
+    means = np.mean(
+        [v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1) for v in finite], axis=0
+    )
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
@@ -200,6 +206,8 @@ def paired_bootstrap(
         return PairedDifference(np.nan, np.nan, np.nan, 0, n_nan)
     mean = float(np.mean([g.mean() for g in groups]))
     rng = np.random.default_rng(seed)
-    means = np.mean([g[rng.integers(0, g.size, size=(int(n_resamples), g.size))].mean(axis=1) for g in groups], axis=0)
+    means = np.mean(
+        [g[rng.integers(0, g.size, size=(int(n_resamples), g.size))].mean(axis=1) for g in groups], axis=0
+    )
     low, high = np.percentile(means, [2.5, 97.5])
     return PairedDifference(mean, low, high, n, n_nan)

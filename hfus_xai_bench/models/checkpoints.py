@@ -122,8 +122,10 @@ class Checkpoint:
                 meta={"dataset": dict(dataset), **{k: v for k, v in card.items() if k not in known}},
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise HfusError(f"invalid checkpoint card ({origin}, {card_dir}): missing or bad field {err}; "
-                            "re-create it with `hfus-bench train`") from err
+            raise HfusError(
+                f"invalid checkpoint card ({origin}, {card_dir}): missing or bad field {err}; "
+                "re-create it with `hfus-bench train`"
+            ) from err
 
 
 @dataclass
@@ -194,8 +196,10 @@ def _hub_download(entry: Checkpoint) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:  # pragma: no cover
-        raise HfusError(f"checkpoint {entry.name} is not cached and huggingface_hub is not installed; "
-                        f"install it or train one with `{hint}`") from err
+        raise HfusError(
+            f"checkpoint {entry.name} is not cached and huggingface_hub is not installed; "
+            f"install it or train one with `{hint}`"
+        ) from err
     offline = hub_offline()
     try:
         path = hf_hub_download(
@@ -206,7 +210,11 @@ def _hub_download(entry: Checkpoint) -> Path:
             local_files_only=offline,
         )
     except Exception as err:  # network, offline-without-cache, missing repo/revision/file
-        where = "offline and not in the Hugging Face cache" if offline else f"download failed ({type(err).__name__})"
+        where = (
+            "offline and not in the Hugging Face cache"
+            if offline
+            else f"download failed ({type(err).__name__})"
+        )
         raise HfusError(
             f"checkpoint {entry.name} ({entry.hub_repo_id}@{entry.hub_revision}/{entry.filename}): {where}; "
             f"connect and retry, or train it locally with `{hint}`"
@@ -274,8 +282,15 @@ def _entry_for_path(path: Path, arch: str | None) -> Checkpoint:
         raise HfusError(f"{path} has no card ({card_path.name}); pass the architecture (--arch)")
     # a bare weights file: nothing to verify against; its hash is recorded
     return Checkpoint(
-        name=weights.stem, arch=get_arch(arch).name, dataset="unknown", dataset_revision=None, fold=-1,
-        filename=weights.name, sha256=sha256_file(weights), origin="path", card_dir=weights.parent,
+        name=weights.stem,
+        arch=get_arch(arch).name,
+        dataset="unknown",
+        dataset_revision=None,
+        fold=-1,
+        filename=weights.name,
+        sha256=sha256_file(weights),
+        origin="path",
+        card_dir=weights.parent,
     )
 
 
@@ -292,7 +307,9 @@ def load_state_dict(path: str | Path, dtype: str = "float32") -> dict[str, torch
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise HfusError(f"cannot read {path} as safetensors ({err}); delete it and train/download again") from err
+        raise HfusError(
+            f"cannot read {path} as safetensors ({err}); delete it and train/download again"
+        ) from err
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
@@ -364,8 +381,16 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: dict[str, Any]) ->
     save_file(state, str(path), metadata={"format": "pt"})
     digest = sha256_file(path)
     transform_input = getattr(model, "transform_input", None) if arch == "googlenet" else None
-    full = {"schema": CARD_SCHEMA, "name": path.stem, **card, "arch": arch, "file": path.name,
-            "sha256": digest, "dtype": dtype, "size_bytes": path.stat().st_size}
+    full = {
+        "schema": CARD_SCHEMA,
+        "name": path.stem,
+        **card,
+        "arch": arch,
+        "file": path.name,
+        "sha256": digest,
+        "dtype": dtype,
+        "size_bytes": path.stat().st_size,
+    }
     full.setdefault("transform_input", transform_input)
     path.with_suffix(".json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return digest

@@ -35,9 +35,19 @@ def model_card(entries: Sequence[Checkpoint]) -> str:
             f"{e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | {e.dtype} | `{e.sha256[:16]}` |"
         )
     front = "\n".join(
-        ["---", "license: mit", "library_name: pytorch", "pipeline_tag: image-classification",
-         "tags:", "  - hfus-xai-bench", "  - ultrasound", "  - explainability", "  - safetensors",
-         *(["datasets:"] + [f"  - {d}" for d in datasets_] if datasets_ else []), "---"]
+        [
+            "---",
+            "license: mit",
+            "library_name: pytorch",
+            "pipeline_tag: image-classification",
+            "tags:",
+            "  - hfus-xai-bench",
+            "  - ultrasound",
+            "  - explainability",
+            "  - safetensors",
+            *(["datasets:"] + [f"  - {d}" for d in datasets_] if datasets_ else []),
+            "---",
+        ]
     )
     return f"""{front}
 
@@ -68,14 +78,18 @@ The numbers a model gives on the synthetic track `hfus-synth` are only comparabl
 def export_checkpoints(entries: Sequence[Checkpoint], out: str | Path) -> Path:
     """Write ``entries`` (weights verified, cards, model card) into the folder ``out``; returns ``out``."""
     if not entries:
-        raise HfusError("no checkpoints to export: train one with `hfus-bench train` or pick --models/--folds that exist")
+        raise HfusError(
+            "no checkpoints to export: train one with `hfus-bench train` or pick --models/--folds that exist"
+        )
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HfusError(f"{out} is a file; give a folder for the exported model repo")
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
-        raise HfusError(f"two checkpoints share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
-                        "export them one at a time")
+        raise HfusError(
+            f"two checkpoints share a name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
+            "export them one at a time"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for e in entries:
         src = resolve_file(e)
@@ -85,6 +99,8 @@ def export_checkpoints(entries: Sequence[Checkpoint], out: str | Path) -> Path:
         if card_file is not None and card_file.is_file():
             shutil.copyfile(card_file, out / f"{e.name}.json")  # the card unchanged
         else:
-            raise HfusError(f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with `hfus-bench train`")
+            raise HfusError(
+                f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with `hfus-bench train`"
+            )
     (out / "README.md").write_text(model_card(entries))
     return out

@@ -35,10 +35,14 @@ class Conv2dNormActivation(nn.Sequential):
     """Conv2d (no bias) → BatchNorm2d → ReLU6 (inplace), padding ``(k - 1) // 2`` (torchvision's block with
     MobileNetV2's arguments)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
+    ) -> None:
         padding = (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=1, groups=groups, bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation=1, groups=groups, bias=False
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU6(inplace=True),
         )
@@ -54,11 +58,13 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1))
-        layers.extend([
-            Conv2dNormActivation(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
-            nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
-            nn.BatchNorm2d(oup),
-        ])
+        layers.extend(
+            [
+                Conv2dNormActivation(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
+                nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(oup),
+            ]
+        )
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
         self._is_cn = stride > 1
@@ -70,8 +76,15 @@ class InvertedResidual(nn.Module):
 
 
 #: (expansion t, channels c, repeats n, stride s) of torchvision's default MobileNetV2
-INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                             (6, 160, 3, 2), (6, 320, 1, 1))
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2(nn.Module):
@@ -85,7 +98,9 @@ class MobileNetV2(nn.Module):
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
             output_channel = _make_divisible(c * 1.0, 8)
             for i in range(n):
-                features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1, expand_ratio=t))
+                features.append(
+                    InvertedResidual(input_channel, output_channel, s if i == 0 else 1, expand_ratio=t)
+                )
                 input_channel = output_channel
         features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1))
         self.features = nn.Sequential(*features)

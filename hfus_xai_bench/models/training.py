@@ -37,7 +37,9 @@ from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
 
 MAX_ROTATION_DEG = 15.0
-AUGMENTATION = "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
+AUGMENTATION = (
+    "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
+)
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -50,8 +52,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_ROTATION_DEG,
-                  flip_p: float = 0.5) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_ROTATION_DEG, flip_p: float = 0.5
+) -> torch.Tensor:
     """Random rotation in ±``max_degrees`` + horizontal flip with probability ``flip_p``, per image, batched.
 
     ``x``: float (B, C, H, W). Random numbers come from ``generator`` (a CPU generator, so the draw is
@@ -76,7 +79,9 @@ def _as_tensor(images: ArrayLike, device: torch.device) -> torch.Tensor:
     """Images as a tensor on ``device``: uint8 (N, H, W, 3) kept as is, float (N, 3, H, W) in [0, 1] kept."""
     t = torch.as_tensor(images)
     if t.ndim != 4:
-        raise HfusError(f"images must be (N, H, W, 3) uint8 or (N, 3, H, W) float, got shape {tuple(t.shape)}")
+        raise HfusError(
+            f"images must be (N, H, W, 3) uint8 or (N, 3, H, W) float, got shape {tuple(t.shape)}"
+        )
     if t.dtype == torch.uint8:
         if t.shape[-1] != 3:
             raise HfusError(f"uint8 images must be (N, H, W, 3), got {tuple(t.shape)}")
@@ -96,13 +101,17 @@ def _batch_input(images: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tenso
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: ArrayLike, device: str | torch.device = "cpu",
-                   batch_size: int = 64) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: ArrayLike, device: str | torch.device = "cpu", batch_size: int = 64
+) -> torch.Tensor:
     """Logits (N, num_classes) on the CPU for uint8 (N, H, W, 3) or float (N, 3, H, W) images; eval mode."""
     dev = torch.device(device)
     data = _as_tensor(images, dev)
     model.eval()
-    out = [model(_batch_input(data, slice(i, i + batch_size))).float().cpu() for i in range(0, len(data), batch_size)]
+    out = [
+        model(_batch_input(data, slice(i, i + batch_size))).float().cpu()
+        for i in range(0, len(data), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
 
 
@@ -134,7 +143,9 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fitting:
-        raise HfusError(f"--init {path}: no tensor fits {get_arch(arch).name}; is it a checkpoint of this architecture?")
+        raise HfusError(
+            f"--init {path}: no tensor fits {get_arch(arch).name}; is it a checkpoint of this architecture?"
+        )
     model.load_state_dict(fitting, strict=False)
     return model, f"path:{path.name}@sha256:{sha256_file(path)}"
 
@@ -198,7 +209,9 @@ def train_model(
         best = (-1.0, math.inf)
         best_state: dict[str, torch.Tensor] = {}
         best_epoch = 0
-        bar = tqdm(total=epochs * steps, desc=f"train {get_arch(arch).name}", unit="step", disable=not progress)
+        bar = tqdm(
+            total=epochs * steps, desc=f"train {get_arch(arch).name}", unit="step", disable=not progress
+        )
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             model.train()
@@ -206,7 +219,7 @@ def train_model(
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.int64)
             for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 xb, yb = _batch_input(x_train, idx), y_train[idx]
                 if augment:
                     xb = augment_batch(xb, aug_gen).contiguous(memory_format=torch.channels_last)
@@ -307,8 +320,21 @@ def train(
     dev = resolve_device(device)
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
     model, history = train_model(
-        spec.name, tr.images, tr.labels, va.images, va.labels, epochs=epochs, init=init, seed=seed, device=dev,
-        lr=lr, momentum=momentum, step_size=step_size, gamma=gamma, batch_size=batch_size, progress=progress,
+        spec.name,
+        tr.images,
+        tr.labels,
+        va.images,
+        va.labels,
+        epochs=epochs,
+        init=init,
+        seed=seed,
+        device=dev,
+        lr=lr,
+        momentum=momentum,
+        step_size=step_size,
+        gamma=gamma,
+        batch_size=batch_size,
+        progress=progress,
     )
     if dtype == "float16":  # evaluate what is stored: the float16-rounded weights, upcast
         stored = copy.deepcopy(model)
@@ -331,11 +357,22 @@ def train(
         "epochs": int(epochs),
         "best_epoch": history["best_epoch"],
         "dtype": dtype,
-        "recipe": {**STUDY_RECIPE, "lr": lr, "momentum": momentum, "step_size": step_size, "gamma": gamma,
-                   "batch_size": batch_size, "epochs": int(epochs), "augmentation": AUGMENTATION,
-                   "selection": SELECTION, "image_size": int(np.asarray(te.images).shape[1])},
-        "metrics": {"test": classification_report(y_test, test_pred),
-                    "val": classification_report(np.asarray(va.labels), val_pred)},
+        "recipe": {
+            **STUDY_RECIPE,
+            "lr": lr,
+            "momentum": momentum,
+            "step_size": step_size,
+            "gamma": gamma,
+            "batch_size": batch_size,
+            "epochs": int(epochs),
+            "augmentation": AUGMENTATION,
+            "selection": SELECTION,
+            "image_size": int(np.asarray(te.images).shape[1]),
+        },
+        "metrics": {
+            "test": classification_report(y_test, test_pred),
+            "val": classification_report(np.asarray(va.labels), val_pred),
+        },
         "history": history["epochs"],
         "environment": {**environment(dev), "seconds_per_epoch": history["seconds_per_epoch"]},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -349,6 +386,12 @@ def train(
 
 
 __all__: Sequence[str] = (
-    "STUDY_RECIPE", "augment_batch", "classification_report", "init_model", "predict_logits",
-    "seed_everything", "train", "train_model",
+    "STUDY_RECIPE",
+    "augment_batch",
+    "classification_report",
+    "init_model",
+    "predict_logits",
+    "seed_everything",
+    "train",
+    "train_model",
 )

@@ -79,7 +79,9 @@ class ArchSpec:
         transform_input: bool | None = None,
     ) -> nn.Module:
         """Build the model with a ``num_classes`` head; ``imagenet`` loads torchvision weights from the local cache."""
-        return build_model(self.name, num_classes=num_classes, imagenet=imagenet, transform_input=transform_input)
+        return build_model(
+            self.name, num_classes=num_classes, imagenet=imagenet, transform_input=transform_input
+        )
 
 
 def _resolve(model: nn.Module, path: str) -> nn.Module:
