@@ -341,42 +341,52 @@ def _more_calls(
     return extras, rand_failed, runner_failed
 
 
-def _score_batch(
-    job: FoldJob,
+def score_model_metrics(
+    inputs: ScoringInputs, metrics: Sequence[Metric], config: ScoringConfig, passes: PassCounter
+) -> dict[str, np.ndarray]:
+    """The model-based metrics of one run batch, each under its cost stage (the runner and ``verify`` both score
+    through this); a metric whose inputs are absent is skipped (e.g. counterfactual@1 without twins:
+    unavailable, never 0). The metrics' own counters are left in ``inputs.cost``."""
+    values: dict[str, np.ndarray] = {}
+    for metric in metrics:
+        if not set(metric.extras) <= set(inputs.extras):
+            continue
+        with passes.stage(stage_of(metric)):
+            values.update(score_fold(inputs, [metric], config=config))
+    return values
+
+
+def batch_inputs(
+    job: FoldMeta,
     batch: Batch,
-    config: RunConfig,
-    metrics: Sequence[Metric],
     m255: np.ndarray,
-    reasons: Sequence[str | None],
-    x: torch.Tensor,
+    ok: np.ndarray,
     targets: np.ndarray,
-    extras: dict[str, np.ndarray],
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The model-based metrics of one batch, each under its cost stage; their values and own counters."""
+    extras: dict[str, Any],
+    *,
+    model: torch.nn.Module | None = None,
+    images: Any = None,
+    twins: np.ndarray | None = None,
+) -> ScoringInputs:
+    """The scoring inputs of one run batch: the fold's per-image data sliced to the batch, the dataset's
+    evidence and twins (where it has them) among the extras."""
     sl = slice(batch.start, batch.stop)
     data: dict[str, Any] = dict(extras)
     if job.evidence is not None:
         data["evidence"] = job.evidence[sl]
-    if job.twins is not None:
-        data["twins"] = job.twins[sl]
-    inputs = ScoringInputs(
+    if twins is not None:
+        data["twins"] = twins[sl]
+    return ScoringInputs(
         m255=m255,
         slms=job.slms[sl],
         image_ids=job.image_ids[sl],
         labels=job.labels[sl],
         targets=targets,
-        ok=np.array([r is None for r in reasons], bool),
-        model=job.model,
-        images=x,
+        ok=ok,
+        model=model,
+        images=images,
         extras=data,
     )
-    values: dict[str, np.ndarray] = {}
-    for metric in metrics:
-        if not set(metric.extras) <= set(data):
-            continue  # e.g. counterfactual@1 on a dataset without twins: unavailable, never 0
-        with job.passes.stage(stage_of(metric)):
-            values.update(score_fold(inputs, [metric], config=scoring_config(config)))
-    return values, dict(inputs.cost)
 
 
 def run_batch(
@@ -395,11 +405,13 @@ def run_batch(
     forwards = int(job.passes.forward["method"] - before.get("forward_rows/method", 0))
     extras, rand_failed, runner_failed = _more_calls(job, batch, config, x, targets, logits)
     m255 = main.m255.cpu().numpy()
-    values, own = _score_batch(
-        job, batch, config, batch_metrics(metrics), m255, main.reasons, x, targets.cpu().numpy(), extras
+    ok = np.array([r is None for r in main.reasons], bool)
+    inputs = batch_inputs(
+        job, batch, m255, ok, targets.cpu().numpy(), extras, model=job.model, images=x, twins=job.twins
     )
+    values = score_model_metrics(inputs, batch_metrics(metrics), scoring_config(config), job.passes)
     cost = {k: v - before.get(k, 0.0) for k, v in job.passes.snapshot().items()}
-    cost.update(own)
+    cost.update(inputs.cost)
     return BatchOutput(
         batch=batch,
         preds=preds.cpu().numpy(),
@@ -456,6 +468,7 @@ __all__ = [
     "BatchOutput",
     "FoldJob",
     "FoldMeta",
+    "batch_inputs",
     "batch_metrics",
     "call_seed",
     "checkpoint_summary",
@@ -466,5 +479,6 @@ __all__ = [
     "repeat_first",
     "run_batch",
     "runner_up_classes",
+    "score_model_metrics",
     "scoring_config",
 ]
