@@ -1,8 +1,8 @@
 """Submissions: :func:`submit` (prepare ``submissions/<method>/``) and :func:`verify_submission` (re-score one).
 
 A submission folder holds ``method.py``, ``README.md``, ``result.json`` (the full record, per_image
-included) and ``maps.npz`` (the uint8 m255 maps of the trained model and, for ``randomisation@1``
-(PROTOCOL §7.1), of the randomised model; its sha256 is in the record).
+included) and ``maps.npz`` (the uint8 m255 maps of the trained model, of every randomised copy
+(PROTOCOL §7.1.1) and of the runner-up class (§9); its sha256 is in the record).
 
 ``verify`` re-scores the saved maps with the scoring core on the dataset revision the record names,
 for every registry metric the record carries, and re-aggregates the record with the runner's own
@@ -16,8 +16,9 @@ for every registry metric the record carries, and re-aggregates the record with 
   the per-image values;
 - within ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1): the model-based metrics
   (``needs="model"``: ``confidence@1``, ``road@1``), re-computed from the saved maps through the
-  checkpoint whose sha256 the record names, per run batch of the record's ``batch_size`` as the runner
-  scored them (on the same machine and threads this reproduces them bitwise). Measured: ROAD
+  checkpoint whose sha256 the record names, per batch of the runner's plan at the record's ``batch_size``
+  through the runner's own batch scoring (``batches.score_model_metrics``; on the same machine and
+  threads this reproduces them bitwise). Measured: ROAD
   probabilities differ by ≤ 6e-7 between forward batch sizes 7 / 64 / 512 and between 1 and 2 CPU
   threads; the imputation differs by ≤ ~2e-5 across machines; 1e-4 (absolute for probabilities) leaves
   a margin. With ``limit`` only the first N evaluated images of each (arch, fold) go through the model
