@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION
+from .constants import BENCHMARK_VERSION, CLASSES, COST_STAGES, FE_EXCLUDED_STAGES, PROTOCOL_VERSION
 from .errors import HfusError
 from .metrics import registry
 from .metrics.stats import fold_bootstrap
@@ -54,11 +54,19 @@ class FoldScores:
     forward_images: float = 0.0
     maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
     extras: dict[str, Any] = field(default_factory=dict)
-    #: per image: why the randomised model's map failed (PROTOCOL §7.1; None = ok), None if not run
-    randomised_failed: list[str | None] | None = None
-    #: the randomised model's m255 (kept with ``maps``; zeros where failed)
+    #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not run;
+    #: records made before §7.1.1 hold one reason per image (one copy)
+    randomised_failed: list[list[str | None]] | list[str | None] | None = None
+    #: the copies' m255 (N, K, 224, 224) (kept with ``maps``; zeros where failed)
     randomised_maps: np.ndarray | None = None
-    #: further cost counters summed over the fold (seconds, forward images), reported per image in ``cost``
+    #: per image: why the runner-up class's map failed (PROTOCOL §9; None = ok), None if not run
+    runner_up_failed: list[str | None] | None = None
+    #: per image: the runner-up class (PROTOCOL §9), None if not run
+    runner_up: np.ndarray | None = None
+    #: the runner-up maps (N, 224, 224) (kept with ``maps``)
+    runner_up_maps: np.ndarray | None = None
+    #: rows and seconds per stage (``forward_rows/<stage>``, ``backward_rows/<stage>``, ``seconds/<stage>``,
+    #: PROTOCOL §6) and other counters summed over the fold (other counters are reported per image in ``cost``)
     cost: dict[str, float] = field(default_factory=dict)
 
     def metric_values(self, metric: registry.Metric) -> dict[str, np.ndarray] | None:
@@ -149,11 +157,12 @@ def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
         "failure_examples": examples,
     }
     if runs and all(run.randomised_failed is not None for run in runs):
-        # the randomised model's failures (PROTOCOL §7.1), over the images evaluated in §4
+        # the copies' failures (PROTOCOL §7.1.1: failed pairs), over the images evaluated in §4
         rand = [
             r
             for run in runs
-            for r, f in zip(run.randomised_failed, run.failed, strict=True)
+            for per_copy, f in zip(run.randomised_failed, run.failed, strict=True)
+            for r in (per_copy if isinstance(per_copy, list) else [per_copy])
             if r is not None and f is None
         ]
         out["randomised_failed"] = len(rand)
@@ -179,11 +188,47 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
             }
             if run.randomised_failed is not None:
                 row["randomised_failed"] = run.randomised_failed[i]
+            if run.runner_up_failed is not None and run.runner_up is not None:
+                row["runner_up"] = int(run.runner_up[i])
+                row["runner_up_failed"] = run.runner_up_failed[i]
             for names, vals in present:
                 for name in names:
                     row[name] = _json_array(vals[name][i])
             rows.append(row)
     return rows
+
+
+def forward_equivalents(cost: dict[str, Any], n_images: int) -> float | None:
+    """PROTOCOL §6's FE/img of one architecture's ``cost`` block: (forward_rows + 2 · backward_rows, the
+    integrity check's repeat excluded) / images (all folds, failures included); None without row counts."""
+    if "forward_rows" not in cost or not n_images:
+        return None
+    fwd = cost["forward_rows"] - sum(cost.get(f"forward_rows/{s}", 0) for s in FE_EXCLUDED_STAGES)
+    bwd = cost["backward_rows"] - sum(cost.get(f"backward_rows/{s}", 0) for s in FE_EXCLUDED_STAGES)
+    return (fwd + 2 * bwd) / n_images
+
+
+def cost_block(runs: Sequence[FoldScores]) -> dict[str, Any]:
+    """``record["cost"][arch]`` (PROTOCOL §6): rows of every forward and backward pass per stage and in total
+    (integers, run totals), seconds per stage (totals), FE/img, seconds per image (the method's calls on the
+    trained model), and every other counter per image (e.g. ``road_seconds_impute_per_image``)."""
+    n = sum(len(run.image_ids) for run in runs)
+    total = Counter()
+    for run in runs:
+        total.update({k: float(v) for k, v in run.cost.items()})
+    out: dict[str, Any] = {
+        "seconds_per_image": _f(sum(run.seconds for run in runs) / n),
+        "forward_images_per_image": _f(sum(run.forward_images for run in runs) / n),
+    }
+    for kind in ("forward_rows", "backward_rows"):
+        per_stage = {s: int(round(total.get(f"{kind}/{s}", 0.0))) for s in COST_STAGES}
+        out[kind] = sum(per_stage.values())
+        out.update({f"{kind}/{s}": v for s, v in per_stage.items()})
+    out.update({f"seconds/{s}": float(total.get(f"seconds/{s}", 0.0)) for s in COST_STAGES})
+    out["fe_per_image"] = _f(forward_equivalents(out, n) or float("nan"))
+    for key in sorted(k for k in total if "/" not in k):
+        out[f"{key}_per_image"] = _f(total[key] / n)
+    return out
 
 
 def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
@@ -206,13 +251,7 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
     for arch, arch_runs in by_arch.items():
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)
-        n = sum(len(run.image_ids) for run in arch_runs)
-        cost[arch] = {
-            "seconds_per_image": _f(sum(run.seconds for run in arch_runs) / n),
-            "forward_images_per_image": _f(sum(run.forward_images for run in arch_runs) / n),
-        }
-        for key in sorted({k for run in arch_runs for k in run.cost}):
-            cost[arch][f"{key}_per_image"] = _f(sum(run.cost.get(key, 0.0) for run in arch_runs) / n)
+        cost[arch] = cost_block(arch_runs)
     counts["total"] = _counts(runs)
     return {"metrics": metrics, "classification": classification, "counts": counts, "cost": cost}
 
@@ -336,6 +375,8 @@ def build_result(
         "maps_file": None,
         "per_image": per_image_rows(runs),
     }
+    for block in record["cost"].values():
+        block.update(device=str(options.get("device")), precision=str(options.get("precision", "fp32")))
     record = json.loads(json.dumps(record, default=_json_default))
     return Result(record)
 

@@ -262,6 +262,8 @@ def score_randomisation(inputs: ScoringInputs, config: ScoringConfig) -> dict[st
     n = len(inputs)
     rand = inputs.extras["m255_randomised"]
     ok = np.asarray(inputs.extras["randomised_ok"], dtype=bool)
+    if np.ndim(rand) == 4:  # the K copies of PROTOCOL §7.1.1: randomisation@1 reads the first
+        rand, ok = rand[:, 0], ok[:, 0]
     if ok.shape != (n,):
         raise HfusError(f"randomisation@1: randomised_ok has shape {ok.shape}, expected ({n},)")
     rho = spearman_maps(inputs.m255, rand)
