@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..constants import SLM_LEVELS, THRESHOLDS
+from ..constants import RANDOMISATION_COPIES, SLM_LEVELS, THRESHOLDS
 from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
@@ -60,15 +60,19 @@ def resolve(ref: str | Callable) -> Callable:
 class Value:
     """A per-image array a metric keeps: ``per_image`` column ``name`` (unique over the registry).
 
-    ``shape``: the trailing shape per image; ``"T"`` stands for the number of mask thresholds.
+    ``shape``: the trailing shape per image; ``"T"`` stands for the number of mask thresholds, ``"K"`` for the
+    number of randomised copies (PROTOCOL §7.1.1; the run's ``randomisations``).
     """
 
     name: str
     shape: tuple[int | str, ...] = ()
     definition: str = ""
 
-    def dims(self, thresholds: tuple[int, ...] = THRESHOLDS) -> tuple[int, ...]:
-        return tuple(len(thresholds) if d == "T" else int(d) for d in self.shape)
+    def dims(
+        self, thresholds: tuple[int, ...] = THRESHOLDS, copies: int = RANDOMISATION_COPIES
+    ) -> tuple[int, ...]:
+        sizes = {"T": len(thresholds), "K": int(copies)}
+        return tuple(sizes[d] if isinstance(d, str) else int(d) for d in self.shape)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ class Output:
 
     ``name``: ``""`` for the metric's main number (record key = the metric id), else the record key is
     ``<id>/<name>``; ``per_image``: a value name, or ``f(values) -> (N,)`` (callable or "module:function")
-    on the metric's value arrays; ``label``: the column header in tables (None: not a column).
+    on the metric's value arrays; ``label``: the column header in tables (None: not a column); ``ci``: None
+    for the fold-stratified image bootstrap, else ``f(per_fold) -> (low, high)`` on the metric's value arrays
+    of each fold (folds ascending), e.g. ``randomisation@2``'s copies-then-images bootstrap.
     """
 
     name: str
@@ -89,6 +95,7 @@ class Output:
     unit: str = ""
     label: str | None = None
     digits: int = 3
+    ci: str | Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,12 @@ class Metric:
     #: "image": per-image values independent of the other images scored with it; "fold": needs the whole
     #: (arch, fold) at once (scored after the gather; maps-only metrics only)
     scope: Scope = "image"
+    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False there),
+    #: e.g. ``randomisation@2`` counts their pairs as degenerate
+    empty_maps: bool = False
+    #: the id of the metric that replaces this one: kept so old records validate, render and verify, never
+    #: scored for new records (``metrics()`` leaves it out)
+    superseded_by: str | None = None
 
     @property
     def name(self) -> str:
@@ -181,6 +194,66 @@ def _pass_table_schema() -> dict[str, Any]:
             "rho_ci95_high": {"$ref": "#/$defs/num"},
             "threshold": {"type": "number"},
             "rule": {"type": "string"},
+        },
+    }
+
+
+def _verdict_table_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "verdict",
+            "copies",
+            "rho_ci95_high",
+            "pearson_ci95_high",
+            "degenerate_share",
+            "scored_share",
+            "rule",
+        ],
+        "properties": {
+            "verdict": {"enum": ["pass", "fail", "undetermined"]},
+            "copies": {"type": "integer", "minimum": 0},
+            "rho_ci95_high": {"$ref": "#/$defs/num"},
+            "pearson_ci95_high": {"$ref": "#/$defs/num"},
+            "degenerate_share": {"$ref": "#/$defs/num"},
+            "scored_share": {"$ref": "#/$defs/num"},
+            "rule": {"type": "string"},
+        },
+    }
+
+
+def _pairs_table_schema() -> dict[str, Any]:
+    counts = (
+        "copies",
+        "pairs",
+        "scored",
+        "degenerate",
+        "failed",
+        "images_without_value",
+        "dropped_resamples",
+    )
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [*counts, "degenerate_share", "scored_share"],
+        "properties": {
+            **{c: {"type": "integer", "minimum": 0} for c in counts},
+            "degenerate_share": {"$ref": "#/$defs/num"},
+            "scored_share": {"$ref": "#/$defs/num"},
+        },
+    }
+
+
+def _per_copy_table_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rho", "pearson", "scored"],
+        "properties": {
+            "rho": {"$ref": "#/$defs/numArray"},
+            "pearson": {"$ref": "#/$defs/numArray"},
+            "scored": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         },
     }
 
@@ -350,6 +423,7 @@ _BUILTIN: tuple[Metric, ...] = (
         needs="maps",
         scope="fold",
         required=False,
+        superseded_by="randomisation@2",
         function=f"{_RAND}:score_randomisation",
         extras=("m255_randomised", "randomised_ok"),
         values=(
@@ -403,6 +477,98 @@ _BUILTIN: tuple[Metric, ...] = (
             "rho between the trained model's maps of image i and of image pi(i), pi a seeded derangement "
             "(seed 0) of the evaluated images of the (arch, fold): a fold-scope value. pass: the upper bound "
             "of the 95 % CI of mean rho is below 0.5."
+        ),
+    ),
+    Metric(
+        id="randomisation@2",
+        category="sanity",
+        needs="maps",
+        scope="fold",
+        required=False,
+        empty_maps=True,
+        function=f"{_RAND}:score_randomisation2",
+        extras=("m255_randomised", "randomised_ok"),
+        values=(
+            Value(
+                "rand2_rho",
+                ("K",),
+                "per copy: Spearman ρ between the trained model's and the copy's m255 (NaN unless the pair is scored)",
+            ),
+            Value("rand2_pearson", ("K",), "per copy: Pearson r on m255/255 (NaN unless the pair is scored)"),
+            Value(
+                "rand2_pair",
+                ("K",),
+                "per copy: 0 scored, 1 degenerate (a constant map), 2 failed (the copy's map)",
+            ),
+            Value(
+                "rand2_cross",
+                definition="Spearman ρ between this image's m255 and that of image π(i), π = the seeded "
+                "derangement (seed 0) of the evaluated images of the (arch, fold)",
+            ),
+        ),
+        outputs=(
+            Output(
+                "rho",
+                "lower",
+                (-1.0, 1.0),
+                "mean over the scored copies of the Spearman ρ between the maps of the trained model and of "
+                "a randomised copy (§7.1.1); any model-independent map scores 1",
+                f"{_RAND}:rho_values",
+                label="ρ rand.",
+                ci=f"{_RAND}:rho_ci",
+            ),
+            Output(
+                "pearson",
+                "lower",
+                (-1.0, 1.0),
+                "the same with Pearson's r on m255/255: a model-blind blob over a background ordered by the "
+                "model has a low ρ but r near 1",
+                f"{_RAND}:pearson_values",
+                label="r rand.",
+                ci=f"{_RAND}:pearson_ci",
+            ),
+            Output(
+                "cross_image",
+                "none",
+                (-1.0, 1.0),
+                "reference: Spearman ρ between the maps of two different "
+                "images (a fixed derangement of the evaluated images)",
+                "rand2_cross",
+                label="ρ cross",
+            ),
+        ),
+        tables=(
+            Table(
+                "verdict",
+                f"{_RAND}:verdict_table",
+                _verdict_table_schema(),
+                "pass / fail / undetermined and what it rests on (K, the CI upper bounds of ρ and r, D, S)",
+            ),
+            Table(
+                "pairs",
+                f"{_RAND}:pairs_table",
+                _pairs_table_schema(),
+                "pairs (images × copies): scored, degenerate (D = their share), failed; images without a value",
+            ),
+            Table(
+                "per_copy",
+                f"{_RAND}:per_copy_table",
+                _per_copy_table_schema(),
+                "mean ρ and mean r of each copy over its scored pairs (the copies' effect)",
+            ),
+        ),
+        description=(
+            "Model-parameter randomisation over K fixed copies (PROTOCOL §7.1.1; Adebayo et al. 2018). Copy k is "
+            "the evaluated model as loaded from its checkpoint with every Conv2d / Linear re-initialised (torch's "
+            "default, seed derive(0, 'randomisation', k), independent of the run seed) and every BatchNorm set to "
+            "weight 1, bias 0, running statistics kept; it explains the same images with the same targets. Pairs "
+            "= images whose trained map was produced (all-zero included) × copies: failed when the copy's map "
+            "failed, else degenerate when either map is constant (no value, never 0), else scored: Spearman rho "
+            "(average ranks) and Pearson r on m255/255. An image's rho / r = the mean over its scored copies. CI: "
+            "one default_rng(0); each of 1000 resamples draws K copies with replacement (shared by the folds), "
+            "then each fold's images with replacement; percentiles 2.5 / 97.5. D, S = degenerate and scored "
+            "shares of all pairs. verdict: undetermined if D > 1/2; pass if S >= 1/2 and both CI upper bounds "
+            "are below 0.5; else fail. cross_image as in randomisation@1 (over the evaluated images)."
         ),
     ),
     Metric(
@@ -528,9 +694,9 @@ def get_metric(metric_id: str) -> Metric:
 
 
 def metrics(selection: Iterable[str | Metric] | None = None) -> list[Metric]:
-    """Registry entries: all (None) or the given ids / entries, in registry order for ids."""
+    """Registry entries: the current ones (None: every entry not superseded) or the given ids / entries."""
     if selection is None:
-        return list(METRICS.values())
+        return [m for m in METRICS.values() if m.superseded_by is None]
     return [m if isinstance(m, Metric) else get_metric(m) for m in selection]
 
 
