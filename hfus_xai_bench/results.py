@@ -97,9 +97,12 @@ def _json_array(value: Any) -> Any:
     return [_json_array(x) for x in arr]
 
 
-def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
-    per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
+def summarize(
+    runs: Sequence[FoldScores], values: Sequence[np.ndarray], ci: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI (or ``ci``
+    when the output defines its own, ``Output.ci``), per fold; per class and correct/incorrect over the
+    pooled images (:func:`metrics.summarize`)."""
     from .metrics import summarize as summarize_images
 
     fold_means = {
@@ -111,7 +114,7 @@ def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
         "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
+        "ci95": [_f(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -198,9 +201,12 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
             per_fold = [run.metric_values(metric) for run in arch_runs]
             if any(v is None for v in per_fold):
                 continue
+            folds = [run.fold for run in arch_runs]
+            ascending = [per_fold[i] for i in sorted(range(len(folds)), key=folds.__getitem__)]
             for out in metric.outputs:
                 values = [per_image_output(out, v) for v in per_fold]
-                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values)
+                ci = None if out.ci is None else registry.resolve(out.ci)(ascending)
+                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values, ci)
             for table in metric.tables:
                 metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
     for arch, arch_runs in by_arch.items():
