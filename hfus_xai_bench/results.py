@@ -208,7 +208,7 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
                 ci = None if out.ci is None else registry.resolve(out.ci)(ascending)
                 metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values, ci)
             for table in metric.tables:
-                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
+                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(ascending)
     for arch, arch_runs in by_arch.items():
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)
