@@ -468,3 +468,30 @@ def test_per_copy_means_over_folds() -> None:
     pairs = pairs_table(per_fold)
     assert (pairs["pairs"], pairs["scored"], pairs["degenerate"]) == (9, 7, 2)
     assert pairs["degenerate_share"] == 2 / 9 and pairs["scored_share"] == 7 / 9
+
+
+def test_record_sections_of_randomisation2() -> None:
+    """The record's ρ / r summaries carry the copies-then-images CI (Output.ci) and the mean of fold means;
+    the verdict, pairs and per-copy tables validate against the schema."""
+    from helpers import fake_scores
+
+    from hfus_xai_bench.results import aggregate
+
+    runs = [fake_scores("mobilenet_v2", f, 1.0, 3 + f, n=20, rho=0.2) for f in (1, 0)]  # folds out of order
+    runs[1].values["randomisation@2/rand2_pair"][2] = [1, 1, 0]  # two degenerate pairs
+    runs[1].values["randomisation@2/rand2_rho"][2, :2] = np.nan
+    agg = aggregate(runs)["metrics"]
+    per_fold = {  # folds ascending
+        f: [runs[1 - f].values[f"randomisation@2/{n}"][:-1] for n in ("rand2_rho", "rand2_pearson")]
+        for f in (0, 1)
+    }
+    summary = agg["randomisation@2/rho"]["mobilenet_v2"]
+    ci = copy_image_bootstrap([per_fold[0][0], per_fold[1][0]])
+    assert summary["ci95"] == [ci.low, ci.high]
+    assert summary["mean"] == pytest.approx(copy_image_mean([per_fold[0][0], per_fold[1][0]]), abs=1e-15)
+    verdict = agg["randomisation@2/verdict"]["mobilenet_v2"]
+    assert verdict["rho_ci95_high"] == ci.high and verdict["copies"] == 3
+    assert verdict["verdict"] == ("pass" if max(ci.high, verdict["pearson_ci95_high"]) < 0.5 else "fail")
+    pairs = agg["randomisation@2/pairs"]["mobilenet_v2"]
+    assert (pairs["pairs"], pairs["degenerate"], pairs["failed"]) == (2 * 19 * 3, 2, 0)
+    assert len(agg["randomisation@2/per_copy"]["mobilenet_v2"]["rho"]) == 3
