@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from hfus_xai_bench.leaderboard.plots import (
     svg_scatter,
 )
 from hfus_xai_bench.leaderboard.tables import build_tables, column_headers, detail_headers
-from hfus_xai_bench.results import schema
+from hfus_xai_bench.results import FoldScores, schema
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -582,3 +583,84 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "up to date" in capsys.readouterr().out
     assert _cli(["leaderboard"]) == 2  # a missing sub-command prints the help and exits 2
     assert "usage: hfus-bench leaderboard" in capsys.readouterr().err
+
+
+def _s9_metrics() -> dict:
+    """Stand-ins for §9's registry entries (the s9 helper's metrics), with the record keys tables read."""
+    from hfus_xai_bench.metrics.registry import Metric, Output, Value
+
+    def metric(mid: str, outputs: list[tuple[str, str, str]]) -> Metric:
+        return Metric(
+            id=mid,
+            category="localisation",
+            needs="maps",
+            function=lambda inputs, config: {},
+            values=tuple(Value(f"{mid.split('@')[0]}_{n}") for n, _, _ in outputs),
+            outputs=tuple(
+                Output(n, d, (-1.0, 1.0), f"{mid} {n}", f"{mid.split('@')[0]}_{n}", label=label)
+                for n, d, label in outputs
+            ),
+            required=False,
+            description=f"A stand-in for {mid} (a test of the leaderboard columns, not the metric). " * 2,
+        )
+
+    return {
+        "evidence@1": metric(
+            "evidence@1",
+            [
+                ("hit", "higher", "ev. hit"),
+                ("mass", "higher", "ev. mass"),
+                ("hit_gain", "higher", "ev. hit gain"),
+                ("mass_gain", "higher", "ev. mass gain"),
+            ],
+        ),
+        "class_sensitivity@1": metric("class_sensitivity@1", [("rho", "lower", "class ρ")]),
+        "counterfactual@1": metric(
+            "counterfactual@1", [("effect", "none", "CF effect"), ("flip", "none", "CF flip")]
+        ),
+    }
+
+
+def test_evidence_track_columns_and_gains_vs_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROTOCOL §7.3-7.4 on a track with class evidence (§9): evidence hit / mass with their gains over the
+    copies and class_sensitivity@1 after IiC, counterfactual@1 once after accuracy; the paired gains add
+    evidence hit and mass and the `input` reference; tables without evidence keep the plain columns."""
+    from hfus_xai_bench.metrics.registry import METRICS
+
+    for mid, m in _s9_metrics().items():
+        monkeypatch.setitem(METRICS, mid, m)
+
+    def with_s9(hit: float) -> Callable[[FoldScores], None]:
+        def edit(run: FoldScores) -> None:
+            n = len(run.image_ids)
+            for m in _s9_metrics().values():
+                for v in m.values:
+                    run.values[m.key(v)] = np.full(n, hit if v.name == "evidence_hit" else 0.25)
+
+        return edit
+
+    grad = s7_record("gradcam", 2.0, 1, edit=with_s9(0.75))
+    inp = s7_record("input", 1.0, 2, model_dependent=False, edit=with_s9(0.5))
+    entries = [entry_from_result(r) for r in (grad, inp)]
+    table = build_tables(entries)[0]
+    assert table["evidence"] and [r["sanity"] for r in table["rows"]] == [False, True]
+    head = column_headers(evidence=True)
+    assert head[head.index("IiC % ↑") + 1 : head.index("acc")] == [
+        "ev. hit ↑",
+        "ev. hit gain ↑",
+        "ev. mass ↑",
+        "ev. mass gain ↑",
+        "class ρ ↓",
+    ]
+    assert head[head.index("acc") + 1 : head.index("evaluated")] == ["CF effect", "CF flip"]
+    md = render_markdown(entries)
+    row = next(r for r in _rows(md) if "gradcam" in r[1])
+    assert row[head.index("ev. hit ↑")] == "0.750 [0.750, 0.750]"
+    detail = detail_headers(evidence=True)
+    assert (
+        "Δev. hit vs input ↑" in detail and "ΔHR1 vs input ↑" in detail and "Δev. mass vs random ↑" in detail
+    )
+    drow = next(r for r in _rows(md, 1) if "gradcam" in r[0])
+    assert drow[detail.index("Δev. hit vs input ↑")] == "+0.250 [+0.250, +0.250]"
+    assert "ev. hit" not in " ".join(column_headers()) and "input" not in " ".join(detail_headers())
+    assert render_html(entries).count("CF effect") == 1  # once, next to accuracy (not in the second table)
