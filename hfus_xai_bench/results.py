@@ -257,8 +257,9 @@ class Result:
         return per_arch[arch or next(iter(per_arch))]["mean"]
 
     def summary_table(self) -> str:
-        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` column
-        after a metric that reports a pass rule (``randomisation@1/pass``), counts and cost."""
+        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` /
+        ``verdict`` column after a metric that reports one (``randomisation@1/pass``, ``randomisation@2/verdict``
+        with its degenerate share D), counts and cost."""
         from tabulate import tabulate
 
         metrics = self.record["metrics"]
@@ -270,9 +271,9 @@ class Result:
                 if o.label and metric.key(o) in metrics
             ]
             passes = [
-                (metric.key(t), "pass", True)
+                (metric.key(t), t.name, True)
                 for t in metric.tables
-                if t.name == "pass" and metric.key(t) in metrics
+                if t.name in ("pass", "verdict") and metric.key(t) in metrics
             ]
             cols += shown + (passes if shown else [])
         rows = []
@@ -285,7 +286,10 @@ class Result:
             ]
             for key, _label, is_pass in cols:
                 s = metrics[key].get(arch)
-                if is_pass:
+                if is_pass and s is not None and "verdict" in s:  # randomisation@2 (PROTOCOL §7.1.1)
+                    d = s["degenerate_share"]
+                    row.append(f"{s['verdict']} (D {'n/a' if d is None else f'{d:.2f}'})")
+                elif is_pass:
                     row.append("n/a" if s is None else ("yes" if s["pass"] else "no"))
                 else:
                     row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))
