@@ -495,3 +495,14 @@ def test_record_sections_of_randomisation2() -> None:
     pairs = agg["randomisation@2/pairs"]["mobilenet_v2"]
     assert (pairs["pairs"], pairs["degenerate"], pairs["failed"]) == (2 * 19 * 3, 2, 0)
     assert len(agg["randomisation@2/per_copy"]["mobilenet_v2"]["rho"]) == 3
+
+
+def test_summary_table_shows_the_verdict_and_d() -> None:
+    from leaderboard_fixtures import s7_record
+
+    from hfus_xai_bench.results import Result
+
+    table = Result(s7_record("flat", 2.0, 1, degenerate=0.8)).summary_table()
+    assert "verdict" in table.splitlines()[0] and "r rand." in table.splitlines()[0]
+    assert "undetermined (D 0.91)" in table  # 10 of each fold's 11 images: 3 degenerate pairs each
+    assert "pass (D 0.00)" in Result(s7_record("cam", 2.0, 1)).summary_table()
