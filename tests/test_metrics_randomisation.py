@@ -506,3 +506,36 @@ def test_summary_table_shows_the_verdict_and_d() -> None:
     assert "verdict" in table.splitlines()[0] and "r rand." in table.splitlines()[0]
     assert "undetermined (D 0.91)" in table  # 10 of each fold's 11 images: 3 degenerate pairs each
     assert "pass (D 0.00)" in Result(s7_record("cam", 2.0, 1)).summary_table()
+
+
+def test_verdict_does_not_depend_on_the_run_seed() -> None:
+    """PROTOCOL §7.1.1: the copies are seeded by copy_seed(k), not by the run seed, so Grad-CAM (deterministic)
+    gets the same per-copy values and verdict with run seeds 0, 1 and 5, and the random map (seeded by the run
+    seed, the same on the trained model and on every copy) fails with each (small size: a tiny CNN, 4 images)."""
+    from helpers import TinyNet
+
+    from hfus_xai_bench.explainers.cam import GradCAM
+
+    torch.manual_seed(3)
+    model = TinyNet().eval()
+    copies = [randomised_model(model, copy_seed(k)) for k in range(3)]
+    images = torch.rand(4, 3, 112, 112, generator=torch.Generator().manual_seed(4))
+    targets = torch.tensor([0, 1, 2, 3])
+    prior = torch.linspace(0, 1, 112)[:, None].expand(112, 112).contiguous()
+    results = {}
+    for seed in (0, 1, 5):
+        for name, cls in (("gradcam", GradCAM), ("random", B.RandomMap)):
+            maps = []
+            for m in (model, *copies):
+                ctx = ExplainContext(
+                    arch="tiny", target_layer=m.features[-1], device=torch.device("cpu"), seed=seed,
+                    depth_prior=prior,
+                )  # fmt: skip
+                torch.manual_seed(seed)  # the same random state for every call (PROTOCOL §3)
+                maps.append(np.asarray(quantize(cls(m, ctx)(images, targets))))
+            trained, rand = maps[0], np.stack(maps[1:], axis=1)
+            v = _values(copy_pairs(trained, rand, np.ones((4, 3), bool)))
+            results[name, seed] = (verdict_table([v])["verdict"], per_copy_table([v])["rho"])
+    for name in ("gradcam", "random"):
+        assert results[name, 0] == results[name, 1] == results[name, 5], name
+    assert results["random", 0][0] == "fail" and results["random", 0][1] == [1.0, 1.0, 1.0]
