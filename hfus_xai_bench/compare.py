@@ -202,15 +202,11 @@ def gate(record: Mapping[str, Any], arch: str) -> Gate:
 
 
 def fe_per_image(record: Mapping[str, Any], arch: str) -> float | None:
-    """Model-pass cost per image (PROTOCOL §6): (forward_rows + 2 · backward_rows, the ``repeat`` stage
-    excluded) / n_images, from the record's cost block; None for records made before the rows were counted."""
-    cost = record["cost"].get(arch, {})
-    n = record["counts"].get(arch, {}).get("n_images")
-    if not n or cost.get("forward_rows") is None or cost.get("backward_rows") is None:
-        return None
-    fwd = cost["forward_rows"] - (cost.get("forward_rows/repeat") or 0)
-    bwd = cost["backward_rows"] - (cost.get("backward_rows/repeat") or 0)
-    return float(fwd + 2 * bwd) / float(n)
+    """Model passes per image (PROTOCOL §6: (forward_rows + 2 · backward_rows, the ``repeat`` stage excluded)
+    / n_images), as the record's cost block states it (``fe_per_image``, computed once by the runner); None
+    for records made before the passes were counted."""
+    value = record["cost"].get(arch, {}).get("fe_per_image")
+    return None if value is None else float(value)
 
 
 # ------------------------------------------------------------------------------------ comparability

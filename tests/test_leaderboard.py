@@ -269,24 +269,45 @@ def test_every_kind_of_unranked_row_in_order(records: dict[str, dict]) -> None:
         assert f'<tbody class="unranked {kind}">' in page
 
 
-def test_fe_per_image_from_the_cost_rows(records: dict[str, dict]) -> None:
-    """FE/img = (forward_rows + 2 · backward_rows, the repeat stage excluded) / n_images (PROTOCOL §6)."""
+def test_fe_per_image_from_the_cost_block(records: dict[str, dict]) -> None:
+    """FE/img is the record's own (PROTOCOL §6, ``cost[arch]["fe_per_image"]``, written by the runner with the
+    row counts); entries made before the passes were counted show "—"."""
     from hfus_xai_bench.compare import fe_per_image
 
     e = copy.deepcopy(entry_from_result(records["gradcam"]))
+    assert fe_per_image(e, "mobilenet_v2") is None
     n = e["counts"]["mobilenet_v2"]["n_images"]
-    assert fe_per_image(e, "mobilenet_v2") is None  # made before the rows were counted
     e["cost"]["mobilenet_v2"].update(
         {
             "forward_rows": 10 * n + 4,
             "backward_rows": 3 * n + 2,
             "forward_rows/repeat": 4,
             "backward_rows/repeat": 2,
+            "fe_per_image": 16.0,
         }
     )
+    validate_entry(e)
     assert fe_per_image(e, "mobilenet_v2") == 16.0
     row = next(r for r in _rows(render_markdown([e])) if "gradcam" in r[1])
     assert row[column_headers().index("FE/img")] == "16.0"
+    assert "FE/img (model passes per image, PROTOCOL §6): A 16.0; B —" in _compare_text(
+        e, records["hirescam"]
+    )
+
+
+def _compare_text(a: dict, b: dict) -> str:
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pa, pb = Path(tmp) / "a.json", Path(tmp) / "b.json"
+        pa.write_text(json.dumps(a))
+        pb.write_text(json.dumps(b))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["compare", str(pa), str(pb)]) == 0
+    return out.getvalue()
 
 
 def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
