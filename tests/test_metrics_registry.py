@@ -25,8 +25,8 @@ def test_builtin_entries() -> None:
         "mask_iou@1",
         "confidence@1",
         "randomisation@1",
-        "randomisation@2",
         "road@1",
+        "randomisation@2",
     ]
     cov = METRICS["slm_coverage@1"]
     assert [(o.name, o.direction) for o in cov.outputs] == [("top", "higher"), ("bg", "lower")]
@@ -50,12 +50,12 @@ def test_builtin_entries() -> None:
         "confidence@1/iic",
         "randomisation@1/rho",
         "randomisation@1/cross_image",
-        "randomisation@2/rho",
-        "randomisation@2/pearson",
-        "randomisation@2/cross_image",
         "road@1/morf",
         "road@1/lerf",
         "road@1/combined",
+        "randomisation@2/rho",
+        "randomisation@2/pearson",
+        "randomisation@2/cross_image",
     ]
     for m in METRICS.values():
         assert m.id == f"{m.name}@{m.version}" and len(m.description) > 80
