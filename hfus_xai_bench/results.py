@@ -105,9 +105,12 @@ def _json_array(value: Any) -> Any:
     return [_json_array(x) for x in arr]
 
 
-def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
-    per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
+def summarize(
+    runs: Sequence[FoldScores], values: Sequence[np.ndarray], ci: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI (or ``ci``
+    when the output defines its own, ``Output.ci``), per fold; per class and correct/incorrect over the
+    pooled images (:func:`metrics.summarize`)."""
     from .metrics import summarize as summarize_images
 
     fold_means = {
@@ -119,7 +122,7 @@ def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
         "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
+        "ci95": [_f(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -243,11 +246,14 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
             per_fold = [run.metric_values(metric) for run in arch_runs]
             if any(v is None for v in per_fold):
                 continue
+            folds = [run.fold for run in arch_runs]
+            ascending = [per_fold[i] for i in sorted(range(len(folds)), key=folds.__getitem__)]
             for out in metric.outputs:
                 values = [per_image_output(out, v) for v in per_fold]
-                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values)
+                ci = None if out.ci is None else registry.resolve(out.ci)(ascending)
+                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values, ci)
             for table in metric.tables:
-                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
+                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(ascending)
     for arch, arch_runs in by_arch.items():
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)
@@ -290,8 +296,9 @@ class Result:
         return per_arch[arch or next(iter(per_arch))]["mean"]
 
     def summary_table(self) -> str:
-        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` column
-        after a metric that reports a pass rule (``randomisation@1/pass``), counts and cost."""
+        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` /
+        ``verdict`` column after a metric that reports one (``randomisation@1/pass``, ``randomisation@2/verdict``
+        with its degenerate share D), counts and cost."""
         from tabulate import tabulate
 
         metrics = self.record["metrics"]
@@ -303,9 +310,9 @@ class Result:
                 if o.label and metric.key(o) in metrics
             ]
             passes = [
-                (metric.key(t), "pass", True)
+                (metric.key(t), t.name, True)
                 for t in metric.tables
-                if t.name == "pass" and metric.key(t) in metrics
+                if t.name in ("pass", "verdict") and metric.key(t) in metrics
             ]
             cols += shown + (passes if shown else [])
         rows = []
@@ -318,7 +325,10 @@ class Result:
             ]
             for key, _label, is_pass in cols:
                 s = metrics[key].get(arch)
-                if is_pass:
+                if is_pass and s is not None and "verdict" in s:  # randomisation@2 (PROTOCOL §7.1.1)
+                    d = s["degenerate_share"]
+                    row.append(f"{s['verdict']} (D {'n/a' if d is None else f'{d:.2f}'})")
+                elif is_pass:
                     row.append("n/a" if s is None else ("yes" if s["pass"] else "no"))
                 else:
                     row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))

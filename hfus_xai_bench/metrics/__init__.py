@@ -7,6 +7,7 @@ Map metrics accept ``m255`` uint8 maps (float maps are quantised first); results
 
 from __future__ import annotations
 
+from . import randomisation_entries  # noqa: F401  (registers randomisation@2 after the registry's entries)
 from .classification import classification_report, confusion_matrix
 from .confidence import (
     ConfidenceResult,
