@@ -49,7 +49,7 @@ from .metrics.registry import Metric
 from .metrics.registry import metrics as registry_metrics
 from .models.zoo import get_arch
 from .results import FoldScores, Result
-from .scoring import score_fold
+from .scoring import score_fold, select_metrics
 from .seeding import derive_seed
 
 
@@ -347,7 +347,7 @@ def run_batch(
         cost.update(seconds_randomised=seconds_r, forward_images_randomised=float(forwards_r))
     m255_np = m255.cpu().numpy()
     values: dict[str, np.ndarray] = {}
-    chosen = batch_metrics(metrics)
+    chosen = select_metrics(batch_metrics(metrics), extras=extras)  # e.g. §9 ids only on evidence tracks
     if chosen:
         inputs = ScoringInputs(
             m255=m255_np,
@@ -417,7 +417,9 @@ def score_fold_outputs(
         ok=np.array([r is None for r in failed], bool),
         extras=extras,
     )
-    values = score_fold(inputs, fold_metrics(metrics), config=scoring_config(config))
+    values = score_fold(
+        inputs, select_metrics(fold_metrics(metrics), extras=extras), config=scoring_config(config)
+    )
     for key in {k for o in outputs for k in o.values}:
         values[key] = np.concatenate([o.values[key] for o in outputs])
     cost = dict(job.cost)
