@@ -226,7 +226,7 @@ def score_evidence(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np
     out = {
         "ev_hit": hit,
         "ev_mass": mass,
-        "ev_peak_pixels": peak.astype(np.float64),
+        "ev_peak_pixels": np.where(counts[:, 4] > 0, peak, np.nan),  # only where evidence@1 applies
         "ev_evidence_pixels": counts[:, 4].astype(np.float64),
         "ev_hit_copies": nan,
         "ev_mass_copies": nan.copy(),
