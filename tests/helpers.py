@@ -154,10 +154,18 @@ def patch_fakes(mp: pytest.MonkeyPatch, fakes: dict) -> None:
 
 
 def fake_scores(
-    arch: str, fold: int, level: float, seed: int, n: int = 12, *, failed_last: bool = True, rho: float = 0.1
+    arch: str,
+    fold: int,
+    level: float,
+    seed: int,
+    n: int = 12,
+    *,
+    failed_last: bool = True,
+    rho: float = 0.1,
+    evidence: bool = False,
 ) -> FoldScores:
     """Per-image values centred on ``level`` (HR1), randomisation ρ around ``rho``, everything else plausible;
-    the last image failed."""
+    the last image failed. ``evidence``: also the PROTOCOL §9 values (uniform in [0, 1), as an evidence track)."""
     rng = np.random.default_rng(seed)
     nt = len(THRESHOLDS)
     labels = rng.integers(0, 4, n)
@@ -193,6 +201,10 @@ def fake_scores(
         "road@1/road_morf_p": col(rng.uniform(0.0, 0.6, (n, 5))),
         "road@1/road_lerf_p": col(rng.uniform(0.4, 1.0, (n, 5))),
     }
+    if evidence:
+        from hfus_xai_bench.metrics.section9 import SECTION9
+
+        values |= {m.key(v): col(rng.random((n, *v.dims()))) for m in SECTION9 for v in m.values}
     return FoldScores(
         arch=arch,
         fold=fold,

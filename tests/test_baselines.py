@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hfus_xai_bench.errors import HfusError
@@ -129,3 +130,93 @@ def test_bad_images() -> None:
         B.SobelEdges(None, _ctx())(torch.zeros(3, 8, 8), None)
     with pytest.raises(HfusError, match="C = 3 or 1"):
         B.SobelEdges(None, _ctx())(torch.zeros(1, 2, 8, 8), None)
+
+
+# ------------------------------------------------------------------ PROTOCOL §9: input, oracle, oracle@grid
+
+
+def _ev_ctx(evidence: torch.Tensor | None) -> ExplainContext:
+    ctx = _ctx()
+    if evidence is not None:
+        ctx.extra["evidence"] = evidence
+    return ctx
+
+
+def test_input_is_the_channel_mean() -> None:
+    x = _images(2, 16)
+    out = B.InputIntensity(_NoModel(), _ctx())(x, None)
+    assert out.shape == (2, 16, 16) and B.InputIntensity.kind == "map"
+    torch.testing.assert_close(out, (x[:, 0] + x[:, 1] + x[:, 2]) / 3, rtol=0, atol=1e-7)
+
+
+def test_oracle_is_the_evidence_mask() -> None:
+    from hfus_xai_bench.explainers.contract import FAIL_EMPTY, to_m255
+    from hfus_xai_bench.metrics.evidence import evidence_scores
+
+    e = torch.zeros(2, 224, 224, dtype=torch.bool)
+    e[0, 60:80, 10:150] = True  # image 1: a CG image, empty mask
+    out = B.Oracle(_NoModel(), _ev_ctx(e))(_images(2), None)
+    assert torch.equal(out, e.float())
+    m255, reasons = to_m255([(out, None)], 2, "map", "pos", torch.device("cpu"))
+    assert torch.equal(m255[0], e[0].to(torch.uint8) * 255) and reasons == [None, FAIL_EMPTY]
+    hit, mass, peak = evidence_scores(m255[:1], e[:1])
+    assert hit[0] == 1.0 and mass[0] == 1.0 and peak[0] == 20 * 140  # the ceiling of evidence@1
+
+
+def test_oracle_grid_known_values_and_harness_upsampling() -> None:
+    from hfus_xai_bench.explainers.contract import to_m255
+    from hfus_xai_bench.metrics import quantize
+
+    e = torch.zeros(1, 224, 224, dtype=torch.bool)
+    e[0, 0:32, 0:32] = True  # block (0, 0) full
+    e[0, 32:48, 64:80] = True  # block (1, 2): a 16×16 quarter
+    e[0, 200:206, :] = True  # a 6-px band in block row 6: 6/32 of every block
+    grid = B.OracleGrid(_NoModel(), _ev_ctx(e))(_images(1), None)
+    assert grid.shape == (1, 7, 7)
+    want = torch.zeros(7, 7)
+    want[0, 0], want[1, 2] = 1.0, 0.25
+    want[6, :] = 6 / 32
+    assert torch.equal(grid[0], want)  # exact: counts over a power of two
+    # the harness upsamples it like any low-resolution map: bilinear, align_corners=False, no min subtraction
+    m255, reasons = to_m255([(grid, None)], 1, "map", "pos", torch.device("cpu"))
+    up = F.interpolate(grid[:, None], size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
+    assert reasons == [None] and torch.equal(m255, quantize(up))
+    assert m255[0, :16, :16].eq(255).all() and m255[0, 120, 150] == 0
+    # pixel (16, 16) is 1/64 of a block past the centre of block (0, 0) on both axes: (63/64)² of the peak
+    assert m255[0, 16, 16] == 247  # floor(255 · 3969 / 4096), exact in float32
+    flat = torch.full((1, 224, 224), True)
+    flat[0, :32, :32] = False  # every block full but one: the map's minimum stays above 0 away from it
+    m = to_m255(
+        [(B.OracleGrid(None, _ev_ctx(flat))(_images(1), None), None)], 1, "map", "pos", torch.device("cpu")
+    )[0]
+    assert m[0, 200, 200] == 255 and m[0, 0, 0] == 0
+
+
+def test_oracle_errors_and_metadata() -> None:
+    from hfus_xai_bench.explainers.loader import load_builtin, load_method
+    from hfus_xai_bench.explainers.registry import BUILTIN_METHODS, REFERENCE_METHODS, SANITY_METHODS
+
+    with pytest.raises(HfusError, match=r"context.extra\['evidence'\]"):
+        B.Oracle(None, _ev_ctx(None))(_images(1), None)
+    with pytest.raises(HfusError, match="expected the batch"):
+        B.Oracle(None, _ev_ctx(torch.zeros(2, 224, 224, dtype=torch.bool)))(_images(1), None)
+    with pytest.raises(HfusError, match="divisible by 32"):
+        B.OracleGrid(None, _ev_ctx(torch.zeros(1, 40, 40, dtype=torch.bool)))(_images(1, 40), None)
+    assert "input" in SANITY_METHODS and set(REFERENCE_METHODS) <= set(BUILTIN_METHODS)
+    for name in REFERENCE_METHODS:
+        meta = load_method(name).metadata
+        assert meta["reference"] == "oracle" and tuple(meta["reads"]) == ("evidence",), name
+    assert "reads" not in load_builtin("input").metadata and "reference" not in load_builtin("input").metadata
+
+
+def test_a_user_method_may_not_read_the_evidence(tmp_path) -> None:
+    from hfus_xai_bench.explainers.loader import load_file
+
+    for key, value in (("reads", '("evidence",)'), ("reference", '"oracle"')):
+        path = tmp_path / f"m_{key}.py"
+        path.write_text(
+            f"METADATA = {{'{key}': {value}}}\ndef explain(model, images, targets, *, context):\n    return images.mean(1)\n"
+        )
+        with pytest.raises(HfusError, match=r"reserved for the benchmark's reference rows") as err:
+            load_file(path)
+        assert "\n" not in str(err.value)

@@ -27,6 +27,9 @@ def test_builtin_entries() -> None:
         "randomisation@1",
         "road@1",
         "randomisation@2",
+        "evidence@1",
+        "class_sensitivity@1",
+        "counterfactual@1",
     ]
     cov = METRICS["slm_coverage@1"]
     assert [(o.name, o.direction) for o in cov.outputs] == [("top", "higher"), ("bg", "lower")]
@@ -56,6 +59,13 @@ def test_builtin_entries() -> None:
         "randomisation@2/rho",
         "randomisation@2/pearson",
         "randomisation@2/cross_image",
+        "evidence@1/hit",
+        "evidence@1/mass",
+        "evidence@1/hit_gain",
+        "evidence@1/mass_gain",
+        "class_sensitivity@1/rho",
+        "counterfactual@1/effect",
+        "counterfactual@1/flip",
     ]
     for m in METRICS.values():
         assert m.id == f"{m.name}@{m.version}" and len(m.description) > 80

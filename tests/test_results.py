@@ -121,7 +121,7 @@ def test_build_result_validates_and_counts():
 
 
 def test_every_registry_output_and_value_is_in_the_record():
-    runs = [fake_scores("mobilenet_v2", 0, 1.0, 1), fake_scores("mobilenet_v2", 1, 1.0, 2)]
+    runs = [fake_scores("mobilenet_v2", f, 1.0, 1 + f, evidence=True) for f in (0, 1)]
     rec = build_result(
         method(), runs, options={**OPTIONS, "folds": [0, 1]}, dataset=DATASET, environment=ENV
     ).record

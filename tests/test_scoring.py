@@ -45,7 +45,7 @@ def test_values_equal_the_metric_functions() -> None:
     torch.manual_seed(0)
     model = TinyNet().eval()
     inp = _inputs(model=model)
-    values = score_fold(inp, config=ScoringConfig(confidence="prob"))
+    values = score_fold(inp, select_metrics(extras=inp.extras), config=ScoringConfig(confidence="prob"))
     hr1, hr2 = hit_rate(inp.m255, inp.slms)
     top, bg = slm_coverage(inp.m255, inp.slms)
     np.testing.assert_array_equal(values["hit_rate@1/hr1"], hr1)
@@ -78,8 +78,9 @@ def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
     """Image-scope metrics: an image's values do not depend on which other images are scored with it;
     fold-scope ones (ρ_cross) are computed over the scored images only."""
     ok = np.array([True, False, True, True, False])
-    full = score_fold(_inputs(), select_metrics(model=False))
-    part = score_fold(_inputs(ok=ok), select_metrics(model=False))
+    maps_only = select_metrics(model=False, extras=_inputs().extras)  # §9 ids need evidence-track extras
+    full = score_fold(_inputs(), maps_only)
+    part = score_fold(_inputs(ok=ok), maps_only)
     fold_scope = {
         m.key(v)
         for m in select_metrics(model=False)
@@ -105,7 +106,9 @@ def test_model_metrics_need_the_model() -> None:
         score_fold(_inputs(extras={}), select_metrics(model=False))
     assert "randomisation@1" not in [m.id for m in select_metrics(model=False, extras=())]
     assert all(m.needs == "maps" for m in select_metrics(model=False))
-    assert "confidence@1/s0" not in score_fold(_inputs(), select_metrics(model=False))
+    assert "confidence@1/s0" not in score_fold(
+        _inputs(), select_metrics(model=False, extras=_inputs().extras)
+    )
 
 
 def test_a_model_based_metric_reads_model_images_and_extras() -> None:

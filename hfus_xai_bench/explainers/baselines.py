@@ -1,8 +1,12 @@
-"""Sanity baselines every table shows (PROTOCOL §5): random, centre Gaussian, depth prior, Sobel edges.
+"""Sanity baselines every table shows (PROTOCOL §5): random, centre Gaussian, depth prior, Sobel edges; on
+evidence tracks (PROTOCOL §9) the model-blind ``input`` map and the reference rows ``oracle`` and ``oracle@grid``.
 
-All four are ``kind = "map"`` explainers that never call the model: they return a non-negative
+All are ``kind = "map"`` explainers that never call the model: they return a non-negative
 (B, H, W) map on ``context.device`` for images (B, 3, H, W) (H = W = 224 in the benchmark; any size
-works).
+works; ``oracle@grid`` returns (B, H/32, W/32)). The reference rows read the batch's evidence mask from
+``context.extra["evidence"]`` (set by the runner before every call of a method whose METADATA declares
+``"reads": ("evidence",)``; only built-in reference rows may): they are the ceiling and a reference of
+``evidence@1``, never ranked (METADATA ``"reference": "oracle"``).
 
 Seeding rule (shared with GradientShap, see :func:`image_seeds`): every image gets its own seed,
 derived from ``context.seed`` and the image's content (its pixels quantised to uint8), so a map does
@@ -26,6 +30,12 @@ CENTER_SIGMA_FRACTION = 0.25
 
 #: ITU-R BT.601 luma weights used for the grey level of RGB images
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+#: ``oracle@grid``: side of the blocks E is averaged over (224 / 32 = 7, the pinned target layers' grid, §9)
+ORACLE_GRID_BLOCK = 32
+
+#: the ``context.extra`` key holding the batch's evidence masks (B, H, W) bool, for the reference rows
+EVIDENCE_KEY = "evidence"
 
 
 def image_seeds(images: torch.Tensor, seed: int) -> list[int]:
@@ -182,3 +192,84 @@ class SobelEdges(_MapBaseline):
         kernels = torch.stack([kx, kx.t()])[:, None]  # (2, 1, 3, 3): gx, gy
         g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
         return torch.sqrt(g[:, 0] ** 2 + g[:, 1] ** 2)
+
+
+# ------------------------------------------------------------------ PROTOCOL §9: evidence-track rows
+
+
+class InputIntensity(_MapBaseline):
+    """The image's own intensity as the map: the mean over the colour channels (model-blind, as in XAI-TRIS)."""
+
+    METADATA = {
+        "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §9)",
+        "licence": "MIT (this implementation)",
+        "hyperparameters": {"map": "mean over the colour channels of the input image"},
+        "tuning_split": "none",
+    }
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        check_batch(images)
+        return images.detach().to(self.device, torch.float32).mean(1)
+
+
+_ORACLE_METADATA = {
+    "authors": "hfus-xai-bench developers (reference row, PROTOCOL §9)",
+    "licence": "MIT (this implementation)",
+    "tuning_split": "none",
+    "reference": "oracle",
+    "reads": (EVIDENCE_KEY,),
+}
+
+
+class _Oracle(_MapBaseline):
+    """Common part of the reference rows: the batch's evidence masks from ``context.extra``."""
+
+    def evidence(self, images: torch.Tensor) -> torch.Tensor:
+        """``context.extra["evidence"]`` as float 0/1 (B, H, W) on the device, checked against the batch."""
+        check_batch(images)
+        e = self.context.extra.get(EVIDENCE_KEY)
+        if e is None:
+            raise HfusError(
+                f"{type(self).__name__} needs the evidence masks in context.extra[{EVIDENCE_KEY!r}]; run it "
+                "through the benchmark runner on a dataset with an evidence column (synth-v3 or later)"
+            )
+        e = torch.as_tensor(e, device=self.device)
+        b, _, h, w = images.shape
+        if tuple(e.shape) != (b, h, w):
+            raise HfusError(
+                f"context.extra[{EVIDENCE_KEY!r}] has shape {tuple(e.shape)}, expected the batch's {(b, h, w)}"
+            )
+        return (e != 0).to(torch.float32)
+
+
+class Oracle(_Oracle):
+    """The evidence mask E itself: 1 inside E, 0 elsewhere (m255 = 255 on E); all zero (empty_map) without E."""
+
+    METADATA = {**_ORACLE_METADATA, "hyperparameters": {"map": "evidence mask E (1 inside, 0 outside)"}}
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.evidence(images)
+
+
+class OracleGrid(_Oracle):
+    """E as 0/1 averaged over :data:`ORACLE_GRID_BLOCK`-pixel blocks: a (B, H/32, W/32) map (7 × 7 at 224),
+    upsampled by the harness like any low-resolution map (bilinear, align_corners=False, no min subtraction).
+
+    Every block mean is exact (a count of at most 1024 ones over a power of two)."""
+
+    METADATA = {
+        **_ORACLE_METADATA,
+        "hyperparameters": {
+            "map": "evidence mask E averaged over 32×32 blocks (7×7 at 224), upsampled by the harness",
+            "block": ORACLE_GRID_BLOCK,
+        },
+    }
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.evidence(images)
+        h, w = e.shape[-2:]
+        if h % ORACLE_GRID_BLOCK or w % ORACLE_GRID_BLOCK:
+            raise HfusError(
+                f"oracle@grid needs image sides divisible by {ORACLE_GRID_BLOCK}, got {h}×{w}; use 224×224 images"
+            )
+        return F.avg_pool2d(e[:, None], ORACLE_GRID_BLOCK)[:, 0]

@@ -61,6 +61,10 @@ class ExplainContext:
     batch_size: int = 64
     #: (224, 224) float in [0, 1]: mean skin layer map of the training folds / 255 (for the depth prior)
     depth_prior: torch.Tensor | None = None
+    #: further inputs the harness hands to particular methods. ``extra["evidence"]``: the batch's evidence masks
+    #: (B, 224, 224) bool on ``device`` (PROTOCOL §9), set by the runner before every call of a method whose
+    #: METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,
+    #: ``oracle@grid``, METADATA ``"reference": "oracle"``) may; the loader refuses it in any other method
     extra: dict[str, Any] = field(default_factory=dict)
 
 

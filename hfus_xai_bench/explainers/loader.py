@@ -22,6 +22,9 @@ from .registry import BUILTIN_METHODS
 
 ENTRY_POINT_GROUP = "hfus_xai_bench.explainers"
 METADATA_KEYS = ("name", "authors", "url", "licence", "hyperparameters", "tuning_split", "kind", "citation")
+#: METADATA keys only built-in reference rows declare (PROTOCOL §9: ``"reference": "oracle"``, ``"reads":
+#: ("evidence",)``, the runner then hands them the evidence masks); a method file or entry point may not
+RESERVED_KEYS = ("reference", "reads")
 
 
 @dataclass
@@ -51,6 +54,12 @@ class Method:
 
 def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -> Method:
     metadata = dict(getattr(namespace, "METADATA", None) or {})
+    reserved = sorted(set(metadata) & set(RESERVED_KEYS))
+    if reserved:
+        raise HfusError(
+            f"{source}: METADATA {reserved} is reserved for the benchmark's reference rows (a method may not "
+            "read the evidence masks); remove it"
+        )
     unknown = sorted(set(metadata) - set(METADATA_KEYS))
     if unknown:
         raise HfusError(f"{source}: unknown METADATA keys {unknown}; allowed: {', '.join(METADATA_KEYS)}")
@@ -115,7 +124,7 @@ def load_builtin(name: str) -> Method:
     cls = getattr(importlib.import_module(module_name), attr)
     metadata = {"name": name, "kind": getattr(cls, "kind", "map")}
     metadata.update(getattr(cls, "METADATA", {}) or {})
-    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    unknown = sorted(set(metadata) - set(METADATA_KEYS) - set(RESERVED_KEYS))
     if unknown:
         raise HfusError(f"built-in {name}: unknown METADATA keys {unknown}")
     return Method(name=name, source="builtin", kind=metadata["kind"], factory=cls, metadata=metadata)

@@ -23,8 +23,13 @@ BUILTIN_METHODS: dict[str, str] = {
     "center": "hfus_xai_bench.explainers.baselines:CenterGaussian",
     "depth_prior": "hfus_xai_bench.explainers.baselines:DepthPrior",
     "sobel": "hfus_xai_bench.explainers.baselines:SobelEdges",
+    "input": "hfus_xai_bench.explainers.baselines:InputIntensity",
+    # reference rows of evidence tracks (PROTOCOL §9; read the evidence mask, never ranked)
+    "oracle": "hfus_xai_bench.explainers.baselines:Oracle",
+    "oracle@grid": "hfus_xai_bench.explainers.baselines:OracleGrid",
 }
 
 CAM_METHODS = ("gradcam", "gradcampp", "hirescam", "eigengradcam", "ablationcam", "scorecam")
 ATTRIBUTION_METHODS = ("ig", "gradientshap", "saliency", "occlusion15", "occlusion30", "occlusion45")
-SANITY_METHODS = ("random", "center", "depth_prior", "sobel")
+SANITY_METHODS = ("random", "center", "depth_prior", "sobel", "input")
+REFERENCE_METHODS = ("oracle", "oracle@grid")

@@ -8,6 +8,7 @@ Map metrics accept ``m255`` uint8 maps (float maps are quantised first); results
 from __future__ import annotations
 
 from . import randomisation_entries  # noqa: F401  (registers randomisation@2 after the registry's entries)
+from . import section9  # noqa: F401  (registers the §9 entries: evidence@1, class_sensitivity@1, counterfactual@1)
 from .classification import classification_report, confusion_matrix
 from .confidence import (
     ConfidenceResult,
@@ -15,6 +16,8 @@ from .confidence import (
     drop_in_confidence,
     increase_in_confidence,
 )
+from .counterfactual import CounterfactualResult, counterfactual_scores
+from .evidence import class_sensitivity, evidence_scores
 from .inputs import ScoringConfig, ScoringInputs
 from .localisation import (
     HR1_SCORES,
@@ -38,6 +41,7 @@ __all__ = [
     "METRICS",
     "BootstrapCI",
     "ConfidenceResult",
+    "CounterfactualResult",
     "LocalisationResult",
     "Metric",
     "Output",
@@ -47,10 +51,13 @@ __all__ = [
     "Value",
     "as_m255",
     "bootstrap_ci",
+    "class_sensitivity",
     "classification_report",
     "confidence_change",
     "confusion_matrix",
+    "counterfactual_scores",
     "drop_in_confidence",
+    "evidence_scores",
     "fold_bootstrap",
     "get_metric",
     "hit_rate",

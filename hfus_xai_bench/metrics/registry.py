@@ -20,7 +20,8 @@ Every versioned metric (PROTOCOL §4, §7) is one :class:`Metric` entry in :data
 The scoring core (:func:`hfus_xai_bench.scoring.score_fold`), the record (``results``: per-image rows,
 aggregation, the ``metrics`` section of the JSON schema), the leaderboard columns and ``verify`` all
 iterate over this registry. Adding a metric = one entry here + its function (``randomisation@2``, PROTOCOL
-§7.1.1, lives in :mod:`.randomisation_entries`, registered after these when the ``metrics`` package is imported). A change to any number a
+§7.1.1, lives in :mod:`.randomisation_entries` and the entries of PROTOCOL §9 in :mod:`.section9`, registered
+after these when the ``metrics`` package is imported). A change to any number a
 definition fixes is a new version (``hit_rate@2``), never a silent edit.
 """
 
@@ -38,7 +39,7 @@ from ..errors import HfusError
 Direction = Literal["higher", "lower", "none"]
 Needs = Literal["maps", "model"]
 Scope = Literal["image", "fold"]
-Category = Literal["localisation", "faithfulness", "sanity"]
+Category = Literal["localisation", "faithfulness", "sanity", "model"]
 
 #: Columns of a ``per_image`` row that are not metric values.
 ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
