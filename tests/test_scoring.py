@@ -27,7 +27,11 @@ def _inputs(ok=None, **kw) -> ScoringInputs:
     slms[:, 40:60], slms[:, 60:96], slms[:, 96:132] = 255, 128, 64
     images = torch.from_numpy(rng.random((N, 3, 224, 224)).astype(np.float32))
     kw.setdefault(
-        "extras", {"m255_randomised": quantize(rng.random((N, 224, 224))), "randomised_ok": np.ones(N, bool)}
+        "extras",
+        {
+            "m255_randomised": quantize(rng.random((3 * N, 224, 224))).reshape(N, 3, 224, 224),
+            "randomised_ok": np.ones((N, 3), bool),
+        },
     )
     return ScoringInputs(
         m255=m255,
@@ -57,10 +61,11 @@ def test_values_equal_the_metric_functions() -> None:
     np.testing.assert_array_equal(values["confidence@1/s_keep_t"], conf.s_keep_t)
     assert values["mask_iou@1/iou"].shape == (N, len(THRESHOLDS), 5)
     # PROTOCOL §7: randomisation@1 from the two map stacks, road@1 through road_scores with per-image seeds
+    old = score_fold(inp, select_metrics(["randomisation@1"]), config=ScoringConfig())  # superseded: by name
     np.testing.assert_array_equal(
-        values["randomisation@1/rho"], spearman_maps(inp.m255, inp.extras["m255_randomised"])
+        old["randomisation@1/rho"], spearman_maps(inp.m255, inp.extras["m255_randomised"][:, 0])
     )
-    np.testing.assert_array_equal(values["randomisation@1/cross_image"], cross_image_rho(inp.m255, seed=0))
+    np.testing.assert_array_equal(values["randomisation@2/rand2_cross"], cross_image_rho(inp.m255, seed=0))
     road = road_scores(
         model,
         inp.images.contiguous(memory_format=torch.channels_last),
@@ -86,9 +91,9 @@ def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
         for m in select_metrics(model=False)
         if m.scope == "fold"
         for v in m.values
-        if v.name == "cross_image"
+        if v.name == "rand2_cross"
     }
-    assert fold_scope == {"randomisation@1/cross_image"}
+    assert fold_scope == {"randomisation@2/rand2_cross"}
     for key, values in part.items():
         assert np.isnan(values[~ok]).all(), key
         if key in fold_scope:
@@ -101,10 +106,10 @@ def test_model_metrics_need_the_model() -> None:
     with pytest.raises(HfusError, match="confidence@1 needs the model"):
         score_fold(_inputs())
     with pytest.raises(
-        HfusError, match=r"randomisation@1 needs extras \['m255_randomised', 'randomised_ok'\]"
+        HfusError, match=r"randomisation@2 needs extras \['m255_randomised', 'randomised_ok'\]"
     ):
         score_fold(_inputs(extras={}), select_metrics(model=False))
-    assert "randomisation@1" not in [m.id for m in select_metrics(model=False, extras=())]
+    assert "randomisation@2" not in [m.id for m in select_metrics(model=False, extras=())]
     assert all(m.needs == "maps" for m in select_metrics(model=False))
     assert "confidence@1/s0" not in score_fold(
         _inputs(), select_metrics(model=False, extras=_inputs().extras)
