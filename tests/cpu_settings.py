@@ -25,13 +25,15 @@ CPU_SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
-def run_under(setting: str, code: str, *args: str, timeout: int = 300) -> Any:
+def run_under(setting: str, code: str, *args: str, threads: int | None = None, timeout: int = 300) -> Any:
     """Run ``code`` (which prints one JSON document last) under ``CPU_SETTINGS[setting]``; its JSON.
 
     The child imports this checkout first (``PYTHONPATH`` = repository and tests folder), runs offline
-    and fails the test with its stderr if it exits non-zero.
+    (``threads``: its ``OMP_NUM_THREADS``) and fails the test with its stderr if it exits non-zero.
     """
     env = {**os.environ, **CPU_SETTINGS[setting], "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
     env["TQDM_DISABLE"] = "1"
     proc = subprocess.run(

@@ -73,6 +73,7 @@ def test_prob_unit() -> None:
 
 def test_dic_iic_helpers() -> None:
     s0 = np.array([24.0, 24.0, 1.0, np.nan])
+    # values exactly representable and one IEEE subtraction / division each: exact
     np.testing.assert_array_equal(drop_in_confidence(s0, [0.0, 30.0, 0.5, 1.0]), [24.0, 0.0, 0.5, np.nan])
     np.testing.assert_array_equal(increase_in_confidence(s0, [24.0, 30.0, 0.5, 1.0]), [0.0, 1.0, 0.0, np.nan])
     # s0 (N,) broadcasts against per-threshold (N, T)

@@ -1,4 +1,8 @@
-"""PROTOCOL §4 localisation metrics on hand-computed cases, plus a per-image reference cross-check."""
+"""PROTOCOL §4 localisation metrics on hand-computed cases, plus a per-image reference cross-check.
+
+Bitwise asserts here are exact by construction: integer masks and counts of uint8 maps, ratios of small
+integers (one IEEE division each).
+"""
 
 from __future__ import annotations
 

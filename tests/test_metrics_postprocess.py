@@ -1,4 +1,8 @@
-"""PROTOCOL §3.1: normalize_attribution (vs captum) and quantize (floor semantics)."""
+"""PROTOCOL §3.1: normalize_attribution (vs captum) and quantize (floor semantics).
+
+Bitwise asserts here are exact by construction: uint8 results, or one IEEE division / floor per element
+(captum's reference makes the same operations); comments mark the others.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +87,9 @@ def test_normalize_chunks_do_not_change_results() -> None:
     rng = np.random.default_rng(4)
     a = rng.standard_normal((70, 8, 8))  # > one internal chunk of 64
     full = normalize_attribution(a)
-    np.testing.assert_array_equal(full[65:], normalize_attribution(a[65:]))
+    np.testing.assert_array_equal(
+        full[65:], normalize_attribution(a[65:])
+    )  # per-image max, elementwise: exact
 
 
 @pytest.mark.parametrize(
@@ -121,7 +127,7 @@ def test_quantize_all_zero_map_and_torch() -> None:
     assert isinstance(q, torch.Tensor) and q.dtype == torch.uint8
     assert int(q[0].max()) == 0
     assert int(q[1].sum()) == 255
-    np.testing.assert_array_equal(q.numpy(), quantize(m.numpy()))
+    np.testing.assert_array_equal(q.numpy(), quantize(m.numpy()))  # IEEE division and floor in both: exact
 
 
 def test_quantize_round_trips_m255_given_as_float() -> None:

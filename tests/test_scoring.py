@@ -50,6 +50,7 @@ def test_values_equal_the_metric_functions() -> None:
     model = TinyNet().eval()
     inp = _inputs(model=model)
     values = score_fold(inp, select_metrics(extras=inp.extras), config=ScoringConfig(confidence="prob"))
+    # exact: the scoring core makes the very calls below (same inputs, shapes, batch sizes and kernels)
     hr1, hr2 = hit_rate(inp.m255, inp.slms)
     top, bg = slm_coverage(inp.m255, inp.slms)
     np.testing.assert_array_equal(values["hit_rate@1/hr1"], hr1)
@@ -99,7 +100,7 @@ def test_unscored_images_are_nan_and_the_rest_unchanged() -> None:
         if key in fold_scope:
             np.testing.assert_array_equal(values[ok], cross_image_rho(_inputs().m255[ok], seed=0))
         else:
-            np.testing.assert_array_equal(values[ok], full[key][ok])
+            np.testing.assert_array_equal(values[ok], full[key][ok])  # maps-only: numpy on uint8, per image
 
 
 def test_model_metrics_need_the_model() -> None:

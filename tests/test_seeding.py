@@ -55,6 +55,7 @@ def test_bad_parts() -> None:
 def test_torch_generator_is_cpu_and_reproducible() -> None:
     g1, g2 = torch_generator(item_seed(0, "a")), torch_generator(item_seed(0, "a"))
     assert g1.device.type == "cpu"
+    # the same generator state and the same CPU draw: exact
     assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=g2))
     assert not torch.equal(
         torch.rand(5, generator=torch_generator(1)), torch.rand(5, generator=torch_generator(2))

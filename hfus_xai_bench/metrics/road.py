@@ -26,43 +26,8 @@ the products are 5017.6, 15052.8, 25088, 35123.2, 45158.4, so no tie arises: k =
 
 Nothing depends on the batch position, the device or the number of processes.
 
-**Solver.** The system (per image and channel: symmetric positive definite, an M-matrix; every
-connected hole touches a kept pixel as long as one pixel is kept) is solved by conjugate gradients
-preconditioned with one geometric multigrid V-cycle, batched over (image × removal set) and channels
-with plain torch ops on the images' device:
-
-- level 0 is the 224×224 grid with the removed pixels as unknowns; coarse grid point I sits on fine
-  point 2I (``h → h // 2 + 1``: 224, 113, 57, 29, 15, 8), active iff that fine point is an unknown
-  (the last coarse row/column of an even-sized grid sits on the last fine row/column);
-- prolongation = bilinear interpolation restricted to active coarse and unknown fine points,
-  restriction = its transpose, coarse operators = the Galerkin products ``Pᵀ A P`` (9-point stencils
-  with varying coefficients, computed exactly as one stride-2 convolution of the 9 coefficient fields
-  per system); every active coarse point has a fine point of its own, so each coarse operator is again
-  symmetric positive definite;
-- one damped-Jacobi sweep before and after the coarse correction (ω = 1 on the fine level, where the
-  smoothing factor of this 9-point operator is 1/3, ω = 0.9 below), a dense solve (explicit inverse,
-  float64) on the coarsest grid (≤ 8×8).
-
-Typically 5–6 iterations reach the tolerance, for any hole shape (measured on Grad-CAM and random
-maps at every fraction). Iterations run in float32; a system (image, removal set) stops when the
-recursive residual of each of its channels is ≤ 0.8·tol and is then frozen; at the end the relative
-residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
-above ``tol`` iterates again from its current value, and one that still misses it after ``max_iter``
-iterations is solved directly (scipy's sparse LU, float64), so the returned values always meet the
-tolerance. Deterministic on a given machine (no atomics, no random draws).
-
-**Batch independence (CPU), by design.** An image's result does not depend on the other images solved
-with it or on the chunking: every decision (stop, iteration budget, retry, direct fallback) is taken
-per system; the arithmetic is elementwise ops and reductions over one system's rows (fixed length,
-contiguous), whose kernels treat each row alike whatever the batch size; and every call into a
-library that may choose its kernel by batch size or memory alignment (the Galerkin convolution, the
-coarsest-grid inverse and its products) is made per system on a fresh buffer of a fixed shape.
-Tested under other CPUs' kernel settings (``tests/test_metrics_road.py``); cost in
-``benchmarks/bench_faithfulness.py``. On the CPU the solver runs with one torch thread
-(:data:`SOLVER_CPU_THREADS`, the caller's setting restored afterwards): it is thousands of small
-memory-bound ops, which two threads on two shared cores ran 5× slower; with one thread its result also
-does not depend on the caller's thread count. (Not thread-safe against other Python threads changing
-torch's thread count at the same time.)
+**Solver.** :mod:`.solver` (conjugate gradients with a multigrid preconditioner, batch-independent
+on the CPU by design; its docstring says how).
 
 **Differences from pytorch-grad-cam 1.5.7's ``NoisyLinearImputer``** (``pytorch_grad_cam/metrics/road.py``,
 taken from the ROAD authors' code), found by reading it and by ``tests/test_metrics_road.py``:
@@ -86,18 +51,28 @@ taken from the ROAD authors' code), found by reading it and by ``tests/test_metr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..constants import ROAD_FRACTIONS
 from ..errors import HfusError
 from ..seeding import derive_seed, torch_generator
+from .solver import (
+    SOLVER_CPU_THREADS,
+    TOL,
+    ImputationSolve,
+    check_pair,
+    default_chunk,
+    direct_imputation,
+    imputation_residual,
+    solve_imputation,
+    solver_threads,
+)
 
 if TYPE_CHECKING:
     from .inputs import ScoringConfig, ScoringInputs
@@ -125,26 +100,9 @@ __all__ = [
     "solve_imputation",
 ]
 
-#: fractions of the pixels removed (PROTOCOL §7.2)
-ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: standard deviation of the imputation noise (images in [0, 1])
 NOISE_STD = 0.01
-#: relative residual the imputation must reach, per image, removal set and channel
-TOL = 1e-5
-#: neighbour weights of the imputation (direct, diagonal)
-W_DIRECT, W_DIAGONAL = 1.0 / 6.0, 1.0 / 12.0
 ORDERS: tuple[str, ...] = ("morf", "lerf")
-
-#: torch threads the CPU solver runs with (restored afterwards; None = the caller's setting). One thread:
-#: the solver is thousands of small memory-bound ops, which two threads on two shared cores run several
-#: times slower (measured 5×), and its result then does not depend on the caller's thread count.
-SOLVER_CPU_THREADS: int | None = 1
-
-_OMEGA_FINE, _OMEGA_COARSE = 1.0, 0.9
-_COARSEST = 8  # a grid with at most 8 points per side is solved densely
-_STOP = 0.8  # iterate until the float32 residual is <= _STOP * tol, then check in float64
-#: 3×3 offsets in row-major order; index 4 is the centre
-_OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 # ----------------------------------------------------------------------------------------------- seeds
@@ -221,543 +179,6 @@ def removal_masks(order: torch.Tensor, counts: Sequence[int], height: int, width
     return torch.stack(morf + lerf, dim=1).reshape(n, 2 * len(counts), height, width)
 
 
-# ---------------------------------------------------------------------------------------------- solver
-#
-# Arrays of a grid level with h×w points are stored padded as (S, C, h + 3, w + 3): interior at
-# [1 : h + 1, 1 : w + 1], zeros around (one row/column before, two after, so that the stride-2
-# restriction of an even-sized grid can read one past the end). Masks are (S, 1, h + 3, w + 3).
-
-
-def _padded(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(s, c, h + 3, w + 3, dtype=like.dtype, device=like.device)
-
-
-def _interior(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return a[..., 1 : h + 1, 1 : w + 1]
-
-
-def _sum121(x: torch.Tensor, out: torch.Tensor, h: int, w: int, tmp: torch.Tensor | None = None) -> None:
-    """Interior of ``out`` = the [1 2 1]ᵀ[1 2 1] sum of ``x`` over each 3×3 neighbourhood (= 12 N(x) + 4 x).
-
-    ``tmp``: a buffer of shape x.shape[:-1] + (w,) (allocated when None).
-    """
-    if tmp is None:
-        tmp = x.new_empty(x.shape[:-1] + (w,))
-    torch.add(x[..., :, 0:w], x[..., :, 2 : w + 2], out=tmp)
-    tmp.add_(x[..., :, 1 : w + 1], alpha=2.0)
-    o = _interior(out, h, w)
-    torch.add(tmp[..., 0:h, :], tmp[..., 2 : h + 2, :], out=o)
-    o.add_(tmp[..., 1 : h + 1, :], alpha=2.0)
-
-
-def _restrict(f: torch.Tensor, out: torch.Tensor, hc: int, wc: int, tmp: torch.Tensor | None = None) -> None:
-    """Interior of ``out`` (coarse) = Pᵀ f: weights [1/2 1 1/2]ᵀ[1/2 1 1/2] around fine point 2I.
-
-    ``tmp``: a buffer of shape f.shape[:-1] + (wc,).
-    """
-    if tmp is None:
-        tmp = f.new_empty(f.shape[:-1] + (wc,))
-    torch.add(f[..., 0 : 2 * wc - 1 : 2], f[..., 2 : 2 * wc + 1 : 2], out=tmp)
-    tmp.mul_(0.5).add_(f[..., 1 : 2 * wc : 2])
-    o = _interior(out, hc, wc)
-    torch.add(tmp[..., 0 : 2 * hc - 1 : 2, :], tmp[..., 2 : 2 * hc + 1 : 2, :], out=o)
-    o.mul_(0.5).add_(tmp[..., 1 : 2 * hc : 2, :])
-
-
-def _prolong(
-    c: torch.Tensor, out: torch.Tensor, hc: int, wc: int, h: int, w: int, tmp: torch.Tensor | None = None
-) -> None:
-    """Interior of ``out`` (fine) = P c, bilinear: fine 2I = coarse I, fine 2I+1 = mean of coarse I, I+1.
-
-    ``tmp``: a buffer of shape c.shape[:-1] + (2 * wc,).
-    """
-    if tmp is None:
-        tmp = c.new_empty(c.shape[:-1] + (2 * wc,))
-    tmp[..., 0::2].copy_(c[..., 1 : wc + 1])
-    odd = tmp[..., 1::2]
-    torch.add(c[..., 1 : wc + 1], c[..., 2 : wc + 2], out=odd)
-    odd.mul_(0.5)
-    o = _interior(out, h, w)
-    n_even, n_odd = (h + 1) // 2, h // 2
-    o[..., 0::2, :].copy_(tmp[..., 1 : 1 + n_even, 0:w])
-    if n_odd:
-        oo = o[..., 1::2, :]
-        torch.add(tmp[..., 1 : 1 + n_odd, 0:w], tmp[..., 2 : 2 + n_odd, 0:w], out=oo)
-        oo.mul_(0.5)
-
-
-def _hat(a: int) -> float:
-    return {0: 1.0, 1: 0.5, -1: 0.5}.get(a, 0.0)
-
-
-def _galerkin_weights() -> torch.Tensor:
-    """conv2d weights (9 coarse offsets, 9 fine stencil entries, 3, 3) of the Galerkin product Pᵀ A P.
-
-    A_c[I, I + o] = Σ_t Σ_k S_k[2I + t] · p(t) · p(t + e_k − 2o), t ∈ {−1, 0, 1}², p = bilinear hat.
-    """
-    wt = torch.zeros(9, 9, 3, 3, dtype=torch.float64)
-    for oi, (oy, ox) in enumerate(_OFFSETS):
-        for k, (ey, ex) in enumerate(_OFFSETS):
-            for ty in (-1, 0, 1):
-                for tx in (-1, 0, 1):
-                    wt[oi, k, ty + 1, tx + 1] = (
-                        _hat(ty) * _hat(tx) * _hat(ty + ey - 2 * oy) * _hat(tx + ex - 2 * ox)
-                    )
-    return wt
-
-
-_GALERKIN = _galerkin_weights()
-
-
-class _Level:
-    """One grid level of a batch of S systems (same operator for every channel of a system)."""
-
-    def __init__(self, mask: torch.Tensor, h: int, w: int) -> None:
-        self.mask = mask  # (S, 1, h+3, w+3), 1 = unknown
-        self.h, self.w = h, w
-        self.stencil: torch.Tensor | None = None  # (S, 9, h, w): coefficient of x[u + e_k] in row u
-        self.me: torch.Tensor | None = None  # fine level: mask · (d + 1/3)
-        self.mq: torch.Tensor | None = None  # fine level: −mask / 12
-        self.dinv: torch.Tensor | None = None  # ω · mask / diagonal
-        self.inv: torch.Tensor | None = None  # coarsest on a GPU: (S, n, n) inverse
-        self.inv_parts: list[torch.Tensor] | None = None  # coarsest on the CPU: S fresh (n, n) inverses
-
-    def apply(self, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor | None = None) -> torch.Tensor:
-        """``out`` = A x (padded, ring zero); x must vanish outside the unknowns."""
-        h, w = self.h, self.w
-        if self.stencil is None:
-            _sum121(x, out, h, w, tmp)
-            out.mul_(self.mq).addcmul_(self.me, x)
-            return out
-        s = self.stencil
-        o = _interior(out, h, w)
-        torch.mul(s[:, 4:5], _interior(x, h, w), out=o)
-        for k, (dy, dx) in enumerate(_OFFSETS):
-            if k != 4:
-                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
-        return out
-
-    def fields(self) -> torch.Tensor:
-        """The operator as 9 padded coefficient fields (S, 9, h+3, w+3) (row u, column u + e_k)."""
-        h, w = self.h, self.w
-        s = self.mask.shape[0]
-        out = _padded(s, 9, h, w, self.mask)
-        if self.stencil is not None:
-            _interior(out, h, w).copy_(self.stencil)
-            return out
-        m = self.mask
-        for k, (dy, dx) in enumerate(_OFFSETS):
-            o = _interior(out[:, k : k + 1], h, w)
-            if k == 4:
-                torch.add(self.me, self.mq, alpha=4.0, out=out[:, 4:5])  # mask · d
-                continue
-            wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
-            torch.mul(_interior(m, h, w), m[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], out=o)
-            o.mul_(-wt)
-        return out
-
-
-def _fine_level(mask: torch.Tensor, h: int, w: int) -> _Level:
-    level = _Level(mask, h, w)
-    ones = _padded(1, 1, h, w, mask)
-    _interior(ones, h, w).fill_(1.0)
-    s121 = torch.zeros_like(ones)
-    _sum121(ones, s121, h, w)
-    d = (
-        s121 / 12.0 - ones / 3.0
-    )  # sum of the in-image neighbours' weights (1 inside, 2/3 edges, 5/12 corners)
-    level.me = mask * (d + 1.0 / 3.0)
-    level.mq = mask * (-1.0 / 12.0)
-    level.dinv = torch.where(
-        mask > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(mask)
-    )
-    return level
-
-
-def _coarsen(fine: _Level) -> _Level:
-    """The Galerkin coarse level ``M_c Pᵀ A P M_c`` of ``fine`` (one stride-2 convolution of its 9 fields)."""
-    h, w = fine.h, fine.w
-    hc, wc = h // 2 + 1, w // 2 + 1
-    s = fine.mask.shape[0]
-    dev = fine.mask.device
-    iy = torch.clamp(torch.arange(hc, device=dev) * 2, max=h - 1) + 1
-    ix = torch.clamp(torch.arange(wc, device=dev) * 2, max=w - 1) + 1
-    mask_c = _padded(s, 1, hc, wc, fine.mask)
-    _interior(mask_c, hc, wc).copy_(fine.mask[:, :, iy][:, :, :, ix])
-    weight = _GALERKIN.to(device=dev, dtype=fine.mask.dtype)
-    fields = fine.fields()[..., : 2 * hc + 1, : 2 * wc + 1]
-    # a stride-2 convolution: output I reads padded rows 2I .. 2I+2 = fine rows 2I-1 .. 2I+1 (the extra
-    # padding row serves the ghost point of an even-sized grid); one system per call on a fresh copy, so
-    # neither the kernel nor the input's alignment depends on the batch the system came in
-    stencil = torch.cat(
-        [
-            F.conv2d(fields[i : i + 1].clone(memory_format=torch.contiguous_format), weight, stride=2)
-            for i in range(s)
-        ]
-    )
-    rows = _interior(mask_c, hc, wc)
-    for k, (dy, dx) in enumerate(_OFFSETS):
-        stencil[:, k : k + 1].mul_(rows).mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
-    coarse = _Level(mask_c, hc, wc)
-    coarse.stencil = stencil
-    diag = torch.zeros_like(mask_c)
-    _interior(diag, hc, wc).copy_(stencil[:, 4:5])
-    safe = torch.where(diag > 0, diag, torch.ones_like(diag))
-    coarse.dinv = torch.where(mask_c > 0, _OMEGA_COARSE / safe, torch.zeros_like(mask_c))
-    return coarse
-
-
-def _dense_inverse(level: _Level) -> None:
-    """The explicit inverse of the level's operator (identity on inactive points), float64 → stored dtype."""
-    h, w = level.h, level.w
-    n = h * w
-    s = level.mask.shape[0]
-    unit = _padded(s, n, h, w, level.mask)
-    _interior(unit, h, w).copy_(torch.eye(n, dtype=unit.dtype, device=unit.device).reshape(1, n, h, w))
-    unit.mul_(level.mask)
-    cols = level.apply(unit, torch.zeros_like(unit))  # cols[b, j] = A e_j
-    a = _interior(cols, h, w).reshape(s, n, n).transpose(1, 2).to(torch.float64)
-    a = 0.5 * (a + a.transpose(1, 2))
-    active = _interior(level.mask, h, w).reshape(s, n).to(torch.float64)
-    a = a * active[:, :, None] * active[:, None, :] + torch.diag_embed(1.0 - active)
-    keep = active[:, :, None] * active[:, None, :]
-    if a.device.type == "cpu":
-        # one LAPACK call per system on a fresh buffer of a fixed shape (a batched call may pick its
-        # blocking or code path by batch size or by the alignment of a matrix in the batch)
-        level.inv_parts = [(torch.linalg.inv(a[i].clone()) * keep[i]).to(level.mask.dtype) for i in range(s)]
-    else:
-        level.inv = (torch.linalg.inv(a) * keep).to(level.mask.dtype)
-
-
-def _coarse_solve(level: _Level, r: torch.Tensor) -> torch.Tensor:
-    """(S, C, n) = the coarsest level's inverse applied to the interior of ``r`` (padded, S × C × n)."""
-    s, c = r.shape[:2]
-    rv = _interior(r, level.h, level.w).reshape(s, c, level.h * level.w)
-    if level.inv_parts is None:  # GPU: one batched call
-        return torch.matmul(rv, level.inv.transpose(1, 2))
-    # CPU: one BLAS call per system on fresh buffers, like the inverse
-    return torch.stack([torch.matmul(rv[i].clone(), part.t()) for i, part in enumerate(level.inv_parts)])
-
-
-def _hierarchy(mask: torch.Tensor, h: int, w: int) -> list[_Level]:
-    levels = [_fine_level(mask, h, w)]
-    while max(levels[-1].h, levels[-1].w) > _COARSEST:
-        levels.append(_coarsen(levels[-1]))
-    _dense_inverse(levels[-1])
-    return levels
-
-
-class _Workspace:
-    """Per-level buffers of the V-cycle, allocated once per solve."""
-
-    def __init__(self, levels: list[_Level], c: int) -> None:
-        s = levels[0].mask.shape[0]
-        like = levels[0].mask
-        self.x = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.res = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.rhs = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.fine = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.t121 = [like.new_empty(s, c, lv.h + 3, lv.w) for lv in levels]
-        self.trestrict = [like.new_empty(s, c, lv.h + 3, lv.w // 2 + 1) for lv in levels]
-        self.tprolong = [like.new_empty(s, c, cv.h + 3, 2 * cv.w) for cv in levels[1:]] + [None]
-
-
-def _vcycle(levels: list[_Level], ws: _Workspace, i: int, r: torch.Tensor) -> torch.Tensor:
-    """One V(1,1)-cycle from x = 0 for right-hand side ``r`` on level ``i``; returns ws.x[i]."""
-    lv, x = levels[i], ws.x[i]
-    if lv.inv is not None or lv.inv_parts is not None:
-        _interior(x, lv.h, lv.w).copy_(_coarse_solve(lv, r).reshape(x.shape[0], x.shape[1], lv.h, lv.w))
-        return x
-    res = ws.res[i]
-    torch.mul(lv.dinv, r, out=x)  # pre-smoothing from zero
-    lv.apply(x, res, ws.t121[i])
-    torch.sub(r, res, out=res)
-    coarse = levels[i + 1]
-    rc = ws.rhs[i + 1]
-    _restrict(res, rc, coarse.h, coarse.w, ws.trestrict[i])
-    rc.mul_(coarse.mask)
-    ec = _vcycle(levels, ws, i + 1, rc)
-    pf = ws.fine[i]
-    _prolong(ec, pf, coarse.h, coarse.w, lv.h, lv.w, ws.tprolong[i])
-    x.addcmul_(lv.mask, pf)
-    lv.apply(x, res, ws.t121[i])  # post-smoothing
-    torch.sub(r, res, out=res)
-    x.addcmul_(lv.dinv, res)
-    return x
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))
-
-
-def _rhs(fine: _Level, images_p: torch.Tensor) -> torch.Tensor:
-    """b = Σ_{kept v} w_uv x_v at the unknowns (padded)."""
-    kept = images_p * (1.0 - fine.mask)
-    b = torch.zeros_like(images_p)
-    _sum121(kept, b, fine.h, fine.w)
-    return b.mul_(fine.mask).mul_(1.0 / 12.0)
-
-
-def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Relative residual (S, C) of x (padded, zero outside the unknowns), computed in float64."""
-    ax = fine64.apply(x.to(torch.float64), torch.zeros_like(b64))
-    rn = torch.linalg.vector_norm((b64 - ax).flatten(2), dim=2)
-    bn = torch.linalg.vector_norm(b64.flatten(2), dim=2)
-    return torch.where(
-        bn > 0, rn / torch.where(bn > 0, bn, torch.ones_like(bn)), torch.where(rn > 0, torch.inf, 0.0)
-    )
-
-
-def _pcg(
-    levels: list[_Level], b: torch.Tensor, x: torch.Tensor, tol: float, budget: torch.Tensor
-) -> torch.Tensor:
-    """Preconditioned CG on level 0 for all systems and channels, in place on ``x``.
-
-    ``budget`` (S,) int64: the most iterations each system may take (0 = leave it as it is). Every
-    decision is per system, so a system's iterations never depend on the others. Returns the
-    iterations per system (S,) int64.
-    """
-    fine = levels[0]
-    ws = _Workspace(levels, b.shape[1])
-    r = fine.apply(x, torch.zeros_like(b), ws.t121[0])
-    torch.sub(b, r, out=r)
-    bn = torch.linalg.vector_norm(b.flatten(2), dim=2)
-    stop = tol * bn
-    spent = (budget <= 0)[:, None]
-    # a system (all its channels) stops together, so its iterations do not depend on other systems
-    done = spent | (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
-    iterations = torch.zeros(b.shape[0], dtype=torch.long, device=b.device)
-    if bool(done.all()):
-        return iterations
-    z = _vcycle(levels, ws, 0, r)
-    p = z.clone()
-    q = torch.zeros_like(b)
-    rz = _dot(r, z)
-    zero = torch.zeros_like(rz)
-    while True:
-        iterations += (~done[:, 0]).long()
-        fine.apply(p, q, ws.t121[0])
-        pq = _dot(p, q)
-        alpha = torch.where(~done & (pq > 0), rz / torch.where(pq > 0, pq, torch.ones_like(pq)), zero)
-        x.addcmul_(p, alpha[..., None, None])
-        r.addcmul_(q, -alpha[..., None, None])
-        converged = (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
-        done = done | converged | (iterations >= budget)[:, None]
-        if bool(done.all()):
-            return iterations
-        z = _vcycle(levels, ws, 0, r)
-        rz_new = _dot(r, z)
-        beta = torch.where(~done & (rz > 0), rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), zero)
-        p.mul_(beta[..., None, None]).add_(z)
-        rz = rz_new
-
-
-@dataclass
-class ImputationSolve:
-    """What :func:`solve_imputation` returns (no noise, no clipping)."""
-
-    #: (N, C, H, W), kept pixels unchanged, removed pixels = the solution; images' dtype and device
-    values: torch.Tensor
-    #: (N, C) float64 relative residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0), computed in float64
-    rel_residual: np.ndarray
-    #: (N,) conjugate-gradient iterations (0 for an image solved directly)
-    iterations: np.ndarray
-    #: (N,) True where the direct sparse solve was used (the iterative one missed ``tol``)
-    direct: np.ndarray
-    tol: float = TOL
-
-
-def _check_pair(images: Any, removed: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        what = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise HfusError(f"images must be a float tensor (N, C, H, W), got {what}")
-    if isinstance(removed, np.ndarray):
-        removed = torch.from_numpy(removed)
-    if not isinstance(removed, torch.Tensor) or removed.dtype != torch.bool:
-        raise HfusError("removed must be a bool tensor (N, H, W), True = pixel removed (imputed)")
-    n, _, h, w = images.shape
-    if tuple(removed.shape) != (n, h, w):
-        raise HfusError(
-            f"removed has shape {tuple(removed.shape)}, expected {(n, h, w)} for images {tuple(images.shape)}"
-        )
-    removed = removed.to(images.device)
-    full = removed.reshape(n, -1).all(dim=1) if n else torch.zeros(0, dtype=torch.bool)
-    if h * w and bool(full.any()):
-        i = int(torch.nonzero(full)[0])
-        raise HfusError(
-            f"removed covers every pixel of image {i}: keep at least one pixel (the system is singular)"
-        )
-    return images, removed
-
-
-def _default_chunk(device: torch.device) -> int:
-    return 5 if device.type == "cpu" else 320
-
-
-@contextmanager
-def _solver_threads(device: torch.device) -> Iterator[None]:
-    """On the CPU, run the solver with :data:`SOLVER_CPU_THREADS` torch threads, restored afterwards."""
-    old = torch.get_num_threads()
-    if device.type != "cpu" or not SOLVER_CPU_THREADS or old == SOLVER_CPU_THREADS:
-        yield
-        return
-    torch.set_num_threads(SOLVER_CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def solve_imputation(
-    images: torch.Tensor,
-    removed: torch.Tensor,
-    *,
-    tol: float = TOL,
-    max_iter: int = 50,
-    chunk: int | None = None,
-) -> ImputationSolve:
-    """Linear imputation without noise: the removed pixels solve the ROAD system to relative residual ≤ ``tol``.
-
-    ``images`` (N, C, H, W) float on any device, ``removed`` (N, H, W) bool (at least one pixel kept per
-    image). Solved on the images' device, ``chunk`` images at a time (default 5 on the CPU, where small
-    chunks stay in cache, 320 on a GPU; the result of an image does not depend on the others). See the
-    module docstring for the solver and the tolerance check.
-    """
-    images, removed = _check_pair(images, removed)
-    n, c, h, w = images.shape
-    device = images.device
-    chunk = chunk or _default_chunk(device)
-    values = images.clone()
-    rel = np.zeros((n, c), np.float64)
-    iters = np.zeros(n, np.int64)
-    direct = np.zeros(n, bool)
-    work = torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
-    with _solver_threads(device):
-        _solve_chunks(images, removed, values, rel, iters, direct, chunk, work, tol, max_iter)
-    return ImputationSolve(values=values, rel_residual=rel, iterations=iters, direct=direct, tol=tol)
-
-
-def _solve_chunks(
-    images: torch.Tensor,
-    removed: torch.Tensor,
-    values: torch.Tensor,
-    rel: np.ndarray,
-    iters: np.ndarray,
-    direct: np.ndarray,
-    chunk: int,
-    work: torch.dtype,
-    tol: float,
-    max_iter: int,
-) -> None:
-    n, c, h, w = images.shape
-    device = images.device
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        s = sl.stop - sl.start
-        img = images[sl].to(work)
-        mask = _padded(s, 1, h, w, img)
-        _interior(mask, h, w).copy_(removed[sl, None])
-        img_p = _padded(s, c, h, w, img)
-        _interior(img_p, h, w).copy_(img)
-        x = torch.zeros_like(img_p)
-        fine64 = _fine_level(mask.to(torch.float64), h, w)
-        b64 = _rhs(fine64, img_p.to(torch.float64))
-        if bool(mask.any()):
-            levels = _hierarchy(mask, h, w)
-            b = _rhs(levels[0], img_p)
-            used = torch.zeros(s, dtype=torch.long, device=device)
-            budget = torch.full((s,), max_iter, dtype=torch.long, device=device)
-            for _ in range(3):  # normally once; again (from x) only for a system the float64 check rejects
-                used += _pcg(levels, b, x, _STOP * tol, budget)
-                res = _residual64(fine64, b64, x)
-                budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
-                if not bool((budget > 0).any()):
-                    break
-            iters[sl] = used.cpu().numpy()
-        else:
-            res = _residual64(fine64, b64, x)
-        out = torch.where(mask > 0, x, img_p)
-        values[sl] = _interior(out, h, w).to(images.dtype)
-        bad = torch.nonzero((res > tol).any(dim=1)).flatten().tolist()
-        for j in bad:
-            i = sl.start + j
-            values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
-            direct[i], iters[i] = True, 0
-            res[j] = torch.as_tensor(
-                imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
-            )
-        rel[sl] = res.cpu().numpy()
-
-
-# ------------------------------------------------------------------------------ direct (reference) solve
-
-
-def _system(removed: np.ndarray, image: np.ndarray):
-    """The ROAD system of one image in scipy form: A (n×n csc), b (n×C), unknown coordinates."""
-    import scipy.sparse as sp
-
-    h, w = removed.shape
-    ys, xs = np.nonzero(removed)
-    n = len(ys)
-    index = np.full((h, w), -1, np.int64)
-    index[ys, xs] = np.arange(n)
-    diag = np.zeros(n)
-    b = np.zeros((n, image.shape[0]))
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], []
-    for dy, dx in _OFFSETS:
-        if dy == 0 and dx == 0:
-            continue
-        wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
-        yy, xx = ys + dy, xs + dx
-        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        diag[inside] += wt
-        yi, xi = yy[inside], xx[inside]
-        j = index[yi, xi]
-        unknown = j >= 0
-        rows_in = np.nonzero(inside)[0]
-        rows.append(rows_in[unknown])
-        cols.append(j[unknown])
-        vals.append(np.full(int(unknown.sum()), -wt))
-        known = rows_in[~unknown]
-        b[known] += wt * image[:, yi[~unknown], xi[~unknown]].T
-    a = sp.csc_matrix(
-        (np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
-    return a, b, ys, xs
-
-
-def direct_imputation(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """The reference: each image's system solved directly (scipy sparse LU, float64, on the CPU), no noise."""
-    from scipy.sparse.linalg import splu
-
-    images, removed = _check_pair(images, removed)
-    out = images.detach().cpu().to(torch.float64).numpy().copy()
-    rem = removed.cpu().numpy()
-    for i in range(out.shape[0]):
-        if not rem[i].any():
-            continue
-        a, b, ys, xs = _system(rem[i], out[i])
-        out[i][:, ys, xs] = splu(a).solve(b).T
-    return torch.from_numpy(out).to(device=images.device, dtype=images.dtype)
-
-
-def imputation_residual(images: torch.Tensor, removed: torch.Tensor, filled: torch.Tensor) -> np.ndarray:
-    """(N, C) float64 relative residual ``‖b − A x‖₂ / ‖b‖₂`` of ``filled`` at the removed pixels (0 when b = 0)."""
-    images, removed = _check_pair(images, removed)
-    img = images.detach().cpu().to(torch.float64).numpy()
-    fil = torch.as_tensor(filled).detach().cpu().to(torch.float64).numpy()
-    rem = removed.cpu().numpy()
-    out = np.zeros(img.shape[:2])
-    for i in range(img.shape[0]):
-        if not rem[i].any():
-            continue
-        a, b, ys, xs = _system(rem[i], img[i])
-        r = np.linalg.norm(b - a @ fil[i][:, ys, xs].T, axis=0)
-        bn = np.linalg.norm(b, axis=0)
-        out[i] = np.where(bn > 0, r / np.where(bn > 0, bn, 1.0), np.where(r > 0, np.inf, 0.0))
-    return out
-
-
 # --------------------------------------------------------------------------------------------- public
 
 
@@ -779,13 +200,13 @@ def noisy_linear_impute(
     added to the removed pixels only; ``noise_seeds=None`` adds no noise. The result is clipped to
     [0, 1]. Returns (N, C, H, W) in the images' dtype and device.
     """
-    images, removed = _check_pair(images, removed)
+    images, removed = check_pair(images, removed)
     n, c, h, w = images.shape
     if noise_seeds is not None and len(noise_seeds) != n:
         raise HfusError(
             f"noisy_linear_impute: {len(noise_seeds)} noise seeds for {n} images; pass one per image"
         )
-    with _solver_threads(images.device):
+    with solver_threads(images.device):
         out = solve_imputation(images, removed, tol=tol).values
         if noise_seeds is not None and noise_std:
             noise = torch.stack(
@@ -834,6 +255,63 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _Forwards:
+    """Target-class softmax probabilities of image batches, timed (``model`` in eval mode)."""
+
+    def __init__(self, model: nn.Module, device: torch.device, fmt: torch.memory_format) -> None:
+        self.model, self.device, self.fmt = model, device, fmt
+        self.probs: list[torch.Tensor] = []
+        self.seconds = 0.0
+
+    def __call__(self, batch: torch.Tensor, targets: torch.Tensor) -> None:
+        _sync(self.device)
+        tic = time.perf_counter()
+        with torch.inference_mode():
+            logits = self.model(batch.contiguous(memory_format=self.fmt))
+            p = torch.softmax(logits.float(), dim=1).gather(1, targets.to(logits.device)[:, None])[:, 0]
+        self.probs.append(p.double().cpu())
+        _sync(self.device)
+        self.seconds += time.perf_counter() - tic
+
+    def take(self) -> np.ndarray:
+        """The probabilities so far, in call order (float64), and a fresh start."""
+        out = torch.cat(self.probs).numpy() if self.probs else np.zeros(0)
+        self.probs = []
+        return out
+
+
+def _check_road_inputs(images: Any, m255: Any, targets: Any, seeds: Sequence[int], batch_size: int):
+    """(maps uint8 (N, H, W), targets int64 (N,) on the CPU) after checking every argument's shape."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise HfusError("images must be a float tensor (N, 3, H, W)")
+    n, _, h, w = images.shape
+    maps = _m255_tensor(m255)
+    if tuple(maps.shape) != (n, h, w):
+        raise HfusError(f"m255 has shape {tuple(maps.shape)}, expected {(n, h, w)}")
+    tgt = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
+    tgt = tgt.long().cpu()
+    if tuple(tgt.shape) != (n,):
+        raise HfusError(f"targets must be (N,) = ({n},) class indices, got shape {tuple(tgt.shape)}")
+    if len(seeds) != n:
+        raise HfusError(f"road_scores: {len(seeds)} seeds for {n} images; pass one seed per image")
+    if batch_size < 1:
+        raise HfusError(f"batch_size must be >= 1, got {batch_size}")
+    return maps, tgt
+
+
+def _imputed(
+    images: torch.Tensor, maps: torch.Tensor, seeds: Sequence[int], counts: tuple[int, ...]
+) -> torch.Tensor:
+    """The 2F imputed images of each image (image-major: MoRF fractions, then LeRF fractions)."""
+    b, _, h, w = images.shape
+    per_image = 2 * len(counts)
+    order = removal_order(maps, [order_seed(int(s)) for s in seeds])
+    masks = removal_masks(order, counts, h, w).to(images.device).reshape(b * per_image, h, w)
+    reps = images.contiguous().repeat_interleave(per_image, dim=0)
+    nseeds = [noise_seed(int(s), o, j) for s in seeds for o in ORDERS for j in range(len(counts))]
+    return noisy_linear_impute(reps, masks, noise_seeds=nseeds)
+
+
 def road_scores(
     model: nn.Module,
     images: torch.Tensor,
@@ -847,107 +325,71 @@ def road_scores(
 ) -> RoadScores:
     """ROAD MoRF/LeRF scores of the maps ``m255`` for ``images`` (PROTOCOL §7.2).
 
-    ``model`` in eval mode on the images' device; ``images`` (N, 3, H, W) float in [0, 1] (kept in
-    channels_last for the forwards if given so); ``m255`` (N, H, W) uint8; ``targets`` (N,) class
-    indices; ``seeds`` one seed per image (``item_seed(run_seed, image_id)``; the tie-break and noise
-    seeds derive from it, see the module docstring). The clean forward runs once; the 2F imputed
-    images per image (image-major, MoRF fractions then LeRF fractions) are forwarded in batches of
-    ``batch_size`` whatever the imputation chunking, all under ``torch.inference_mode()``.
-    ``s0``: optional (N,) target-class softmax probabilities of the clean images, if the caller has
-    them from its own forward (then no clean forward runs here).
+    Args:
+        model: in eval mode on the images' device.
+        images: (N, 3, H, W) float in [0, 1] (kept in channels_last for the forwards if given so).
+        m255: (N, H, W) uint8 maps.
+        targets: (N,) class indices.
+        seeds: one seed per image (``item_seed(run_seed, image_id)``; the tie-break and noise seeds
+            derive from it, see the module docstring).
+        fractions: the fractions removed.
+        batch_size: images per forward: the clean forward runs once; the 2F imputed images per image
+            (image-major, MoRF fractions then LeRF fractions) are forwarded in batches of
+            ``batch_size`` whatever the imputation chunking, all under ``torch.inference_mode()``.
+        s0: optional (N,) target-class softmax probabilities of the clean images, if the caller has
+            them from its own forward (then no clean forward runs here).
+
+    Returns:
+        :class:`RoadScores`, float64 per image.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise HfusError("images must be a float tensor (N, 3, H, W)")
-    n, c, h, w = images.shape
-    maps = _m255_tensor(m255)
-    if tuple(maps.shape) != (n, h, w):
-        raise HfusError(f"m255 has shape {tuple(maps.shape)}, expected {(n, h, w)}")
-    tgt = (
-        torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
-        .long()
-        .cpu()
-    )
-    if tuple(tgt.shape) != (n,):
-        raise HfusError(f"targets must be (N,) = ({n},) class indices, got shape {tuple(tgt.shape)}")
-    if len(seeds) != n:
-        raise HfusError(f"road_scores: {len(seeds)} seeds for {n} images; pass one seed per image")
-    if batch_size < 1:
-        raise HfusError(f"batch_size must be >= 1, got {batch_size}")
+    maps, tgt = _check_road_inputs(images, m255, targets, seeds, batch_size)
+    n, _, h, w = images.shape
     fractions = tuple(float(p) for p in fractions)
     counts = removal_counts(h * w, fractions)
-    nf = len(fractions)
+    per_image = 2 * len(fractions)
     device = images.device
     channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-
-    probs: list[torch.Tensor] = []
-    timing = {"impute": 0.0, "forward": 0.0}
-
-    def forward(batch: torch.Tensor, tg: torch.Tensor) -> None:
-        _sync(device)
-        tic = time.perf_counter()
-        with torch.inference_mode():
-            logits = model(batch.contiguous(memory_format=fmt))
-            p = torch.softmax(logits.float(), dim=1).gather(1, tg.to(logits.device)[:, None])[:, 0]
-        probs.append(p.double().cpu())
-        _sync(device)
-        timing["forward"] += time.perf_counter() - tic
-
+    forward = _Forwards(model, device, torch.channels_last if channels_last else torch.contiguous_format)
     if s0 is None:
         for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            forward(images[start:stop], tgt[start:stop])
-        clean = torch.cat(probs).numpy() if n else np.zeros(0)
-        probs.clear()
+            forward(images[start : start + batch_size], tgt[start : start + batch_size])
+        clean = forward.take()
     else:
-        if isinstance(s0, torch.Tensor):
-            s0 = s0.detach().cpu().double().numpy()
-        clean = np.asarray(s0, dtype=np.float64)
+        clean = np.asarray(s0.detach().cpu().double() if isinstance(s0, torch.Tensor) else s0, np.float64)
         if clean.shape != (n,):
             raise HfusError(f"s0 must be (N,) = ({n},) probabilities, got shape {clean.shape}")
 
-    per_image = 2 * nf
-    pending: list[torch.Tensor] = []
-    pending_t: list[torch.Tensor] = []
-    n_pending = 0
-    chunk = max(1, _default_chunk(device) // per_image)  # CPU: one image (its 10 systems in two solves)
-    start = 0
+    pending, pending_t, n_pending = [], [], 0
+    chunk = max(1, default_chunk(device) // per_image)  # CPU: one image (its 10 systems in two solves)
+    seconds_impute, start = 0.0, 0
     while start < n:
         # impute until a forward batch is full, all with the solver's thread setting (CPU: one thread,
         # switched once per forward batch); then forward with the caller's setting
         _sync(device)
         tic = time.perf_counter()
-        with _solver_threads(device):
+        with solver_threads(device):
             while start < n and n_pending < batch_size:
                 stop = min(start + chunk, n)
-                order = removal_order(maps[start:stop], [order_seed(int(s)) for s in seeds[start:stop]])
-                b = stop - start
-                masks = removal_masks(order, counts, h, w).to(device).reshape(b * per_image, h, w)
-                reps = images[start:stop].contiguous().repeat_interleave(per_image, dim=0)
-                nseeds = [
-                    noise_seed(int(s), o, j) for s in seeds[start:stop] for o in ORDERS for j in range(nf)
-                ]
-                imputed = noisy_linear_impute(reps, masks, noise_seeds=nseeds)
-                pending.append(imputed)
+                pending.append(_imputed(images[start:stop], maps[start:stop], seeds[start:stop], counts))
                 pending_t.append(tgt[start:stop].repeat_interleave(per_image))
-                n_pending += imputed.shape[0]
+                n_pending += pending[-1].shape[0]
                 start = stop
         _sync(device)
-        timing["impute"] += time.perf_counter() - tic
+        seconds_impute += time.perf_counter() - tic
         while n_pending >= batch_size or (start == n and n_pending):
             allx, allt = torch.cat(pending), torch.cat(pending_t)
             take = min(batch_size, n_pending)
             forward(allx[:take], allt[:take])
             pending, pending_t = [allx[take:]], [allt[take:]]
             n_pending -= take
-    scores = torch.cat(probs).numpy().reshape(n, per_image) if n else np.zeros((0, per_image))
+    scores = forward.take().reshape(n, per_image) if n else np.zeros((0, per_image))
     return RoadScores(
         fractions=fractions,
         s0=clean,
-        morf=scores[:, :nf].copy(),
-        lerf=scores[:, nf:].copy(),
-        seconds_impute=timing["impute"],
-        seconds_forward=timing["forward"],
+        morf=scores[:, : len(fractions)].copy(),
+        lerf=scores[:, len(fractions) :].copy(),
+        seconds_impute=seconds_impute,
+        seconds_forward=forward.seconds,
         n_forward=n * (per_image + (1 if s0 is None else 0)),
         counts=counts,
     )
