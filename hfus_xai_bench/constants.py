@@ -90,3 +90,11 @@ COST_STAGES: tuple[str, ...] = (
     "counterfactual",
 )
 FE_EXCLUDED_STAGES: tuple[str, ...] = ("repeat",)
+
+#: The audit (PROTOCOL §3, ``hfus-bench audit``): the reference methods whose mean public − private difference
+#: every audited method's difference is compared with, the scores audited (``evidence@1/hit`` only where it is
+#: registered and the track has evidence) and the family-wise error rate: each CI has level 1 − AUDIT_ALPHA / m,
+#: m = methods × scores audited together.
+AUDIT_REFERENCES: tuple[str, ...] = ("gradcam", "saliency", "gradientshap")
+AUDIT_SCORES: tuple[str, ...] = ("hit_rate@1", "evidence@1/hit")
+AUDIT_ALPHA = 0.05

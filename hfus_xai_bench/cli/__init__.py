@@ -3,10 +3,12 @@
 One module per area registers its sub-commands (``register(subparsers)``; each sets
 ``func(args) -> int``): :mod:`.data` (``data synth|import|info``), :mod:`.models` (``models``,
 ``train``), :mod:`.evaluate` (``evaluate``, ``check``, ``methods``), :mod:`.leaderboard`
-(``leaderboard render|add``), :mod:`.submission` (``submit``, ``verify``), :mod:`.cite` (``cite``).
+(``leaderboard render|add``), :mod:`.submission` (``submit``, ``verify``), :mod:`.audit` (``audit``),
+:mod:`.cite` (``cite``).
 Library modules are imported inside the command functions, so ``--help`` stays fast.
 
-Exit codes: 0 success; 1 a check failed (``check``, ``verify``, ``leaderboard render --check``);
+Exit codes: 0 success; 1 a check failed (``check``, ``verify``, ``leaderboard render --check``, ``audit``
+flags a method);
 2 a usage or user error (one line on stderr, no traceback; a missing sub-command prints the help
 on stderr); 130 interrupted.
 """
@@ -20,10 +22,10 @@ from collections.abc import Sequence
 
 from ..constants import BENCHMARK_VERSION
 from ..errors import HfusError
-from . import cite, compare, data, evaluate, leaderboard, models, submission
+from . import audit, cite, compare, data, evaluate, leaderboard, models, submission
 from .common import PROG, command_line, warn
 
-COMMAND_MODULES = (data, models, evaluate, leaderboard, compare, submission, cite)
+COMMAND_MODULES = (data, models, evaluate, leaderboard, compare, submission, audit, cite)
 
 __all__ = ["build_parser", "main"]
 

@@ -16,6 +16,10 @@ Loading order for a checkpoint: explicit local path → package data → user ca
 ``huggingface_hub.hf_hub_download(repo_id, filename, revision=<pinned>)``. Only safetensors are read and
 the sha256 of the file is verified before use. Weights stored as float16 (card ``dtype``) are upcast
 to float32 on load.
+
+Which checkpoints evaluate a dataset: its own (same dataset id), except an audit build (PROTOCOL §3: the
+synthetic track rebuilt at an unpublished seed, a folder with :data:`AUDIT_BUILD_CARD`), which borrows the
+checkpoints of the default track of the same generator version (:func:`checkpoint_source`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 #: Cards of checkpoints that live only on the Hugging Face Hub (dicts in the card format, with ``hub``).
 HUB_CARDS: tuple[dict[str, Any], ...] = ()
+
+#: The card that marks a dataset folder as an audit build of the synthetic track (PROTOCOL §3; written by
+#: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See :func:`checkpoint_source`.
+AUDIT_BUILD_CARD = "hfus-audit-build.json"
+AUDIT_BUILD_FORMAT = "hfus-xai-bench/audit-build@1"
 
 
 def user_checkpoint_dir() -> Path:
@@ -246,14 +255,55 @@ def verify_sha256(path: str | Path, expected: str) -> str:
     return actual
 
 
+def checkpoint_source(dataset: str) -> tuple[str, str | None]:
+    """The (dataset id, revision; None = any) whose checkpoints evaluate ``dataset``.
+
+    The rule (PROTOCOL §3): a folder holding :data:`AUDIT_BUILD_CARD` is the synthetic track rebuilt at an
+    unpublished seed with generator version V (an audit build); no checkpoint has seen any of its images, and
+    it is evaluated with the checkpoints trained on the default track of the same version (``hfus-synth``,
+    ``synth-vV-seed0``), never another version's. Every other dataset uses its own checkpoints.
+    """
+    card_path = Path(str(dataset)).expanduser() / AUDIT_BUILD_CARD
+    if not card_path.is_file():
+        return str(dataset), None
+    from ..data.dataset import synth_revision
+    from ..data.synth import SYNTH_VERSIONS
+
+    try:
+        card = json.loads(card_path.read_text())
+        ok = card["format"] == AUDIT_BUILD_FORMAT and card["generator"] == SYNTH_DATASET
+        version = str(card["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        ok, version = False, ""
+    if not ok or version not in SYNTH_VERSIONS:
+        raise HfusError(
+            f"{card_path} is not a readable audit build card of {SYNTH_DATASET} (generator versions "
+            f"{', '.join(SYNTH_VERSIONS)}); delete the folder and run `hfus-bench audit` again"
+        )
+    return SYNTH_DATASET, synth_revision(version)
+
+
 def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
-    """The checkpoint for (arch, dataset, fold): registry first, then the user cache."""
+    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows the
+    default track's, :func:`checkpoint_source`)."""
     name = get_arch(arch).name
+    source, revision = checkpoint_source(dataset)
     for entry in list_checkpoints(include_cache=True):
-        if entry.arch == name and entry.dataset == dataset and entry.fold == int(fold):
+        if (
+            entry.arch == name
+            and entry.dataset == source
+            and entry.fold == int(fold)
+            and revision in (None, entry.dataset_revision)
+        ):
             return entry
-    hint = _train_hint(name, int(fold), dataset)
+    hint = _train_hint(name, int(fold), source)
     offline = " (offline)" if hub_offline() else ""
+    if revision is not None:
+        raise HfusError(
+            f"no checkpoint for {name} on {source} {revision} fold {fold}{offline}: an audit build is "
+            f"evaluated with the checkpoints of the default track of its generator version; train one with "
+            f"`{hint}` on that revision"
+        )
     raise HfusError(
         f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
         f"{user_checkpoint_dir()}; train one with `{hint}` (or pass --checkpoint PATH)"

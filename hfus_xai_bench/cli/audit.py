@@ -1,0 +1,73 @@
+"""`hfus-bench audit`: the private-seed audit of PROTOCOL §3 (does a method's score rest on public ground truth?)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .common import add_device, add_limit, add_models_folds, add_quiet
+
+
+def _seed(args: argparse.Namespace) -> int:
+    """The private seed from ``--seed`` or the environment; a message never repeats the value."""
+    from ..audit import SEED_ENV
+    from ..errors import HfusError
+
+    text = args.seed if args.seed is not None else os.environ.get(SEED_ENV)
+    if text is None:
+        raise HfusError(f"give the private seed with --seed S or the environment variable {SEED_ENV}")
+    try:
+        seed = int(str(text).strip())
+    except ValueError:
+        raise HfusError("the audit seed must be a non-negative integer; the value given is not") from None
+    if seed < 0:
+        raise HfusError("the audit seed must be a non-negative integer; the value given is not")
+    return seed
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from ..audit import audit
+    from ..config import RunConfig
+    from ..errors import HfusError
+
+    config = RunConfig(models=args.models, folds=args.folds)
+    if len(config.models) != 1 or len(config.folds) != 1:
+        raise HfusError("audit one architecture and one fold per call (--models A --folds K)")
+    report = audit(
+        args.methods,
+        _seed(args),
+        arch=config.models[0],
+        fold=config.folds[0],
+        limit=args.limit,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(report.table())
+    return 1 if report.flagged else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``audit``."""
+    p = sub.add_parser(
+        "audit",
+        help="score methods on a private build of the synthetic track and flag public advantages "
+        "beyond the references' (PROTOCOL §3); exit status 1 when any method is flagged",
+    )
+    p.add_argument(
+        "methods",
+        nargs="+",
+        metavar="METHOD_OR_SUBMISSION",
+        help="method files, built-in names, entry points or submission folders (the reference methods "
+        "are added)",
+    )
+    p.add_argument(
+        "--seed",
+        default=None,
+        metavar="S",
+        help="the private seed (never printed or written; default: the environment variable HFUS_AUDIT_SEED)",
+    )
+    add_models_folds(p)
+    add_limit(p, what="images of the public test split and of each of the five private partitions")
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(func=_audit)
