@@ -77,3 +77,7 @@ RANDOMISATION_MIN_SCORED = 0.5
 
 #: ROAD (PROTOCOL §7.2): fractions of pixels removed.
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+#: Training images of the fold the harness samples for ``ExplainContext.training_sample`` (PROTOCOL §5:
+#: Expected Gradients' baselines; LATEC's data batch for its 4-class OCT set).
+TRAINING_SAMPLE_SIZE = 30

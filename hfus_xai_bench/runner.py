@@ -160,8 +160,25 @@ def fold_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
     return [m for m in registry_metrics(metrics) if m.needs != "model"]
 
 
+def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in [0, 1]
+    on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
+    from .constants import TRAINING_SAMPLE_SIZE
+    from .data.dataset import fold_arrays, split_size
+
+    n = split_size(ds, fold, "train")
+    rng = np.random.default_rng(derive_seed(seed, "training-sample", fold))
+    rows = np.sort(rng.choice(n, size=min(TRAINING_SAMPLE_SIZE, n), replace=False))
+    return model_input(fold_arrays(ds, fold, "train", rows=rows.tolist()).images, device)
+
+
 def _context(
-    spec: Any, model: torch.nn.Module, config: RunConfig, device: torch.device, prior: torch.Tensor
+    spec: Any,
+    model: torch.nn.Module,
+    config: RunConfig,
+    device: torch.device,
+    prior: torch.Tensor,
+    sample: torch.Tensor | None = None,
 ) -> ExplainContext:
     return ExplainContext(
         arch=spec.name,
@@ -171,6 +188,7 @@ def _context(
         seed=config.seed,
         batch_size=config.resolved_batch_size(device),
         depth_prior=prior,
+        training_sample=sample,
     )
 
 
@@ -257,10 +275,11 @@ def prepare_fold(
     images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
     images[rows] = decoded.images
     prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
-    explainer = method.build(model, _context(spec, model, config, device, prior))
+    sample = training_sample(ds, fold, config.seed, device)
+    explainer = method.build(model, _context(spec, model, config, device, prior, sample))
     tic = time.perf_counter()
     rand = randomised_model(model, seed=config.seed)
-    rand_explainer = method.build(rand, _context(spec, rand, config, device, prior))
+    rand_explainer = method.build(rand, _context(spec, rand, config, device, prior, sample))
     return FoldJob(
         arch=spec.name,
         fold=fold,
