@@ -291,3 +291,53 @@ def test_expected_gradients_needs_the_training_sample() -> None:
     ctx = ExplainContext(arch="tiny", target_layer=model.conv, device=torch.device("cpu"))
     with pytest.raises(HfusError, match="training_sample"):
         AE.ExpectedGradients(model, ctx)(torch.rand(1, 3, 16, 16), torch.tensor([0]))
+
+
+def test_refuses_to_build_where_undefined(mobilenet) -> None:
+    model, _, _ = mobilenet
+    with pytest.raises(HfusError, match="undefined on mobilenet_v2.*n/a"):
+        load_builtin("deeplift").build(model, _context("mobilenet_v2", model))
+
+
+def test_registry_table_and_family_metadata() -> None:
+    from hfus_xai_bench.explainers import registry
+
+    assert registry.ECOSYSTEM_METHODS == (
+        "layercam",
+        "xgradcam",
+        "fullgrad",
+        "expectedgradients",
+        "smoothgrad",
+        "deeplift",
+        "inputxgradient",
+        "guidedbackprop",
+    )
+    assert set(registry.BUILTIN_METHODS) == set(registry.BUILTINS)
+    for name in registry.ECOSYSTEM_METHODS:
+        meta = load_builtin(name).metadata
+        assert meta["url"].startswith("https://") and meta["citation"].count("{") == meta["citation"].count(
+            "}"
+        )
+        assert meta["hyperparameters"] and meta["licence"] == "MIT (this implementation)", name
+        assert meta["tuning_split"] == registry.FAMILY_METADATA["ecosystem"]["tuning_split"], name
+    assert load_builtin("expectedgradients").metadata["hyperparameters"]["n_samples"] == 40  # LATEC
+    assert load_builtin("gradcam").metadata["tuning_split"] == registry.FAMILY_METADATA["cam"]["tuning_split"]
+
+
+def test_file_methods_declare_not_applicable(tmp_path) -> None:
+    from hfus_xai_bench.explainers.loader import load_file
+
+    ok = tmp_path / "ok.py"
+    ok.write_text(
+        "METADATA = {'not_applicable': {'googlenet': 'uses F.relu'}}\n"
+        "def explain(model, images, targets, *, context):\n    return images.mean(1)\n"
+    )
+    method = load_file(ok)
+    assert not method.applicable("googlenet") and method.applicable("mobilenet_v2")
+    assert method.not_applicable("googlenet") == "uses F.relu"
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "METADATA = {'not_applicable': ['googlenet']}\ndef explain(model, images, targets, *, context):\n    return images\n"
+    )
+    with pytest.raises(HfusError, match="not_applicable"):
+        load_file(bad)

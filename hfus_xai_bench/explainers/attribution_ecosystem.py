@@ -29,11 +29,13 @@ import warnings
 import torch
 from captum.attr import DeepLift as CaptumDeepLift
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+from torch import nn
 
 from ..constants import TRAINING_SAMPLE_SIZE
 from ..errors import HfusError
 from .attribution import GradientShap, _CaptumLike, _chunked, _input_grad, points_per_forward
 from .baselines import image_seeds
+from .contract import ExplainContext
 
 __all__ = ["DeepLift", "ExpectedGradients", "GuidedBackprop", "InputXGradient", "SmoothGrad"]
 
@@ -173,6 +175,16 @@ class _CaptumCall(_CaptumLike):
 
     #: images per chunk = points_per_forward // this (DeepLift runs inputs and baselines together)
     points_per_image = 1
+    METADATA: dict = {}
+
+    def __init__(self, model: nn.Module, context: ExplainContext) -> None:
+        reason = (self.METADATA.get("not_applicable") or {}).get(context.arch)
+        if reason is not None:  # the runner skips it there (n/a); never a silently wrong map
+            raise HfusError(
+                f"{type(self).__name__} is undefined on {context.arch} ({reason}); it is n/a there, "
+                "evaluate it on another architecture"
+            )
+        super().__init__(model, context)
 
     def _captum(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
