@@ -8,6 +8,7 @@ Public API (imported lazily so that ``import hfus_xai_bench`` stays fast)::
     RunConfig(models=..., folds=..., limit=..., ...)     # one run's configuration
     check_method(method) -> CheckReport; verify_submission(folder) -> VerifyReport
     cite() -> str; cite_result(record) -> str; Result.load(path); METRICS (the metric registry)
+    load_results(source=None, table="scores") -> pandas.DataFrame   # the leaderboard's per-image scores / summary
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _LAZY = {
     "cite_result": "hfus_xai_bench.citation",
     "Result": "hfus_xai_bench.results",
     "METRICS": "hfus_xai_bench.metrics.registry",
+    "load_results": "hfus_xai_bench.leaderboard.export",
 }
 
 __all__ = ["HfusError", "__version__", *_LAZY]

@@ -163,8 +163,25 @@ def call_seed(config: RunConfig, batch: Batch) -> int:
     return derive_seed(config.seed, "batch", batch.arch, batch.fold, batch.start)
 
 
+def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in [0, 1]
+    on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
+    from .constants import TRAINING_SAMPLE_SIZE
+    from .data.dataset import fold_arrays, split_size
+
+    n = split_size(ds, fold, "train")
+    rng = np.random.default_rng(derive_seed(seed, "training-sample", fold))
+    rows = np.sort(rng.choice(n, size=min(TRAINING_SAMPLE_SIZE, n), replace=False))
+    return model_input(fold_arrays(ds, fold, "train", rows=rows.tolist()).images, device)
+
+
 def _context(
-    spec: Any, model: torch.nn.Module, config: RunConfig, device: torch.device, prior: torch.Tensor
+    spec: Any,
+    model: torch.nn.Module,
+    config: RunConfig,
+    device: torch.device,
+    prior: torch.Tensor,
+    sample: torch.Tensor | None = None,
 ) -> ExplainContext:
     return ExplainContext(
         arch=spec.name,
@@ -174,6 +191,7 @@ def _context(
         seed=config.seed,
         batch_size=config.resolved_batch_size(device),
         depth_prior=prior,
+        training_sample=sample,
     )
 
 
@@ -223,6 +241,7 @@ def prepare_fold(
         twins = np.zeros_like(images)
         twins[list(rows)] = decoded.twins
     prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
+    sample = training_sample(ds, fold, config.seed, device)
     counting, passes.counting = passes.counting, count_build
     try:
         for net in (model, *copies):
@@ -232,7 +251,7 @@ def prepare_fold(
                 method,
                 "the trained model",
                 model,
-                _context(spec, model, config, device, prior),
+                _context(spec, model, config, device, prior, sample),
                 fingerprint(model),
             )
         with passes.stage("randomisation"):
@@ -241,7 +260,7 @@ def prepare_fold(
                     method,
                     f"randomised copy {k}",
                     c,
-                    _context(spec, c, config, device, prior),
+                    _context(spec, c, config, device, prior, sample),
                     fingerprint(c),
                 )
                 for k, c in enumerate(copies)

@@ -98,3 +98,6 @@ FE_EXCLUDED_STAGES: tuple[str, ...] = ("repeat",)
 AUDIT_REFERENCES: tuple[str, ...] = ("gradcam", "saliency", "gradientshap")
 AUDIT_SCORES: tuple[str, ...] = ("hit_rate@1", "evidence@1/hit")
 AUDIT_ALPHA = 0.05
+#: Training images of the fold the harness samples for ``ExplainContext.training_sample`` (PROTOCOL §5:
+#: Expected Gradients' baselines; LATEC's data batch for its 4-class OCT set).
+TRAINING_SAMPLE_SIZE = 30

@@ -41,8 +41,16 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ..leaderboard.export import export_leaderboard
+
+    out = export_leaderboard(args.out, args.entries)
+    print(f"wrote {out} (a Hugging Face dataset folder: datasets.load_dataset({str(out)!r}))")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``leaderboard render|add``."""
+    """Add ``leaderboard render|add|export``."""
     lb = group(sub, "leaderboard", "leaderboard entries and pages", "leaderboard_command")
     rd = lb.add_parser("render", help="regenerate LEADERBOARD.md and index.html from the entries")
     rd.add_argument(
@@ -67,3 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ad.add_argument("--citation", default=None, help="a file holding the method's BibTeX")
     ad.add_argument("--code", default=None, help="where the method's code lives (path or URL)")
     ad.set_defaults(func=_add)
+    ex = lb.add_parser(
+        "export", help="write the leaderboard as a Hugging Face dataset folder (parquet + card)"
+    )
+    ex.add_argument("out", help="output folder")
+    ex.add_argument(
+        "--entries",
+        default=LEADERBOARD_ENTRIES_DIR,
+        help=f"entries folder (default: {LEADERBOARD_ENTRIES_DIR})",
+    )
+    ex.set_defaults(func=_export)

@@ -135,9 +135,7 @@ class IntegratedGradients(_CaptumLike):
     METADATA = {
         "authors": "Sundararajan et al.",
         "url": "https://arxiv.org/abs/1703.01365",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {"n_steps": IG_STEPS, "method": IG_METHOD, "baseline": "zeros (black image)"},
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{sundararajan2017ig,\n"
             "  title = {Axiomatic Attribution for Deep Networks},\n"
@@ -179,14 +177,12 @@ class GradientShap(_CaptumLike):
     METADATA = {
         "authors": "Lundberg and Lee",
         "url": "https://arxiv.org/abs/1705.07874",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "n_samples": GS_N_SAMPLES,
             "stdevs": GS_STDEVS,
             "baselines": f"one N(0, {GS_BASELINE_STD}²) image",
             "seeds": "per image: image_seeds(images, seed)",
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{lundberg2017shap,\n"
             "  title = {A Unified Approach to Interpreting Model Predictions},\n"
@@ -201,30 +197,43 @@ class GradientShap(_CaptumLike):
     stdevs = GS_STDEVS
     baseline_std = GS_BASELINE_STD
 
-    def draws(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per image: baseline (B, C, H, W), noise (B·n, C, H, W), coefficients (B·n,), all on the CPU.
+    def shared_baselines(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Baselines all images draw from (K, C, H, W); None: each image draws its own N(0, std²) image."""
+        return None
+
+    def draws(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: baseline bank (K, C, H, W), bank row per sample (B·n,), noise (B·n, C, H, W),
+        coefficients (B·n,), all on the CPU.
 
         Exactly captum's sequence for a one-image batch after seeding numpy and torch with ``s_i``:
-        ``torch.randn`` baseline (ours, before captum), ``np.random.choice`` (baseline index),
+        (own baseline: ``torch.randn``, ours, before captum), ``np.random.choice`` (baseline index),
         ``torch.normal`` noise, ``np.random.uniform`` coefficients.
         """
         _, c, h, w = images.shape
         n = self.n_samples
-        baselines, noises, coefs = [], [], []
+        shared = self.shared_baselines(images)
+        bank, rows, noises, coefs = [], [], [], []
         std = torch.full((n, c, h, w), self.stdevs)
-        for s in image_seeds(images, self.context.seed):
+        for i, s in enumerate(image_seeds(images, self.context.seed)):
             rs = np.random.RandomState(s)
             g = torch.Generator().manual_seed(s)
-            baselines.append(torch.randn((1, c, h, w), generator=g) * self.baseline_std)
-            rs.choice(1, n)
+            if shared is None:
+                bank.append(torch.randn((1, c, h, w), generator=g) * self.baseline_std)
+                rs.choice(1, n)
+                rows.append(torch.full((n,), i, dtype=torch.long))
+            else:
+                rows.append(torch.as_tensor(rs.choice(len(shared), n), dtype=torch.long))
             noises.append(torch.normal(0.0, std, generator=g))
             coefs.append(torch.tensor(rs.uniform(0.0, 1.0, n), dtype=torch.float32))
-        return torch.cat(baselines), torch.cat(noises), torch.cat(coefs)
+        baselines = shared.detach().cpu() if shared is not None else torch.cat(bank)
+        return baselines, torch.cat(rows), torch.cat(noises), torch.cat(coefs)
 
     def _attribute(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
         n = self.n_samples
-        baselines, noise, coefs = (t.to(self.device, images.dtype) for t in self.draws(images))
+        bank, rows, noise, coefs = self.draws(images)
+        bank, noise, coefs = (t.to(self.device, images.dtype) for t in (bank, noise, coefs))
+        rows = rows.to(self.device)
         img_idx = torch.arange(b, device=self.device).repeat_interleave(n)
         total = torch.zeros_like(images)
         chunk = points_per_forward(self.context, h, w, grad=True)
@@ -232,7 +241,7 @@ class GradientShap(_CaptumLike):
         def run(start: int, stop: int) -> None:
             ii = img_idx[start:stop]
             noisy = images[ii] + noise[start:stop]
-            base = baselines[ii]
+            base = bank[rows[start:stop]]
             r = coefs[start:stop].view(-1, 1, 1, 1)
             scaled = r * noisy + (1.0 - r) * base
             grads = _input_grad(self.model, scaled, targets[ii])
@@ -248,9 +257,7 @@ class Saliency(_CaptumLike):
     METADATA = {
         "authors": "Simonyan et al.",
         "url": "https://arxiv.org/abs/1312.6034",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {"abs": SALIENCY_ABS},
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@article{simonyan2013saliency,\n"
             "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps},\n"
@@ -333,9 +340,7 @@ def _occlusion_metadata(window: int) -> dict:
     return {
         "authors": "Zeiler and Fergus",
         "url": "https://arxiv.org/abs/1311.2901",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {"window": window, "stride": OCCLUSION_STRIDE, "baseline": 0.0},
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{zeiler2014visualizing,\n"
             "  title = {Visualizing and Understanding Convolutional Networks},\n"

@@ -1,5 +1,8 @@
 """The six CAM-family built-in methods (PROTOCOL §5), with pytorch-grad-cam 1.5.7 semantics.
 
+(The raw maps of LayerCAM and XGrad-CAM, ecosystem baselines of ``cam_ecosystem.py``, are here too, so
+:func:`gradient_cams` computes them from the same shared pass.)
+
 Each class returns, for ``images`` (B, 3, H, W) and one target class per image, the same (B, H, W)
 maps as the unmodified library's ``cam(input_tensor=images, targets=[ClassifierOutputTarget(t) ...])``
 with ``target_layers=[context.target_layer]`` and no aug/eigen smoothing, including the library's
@@ -192,11 +195,25 @@ def _eigengradcam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     return proj.reshape(b, h, w)
 
 
+def _layercam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """LayerCAM (layer_cam.py): channel sum of ``max(grads, 0) * acts``."""
+    return (grads.clamp_min(0) * acts).sum(dim=1)
+
+
+def _xgradcam_raw(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (xgrad_cam.py): weights = Σ_hw grads · acts / (Σ_hw acts + 1e-7)."""
+    sum_acts = acts.sum(dim=(2, 3), keepdim=True)
+    weights = (grads * acts / (sum_acts + _SCALE_EPS)).sum(dim=(2, 3))
+    return _weighted_sum(weights, acts)
+
+
 _GRADIENT_RAW: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "gradcam": _gradcam_raw,
     "gradcampp": _gradcampp_raw,
     "hirescam": _hirescam_raw,
     "eigengradcam": _eigengradcam_raw,
+    "layercam": _layercam_raw,
+    "xgradcam": _xgradcam_raw,
 }
 
 
@@ -372,13 +389,11 @@ class GradCAM(_GradientCAMBase):
     METADATA = {
         "authors": "Selvaraju et al.",
         "url": "https://arxiv.org/abs/1610.02391",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{selvaraju2017gradcam,\n"
             "  title = {Grad-CAM: Visual Explanations from Deep Networks via Gradient-Based Localization},\n"
@@ -398,13 +413,11 @@ class GradCAMPlusPlus(_GradientCAMBase):
     METADATA = {
         "authors": "Chattopadhay et al.",
         "url": "https://arxiv.org/abs/1710.11063",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{chattopadhay2018gradcampp,\n"
             "  title = {Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional Networks},\n"
@@ -424,13 +437,11 @@ class HiResCAM(_GradientCAMBase):
     METADATA = {
         "authors": "Draelos and Carin",
         "url": "https://arxiv.org/abs/2011.08891",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@article{draelos2020hirescam,\n"
             "  title = {Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks},\n"
@@ -450,14 +461,12 @@ class EigenGradCAM(_GradientCAMBase):
     METADATA = {
         "authors": "Muhammad and Yeasin (Eigen-CAM); pytorch-grad-cam",
         "url": "https://arxiv.org/abs/2008.00299",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
             "sign": "projection correlates positively with the channel sum of grads × acts (PROTOCOL §5.1)",
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{muhammad2020eigencam,\n"
             "  title = {Eigen-CAM: Class Activation Map using Principal Components},\n"
@@ -478,13 +487,11 @@ class ScoreCAM(_CAMBase):
     METADATA = {
         "authors": "Wang et al.",
         "url": "https://arxiv.org/abs/1910.01279",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{wang2020scorecam,\n"
             "  title = {Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks},\n"
@@ -511,14 +518,12 @@ class AblationCAM(_CAMBase):
     METADATA = {
         "authors": "Desai and Ramaswamy",
         "url": "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html",
-        "licence": "MIT (this implementation)",
         "hyperparameters": {
             "target_layer": "pinned per architecture (PROTOCOL §2)",
             "aug_smooth": False,
             "eigen_smooth": False,
             "ratio_channels_to_ablate": 1.0,
         },
-        "tuning_split": "none (the study's settings, PROTOCOL §5)",
         "citation": (
             "@inproceedings{desai2020ablationcam,\n"
             "  title = {Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization},\n"

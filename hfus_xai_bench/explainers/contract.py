@@ -61,6 +61,9 @@ class ExplainContext:
     batch_size: int = 64
     #: (224, 224) float in [0, 1]: mean skin layer map of the training folds / 255 (for the depth prior)
     depth_prior: torch.Tensor | None = None
+    #: (K, 3, 224, 224) float in [0, 1] on ``device``: a seeded sample of the fold's training images, handed
+    #: over by the harness (Expected Gradients' baselines, PROTOCOL §5); a method never loads the dataset
+    training_sample: torch.Tensor | None = None
     #: further inputs the harness hands to particular methods. ``extra["evidence"]``: the batch's evidence masks
     #: (B, 224, 224) bool on ``device`` (PROTOCOL §9), set by the runner before every call of a method whose
     #: METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,

@@ -18,10 +18,20 @@ from torch import nn
 from ..errors import HfusError
 from ..hashing import sha256_file
 from .contract import ExplainContext, MapKind, describe_error
-from .registry import BUILTIN_METHODS
+from .registry import BUILTIN_METHODS, BUILTINS, FAMILY_METADATA
 
 ENTRY_POINT_GROUP = "hfus_xai_bench.explainers"
-METADATA_KEYS = ("name", "authors", "url", "licence", "hyperparameters", "tuning_split", "kind", "citation")
+METADATA_KEYS = (
+    "name",
+    "authors",
+    "url",
+    "licence",
+    "hyperparameters",
+    "tuning_split",
+    "kind",
+    "citation",
+    "not_applicable",
+)
 #: METADATA keys only built-in reference rows declare (PROTOCOL §9: ``"reference": "oracle"``, ``"reads":
 #: ("evidence",)``, the runner then hands them the evidence masks); a method file or entry point may not
 RESERVED_KEYS = ("reference", "reads")
@@ -40,6 +50,15 @@ class Method:
     #: sha256 of the method file (file methods; recorded as ``record["method"]["sha256"]``)
     sha256: str | None = None
 
+    def not_applicable(self, arch: str) -> str | None:
+        """Why the method is undefined on ``arch`` (METADATA ``not_applicable``: arch -> reason), or None."""
+        reasons = self.metadata.get("not_applicable") or {}
+        return reasons.get(arch)
+
+    def applicable(self, arch: str) -> bool:
+        """False where the method declares itself undefined on ``arch``: the runner skips it there (n/a)."""
+        return self.not_applicable(arch) is None
+
     def build(self, model: nn.Module, context: ExplainContext) -> Callable[[torch.Tensor, torch.Tensor], Any]:
         """The per-model callable ``(images, targets) -> raw output``."""
         try:
@@ -52,6 +71,20 @@ class Method:
             ) from err
 
 
+def _check_metadata(metadata: dict[str, Any], source: str) -> None:
+    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    if unknown:
+        raise HfusError(f"{source}: unknown METADATA keys {unknown}; allowed: {', '.join(METADATA_KEYS)}")
+    na = metadata.get("not_applicable")
+    if na is not None and not (
+        isinstance(na, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in na.items())
+    ):
+        raise HfusError(
+            f"{source}: METADATA['not_applicable'] must map an architecture name to the reason, "
+            "e.g. {'mobilenet_v2': 'ReLU6 is not a ReLU module'}"
+        )
+
+
 def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -> Method:
     metadata = dict(getattr(namespace, "METADATA", None) or {})
     reserved = sorted(set(metadata) & set(RESERVED_KEYS))
@@ -60,9 +93,7 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
             f"{source}: METADATA {reserved} is reserved for the benchmark's reference rows (a method may not "
             "read the evidence masks); remove it"
         )
-    unknown = sorted(set(metadata) - set(METADATA_KEYS))
-    if unknown:
-        raise HfusError(f"{source}: unknown METADATA keys {unknown}; allowed: {', '.join(METADATA_KEYS)}")
+    _check_metadata(metadata, source)
     cls = getattr(namespace, "Explainer", None)
     fn = getattr(namespace, "explain", None)
     if cls is not None and inspect.isclass(cls):
@@ -118,15 +149,13 @@ def load_file(path: str | Path) -> Method:
 
 
 def load_builtin(name: str) -> Method:
-    """A built-in method by its CLI name."""
-    target = BUILTIN_METHODS[name]
-    module_name, _, attr = target.partition(":")
+    """A built-in method by its CLI name; METADATA = its family's shared keys, then the class's own."""
+    entry = BUILTINS[name]
+    module_name, _, attr = entry.target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
-    metadata = {"name": name, "kind": getattr(cls, "kind", "map")}
+    metadata = {"name": name, "kind": getattr(cls, "kind", "map"), **FAMILY_METADATA.get(entry.family, {})}
     metadata.update(getattr(cls, "METADATA", {}) or {})
-    unknown = sorted(set(metadata) - set(METADATA_KEYS) - set(RESERVED_KEYS))
-    if unknown:
-        raise HfusError(f"built-in {name}: unknown METADATA keys {unknown}")
+    _check_metadata({k: v for k, v in metadata.items() if k not in RESERVED_KEYS}, f"built-in {name}")
     return Method(name=name, source="builtin", kind=metadata["kind"], factory=cls, metadata=metadata)
 
 

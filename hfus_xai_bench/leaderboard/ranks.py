@@ -1,0 +1,198 @@
+"""Per-criterion mean ranks with intervals (PROTOCOL §7.4, last paragraph; issue 22). Pure computation.
+
+Within one table (one architecture), among the ranked rows only:
+
+1. per metric, the images where every ranked row has a value (the metric's *common* images);
+2. each row's score = the mean over folds of its per-fold mean over those images (as the table's means);
+   rank 1 = best by the metric's direction, ties get their average rank;
+3. per criterion (:data:`CRITERIA`, the metrics the table has), a row's *mean rank* over the criterion's
+   metrics, and its *disagreement*: max − min of its ranks across those metrics (0: they agree);
+4. a 95 % interval for the mean rank from §7.3's paired bootstrap over images: per resample, images are
+   drawn with replacement within each fold (one ``np.random.default_rng(seed)``; the same draw for every
+   row and metric, so rows stay paired), every metric's means and ranks are recomputed on the drawn
+   images it has in common, and the mean rank is averaged again; percentiles 2.5 / 97.5.
+
+The resampled means are weighted sums with the draw counts (one matrix product per fold and metric),
+so nothing loops over images or resamples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from ..errors import HfusError
+
+#: criterion -> record keys of its metrics (PROTOCOL §7.4); a table uses those it has for every ranked row.
+#: ``class_sensitivity@1`` and ``counterfactual@1`` enter no rank.
+CRITERIA: dict[str, tuple[str, ...]] = {
+    "localisation": ("hit_rate@1", "evidence@1/hit", "evidence@1/mass"),
+    "faithfulness": ("road@1/combined", "confidence@1/dic", "confidence@1/iic"),
+    "sanity": ("randomisation@2/rho", "randomisation@2/pearson"),
+}
+
+
+@dataclass(frozen=True)
+class CriterionRanks:
+    """One criterion's ranks for the M ranked rows of a table (arrays in row order)."""
+
+    criterion: str
+    metrics: tuple[str, ...]
+    #: metric -> (M,) rank on the full data (1 = best; ties averaged)
+    ranks: Mapping[str, np.ndarray]
+    #: metric -> number of common images
+    n_images: Mapping[str, int]
+    mean_rank: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    #: (M,) max − min of the row's ranks across the criterion's metrics
+    disagreement: np.ndarray
+
+
+def _fold_counts(folds: np.ndarray, n_resamples: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold (sorted): (image positions, (R, n_fold) draw counts) of a within-fold bootstrap."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in np.unique(folds):
+        where = np.flatnonzero(folds == g)
+        idx = rng.integers(0, where.size, size=(n_resamples, where.size))
+        counts = np.zeros((n_resamples, where.size))
+        np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
+        out.append((where, counts))
+    return out
+
+
+def _means(
+    values: np.ndarray, common: np.ndarray, counts: Sequence[tuple[np.ndarray, np.ndarray | None]]
+) -> np.ndarray:
+    """Mean over folds of per-fold means over the common images: (M,) without counts, (M, R) with them."""
+    x = np.where(common, values, 0.0)
+    per_fold = []
+    for where, c in counts:
+        mask = common[where].astype(float)
+        if not mask.any():
+            continue
+        if c is None:
+            per_fold.append(x[:, where].sum(1) / mask.sum())
+        else:
+            den = c @ mask  # (R,)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_fold.append(
+                    (x[:, where] @ c.T) / den
+                )  # (M, R); NaN where a draw missed every common image
+    return np.nanmean(per_fold, axis=0) if len(per_fold) > 1 else per_fold[0]
+
+
+def _ranks(means: np.ndarray, direction: str) -> np.ndarray:
+    """Average ranks along axis 0 (rows), 1 = best."""
+    key = -means if direction == "higher" else means
+    return rankdata(key, method="average", axis=0)
+
+
+def criterion_ranks(
+    scores: Mapping[str, np.ndarray],
+    folds: Sequence[int] | np.ndarray,
+    directions: Mapping[str, str],
+    criteria: Mapping[str, Sequence[str]] = CRITERIA,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, CriterionRanks]:
+    """Per criterion, the ranks of M rows from per-image values.
+
+    ``scores``: record key -> (M, N) per-image values of the M ranked rows on the same N images (NaN: no
+    value); ``folds``: (N,) the fold of each image; ``directions``: key -> "higher" | "lower". A metric
+    missing from ``scores`` or ``directions``, or without a common image, is left out; a criterion with
+    no metric is left out.
+    """
+    folds = np.asarray(folds).reshape(-1)
+    if n_resamples < 1:
+        raise HfusError(f"n_resamples must be >= 1, got {n_resamples}")
+    counts = _fold_counts(folds, n_resamples, seed)
+    point_counts = [(where, None) for where, _ in counts]
+    out: dict[str, CriterionRanks] = {}
+    for criterion, keys in criteria.items():
+        used, ranks, boot, n_images = [], {}, [], {}
+        for key in keys:
+            if key not in scores or directions.get(key) not in ("higher", "lower"):
+                continue
+            values = np.asarray(scores[key], dtype=np.float64)
+            if values.ndim != 2 or values.shape[1] != folds.size:
+                raise HfusError(f"{key}: expected (rows, {folds.size}) per-image values, got {values.shape}")
+            common = np.isfinite(values).all(axis=0)
+            if not common.any():
+                continue
+            used.append(key)
+            n_images[key] = int(common.sum())
+            ranks[key] = _ranks(_means(values, common, point_counts), directions[key])
+            resampled = _means(values, common, counts)
+            boot.append(np.where(np.isnan(resampled), np.nan, _ranks(resampled, directions[key])))
+        if not used:
+            continue
+        stacked = np.stack([ranks[k] for k in used])  # (K, M)
+        boot_mean = np.nanmean(np.stack(boot), axis=0)  # (M, R)
+        low, high = np.nanpercentile(boot_mean, [2.5, 97.5], axis=1)
+        out[criterion] = CriterionRanks(
+            criterion=criterion,
+            metrics=tuple(used),
+            ranks=ranks,
+            n_images=n_images,
+            mean_rank=stacked.mean(axis=0),
+            low=low,
+            high=high,
+            disagreement=stacked.max(axis=0) - stacked.min(axis=0),
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------ tables.py's entry point
+
+
+def registry_directions(keys: Sequence[str]) -> dict[str, str]:
+    """key -> direction from the metric registry, for the keys it knows."""
+    from ..metrics import registry
+
+    out = {}
+    for key in keys:
+        try:
+            out[key] = registry.output(key)[1].direction
+        except HfusError:
+            continue
+    return out
+
+
+def entry_criterion_ranks(
+    entries: Sequence[Mapping], arch: str, **options: int
+) -> tuple[list[Mapping], dict[str, CriterionRanks]]:
+    """:func:`criterion_ranks` of the ``entries`` (the caller passes the *ranked* rows of one table) on
+    ``arch``, from their ``per_image_scores``; images are matched by (fold, image id), an image one entry
+    lacks has no value there. Returns (the entries with per-image scores, in order; the ranks)."""
+    rows = [e for e in entries if (e.get("per_image_scores") or {}).get(arch)]
+    images = sorted(
+        {
+            (int(fold), image_id)
+            for e in rows
+            for fold, part in e["per_image_scores"][arch].items()
+            for image_id in part["image_ids"]
+        }
+    )
+    if not rows or not images:
+        return rows, {}
+    position = {key: i for i, key in enumerate(images)}
+    wanted = sorted({k for keys in CRITERIA.values() for k in keys})
+    scores = {key: np.full((len(rows), len(images)), np.nan) for key in wanted}
+    for r, e in enumerate(rows):
+        for fold, part in e["per_image_scores"][arch].items():
+            cols = [position[(int(fold), i)] for i in part["image_ids"]]
+            for key in wanted:
+                if key in part["scores"]:
+                    values = [np.nan if v is None else v for v in part["scores"][key]]
+                    scores[key][r, cols] = values
+                else:
+                    scores[key][r, cols] = np.nan
+    present = {k: v for k, v in scores.items() if np.isfinite(v).any()}
+    folds = np.array([f for f, _ in images])
+    return rows, criterion_ranks(present, folds, registry_directions(list(present)), **options)

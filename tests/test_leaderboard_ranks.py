@@ -1,0 +1,129 @@
+"""leaderboard/ranks.py: per-criterion mean ranks with paired-bootstrap intervals (PROTOCOL §7.4), known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.leaderboard import load_entries
+from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
+from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks
+from hfus_xai_bench.leaderboard.tables import status
+
+ONE = {"c": ("a", "b")}
+UP = {"a": "higher", "b": "higher"}
+
+
+def _rows(*per_row: float, n: int = 6) -> np.ndarray:
+    return np.array([[v] * n for v in per_row], dtype=float)
+
+
+def test_constant_rows_rank_exactly_and_metrics_that_disagree() -> None:
+    scores = {"a": _rows(3.0, 2.0, 1.0), "b": _rows(1.0, 2.0, 3.0)}
+    res = criterion_ranks(scores, [0] * 6, UP, criteria=ONE, n_resamples=50)["c"]
+    assert res.metrics == ("a", "b") and res.n_images == {"a": 6, "b": 6}
+    np.testing.assert_array_equal(res.ranks["a"], [1, 2, 3])
+    np.testing.assert_array_equal(res.ranks["b"], [3, 2, 1])
+    np.testing.assert_array_equal(res.mean_rank, [2, 2, 2])
+    np.testing.assert_array_equal(res.disagreement, [2, 0, 2])
+    # every resample sees the same constant rows: the interval is the point
+    np.testing.assert_array_equal(res.low, [2, 2, 2])
+    np.testing.assert_array_equal(res.high, [2, 2, 2])
+    lower = criterion_ranks(scores, [0] * 6, {"a": "lower", "b": "higher"}, criteria=ONE, n_resamples=5)["c"]
+    np.testing.assert_array_equal(lower.ranks["a"], [3, 2, 1])
+    np.testing.assert_array_equal(lower.mean_rank, [3, 2, 1])
+    np.testing.assert_array_equal(lower.disagreement, [0, 0, 0])
+
+
+def test_ties_average_and_missing_metrics_are_left_out() -> None:
+    res = criterion_ranks({"a": _rows(2.0, 2.0, 1.0)}, [0] * 6, UP, criteria=ONE, n_resamples=5)["c"]
+    assert res.metrics == ("a",)  # "b" absent: the criterion uses what the table has
+    np.testing.assert_array_equal(res.ranks["a"], [1.5, 1.5, 3])
+    np.testing.assert_array_equal(res.disagreement, [0, 0, 0])
+    assert criterion_ranks({"a": _rows(1.0, 2.0)}, [0] * 6, {}, criteria=ONE) == {}  # no direction known
+
+
+def test_only_images_where_every_row_has_a_value() -> None:
+    """Image 2 would make row 0 best (mean 34 vs 2); it is missing for row 1, so it counts for no row."""
+    a = np.array([[1.0, 1.0, 100.0], [2.0, 2.0, np.nan]])
+    res = criterion_ranks({"a": a}, [0, 0, 0], UP, criteria=ONE, n_resamples=20)["c"]
+    assert res.n_images == {"a": 2}
+    np.testing.assert_array_equal(res.ranks["a"], [2, 1])
+    np.testing.assert_array_equal([res.low, res.high], [[2, 1], [2, 1]])
+
+
+def test_mean_over_folds_of_per_fold_means() -> None:
+    """Row 0: fold 0 [10], fold 1 [0, 0, 0] -> (10 + 0) / 2 = 5 (pooled: 2.5); row 1: 4 everywhere."""
+    a = np.array([[10.0, 0.0, 0.0, 0.0], [4.0, 4.0, 4.0, 4.0]])
+    res = criterion_ranks({"a": a}, [0, 1, 1, 1], UP, criteria=ONE, n_resamples=10)["c"]
+    np.testing.assert_array_equal(res.ranks["a"], [1, 2])
+
+
+def _loop_reference(scores, folds, directions, keys, n_resamples, seed):
+    """Explicit per-resample loop with the same draws (one rng; per fold in sorted order an (R, n) index matrix)."""
+    rng = np.random.default_rng(seed)
+    folds = np.asarray(folds)
+    draws = {
+        g: rng.integers(0, (folds == g).sum(), size=(n_resamples, (folds == g).sum()))
+        for g in np.unique(folds)
+    }
+    means_per_resample = []
+    for r in range(n_resamples):
+        per_metric = []
+        for key in keys:
+            values = scores[key]
+            common = np.isfinite(values).all(0)
+            fold_means = []
+            for g in np.unique(folds):
+                where = np.flatnonzero(folds == g)[draws[g][r]]
+                where = where[common[where]]
+                if where.size:
+                    fold_means.append(values[:, where].mean(1))
+            m = np.mean(fold_means, axis=0)
+            per_metric.append(rankdata(-m if directions[key] == "higher" else m, method="average"))
+        means_per_resample.append(np.mean(per_metric, axis=0))
+    return np.percentile(np.array(means_per_resample), [2.5, 97.5], axis=0)
+
+
+def test_bootstrap_equals_an_explicit_loop() -> None:
+    rng = np.random.default_rng(5)
+    n, folds = 30, np.repeat([0, 1, 2], 10)
+    scores = {
+        "a": rng.normal(size=(4, n)) + np.array([[0.3], [0.2], [0.1], [0.0]]),
+        "b": rng.normal(size=(4, n)),
+    }
+    scores["b"][1, 3] = np.nan  # one image without a value for one row
+    directions = {"a": "higher", "b": "lower"}
+    res = criterion_ranks(scores, folds, directions, criteria=ONE, n_resamples=200, seed=3)["c"]
+    low, high = _loop_reference(scores, folds, directions, ("a", "b"), 200, 3)
+    np.testing.assert_allclose(res.low, low, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.high, high, rtol=0, atol=1e-12)
+    assert (res.low <= res.high).all() and (res.high > res.low).any()  # noisy rows: real intervals
+    again = criterion_ranks(scores, folds, directions, criteria=ONE, n_resamples=200, seed=3)["c"]
+    np.testing.assert_array_equal(again.low, res.low)  # seeded
+
+
+def test_errors() -> None:
+    with pytest.raises(HfusError, match="per-image values"):
+        criterion_ranks({"a": np.ones((2, 3))}, [0, 0], UP, criteria=ONE)
+    with pytest.raises(HfusError, match="n_resamples"):
+        criterion_ranks({"a": np.ones((2, 3))}, [0, 0, 0], UP, criteria=ONE, n_resamples=0)
+
+
+def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
+    entries = load_entries(Path(__file__).resolve().parents[1] / ENTRIES_DIR)
+    ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
+    rows, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=100)
+    assert len(rows) == len(ranked) >= 2 and {"localisation", "faithfulness"} <= set(ranks)
+    loc = ranks["localisation"]
+    hr1 = np.array([e["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"] for e in rows])
+    if all(e["metrics"]["hit_rate@1"]["mobilenet_v2"]["n_nan"] == 0 for e in rows):  # same images for all
+        np.testing.assert_array_equal(loc.ranks["hit_rate@1"], rankdata(-hr1, method="average"))
+    assert (loc.low <= loc.high).all() and (loc.low >= 1).all() and (loc.high <= len(rows)).all()
+    faith = ranks["faithfulness"]
+    assert set(faith.metrics) == {"road@1/combined", "confidence@1/dic", "confidence@1/iic"}
+    assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
