@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -207,6 +208,15 @@ def test_oracle_errors_and_metadata() -> None:
         meta = load_method(name).metadata
         assert meta["reference"] == "oracle" and tuple(meta["reads"]) == ("evidence",), name
     assert "reads" not in load_builtin("input").metadata and "reference" not in load_builtin("input").metadata
+    # the record's method block carries the declaration (the leaderboard never ranks a reference row)
+    import jsonschema
+
+    from hfus_xai_bench.results import method_record, schema
+
+    block = json.loads(json.dumps(method_record(load_builtin("oracle@grid"))))
+    assert block["reference"] == "oracle" and block["reads"] == ["evidence"]
+    for name in ("result", "entry"):
+        jsonschema.validate(block, schema(name)["properties"]["method"])
 
 
 def test_a_user_method_may_not_read_the_evidence(tmp_path) -> None:
