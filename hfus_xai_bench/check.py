@@ -1,15 +1,14 @@
 """Validate a method in seconds on a handful of phantom images (``hfus-bench check``).
 
-Checks the contract (loads, returns one finite, non-empty map per image of an accepted shape),
-determinism for a fixed seed, that the method also runs on the randomised copy of the model
-(PROTOCOL §7.1), that every metric of the registry (randomisation and ROAD included, on the few
+Checks the contract (loads, returns one finite, non-empty map per image of an accepted type and shape,
+leaves the model unchanged), determinism for a fixed seed, that the method also runs on the randomised
+copies of the model (PROTOCOL §7.1.1), that every metric of the registry (randomisation and ROAD included, on the few
 phantom images) scores its maps within the metric's declared range (the scoring core, as in
 ``evaluate``), and the time per image — before anyone runs the full benchmark.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .constants import CLASSES, IMAGE_SIZE
+from .calls import Call, Explanation, PassCounter, explain, fingerprint
+from .constants import CLASSES, IMAGE_SIZE, RANDOMISATION_COPIES
 from .errors import HfusError
-from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree, run_method, to_m255
+from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree
 from .explainers.loader import Method, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.randomisation import randomised_model
@@ -29,6 +29,7 @@ from .models.zoo import get_arch
 from .results import per_image_output
 from .runtime import resolve_device
 from .scoring import score_fold, select_metrics
+from .seeding import derive_seed
 
 
 @dataclass
@@ -131,6 +132,54 @@ def _score_line(
     return not bad, text if not bad else text + "; " + "; ".join(bad)
 
 
+def _determinism_line(dev: torch.device, first: Explanation, again: Explanation) -> tuple[bool, str]:
+    if all(r is not None for r in first.reasons):
+        return False, "determinism not checked: no map was produced"
+    if dev.type == "cpu":  # the CPU run is the bitwise reference (PROTOCOL §5.1)
+        same = bool(torch.equal(first.m255, again.m255)) and first.reasons == again.reasons
+        return same, (
+            "deterministic for a fixed seed" if same else "maps differ between two runs with the same seed"
+        )
+    # GPU backward passes are not bitwise reproducible: the re-run tolerance of `verify --rerun`
+    same = bool(maps_agree(first.m255.cpu().numpy(), again.m255.cpu().numpy())[0].all())
+    return same, (
+        f"deterministic for a fixed seed (within the {dev.type} tolerance)"
+        if same
+        else "maps differ between two runs with the same seed (beyond the GPU tolerance)"
+    )
+
+
+def _randomised_side(
+    loaded: Method,
+    copies: list[torch.nn.Module],
+    make: Any,
+    run: Any,
+    report: CheckReport,
+) -> dict[str, np.ndarray] | None:
+    """PROTOCOL §7.1.1: the method built for each copy explains the same images; one line, the first failure named."""
+    maps, oks = [], []
+    for k, copy in enumerate(copies):
+        try:
+            done = run(make(f"randomised copy {k}", copy), "randomisation")
+        except HfusError as err:
+            report.add(False, f"method {loaded.name!r} fails on randomised copy {k}: {err}")
+            return None
+        bad = [r for r in done.reasons if r not in (None, FAIL_EMPTY)]
+        if bad:
+            report.add(
+                False,
+                f"method {loaded.name!r} fails on randomised copy {k} for {len(bad)} image(s): {bad[0]}",
+            )
+            return None
+        maps.append(done.m255)
+        oks.append([r in (None, FAIL_EMPTY) for r in done.reasons])
+    report.add(True, f"runs on the {len(copies)} randomised copies (PROTOCOL §7.1.1)")
+    return {
+        "m255_randomised": torch.stack(maps, 1).cpu().numpy(),
+        "randomised_ok": np.array(oks, bool).T,
+    }
+
+
 def check_method(
     method: str | Path | Method,
     *,
@@ -139,34 +188,48 @@ def check_method(
     device: str = "auto",
     seed: int = 0,
 ) -> CheckReport:
-    """Run the contract checks; a method that cannot even be loaded raises HfusError."""
+    """Run the contract checks; a method that cannot even be loaded raises HfusError.
+
+    As ``evaluate`` does: the randomised copies are built from the model as loaded, before the method is
+    built (PROTOCOL §7.1.1), and every call goes through :func:`hfus_xai_bench.calls.explain` (one random
+    state, clones of the inputs, the model's fingerprint checked, the method's warnings named as its own).
+    """
     loaded = method if isinstance(method, Method) else load_method(method)
     report = CheckReport(loaded.name)
     report.add(True, f"loaded {loaded.source} (kind={loaded.kind})")
     dev = resolve_device(device)
     spec = get_arch(arch)
     model, origin = _model(spec.name, dev)
+    copies = [
+        randomised_model(model, seed=derive_seed(0, "randomisation", k)) for k in range(RANDOMISATION_COPIES)
+    ]
     images, _, slms = phantom_batch(n_images, seed)
     x = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
     with torch.inference_mode():
         targets = model(x).argmax(1)
     prior = torch.from_numpy(slms.astype(np.float32).mean(0) / 255.0).to(dev)
+    passes = PassCounter(dev)
+    state = derive_seed(seed, "batch", spec.name, 0, 0)
 
-    def run_once(net: torch.nn.Module = model) -> tuple[torch.Tensor, list[str | None], float]:
-        torch.manual_seed(seed)
+    def make(label: str, net: torch.nn.Module) -> Call:
         context = ExplainContext(
             spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior
         )
-        explainer = loaded.build(net, context)
-        tic = time.perf_counter()
-        raw = run_method(explainer, x.clone(), targets.clone(), loaded.file)
-        seconds = time.perf_counter() - tic
-        m255, reasons = to_m255(raw, n_images, loaded.kind, "pos", dev)
-        return m255, reasons, seconds
+        reference = fingerprint(net)
+        return Call(label, net, loaded.build(net, context), context, reference)
 
-    m255, reasons, seconds = run_once()
-    report.seconds_per_image = seconds / n_images
-    failed = [r for r in reasons if r is not None]
+    def run(call: Call, stage: str) -> Explanation:
+        return explain(call, x, targets, method=loaded, seed=state, stage=stage, passes=passes, sign="pos")
+
+    try:
+        trained = make("the trained model", model)
+        first = run(trained, "method")
+        again = run(trained, "repeat")
+    except HfusError as err:
+        report.add(False, str(err))
+        return report
+    report.seconds_per_image = first.seconds / n_images
+    failed = [r for r in first.reasons if r is not None]
     report.add(
         not failed,
         f"{n_images} phantom images on {spec.display_name} ({origin}): "
@@ -176,34 +239,8 @@ def check_method(
     )
     if failed and all(r == FAIL_EMPTY for r in failed):
         report.add(False, "all-zero maps have no peak: Hit Rate is undefined for them")
-    again, _, _ = run_once()
-    if dev.type == "cpu":  # the CPU run is the bitwise reference (PROTOCOL §5.1)
-        same = bool(torch.equal(m255, again))
-        report.add(
-            same,
-            "deterministic for a fixed seed" if same else "maps differ between two runs with the same seed",
-        )
-    else:  # GPU backward passes are not bitwise reproducible: the re-run tolerance of `verify --rerun`
-        same = bool(maps_agree(m255.cpu().numpy(), again.cpu().numpy())[0].all())
-        report.add(
-            same,
-            f"deterministic for a fixed seed (within the {dev.type} tolerance)"
-            if same
-            else "maps differ between two runs with the same seed (beyond the GPU tolerance)",
-        )
-    # PROTOCOL §7.1: the method built for the randomised copy of the model explains the same images
-    rand_m255, rand_reasons, _ = run_once(randomised_model(model, seed=seed))
-    rand_failed = [r for r in rand_reasons if r not in (None, FAIL_EMPTY)]
-    report.add(
-        not rand_failed,
-        "runs on the randomised model (PROTOCOL §7.1)"
-        if not rand_failed
-        else f"fails on the randomised model for {len(rand_failed)} image(s), e.g. {rand_failed[0]}",
-    )
-    extras = {
-        "m255_randomised": rand_m255.cpu().numpy(),
-        "randomised_ok": np.array([r in (None, FAIL_EMPTY) for r in rand_reasons], bool),
-    }
-    if not failed:
-        report.add(*_score_line(model, x, slms, m255, targets, reasons, extras))
+    report.add(*_determinism_line(dev, first, again))
+    extras = _randomised_side(loaded, copies, make, run, report)
+    if not failed and extras is not None:
+        report.add(*_score_line(model, x, slms, first.m255, targets, first.reasons, extras))
     return report

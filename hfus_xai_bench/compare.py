@@ -1,4 +1,5 @@
-"""Paired comparison of two results on the same images (PROTOCOL §7.3); returns data, prints nothing.
+"""Paired comparison of two results on the same images (PROTOCOL §7.3), the ranking gate of a record
+(§7.4: :func:`gate`) and its model-pass cost (§6: :func:`fe_per_image`); returns data, prints nothing.
 
 Two records (result JSONs from ``hfus-bench evaluate``, or leaderboard entries, which keep the per-image
 values as ``per_image_scores``) are *comparable* when they share the dataset (id, revision, content
@@ -12,6 +13,7 @@ random map are the same numbers (:func:`paired_difference`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from .constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RANDOMISATION_COPIES
 from .errors import HfusError
 from .metrics import registry
 from .metrics.stats import paired_bootstrap
 from .results import per_image_output, validate
 
-N_RESAMPLES = 1000
-CI_SEED = 0
+N_RESAMPLES = BOOTSTRAP_RESAMPLES
+CI_SEED = BOOTSTRAP_SEED
 #: significant digits of the per-image values kept in a leaderboard entry (the tables show 3 decimals)
 ENTRY_DIGITS = 10
 
@@ -62,7 +65,7 @@ def _round_array(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scores_from_rows(rows: Sequence[Mapping[str, Any]]) -> Scores:
+def _scores_from_rows(rows: Sequence[Mapping[str, Any]], copies: int = RANDOMISATION_COPIES) -> Scores:
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["arch"], int(row["fold"])), []).append(row)
@@ -74,7 +77,8 @@ def _scores_from_rows(rows: Sequence[Mapping[str, Any]]) -> Scores:
             if not all(v.name in present for v in metric.values):
                 continue
             values = {
-                v.name: _float_array([row.get(v.name) for row in group], v.dims()) for v in metric.values
+                v.name: _float_array([row.get(v.name) for row in group], v.dims(copies=copies))
+                for v in metric.values
             }
             for o in metric.outputs:
                 scores[metric.key(o)] = _round_array(per_image_output(o, values))
@@ -97,7 +101,8 @@ def image_scores(record: Mapping[str, Any]) -> Scores | None:
     digits as an entry keeps them) or of a leaderboard entry (its ``per_image_scores``); None when it has
     neither (entries made before they were kept)."""
     if record.get("per_image"):
-        return _scores_from_rows(record["per_image"])
+        copies = int(record.get("options", {}).get("randomisations", RANDOMISATION_COPIES))
+        return _scores_from_rows(record["per_image"], copies)
     if record.get("per_image_scores"):
         return _scores_from_entry(record["per_image_scores"])
     return None
@@ -139,6 +144,69 @@ def load_record(path: str | Path) -> dict[str, Any]:
         raise HfusError(f"{path} is not a result record (a JSON object from `hfus-bench evaluate`)")
     validate(record, source=str(path), name="entry" if "track" in record else "result")
     return record
+
+
+# ------------------------------------------------------------------------------- ranking gate and cost
+
+#: PROTOCOL §7.4: the record section that decides whether a row is ranked (``randomisation@1/pass`` for
+#: records made before v1.2, whose gate is read only when the new one is absent)
+GATE_KEY = "randomisation@2/verdict"
+OLD_GATE_KEY = "randomisation@1/pass"
+#: PROTOCOL §9: a method whose METADATA declares ``"reference": "oracle"`` is a reference row, never ranked
+REFERENCE_KEY = "reference"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Where a record's row goes in a table (PROTOCOL §7.4) and why.
+
+    ``status``: ``ranked`` (verdict ``pass`` with K = 3 copies, or ``randomisation@1/pass`` true on a record
+    made before v1.2), ``fail``, ``undetermined``, ``other_copies`` (a verdict over K ≠ 3 copies: shown,
+    not ranked), ``no_s7`` (no randomisation at all) or ``reference`` (an oracle row, §9); ``verdict``: the
+    recorded verdict text (``pass`` / ``fail`` / ``undetermined``, or ``v1.1 pass`` / ``v1.1 fail``, or
+    None); ``copies``: K; ``degenerate``: the degenerate share D (None before v1.2).
+    """
+
+    status: str
+    verdict: str | None = None
+    copies: int | None = None
+    degenerate: float | None = None
+
+    @property
+    def text(self) -> str:
+        """One line for compare and the notes: ``pass (K = 3, D = 0.00)``, ``v1.1 fail``, ``n/a``."""
+        if self.verdict is None:
+            return "reference (oracle)" if self.status == "reference" else "n/a"
+        if self.copies is None:
+            return self.verdict
+        d = "n/a" if self.degenerate is None else f"{self.degenerate:.2f}"
+        return f"{self.verdict} (K = {self.copies}, D = {d})"
+
+
+def gate(record: Mapping[str, Any], arch: str) -> Gate:
+    """The ranking gate of one architecture of a record or entry (:class:`Gate`)."""
+    if record["method"].get(REFERENCE_KEY) == "oracle":
+        return Gate("reference")
+    new = record["metrics"].get(GATE_KEY, {}).get(arch)
+    if new is not None:
+        k = int(new["copies"])
+        status = new["verdict"] if new["verdict"] != "pass" else "ranked"
+        if k != RANDOMISATION_COPIES:
+            status = "other_copies"
+        return Gate(status, new["verdict"], k, new["degenerate_share"])
+    old = record["metrics"].get(OLD_GATE_KEY, {}).get(arch)
+    if old is not None:
+        passed = old.get("pass") is True
+        return Gate("ranked" if passed else "fail", "v1.1 pass" if passed else "v1.1 fail")
+    return Gate("no_s7")
+
+
+def fe_per_image(record: Mapping[str, Any], arch: str) -> float | None:
+    """Model passes per image (PROTOCOL §6: (forward_rows + 2 · backward_rows, the ``repeat`` stage excluded)
+    / n_images), as the record's cost block states it (``fe_per_image``, computed once by the runner); None
+    for records made before the passes were counted."""
+    value = record["cost"].get(arch, {}).get("fe_per_image")
+    return None if value is None else float(value)
 
 
 # ------------------------------------------------------------------------------------ comparability
@@ -319,6 +387,10 @@ class Comparison:
     n_images: Mapping[str, int]
     differences: Mapping[str, tuple[Difference, ...]]
     notes: tuple[str, ...]
+    #: per arch: the ranking gate of A and of B (PROTOCOL §7.4)
+    gates: Mapping[str, tuple[Gate, Gate]] = dataclasses.field(default_factory=dict)
+    #: per arch: FE/img of A and of B (None: not counted in that record)
+    fe: Mapping[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def paired(self) -> bool:
@@ -400,4 +472,6 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
         n_images=n_images,
         differences=out,
         notes=tuple(notes),
+        gates={arch: (gate(a, arch), gate(b, arch)) for arch in archs},
+        fe={arch: (fe_per_image(a, arch), fe_per_image(b, arch)) for arch in archs},
     )

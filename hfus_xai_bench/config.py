@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .constants import ARCH_NAMES, NUM_FOLDS, SYNTH_DATASET, arch_name
+from .constants import ARCH_NAMES, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
 from .errors import HfusError
 
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ class RunConfig:
     test images of each fold (None = all); ``target``: explain the predicted class or the label;
     ``sign``: sign policy for signed attributions; ``confidence``: unit of DiC/IiC; ``device``: ``auto``
     (CUDA when available), ``cpu`` or ``cuda[:N]``; ``batch_size``: images per explainer call (None =
-    16 on CPU, 64 on GPU); ``seed``: the run seed; ``precision``: ``fp32``; ``dataset`` + ``revision``.
+    16 on CPU, 64 on GPU); ``seed``: the run seed; ``precision``: ``fp32``; ``dataset`` + ``revision``;
+    ``randomisations``: K, the randomised copies of PROTOCOL §7.1.1 (only K = RANDOMISATION_COPIES rows are
+    ranked).
     """
 
     models: tuple[str, ...] = ("mobilenet_v2",)
@@ -67,6 +69,7 @@ class RunConfig:
     precision: str = "fp32"
     dataset: str = SYNTH_DATASET
     revision: str | None = None
+    randomisations: int = RANDOMISATION_COPIES
 
     def __post_init__(self) -> None:
         models = tuple(arch_name(a) for a in parse_list(self.models, ARCH_NAMES))
@@ -89,6 +92,9 @@ class RunConfig:
         object.__setattr__(self, "folds", folds)
         if self.limit is not None and (isinstance(self.limit, bool) or int(self.limit) < 1):
             raise HfusError(f"--limit must be at least 1, got {self.limit}")
+        if isinstance(self.randomisations, bool) or int(self.randomisations) < 1:
+            raise HfusError(f"--randomisations must be at least 1, got {self.randomisations}")
+        object.__setattr__(self, "randomisations", int(self.randomisations))
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise HfusError(f"--batch-size must be at least 1, got {self.batch_size}")
         _choice("target", self.target, TARGETS)
@@ -142,6 +148,7 @@ class RunConfig:
             "seed": self.seed,
             "precision": self.precision,
             "device": str(device),
+            "randomisations": self.randomisations,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,6 +183,8 @@ class RunConfig:
             "batch_size": o.get("batch_size"),
             "seed": o["seed"],
             "precision": o.get("precision", "fp32"),
+            # records made before PROTOCOL §7.1.1 had one randomised copy
+            "randomisations": o.get("randomisations", 1),
             "dataset": record["dataset"]["id"],
             "revision": record["dataset"].get("revision"),
         }

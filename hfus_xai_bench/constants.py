@@ -77,3 +77,16 @@ RANDOMISATION_MIN_SCORED = 0.5
 
 #: ROAD (PROTOCOL §7.2): fractions of pixels removed.
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+#: Stages of a record's pass counts (PROTOCOL §6), in report order, and those left out of FE/img (§3's repeat).
+COST_STAGES: tuple[str, ...] = (
+    "predict",
+    "method",
+    "randomisation",
+    "runner_up",
+    "repeat",
+    "confidence",
+    "road",
+    "counterfactual",
+)
+FE_EXCLUDED_STAGES: tuple[str, ...] = ("repeat",)

@@ -5,12 +5,12 @@ A shard is job ``I`` of ``N`` (0-based): it runs its share of whole batches of t
 
 - ``<method>.shard-I-of-N.json``: a shard record (``"kind": "hfus-xai-bench shard"``): method, options,
   dataset provenance, checkpoints of the (arch, fold) it touched, its batches, and per batch the
-  per-image predictions, targets, failure reasons (the randomised model's too), the model-based
-  metrics' values (scored on that batch: exactly what a single process computes), seconds and
-  forwards; plus ``maps_file`` (name and sha256);
-- ``<method>.shard-I-of-N.maps.npz``: per batch the m255 maps of the model and of the randomised model
-  (shards always carry their maps: the maps-only metrics, e.g. the fold-scope ρ_cross, are scored at
-  the merge, over each whole fold).
+  per-image predictions, targets, failure reasons (the randomised copies' and the runner-up's too), the
+  model-based metrics' values (scored on that batch: exactly what a single process computes), seconds and
+  pass counts per stage (PROTOCOL §6: they add up to the single process's); plus ``maps_file``;
+- ``<method>.shard-I-of-N.maps.npz``: per batch the m255 maps of the model, of every randomised copy and of
+  the runner-up class, with the other per-image metric inputs the runner made (shards always carry their
+  maps: the maps-only metrics, e.g. the fold-scope ρ_cross, are scored at the merge, over each whole fold).
 
 :func:`merge_shards` checks that the shards belong together — same method (record and method-file
 sha256), dataset (id, revision, content hash), options, checkpoints, number of shards, one shard per
@@ -147,6 +147,7 @@ def evaluate_shard(
                 "targets": [int(v) for v in o.targets],
                 "failed": list(o.failed),
                 "randomised_failed": None if o.randomised_failed is None else list(o.randomised_failed),
+                "runner_up_failed": None if o.runner_up_failed is None else list(o.runner_up_failed),
                 "seconds": float(o.seconds),
                 "forward_images": int(o.forward_images),
                 "cost": {k: float(v) for k, v in o.cost.items()},
@@ -350,6 +351,7 @@ def merge_shards(
                     forward_images=int(o["forward_images"]),
                     extras=extras,
                     randomised_failed=o["randomised_failed"],
+                    runner_up_failed=o.get("runner_up_failed"),
                     values={k: _array(v) for k, v in o["values"].items()},
                     cost=dict(o["cost"]),
                 )

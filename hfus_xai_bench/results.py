@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION
+from .constants import BENCHMARK_VERSION, CLASSES, COST_STAGES, FE_EXCLUDED_STAGES, PROTOCOL_VERSION
 from .errors import HfusError
 from .metrics import registry
 from .metrics.stats import fold_bootstrap
@@ -54,11 +54,19 @@ class FoldScores:
     forward_images: float = 0.0
     maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
     extras: dict[str, Any] = field(default_factory=dict)
-    #: per image: why the randomised model's map failed (PROTOCOL §7.1; None = ok), None if not run
-    randomised_failed: list[str | None] | None = None
-    #: the randomised model's m255 (kept with ``maps``; zeros where failed)
+    #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not run;
+    #: records made before §7.1.1 hold one reason per image (one copy)
+    randomised_failed: list[list[str | None]] | list[str | None] | None = None
+    #: the copies' m255 (N, K, 224, 224) (kept with ``maps``; zeros where failed)
     randomised_maps: np.ndarray | None = None
-    #: further cost counters summed over the fold (seconds, forward images), reported per image in ``cost``
+    #: per image: why the runner-up class's map failed (PROTOCOL §9; None = ok), None if not run
+    runner_up_failed: list[str | None] | None = None
+    #: per image: the runner-up class (PROTOCOL §9), None if not run
+    runner_up: np.ndarray | None = None
+    #: the runner-up maps (N, 224, 224) (kept with ``maps``)
+    runner_up_maps: np.ndarray | None = None
+    #: rows and seconds per stage (``forward_rows/<stage>``, ``backward_rows/<stage>``, ``seconds/<stage>``,
+    #: PROTOCOL §6) and other counters summed over the fold (other counters are reported per image in ``cost``)
     cost: dict[str, float] = field(default_factory=dict)
 
     def metric_values(self, metric: registry.Metric) -> dict[str, np.ndarray] | None:
@@ -97,9 +105,12 @@ def _json_array(value: Any) -> Any:
     return [_json_array(x) for x in arr]
 
 
-def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
-    per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
+def summarize(
+    runs: Sequence[FoldScores], values: Sequence[np.ndarray], ci: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI (or ``ci``
+    when the output defines its own, ``Output.ci``), per fold; per class and correct/incorrect over the
+    pooled images (:func:`metrics.summarize`)."""
     from .metrics import summarize as summarize_images
 
     fold_means = {
@@ -111,7 +122,7 @@ def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
         "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
+        "ci95": [_f(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -149,11 +160,12 @@ def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
         "failure_examples": examples,
     }
     if runs and all(run.randomised_failed is not None for run in runs):
-        # the randomised model's failures (PROTOCOL §7.1), over the images evaluated in §4
+        # the copies' failures (PROTOCOL §7.1.1: failed pairs), over the images evaluated in §4
         rand = [
             r
             for run in runs
-            for r, f in zip(run.randomised_failed, run.failed, strict=True)
+            for per_copy, f in zip(run.randomised_failed, run.failed, strict=True)
+            for r in (per_copy if isinstance(per_copy, list) else [per_copy])
             if r is not None and f is None
         ]
         out["randomised_failed"] = len(rand)
@@ -179,11 +191,47 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
             }
             if run.randomised_failed is not None:
                 row["randomised_failed"] = run.randomised_failed[i]
+            if run.runner_up_failed is not None and run.runner_up is not None:
+                row["runner_up"] = int(run.runner_up[i])
+                row["runner_up_failed"] = run.runner_up_failed[i]
             for names, vals in present:
                 for name in names:
                     row[name] = _json_array(vals[name][i])
             rows.append(row)
     return rows
+
+
+def forward_equivalents(cost: dict[str, Any], n_images: int) -> float | None:
+    """PROTOCOL §6's FE/img of one architecture's ``cost`` block: (forward_rows + 2 · backward_rows, the
+    integrity check's repeat excluded) / images (all folds, failures included); None without row counts."""
+    if "forward_rows" not in cost or not n_images:
+        return None
+    fwd = cost["forward_rows"] - sum(cost.get(f"forward_rows/{s}", 0) for s in FE_EXCLUDED_STAGES)
+    bwd = cost["backward_rows"] - sum(cost.get(f"backward_rows/{s}", 0) for s in FE_EXCLUDED_STAGES)
+    return (fwd + 2 * bwd) / n_images
+
+
+def cost_block(runs: Sequence[FoldScores]) -> dict[str, Any]:
+    """``record["cost"][arch]`` (PROTOCOL §6): rows of every forward and backward pass per stage and in total
+    (integers, run totals), seconds per stage (totals), FE/img, seconds per image (the method's calls on the
+    trained model), and every other counter per image (e.g. ``road_seconds_impute_per_image``)."""
+    n = sum(len(run.image_ids) for run in runs)
+    total = Counter()
+    for run in runs:
+        total.update({k: float(v) for k, v in run.cost.items()})
+    out: dict[str, Any] = {
+        "seconds_per_image": _f(sum(run.seconds for run in runs) / n),
+        "forward_images_per_image": _f(sum(run.forward_images for run in runs) / n),
+    }
+    for kind in ("forward_rows", "backward_rows"):
+        per_stage = {s: int(round(total.get(f"{kind}/{s}", 0.0))) for s in COST_STAGES}
+        out[kind] = sum(per_stage.values())
+        out.update({f"{kind}/{s}": v for s, v in per_stage.items()})
+    out.update({f"seconds/{s}": float(total.get(f"seconds/{s}", 0.0)) for s in COST_STAGES})
+    out["fe_per_image"] = _f(forward_equivalents(out, n) or float("nan"))
+    for key in sorted(k for k in total if "/" not in k):
+        out[f"{key}_per_image"] = _f(total[key] / n)
+    return out
 
 
 def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
@@ -198,21 +246,18 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
             per_fold = [run.metric_values(metric) for run in arch_runs]
             if any(v is None for v in per_fold):
                 continue
+            folds = [run.fold for run in arch_runs]
+            ascending = [per_fold[i] for i in sorted(range(len(folds)), key=folds.__getitem__)]
             for out in metric.outputs:
                 values = [per_image_output(out, v) for v in per_fold]
-                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values)
+                ci = None if out.ci is None else registry.resolve(out.ci)(ascending)
+                metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values, ci)
             for table in metric.tables:
-                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
+                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(ascending)
     for arch, arch_runs in by_arch.items():
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)
-        n = sum(len(run.image_ids) for run in arch_runs)
-        cost[arch] = {
-            "seconds_per_image": _f(sum(run.seconds for run in arch_runs) / n),
-            "forward_images_per_image": _f(sum(run.forward_images for run in arch_runs) / n),
-        }
-        for key in sorted({k for run in arch_runs for k in run.cost}):
-            cost[arch][f"{key}_per_image"] = _f(sum(run.cost.get(key, 0.0) for run in arch_runs) / n)
+        cost[arch] = cost_block(arch_runs)
     counts["total"] = _counts(runs)
     return {"metrics": metrics, "classification": classification, "counts": counts, "cost": cost}
 
@@ -251,8 +296,9 @@ class Result:
         return per_arch[arch or next(iter(per_arch))]["mean"]
 
     def summary_table(self) -> str:
-        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` column
-        after a metric that reports a pass rule (``randomisation@1/pass``), counts and cost."""
+        """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` /
+        ``verdict`` column after a metric that reports one (``randomisation@1/pass``, ``randomisation@2/verdict``
+        with its degenerate share D), counts and cost."""
         from tabulate import tabulate
 
         metrics = self.record["metrics"]
@@ -264,9 +310,9 @@ class Result:
                 if o.label and metric.key(o) in metrics
             ]
             passes = [
-                (metric.key(t), "pass", True)
+                (metric.key(t), t.name, True)
                 for t in metric.tables
-                if t.name == "pass" and metric.key(t) in metrics
+                if t.name in ("pass", "verdict") and metric.key(t) in metrics
             ]
             cols += shown + (passes if shown else [])
         rows = []
@@ -279,7 +325,10 @@ class Result:
             ]
             for key, _label, is_pass in cols:
                 s = metrics[key].get(arch)
-                if is_pass:
+                if is_pass and s is not None and "verdict" in s:  # randomisation@2 (PROTOCOL §7.1.1)
+                    d = s["degenerate_share"]
+                    row.append(f"{s['verdict']} (D {'n/a' if d is None else f'{d:.2f}'})")
+                elif is_pass:
                     row.append("n/a" if s is None else ("yes" if s["pass"] else "no"))
                 else:
                     row.append("n/a" if s is None else format_score(s["mean"], s["ci95"]))
@@ -336,6 +385,8 @@ def build_result(
         "maps_file": None,
         "per_image": per_image_rows(runs),
     }
+    for block in record["cost"].values():
+        block.update(device=str(options.get("device")), precision=str(options.get("precision", "fp32")))
     record = json.loads(json.dumps(record, default=_json_default))
     return Result(record)
 

@@ -5,34 +5,31 @@ of whole **batches** (arch, fold, images start..stop: :func:`plan_run`, the sing
 process runs a share of them (:func:`share`: one process all of them, torchrun rank r of N or shard r of
 N the batches r, r + N, ...):
 
-1. :func:`run_share` prepares each (arch, fold) once (:func:`prepare_fold`: the checkpoint, only the
-   share's test images decoded, the depth prior from its cache, the method built for the model and
-   for its randomised copy, PROTOCOL §7.1: a :class:`FoldJob`);
-2. :func:`run_batch` runs the method on one batch with both models, post-processes the maps (§3.1)
-   and scores the **model-based** metrics (:func:`batch_metrics`: confidence, ROAD) on that batch; it
-   returns the per-image outputs (:class:`BatchOutput`: predictions, targets, ``m255`` maps, failure
-   reasons, the randomised maps in ``extras``, the model-based ``values``, time and forwards);
-3. :func:`score_shares` gathers every batch of each (arch, fold) (:func:`score_fold_outputs`) and
-   scores the **maps-only** metrics (:func:`fold_metrics`, including fold-scope ones such as the
-   cross-image ρ of ``randomisation@1``) on the whole fold with :func:`hfus_xai_bench.scoring.score_fold`.
+1. :func:`run_share` prepares each (arch, fold) once (:func:`hfus_xai_bench.batches.prepare_fold`: the
+   checkpoint, the K randomised copies built from the model as loaded, only the share's test images
+   decoded, the method built for the model and each copy), runs its batches
+   (:func:`hfus_xai_bench.batches.run_batch`: every explanation call through
+   :func:`hfus_xai_bench.calls.explain`, PROTOCOL §3; the model-based metrics scored on the batch) and,
+   in the process that ran the fold's first batch, §3's repeat of that batch's call;
+2. :func:`score_shares` gathers every batch of each (arch, fold) (:func:`score_fold_outputs`) and
+   scores the **maps-only** metrics on the whole fold with :func:`hfus_xai_bench.scoring.score_fold`.
 
-Model-based values are scored per batch of the plan, so an image's values depend only on its batch
-(the forward batches of confidence and ROAD see the same compositions however the run is split),
-never on which other batches a process ran; the global RNG is reseeded per batch. With the same
-threads per process a split run therefore gives the single-process record (PROTOCOL §8):
+Model-based values are scored per batch of the plan, so an image's values depend only on its batch,
+never on which other batches a process ran; every call of a batch starts from derive(run seed, "batch",
+arch, fold, first row). With the same threads per process a split run therefore gives the
+single-process record (PROTOCOL §8), and its pass counts (PROTOCOL §6) add up to the single process's:
 :mod:`hfus_xai_bench.distributed` (torchrun), :mod:`hfus_xai_bench.merge` (shards). Every image is
-either evaluated or counted as failed with a reason (PROTOCOL §3); the randomised model's failures
-are counted apart and do not remove an image from §4.
+either evaluated or counted as failed with a reason (PROTOCOL §3); a copy's failures are counted apart
+and do not remove an image from §4.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,98 +37,29 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batches import (
+    Batch,
+    BatchOutput,
+    FoldJob,
+    FoldMeta,
+    batch_metrics,
+    fold_metrics,
+    model_input,
+    needed_extras,
+    prepare_fold,
+    repeat_first,
+    run_batch,
+    scoring_config,
+)
+from .calls import PassCounter
 from .config import RunConfig
 from .errors import HfusError
-from .explainers.contract import FAIL_EMPTY, ExplainContext, run_method, to_m255
 from .explainers.loader import Method, load_method
-from .metrics.inputs import ScoringConfig, ScoringInputs
+from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
-from .metrics.registry import metrics as registry_metrics
 from .models.zoo import get_arch
 from .results import FoldScores, Result
-from .scoring import score_fold, select_metrics
-from .seeding import derive_seed
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A whole batch of the single-process run: test images ``start:stop`` of (arch, fold)."""
-
-    arch: str
-    fold: int
-    start: int
-    stop: int
-
-
-@dataclass(kw_only=True)
-class FoldMeta:
-    """What scoring one (arch, fold) needs besides its batch outputs: the first ``n`` test images' ids,
-    labels and SLMs, the checkpoint summary, fold-level metric inputs (``extras``) and cost."""
-
-    arch: str
-    fold: int
-    checkpoint: dict[str, Any]
-    image_ids: list[str]
-    labels: np.ndarray
-    slms: np.ndarray
-    #: fold-level inputs of the metrics (non-array objects); see ScoringInputs.extras
-    extras: dict[str, Any] = field(default_factory=dict)
-    cost: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(kw_only=True)
-class FoldJob(FoldMeta):
-    """Everything one (arch, fold) needs in the process that runs (some of) its batches: the model, the method
-    built for it and for the randomised copy (PROTOCOL §7.1: :func:`~hfus_xai_bench.metrics.randomisation.
-    randomised_model` with the run seed, target layer and head resolved on the copy), and the images.
-
-    ``images`` (n, 224, 224, 3) uint8 holds the decoded images of the rows this process evaluates (zeros
-    elsewhere); ``slms`` likewise; ``cost``: fold-level seconds (building the randomised copy).
-    """
-
-    model: torch.nn.Module
-    images: np.ndarray
-    explainer: Any
-    method: Method
-    device: torch.device
-    randomised: torch.nn.Module | None = None
-    randomised_explainer: Any = None
-
-
-@dataclass
-class BatchOutput:
-    """Per-image outputs of one batch (all arrays of length ``stop - start``).
-
-    ``values``: the per-image values of the model-based metrics (``"<id>/<value>"``), scored on this
-    batch (so they do not depend on which other batches a process ran, PROTOCOL §8); ``extras``: the
-    per-image inputs of the maps-only metrics scored after the gather (``m255_randomised``,
-    ``randomised_ok``); ``randomised_failed``: why the randomised model's map failed (None = ok);
-    ``cost``: seconds and forward images besides the method's own (``seconds``, ``forward_images``).
-    """
-
-    batch: Batch
-    preds: np.ndarray
-    targets: np.ndarray
-    m255: np.ndarray  # uint8 (B, 224, 224), zeros where failed
-    failed: list[str | None]
-    seconds: float
-    forward_images: int
-    #: per-image arrays for the metrics (first axis = image), concatenated over the fold's batches
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-    randomised_failed: list[str | None] | None = None
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    cost: dict[str, float] = field(default_factory=dict)
-
-
-def checkpoint_summary(info: Any) -> dict[str, Any]:
-    """``record["checkpoints"][arch][fold]``: name, sha256, dataset revision, test accuracy of the card."""
-    ckpt = info.checkpoint
-    return {
-        "name": ckpt.name,
-        "sha256": ckpt.sha256,
-        "dataset_revision": ckpt.dataset_revision,
-        "test_accuracy": ckpt.accuracy,
-    }
+from .scoring import score_fold
 
 
 def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[Batch]:
@@ -141,37 +69,6 @@ def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[
         for (arch, fold), n in n_images.items()
         for start in range(0, n, batch_size)
     ]
-
-
-def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1] on ``device`` (channels_last on CPU), as the runner feeds
-    the method and the model-based metrics."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
-
-
-def batch_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
-    """The metrics scored per run batch: the model-based ones (image scope, scored where the model is)."""
-    return [m for m in registry_metrics(metrics) if m.needs == "model"]
-
-
-def fold_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
-    """The metrics scored once per (arch, fold) after the gather: the maps-only ones (image and fold scope)."""
-    return [m for m in registry_metrics(metrics) if m.needs != "model"]
-
-
-def _context(
-    spec: Any, model: torch.nn.Module, config: RunConfig, device: torch.device, prior: torch.Tensor
-) -> ExplainContext:
-    return ExplainContext(
-        arch=spec.name,
-        target_layer=spec.resolve_target_layer(model),
-        device=device,
-        head=spec.head(model),
-        seed=config.seed,
-        batch_size=config.resolved_batch_size(device),
-        depth_prior=prior,
-    )
 
 
 def _fold_size(ds: Any, fold: int, config: RunConfig) -> int:
@@ -209,7 +106,8 @@ def fold_meta(
     checkpoint: dict[str, Any],
     cost: dict[str, float] | None = None,
 ) -> FoldMeta:
-    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs of the run's images (no image decoded)."""
+    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the run's images
+    (no image decoded)."""
     from .data.dataset import fold_arrays
 
     meta = fold_arrays(ds, fold, "test", rows=range(_fold_size(ds, fold, config)), images=False)
@@ -220,169 +118,14 @@ def fold_meta(
         image_ids=meta.image_ids,
         labels=meta.labels,
         slms=meta.slms,
+        evidence=getattr(meta, "evidence", None),
         cost=dict(cost or {}),
     )
 
 
-def prepare_fold(
-    method: Method,
-    arch: str,
-    fold: int,
-    ds: Any,
-    config: RunConfig,
-    device: torch.device,
-    batches: Sequence[Batch] | None = None,
-) -> FoldJob:
-    """Load the checkpoint of (arch, fold), decode the test images of ``batches`` only (default: all the run
-    evaluates), and build the method for the model and for its randomised copy (PROTOCOL §7.1). The depth
-    prior comes from :func:`hfus_xai_bench.data.dataset.depth_prior` (cached per dataset and fold)."""
-    from .data.dataset import depth_prior, fold_arrays
-    from .metrics.randomisation import randomised_model
-    from .models.checkpoints import load_model
-
-    spec = get_arch(arch)
-    model, info = load_model(spec.name, dataset=config.dataset, fold=fold, device=str(device))
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    n = _fold_size(ds, fold, config)
-    rows = (
-        sorted({i for b in batches for i in range(b.start, b.stop)})
-        if batches is not None
-        else list(range(n))
-    )
-    if rows and rows[-1] >= n:
-        raise HfusError(f"{spec.name} fold {fold}: batch rows beyond the {n} images of the run")
-    meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
-    decoded = fold_arrays(ds, fold, "test", rows=rows)
-    images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
-    images[rows] = decoded.images
-    prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
-    explainer = method.build(model, _context(spec, model, config, device, prior))
-    tic = time.perf_counter()
-    rand = randomised_model(model, seed=config.seed)
-    rand_explainer = method.build(rand, _context(spec, rand, config, device, prior))
-    return FoldJob(
-        arch=spec.name,
-        fold=fold,
-        model=model,
-        checkpoint=checkpoint_summary(info),
-        image_ids=meta.image_ids,
-        images=images,
-        labels=meta.labels,
-        slms=meta.slms,
-        explainer=explainer,
-        method=method,
-        device=device,
-        randomised=rand,
-        randomised_explainer=rand_explainer,
-        cost={"seconds_randomised": time.perf_counter() - tic},
-    )
-
-
-def _forward_counter(model: torch.nn.Module) -> tuple[list[int], Any]:
-    count = [0]
-
-    def hook(_module: torch.nn.Module, args: tuple) -> None:
-        if args and isinstance(args[0], torch.Tensor):
-            count[0] += int(args[0].shape[0])
-
-    return count, model.register_forward_pre_hook(hook)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _explain(
-    explainer: Any,
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    targets: torch.Tensor,
-    job: FoldJob,
-    config: RunConfig,
-) -> tuple[torch.Tensor, list[str | None], float, int]:
-    """Run the method on one batch and post-process (§3.1): m255, failure reasons, seconds, forward images."""
-    count, handle = _forward_counter(model)
-    _sync(job.device)
-    tic = time.perf_counter()
-    try:
-        outputs = run_method(explainer, x.clone(), targets.clone(), job.method.file)
-        _sync(job.device)
-    finally:
-        handle.remove()
-    seconds = time.perf_counter() - tic
-    m255, reasons = to_m255(outputs, len(x), job.method.kind, config.sign, job.device)
-    return m255, reasons, seconds, count[0]
-
-
-def run_batch(
-    job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[Metric] | None = None
-) -> BatchOutput:
-    """One batch: predict, pick the targets, run the method on the model and on its randomised copy, post-process
-    the maps (PROTOCOL §3, §7.1) and score the model-based metrics on this batch (:func:`batch_metrics`)."""
-    device = job.device
-    sl = slice(batch.start, batch.stop)
-    # a method that draws from the global RNG gets the same draws however the run is split (PROTOCOL §8;
-    # the built-ins seed per image and do not use it)
-    torch.manual_seed(derive_seed(config.seed, "batch", job.arch, job.fold, batch.start))
-    x = model_input(job.images[sl], device)
-    with torch.inference_mode():
-        preds = job.model(x).argmax(1)
-    targets = preds if config.target == "pred" else torch.from_numpy(job.labels[sl]).to(device)
-    m255, reasons, seconds, forwards = _explain(job.explainer, job.model, x, targets, job, config)
-    cost: dict[str, float] = {}
-    extras: dict[str, np.ndarray] = {}
-    rand_failed = None
-    if job.randomised is not None:
-        m255_r, reasons_r, seconds_r, forwards_r = _explain(
-            job.randomised_explainer, job.randomised, x, targets, job, config
-        )
-        # an all-zero randomised map is a constant map (ρ rules of §7.1), not a failure of the randomised model
-        rand_failed = [None if r in (None, FAIL_EMPTY) else r for r in reasons_r]
-        extras = {
-            "m255_randomised": m255_r.cpu().numpy(),
-            "randomised_ok": np.array([r is None for r in rand_failed]),
-        }
-        cost.update(seconds_randomised=seconds_r, forward_images_randomised=float(forwards_r))
-    m255_np = m255.cpu().numpy()
-    values: dict[str, np.ndarray] = {}
-    chosen = select_metrics(batch_metrics(metrics), extras=extras)  # e.g. §9 ids only on evidence tracks
-    if chosen:
-        inputs = ScoringInputs(
-            m255=m255_np,
-            slms=job.slms[sl],
-            image_ids=job.image_ids[sl],
-            labels=job.labels[sl],
-            targets=targets.cpu().numpy(),
-            ok=np.array([r is None for r in reasons], bool),
-            model=job.model,
-            images=x,
-            extras=dict(extras),
-        )
-        _sync(device)
-        tic = time.perf_counter()
-        values = score_fold(inputs, chosen, config=scoring_config(config))
-        _sync(device)
-        cost["seconds_metrics"] = time.perf_counter() - tic
-        cost.update(inputs.cost)
-    return BatchOutput(
-        batch=batch,
-        preds=preds.cpu().numpy(),
-        targets=targets.cpu().numpy(),
-        m255=m255_np,
-        failed=reasons,
-        seconds=seconds,
-        forward_images=forwards,
-        extras=extras,
-        randomised_failed=rand_failed,
-        values=values,
-        cost=cost,
-    )
-
-
-def scoring_config(config: RunConfig) -> ScoringConfig:
-    return ScoringConfig(confidence=config.confidence, seed=config.seed)
+def _concat_reasons(outputs: Sequence[BatchOutput], name: str) -> list[Any] | None:
+    lists = [getattr(o, name) for o in outputs]
+    return None if any(v is None for v in lists) else [r for v in lists for r in v]
 
 
 def score_fold_outputs(
@@ -394,7 +137,7 @@ def score_fold_outputs(
     metrics: Sequence[Metric] | None = None,
 ) -> FoldScores:
     """Gather the batch outputs of one fold (in batch order): the model-based values they carry, plus the
-    maps-only metrics (:func:`fold_metrics`) scored on the whole fold."""
+    maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made)."""
     outputs = sorted(outputs, key=lambda o: o.batch.start)
     n = len(job.image_ids)
     starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
@@ -408,6 +151,8 @@ def score_fold_outputs(
     extras = dict(job.extras)
     for key in {k for o in outputs for k in o.extras}:
         extras[key] = np.concatenate([o.extras[key] for o in outputs])
+    if job.evidence is not None:
+        extras["evidence"] = job.evidence
     inputs = ScoringInputs(
         m255=m255,
         slms=job.slms,
@@ -417,18 +162,14 @@ def score_fold_outputs(
         ok=np.array([r is None for r in failed], bool),
         extras=extras,
     )
-    values = score_fold(
-        inputs, select_metrics(fold_metrics(metrics), extras=extras), config=scoring_config(config)
-    )
+    chosen = [m for m in fold_metrics(metrics) if set(m.extras) <= set(extras)]
+    values = score_fold(inputs, chosen, config=scoring_config(config))
     for key in {k for o in outputs for k in o.values}:
         values[key] = np.concatenate([o.values[key] for o in outputs])
     cost = dict(job.cost)
     for o in outputs:
         for key, value in o.cost.items():
             cost[key] = cost.get(key, 0.0) + float(value)
-    rand_failed = None
-    if all(o.randomised_failed is not None for o in outputs):
-        rand_failed = [r for o in outputs for r in o.randomised_failed]
     return FoldScores(
         arch=job.arch,
         fold=job.fold,
@@ -442,24 +183,33 @@ def score_fold_outputs(
         seconds=sum(o.seconds for o in outputs),
         forward_images=sum(o.forward_images for o in outputs),
         maps=m255 if keep_maps else None,
-        randomised_failed=rand_failed,
+        randomised_failed=_concat_reasons(outputs, "randomised_failed"),
         randomised_maps=extras.get("m255_randomised") if keep_maps else None,
+        runner_up_failed=_concat_reasons(outputs, "runner_up_failed"),
+        runner_up=extras.get("runner_up"),
+        runner_up_maps=extras.get("m255_runner_up") if keep_maps else None,
         cost=cost,
     )
 
 
+#: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's maps
+#: (N, K, 224, 224), the runner-up maps (PROTOCOL §7.1.1, §9: verify re-scores both exactly from them)
+MAPS_RANDOMISED, MAPS_RUNNER_UP = "maps_randomised", "maps_runner_up"
+
+
 def write_maps(runs: Sequence[FoldScores], path: Path) -> str:
-    """Write the uint8 m255 maps (compressed npz, one array per arch/fold) and return the file's sha256."""
+    """Write the uint8 m255 maps (compressed npz, arrays per arch/fold) and return the file's sha256."""
     arrays: dict[str, np.ndarray] = {}
     for run in runs:
         if run.maps is None:
             raise HfusError(f"{run.arch} fold {run.fold} kept no maps; evaluate with save_maps=True")
-        arrays[f"{run.arch}__fold{run.fold}__maps"] = run.maps
-        arrays[f"{run.arch}__fold{run.fold}__image_ids"] = np.array(run.image_ids)
-        if (
-            run.randomised_maps is not None
-        ):  # PROTOCOL §7.1: verify re-scores randomisation@1 exactly from these
-            arrays[f"{run.arch}__fold{run.fold}__maps_randomised"] = run.randomised_maps
+        stem = f"{run.arch}__fold{run.fold}"
+        arrays[f"{stem}__maps"] = run.maps
+        arrays[f"{stem}__image_ids"] = np.array(run.image_ids)
+        if run.randomised_maps is not None:
+            arrays[f"{stem}__{MAPS_RANDOMISED}"] = run.randomised_maps
+        if run.runner_up_maps is not None:
+            arrays[f"{stem}__{MAPS_RUNNER_UP}"] = run.runner_up_maps
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     data = buffer.getvalue()
@@ -479,6 +229,11 @@ class ShareOutput:
     threads: int = 1
 
 
+def _add(into: dict[str, float], more: dict[str, float]) -> None:
+    for key, value in more.items():
+        into[key] = into.get(key, 0.0) + float(value)
+
+
 def run_share(
     method: Method,
     config: RunConfig,
@@ -491,9 +246,12 @@ def run_share(
     metrics: Sequence[Metric] | None = None,
 ) -> ShareOutput:
     """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only the
-    images of these batches decoded; the model-based metrics are scored per batch (:func:`run_batch`)."""
+    images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
+    fold's first batch repeats its call after the fold's last batch (PROTOCOL §3) and counts the passes made
+    while building the method (PROTOCOL §6: split runs add up to one process)."""
     outputs: list[BatchOutput] = []
     folds: dict[tuple[str, int], dict[str, Any]] = {}
+    needs = needed_extras(metrics)
     bar = tqdm(
         total=sum(b.stop - b.start for b in batches),
         desc=desc or method.name,
@@ -501,18 +259,38 @@ def run_share(
         disable=not progress,
         leave=False,
     )
-    job: FoldJob | None = None
+    by_fold: dict[tuple[str, int], list[Batch]] = {}
     for batch in batches:
-        if job is None or (job.arch, job.fold) != (batch.arch, batch.fold):
-            job = None  # free the previous fold's models first
-            mine = [b for b in batches if (b.arch, b.fold) == (batch.arch, batch.fold)]
-            job = prepare_fold(method, batch.arch, batch.fold, ds, config, device, mine)
-            entry = folds.setdefault((job.arch, job.fold), {"checkpoint": job.checkpoint, "cost": {}})
-            for key, value in job.cost.items():
-                entry["cost"][key] = entry["cost"].get(key, 0.0) + value
-            bar.set_postfix_str(f"{job.arch} fold {job.fold}")
-        outputs.append(run_batch(job, batch, config, metrics))
-        bar.update(batch.stop - batch.start)
+        by_fold.setdefault((batch.arch, batch.fold), []).append(batch)
+    for (arch, fold), mine in by_fold.items():
+        passes = PassCounter(device)
+        rows = sorted({i for b in mine for i in range(b.start, b.stop)})
+        owner = mine[0].start == 0
+        job: FoldJob | None = prepare_fold(
+            method,
+            arch,
+            fold,
+            ds,
+            config,
+            device,
+            rows,
+            _fold_size(ds, fold, config),
+            passes=passes,
+            needs=needs,
+            count_build=owner,
+        )
+        entry = folds.setdefault((job.arch, job.fold), {"checkpoint": job.checkpoint, "cost": {}})
+        _add(entry["cost"], passes.snapshot())
+        bar.set_postfix_str(f"{job.arch} fold {job.fold}")
+        mine_out = []
+        for batch in mine:
+            mine_out.append(run_batch(job, batch, config, metrics))
+            bar.update(batch.stop - batch.start)
+        if owner:
+            _add(mine_out[0].cost, repeat_first(job, mine_out[0], config))
+        outputs += mine_out
+        passes.close()
+        job = None  # free the fold's models before the next
     bar.close()
     return ShareOutput(outputs=outputs, folds=folds, threads=torch.get_num_threads())
 
@@ -786,6 +564,8 @@ def _evaluate_ranks(
 
 
 __all__ = [
+    "MAPS_RANDOMISED",
+    "MAPS_RUNNER_UP",
     "Batch",
     "BatchOutput",
     "FoldJob",

@@ -54,16 +54,16 @@ def score_fold(
 ) -> dict[str, np.ndarray]:
     """Per-image values ``{"<metric id>/<value>": array (N, *shape)}`` of the chosen metrics (default: all).
 
-    Images with ``inputs.ok`` false get NaN. A model-based metric without ``inputs.model`` is an error
+    Images with ``inputs.ok`` false get NaN (a metric with ``empty_maps`` also scores ``inputs.empty``). A model-based metric without ``inputs.model`` is an error
     (choose the metrics with :func:`select_metrics` ``(model=False)`` to score maps only).
     """
     config = config or ScoringConfig()
     entries = registry_metrics(metrics)
     n = len(inputs)
-    ok = inputs.ok
-    scored = inputs if bool(ok.all()) else inputs.select(ok)
     out: dict[str, np.ndarray] = {}
     for metric in entries:
+        ok = inputs.ok | inputs.empty if metric.empty_maps else inputs.ok
+        scored = inputs if bool(ok.all()) else inputs.select(ok)
         if metric.needs == "model" and inputs.model is None:
             raise HfusError(
                 f"metric {metric.id} needs the model; pass model and images, or score maps-only metrics"
@@ -73,7 +73,8 @@ def score_fold(
             raise HfusError(
                 f"metric {metric.id} needs extras {missing} in its scoring inputs (the runner provides them)"
             )
-        full = {v.name: np.full((n, *v.dims(config.thresholds)), np.nan) for v in metric.values}
+        dims = {v.name: v.dims(config.thresholds, config.randomisations) for v in metric.values}
+        full = {name: np.full((n, *shape), np.nan) for name, shape in dims.items()}
         if len(scored):
             got = metric.compute(scored, config)
             if set(got) != set(full):

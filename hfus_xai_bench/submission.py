@@ -1,8 +1,8 @@
 """Submissions: :func:`submit` (prepare ``submissions/<method>/``) and :func:`verify_submission` (re-score one).
 
 A submission folder holds ``method.py``, ``README.md``, ``result.json`` (the full record, per_image
-included) and ``maps.npz`` (the uint8 m255 maps of the trained model and, for ``randomisation@1``
-(PROTOCOL §7.1), of the randomised model; its sha256 is in the record).
+included) and ``maps.npz`` (the uint8 m255 maps of the trained model, of every randomised copy
+(PROTOCOL §7.1.1) and of the runner-up class (§9); its sha256 is in the record).
 
 ``verify`` re-scores the saved maps with the scoring core on the dataset revision the record names,
 for every registry metric the record carries, and re-aggregates the record with the runner's own
@@ -16,8 +16,9 @@ for every registry metric the record carries, and re-aggregates the record with 
   the per-image values;
 - within ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1): the model-based metrics
   (``needs="model"``: ``confidence@1``, ``road@1``), re-computed from the saved maps through the
-  checkpoint whose sha256 the record names, per run batch of the record's ``batch_size`` as the runner
-  scored them (on the same machine and threads this reproduces them bitwise). Measured: ROAD
+  checkpoint whose sha256 the record names, per batch of the runner's plan at the record's ``batch_size``
+  through the runner's own batch scoring (``batches.score_model_metrics``; on the same machine and
+  threads this reproduces them bitwise). Measured: ROAD
   probabilities differ by ≤ 6e-7 between forward batch sizes 7 / 64 / 512 and between 1 and 2 CPU
   threads; the imputation differs by ≤ ~2e-5 across machines; 1e-4 (absolute for probabilities) leaves
   a margin. With ``limit`` only the first N evaluated images of each (arch, fold) go through the model
@@ -209,20 +210,6 @@ def _compare(
     return mismatches
 
 
-def _run_batches(n: int, batch_size: int, ok: np.ndarray, limit: int | None) -> list[np.ndarray]:
-    """The evaluated images of each run batch (``batch_size`` images of the fold in order, as the runner scored
-    the model-based metrics), keeping only the first ``limit`` evaluated images of the fold."""
-    keep = np.flatnonzero(ok)[: limit if limit is not None else None]
-    chosen = np.zeros(n, bool)
-    chosen[keep] = True
-    out = []
-    for start in range(0, n, batch_size):
-        sel = np.flatnonzero(chosen[start : start + batch_size]) + start
-        if sel.size:
-            out.append(sel)
-    return out
-
-
 def rescore(
     record: dict[str, Any],
     maps: dict[str, np.ndarray],
@@ -274,6 +261,8 @@ def rescore(
             )
             continue
         test = fold_arrays(ds, fold, "test")
+        evidence = getattr(test, "evidence", None)
+        data_extras = {n for n in ("evidence", "twins") if getattr(test, n, None) is not None}
         index = {image_id: i for i, image_id in enumerate(test.image_ids)}
         missing = [i for i in ids if i not in index]
         if missing:
@@ -300,32 +289,22 @@ def rescore(
             )
         preds = np.array([r["pred"] for r in rows], np.int64)
         targets = np.array([r["target"] for r in rows], np.int64)
-        # PROTOCOL §7.1: the randomised model's maps and failures, re-scored exactly like the other maps
-        rand_failed = (
-            [r.get("randomised_failed") for r in rows]
-            if all("randomised_failed" in r for r in rows)
-            else None
-        )
-        rand_maps = maps.get(f"{key}__maps_randomised")
-        extras: dict[str, Any] = {}
-        fold_map_metrics = list(map_metrics)
-        if rand_maps is not None and rand_failed is not None and np.asarray(rand_maps).shape == m255.shape:
-            rand_maps = np.asarray(rand_maps)
-            extras = {
-                "m255_randomised": rand_maps,
-                "randomised_ok": np.array([f is None for f in rand_failed]),
-            }
-        else:
-            needing = [m for m in fold_map_metrics if "m255_randomised" in m.extras]
-            if needing:
-                report.add(
-                    f"maps.npz/{key}__maps_randomised",
-                    False,
-                    "the record has " + ", ".join(m.id for m in needing) + " but the maps file lacks the "
-                    "randomised model's maps (or the rows their failures); re-run with --save-maps",
-                )
-                fold_map_metrics = [m for m in fold_map_metrics if m not in needing]
-            rand_maps = None
+        # PROTOCOL §7.1.1 and §9: every copy's maps and the runner-up maps, re-scored exactly like the other maps
+        rand_failed, rand_maps, extras = _saved_extras(rows, maps, key, m255.shape)
+        fold_map_metrics = [m for m in map_metrics if set(m.extras) <= set(extras) | data_extras]
+        lacking: dict[str, list[str]] = {}
+        for m in map_metrics:
+            for name in sorted(set(m.extras) - set(extras) - data_extras):
+                lacking.setdefault(_SAVED_AS.get(name, name), []).append(m.id)
+        for array, ids in lacking.items():
+            report.add(
+                f"maps.npz/{key}__{array}",
+                False,
+                f"the record has {', '.join(dict.fromkeys(ids))} but the maps file lacks these maps (or the rows "
+                "their failures); re-run with --save-maps",
+            )
+        if evidence is not None:
+            extras["evidence"] = evidence[idx]
         inputs = ScoringInputs(
             m255=m255,
             slms=test.slms[idx],
@@ -376,31 +355,20 @@ def rescore(
                     report.add(
                         f"per_image[{first + bad[0]}].target", False, f"expected {expected_targets[bad[0]]}"
                     )
-                groups = _run_batches(len(ids), batch_size, ok, limit)
-                n_sel = sum(g.size for g in groups)
+                n_sel, mismatches = _rescore_model(
+                    model,
+                    test,
+                    idx,
+                    (arch, fold, ids, labels, targets, m255, ok),
+                    model_metrics,
+                    config,
+                    batch_size,
+                    limit,
+                    dev,
+                    recorded,
+                    first,
+                )
                 if n_sel and model_metrics:
-                    fresh_full = {
-                        m.key(v): np.full_like(recorded[m.key(v)], np.nan)
-                        for m in model_metrics
-                        for v in m.values
-                    }
-                    for (
-                        sel
-                    ) in groups:  # per run batch, as the runner scored them (the same forward compositions)
-                        sub = ScoringInputs(
-                            m255=m255[sel],
-                            slms=test.slms[idx][sel],
-                            image_ids=[ids[i] for i in sel],
-                            labels=labels[sel],
-                            targets=targets[sel],
-                            model=model,
-                            images=model_input(test.images[idx[sel]], dev),
-                        )
-                        for k, v in score_fold(sub, model_metrics, config=config).items():
-                            fresh_full[k][sel] = v
-                    mismatches = _compare(
-                        where, first, np.concatenate(groups), recorded, fresh_full, MODEL_RTOL
-                    )
                     names = ", ".join(m.id for m in model_metrics)
                     report.add(
                         f"{where}: {names} ({n_sel} images, within {MODEL_RTOL:g} relative)",
@@ -422,9 +390,117 @@ def rescore(
                 maps=m255,
                 randomised_failed=rand_failed,
                 randomised_maps=rand_maps,
+                runner_up_failed=[r.get("runner_up_failed") for r in rows]
+                if "m255_runner_up" in extras
+                else None,
+                runner_up=extras.get("runner_up"),
+                runner_up_maps=extras.get("m255_runner_up"),
             )
         )
     return runs
+
+
+#: the maps-file array (suffix) a runner-made metric input is kept in
+_SAVED_AS = {
+    "m255_randomised": "maps_randomised",
+    "randomised_ok": "maps_randomised",
+    "m255_runner_up": "maps_runner_up",
+    "runner_up_ok": "maps_runner_up",
+    "runner_up": "maps_runner_up",
+}
+
+
+def _saved_extras(
+    rows: list[dict[str, Any]], maps: dict[str, np.ndarray], key: str, shape: tuple[int, ...]
+) -> tuple[list[Any] | None, np.ndarray | None, dict[str, Any]]:
+    """The runner-made metric inputs a maps file keeps: every copy's maps + their failures (per image a list of K
+    reasons; records made before PROTOCOL §7.1.1: one reason, one copy) and the runner-up maps + failures."""
+    from .runner import MAPS_RANDOMISED, MAPS_RUNNER_UP
+
+    extras: dict[str, Any] = {}
+    rand_failed = (
+        [r.get("randomised_failed") for r in rows] if all("randomised_failed" in r for r in rows) else None
+    )
+    rand_maps = maps.get(f"{key}__{MAPS_RANDOMISED}")
+    if rand_maps is not None and rand_failed is not None:
+        rand_maps = np.asarray(rand_maps)
+        per_copy = [f if isinstance(f, list) else [f] for f in rand_failed]
+        stacked = rand_maps if rand_maps.ndim == 4 else rand_maps[:, None]
+        if (
+            stacked.shape[0] == shape[0]
+            and stacked.shape[2:] == shape[1:]
+            and all(len(f) == stacked.shape[1] for f in per_copy)
+        ):
+            extras["m255_randomised"] = stacked
+            extras["randomised_ok"] = np.array([[r is None for r in f] for f in per_copy], bool)
+        else:
+            rand_maps = None
+    else:
+        rand_maps = None
+    runner_maps = maps.get(f"{key}__{MAPS_RUNNER_UP}")
+    if runner_maps is not None and all("runner_up" in r for r in rows):
+        extras["m255_runner_up"] = np.asarray(runner_maps)
+        extras["runner_up_ok"] = np.array([r.get("runner_up_failed") is None for r in rows], bool)
+        extras["runner_up"] = np.array([r["runner_up"] for r in rows], np.int64)
+    return rand_failed, rand_maps, extras
+
+
+def _rescore_model(
+    model: Any,
+    test: Any,
+    idx: np.ndarray,
+    fold_data: tuple,
+    model_metrics: list[registry.Metric],
+    config: Any,
+    batch_size: int,
+    limit: int | None,
+    dev: Any,
+    recorded: dict[str, np.ndarray],
+    first: int,
+) -> tuple[int, list[str]]:
+    """The model-based metrics re-scored per batch of the runner's plan (``plan_batches``) through the runner's
+    batch scoring (``batches.score_model_metrics``), on the first ``limit`` evaluated images of the fold."""
+    from .batches import FoldMeta, batch_inputs, score_model_metrics
+    from .calls import PassCounter
+    from .runner import model_input, plan_batches
+
+    arch, fold, ids, labels, targets, m255, ok = fold_data
+    keep = np.zeros(len(ids), bool)
+    keep[np.flatnonzero(ok)[: limit if limit is not None else None]] = True
+    if not keep.any() or not model_metrics:
+        return 0, []
+    meta = FoldMeta(
+        arch=arch,
+        fold=fold,
+        checkpoint={},
+        image_ids=ids,
+        labels=labels,
+        slms=test.slms[idx],
+        evidence=None if getattr(test, "evidence", None) is None else test.evidence[idx],
+    )
+    twins = getattr(test, "twins", None)
+    twins = None if twins is None else twins[idx]
+    passes = PassCounter(dev)
+    fresh = {m.key(v): np.full_like(recorded[m.key(v)], np.nan) for m in model_metrics for v in m.values}
+    for batch in plan_batches({(arch, fold): len(ids)}, batch_size):
+        sl = slice(batch.start, batch.stop)
+        if not keep[sl].any():
+            continue
+        inputs = batch_inputs(
+            meta,
+            batch,
+            m255[sl],
+            keep[sl],
+            targets[sl],
+            {},
+            model=model,
+            images=model_input(test.images[idx[sl]], dev),
+            twins=twins,
+        )
+        for k, v in score_model_metrics(inputs, model_metrics, config, passes).items():
+            fresh[k][sl] = v
+    sel = np.flatnonzero(keep)
+    return int(sel.size), _compare(f"{arch} fold {fold}", first, sel, recorded, fresh, MODEL_RTOL)
 
 
 def _first_problems(problems: list[str]) -> str:
@@ -548,7 +624,7 @@ def _rerun(
         )
         with np.load(Path(tmp) / result.record["maps_file"]["path"]) as npz:
             fresh = {k: npz[k] for k in npz.files}
-    for key in sorted(k for k in fresh if k.endswith(("__maps", "__maps_randomised"))):
+    for key in sorted(k for k in fresh if k.endswith(("__maps", "__maps_randomised", "__maps_runner_up"))):
         stem = key.rsplit("__maps", 1)[0]
         ids = [str(s) for s in fresh[f"{stem}__image_ids"]]
         old_ids = {str(s): i for i, s in enumerate(maps.get(f"{stem}__image_ids", []))}
@@ -567,8 +643,21 @@ def _rerun(
                 else "the submitted maps file lacks these maps",
             )
             continue
-        what = "randomised-model maps" if key.endswith("__maps_randomised") else "maps"
-        good, same, worst = maps_agree(maps[key][[old_ids[i] for i in ids]], fresh[key])
+        what = {"__maps_randomised": "randomised-copy maps", "__maps_runner_up": "runner-up maps"}.get(
+            key[len(stem) :], "maps"
+        )
+        old, new = np.asarray(maps[key])[[old_ids[i] for i in ids]], np.asarray(fresh[key])
+        if old.shape != new.shape:
+            legacy = key.endswith("__maps_randomised") and old.ndim == 3
+            report.add(
+                f"rerun {stem} ({what})",
+                legacy,
+                "recorded with PROTOCOL §7.1's one run-seed copy: not compared"
+                if legacy
+                else f"shape {old.shape} in the submission, {new.shape} re-run",
+            )
+            continue
+        good, same, worst = maps_agree(old.reshape(-1, *old.shape[-2:]), new.reshape(-1, *new.shape[-2:]))
         report.add(
             f"rerun {stem} ({len(ids)} {what})",
             bool(good.all()),

@@ -1,6 +1,8 @@
 """Records and entries for the leaderboard and compare tests: fake per-image values with the §7 ones
-(``randomisation@1``: rho, cross_image; ``road@1``: road_s0, road_morf_p, road_lerf_p), so a method can
-pass the randomisation check or not, and per-image values can be set exactly (known paired gains)."""
+(``randomisation@2``: per copy rand2_rho, rand2_pearson, rand2_pair, and rand2_cross — or, for entries made
+before v1.2, ``randomisation@1``: rho, cross_image; ``road@1``: road_s0, road_morf_p, road_lerf_p), so a
+method can pass the randomisation check, fail it or leave it undetermined, and per-image values can be set
+exactly (known paired gains)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,23 @@ def s7_scores(
     model_dependent: bool = True,
     road: float = 0.2,
     n: int = 12,
+    version: int = 2,
+    degenerate: float = 0.0,
 ) -> FoldScores:
-    """``helpers.fake_scores`` plus §7 values: ρ near 0.05 (model-dependent) or exactly 1 (a model-blind map);
-    ROAD combined per image ~ N(``road``, 0.05)."""
+    """``helpers.fake_scores`` plus §7 values: per copy ρ and r near 0.05 (model-dependent) or exactly 1 (a
+    model-blind map); ``degenerate``: the share of the images whose three pairs are all degenerate (no value);
+    ``version`` 1: ``randomisation@1`` values instead (an entry made before v1.2). ROAD combined per image
+    ~ N(``road``, 0.05)."""
     run = fake_scores(arch, fold, level, seed, n=n)
     rng = np.random.default_rng(seed + 1000)
     ok = np.array([f is None for f in run.failed])
-    rho = np.clip(rng.normal(0.05, 0.1, n), -1, 1) if model_dependent else np.ones(n)
+    k = 3
+    rho = np.clip(rng.normal(0.05, 0.1, (n, k)), -1, 1) if model_dependent else np.ones((n, k))
+    pearson = np.clip(rng.normal(0.05, 0.1, (n, k)), -1, 1) if model_dependent else np.ones((n, k))
+    status = np.zeros((n, k))
+    status[: int(round(degenerate * n))] = 1
+    rho[status == 1] = np.nan
+    pearson[status == 1] = np.nan
     s0 = np.random.default_rng(fold).uniform(
         0.6, 0.95, n
     )  # the clean image's probability: same for every method
@@ -39,9 +51,20 @@ def s7_scores(
     shape = FRACTIONS[None, :] / FRACTIONS.mean()  # mean over p: 1
     morf = s0[:, None] - (0.05 + 2 * a)[:, None] * shape  # combined = mean_p (lerf - morf) / 2 = a
     lerf = s0[:, None] - 0.05 * shape
+    cross = rng.normal(0.5, 0.1, n)
+    if version == 1:
+        rand = {"randomisation@1/rho": rho[:, 0], "randomisation@1/cross_image": cross}
+    else:
+        rand = {
+            "randomisation@2/rand2_rho": rho,
+            "randomisation@2/rand2_pearson": pearson,
+            "randomisation@2/rand2_pair": status,
+            "randomisation@2/rand2_cross": cross,
+        }
+    for key in [k for k in run.values if k.startswith("randomisation@")]:
+        del run.values[key]
     for key, value in (
-        ("randomisation@1/rho", rho),
-        ("randomisation@1/cross_image", rng.normal(0.5, 0.1, n)),
+        *rand.items(),
         ("road@1/road_s0", s0),
         ("road@1/road_morf_p", morf),
         ("road@1/road_lerf_p", lerf),
@@ -59,10 +82,16 @@ def record(
     folds: Sequence[int] = (0, 1),
     revision: str = "synth-v2-seed0",
     dataset_sha: str = "a" * 64,
+    metadata: dict | None = None,
 ) -> dict:
-    """A result record (validated by ``build_result``) of method ``name`` from the given per-fold scores."""
+    """A result record (validated by ``build_result``) of method ``name`` from the given per-fold scores;
+    ``metadata``: more METADATA of the method (e.g. ``{"reference": "oracle"}``)."""
     method = Method(
-        name=name, source="builtin", kind="map", factory=lambda m, c: None, metadata={"name": name}
+        name=name,
+        source="builtin",
+        kind="map",
+        factory=lambda m, c: None,
+        metadata={"name": name, **(metadata or {})},
     )
     archs = sorted({r.arch for r in runs})
     options = {
@@ -100,10 +129,21 @@ def s7_record(
     archs: Sequence[str] = ("mobilenet_v2",),
     folds: Sequence[int] = (0, 1),
     edit: Callable[[FoldScores], None] | None = None,
+    version: int = 2,
+    degenerate: float = 0.0,
     **kwargs: object,
 ) -> dict:
     runs = [
-        s7_scores(a, f, level, seed + 10 * f, model_dependent=model_dependent, road=road)
+        s7_scores(
+            a,
+            f,
+            level,
+            seed + 10 * f,
+            model_dependent=model_dependent,
+            road=road,
+            version=version,
+            degenerate=degenerate,
+        )
         for a in archs
         for f in folds
     ]

@@ -37,3 +37,76 @@ def test_nondeterministic_method_fails(tmp_path, capsys):
     report = check_method(path)
     assert not report.ok and any("differ" in text for ok, text in report.lines if not ok)
     assert main(["check", str(path)]) == 1
+
+
+HOOKED = """
+import torch
+
+class Explainer:
+    kind = "map"
+
+    def __init__(self, model, context):
+        self.model = model
+        # the torchcam pattern: a forward hook kept on the target layer, the activations kept on it
+        context.target_layer.register_forward_hook(self._keep)
+        self.layer = context.target_layer
+
+    def _keep(self, module, inputs, output):
+        module.kept = output  # a non-leaf tensor: a model holding it cannot be deep-copied
+
+    def __call__(self, images, targets):
+        with torch.enable_grad():
+            self.model(images.requires_grad_(True))
+        return self.layer.kept.detach().clamp(min=0).sum(1) + 1e-6
+"""
+
+
+def test_a_method_that_keeps_a_hook_on_the_target_layer_ends_with_a_clear_result(tmp_path):
+    path = tmp_path / "hooked.py"
+    path.write_text(HOOKED)
+    report = check_method(path)
+    assert report.ok, report.render()
+    assert any("randomised copies" in text for ok, text in report.lines if ok)
+
+
+def test_wrong_type_and_every_map_failing(tmp_path):
+    path = tmp_path / "text.py"
+    path.write_text("def explain(model, images, targets, *, context):\n    return 'map'\n")
+    report = check_method(path, n_images=2)
+    assert not report.ok
+    texts = [text for _, text in report.lines]
+    assert any("wrong_type" in t for t in texts) and not any("wrong_shape" in t for t in texts)
+    assert "[ok] deterministic" not in report.render()
+    assert (False, "determinism not checked: no map was produced") in report.lines
+
+
+def test_randomised_side_failure_is_one_line_naming_the_method(tmp_path):
+    path = tmp_path / "picky.py"
+    path.write_text(
+        "SEEN = []\n"
+        "def explain(model, images, targets, *, context):\n"
+        "    SEEN.append(id(model)) if not SEEN else None\n"
+        "    if id(model) != SEEN[0]:\n"
+        "        raise RuntimeError('only the trained model, please')\n"
+        "    return images.mean(1)\n"
+    )
+    report = check_method(path, n_images=2)
+    bad = [text for ok, text in report.lines if not ok]
+    assert len(bad) == 1 and "\n" not in bad[0]
+    assert bad[0].startswith(
+        "method 'picky' fails on randomised copy 0 for 2 image(s): exception: RuntimeError"
+    )
+
+
+def test_a_library_warning_is_named_as_the_methods(tmp_path, capsys):
+    path = tmp_path / "noisy_lib.py"
+    path.write_text(
+        "import warnings\n"
+        "def explain(model, images, targets, *, context):\n"
+        "    warnings.warn('deprecated thing', DeprecationWarning)\n"
+        "    return images.mean(1)\n"
+    )
+    assert main(["check", str(path), "--limit", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "hfus-bench: warning: method 'noisy_lib' warned (DeprecationWarning at" in err
+    assert err.count("deprecated thing") == 1  # once, though the method is called many times

@@ -113,16 +113,21 @@ def test_compare_known_differences() -> None:
     bg = d["slm_coverage@1/bg"]
     assert bg.diff == pytest.approx(0.1) and bg.direction == "lower" and bg.better == "B"
     assert d["road@1/combined"].diff == 0.0 and d["road@1/combined"].better == "neither"
-    assert d["randomisation@1/cross_image"].better is None  # descriptive
+    assert d["randomisation@2/cross_image"].better is None  # descriptive
     # every registry output with per-image values is compared, in registry order
     assert list(d)[:3] == ["hit_rate@1", "hit_rate_binary@1", "slm_coverage@1/top"]
     assert {
         "confidence@1/dic",
         "confidence@1/iic",
-        "randomisation@1/rho",
+        "randomisation@2/rho",
+        "randomisation@2/pearson",
         "road@1/morf",
         "road@1/lerf",
     } <= set(d)
+    assert "randomisation@1/rho" not in d  # v1.2 records carry randomisation@2 only
+    ga, gb = c.gates["mobilenet_v2"]
+    assert (ga.status, ga.verdict, ga.copies, ga.degenerate) == ("ranked", "pass", 3, 0.0)
+    assert ga.text == "pass (K = 3, D = 0.00)" and c.fe["mobilenet_v2"] == (None, None)
     flipped = {x.key: x for x in compare(b, a).differences["mobilenet_v2"]}
     assert flipped["hit_rate@1"].diff == pytest.approx(-0.5) and flipped["hit_rate@1"].better == "B"
 
@@ -227,8 +232,15 @@ def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.Ca
     assert hr2[-5:] == ["0.000", "[0.000,", "0.000]", "22", "neither"]  # same maps: exactly 0
     cross = next(line for line in lines if line.startswith("ρ cross")).split()
     assert cross[-1] == "descriptive"
+    assert (
+        "randomisation verdict (PROTOCOL §7.4 ranks only pass): A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)"
+        in out
+    )
+    assert "FE/img (model passes per image, PROTOCOL §6): A —; B —" in out
     assert main(["compare", str(pa), str(pb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    assert data["randomisation_verdict"]["mobilenet_v2"]["ranked"] == [True, True]
+    assert data["fe_per_image"]["mobilenet_v2"] == [None, None]
     first = data["differences"]["mobilenet_v2"][0]
     assert first["key"] == "hit_rate@1" and first["better"] == "A" and first["diff"] == pytest.approx(0.5)
 
@@ -257,6 +269,7 @@ def test_cli_compare_on_two_committed_entries(capsys: pytest.CaptureFixture) -> 
     assert main(["compare", str(gradcam), str(prior)]) == 0
     out = capsys.readouterr().out
     assert "A = gradcam" in out and "B = depth_prior" in out and "HR1 (hit_rate@1)" in out
+    assert "A v1.1 pass; B v1.1 fail" in out or "A pass" in out  # the committed entries' gate
     hr1 = next(line for line in out.splitlines() if line.startswith("HR1 (hit_rate@1)"))
     if "keeps no per-image values" not in out:  # entries regenerated with per-image values: paired, with a CI
         assert "[" in hr1 and hr1.split()[-1] in ("A", "B", "neither")

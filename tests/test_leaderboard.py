@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from hfus_xai_bench.leaderboard.plots import (
     svg_scatter,
 )
 from hfus_xai_bench.leaderboard.tables import build_tables, column_headers, detail_headers
-from hfus_xai_bench.results import schema
+from hfus_xai_bench.results import FoldScores, schema
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +113,13 @@ def test_entry_keeps_the_per_image_values_of_every_output(
     e = next(x for x in entries if x["method"]["name"] == "gradcam")
     part = e["per_image_scores"]["mobilenet_v2"]["1"]
     assert part["image_ids"] == [r["image_id"] for r in rec["per_image"] if r["fold"] == 1]
-    assert set(part["scores"]) >= {"hit_rate@1", "confidence@1/dic", "road@1/combined", "randomisation@1/rho"}
+    assert set(part["scores"]) >= {
+        "hit_rate@1",
+        "confidence@1/dic",
+        "road@1/combined",
+        "randomisation@2/rho",
+        "randomisation@2/pearson",
+    }
     hr1 = [r["hr1"] for r in rec["per_image"] if r["fold"] == 1]
     assert part["scores"]["hit_rate@1"][-1] is None and hr1[-1] is None  # the failed image
     assert np.allclose(part["scores"]["hit_rate@1"][:-1], hr1[:-1], rtol=1e-9, atol=0)
@@ -173,23 +180,27 @@ def test_entry_schema_copies_the_result_schema() -> None:
 
 
 def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
-    """PROTOCOL §7.4: ranked rows = randomisation@1/pass; the sanity baselines (ρ = 1) are listed below, marked."""
+    """PROTOCOL §7.4: ranked rows = randomisation@2 verdict pass; the sanity baselines (ρ = r = 1) fail and are
+    listed below, marked."""
     md = render_markdown(entries)
-    assert column_headers()[:8] == [
+    assert column_headers()[:9] == [
         "rank",
         "method",
         "HR1 ↑",
         "ΔHR1 vs depth_prior ↑",
         "ROAD ↑",
         "ρ rand. ↓ (ρ cross)",
+        "r rand. ↓ (D)",
         "DiC ↑",
         "IiC % ↑",
     ]
-    assert column_headers()[8:] == ["acc", "evaluated", "s/img", "fwd/img", "device", "links", "notes"]
+    assert column_headers()[9:] == ["acc", "evaluated", "FE/img", "s/img", "device", "links", "notes"]
     rows = _rows(md)
     names = [r[1] for r in rows]
     split = next(
-        i for i, r in enumerate(rows) if r[1].startswith("**not ranked — maps do not depend on the model")
+        i
+        for i, r in enumerate(rows)
+        if r[1].startswith("**not ranked — maps do not depend enough on the model")
     )
     ranked, below = rows[:split], rows[split + 1 :]
     assert [r[1].split("]")[0].strip("[") for r in ranked] == [
@@ -199,16 +210,104 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
     ]  # sorted by HR1
     assert [r[0] for r in ranked] == ["1–2", "1–2", "3"]  # rank ranges among the ranked rows only
     assert {r[1] for r in below} == {f"*{n}* (sanity)" for n in ("depth_prior", "random", "sobel")}
-    assert all(r[0] == "–" and "not ranked: maps do not depend on the model" in r[-1] for r in below)
+    assert all(r[0] == "–" and "not ranked: maps do not depend enough on the model" in r[-1] for r in below)
     depth = next(r for r in below if "depth_prior" in r[1])
     assert depth[2].startswith("2.3")  # the prior has the best HR1 of the table and is still not ranked
     assert depth[5].startswith("1.000 [1.000, 1.000] (")  # ρ = 1 by construction, ρ_cross in parentheses
+    assert depth[6] == "1.000 [1.000, 1.000] (0.00)"  # r = 1 too, no degenerate pair
+    assert ranked[0][column_headers().index("FE/img")] == "—"  # FE/img: these records count no model passes
     assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
     tables = build_tables(entries)
-    assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {
-        "model_independent"
-    }
+    assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {"fail"}
     assert all(r["status"] != "ranked" for r in tables[0]["rows"] if r["method"] in SANITY_METHODS)
+
+
+def test_every_kind_of_unranked_row_in_order(records: dict[str, dict]) -> None:
+    """PROTOCOL §7.4: below the ranked rows come fail, then undetermined (with D), then a verdict over another K,
+    then no §7 data, then the oracle references (never ranked, whatever their scores); v1.1 entries are gated
+    by randomisation@1/pass and ranked together with the v1.2 ones, noted."""
+    undecided = s7_record("flatcam", 2.9, 7, degenerate=0.75)  # 3 of 4 images: all pairs degenerate
+    oracle = s7_record("oracle", 2.95, 8, metadata={"reference": "oracle"})
+    old = s7_record("oldcam", 1.5, 9, version=1)  # made before v1.2: randomisation@1/pass
+    other_k = copy.deepcopy(s7_record("fivecopies", 2.7, 10))
+    other_k["metrics"]["randomisation@2/verdict"]["mobilenet_v2"]["copies"] = 5
+    blank = strip_s7(entry_from_result(s7_record("bare", 2.8, 11)))
+    entries = [
+        entry_from_result(r) for r in (records["gradcam"], records["random"], undecided, oracle, old, other_k)
+    ] + [blank]
+    table = build_tables(entries)[0]
+    kinds = [(r["method"], r["status"]) for r in table["rows"]]
+    assert kinds == [
+        ("gradcam", "ranked"),
+        ("oldcam", "ranked"),
+        ("random", "fail"),
+        ("flatcam", "undetermined"),
+        ("fivecopies", "other_copies"),
+        ("bare", "no_s7"),
+        ("oracle", "reference"),
+    ]
+    assert [r["rank"] for r in table["rows"][:2]] == [(1, 1), (2, 2)]
+    notes = {r["method"]: (r["notes"] or [""])[0] for r in table["rows"]}
+    d = undecided["metrics"]["randomisation@2/pairs"]["mobilenet_v2"]["degenerate_share"]
+    assert d == 9 / 11  # 9 of each fold's 11 evaluated images (the 12th failed) have 3 degenerate pairs
+    assert notes["flatcam"] == f"not ranked: randomisation undecided (degenerate share D = {d:.2f})"
+    assert notes["oldcam"] == "randomisation@1 (v1.1: one randomised copy)"
+    assert "K = 5" in notes["fivecopies"] and notes["oracle"] == "reference (oracle): not ranked"
+    md = render_markdown(entries)
+    for heading in (
+        "**not ranked — maps do not depend enough",
+        "**not ranked — randomisation undecided",
+        "**not ranked — randomisation over another number of copies",
+        "**not ranked — no §7 data",
+        "**references — never ranked",
+    ):
+        assert heading in md, heading
+    old_row = next(r for r in _rows(md) if r[1] == "oldcam")
+    assert old_row[5].endswith(")") and old_row[6] == "n/a"  # v1.1: ρ (ρ_cross) shown, no Pearson
+    page = render_html(entries)
+    for kind in ("fail", "undetermined", "other_copies", "no_s7", "reference"):
+        assert f'<tbody class="unranked {kind}">' in page
+
+
+def test_fe_per_image_from_the_cost_block(records: dict[str, dict]) -> None:
+    """FE/img is the record's own (PROTOCOL §6, ``cost[arch]["fe_per_image"]``, written by the runner with the
+    row counts); entries made before the passes were counted show "—"."""
+    from hfus_xai_bench.compare import fe_per_image
+
+    e = copy.deepcopy(entry_from_result(records["gradcam"]))
+    assert fe_per_image(e, "mobilenet_v2") is None
+    n = e["counts"]["mobilenet_v2"]["n_images"]
+    e["cost"]["mobilenet_v2"].update(
+        {
+            "forward_rows": 10 * n + 4,
+            "backward_rows": 3 * n + 2,
+            "forward_rows/repeat": 4,
+            "backward_rows/repeat": 2,
+            "fe_per_image": 16.0,
+        }
+    )
+    validate_entry(e)
+    assert fe_per_image(e, "mobilenet_v2") == 16.0
+    row = next(r for r in _rows(render_markdown([e])) if "gradcam" in r[1])
+    assert row[column_headers().index("FE/img")] == "16.0"
+    assert "FE/img (model passes per image, PROTOCOL §6): A 16.0; B —" in _compare_text(
+        e, records["hirescam"]
+    )
+
+
+def _compare_text(a: dict, b: dict) -> str:
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pa, pb = Path(tmp) / "a.json", Path(tmp) / "b.json"
+        pa.write_text(json.dumps(a))
+        pb.write_text(json.dumps(b))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["compare", str(pa), str(pb)]) == 0
+    return out.getvalue()
 
 
 def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
@@ -220,7 +319,8 @@ def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     prior = record("depth_prior", prior_runs)
     better = shifted(prior_runs, "hit_rate@1/hr1", 0.5)
     for run in better:
-        run.values["randomisation@1/rho"] = np.where(np.isnan(run.values["randomisation@1/rho"]), np.nan, 0.0)
+        for key in ("randomisation@2/rand2_rho", "randomisation@2/rand2_pearson"):
+            run.values[key] = np.where(np.isnan(run.values[key]), np.nan, 0.0)
         run.values["road@1/road_morf_p"] = run.values["road@1/road_morf_p"] - 0.2  # ROAD combined + 0.1
     plus = record("plus", better)
     rand = records["random"]
@@ -260,7 +360,9 @@ def test_old_entries_render_without_s7(records: dict[str, dict], entries: list[d
     md = render_markdown([e for e in entries if e["method"]["name"] not in ("scorecam", "sobel")] + old)
     rows = _rows(md)
     i = next(i for i, r in enumerate(rows) if r[1].startswith("**not ranked — no §7 data"))
-    assert i == len(rows) - 3 and rows[i - 1][-1].startswith("not ranked: maps do not depend on the model")
+    assert i == len(rows) - 3 and rows[i - 1][-1].startswith(
+        "not ranked: maps do not depend enough on the model"
+    )
     for r in rows[i + 1 :]:
         assert r[0] == "–" and r[3] == "n/a" and r[4] == "n/a" and r[5] == "n/a"
         assert r[-1].startswith("not ranked: no §7 data")
@@ -270,7 +372,8 @@ def test_old_entries_render_without_s7(records: dict[str, dict], entries: list[d
 
 
 def test_committed_entries_are_never_ranked_without_s7() -> None:
-    """The committed entries (however old): every row without randomisation@1/pass true is unranked."""
+    """The committed entries (however old): every row without a pass (randomisation@2 verdict, or
+    randomisation@1/pass before v1.2) is unranked."""
     for table in build_tables(load_entries(REPO / "leaderboard" / "entries")):
         for row in table["rows"]:
             assert (row["rank"] is not None) == (row["status"] == "ranked"), row["method"]
@@ -339,15 +442,16 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "<script>" in page
     assert " src=" not in page and "<link" not in page and "@import" not in page
     assert page.count('class="sortable') == 2 and 'tr class="sanity"' in page
-    assert '<tbody class="ranked">' in page and '<tbody class="unranked model_independent">' in page
+    assert '<tbody class="ranked">' in page and '<tbody class="unranked fail">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
     # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left
     rules = page[page.index("</h1>") : page.index("<h2")]
     assert "`" not in rules and "**" not in rules
     assert (
-        "<code>randomisation@1/pass</code>" in rules and "<strong>Ranking (PROTOCOL §7.4).</strong>" in rules
+        "<code>randomisation@2/verdict</code>" in rules
+        and "<strong>Ranking (PROTOCOL §7.4).</strong>" in rules
     )
-    assert "<em>maps do not depend on the model</em>" in rules
+    assert "<em>maps do not depend enough on the model</em>" in rules
 
 
 def test_markdown_to_html_known_inputs() -> None:
@@ -500,3 +604,84 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "up to date" in capsys.readouterr().out
     assert _cli(["leaderboard"]) == 2  # a missing sub-command prints the help and exits 2
     assert "usage: hfus-bench leaderboard" in capsys.readouterr().err
+
+
+def _s9_metrics() -> dict:
+    """Stand-ins for §9's registry entries (the s9 helper's metrics), with the record keys tables read."""
+    from hfus_xai_bench.metrics.registry import Metric, Output, Value
+
+    def metric(mid: str, outputs: list[tuple[str, str, str]]) -> Metric:
+        return Metric(
+            id=mid,
+            category="localisation",
+            needs="maps",
+            function=lambda inputs, config: {},
+            values=tuple(Value(f"{mid.split('@')[0]}_{n}") for n, _, _ in outputs),
+            outputs=tuple(
+                Output(n, d, (-1.0, 1.0), f"{mid} {n}", f"{mid.split('@')[0]}_{n}", label=label)
+                for n, d, label in outputs
+            ),
+            required=False,
+            description=f"A stand-in for {mid} (a test of the leaderboard columns, not the metric). " * 2,
+        )
+
+    return {
+        "evidence@1": metric(
+            "evidence@1",
+            [
+                ("hit", "higher", "ev. hit"),
+                ("mass", "higher", "ev. mass"),
+                ("hit_gain", "higher", "ev. hit gain"),
+                ("mass_gain", "higher", "ev. mass gain"),
+            ],
+        ),
+        "class_sensitivity@1": metric("class_sensitivity@1", [("rho", "lower", "class ρ")]),
+        "counterfactual@1": metric(
+            "counterfactual@1", [("effect", "none", "CF effect"), ("flip", "none", "CF flip")]
+        ),
+    }
+
+
+def test_evidence_track_columns_and_gains_vs_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROTOCOL §7.3-7.4 on a track with class evidence (§9): evidence hit / mass with their gains over the
+    copies and class_sensitivity@1 after IiC, counterfactual@1 once after accuracy; the paired gains add
+    evidence hit and mass and the `input` reference; tables without evidence keep the plain columns."""
+    from hfus_xai_bench.metrics.registry import METRICS
+
+    for mid, m in _s9_metrics().items():
+        monkeypatch.setitem(METRICS, mid, m)
+
+    def with_s9(hit: float) -> Callable[[FoldScores], None]:
+        def edit(run: FoldScores) -> None:
+            n = len(run.image_ids)
+            for m in _s9_metrics().values():
+                for v in m.values:
+                    run.values[m.key(v)] = np.full(n, hit if v.name == "evidence_hit" else 0.25)
+
+        return edit
+
+    grad = s7_record("gradcam", 2.0, 1, edit=with_s9(0.75))
+    inp = s7_record("input", 1.0, 2, model_dependent=False, edit=with_s9(0.5))
+    entries = [entry_from_result(r) for r in (grad, inp)]
+    table = build_tables(entries)[0]
+    assert table["evidence"] and [r["sanity"] for r in table["rows"]] == [False, True]
+    head = column_headers(evidence=True)
+    assert head[head.index("IiC % ↑") + 1 : head.index("acc")] == [
+        "ev. hit ↑",
+        "ev. hit gain ↑",
+        "ev. mass ↑",
+        "ev. mass gain ↑",
+        "class ρ ↓",
+    ]
+    assert head[head.index("acc") + 1 : head.index("evaluated")] == ["CF effect", "CF flip"]
+    md = render_markdown(entries)
+    row = next(r for r in _rows(md) if "gradcam" in r[1])
+    assert row[head.index("ev. hit ↑")] == "0.750 [0.750, 0.750]"
+    detail = detail_headers(evidence=True)
+    assert (
+        "Δev. hit vs input ↑" in detail and "ΔHR1 vs input ↑" in detail and "Δev. mass vs random ↑" in detail
+    )
+    drow = next(r for r in _rows(md, 1) if "gradcam" in r[0])
+    assert drow[detail.index("Δev. hit vs input ↑")] == "+0.250 [+0.250, +0.250]"
+    assert "ev. hit" not in " ".join(column_headers()) and "input" not in " ".join(detail_headers())
+    assert render_html(entries).count("CF effect") == 1  # once, next to accuracy (not in the second table)

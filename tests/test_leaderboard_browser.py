@@ -196,8 +196,8 @@ def test_tables_are_there(browser_result: dict) -> None:
         "ROAD ↑",
         "ρ rand. ↓ (ρ cross)",
     ]
-    assert out["bodies"] == ["ranked", "unranked model_independent"]
-    assert out["group_rows"][0].startswith("not ranked — maps do not depend on the model")
+    assert out["bodies"] == ["ranked", "unranked fail"]
+    assert out["group_rows"][0].startswith("not ranked — maps do not depend enough on the model")
     assert out["methods"] == [["gradcam", "scorecam", "saliency"], ["depth_prior", "sobel", "random"]]
     committed = browser_result["committed"]
     assert "error" not in committed, committed.get("error")

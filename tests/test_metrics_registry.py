@@ -26,6 +26,7 @@ def test_builtin_entries() -> None:
         "confidence@1",
         "randomisation@1",
         "road@1",
+        "randomisation@2",
         "evidence@1",
         "class_sensitivity@1",
         "counterfactual@1",
@@ -55,6 +56,9 @@ def test_builtin_entries() -> None:
         "road@1/morf",
         "road@1/lerf",
         "road@1/combined",
+        "randomisation@2/rho",
+        "randomisation@2/pearson",
+        "randomisation@2/cross_image",
         "evidence@1/hit",
         "evidence@1/mass",
         "evidence@1/hit_gain",
@@ -82,7 +86,22 @@ def test_section7_entries() -> None:
     rand, road = METRICS["randomisation@1"], METRICS["road@1"]
     assert (rand.category, rand.needs, rand.scope) == ("sanity", "maps", "fold")
     assert (road.category, road.needs, road.scope) == ("faithfulness", "model", "image")
-    assert all(m.scope == "image" for m in METRICS.values() if m.id != "randomisation@1")
+    fold_scope = {"randomisation@1", "randomisation@2"}
+    assert all(m.scope == "image" for m in METRICS.values() if m.id not in fold_scope)
+    assert rand.superseded_by == "randomisation@2" and rand not in registry.metrics()
+    rand2 = METRICS["randomisation@2"]
+    assert (rand2.scope, rand2.needs, rand2.empty_maps, rand2.extras) == (
+        "fold",
+        "maps",
+        True,
+        ("m255_randomised", "randomised_ok"),
+    )
+    assert [rand2.key(t) for t in rand2.tables] == [
+        "randomisation@2/verdict",
+        "randomisation@2/pairs",
+        "randomisation@2/per_copy",
+    ]
+    assert [v.dims(copies=5) for v in rand2.values] == [(5,), (5,), (5,), ()]
     assert set(rand.extras) == {"m255_randomised", "randomised_ok"} and road.extras == ()
     assert [v.name for v in rand.values] == ["rho", "cross_image"]
     assert [(v.name, v.dims()) for v in road.values] == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cpu_settings import CPU_SETTINGS, run_under
 from torch import nn
 
 from hfus_xai_bench.errors import HfusError
@@ -125,18 +126,45 @@ def test_imputation_full_size_with_ghost_points() -> None:
     assert sol.iterations[0] <= 10
 
 
-def test_imputation_batch_and_chunk_independent() -> None:
-    images, removed = _cases()
+def batch_independence_report() -> dict[str, object]:
+    """Each image solved alone, in one batch and in chunks of 1-3: bitwise equal values and iterations?
+
+    The caller's thread count is 2 (the solver switches to its own). Bitwise, not a tolerance, because
+    the solver is batch-independent by design on the CPU (see the road module docstring: per-row
+    kernels, per-system library calls on fresh buffers, per-system decisions).
+    """
+    images, removed = _cases()  # 20×17: odd shapes, so batch offsets are not 64-byte aligned
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     try:
-        whole = R.solve_imputation(images, removed).values
-        alone = [R.solve_imputation(images[i : i + 1], removed[i : i + 1]).values[0] for i in range(4)]
-        chunked = R.solve_imputation(images, removed, chunk=3).values
+        whole = R.solve_imputation(images, removed)
+        alone = [R.solve_imputation(images[i : i + 1], removed[i : i + 1]) for i in range(4)]
+        chunked = {k: R.solve_imputation(images, removed, chunk=k) for k in (1, 2, 3)}
     finally:
         torch.set_num_threads(threads)
-    for i in range(4):
-        assert torch.equal(whole[i], alone[i]) and torch.equal(whole[i], chunked[i])
+    equal = {
+        "alone": all(torch.equal(whole.values[i], a.values[0]) for i, a in enumerate(alone)),
+        **{f"chunk{k}": torch.equal(whole.values, sol.values) for k, sol in chunked.items()},
+        "iterations": all(int(whole.iterations[i]) == int(a.iterations[0]) for i, a in enumerate(alone)),
+    }
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "equal": equal}
+
+
+def test_imputation_batch_and_chunk_independent() -> None:
+    report = batch_independence_report()
+    assert all(report["equal"].values()), report
+
+
+_BATCH_CHECK = "import json, test_metrics_road as t; print(json.dumps(t.batch_independence_report()))"
+
+
+@pytest.mark.parametrize("setting", sorted(CPU_SETTINGS))
+def test_imputation_batch_independent_under_other_cpu_kernels(setting: str) -> None:
+    """The same check in a fresh interpreter under another CPU's kernels (ATen, oneDNN, MKL dispatch)."""
+    report = run_under(setting, _BATCH_CHECK)
+    if "ATEN_CPU_CAPABILITY" in CPU_SETTINGS[setting]:
+        assert report["capability"] == CPU_SETTINGS[setting]["ATEN_CPU_CAPABILITY"].upper(), report
+    assert all(report["equal"].values()), report
 
 
 def test_direct_fallback_meets_tolerance() -> None:

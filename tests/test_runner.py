@@ -45,7 +45,7 @@ def test_record_is_complete_and_valid(gradcam_result):
     # PROTOCOL §7 on the default: per-image values, the pass rule, the cost split
     row = rec["per_image"][0]
     assert -1 <= row["rho"] <= 1 and -1 <= row["cross_image"] <= 1 and 0 <= row["road_s0"] <= 1
-    assert len(row["road_morf_p"]) == len(row["road_lerf_p"]) == 5 and row["randomised_failed"] is None
+    assert len(row["road_morf_p"]) == len(row["road_lerf_p"]) == 5 and row["randomised_failed"] == [None] * 3
     assert set(rec["metrics"]["randomisation@1/pass"]["mobilenet_v2"]) == {
         "pass",
         "rho_mean",
@@ -54,13 +54,11 @@ def test_record_is_complete_and_valid(gradcam_result):
         "rule",
     }
     assert -0.5 <= rec["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"] <= 0.5
-    assert {
-        "seconds_randomised_per_image",
-        "road_seconds_impute_per_image",
-        "road_seconds_forward_per_image",
-        "road_forward_images_per_image",
-        "forward_images_randomised_per_image",
-    } <= set(rec["cost"]["mobilenet_v2"])
+    cost = rec["cost"]["mobilenet_v2"]
+    assert {"road_seconds_impute_per_image", "seconds/randomisation", "forward_rows/randomisation"} <= set(
+        cost
+    )
+    assert cost["backward_rows/method"] == LIMIT and rec["options"]["randomisations"] == 3
     for key, metric, _ in registry.columns():
         if key not in rec["metrics"] and set(metric.extras) & {"evidence", "twins", "m255_runner_up"}:
             continue  # PROTOCOL §9 ids: scored on evidence tracks only (this data has no evidence column)
@@ -292,7 +290,7 @@ def test_sanity_baselines_have_rho_one_and_fail_the_check(fakes_env, name):
 
     result = evaluate(name, dataset=FAKE_DATASET, folds="0,1", device="cpu", progress=False, figure=False)
     rows = result.record["per_image"]
-    assert len(rows) == 6 and all(r["failed"] is None and r["randomised_failed"] is None for r in rows)
+    assert len(rows) == 6 and all(r["failed"] is None and r["randomised_failed"] == [None] * 3 for r in rows)
     assert [r["rho"] for r in rows] == [1.0] * 6
     summary = result.record["metrics"]["randomisation@1/rho"]["mobilenet_v2"]
     assert summary["mean"] == 1.0 and summary["ci95"] == [1.0, 1.0]
@@ -337,8 +335,9 @@ def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_en
     rows = rec["per_image"]
     with np.load(tmp_path / rec["maps_file"]["path"]) as npz:
         maps, rand = npz["mobilenet_v2__fold0__maps"], npz["mobilenet_v2__fold0__maps_randomised"]
-    assert rand.shape == maps.shape and rand.dtype == np.uint8 and not np.array_equal(rand, maps)
-    assert [r["rho"] for r in rows] == spearman_maps(maps, rand).tolist()
+    assert rand.shape == (len(maps), 3, *maps.shape[1:]) and rand.dtype == np.uint8
+    assert not np.array_equal(rand[:, 0], maps)
+    assert [r["rho"] for r in rows] == spearman_maps(maps, rand[:, 0]).tolist()  # randomisation@1: copy 0
     assert [r["cross_image"] for r in rows] == cross_image_rho(maps, seed=0).tolist()
     test = fold_arrays(D.load_dataset(FAKE_DATASET), 0, "test")
     model, _ = checkpoints.load_model("mobilenet_v2")
@@ -352,8 +351,9 @@ def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_en
     combined = rec["metrics"]["road@1/combined"]["mobilenet_v2"]["mean"]
     assert combined == pytest.approx(road.combined.mean(), abs=1e-12)
     cost = rec["cost"]["mobilenet_v2"]
-    assert cost["road_forward_images_per_image"] == 11.0 and cost["forward_images_randomised_per_image"] >= 1
-    assert cost["road_seconds_impute_per_image"] > 0 and cost["seconds_randomised_per_image"] > 0
+    assert cost["road_forward_images_per_image"] == 11.0 and cost["forward_rows/road"] == 11 * len(rows)
+    assert cost["forward_rows/randomisation"] >= 3 * len(rows)
+    assert cost["road_seconds_impute_per_image"] > 0 and cost["seconds/randomisation"] > 0
 
 
 def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
@@ -389,11 +389,11 @@ def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
     rec = result.record
     rows = rec["per_image"]
     assert [r["failed"] for r in rows] == [None, None, None]
-    reasons = [r["randomised_failed"] for r in rows]
-    assert reasons[0] == "non_finite" and reasons[1].startswith(
+    reasons = [r["randomised_failed"] for r in rows]  # per image, per copy (the first copy fails twice)
+    assert reasons[0] == ["non_finite", None, None] and reasons[1][0].startswith(
         "exception: ValueError: no map for the randomised"
     )
-    assert reasons[2] is None
+    assert reasons[1][1:] == [None, None] and reasons[2] == [None] * 3
     assert rows[0]["rho"] is None and rows[1]["rho"] is None and rows[2]["rho"] is not None
     assert all(r["hr1"] is not None and r["road_s0"] is not None for r in rows)
     counts = rec["counts"]["mobilenet_v2"]

@@ -192,8 +192,8 @@ def test_verify_rescores_randomisation_exactly_from_the_saved_maps(
         maps = {k: npz[k] for k in npz.files}
     fold1 = [r for r in record["per_image"] if r["fold"] == 1]
     assert [r["rho"] for r in fold1] == spearman_maps(
-        maps["mobilenet_v2__fold1__maps"], maps["mobilenet_v2__fold1__maps_randomised"]
-    ).tolist()
+        maps["mobilenet_v2__fold1__maps"], maps["mobilenet_v2__fold1__maps_randomised"][:, 0]
+    ).tolist()  # randomisation@1 reads the first of the K copies
     assert [r["cross_image"] for r in fold1] == cross_image_rho(maps["mobilenet_v2__fold1__maps"]).tolist()
     report = VerifyReport(sub)
     runs = rescore(record, maps, D.load_dataset(FAKE_DATASET, revision=REVISION), report, check_model=False)
@@ -215,7 +215,9 @@ def test_verify_rescores_randomisation_exactly_from_the_saved_maps(
     # tampered randomised maps (hash updated): the re-scored ρ gives it away; missing ones are named
     folder = _copy(sub, tmp_path / "c")
     arrays = dict(maps)
-    arrays["mobilenet_v2__fold0__maps_randomised"] = 255 - arrays["mobilenet_v2__fold0__maps"]  # ρ = −1
+    arrays["mobilenet_v2__fold0__maps_randomised"] = np.repeat(
+        (255 - arrays["mobilenet_v2__fold0__maps"])[:, None], 3, axis=1
+    )  # ρ = −1
     np.savez_compressed(folder / "maps.npz", **arrays)
     _edit(folder, lambda r: r["maps_file"].update(sha256=sha256_file(folder / "maps.npz")))
     failures = verify_submission(folder, check_model=False, progress=False).failures

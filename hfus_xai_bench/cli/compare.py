@@ -21,6 +21,11 @@ def _as_json(comparison: Any) -> dict[str, Any]:
         "checkpoints": comparison.checkpoints,
         "n_images": comparison.n_images,
         "notes": list(comparison.notes),
+        "randomisation_verdict": {
+            arch: {"a": ga.text, "b": gb.text, "ranked": [ga.status == "ranked", gb.status == "ranked"]}
+            for arch, (ga, gb) in comparison.gates.items()
+        },
+        "fe_per_image": {arch: list(fe) for arch, fe in comparison.fe.items()},
         "differences": {
             arch: [
                 {
@@ -46,6 +51,7 @@ def _compare(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from ..compare import CI_SEED, N_RESAMPLES, compare, load_record
+    from ..leaderboard.tables import fe_text
     from ..metrics import registry
 
     a, b = load_record(args.a), load_record(args.b)
@@ -71,6 +77,9 @@ def _compare(args: argparse.Namespace) -> int:
     for arch, diffs in c.differences.items():
         folds = ", ".join(f"fold {f} (checkpoint {sha[:12]}…)" for f, sha in c.checkpoints[arch].items())
         print(f"\n{arch} · {folds} · {c.n_images[arch]} images")
+        (ga, gb), (fa, fb) = c.gates[arch], c.fe[arch]
+        print(f"randomisation verdict (PROTOCOL §7.4 ranks only pass): A {ga.text}; B {gb.text}")
+        print(f"FE/img (model passes per image, PROTOCOL §6): A {fe_text(fa)}; B {fe_text(fb)}")
         rows = []
         for d in diffs:
             digits = registry.output(d.key)[1].digits
@@ -110,8 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="paired differences A − B of two results on the same images (PROTOCOL §7.3)",
         description="Check that two result records (or leaderboard entries) share the dataset revision "
         "and content hash, the checkpoints and the images, then print per architecture "
-        "the paired difference A − B of every score with per-image values, its paired "
-        "bootstrap 95 % CI and which side is better.",
+        "both randomisation verdicts, both FE/img, and the paired difference A − B of every "
+        "score with per-image values, its paired bootstrap 95 % CI and which side is better.",
     )
     cp.add_argument(
         "a", metavar="A.json", help="result JSON from `hfus-bench evaluate`, or a leaderboard entry"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..constants import RANDOMISATION_COPIES
 from .common import add_device, add_limit, add_models_folds, add_run_options, run_config, warn
 
 
@@ -26,7 +27,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             path = evaluate_shard(
                 args.method,
-                run_config(args),
+                run_config(args, randomisations=args.randomisations),
                 Shard.parse(args.shard),
                 out=args.out,
                 save_maps=args.save_maps,
@@ -40,7 +41,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 0
         result = evaluate(
             args.method,
-            run_config(args),
+            run_config(args, randomisations=args.randomisations),
             out=args.out,
             save_maps=args.save_maps,
             figure=not args.no_figure,
@@ -54,6 +55,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     _print_result(result, Path(args.out) / (result.record["method"]["name"] + ".json"))
+    if args.profile:
+        from ..profiling import profile_record
+
+        print(profile_record(result.record))
     return 0
 
 
@@ -64,8 +69,8 @@ def _print_result(result, path: Path) -> None:  # noqa: ANN001
         warn(f"{counts['n_failed']} of {counts['n_images']} images failed: {counts['failures']}")
     if counts.get("randomised_failed"):
         warn(
-            f"the randomised model's map failed on {counts['randomised_failed']} image(s): "
-            f"{counts['randomised_failures']} (randomisation@1 only; PROTOCOL §7.1)"
+            f"a randomised copy's map failed for {counts['randomised_failed']} (image, copy) pair(s): "
+            f"{counts['randomised_failures']} (counted apart, PROTOCOL §7.1.1)"
         )
     print(f"result: {path}")
 
@@ -119,6 +124,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="I/N",
         help="run only job I of N (0-based) of a job array and write a shard record; "
         "`hfus-bench merge` turns the N shards into the record of one run",
+    )
+    ev.add_argument(
+        "--randomisations",
+        type=int,
+        default=RANDOMISATION_COPIES,
+        metavar="K",
+        help=f"randomised copies of the model (PROTOCOL §7.1.1; default {RANDOMISATION_COPIES}, the only K ranked)",
+    )
+    ev.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the run, print per stage its seconds, counted passes and their bound from row times measured here",
     )
     ev.set_defaults(func=_evaluate)
 

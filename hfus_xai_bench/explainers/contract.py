@@ -17,8 +17,8 @@ as ``explainer(images, targets) -> maps``.
 
 The harness side lives here too: :func:`run_method` calls a method on a batch (an exception is
 retried image by image, so failures are per image) and :func:`to_m255` turns its outputs into
-``m255`` maps with one failure reason per image (PROTOCOL §3: ``exception``, ``wrong_shape``,
-``non_finite``, ``empty_map``). The built-in methods share :func:`check_batch` and
+``m255`` maps with one failure reason per image (PROTOCOL §3: ``exception``, ``wrong_type``,
+``wrong_shape``, ``non_finite``, ``empty_map``). The built-in methods share :func:`check_batch` and
 :func:`frozen_parameters`.
 """
 
@@ -41,8 +41,10 @@ from ..errors import HfusError
 
 MapKind = Literal["map", "attribution"]
 
-#: Per-image failure reasons (PROTOCOL §3): an exception, a wrong shape, NaN/Inf, an all-zero map.
+#: Per-image failure reasons (PROTOCOL §3): an exception, a wrong shape, NaN/Inf, an all-zero map, an output that
+#: is not a real-valued tensor or array.
 FAIL_EXCEPTION, FAIL_SHAPE, FAIL_NONFINITE, FAIL_EMPTY = "exception", "wrong_shape", "non_finite", "empty_map"
+FAIL_TYPE = "wrong_type"
 
 
 @dataclass
@@ -213,6 +215,11 @@ def to_m255(
             continue
         try:
             tensor = as_tensor(raw, device)
+        except HfusError as err:
+            reasons.extend([f"{FAIL_TYPE}: {err}"] * n)
+            start += n
+            continue
+        try:
             check_shape(tensor, n, kind)
         except HfusError as err:
             reasons.extend([f"{FAIL_SHAPE}: {err}"] * n)
@@ -246,6 +253,7 @@ __all__: Sequence[str] = (
     "FAIL_EXCEPTION",
     "FAIL_NONFINITE",
     "FAIL_SHAPE",
+    "FAIL_TYPE",
     "ExplainContext",
     "Explainer",
     "MapKind",

@@ -1,9 +1,10 @@
 """The leaderboard (library code only; the commands are in ``cli/leaderboard.py``).
 
 - :mod:`.entries`: entries from result records (with their per-image values), validation, file names, loading;
-- :mod:`.tables`: grouping into tables, the ranking gate of PROTOCOL §7.4 (only ``randomisation@1/pass``
-  is ranked), rank ranges, the paired gains of §7.3 (``hfus_xai_bench.compare``), identical rows; columns
-  from the registry;
+- :mod:`.tables`: grouping into tables, the ranking gate of PROTOCOL §7.4 (only a ``randomisation@2``
+  verdict ``pass`` over K = 3 copies is ranked, ``randomisation@1/pass`` before v1.2;
+  ``hfus_xai_bench.compare.gate``), rank ranges, the paired gains of §7.3 (``hfus_xai_bench.compare``),
+  identical rows; columns from the registry (evidence-track columns when a row carries ``evidence@1``);
 - :mod:`.markdown` / :mod:`.html`: ``LEADERBOARD.md`` and a self-contained ``index.html``;
   :mod:`.mdtext`: the small, safe Markdown-to-HTML converter the page uses for its texts;
   :mod:`.plots`: the inline SVG forest plot (HR1, ROAD combined) and DiC/IiC scatter (non-overlapping labels).

@@ -20,6 +20,7 @@ from .plots import svg_forest, svg_scatter
 from .tables import (
     UNRANKED_HEADINGS,
     Column,
+    accuracy_columns,
     build_tables,
     cell,
     citations,
@@ -27,6 +28,7 @@ from .tables import (
     column_headers,
     detail_columns,
     detail_headers,
+    fe_text,
     fmt_num,
     main_columns,
     rank_text,
@@ -117,17 +119,17 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
     ]
     if not tables:
         out.append("<p><em>No entries yet.</em></p>")
-    head, main = column_headers(), main_columns()
-    dhead, detail = detail_headers(), detail_columns()
 
-    def main_row(row: dict[str, Any]) -> list[str]:
+    def main_row(row: dict[str, Any], ev: bool) -> list[str]:
         rank = row["rank"]
         cells = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
-        cells += [_score_td(row, c) for c in main]
+        cells += [_score_td(row, c) for c in main_columns(ev)]
         cells.append(f'<td data-v="{row["accuracy"]}">{fmt_num(row["accuracy"])}</td>')
+        cells += [_score_td(row, c) for c in accuracy_columns(ev)]
         cells.append(f'<td data-v="{_e(row["evaluated"])}">{_e(row["evaluated"])}</td>')
+        fe = "" if row["fe"] is None else repr(float(row["fe"]))
+        cells.append(f'<td data-v="{fe}">{_e(fe_text(row["fe"]))}</td>')
         cells.append(f'<td data-v="{row["seconds"]}">{fmt_num(row["seconds"], 4)}</td>')
-        cells.append(f'<td data-v="{row["forwards"]}">{fmt_num(row["forwards"], 1)}</td>')
         cells.append(f'<td class="l" data-v="{_e(row["device"])}">{_e(row["device"])}</td>')
         links = []
         if row["links"]["citation"]:
@@ -139,22 +141,24 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
         cells.append(f'<td class="note" data-v="{_e(notes)}">{inline_html(notes)}</td>')
         return cells
 
-    def detail_row(row: dict[str, Any]) -> list[str]:
-        return [_method_td(row), *(_score_td(row, c) for c in detail)]
+    def detail_row(row: dict[str, Any], ev: bool) -> list[str]:
+        return [_method_td(row), *(_score_td(row, c) for c in detail_columns(ev))]
 
     for table in tables:
+        ev = table["evidence"]
+        head, dhead = column_headers(ev), detail_headers(ev)
         out.append(f'<h2 id="{_e(table["anchor"])}">{_e(table["title"])}</h2>')
         out.append(
             '<table class="sortable main">'
             + _head(head, ("method", "device", "links", "notes"))
-            + _bodies(table["rows"], len(head), main_row)
+            + _bodies(table["rows"], len(head), lambda row, ev=ev: main_row(row, ev))
             + "</table>"
         )
         out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
         out.append(
             '<table class="sortable detail">'
             + _head(dhead, ("method",))
-            + _bodies(table["rows"], len(dhead), detail_row)
+            + _bodies(table["rows"], len(dhead), lambda row, ev=ev: detail_row(row, ev))
             + "</table>"
         )
         out.append(f'<div class="plots">{svg_forest(table)}{svg_scatter(table)}</div>')

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
+from ..constants import (
+    BENCHMARK_VERSION,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    PROTOCOL_VERSION,
+    RANDOMISATION_COPIES,
+    RANDOMISATION_PASS_BELOW,
+)
 from ..metrics.registry import HEADLINE
 from .entries import slug
 from .tables import (
     IDENTICAL_TOL,
     UNRANKED_HEADINGS,
+    accuracy_columns,
     build_tables,
     cell,
     citations,
@@ -18,6 +26,7 @@ from .tables import (
     column_headers,
     detail_columns,
     detail_headers,
+    fe_text,
     fmt_num,
     main_columns,
     rank_text,
@@ -25,32 +34,45 @@ from .tables import (
 
 RULES_MD = f"""Headline metric: **`{HEADLINE}` (HR1, range −1…3, higher is better)**; ranked rows are sorted by it.
 Every score is `mean [95 % CI]`: mean over the evaluated images of each fold, then over folds; the CI is a
-bootstrap over images (1000 resamples, seed 0). ↑ higher is better, ↓ lower is better.
+bootstrap over images ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}). ↑ higher is better, ↓ lower is better.
 
-**Ranking (PROTOCOL §7.4).** A table ranks only the methods whose maps depend on the model: those with
-`randomisation@1/pass` (the upper bound of the 95 % CI of the mean Spearman ρ between the maps of the trained
-model and of a randomised copy is below 0.5). The others — every sanity baseline by construction — are listed
-below the ranked rows with their numbers, marked *maps do not depend on the model*; entries made before the
-§7 scores existed are listed there too, marked *no §7 data*.
+**Ranking (PROTOCOL §7.4).** A table ranks only the methods whose maps depend on the model: those whose
+`randomisation@2/verdict` is *pass* over K = {RANDOMISATION_COPIES} randomised copies of the model
+(`randomisation@1/pass` for entries made before v1.2, noted). The verdict is *undetermined* when more than
+half of the image × copy pairs are degenerate (a constant map on one side, which has no rank correlation),
+else *pass* when at least half are scored and the upper bounds of the 95 % CIs of the mean Spearman ρ and of
+the mean Pearson r between the maps of the trained model and of the copies are both below
+{RANDOMISATION_PASS_BELOW:g} (the CI resamples the copies, then the images), else *fail*. Below the ranked
+rows: *fail* rows (every sanity baseline by construction), marked *maps do not depend enough on the model*;
+*undetermined* rows, marked *randomisation undecided* with the degenerate share D; entries without §7 data;
+and, on tracks with class evidence, the oracle rows (the evidence mask itself, PROTOCOL §9): references,
+never ranked.
 
 **Rank** is a range where confidence intervals overlap: for a ranked method with HR1 CI [l, u] among the
 ranked methods of the same table, rank = [1 + #methods whose CI lower bound is above u, #methods whose CI
 upper bound is at or above l] (itself included). A single number means no other method's CI overlaps.
 
 **Columns.** `ΔHR1 vs depth_prior` (and, in the second table of each section, ΔHR1 and ΔROAD vs `depth_prior`
-and vs `random`; PROTOCOL §7.3) is the mean over the shared images of the method's per-image value minus the
-baseline's on the same image, with a *paired* bootstrap 95 % CI (1000 resamples of the shared images, seed 0):
-the rows of a table share the dataset revision and content hash, the checkpoints and the images. A CI above 0
-means the method beats that baseline on these images. `ROAD` is `road@1/combined` ((LeRF − MoRF) / 2,
-−0.5…0.5, higher is better). `ρ rand.` is `randomisation@1/rho` (lower is better; 1 for any map that does not
-depend on the model), with `ρ cross` in parentheses (`randomisation@1/cross_image`: the ρ between the maps of
-two different images, a reference for how much a map changes at all).
+and vs `random`, plus Δ evidence hit and mass vs `input` on evidence tracks; PROTOCOL §7.3) is the mean over
+the shared images of the method's per-image value minus the baseline's on the same image, with a *paired*
+bootstrap 95 % CI: the rows of a table share the dataset revision and content hash, the checkpoints and the
+images. A CI above 0 means the method beats that baseline on these images. `ROAD` is `road@1/combined`
+((LeRF − MoRF) / 2, −0.5…0.5, higher is better). `ρ rand.` is the mean Spearman ρ between the maps of the
+trained model and of its randomised copies (lower is better; 1 for any map that does not depend on the
+model), with `ρ cross` in parentheses (the ρ between the maps of two different images, a reference for how
+much a map changes at all); `r rand.` is the same with Pearson's r, with the degenerate share D in
+parentheses. On evidence tracks (PROTOCOL §9) `ev. hit` / `ev. mass` score the map against where the class
+evidence is rendered, with their gains over the randomised copies (a model-blind map gains 0),
+`class_sensitivity@1` flags maps that ignore the class, and `counterfactual@1` (measured on the model, not the
+method) is shown once, next to accuracy.
 
-Sanity baselines (random, center, depth_prior, sobel; PROTOCOL §5) are always shown and marked *(sanity)*; a
-method that does not beat them has not found anything. Rows whose means agree within {IDENTICAL_TOL:g} on
-every score of the metric registry are annotated as identical, never hidden (HiRes-CAM = Grad-CAM is expected
-on all four architectures: only pooling + linear follows their pinned target layers, PROTOCOL §5.1). Cost:
-explainer seconds per image and model forward passes (images) per image, on the device shown."""
+Sanity baselines (random, center, depth_prior, sobel; PROTOCOL §5; and the `input` map of §9) are always shown
+and marked *(sanity)*; a method that does not beat them has not found anything. Rows whose means agree within
+{IDENTICAL_TOL:g} on every score of the metric registry are annotated as identical, never hidden (HiRes-CAM =
+Grad-CAM is expected on all four architectures: only pooling + linear follows their pinned target layers,
+PROTOCOL §5.1). Cost: `FE/img` = model passes per image, (forward rows + 2 × backward rows, the determinism
+repeat excluded) / images (PROTOCOL §6; — for entries made before the rows were counted), and explainer
+seconds per image on the device shown."""
 
 
 def _md_cell(text: str) -> str:
@@ -96,9 +118,10 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
             "_No entries yet: run `leaderboard/make_baselines.sh`, then `hfus-bench leaderboard render`._",
             "",
         ]
-    head, main = column_headers(), main_columns()
-    dhead, detail = detail_headers(), detail_columns()
     for table in tables:
+        ev = table["evidence"]
+        head, main, after_acc = column_headers(ev), main_columns(ev), accuracy_columns(ev)
+        dhead, detail = detail_headers(ev), detail_columns(ev)
         lines += [f"## {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         previous = None
         for row in table["rows"]:
@@ -114,9 +137,10 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 _method(row),
                 *(_score_text(row, c) for c in main),
                 fmt_num(row["accuracy"]),
+                *(_score_text(row, c) for c in after_acc),
                 row["evaluated"],
+                fe_text(row["fe"]),
                 fmt_num(row["seconds"], 4),
-                fmt_num(row["forwards"], 1),
                 row["device"],
                 " · ".join(links),
                 "; ".join(row["notes"]),

@@ -1,20 +1,25 @@
 """Ranked tables from leaderboard entries: one per (track, dataset revision and content hash, architecture,
 checkpoints, setting), so every table's rows share the dataset, the checkpoints and the images.
 
-PROTOCOL §7.4: a table ranks only the methods whose ``randomisation@1/pass`` is true; the others (every
-sanity baseline by construction) are listed below the ranked rows with their numbers, marked "maps do
-not depend on the model", and entries without the §7 scores are listed there too ("no §7 data"). The
-headline is ``hit_rate@1`` (``metrics.registry.HEADLINE``). Rank rule (higher is better, CI = the 95 %
+PROTOCOL §7.4: a table ranks only the rows whose ``randomisation@2`` verdict is ``pass`` over K = 3 copies
+(``randomisation@1/pass`` for entries made before v1.2; :func:`hfus_xai_bench.compare.gate`), by the
+headline ``hit_rate@1`` (``metrics.registry.HEADLINE``). Rank rule (higher is better, CI = the 95 %
 bootstrap CI of the headline), among the ranked rows: the rank range of a method is ``[1 + #methods
 whose CI lower bound is above its CI upper bound, #methods whose CI upper bound is at or above its CI
-lower bound]`` (itself included).
+lower bound]`` (itself included). Below them, in this order (:data:`ORDER`): ``fail`` rows (every sanity
+baseline by construction) marked "maps do not depend enough on the model", ``undetermined`` rows marked
+"randomisation undecided (degenerate share D)", rows with a verdict over another K, entries without §7
+data, and the oracle reference rows of §9 (methods declaring ``"reference": "oracle"``), never ranked.
 
-Columns: the §7.4 ones (:data:`MAIN_COLUMNS`: HR1, ΔHR1 vs the depth prior, ROAD combined, ρ with
-ρ_cross, DiC, IiC, then accuracy and cost) and a second table per group with the four paired gains of
-§7.3 (HR1 and ROAD combined vs ``depth_prior`` and ``random``) and every other column of the metric
-registry (``registry.columns()``); labels, digits and directions come from the registry. Two rows are
-"identical" when all registry column means agree within ``IDENTICAL_TOL``; expected identities
-(HiRes-CAM = Grad-CAM on all four pinned targets, PROTOCOL §5.1) are annotated, never hidden.
+Columns (:func:`main_columns`): HR1, ΔHR1 vs the depth prior, ROAD combined, ρ (ρ_cross) and r (D) of the
+randomisation, DiC, IiC, then accuracy, FE/img (§6) and the fixed ones; on evidence tracks (a row carries
+``evidence@1``) also evidence hit and mass with their gains over the copies and ``class_sensitivity@1``,
+and ``counterfactual@1`` once, next to accuracy (:func:`accuracy_columns`). A second table per group has
+the paired gains of §7.3 (:func:`detail_columns`: HR1 and ROAD combined, plus evidence hit and mass on
+evidence tracks, vs ``depth_prior``, ``random`` and, on evidence tracks, ``input``) and every other column
+of the metric registry; labels, digits and directions come from the registry. Two rows are "identical"
+when all registry column means agree within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM
+on all four pinned targets, PROTOCOL §5.1) are annotated, never hidden.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..compare import Difference, differences, image_scores, paired_difference
+from ..compare import Difference, differences, fe_per_image, gate, image_scores, paired_difference
 from ..errors import HfusError
 from ..explainers.registry import SANITY_METHODS
 from ..metrics import registry
@@ -45,32 +50,50 @@ ARCH_LABELS = {
     "mobilenet_v2": "MobileNetV2",
     "resnet101": "ResNet101",
 }
+#: Model-blind rows marked "(sanity)": the §5 sanity baselines and §9's ``input`` map.
+SANITY_ROWS = frozenset(SANITY_METHODS) | {"input"}
 
-#: PROTOCOL §7.4: only methods whose maps depend on the model are ranked (this record key, per arch ``pass``).
-RANK_GATE = "randomisation@1/pass"
-#: PROTOCOL §7.3: the paired gains are reported for these outputs ...
+#: A table is an evidence track (PROTOCOL §9) when a row carries this record key.
+EVIDENCE_KEY = "evidence@1/hit"
+#: PROTOCOL §7.3: the paired gains are reported for these outputs (+ the evidence ones on evidence tracks) ...
 GAIN_KEYS = ("hit_rate@1", "road@1/combined")
-#: ... over these sanity baselines.
+EVIDENCE_GAIN_KEYS = ("evidence@1/hit", "evidence@1/mass")
+#: ... over these sanity baselines (+ ``input`` on evidence tracks).
 GAIN_REFERENCES = ("depth_prior", "random")
-#: PROTOCOL §7.4: the ranked table's columns, in order: (record key, gain reference or None, record key
-#: shown in parentheses or None). Keys the registry does not know are left out.
-MAIN_COLUMNS: tuple[tuple[str, str | None, str | None], ...] = (
-    ("hit_rate@1", None, None),
-    ("hit_rate@1", "depth_prior", None),
-    ("road@1/combined", None, None),
-    ("randomisation@1/rho", None, "randomisation@1/cross_image"),
-    ("confidence@1/dic", None, None),
-    ("confidence@1/iic", None, None),
+EVIDENCE_GAIN_REFERENCES = ("input",)
+#: The degenerate share D of ``randomisation@2`` (a field of a table section), shown next to r.
+DEGENERATE = "randomisation@2/pairs#degenerate_share"
+#: PROTOCOL §7.4: the ranked table's score columns, in order: (record key, gain reference or None, key shown
+#: in parentheses or None, the ``randomisation@1`` key read for entries made before v1.2). Keys the registry
+#: does not know are left out.
+MAIN_COLUMNS: tuple[tuple[str, str | None, str | None, str | None], ...] = (
+    ("hit_rate@1", None, None, None),
+    ("hit_rate@1", "depth_prior", None, None),
+    ("road@1/combined", None, None, None),
+    ("randomisation@2/rho", None, "randomisation@2/cross_image", "randomisation@1/rho"),
+    ("randomisation@2/pearson", None, DEGENERATE, None),
+    ("confidence@1/dic", None, None, None),
+    ("confidence@1/iic", None, None, None),
 )
-#: row status -> the note of an unranked row, and the heading above the unranked rows of that kind
-UNRANKED = {
-    "model_independent": "not ranked: maps do not depend on the model",
-    "no_s7": "not ranked: no §7 data",
-}
+#: The evidence-track columns (PROTOCOL §9), after IiC, and ``counterfactual@1`` after accuracy.
+EVIDENCE_COLUMNS = (
+    "evidence@1/hit",
+    "evidence@1/hit_gain",
+    "evidence@1/mass",
+    "evidence@1/mass_gain",
+    "class_sensitivity@1/rho",
+)
+COUNTERFACTUAL_COLUMNS = ("counterfactual@1/effect", "counterfactual@1/flip")
+#: The order of row kinds in a table (ranked first) and the heading above each kind of unranked rows.
+ORDER = ("ranked", "fail", "undetermined", "other_copies", "no_s7", "reference")
 UNRANKED_HEADINGS = {
-    "model_independent": "not ranked — maps do not depend on the model (randomisation@1/pass false: the 95 % CI of "
-    "ρ reaches 0.5)",
-    "no_s7": "not ranked — no §7 data (entries made before randomisation@1 and road@1; re-run them)",
+    "fail": "not ranked — maps do not depend enough on the model (randomisation verdict fail: the 95 % CI of "
+    "ρ or r reaches 0.5; v1.1 entries: randomisation@1/pass false)",
+    "undetermined": "not ranked — randomisation undecided (more than half of the image × copy pairs are "
+    "degenerate: a constant map on one side)",
+    "other_copies": "not ranked — randomisation over another number of copies (ranking needs K = 3)",
+    "no_s7": "not ranked — no §7 data (entries made before randomisation and road@1; re-run them)",
+    "reference": "references — never ranked (oracle rows: the evidence mask itself, PROTOCOL §9)",
 }
 _ARROWS = {"higher": " ↑", "lower": " ↓", "none": ""}
 
@@ -78,11 +101,13 @@ _ARROWS = {"higher": " ↑", "lower": " ↓", "none": ""}
 @dataclass(frozen=True)
 class Column:
     """A score column: a registry output (``ref`` None), or its paired gain over the method ``ref``;
-    ``aside``: another output whose mean is shown in parentheses (ρ_cross next to ρ)."""
+    ``aside``: another output whose mean is shown in parentheses (ρ_cross next to ρ), or :data:`DEGENERATE`;
+    ``fallback``: the output shown for entries that lack ``key`` (``randomisation@1/rho`` before v1.2)."""
 
     key: str
     ref: str | None = None
     aside: str | None = None
+    fallback: str | None = None
 
     @property
     def output(self) -> registry.Output:
@@ -102,13 +127,15 @@ class Column:
         if self.ref is not None:
             return f"Δ{label} vs {self.ref}{_ARROWS[self.direction]}"
         text = f"{label}{_ARROWS[self.direction]}"
-        if self.aside is not None:
+        if self.aside == DEGENERATE:
+            text += " (D)"
+        elif self.aside is not None:
             text += f" ({registry.output(self.aside)[1].label or self.aside})"
         return text
 
 
 def _known(key: str | None) -> bool:
-    if key is None:
+    if key is None or key == DEGENERATE:
         return True
     try:
         registry.output(key)
@@ -117,36 +144,75 @@ def _known(key: str | None) -> bool:
     return True
 
 
-def main_columns() -> list[Column]:
-    """The §7.4 columns the registry knows (:data:`MAIN_COLUMNS`)."""
-    return [Column(k, ref, aside if _known(aside) else None) for k, ref, aside in MAIN_COLUMNS if _known(k)]
+def main_columns(evidence: bool = False) -> list[Column]:
+    """The §7.4 score columns the registry knows (:data:`MAIN_COLUMNS`; + :data:`EVIDENCE_COLUMNS` on an
+    evidence track)."""
+    cols = [
+        Column(k, ref, aside if _known(aside) else None, old if _known(old) else None)
+        for k, ref, aside, old in MAIN_COLUMNS
+        if _known(k)
+    ]
+    if evidence:
+        cols += [Column(k) for k in EVIDENCE_COLUMNS if _known(k)]
+    return cols
 
 
-def detail_columns() -> list[Column]:
-    """The second table: the four paired gains of §7.3, then every registry column not in the main table."""
-    shown = {c.key for c in main_columns() if c.ref is None} | {c.aside for c in main_columns() if c.aside}
-    gains = [Column(k, ref) for k in GAIN_KEYS if _known(k) for ref in GAIN_REFERENCES]
-    return gains + [Column(key) for key, _, _ in registry.columns() if key not in shown]
+def accuracy_columns(evidence: bool = False) -> list[Column]:
+    """The score columns shown once next to accuracy: ``counterfactual@1`` on an evidence track."""
+    return [Column(k) for k in COUNTERFACTUAL_COLUMNS if _known(k)] if evidence else []
 
 
-def column_headers() -> list[str]:
-    """The ranked table's header: rank, method, the §7.4 score columns, then the fixed ones."""
+def gain_keys(evidence: bool = False) -> list[str]:
+    """The outputs of the §7.3 paired gains the registry knows."""
+    return [k for k in (*GAIN_KEYS, *(EVIDENCE_GAIN_KEYS if evidence else ())) if _known(k)]
+
+
+def gain_references(evidence: bool = False) -> tuple[str, ...]:
+    return (*GAIN_REFERENCES, *(EVIDENCE_GAIN_REFERENCES if evidence else ()))
+
+
+def _fallback_aside(column: Column) -> str | None:
+    """The ``randomisation@1`` key of a column's aside (ρ_cross) for entries made before v1.2."""
+    if column.fallback is None or column.aside is None or column.aside == DEGENERATE:
+        return None
+    return f"{column.fallback.partition('/')[0]}/{column.aside.partition('/')[2]}"
+
+
+def shown_keys(evidence: bool = False) -> set[str]:
+    """The record keys the main table shows (its columns, their asides and the v1.1 fallbacks)."""
+    shown = [*main_columns(evidence), *accuracy_columns(evidence)]
+    keys = {c.key for c in shown if c.ref is None} | {_fallback_aside(c) for c in shown}
+    keys |= {k for c in shown for k in (c.aside, c.fallback)}
+    return {k for k in keys if k and k != DEGENERATE}
+
+
+def detail_columns(evidence: bool = False) -> list[Column]:
+    """The second table: the paired gains of §7.3, then every registry column not in the main table."""
+    keys = shown_keys(evidence)
+    gains = [Column(k, ref) for k in gain_keys(evidence) for ref in gain_references(evidence)]
+    return gains + [Column(key) for key, _, _ in registry.columns() if key not in keys]
+
+
+def column_headers(evidence: bool = False) -> list[str]:
+    """The ranked table's header: rank, method, the §7.4 score columns, accuracy (and ``counterfactual@1``),
+    then the fixed ones."""
     return [
         "rank",
         "method",
-        *(c.header for c in main_columns()),
+        *(c.header for c in main_columns(evidence)),
         "acc",
+        *(c.header for c in accuracy_columns(evidence)),
         "evaluated",
+        "FE/img",
         "s/img",
-        "fwd/img",
         "device",
         "links",
         "notes",
     ]
 
 
-def detail_headers() -> list[str]:
-    return ["method", *(c.header for c in detail_columns())]
+def detail_headers(evidence: bool = False) -> list[str]:
+    return ["method", *(c.header for c in detail_columns(evidence))]
 
 
 def column_digits(key: str) -> int:
@@ -195,6 +261,11 @@ def fmt_signed(x: Any, digits: int = 3) -> str:
     return text[1:] if float(text) == 0 else text
 
 
+def fe_text(fe: float | None) -> str:
+    """FE/img with one decimal; "—" for entries made before the model passes were counted."""
+    return "—" if fe is None else fmt_num(fe, 1)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One score cell: ``text`` (the mean), ``ci`` (``[low, high]`` or ""), ``aside`` (or ""), ``sort`` (the
@@ -218,13 +289,20 @@ def cell(row: Mapping[str, Any], column: Column) -> Cell:
         lo, hi = gain.ci95
         ci = "" if lo is None else f"[{fmt_signed(lo, d)}, {fmt_signed(hi, d)}]"
         return Cell(fmt_signed(gain.diff, d), ci, sort=gain.diff)
-    mean, (lo, hi) = row["scores"].get(column.key, (None, [None, None]))
+    key, aside_key = column.key, column.aside
+    if column.fallback is not None and row["scores"].get(key, (None,))[0] is None:
+        key = column.fallback  # an entry made before v1.2: its randomisation@1 value
+        aside_key = _fallback_aside(column) if aside_key != DEGENERATE else aside_key
+    mean, (lo, hi) = row["scores"].get(key, (None, [None, None]))
     ci = "" if lo is None or mean is None else f"[{fmt_num(lo, d)}, {fmt_num(hi, d)}]"
     aside = ""
-    if column.aside is not None:
-        other = row["scores"].get(column.aside, (None, [None, None]))[0]
+    if aside_key == DEGENERATE:
+        share = row["gate"].degenerate
+        aside = "" if share is None else f"({fmt_num(share, 2)})"
+    elif aside_key is not None and _known(aside_key):
+        other = row["scores"].get(aside_key, (None, [None, None]))[0]
         if other is not None:
-            aside = f"({fmt_num(other, registry.output(column.aside)[1].digits)})"
+            aside = f"({fmt_num(other, registry.output(aside_key)[1].digits)})"
     return Cell(fmt_num(mean, d), ci, aside, sort=mean)
 
 
@@ -263,11 +341,13 @@ def identical(a: dict[str, Any], b: dict[str, Any], arch: str) -> bool:
 
 
 def status(entry: dict[str, Any], arch: str) -> str:
-    """``"ranked"`` (``randomisation@1/pass`` true), ``"model_independent"`` (false) or ``"no_s7"`` (absent)."""
-    gate = entry["metrics"].get(RANK_GATE, {}).get(arch)
-    if gate is None:
-        return "no_s7"
-    return "ranked" if gate.get("pass") is True else "model_independent"
+    """The row kind of an entry in a table of ``arch`` (one of :data:`ORDER`; :func:`..compare.gate`)."""
+    return gate(entry, arch).status
+
+
+def is_evidence_track(members: Sequence[dict[str, Any]], arch: str) -> bool:
+    """A table shows the §9 columns when one of its rows carries ``evidence@1``."""
+    return any(arch in e["metrics"].get(EVIDENCE_KEY, {}) for e in members)
 
 
 def _checkpoint_key(entry: dict[str, Any], arch: str) -> tuple:
@@ -280,13 +360,14 @@ def _gains(
     refs: Mapping[str, dict[str, Any]],
     scores: Mapping[int, Any],
     notes: list[str],
+    evidence: bool,
 ) -> dict[tuple[str, str], Difference | str | None]:
     """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None: n/a)."""
     out: dict[tuple[str, str], Difference | str | None] = {}
     mine = scores[id(entry)]
-    for ref in GAIN_REFERENCES:
+    keys = gain_keys(evidence)
+    for ref in gain_references(evidence):
         other = refs.get(ref)
-        keys = [k for k in GAIN_KEYS if _known(k)]
         if other is entry:
             out.update({(k, ref): "self" for k in keys})
             continue
@@ -303,18 +384,29 @@ def _gains(
     return out
 
 
-def _row(
-    entry: dict[str, Any],
-    arch: str,
-    rank: tuple[int, int] | None,
-    state: str,
-    members: Sequence[dict[str, Any]],
-    refs: Mapping[str, dict[str, Any]],
-    scores: Mapping[int, Any],
-) -> dict[str, Any]:
+def _gate_notes(entry: dict[str, Any], arch: str) -> list[str]:
+    """Why a row is not ranked, in one line (PROTOCOL §7.4), or how a ranked row was gated."""
+    g = gate(entry, arch)
+    if g.status == "ranked":
+        return ["randomisation@1 (v1.1: one randomised copy)"] if g.copies is None else []
+    if g.status == "fail":
+        return ["not ranked: maps do not depend enough on the model"]
+    if g.status == "undetermined":
+        d = "n/a" if g.degenerate is None else fmt_num(g.degenerate, 2)
+        return [f"not ranked: randomisation undecided (degenerate share D = {d})"]
+    if g.status == "other_copies":
+        return [
+            f"not ranked: randomisation verdict {g.verdict} over K = {g.copies} copies (ranking needs K = 3)"
+        ]
+    if g.status == "reference":
+        return ["reference (oracle): not ranked"]
+    return ["not ranked: no §7 data"]
+
+
+def _identity_notes(entry: dict[str, Any], arch: str, members: Sequence[dict[str, Any]]) -> list[str]:
     name = entry["method"]["name"]
     by_name = {e["method"]["name"]: e for e in members}
-    notes = [] if state == "ranked" else [UNRANKED[state]]
+    notes = []
     for (m, same), archs in EXPECTED_IDENTICAL.items():
         if name == m and same in by_name and arch in archs:
             if identical(entry, by_name[same], arch):
@@ -328,26 +420,37 @@ def _row(
         o = other["method"]["name"]
         if o != name and o not in expected and identical(entry, other, arch):
             notes.append(f"identical to {o}")
-    keys = (
-        {key for key, _, _ in registry.columns()}
-        | {c.key for c in main_columns()}
-        | {c.aside for c in main_columns() if c.aside}
-    )
+    return notes
+
+
+def _row(
+    entry: dict[str, Any],
+    arch: str,
+    rank: tuple[int, int] | None,
+    members: Sequence[dict[str, Any]],
+    refs: Mapping[str, dict[str, Any]],
+    scores: Mapping[int, Any],
+    evidence: bool,
+) -> dict[str, Any]:
+    name = entry["method"]["name"]
+    notes = _gate_notes(entry, arch) + _identity_notes(entry, arch, members)
+    keys = {key for key, _, _ in registry.columns()} | shown_keys(evidence)
+    keys |= {c.key for c in detail_columns(evidence)}
     n = entry["counts"][arch]
-    cost = entry["cost"][arch]
     env = entry["environment"]
     return {
         "rank": rank,
-        "status": state,
+        "status": gate(entry, arch).status,
+        "gate": gate(entry, arch),
         "method": name,
-        "sanity": name in SANITY_METHODS,
+        "sanity": name in SANITY_ROWS,
         "scores": {key: score(entry, key, arch) for key in sorted(keys)},
-        "gains": _gains(entry, arch, refs, scores, notes),
+        "gains": _gains(entry, arch, refs, scores, notes, evidence),
         "accuracy": entry["classification"][arch]["accuracy"],
         "evaluated": f"{n['n_evaluated']}/{n['n_images']}",
         "failed": n["n_failed"],
-        "seconds": cost["seconds_per_image"],
-        "forwards": cost["forward_images_per_image"],
+        "seconds": entry["cost"][arch]["seconds_per_image"],
+        "fe": fe_per_image(entry, arch),
         "device": f"{env.get('device_name') or ''} ({entry['options']['device']})".strip(),
         "links": entry["links"],
         "notes": notes,
@@ -355,8 +458,9 @@ def _row(
 
 
 def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group entries into tables: ``{"title", "anchor", "track", "arch", "rows": [...]}``; the ranked rows
-    first (sorted by HR1, with rank ranges), then the unranked ones (``row["status"]``; rank None)."""
+    """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...]}``; the
+    ranked rows first (sorted by HR1, with rank ranges), then the unranked ones by kind (:data:`ORDER`;
+    ``row["status"]``; rank None)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for entry in entries:
         for arch in entry["options"]["models"]:
@@ -370,7 +474,6 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             groups.setdefault(key, []).append(entry)
     scores = {id(e): image_scores(e) for e in entries}
-    order = ("ranked", "model_independent", "no_s7")
     tables = []
     for (track, revision, arch, cond, data_sha, ckpts), members in sorted(
         groups.items(), key=lambda kv: repr(kv[0])
@@ -378,14 +481,15 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
         def sort_key(e: dict[str, Any], arch: str = arch) -> tuple:
             mean = score(e, HEADLINE, arch)[0]
-            return (order.index(status(e, arch)), mean is None, -(mean or 0.0), e["method"]["name"])
+            return (ORDER.index(status(e, arch)), mean is None, -(mean or 0.0), e["method"]["name"])
 
         members = sorted(members, key=sort_key)
+        evidence = is_evidence_track(members, arch)
         ranked = [e for e in members if status(e, arch) == "ranked"]
         ranks = rank_ranges([tuple(score(e, HEADLINE, arch)[1]) for e in ranked])
-        refs = {e["method"]["name"]: e for e in members if e["method"]["name"] in GAIN_REFERENCES}
+        refs = {e["method"]["name"]: e for e in members if e["method"]["name"] in gain_references(evidence)}
         rows = [
-            _row(e, arch, ranks[i] if i < len(ranked) else None, status(e, arch), members, refs, scores)
+            _row(e, arch, ranks[i] if i < len(ranked) else None, members, refs, scores, evidence)
             for i, e in enumerate(members)
         ]
         rev = revision[:12] if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
@@ -398,6 +502,7 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "anchor": slug(f"{track}-{arch}-{rev}-{setting_text(cond)}").lower(),
                 "track": track,
                 "arch": arch,
+                "evidence": evidence,
                 "rows": rows,
                 "n_ranked": len(ranked),
                 "data_sha": data_sha,

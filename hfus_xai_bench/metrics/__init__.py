@@ -7,7 +7,10 @@ Map metrics accept ``m255`` uint8 maps (float maps are quantised first); results
 
 from __future__ import annotations
 
-from . import section9  # noqa: F401  (registers the §9 entries: evidence@1, class_sensitivity@1, counterfactual@1)
+from . import (
+    randomisation_entries,  # noqa: F401  (registers randomisation@2 after the registry's entries)
+    section9,  # noqa: F401  (registers the §9 entries: evidence@1, class_sensitivity@1, counterfactual@1)
+)
 from .classification import classification_report, confusion_matrix
 from .confidence import (
     ConfidenceResult,

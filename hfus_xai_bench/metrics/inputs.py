@@ -7,8 +7,8 @@ every per-image array in ``inputs`` has the same first axis N.
 ``extras`` holds metric-specific inputs. Per-image arrays (numpy or torch, first axis = image) are
 selected together with the images; anything else (a second model, a table) is passed as is. The
 runner fills it from the fold (``FoldJob.extras``) and from the batches (``BatchOutput.extras``,
-concatenated): e.g. ``extras["m255_randomised"]`` (N, 224, 224) uint8 and ``extras["randomised_ok"]``
-(N,) bool for model-randomisation (``randomisation@1``).
+concatenated): e.g. ``extras["m255_randomised"]`` (N, K, 224, 224) uint8 and ``extras["randomised_ok"]``
+(N, K) bool for model-randomisation over K copies (``randomisation@2``).
 
 ``cost`` is a counter dict a metric function may add to (seconds, forward images: e.g. ``road@1`` adds
 ``road_seconds_impute``); the selected inputs of :meth:`ScoringInputs.select` share it with the
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..constants import THRESHOLDS
+from ..constants import RANDOMISATION_COPIES, THRESHOLDS
 from ..errors import HfusError
 
 if TYPE_CHECKING:
@@ -36,11 +36,13 @@ FORWARD_BATCH = {"cpu": 64, "cuda": 512}
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Run settings a metric may read: confidence unit, run seed, mask thresholds, forward batch size."""
+    """Run settings a metric may read: confidence unit, run seed, mask thresholds, forward batch size, and the
+    number K of randomised copies (PROTOCOL §7.1.1)."""
 
     confidence: str = "logit"
     seed: int = 0
     thresholds: tuple[int, ...] = THRESHOLDS
+    randomisations: int = RANDOMISATION_COPIES
     #: images per model forward inside model-based metrics (None: 64 on CPU, 512 on CUDA)
     batch_size: int | None = None
 
@@ -52,8 +54,12 @@ class ScoringConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ScoringConfig:
-        """From ``record["options"]`` (or :meth:`RunConfig.to_options`): the confidence unit and the seed."""
-        return cls(confidence=str(options.get("confidence", "logit")), seed=int(options.get("seed", 0)))
+        """From ``record["options"]`` (or :meth:`RunConfig.to_options`): the confidence unit, the seed and K."""
+        return cls(
+            confidence=str(options.get("confidence", "logit")),
+            seed=int(options.get("seed", 0)),
+            randomisations=int(options.get("randomisations", RANDOMISATION_COPIES)),
+        )
 
 
 def _is_array(value: Any) -> bool:
@@ -70,7 +76,8 @@ class ScoringInputs:
 
     ``m255``: (N, 224, 224) uint8 maps after the canonical post-processing; ``slms``: (N, 224, 224)
     uint8 skin layer maps; ``image_ids`` (N); ``labels``, ``targets``: (N,) int64; ``ok``: (N,) bool,
-    the images to score (None: all). Model-based metrics also need ``model`` (eval mode, on its
+    the images to score (None: all); ``empty``: (N,) bool, the images whose map was produced but is all
+    zero (failure ``empty_map``; None: none), scored too by the metrics with ``Metric.empty_maps``. Model-based metrics also need ``model`` (eval mode, on its
     device) and ``images`` (N, 3, 224, 224) float in [0, 1] (numpy or torch, any device).
     """
 
@@ -80,6 +87,7 @@ class ScoringInputs:
     labels: np.ndarray
     targets: np.ndarray
     ok: np.ndarray | None = None
+    empty: np.ndarray | None = None
     model: nn.Module | None = None
     images: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -92,7 +100,8 @@ class ScoringInputs:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.targets = np.asarray(self.targets, dtype=np.int64)
         self.ok = np.ones(n, bool) if self.ok is None else np.asarray(self.ok, dtype=bool)
-        for name in ("m255", "slms", "labels", "targets", "ok"):
+        self.empty = np.zeros(n, bool) if self.empty is None else np.asarray(self.empty, dtype=bool)
+        for name in ("m255", "slms", "labels", "targets", "ok", "empty"):
             value = getattr(self, name)
             if len(value) != n:
                 raise HfusError(f"scoring inputs: {name} has {len(value)} entries for {n} images")
@@ -122,7 +131,7 @@ class ScoringInputs:
         changes = {
             f.name: take(getattr(self, f.name))
             for f in fields(self)
-            if f.name in ("m255", "slms", "labels", "targets", "ok", "images")
+            if f.name in ("m255", "slms", "labels", "targets", "ok", "empty", "images")
         }
         changes["image_ids"] = [self.image_ids[i] for i in idx]
         changes["extras"] = {k: take(v) if _is_array(v) else v for k, v in self.extras.items()}

@@ -1,4 +1,4 @@
-"""``randomisation@1``: the model-parameter randomisation check (PROTOCOL §7.1), as pure functions.
+"""Model-parameter randomisation (PROTOCOL §7.1 ``randomisation@1``, §7.1.1 ``randomisation@2``), as pure functions.
 
 Adebayo et al. 2018 (sanity checks); the cross-image reference value as in Arun et al. 2021.
 
@@ -13,11 +13,16 @@ Adebayo et al. 2018 (sanity checks); the cross-image reference value as in Arun 
   model's m255 of image i and of image π(i), for a fixed derangement π of the evaluated images of the
   (arch, fold) (a seeded permutation without fixed points, seed 0)."
 - :func:`randomisation_pass`: "the upper bound of the 95 % CI of mean ρ is below 0.5".
+- ``randomisation@2`` (§7.1.1): :func:`copy_seed` (copy k's seed), :func:`copy_pairs` (per image and copy:
+  failed / degenerate / scored, Spearman ρ and Pearson r), :func:`randomisation_verdict`, and the record
+  sections (:func:`rho_ci` / :func:`pearson_ci`: the copies-then-images bootstrap of
+  :func:`.stats.copy_image_bootstrap`; :func:`verdict_table`, :func:`pairs_table`, :func:`per_copy_table`).
 
 Spearman's ρ is computed exactly: m255 maps take 256 values, so each image's average ranks come from
 its 256-bin histogram (integer counts, no sort); with doubled ranks (integers) every sum is an exact
 int64, and ρ = sign(cov)·sqrt(cov² / (var_a·var_b)) is rounded once from the exact fraction (identical
-rankings give exactly 1, reversed ones exactly −1).
+rankings give exactly 1, reversed ones exactly −1). ``randomisation@2`` gets the same exact sums (and
+Pearson's) for K copies at once from each pair's 256 × 256 joint histogram of m255 values.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..constants import RANDOMISATION_MAX_DEGENERATE, RANDOMISATION_MIN_SCORED, RANDOMISATION_PASS_BELOW
 from ..errors import HfusError
 from ..seeding import derive_seed
 
@@ -40,15 +47,28 @@ if TYPE_CHECKING:
     from .inputs import ScoringConfig, ScoringInputs
 
 __all__ = [
+    "PAIR_DEGENERATE",
+    "PAIR_FAILED",
+    "PAIR_SCORED",
     "PASS_RULE",
     "PASS_THRESHOLD",
+    "VERDICTS",
+    "VERDICT_RULE",
+    "CopyPairs",
+    "copy_pairs",
+    "copy_seed",
     "cross_image_rho",
     "derangement",
+    "pairs_table",
     "pass_table",
+    "per_copy_table",
     "randomisation_pass",
+    "randomisation_verdict",
     "randomised_model",
     "score_randomisation",
+    "score_randomisation2",
     "spearman_maps",
+    "verdict_table",
 ]
 
 #: ``randomisation@1/pass``: the upper 95 % CI bound of mean ρ must be below this (ρ² < 0.25)
@@ -262,6 +282,8 @@ def score_randomisation(inputs: ScoringInputs, config: ScoringConfig) -> dict[st
     n = len(inputs)
     rand = inputs.extras["m255_randomised"]
     ok = np.asarray(inputs.extras["randomised_ok"], dtype=bool)
+    if np.ndim(rand) == 4:  # the K copies of PROTOCOL §7.1.1: randomisation@1 reads the first
+        rand, ok = rand[:, 0], ok[:, 0]
     if ok.shape != (n,):
         raise HfusError(f"randomisation@1: randomised_ok has shape {ok.shape}, expected ({n},)")
     rho = spearman_maps(inputs.m255, rand)
@@ -284,4 +306,266 @@ def pass_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
         "rho_ci95_high": float(high) if np.isfinite(high) else None,
         "threshold": PASS_THRESHOLD,
         "rule": PASS_RULE,
+    }
+
+
+# ------------------------------------------------------------------------------- randomisation@2 (§7.1.1)
+
+#: pair status of ``randomisation@2`` (PROTOCOL §7.1.1), kept per image and copy in ``rand2_pair``
+PAIR_SCORED, PAIR_DEGENERATE, PAIR_FAILED = 0, 1, 2
+#: the verdicts of ``randomisation@2/verdict``; only ``pass`` rows are ranked (PROTOCOL §7.4)
+VERDICTS = ("pass", "fail", "undetermined")
+VERDICT_RULE = (
+    f"undetermined if the degenerate share D > {RANDOMISATION_MAX_DEGENERATE:g} (or there is no pair); "
+    f"else pass if the scored share S ≥ {RANDOMISATION_MIN_SCORED:g} and the upper bounds of the 95 % CIs "
+    f"of mean Spearman ρ and mean Pearson r are both finite and below {RANDOMISATION_PASS_BELOW:g}; else fail"
+)
+
+_PAIR_CHUNK = 16  # images per vectorised chunk in copy_pairs
+
+
+def copy_seed(k: int) -> int:
+    """The seed of randomised copy ``k`` (PROTOCOL §7.1.1): derive(0, "randomisation", k), whatever the run seed."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise HfusError(f"copy index must be an integer >= 0, got {k!r}")
+    return derive_seed(0, "randomisation", int(k))
+
+
+@dataclass(frozen=True)
+class CopyPairs:
+    """Per image and copy (N, K): Spearman ``rho`` and Pearson ``pearson`` (NaN unless the pair is scored) and
+    ``status`` (:data:`PAIR_SCORED`, :data:`PAIR_DEGENERATE`, :data:`PAIR_FAILED`)."""
+
+    rho: np.ndarray
+    pearson: np.ndarray
+    status: np.ndarray
+
+
+def _as_copies(copies: Any, n: int) -> torch.Tensor:
+    """(N, K, H, W) m255 maps of the copies as a CPU uint8 tensor."""
+    shape = tuple(copies.shape) if hasattr(copies, "shape") else None
+    if shape is None or len(shape) != 4 or shape[0] != n:
+        raise HfusError(
+            f"randomisation@2: expected the copies' maps as (N={n}, K, H, W), got shape {shape}; "
+            "the runner stacks the K copies on axis 1"
+        )
+    flat = copies.reshape(shape[0] * shape[1], *shape[2:])
+    return _as_maps(flat, "m255_randomised").reshape(shape)
+
+
+def _pair_sums(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact integer sums of every (image, copy) pair from its 256 × 256 joint histogram of m255 values.
+
+    ``a`` (m, p) uint8 trained maps, ``b`` (m, k, p) uint8 copies → (m, k) int64 arrays: ``cov_s`` / ``var_sa`` /
+    ``var_sb`` (p² × the covariance / variances of the doubled average ranks, as :func:`spearman_maps`) and
+    ``cov_p`` / ``var_pa`` / ``var_pb`` (p² × those of the values). One ``bincount`` per chunk; no sort.
+    """
+    m, k, p = b.shape
+    idx = (a.astype(np.intp)[:, None, :] << 8 | b).reshape(m * k, p)
+    idx += (np.arange(m * k, dtype=np.intp) << 16)[:, None]
+    joint = np.bincount(idx.ravel(), minlength=m * k * 65536).reshape(m * k, 256, 256).astype(np.int64)
+    ca, cb = joint.sum(2), joint.sum(1)  # value counts of the trained map and of the copy
+    la = 2 * (np.cumsum(ca, axis=1) - ca) + ca + 1  # doubled average rank of each value
+    lb = 2 * (np.cumsum(cb, axis=1) - cb) + cb + 1
+    v = np.arange(256, dtype=np.int64)
+    centre = p * (p + 1) ** 2
+    sab = np.einsum("nuv,nu,nv->n", joint, la, lb)
+    vab = np.einsum("nuv,u,v->n", joint, v, v)
+    sa, sb = ca @ v, cb @ v
+    out = {
+        "cov_s": sab - centre,
+        "var_sa": (ca * la * la).sum(1) - centre,
+        "var_sb": (cb * lb * lb).sum(1) - centre,
+        "cov_p": p * vab - sa * sb,
+        "var_pa": p * (ca @ (v * v)) - sa * sa,
+        "var_pb": p * (cb @ (v * v)) - sb * sb,
+    }
+    return {key: value.reshape(m, k) for key, value in out.items()}
+
+
+def copy_pairs(trained: Any, copies: Any, copies_ok: Any) -> CopyPairs:
+    """Score every (image, copy) pair of PROTOCOL §7.1.1; pure, exact.
+
+    ``trained``: (N, H, W) m255 of the trained model; ``copies``: (N, K, H, W) m255 of the K randomised
+    copies; ``copies_ok``: (N, K) bool, False where the copy's map failed (exception, shape, NaN). A pair is
+    failed where ``copies_ok`` is False, else degenerate when either map is constant (an all-zero map
+    included), else scored: Spearman ρ (average ranks, exact as :func:`spearman_maps`) and Pearson r on
+    m255/255 (scale-free, so computed from the integer m255 sums exactly, then rounded once).
+    """
+    ta = _as_maps(trained, "m255")
+    n = ta.shape[0]
+    tc = _as_copies(copies, n)
+    k = tc.shape[1]
+    if tuple(tc.shape[2:]) != tuple(ta.shape[1:]):
+        raise HfusError(
+            f"randomisation@2: copy maps are {tuple(tc.shape[2:])}, trained maps {tuple(ta.shape[1:])}"
+        )
+    ok = np.asarray(copies_ok, dtype=bool)
+    if ok.shape != (n, k):
+        raise HfusError(f"randomisation@2: randomised_ok has shape {ok.shape}, expected ({n}, {k})")
+    p = ta.shape[1] * ta.shape[2]
+    if p > 1_000_000:
+        raise HfusError(f"randomisation@2: {p} pixels per map is beyond the exact int64 range (at most 1e6)")
+    rho, pearson = np.full((n, k), np.nan), np.full((n, k), np.nan)
+    status = np.full((n, k), PAIR_FAILED, dtype=np.int64)
+    na, nb = ta.reshape(n, p).numpy(), tc.reshape(n, k, p).numpy()
+    for start in range(0, n, _PAIR_CHUNK):
+        sums = {
+            key: v.tolist()
+            for key, v in _pair_sums(na[start : start + _PAIR_CHUNK], nb[start : start + _PAIR_CHUNK]).items()
+        }
+        for i, row in enumerate(sums["cov_s"]):
+            for j in range(k):
+                if not ok[start + i, j]:
+                    continue
+                if sums["var_sa"][i][j] == 0 or sums["var_sb"][i][j] == 0:
+                    status[start + i, j] = PAIR_DEGENERATE
+                    continue
+                status[start + i, j] = PAIR_SCORED
+                rho[start + i, j] = _rho(row[j], sums["var_sa"][i][j], sums["var_sb"][i][j])
+                pearson[start + i, j] = _rho(sums["cov_p"][i][j], sums["var_pa"][i][j], sums["var_pb"][i][j])
+    return CopyPairs(rho, pearson, status)
+
+
+def randomisation_verdict(
+    rho_ci95_high: float, pearson_ci95_high: float, degenerate_share: float, scored_share: float
+) -> str:
+    """``randomisation@2/verdict`` (PROTOCOL §7.1.1): ``undetermined``, ``pass`` or ``fail`` (:data:`VERDICT_RULE`)."""
+    d, s = float(degenerate_share), float(scored_share)
+    if not np.isfinite(d) or d > RANDOMISATION_MAX_DEGENERATE:
+        return "undetermined"
+    highs = (float(rho_ci95_high), float(pearson_ci95_high))
+    if s >= RANDOMISATION_MIN_SCORED and all(np.isfinite(h) and h < RANDOMISATION_PASS_BELOW for h in highs):
+        return "pass"
+    return "fail"
+
+
+def score_randomisation2(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``randomisation@2`` (fold scope): per image and copy ``rand2_rho``, ``rand2_pearson``, ``rand2_pair`` (N, K)
+    and ``rand2_cross`` (N,) of one (arch, fold).
+
+    Reads ``inputs.m255`` and ``extras["m255_randomised"]`` (N, K, H, W) uint8 (the copies' maps after §3.1),
+    ``extras["randomised_ok"]`` (N, K) bool. The images given are the §7.1.1 pairs' images: every evaluated
+    image and every image whose trained map is all zero (``inputs.ok`` False: ``empty_map``, degenerate with
+    every copy). ``rand2_cross`` is §7.1's ρ_cross over the evaluated images (``inputs.ok``), NaN elsewhere.
+    """
+    inputs.require("randomisation@2", "m255_randomised", "randomised_ok")
+    copies = inputs.extras["m255_randomised"]
+    k = getattr(config, "randomisations", None)
+    if k is not None and len(copies.shape) == 4 and copies.shape[1] != k:
+        raise HfusError(
+            f"randomisation@2: {copies.shape[1]} randomised copies given, the run asks for {k} (--randomisations)"
+        )
+    pairs = copy_pairs(inputs.m255, copies, inputs.extras["randomised_ok"])
+    evaluated = np.asarray(inputs.ok, dtype=bool)
+    cross = np.full(len(inputs), np.nan)
+    if evaluated.any():
+        cross[evaluated] = cross_image_rho(np.asarray(inputs.m255)[evaluated], seed=0)
+    return {
+        "rand2_rho": pairs.rho,
+        "rand2_pearson": pairs.pearson,
+        "rand2_pair": pairs.status.astype(np.float64),
+        "rand2_cross": cross,
+    }
+
+
+# ------------------------------------------------------------------- randomisation@2: record sections
+
+
+def _pair_rows(values: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    """(pair images, K) values of one fold: the rows whose status is set (images that form pairs)."""
+    status = np.asarray(values["rand2_pair"], dtype=np.float64)
+    rows = np.isfinite(status).all(axis=1) if status.ndim == 2 else np.zeros(0, bool)
+    return np.asarray(values[name], dtype=np.float64)[rows]
+
+
+def rho_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per image: the mean Spearman ρ over its scored copies (NaN: none)."""
+    from .stats import nanmean_rows
+
+    return nanmean_rows(np.asarray(values["rand2_rho"], dtype=np.float64), axis=1)
+
+
+def pearson_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per image: the mean Pearson r over its scored copies (NaN: none)."""
+    from .stats import nanmean_rows
+
+    return nanmean_rows(np.asarray(values["rand2_pearson"], dtype=np.float64), axis=1)
+
+
+def rho_ci(per_fold: Sequence[Mapping[str, np.ndarray]]) -> tuple[float, float]:
+    """The two-level (copies, then images) bootstrap 95 % CI of mean ρ (PROTOCOL §7.1.1); folds ascending."""
+    from .stats import copy_image_bootstrap
+
+    return tuple(copy_image_bootstrap([_pair_rows(v, "rand2_rho") for v in per_fold]))
+
+
+def pearson_ci(per_fold: Sequence[Mapping[str, np.ndarray]]) -> tuple[float, float]:
+    """The two-level bootstrap 95 % CI of mean Pearson r (PROTOCOL §7.1.1)."""
+    from .stats import copy_image_bootstrap
+
+    return tuple(copy_image_bootstrap([_pair_rows(v, "rand2_pearson") for v in per_fold]))
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def pairs_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """``randomisation@2/pairs`` per arch: the pair counts over all folds, D and S (shares of all pairs), the
+    pair images without a scored copy, and the bootstrap resamples of ρ dropped for having no value."""
+    from .stats import copy_image_bootstrap
+
+    status = [_pair_rows(v, "rand2_pair") for v in per_fold]
+    k = max((s.shape[1] for s in status if s.ndim == 2), default=0)
+    total = sum(int(s.size) for s in status)
+    count = {c: sum(int((s == c).sum()) for s in status) for c in (PAIR_SCORED, PAIR_DEGENERATE, PAIR_FAILED)}
+    no_value = sum(int((~(s == PAIR_SCORED).any(axis=1)).sum()) for s in status if s.size)
+    ci = copy_image_bootstrap([_pair_rows(v, "rand2_rho") for v in per_fold])
+    return {
+        "copies": int(k),
+        "pairs": total,
+        "scored": count[PAIR_SCORED],
+        "degenerate": count[PAIR_DEGENERATE],
+        "failed": count[PAIR_FAILED],
+        "degenerate_share": count[PAIR_DEGENERATE] / total if total else None,
+        "scored_share": count[PAIR_SCORED] / total if total else None,
+        "images_without_value": no_value,
+        "dropped_resamples": ci.dropped,
+    }
+
+
+def per_copy_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """``randomisation@2/per_copy`` per arch: for each copy k, mean ρ and mean r over its scored pairs (per
+    fold, then over the folds), and its number of scored pairs; their spread is the copies' effect."""
+    from .stats import nanmean_rows
+
+    out: dict[str, Any] = {}
+    for key, name in (("rho", "rand2_rho"), ("pearson", "rand2_pearson")):
+        folds = [nanmean_rows(_pair_rows(v, name), axis=0) for v in per_fold]
+        folds = [f for f in folds if f.size]
+        out[key] = [_num(x) for x in nanmean_rows(np.stack(folds), axis=0)] if folds else []
+    status = [_pair_rows(v, "rand2_pair") for v in per_fold]
+    status = [s for s in status if s.size]
+    out["scored"] = [int(x) for x in sum((s == PAIR_SCORED).sum(axis=0) for s in status)] if status else []
+    return out
+
+
+def verdict_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """``randomisation@2/verdict`` per arch: the verdict, what it rests on (K, the two CI upper bounds, D, S)
+    and the rule (PROTOCOL §7.1.1)."""
+    pairs = pairs_table(per_fold)
+    rho_high, pearson_high = rho_ci(per_fold)[1], pearson_ci(per_fold)[1]
+    d, s = pairs["degenerate_share"], pairs["scored_share"]
+    verdict = randomisation_verdict(
+        rho_high, pearson_high, np.nan if d is None else d, np.nan if s is None else s
+    )
+    return {
+        "verdict": verdict,
+        "copies": pairs["copies"],
+        "rho_ci95_high": _num(rho_high),
+        "pearson_ci95_high": _num(pearson_high),
+        "degenerate_share": d,
+        "scored_share": s,
+        "rule": VERDICT_RULE,
     }

@@ -19,8 +19,9 @@ Every versioned metric (PROTOCOL §4, §7) is one :class:`Metric` entry in :data
 
 The scoring core (:func:`hfus_xai_bench.scoring.score_fold`), the record (``results``: per-image rows,
 aggregation, the ``metrics`` section of the JSON schema), the leaderboard columns and ``verify`` all
-iterate over this registry. Adding a metric = one entry here + its function (the entries of PROTOCOL §9 live
-in :mod:`.section9`, registered after these when the ``metrics`` package is imported). A change to any number a
+iterate over this registry. Adding a metric = one entry here + its function (``randomisation@2``, PROTOCOL
+§7.1.1, lives in :mod:`.randomisation_entries` and the entries of PROTOCOL §9 in :mod:`.section9`, registered
+after these when the ``metrics`` package is imported). A change to any number a
 definition fixes is a new version (``hit_rate@2``), never a silent edit.
 """
 
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..constants import SLM_LEVELS, THRESHOLDS
+from ..constants import RANDOMISATION_COPIES, SLM_LEVELS, THRESHOLDS
 from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
@@ -61,15 +62,19 @@ def resolve(ref: str | Callable) -> Callable:
 class Value:
     """A per-image array a metric keeps: ``per_image`` column ``name`` (unique over the registry).
 
-    ``shape``: the trailing shape per image; ``"T"`` stands for the number of mask thresholds.
+    ``shape``: the trailing shape per image; ``"T"`` stands for the number of mask thresholds, ``"K"`` for the
+    number of randomised copies (PROTOCOL §7.1.1; the run's ``randomisations``).
     """
 
     name: str
     shape: tuple[int | str, ...] = ()
     definition: str = ""
 
-    def dims(self, thresholds: tuple[int, ...] = THRESHOLDS) -> tuple[int, ...]:
-        return tuple(len(thresholds) if d == "T" else int(d) for d in self.shape)
+    def dims(
+        self, thresholds: tuple[int, ...] = THRESHOLDS, copies: int = RANDOMISATION_COPIES
+    ) -> tuple[int, ...]:
+        sizes = {"T": len(thresholds), "K": int(copies)}
+        return tuple(sizes[d] if isinstance(d, str) else int(d) for d in self.shape)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class Output:
 
     ``name``: ``""`` for the metric's main number (record key = the metric id), else the record key is
     ``<id>/<name>``; ``per_image``: a value name, or ``f(values) -> (N,)`` (callable or "module:function")
-    on the metric's value arrays; ``label``: the column header in tables (None: not a column).
+    on the metric's value arrays; ``label``: the column header in tables (None: not a column); ``ci``: None
+    for the fold-stratified image bootstrap, else ``f(per_fold) -> (low, high)`` on the metric's value arrays
+    of each fold (folds ascending), e.g. ``randomisation@2``'s copies-then-images bootstrap.
     """
 
     name: str
@@ -90,6 +97,7 @@ class Output:
     unit: str = ""
     label: str | None = None
     digits: int = 3
+    ci: str | Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,12 @@ class Metric:
     #: "image": per-image values independent of the other images scored with it; "fold": needs the whole
     #: (arch, fold) at once (scored after the gather; maps-only metrics only)
     scope: Scope = "image"
+    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False there),
+    #: e.g. ``randomisation@2`` counts their pairs as degenerate
+    empty_maps: bool = False
+    #: the id of the metric that replaces this one: kept so old records validate, render and verify, never
+    #: scored for new records (``metrics()`` leaves it out)
+    superseded_by: str | None = None
 
     @property
     def name(self) -> str:
@@ -351,6 +365,7 @@ _BUILTIN: tuple[Metric, ...] = (
         needs="maps",
         scope="fold",
         required=False,
+        superseded_by="randomisation@2",
         function=f"{_RAND}:score_randomisation",
         extras=("m255_randomised", "randomised_ok"),
         values=(
@@ -529,9 +544,9 @@ def get_metric(metric_id: str) -> Metric:
 
 
 def metrics(selection: Iterable[str | Metric] | None = None) -> list[Metric]:
-    """Registry entries: all (None) or the given ids / entries, in registry order for ids."""
+    """Registry entries: the current ones (None: every entry not superseded) or the given ids / entries."""
     if selection is None:
-        return list(METRICS.values())
+        return [m for m in METRICS.values() if m.superseded_by is None]
     return [m if isinstance(m, Metric) else get_metric(m) for m in selection]
 
 

@@ -49,9 +49,16 @@ recursive residual of each of its channels is ≤ 0.8·tol and is then frozen; a
 residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
 above ``tol`` iterates again from its current value, and one that still misses it after ``max_iter``
 iterations is solved directly (scipy's sparse LU, float64), so the returned values always meet the
-tolerance. Deterministic on a given machine (no atomics, no random draws), and on the CPU an image's
-result does not depend on the other images solved with it (tested: every kernel works per system). Cost on 2 CPU cores: about 5× less than scipy's direct solve
-(``benchmarks/bench_faithfulness.py``). On the CPU the solver runs with one torch thread
+tolerance. Deterministic on a given machine (no atomics, no random draws).
+
+**Batch independence (CPU), by design.** An image's result does not depend on the other images solved
+with it or on the chunking: every decision (stop, iteration budget, retry, direct fallback) is taken
+per system; the arithmetic is elementwise ops and reductions over one system's rows (fixed length,
+contiguous), whose kernels treat each row alike whatever the batch size; and every call into a
+library that may choose its kernel by batch size or memory alignment (the Galerkin convolution, the
+coarsest-grid inverse and its products) is made per system on a fresh buffer of a fixed shape.
+Tested under other CPUs' kernel settings (``tests/test_metrics_road.py``); cost in
+``benchmarks/bench_faithfulness.py``. On the CPU the solver runs with one torch thread
 (:data:`SOLVER_CPU_THREADS`, the caller's setting restored afterwards): it is thousands of small
 memory-bound ops, which two threads on two shared cores ran 5× slower; with one thread its result also
 does not depend on the caller's thread count. (Not thread-safe against other Python threads changing
@@ -312,7 +319,8 @@ class _Level:
         self.me: torch.Tensor | None = None  # fine level: mask · (d + 1/3)
         self.mq: torch.Tensor | None = None  # fine level: −mask / 12
         self.dinv: torch.Tensor | None = None  # ω · mask / diagonal
-        self.inv: torch.Tensor | None = None  # coarsest: (S, n, n) inverse
+        self.inv: torch.Tensor | None = None  # coarsest on a GPU: (S, n, n) inverse
+        self.inv_parts: list[torch.Tensor] | None = None  # coarsest on the CPU: S fresh (n, n) inverses
 
     def apply(self, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor | None = None) -> torch.Tensor:
         """``out`` = A x (padded, ring zero); x must vanish outside the unknowns."""
@@ -379,9 +387,14 @@ def _coarsen(fine: _Level) -> _Level:
     weight = _GALERKIN.to(device=dev, dtype=fine.mask.dtype)
     fields = fine.fields()[..., : 2 * hc + 1, : 2 * wc + 1]
     # a stride-2 convolution: output I reads padded rows 2I .. 2I+2 = fine rows 2I-1 .. 2I+1 (the extra
-    # padding row serves the ghost point of an even-sized grid); one system per call, so the kernel and
-    # the result of a system never depend on the batch it came in
-    stencil = torch.cat([F.conv2d(fields[i : i + 1], weight, stride=2) for i in range(s)])
+    # padding row serves the ghost point of an even-sized grid); one system per call on a fresh copy, so
+    # neither the kernel nor the input's alignment depends on the batch the system came in
+    stencil = torch.cat(
+        [
+            F.conv2d(fields[i : i + 1].clone(memory_format=torch.contiguous_format), weight, stride=2)
+            for i in range(s)
+        ]
+    )
     rows = _interior(mask_c, hc, wc)
     for k, (dy, dx) in enumerate(_OFFSETS):
         stencil[:, k : k + 1].mul_(rows).mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
@@ -407,7 +420,23 @@ def _dense_inverse(level: _Level) -> None:
     a = 0.5 * (a + a.transpose(1, 2))
     active = _interior(level.mask, h, w).reshape(s, n).to(torch.float64)
     a = a * active[:, :, None] * active[:, None, :] + torch.diag_embed(1.0 - active)
-    level.inv = (torch.linalg.inv(a) * active[:, :, None] * active[:, None, :]).to(level.mask.dtype)
+    keep = active[:, :, None] * active[:, None, :]
+    if a.device.type == "cpu":
+        # one LAPACK call per system on a fresh buffer of a fixed shape (a batched call may pick its
+        # blocking or code path by batch size or by the alignment of a matrix in the batch)
+        level.inv_parts = [(torch.linalg.inv(a[i].clone()) * keep[i]).to(level.mask.dtype) for i in range(s)]
+    else:
+        level.inv = (torch.linalg.inv(a) * keep).to(level.mask.dtype)
+
+
+def _coarse_solve(level: _Level, r: torch.Tensor) -> torch.Tensor:
+    """(S, C, n) = the coarsest level's inverse applied to the interior of ``r`` (padded, S × C × n)."""
+    s, c = r.shape[:2]
+    rv = _interior(r, level.h, level.w).reshape(s, c, level.h * level.w)
+    if level.inv_parts is None:  # GPU: one batched call
+        return torch.matmul(rv, level.inv.transpose(1, 2))
+    # CPU: one BLAS call per system on fresh buffers, like the inverse
+    return torch.stack([torch.matmul(rv[i].clone(), part.t()) for i, part in enumerate(level.inv_parts)])
 
 
 def _hierarchy(mask: torch.Tensor, h: int, w: int) -> list[_Level]:
@@ -436,11 +465,8 @@ class _Workspace:
 def _vcycle(levels: list[_Level], ws: _Workspace, i: int, r: torch.Tensor) -> torch.Tensor:
     """One V(1,1)-cycle from x = 0 for right-hand side ``r`` on level ``i``; returns ws.x[i]."""
     lv, x = levels[i], ws.x[i]
-    if lv.inv is not None:
-        h, w = lv.h, lv.w
-        s, c = r.shape[:2]
-        sol = torch.matmul(_interior(r, h, w).reshape(s, c, h * w), lv.inv.transpose(1, 2))
-        _interior(x, h, w).copy_(sol.reshape(s, c, h, w))
+    if lv.inv is not None or lv.inv_parts is not None:
+        _interior(x, lv.h, lv.w).copy_(_coarse_solve(lv, r).reshape(x.shape[0], x.shape[1], lv.h, lv.w))
         return x
     res = ws.res[i]
     torch.mul(lv.dinv, r, out=x)  # pre-smoothing from zero
@@ -483,11 +509,13 @@ def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 
 def _pcg(
-    levels: list[_Level], b: torch.Tensor, x: torch.Tensor, tol: float, max_iter: int, frozen: torch.Tensor
+    levels: list[_Level], b: torch.Tensor, x: torch.Tensor, tol: float, budget: torch.Tensor
 ) -> torch.Tensor:
     """Preconditioned CG on level 0 for all systems and channels, in place on ``x``.
 
-    ``frozen`` (S, 1) bool: systems left as they are. Returns the iterations per system (S,) int64.
+    ``budget`` (S,) int64: the most iterations each system may take (0 = leave it as it is). Every
+    decision is per system, so a system's iterations never depend on the others. Returns the
+    iterations per system (S,) int64.
     """
     fine = levels[0]
     ws = _Workspace(levels, b.shape[1])
@@ -495,34 +523,33 @@ def _pcg(
     torch.sub(b, r, out=r)
     bn = torch.linalg.vector_norm(b.flatten(2), dim=2)
     stop = tol * bn
+    spent = (budget <= 0)[:, None]
     # a system (all its channels) stops together, so its iterations do not depend on other systems
-    done = frozen | (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
+    done = spent | (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
     iterations = torch.zeros(b.shape[0], dtype=torch.long, device=b.device)
-    if bool(done.all()) or max_iter <= 0:
+    if bool(done.all()):
         return iterations
     z = _vcycle(levels, ws, 0, r)
     p = z.clone()
     q = torch.zeros_like(b)
     rz = _dot(r, z)
     zero = torch.zeros_like(rz)
-    it = 0
-    while it < max_iter and not bool(done.all()):
-        it += 1
+    while True:
         iterations += (~done[:, 0]).long()
         fine.apply(p, q, ws.t121[0])
         pq = _dot(p, q)
         alpha = torch.where(~done & (pq > 0), rz / torch.where(pq > 0, pq, torch.ones_like(pq)), zero)
         x.addcmul_(p, alpha[..., None, None])
         r.addcmul_(q, -alpha[..., None, None])
-        done = done | (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
+        converged = (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
+        done = done | converged | (iterations >= budget)[:, None]
         if bool(done.all()):
-            break
+            return iterations
         z = _vcycle(levels, ws, 0, r)
         rz_new = _dot(r, z)
         beta = torch.where(~done & (rz > 0), rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), zero)
         p.mul_(beta[..., None, None]).add_(z)
         rz = rz_new
-    return iterations
 
 
 @dataclass
@@ -639,12 +666,12 @@ def _solve_chunks(
             levels = _hierarchy(mask, h, w)
             b = _rhs(levels[0], img_p)
             used = torch.zeros(s, dtype=torch.long, device=device)
-            frozen = torch.zeros(s, 1, dtype=torch.bool, device=device)
+            budget = torch.full((s,), max_iter, dtype=torch.long, device=device)
             for _ in range(3):  # normally once; again (from x) only for a system the float64 check rejects
-                used += _pcg(levels, b, x, _STOP * tol, max_iter - int(used.max()), frozen)
+                used += _pcg(levels, b, x, _STOP * tol, budget)
                 res = _residual64(fine64, b64, x)
-                frozen = (res <= tol).all(dim=1, keepdim=True)
-                if bool(frozen.all()) or int(used.max()) >= max_iter:
+                budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
+                if not bool((budget > 0).any()):
                     break
             iters[sl] = used.cpu().numpy()
         else:
