@@ -1,9 +1,11 @@
-"""Sanity baselines (PROTOCOL §5): shapes, determinism, known answers; they never call the model."""
+"""Sanity baselines (PROTOCOL §5) and the §9 rows (input, oracle, oracle@grid): shapes, known answers, the runner path."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -207,6 +209,15 @@ def test_oracle_errors_and_metadata() -> None:
         meta = load_method(name).metadata
         assert meta["reference"] == "oracle" and tuple(meta["reads"]) == ("evidence",), name
     assert "reads" not in load_builtin("input").metadata and "reference" not in load_builtin("input").metadata
+    # the record's method block carries the declaration (the leaderboard never ranks a reference row)
+    import jsonschema
+
+    from hfus_xai_bench.results import method_record, schema
+
+    block = json.loads(json.dumps(method_record(load_builtin("oracle@grid"))))
+    assert block["reference"] == "oracle" and block["reads"] == ["evidence"]
+    for name in ("result", "entry"):
+        jsonschema.validate(block, schema(name)["properties"]["method"])
 
 
 def test_a_user_method_may_not_read_the_evidence(tmp_path) -> None:
@@ -220,3 +231,76 @@ def test_a_user_method_may_not_read_the_evidence(tmp_path) -> None:
         with pytest.raises(HfusError, match=r"reserved for the benchmark's reference rows") as err:
             load_file(path)
         assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def evidence_track(monkeypatch):
+    """The fake dataset and TinyNet of tests/helpers.py, with an evidence column (the SLM's 255 band of the
+    non-CG images) and twins (that band darkened; a CG image's twin is itself), as fold_arrays gives them."""
+    from types import SimpleNamespace
+
+    from helpers import make_fakes, patch_fakes
+
+    from hfus_xai_bench.data import dataset as D
+
+    patch_fakes(monkeypatch, make_fakes())
+    plain = D.fold_arrays
+
+    def with_evidence(*args, **kwargs):
+        arrays = plain(*args, **kwargs)
+        e = np.where((arrays.slms == 255) & (arrays.labels != 1)[:, None, None], 255, 0).astype(np.uint8)
+        twins = None
+        if len(arrays.images):
+            twins = np.where(e[..., None] > 0, arrays.images // 4, arrays.images).astype(np.uint8)
+        return SimpleNamespace(**vars(arrays), evidence=e, twins=twins)
+
+    monkeypatch.setattr(D, "fold_arrays", with_evidence)
+    return with_evidence
+
+
+def test_reference_rows_and_input_through_the_runner(evidence_track) -> None:
+    """oracle: hit = mass = 1, gains 0, ρ_class 1, CG images empty_map; input: model-blind, so gains are exactly
+    0; counterfactual@1 is the function called on the same images and twins."""
+    from helpers import FAKE_DATASET
+
+    from hfus_xai_bench.data import dataset as D
+    from hfus_xai_bench.metrics.counterfactual import counterfactual_scores
+    from hfus_xai_bench.models import checkpoints
+    from hfus_xai_bench.runner import evaluate, model_input
+
+    oracle = evaluate("oracle", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False, figure=False)
+    rec = oracle.record
+    assert rec["method"]["reference"] == "oracle" and rec["method"]["reads"] == ["evidence"]
+    rows = rec["per_image"]
+    assert [r["label"] for r in rows] == [0, 1, 2] and [r["failed"] for r in rows] == [
+        None,
+        "empty_map",
+        None,
+    ]
+    for r in (rows[0], rows[2]):
+        assert (r["ev_hit"], r["ev_mass"], r["ev_hit_gain"], r["ev_mass_gain"], r["cs_rho"]) == (
+            1,
+            1,
+            0,
+            0,
+            1,
+        )
+    assert rec["metrics"]["evidence@1/hit"]["mobilenet_v2"]["mean"] == 1.0
+    assert rec["metrics"]["class_sensitivity@1/counts"]["mobilenet_v2"]["n_scored"] == 2
+
+    result = evaluate("input", dataset=FAKE_DATASET, folds="0", device="cpu", progress=False, figure=False)
+    rows = result.record["per_image"]
+    assert all(r["failed"] is None for r in rows) and rows[1]["ev_hit"] is None  # CG: not applicable
+    assert [rows[i]["ev_hit_gain"] for i in (0, 2)] == [0.0, 0.0] and rows[0]["ev_copies"] == 3
+    assert [rows[i]["cs_rho"] for i in (0, 2)] == [1.0, 1.0]  # the same map whatever the class
+    data = evidence_track(D.load_dataset(), 0, "test")
+    model, _ = checkpoints.load_model("mobilenet_v2")
+    targets = np.array([r["target"] for r in rows])
+    cf = counterfactual_scores(
+        model, model_input(data.images, torch.device("cpu")), data.twins, data.labels, targets
+    )
+    got = np.array([np.nan if r["cf_effect"] is None else r["cf_effect"] for r in rows])
+    np.testing.assert_allclose(
+        got, cf.effect, rtol=0, atol=1e-6, equal_nan=True
+    )  # CPU, other batch: float noise
+    assert [r["cf_case"] for r in rows] == cf.case.tolist()
