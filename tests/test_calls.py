@@ -42,8 +42,8 @@ def test_model_blind_noise_gets_the_same_map_from_the_model_and_every_copy(fakes
     # bitwise: the same CPU generator state and the same ops on the same shapes give the same draws
     for k in range(RANDOMISATION_COPIES):
         assert np.array_equal(copies[:, k], maps)
-    assert [row["rho"] for row in result.record["per_image"]] == [1.0] * 6
-    assert result.record["metrics"]["randomisation@1/pass"]["mobilenet_v2"]["pass"] is False
+    assert [row["rand2_rho"] for row in result.record["per_image"]] == [[1.0] * RANDOMISATION_COPIES] * 6
+    assert result.record["metrics"]["randomisation@2/verdict"]["mobilenet_v2"]["verdict"] == "fail"
 
 
 def test_call_state_sets_every_generator_and_the_context_seed():
@@ -134,7 +134,8 @@ def _outside_forward_rows() -> tuple[list[int], object]:
 @pytest.mark.parametrize(("method", "backward_per_call"), [("gradcam", 1), ("occlusion30", 0)])
 def test_counts_equal_an_outside_count(fakes, method, backward_per_call):
     """A gradient method and a perturbation method: the record's forward rows = a global forward hook's count;
-    Grad-CAM makes one backward row per image and call (model, K copies, the repeat of the first batch)."""
+    Grad-CAM makes one backward row per image and call (model, K copies, runner-up, the repeat of the first
+    batch)."""
     rows, handle = _outside_forward_rows()
     try:
         result = evaluate(method, batch_size=2, **RUN)
@@ -149,8 +150,9 @@ def test_counts_equal_an_outside_count(fakes, method, backward_per_call):
     # confidence: s0, keep, remove and keep/remove per threshold; ROAD: clean + 5 fractions × MoRF/LeRF
     assert cost["forward_rows/confidence"] == (3 + 2 * len(THRESHOLDS)) * n
     assert cost["forward_rows/road"] == (1 + 2 * len(ROAD_FRACTIONS)) * n
-    calls = n * (1 + RANDOMISATION_COPIES)
+    calls = n * (1 + RANDOMISATION_COPIES + 1)  # the model, K copies, the runner-up class (§9)
     assert cost["backward_rows"] == backward_per_call * (calls + first)
+    assert cost["backward_rows/runner_up"] == backward_per_call * n
     assert cost["backward_rows/repeat"] == backward_per_call * first
     fe = (cost["forward_rows"] - cost["forward_rows/repeat"]) + 2 * (
         cost["backward_rows"] - cost["backward_rows/repeat"]
