@@ -47,19 +47,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn: Any, device: torch.device, repeat: int) -> float:
+def _median_seconds(fn: Any, device: torch.device, repeat: int, clock: Any) -> float:
     fn()  # warm-up (kernel selection, allocator)
     times = []
     for _ in range(repeat):
         _sync(device)
-        tic = time.perf_counter()
+        tic = clock()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - tic)
+        times.append(clock() - tic)
     return statistics.median(times)
 
 
-def _per_row(model: torch.nn.Module, batch: int, device: torch.device, repeat: int) -> tuple[float, float]:
+def _per_row(
+    model: torch.nn.Module, batch: int, device: torch.device, repeat: int, clock: Any
+) -> tuple[float, float]:
     x = torch.rand(batch, 3, 224, 224, device=device)
     if device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -77,21 +79,32 @@ def _per_row(model: torch.nn.Module, batch: int, device: torch.device, repeat: i
             xg = x.detach().requires_grad_(True)
             torch.autograd.grad(model(xg)[:, 0].sum(), xg)
 
-    fwd = _median_seconds(forward, device, repeat)
-    bwd = max(_median_seconds(both, device, repeat) - _median_seconds(grad_forward, device, repeat), 0.0)
+    fwd = _median_seconds(forward, device, repeat, clock)
+    bwd = max(
+        _median_seconds(both, device, repeat, clock) - _median_seconds(grad_forward, device, repeat, clock),
+        0.0,
+    )
     return fwd / batch, bwd / batch
 
 
 def measure_row_times(
-    model: torch.nn.Module, device: torch.device, call_batch: int, score_batch: int, repeat: int = 3
+    model: torch.nn.Module,
+    device: torch.device,
+    call_batch: int,
+    score_batch: int,
+    repeat: int = 3,
+    clock: Any = time.perf_counter,
 ) -> RowTimes:
-    """:class:`RowTimes` of ``model`` (eval mode, on ``device``) after a warm-up, median of ``repeat`` runs."""
+    """:class:`RowTimes` of ``model`` (eval mode, on ``device``) after a warm-up, median of ``repeat`` runs;
+    ``clock``: wall time, or ``time.process_time`` (CPU time of the process: robust to other processes' load)."""
     params = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in params:
             p.requires_grad_(False)  # as the methods run it: gradients for the input only
-        fc, bc = _per_row(model, call_batch, device, repeat)
-        fs, bs = (fc, bc) if score_batch == call_batch else _per_row(model, score_batch, device, repeat)
+        fc, bc = _per_row(model, call_batch, device, repeat, clock)
+        fs, bs = (
+            (fc, bc) if score_batch == call_batch else _per_row(model, score_batch, device, repeat, clock)
+        )
     finally:
         for p, flag in params:
             p.requires_grad_(flag)

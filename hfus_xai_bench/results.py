@@ -228,7 +228,8 @@ def cost_block(runs: Sequence[FoldScores]) -> dict[str, Any]:
         out[kind] = sum(per_stage.values())
         out.update({f"{kind}/{s}": v for s, v in per_stage.items()})
     out.update({f"seconds/{s}": float(total.get(f"seconds/{s}", 0.0)) for s in COST_STAGES})
-    out["fe_per_image"] = _f(forward_equivalents(out, n) or float("nan"))
+    fe = forward_equivalents(out, n)
+    out["fe_per_image"] = None if fe is None else _f(fe)
     for key in sorted(k for k in total if "/" not in k):
         out[f"{key}_per_image"] = _f(total[key] / n)
     return out

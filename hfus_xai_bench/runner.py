@@ -262,37 +262,55 @@ def run_share(
     by_fold: dict[tuple[str, int], list[Batch]] = {}
     for batch in batches:
         by_fold.setdefault((batch.arch, batch.fold), []).append(batch)
-    for (arch, fold), mine in by_fold.items():
+    for mine in by_fold.values():
         passes = PassCounter(device)
-        rows = sorted({i for b in mine for i in range(b.start, b.stop)})
-        owner = mine[0].start == 0
-        job: FoldJob | None = prepare_fold(
-            method,
-            arch,
-            fold,
-            ds,
-            config,
-            device,
-            rows,
-            _fold_size(ds, fold, config),
-            passes=passes,
-            needs=needs,
-            count_build=owner,
-        )
-        entry = folds.setdefault((job.arch, job.fold), {"checkpoint": job.checkpoint, "cost": {}})
-        _add(entry["cost"], passes.snapshot())
-        bar.set_postfix_str(f"{job.arch} fold {job.fold}")
-        mine_out = []
-        for batch in mine:
-            mine_out.append(run_batch(job, batch, config, metrics))
-            bar.update(batch.stop - batch.start)
-        if owner:
-            _add(mine_out[0].cost, repeat_first(job, mine_out[0], config))
-        outputs += mine_out
-        passes.close()
-        job = None  # free the fold's models before the next
+        try:
+            outputs += _run_fold(method, config, ds, device, mine, passes, folds, bar, metrics, needs)
+        finally:
+            passes.close()  # the counting hooks leave the models even when a call stops the run
     bar.close()
     return ShareOutput(outputs=outputs, folds=folds, threads=torch.get_num_threads())
+
+
+def _run_fold(
+    method: Method,
+    config: RunConfig,
+    ds: Any,
+    device: torch.device,
+    mine: list[Batch],
+    passes: PassCounter,
+    folds: dict[tuple[str, int], dict[str, Any]],
+    bar: Any,
+    metrics: Sequence[Metric] | None,
+    needs: frozenset[str],
+) -> list[BatchOutput]:
+    """One (arch, fold)'s batches of a share: prepare, run each batch, and (first batch here) §3's repeat."""
+    arch, fold = mine[0].arch, mine[0].fold
+    rows = sorted({i for b in mine for i in range(b.start, b.stop)})
+    owner = mine[0].start == 0
+    job: FoldJob = prepare_fold(
+        method,
+        arch,
+        fold,
+        ds,
+        config,
+        device,
+        rows,
+        _fold_size(ds, fold, config),
+        passes=passes,
+        needs=needs,
+        count_build=owner,
+    )
+    entry = folds.setdefault((job.arch, job.fold), {"checkpoint": job.checkpoint, "cost": {}})
+    _add(entry["cost"], passes.snapshot())
+    bar.set_postfix_str(f"{job.arch} fold {job.fold}")
+    mine_out = []
+    for batch in mine:
+        mine_out.append(run_batch(job, batch, config, metrics))
+        bar.update(batch.stop - batch.start)
+    if owner:
+        _add(mine_out[0].cost, repeat_first(job, mine_out[0], config))
+    return mine_out
 
 
 def score_shares(
