@@ -85,7 +85,7 @@ def _target_logit(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> t
     return out.gather(1, targets.reshape(-1, 1).to(out.device)).squeeze(1)
 
 
-def _input_grad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def input_grad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """d logit[target] / d x for a chunk (parameters frozen by the caller)."""
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)
@@ -93,7 +93,7 @@ def _input_grad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tor
     return grad
 
 
-def _chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> None:
+def chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> None:
     """Call ``run(start, stop)`` over [0, n) in chunks; on CUDA OOM halve the chunk and retry."""
     start = 0
     while start < n:
@@ -109,7 +109,7 @@ def _chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.
         start = stop
 
 
-class _CaptumLike:
+class CaptumLike:
     kind: MapKind = "attribution"
 
     def __init__(self, model: nn.Module, context: ExplainContext) -> None:
@@ -129,7 +129,7 @@ class _CaptumLike:
         raise NotImplementedError
 
 
-class IntegratedGradients(_CaptumLike):
+class IntegratedGradients(CaptumLike):
     """captum ``IntegratedGradients``: zero baseline, 50 Gauss-Legendre steps; ``x * Σ_k w_k ∇f(α_k x)``."""
 
     METADATA = {
@@ -164,14 +164,14 @@ class IntegratedGradients(_CaptumLike):
         def run(start: int, stop: int) -> None:
             ii, kk = img_idx[start:stop], step_idx[start:stop]
             scaled = alphas[kk].view(-1, 1, 1, 1) * images[ii]  # baseline 0: 0 + α (x - 0)
-            grads = _input_grad(self.model, scaled, targets[ii]) * steps[kk].view(-1, 1, 1, 1)
+            grads = input_grad(self.model, scaled, targets[ii]) * steps[kk].view(-1, 1, 1, 1)
             total.index_add_(0, ii, grads)
 
-        _chunked(run, b * n, chunk, self.device)
+        chunked(run, b * n, chunk, self.device)
         return total * images  # (x - baseline) * Σ w_k grad_k
 
 
-class GradientShap(_CaptumLike):
+class GradientShap(CaptumLike):
     """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc: seeds)."""
 
     METADATA = {
@@ -244,14 +244,14 @@ class GradientShap(_CaptumLike):
             base = bank[rows[start:stop]]
             r = coefs[start:stop].view(-1, 1, 1, 1)
             scaled = r * noisy + (1.0 - r) * base
-            grads = _input_grad(self.model, scaled, targets[ii])
+            grads = input_grad(self.model, scaled, targets[ii])
             total.index_add_(0, ii, (noisy - base) * grads)
 
-        _chunked(run, b * n, chunk, self.device)
+        chunked(run, b * n, chunk, self.device)
         return total * (1 / n)
 
 
-class Saliency(_CaptumLike):
+class Saliency(CaptumLike):
     """captum ``Saliency`` with ``abs=True``: ``|∇_x logit[target]|``."""
 
     METADATA = {
@@ -274,10 +274,10 @@ class Saliency(_CaptumLike):
         chunk = points_per_forward(self.context, h, w, grad=True)
 
         def run(start: int, stop: int) -> None:
-            g = _input_grad(self.model, images[start:stop], targets[start:stop])
+            g = input_grad(self.model, images[start:stop], targets[start:stop])
             out[start:stop] = g.abs() if SALIENCY_ABS else g
 
-        _chunked(run, b, chunk, self.device)
+        chunked(run, b, chunk, self.device)
         return out
 
 
@@ -290,7 +290,7 @@ def occlusion_grid(size: int, window: int, stride: int) -> int:
     return int(math.ceil((size - window) / stride)) + 1
 
 
-class _Occlusion(_CaptumLike):
+class _Occlusion(CaptumLike):
     """captum ``Occlusion``: window (3, k, k), strides (3, 9, 9), baseline 0 (black).
 
     attribution(p) = mean over the windows covering p of ``f(x) - f(x with the window set to 0)``,
@@ -327,7 +327,7 @@ class _Occlusion(_CaptumLike):
                     scores = _target_logit(self.model, occluded, t.repeat(stop - start)).float()
                     diff[i0 : i0 + nb, start:stop] = base[:, None] - scores.view(stop - start, nb).t()
 
-                _chunked(run, n_win, max(1, points // nb), self.device)
+                chunked(run, n_win, max(1, points // nb), self.device)
 
         ones = torch.ones(1, 1, k, k, device=self.device)
         total = F.conv_transpose2d(diff.view(b, 1, ny, nx), ones, stride=s)[:, :, :h, :w]

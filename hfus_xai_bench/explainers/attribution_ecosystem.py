@@ -33,7 +33,7 @@ from torch import nn
 
 from ..constants import TRAINING_SAMPLE_SIZE
 from ..errors import HfusError
-from .attribution import GradientShap, _CaptumLike, _chunked, _input_grad, points_per_forward
+from .attribution import CaptumLike, GradientShap, chunked, input_grad, points_per_forward
 from .baselines import image_seeds
 from .contract import ExplainContext
 
@@ -94,7 +94,7 @@ class ExpectedGradients(GradientShap):
         return sample
 
 
-class SmoothGrad(_CaptumLike):
+class SmoothGrad(CaptumLike):
     """SmoothGrad: mean of ``|∂s/∂x|`` over 5 noisy copies x + N(0, 1²) (captum NoiseTunnel defaults)."""
 
     METADATA = _captum_metadata(
@@ -135,14 +135,14 @@ class SmoothGrad(_CaptumLike):
 
         def run(start: int, stop: int) -> None:
             ii = img_idx[start:stop]
-            grads = _input_grad(self.model, images[ii] + noise[start:stop], targets[ii])
+            grads = input_grad(self.model, images[ii] + noise[start:stop], targets[ii])
             total.index_add_(0, ii, grads.abs())
 
-        _chunked(run, b * n, points_per_forward(self.context, h, w, grad=True), self.device)
+        chunked(run, b * n, points_per_forward(self.context, h, w, grad=True), self.device)
         return total * (1 / n)
 
 
-class InputXGradient(_CaptumLike):
+class InputXGradient(CaptumLike):
     """Input×Gradient: ``x · ∂s/∂x`` (captum ``InputXGradient``)."""
 
     METADATA = _captum_metadata(
@@ -162,15 +162,15 @@ class InputXGradient(_CaptumLike):
         out = torch.empty_like(images)
 
         def run(start: int, stop: int) -> None:
-            out[start:stop] = images[start:stop] * _input_grad(
+            out[start:stop] = images[start:stop] * input_grad(
                 self.model, images[start:stop], targets[start:stop]
             )
 
-        _chunked(run, b, points_per_forward(self.context, h, w, grad=True), self.device)
+        chunked(run, b, points_per_forward(self.context, h, w, grad=True), self.device)
         return out
 
 
-class _CaptumCall(_CaptumLike):
+class _CaptumCall(CaptumLike):
     """A captum attribution called on chunks of the batch (one forward + backward per chunk, hooks removed)."""
 
     #: images per chunk = points_per_forward // this (DeepLift runs inputs and baselines together)
@@ -200,7 +200,7 @@ class _CaptumCall(_CaptumLike):
                 x = images[start:stop].detach().clone()
                 out[start:stop] = self._captum(x, targets[start:stop]).detach()
 
-        _chunked(run, b, chunk, self.device)
+        chunked(run, b, chunk, self.device)
         return out
 
 

@@ -81,12 +81,12 @@ def library_postprocess(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     layer: ``np.maximum(., 0)`` and the same min-max scaling again.
     """
     cam = cam.float().clamp_min(0)
-    cam = _minmax(cam)
+    cam = minmax(cam)
     cam = F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-    return _minmax(cam.clamp_min(0))
+    return minmax(cam.clamp_min(0))
 
 
-def _minmax(cam: torch.Tensor) -> torch.Tensor:
+def minmax(cam: torch.Tensor) -> torch.Tensor:
     cam = cam - cam.amin(dim=(1, 2), keepdim=True)
     return cam / (_SCALE_EPS + cam.amax(dim=(1, 2), keepdim=True))
 
@@ -111,7 +111,7 @@ def _one(captured: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _target_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``ClassifierOutputTarget(t)(output)`` for every row: the raw logit of the row's target."""
     if logits.ndim != 2:
         raise HfusError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}")
@@ -144,7 +144,7 @@ def _activations_and_grads(
         with _hook(layer, leaf):
             logits = model(x)
         acts = _one(captured)
-        score = _target_scores(logits, targets).sum()
+        score = target_scores(logits, targets).sum()
         if not score.requires_grad:
             grads = torch.zeros_like(acts)
         else:
@@ -268,7 +268,7 @@ def _score_cam_weights(
             constant = src.amax(dim=(2, 3), keepdim=True) == src.amin(dim=(2, 3), keepdim=True)
             up = torch.where(constant, torch.zeros_like(up), up)
             masked = images[img] * up.to(images.dtype)
-            scores[start:stop] = _target_scores(model(masked), targets[img]).float()
+            scores[start:stop] = target_scores(model(masked), targets[img]).float()
     return torch.softmax(scores.view(b, c), dim=-1)
 
 
@@ -308,7 +308,7 @@ def _ablated_scores(
             img, ch = flat // c, flat % c
             ablated = acts[img]  # advanced indexing copies
             ablated[torch.arange(stop - start, device=acts.device), ch] = values[img, ch][:, None, None]
-            out[start:stop] = _target_scores(run(img, ablated), targets[img]).float()
+            out[start:stop] = target_scores(run(img, ablated), targets[img]).float()
     return out.view(b, c)
 
 
@@ -341,7 +341,7 @@ def _affine_head_ablation(
         if not _close(pooled @ weight.T + bias, logits.float()):
             return None
         w_t = weight[targets]  # (B, C)
-        original = _target_scores(logits, targets).float()
+        original = target_scores(logits, targets).float()
         new = original[:, None] - w_t * (pooled - values.float())
         # spot-check against the head on real ablated copies: first, last and most extreme channels
         check = torch.unique(
@@ -351,7 +351,7 @@ def _affine_head_ablation(
         ch = check.repeat(b)
         ablated = acts[img]
         ablated[torch.arange(len(img), device=acts.device), ch] = values[img, ch][:, None, None]
-        direct = _target_scores(head(ablated), targets[img]).float()
+        direct = target_scores(head(ablated), targets[img]).float()
         if not _close(new[img, ch], direct):
             return None
     return new
@@ -366,7 +366,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 # the six methods
 
 
-class _CAMBase:
+class CAMBase:
     kind = "map"
     name = ""
 
@@ -376,12 +376,12 @@ class _CAMBase:
         self.target_layer = context.target_layer
 
 
-class _GradientCAMBase(_CAMBase):
+class GradientCAMBase(CAMBase):
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return gradient_cams(self.model, self.context, images, targets, (self.name,))[self.name]
 
 
-class GradCAM(_GradientCAMBase):
+class GradCAM(GradientCAMBase):
     """Grad-CAM: channel weights = spatial mean of the gradient."""
 
     name = "gradcam"
@@ -405,7 +405,7 @@ class GradCAM(_GradientCAMBase):
     }
 
 
-class GradCAMPlusPlus(_GradientCAMBase):
+class GradCAMPlusPlus(GradientCAMBase):
     """Grad-CAM++ (the library's eq. 19 weights)."""
 
     name = "gradcampp"
@@ -429,7 +429,7 @@ class GradCAMPlusPlus(_GradientCAMBase):
     }
 
 
-class HiResCAM(_GradientCAMBase):
+class HiResCAM(GradientCAMBase):
     """HiRes-CAM: channel sum of gradient × activation (equals Grad-CAM when GAP + linear follows)."""
 
     name = "hirescam"
@@ -453,7 +453,7 @@ class HiResCAM(_GradientCAMBase):
     }
 
 
-class EigenGradCAM(_GradientCAMBase):
+class EigenGradCAM(GradientCAMBase):
     """EigenGrad-CAM: first principal component of gradient × activation, sign pinned (PROTOCOL §5.1)."""
 
     name = "eigengradcam"
@@ -479,7 +479,7 @@ class EigenGradCAM(_GradientCAMBase):
     }
 
 
-class ScoreCAM(_CAMBase):
+class ScoreCAM(CAMBase):
     """Score-CAM: softmax over channels of the target logit of the image masked by each channel."""
 
     name = "scorecam"
@@ -510,7 +510,7 @@ class ScoreCAM(_CAMBase):
         return library_postprocess(_weighted_sum(weights, acts.float()), images.shape[-2:])
 
 
-class AblationCAM(_CAMBase):
+class AblationCAM(CAMBase):
     """Ablation-CAM: relative drop of the target logit when a channel is ablated (ratio 1.0, all channels)."""
 
     name = "ablationcam"
@@ -537,7 +537,7 @@ class AblationCAM(_CAMBase):
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         images, targets = check_batch(images, targets)
         logits, acts = _activations(self.model, self.target_layer, images)
-        original = _target_scores(logits, targets).float()
+        original = target_scores(logits, targets).float()
         values = _ablation_values(acts)
         _, c, h, w = acts.shape
         head = self.context.head

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .cam import _CAMBase, _GradientCAMBase, _minmax, _target_scores
+from .cam import CAMBase, GradientCAMBase, minmax, target_scores
 from .contract import check_batch, frozen_parameters
 
 __all__ = ["FullGrad", "LayerCAM", "XGradCAM", "fullgrad_layers"]
@@ -33,7 +33,7 @@ __all__ = ["FullGrad", "LayerCAM", "XGradCAM", "fullgrad_layers"]
 _TARGET_LAYER = "pinned per architecture (PROTOCOL §2)"
 
 
-class LayerCAM(_GradientCAMBase):
+class LayerCAM(GradientCAMBase):
     """LayerCAM: channel sum of ``max(grad, 0) · activation`` at the pinned target layer (7×7 there)."""
 
     name = "layercam"
@@ -59,7 +59,7 @@ class LayerCAM(_GradientCAMBase):
     }
 
 
-class XGradCAM(_GradientCAMBase):
+class XGradCAM(GradientCAMBase):
     """XGrad-CAM: channel weights = Σ_hw grad · activation / (Σ_hw activation + 1e-7)."""
 
     name = "xgradcam"
@@ -110,7 +110,7 @@ def _mm_channels(t: torch.Tensor) -> torch.Tensor:
     return t / (1e-7 + t.amax(dim=(2, 3), keepdim=True))
 
 
-class FullGrad(_CAMBase):
+class FullGrad(CAMBase):
     """FullGrad (grad-cam's variant): input-gradient and bias-gradient maps of every biased conv/BN layer."""
 
     name = "fullgrad"
@@ -146,7 +146,7 @@ class FullGrad(_CAMBase):
             if summed.shape[-2:] != size:
                 summed = F.interpolate(summed, size=tuple(size), mode="bilinear", align_corners=False)
             total = total + summed[:, 0]
-        return _minmax(total)
+        return minmax(total)
 
     def _gradients(
         self, layers: Sequence[nn.Module], images: torch.Tensor, targets: torch.Tensor
@@ -166,7 +166,7 @@ class FullGrad(_CAMBase):
             handles = [layer.register_forward_hook(forward_hook(i)) for i, layer in enumerate(layers)]
             try:
                 logits = self.model(x)
-                (input_grad,) = torch.autograd.grad(_target_scores(logits, targets).sum(), x)
+                (input_grad,) = torch.autograd.grad(target_scores(logits, targets).sum(), x)
             finally:
                 for h in handles:
                     h.remove()
