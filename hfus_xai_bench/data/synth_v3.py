@@ -419,11 +419,15 @@ def _twin_envelope(noise, R_twin, env_img, diff: np.ndarray, ka, kl, gain: float
     return env
 
 
-def _to_rgb(env: np.ndarray, W: int, H: int) -> np.ndarray:
-    """Log compression, one quantisation, green palette, depth-scale bar and ticks."""
-    s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
+def _quantise(env: np.ndarray) -> np.ndarray:
+    """Log compression and the one quantisation to 8 bits (elementwise: any subset gives the same bytes)."""
     v = _V.log1p(env * S._LOG_K) * (255.0 / float(_V.log1p(np.float64(S._LOG_K * S._LOG_MAX))))
-    idx = np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)
+    return np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)
+
+
+def _to_rgb(idx: np.ndarray, W: int, H: int) -> np.ndarray:
+    """Green palette, depth-scale bar and ticks."""
+    s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
     rgb = np.take(S._PALETTES["2"], idx, axis=0)
     bw = _bar_width(W)
     rgb[:, :bw] = 0
@@ -486,8 +490,13 @@ def render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int]) 
         env_i = env_i * shadow
         diff = diff | (shadow != 1.0)
         diff[:, :bw] = False
-    rgb = _to_rgb(env_i, W, H)
-    twin = _to_rgb(env_t, W, H) if diff.any() else rgb
+    idx = _quantise(env_i)
+    rgb = _to_rgb(idx, W, H)
+    twin = rgb
+    if diff.any():  # only the pixels whose envelope differs are compressed again
+        changed = env_t != env_i
+        idx[changed] = _quantise(env_t[changed])
+        twin = _to_rgb(idx, W, H)
     evidence = diff
     masks = {"epidermis": lay_i == 1, "sleb": lay_i == 2, "tumor": img_g.tumor}
     out: dict[str, np.ndarray] = {}
