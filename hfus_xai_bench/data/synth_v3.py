@@ -134,7 +134,11 @@ def _evidence_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
 
 
 def frame_params(rng: np.random.Generator, gp: dict[str, Any]) -> dict[str, Any]:
-    """Per-frame jitter of the session (neighbouring probe positions): shared part, then evidence."""
+    """Per-frame jitter of the session's shared anatomy (neighbouring probe positions).
+
+    The evidence's own jitter is drawn by :func:`render` after every shared draw, so the twin of a frame
+    is exactly the CG frame of the same seeds.
+    """
     fp = dict(gp)
     fp["shift"] = _u(rng, -0.04, 0.04)
     fp["surface"] = gp["surface"] + _u(rng, -0.012, 0.012)
@@ -142,12 +146,18 @@ def frame_params(rng: np.random.Generator, gp: dict[str, Any]) -> dict[str, Any]
     for key in ("epi", "dermis", "gain", "dermis_refl", "surf_amp"):
         fp[key] = gp[key] * _u(rng, 0.94, 1.06)
     fp["jitter_curve"] = S._curve_coeffs(rng, 4, 1.0, 6.0, _V)
-    if "sleb" in gp:
-        fp["sleb"] = gp["sleb"] * _u(rng, 0.94, 1.06)
-        fp["ev_epi"] = gp["ev_epi"] * _u(rng, 0.94, 1.06)
-    if gp["label"] == "ST":
-        fp["tumor_depth"] = gp["tumor_depth"] * _u(rng, 0.9, 1.1)
-        fp["tumor_width"] = gp["tumor_width"] * _u(rng, 0.9, 1.1)
+    return fp
+
+
+def _evidence_jitter(rng: np.random.Generator, fp: dict[str, Any]) -> dict[str, Any]:
+    """Per-frame jitter of the class evidence (drawn after every shared draw of the frame)."""
+    fp = dict(fp)
+    if "sleb" in fp:
+        fp["sleb"] = fp["sleb"] * _u(rng, 0.94, 1.06)
+        fp["ev_epi"] = fp["ev_epi"] * _u(rng, 0.94, 1.06)
+    if fp["label"] == "ST":
+        fp["tumor_depth"] = fp["tumor_depth"] * _u(rng, 0.9, 1.1)
+        fp["tumor_width"] = fp["tumor_width"] * _u(rng, 0.9, 1.1)
     return fp
 
 
@@ -184,7 +194,7 @@ def _shared_geometry(
     return {"ys": ys, "te": te, "td": td}
 
 
-def _weight(fp: dict[str, Any], u: np.ndarray, W: int) -> np.ndarray:
+def _weight(fp: dict[str, Any], u: np.ndarray) -> np.ndarray:
     """1 inside the AD/PS evidence segment, ramping to 0 over ≈ 4 % of the width at its ends."""
     a, b = fp["segment"]
     ramp = 0.04
@@ -208,7 +218,7 @@ def _image_geometry(fp, shared, twin: _Geom, W: int, H: int, u, uu) -> _Geom:
     s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
     ys, te = shared["ys"], shared["te"]
     if label in ("AD", "PS"):
-        w = _weight(fp, u, W)
+        w = _weight(fp, uu)  # the segment moves with the probe, like the tumour
         top = s * fp["ev_irreg"] * S._curve(fp["ev_irreg_curve"], uu, _V)
         thick = s * fp["ev_epi"] * (1.0 + 0.2 * S._curve(fp["epi_curve"], uu * 1.7, _V))
         if label == "PS":
@@ -338,7 +348,7 @@ def _clumps(rng, fp, g: _Geom, W: int, H: int, u: np.ndarray):
     """PS: bright hyperkeratotic clumps in the (painted) epidermis of the segment, and the shadows below them."""
     s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
     a, b = fp["segment"]
-    lo, hi = max(a, 0.03), min(b, 0.97)
+    lo, hi = max(a - fp["shift"], 0.03), min(b - fp["shift"], 0.97)
     out, shadows = [], []
     for _ in range(fp["n_clumps"]):
         cx = _u(rng, lo, hi) * W
@@ -466,12 +476,13 @@ def render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int]) 
     uu = u + fp["shift"]
     shared = _shared_geometry(fp, W, H, u, uu)
     twin_g = _twin_geometry(shared, H)
-    img_g = _image_geometry(fp, shared, twin_g, W, H, u, uu)
-    lay_t, lay_i = _layers(twin_g, H), _layers(img_g, H)
     sh = _draw_shared(rng, fp, twin_g, W, H, u)
     streak = _streaks(rng, fp, W, H)
     noise = rng.random((2, H, W)) * (2.0 * np.sqrt(3.0)) - np.sqrt(3.0)
     # ---- class evidence draws (after every shared draw) ----
+    fp = _evidence_jitter(rng, fp)
+    img_g = _image_geometry(fp, shared, twin_g, W, H, u, uu)
+    lay_t, lay_i = _layers(twin_g, H), _layers(img_g, H)
     clumps, clump_shadows = _clumps(rng, fp, img_g, W, H, u) if fp["label"] == "PS" else ([], [])
     R_t = _reflectivity(fp, twin_g, lay_t, sh, [], W, H, uu)
     R_i = _reflectivity(fp, img_g, lay_i, sh, clumps, W, H, uu) if fp["label"] != "CG" else R_t
