@@ -38,7 +38,7 @@ SURFACE_RANGE = (0.12, 0.50)
 #: The highest a tumour's dome may push the skin surface (fraction of the height; the membrane is above).
 DOME_CEILING = 0.1
 #: Share of AD / PS sessions whose evidence spans the whole width.
-FULL_WIDTH_SHARE = 0.3
+FULL_WIDTH_SHARE = 0.35
 
 _V = S._V2  # the portable arithmetic
 
@@ -84,7 +84,7 @@ def sample_group_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
     p["dermis_curve"] = S._curve_coeffs(rng, 4, 0.5, 3.0, _V)
     p["dermis"] = _u(rng, 200.0, 350.0)
     p["dermis_decay"] = _u(rng, 500.0, 900.0)
-    p["dermis_refl"] = _u(rng, 0.3, 0.62)
+    p["dermis_refl"] = _u(rng, 0.38, 0.62)
     p["fleck_gain"] = _u(rng, 0.5, 1.2)
     p["fleck_len"] = _u(rng, 20.0, 60.0)
     p["sub_refl"] = _u(rng, 0.05, 0.15)
@@ -98,7 +98,7 @@ def _segment(rng: np.random.Generator) -> tuple[float, float]:
     """(start, end) of the evidence segment as fractions of the width (sometimes all of it)."""
     if rng.random() < FULL_WIDTH_SHARE:
         return (-1.0, 2.0)
-    width = _u(rng, 0.3, 0.7)
+    width = _u(rng, 0.4, 0.75)
     centre = _u(rng, width / 2.0, 1.0 - width / 2.0)
     return (centre - width / 2.0, centre + width / 2.0)
 
@@ -108,11 +108,11 @@ def _evidence_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
     if label in ("AD", "PS"):
         p["segment"] = _segment(rng)
         p["sleb_curve"] = S._curve_coeffs(rng, 5, 1.0, 6.0, _V)
-        p["sleb_refl"] = _u(rng, 0.04, 0.12)
+        p["sleb_refl"] = _u(rng, 0.03, 0.09)
     if label == "AD":
-        p["ev_epi"], p["ev_irreg"] = _u(rng, 20.0, 40.0), _u(rng, 4.0, 8.0)
+        p["ev_epi"], p["ev_irreg"] = _u(rng, 25.0, 45.0), _u(rng, 5.0, 10.0)
         p["ev_irreg_curve"] = S._curve_coeffs(rng, 8, 12.0, 45.0, _V)
-        p["sleb"], p["sleb_var"] = _u(rng, 20.0, 80.0), _u(rng, 0.2, 0.35)
+        p["sleb"], p["sleb_var"] = _u(rng, 30.0, 90.0), _u(rng, 0.2, 0.35)
     elif label == "PS":
         p["ev_epi"], p["ev_irreg"] = _u(rng, 30.0, 80.0), _u(rng, 3.0, 7.0)
         p["ev_irreg_curve"] = S._curve_coeffs(rng, 8, 12.0, 45.0, _V)
@@ -121,15 +121,15 @@ def _evidence_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
         p["wave_curve"] = S._curve_coeffs(rng, 4, 3.0, 8.0, _V)
         p["n_clumps"] = int(rng.integers(4, 11))
     elif label == "ST":
-        p["tumor_depth"] = _u(rng, 100.0, 600.0)
-        p["tumor_width"] = _u(rng, 330.0, 1300.0)
+        p["tumor_depth"] = _u(rng, 120.0, 600.0)
+        p["tumor_width"] = _u(rng, 400.0, 1300.0)
         p["tumor_x"] = _u(rng, 0.15, 0.85)
-        p["tumor_refl"] = _u(rng, 0.05, 0.2)
+        p["tumor_refl"] = _u(rng, 0.03, 0.1)
         p["tumor_curve"] = S._curve_coeffs(rng, 5, 1.0, 5.0, _V)
         p["tumor_irreg"] = _u(rng, 0.05, 0.2)
-        p["dome"] = _u(rng, 0.08, 0.3)
-        p["tumor_shadow"] = _u(rng, 0.2, 0.45)
-        p["tumor_shadow_len"] = _u(rng, 80.0, 250.0)
+        p["dome"] = _u(rng, 0.12, 0.3)
+        p["tumor_shadow"] = _u(rng, 0.35, 0.6)
+        p["tumor_shadow_len"] = _u(rng, 100.0, 300.0)
     return p
 
 
