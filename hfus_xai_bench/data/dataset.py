@@ -115,7 +115,7 @@ def _build_atomic(final: Path, build) -> Path:
 
 
 def synth_revision(version: str | None = None) -> str:
-    """The revision name of generator ``version`` (default: the current one), e.g. ``synth-v2-seed0``."""
+    """The revision name of generator ``version`` (default: the current one), e.g. ``synth-v3-seed0``."""
     from .synth import SYNTH_VERSION
 
     return f"synth-v{version or SYNTH_VERSION}-seed{SYNTH_SEED}"
@@ -336,7 +336,8 @@ def content_sha256(ds: datasets.Dataset) -> str:
     """sha256 of what the benchmark reads, independent of how it is encoded on disk.
 
     Row by row: image id, label, fold, group, then the decoded pixels of ``image``, the three masks
-    (absent columns hash as empty) and ``slm``. PNG (zlib) and parquet (pyarrow) bytes differ between
+    (absent columns hash as empty), ``slm``, ``evidence`` and ``twin`` (absent: empty, so datasets without
+    them keep their hashes). PNG (zlib) and parquet (pyarrow) bytes differ between
     library builds; the decoded content does not, so results from any machine can be verified.
     """
     h = hashlib.sha256()

@@ -2,10 +2,10 @@
 
 ``golden/<revision>.json`` holds, for one generator revision (e.g. ``synth-v2-seed0``):
 
-* ``raw_pixels``: sha256 of the raw pixels of every file the generator writes (image and masks at
-  frame size, keyed by archive path) — pins the generator;
+* ``raw_pixels``: sha256 of the raw pixels of every file the generator writes (image, masks and, from
+  version 3, evidence mask and twin, at frame size, keyed by archive path) — pins the generator;
 * ``images``: the content sha256 of every imported image (id, label, group, decoded 224×224 image,
-  masks and SLM; see ``dataset.image_sha256s``) — pins generator + import;
+  masks, SLM, evidence, twin; see ``dataset.image_sha256s``) — pins generator + import;
 * ``dataset_sha256``: ``dataset.content_sha256`` of the whole dataset (also folds).
 
 Building the dataset compares against them and stops with one error on any difference, so a
