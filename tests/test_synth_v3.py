@@ -15,6 +15,7 @@ from hfus_xai_bench.data import synth as S
 from hfus_xai_bench.data import synth_v3 as V
 from hfus_xai_bench.data.archive import discover_archive, import_archive
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
+from hfus_xai_bench.data.evidence import TWIN_BOUND_224
 from hfus_xai_bench.errors import HfusError
 
 SIZE = (200, 150)  # (W, H): small frames keep the tests fast
@@ -172,6 +173,10 @@ def test_import_columns_and_fold_arrays(v3_archive, tmp_path):
     cg = fa.labels == CLASSES.index("CG")
     assert (fa.evidence[cg] == 0).all() and np.array_equal(fa.twins[cg], fa.images[cg])
     assert all(fa.evidence[i].any() for i in np.flatnonzero(~cg))
+    box = np.ones((2 * TWIN_BOUND_224 + 1,) * 2, dtype=bool)
+    for img, twin, ev in zip(fa.images, fa.twins, fa.evidence, strict=True):
+        outside = ~binary_dilation(ev > 0, box)
+        assert np.array_equal(img[outside], twin[outside])  # equal bytes: see TWIN_BOUND_224
     light = fold_arrays(ds, 0, "train", images=False)
     assert light.twins is None and light.evidence.shape == fa.evidence.shape
 

@@ -28,6 +28,10 @@ from ..errors import HfusError
 EVIDENCE_SUFFIX = "_evidence"
 TWIN_DIR = "twins"
 
+#: At 224×224 a twin equals its image outside the ``evidence`` column dilated by a (2·7 + 1)² square
+#: (PSF support + resize + mask threshold; measured on synth-v3-seed0: at most 7 px, median 4).
+TWIN_BOUND_224 = 7
+
 #: What the derived evidence of a real archive is, per class (an approximation, stated in the card).
 DERIVED_EVIDENCE: dict[str, tuple[str, ...]] = {"AD": ("sleb",), "CG": (), "PS": ("sleb",), "ST": ("tumor",)}
 
