@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ from scipy.ndimage import binary_dilation
 from hfus_xai_bench.constants import CLASSES, IMAGE_SIZE
 from hfus_xai_bench.data import synth as S
 from hfus_xai_bench.data import synth_v3 as V
-from hfus_xai_bench.data.archive import discover_archive, import_archive
+from hfus_xai_bench.data.archive import discover_archive, import_archive, report
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
 from hfus_xai_bench.data.evidence import TWIN_BOUND_224
 from hfus_xai_bench.errors import HfusError
@@ -155,6 +156,7 @@ def test_archive_writes_evidence_and_twins(v3_archive):
     assert len(found.images) == 8 and not found.orphan_masks  # twins and evidence are not images
     assert found.evidence_mode == "file" and found.twins
     assert all(e.evidence and e.twin for e in found.images)
+    assert "evidence column: from the archive's _evidence masks; twins: yes" in report(found)
 
 
 def test_import_columns_and_fold_arrays(v3_archive, tmp_path):
@@ -187,6 +189,11 @@ def test_real_archive_gets_derived_evidence_and_no_twins(v3_archive, tmp_path):
     found = discover_archive(real)
     assert found.evidence_mode == "derived" and not found.twins
     folder = import_archive(real, tmp_path / "ds", expect=8, progress=False, workers=1)
+    assert json.loads((folder / "manifest.json").read_text())["evidence"] == {
+        "mode": "derived",
+        "twins": False,
+    }
+    assert "derived from the archive's own masks as an approximation" in (folder / "README.md").read_text()
     ds = load_dataset(str(folder))
     assert "evidence" in ds.column_names and "twin" not in ds.column_names
     assert fold_arrays(ds, 0, "train").twins is None

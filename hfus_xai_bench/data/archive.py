@@ -915,6 +915,13 @@ def _card(
     )
 
 
+_EVIDENCE_WORDS = {
+    "file": "from the archive's _evidence masks",
+    "derived": "derived from the masks (ST tumour, AD/PS SLEB, CG empty; an approximation)",
+    None: "none (synthetic archive before version 3)",
+}
+
+
 def _evidence_text(found: Discovery) -> str:
     if found.evidence_mode == "file":
         return (
@@ -1017,6 +1024,9 @@ def report(found: Discovery, expect: int | None = None) -> str:
         lines.append(f"class folder: {name!r} -> {info['class']} ({info['rule']}, {info['files']} files)")
     for kind, n in found.mask_kinds().items():
         lines.append(f"masks: {n} {kind}")
+    lines.append(
+        f"evidence column: {_EVIDENCE_WORDS[found.evidence_mode]}; twins: {'yes' if found.twins else 'no'}"
+    )
     spc = {c: Counter() for c in CLASSES}
     for e in found.images:
         spc[CLASSES[e.label]].update(e.masks.keys())
@@ -1226,6 +1236,7 @@ def import_archive(
         "import": rules,
         "tree": {"extensions": found.extensions, "dirs": found.dirs},
         "generator": found.generator,
+        "evidence": {"mode": found.evidence_mode, "twins": found.twins},
         "shards": shard_sha,
         "sha256": dict(sorted(sha.items())),
     }
