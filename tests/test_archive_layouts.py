@@ -67,6 +67,10 @@ def run_import(root: Path, out: Path, **flags) -> Path:
 def synth(tmp_path_factory):
     base = tmp_path_factory.mktemp("layouts")
     root = generate_archive(base / "canonical", n=N, size=(96, 72), workers=1, progress=False)
+    # As a real archive: no generator info, twins or evidence files (every layout below then derives the
+    # same evidence column from the masks).
+    for p in [*root.glob("*/twins/*.png"), *root.glob("*/masks/*_evidence.png"), root / "SYNTH_INFO.json"]:
+        p.unlink()
     items = []
     for c in CLASSES:
         for p in sorted((root / c).glob("*.png")):
@@ -77,7 +81,7 @@ def synth(tmp_path_factory):
                     masks[s] = np.asarray(Image.open(m)) > 0
             items.append((c, p.stem, np.asarray(Image.open(p).convert("RGB")), masks))
     assert len(items) == N and {c for c, *_ in items} == set(CLASSES)
-    out = import_archive(root, base / "canonical-ds", progress=False, workers=1)
+    out = import_archive(root, base / "canonical-ds", progress=False, workers=1, expect=N)
     return SimpleNamespace(root=root, items=items, hash=content_hash(out), out=out)
 
 
@@ -342,7 +346,7 @@ def test_dry_run_reports_without_writing(synth, tmp_path):
 
 def test_preview_after_import(synth, tmp_path):
     out = tmp_path / "sheet.png"
-    import_archive(synth.root, tmp_path / "ds", progress=False, workers=1, preview=out)
+    import_archive(synth.root, tmp_path / "ds", progress=False, workers=1, expect=N, preview=out)
     found = discover_archive(synth.root)
     a = np.asarray(Image.open(out))
     b = tmp_path / "again.png"
@@ -510,10 +514,10 @@ def test_index_errors(synth, tmp_path):
 
 
 def test_importer_keeps_the_golden_image_bytes(tmp_path):
-    """A few hfus-synth v2 frames imported here hash as the golden imported images shipped with the package."""
+    """A few frames of the default hfus-synth revision imported here hash as the golden imported images."""
     from hfus_xai_bench.data.dataset import image_sha256s
     from hfus_xai_bench.data.golden import load_golden
-    from hfus_xai_bench.data.synth import SYNTH_VERSION, plan_archive, render_item
+    from hfus_xai_bench.data.synth import SYNTH_VERSION, plan_archive, render_item, render_item_v3
 
     golden = load_golden(f"synth-v{SYNTH_VERSION}-seed0")
     if golden is None:
@@ -522,7 +526,12 @@ def test_importer_keeps_the_golden_image_bytes(tmp_path):
     picks = [next(it for it in plan if it.label == c) for c in CLASSES]
     root = tmp_path / "a"
     for it in picks:
-        rgb, masks = render_item(it, 0)
+        if SYNTH_VERSION == "3":  # + the evidence mask and the twin, as the generator writes them
+            frame = render_item_v3(it, 0)
+            rgb, masks = frame.rgb, {**frame.masks, "evidence": frame.evidence}
+            save(root / it.label / "twins" / f"{it.stem}.png", frame.twin)
+        else:
+            rgb, masks = render_item(it, 0)
         save(root / it.label / f"{it.stem}.png", rgb)
         for s, m in masks.items():
             save(root / it.label / "masks" / f"{it.stem}_{s}.png", m)

@@ -105,8 +105,8 @@ def test_synth_built_once_small(cache, monkeypatch):
     ds = D.load_dataset("hfus-synth")
     assert len(ds) == 12
     prov = D.dataset_provenance(ds)
-    assert prov["id"] == "hfus-synth" and prov["revision"] == "synth-v2-seed0"
-    assert D.synth_dataset_dir() == cache / "datasets" / "hfus-synth-v2-seed0"
+    assert prov["id"] == "hfus-synth" and prov["revision"] == D.synth_revision()
+    assert D.synth_dataset_dir() == cache / "datasets" / f"hfus-{D.synth_revision()}"
 
     import hfus_xai_bench.data.synth as synth
 
@@ -114,9 +114,9 @@ def test_synth_built_once_small(cache, monkeypatch):
         raise AssertionError("rebuilt")
 
     monkeypatch.setattr(synth, "generate_archive", no_rebuild)
-    again = D.load_dataset("hfus-synth", revision="synth-v2-seed0")
+    again = D.load_dataset("hfus-synth", revision=D.synth_revision())
     assert D.dataset_provenance(again)["sha256"] == prov["sha256"]
-    with pytest.raises(HfusError, match="has no revision 'main'.*synth-v2-seed0"):
+    with pytest.raises(HfusError, match=f"has no revision 'main'.*{D.synth_revision()}"):
         D.load_dataset("hfus-synth", revision="main")
 
 
@@ -137,7 +137,7 @@ def test_synth_build_refuses_data_that_differ_from_golden(cache, monkeypatch):
     monkeypatch.setattr(G, "load_golden", fake_golden)
     with pytest.raises(
         HfusError,
-        match=r"synth-v2-seed0 data generated on this machine differ from the golden hashes.*"
+        match=D.synth_revision() + r" data generated on this machine differ from the golden hashes.*"
         r"[0-9]+ of [0-9]+ generated files \(before import\) differ \(AD/.*report this",
     ):
         D.load_dataset("hfus-synth")
@@ -218,8 +218,8 @@ def test_full_synth_631_offline(cache, monkeypatch):
     assert sorted(np.bincount(np.asarray(ds["fold"]), minlength=5).tolist()) == [126, 126, 126, 126, 127]
     assert set(ds["label"]) == {0, 1, 2, 3}
     prov = D.dataset_provenance(ds)
-    assert prov["revision"] == "synth-v2-seed0" and prov["n_images"] == 631
-    assert prov["sha256"] == load_golden("synth-v2-seed0")["dataset_sha256"]  # the golden data, built here
+    assert prov["revision"] == D.synth_revision() and prov["n_images"] == 631
+    assert prov["sha256"] == load_golden(D.synth_revision())["dataset_sha256"]  # the golden data, built here
     te = D.fold_arrays(ds, 0, "test")
     assert te.images.shape[0] in (126, 127) and set(np.unique(te.slms)) <= {0, 32, 64, 128, 255}
     print(f"hfus-synth 631 build + load: {build_s:.1f} s")

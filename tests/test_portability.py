@@ -1,6 +1,6 @@
 """Same inputs, same bytes: the synthetic track does not depend on SIMD kernels, threads or workers.
 
-Each case generates and imports the same 24-image subset of ``synth-v2-seed0`` (6 per class) in a
+Each case generates and imports the same 24-image subset of the default revision (6 per class) in a
 fresh interpreter under other ``NPY_DISABLE_CPU_FEATURES`` / thread / worker settings and compares
 the generated pixels and the imported images with the golden hashes shipped in the package — so a
 machine-dependent operation in the generator or the import fails here on any single machine.
@@ -112,4 +112,8 @@ def test_subset_covers_all_classes_and_structures():
 def test_golden_file_is_complete():
     golden = load_golden(REVISION)
     assert golden is not None and len(golden["images"]) == 631 and len(golden["dataset_sha256"]) == 64
-    assert sum(p.count("/masks/") == 0 for p in golden["raw_pixels"]) == 631  # one RGB frame per image
+    frames = [p for p in golden["raw_pixels"] if "/masks/" not in p and "/twins/" not in p]
+    assert len(frames) == 631  # one RGB frame per image
+    if SYNTH_VERSION == "3":  # and one twin and one evidence mask per image
+        assert sum("/twins/" in p for p in golden["raw_pixels"]) == 631
+        assert sum(p.endswith("_evidence.png") for p in golden["raw_pixels"]) == 631

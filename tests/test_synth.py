@@ -98,9 +98,10 @@ def test_image_and_masks_per_class(label):
 
 
 def test_ad_sleb_absent_in_about_ten_percent_of_sessions():
-    absent = [S.sample_group_params(np.random.default_rng(i), "AD")["sleb"] == 0 for i in range(600)]
+    """Version 2 (version 3 always paints a SLEB segment: its AD evidence)."""
+    absent = [S.sample_group_params(np.random.default_rng(i), "AD", "2")["sleb"] == 0 for i in range(600)]
     assert 0.06 <= np.mean(absent) <= 0.14
-    assert all(S.sample_group_params(np.random.default_rng(i), "CG")["sleb"] == 0 for i in range(50))
+    assert all(S.sample_group_params(np.random.default_rng(i), "CG", "2")["sleb"] == 0 for i in range(50))
 
 
 def _rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,10 +115,11 @@ def _rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_anatomy_sanity(seed):
+    """Version 2's anatomy (version 3's moving anatomy and local evidence: tests/test_synth_v3.py)."""
     size = (200, 150)
     for label in CLASSES:
         rgb, masks = S.generate_image(
-            np.random.SeedSequence([seed, 100 + CLASSES.index(label)]), label, size=size
+            np.random.SeedSequence([seed, 100 + CLASSES.index(label)]), label, size=size, version="2"
         )
         g = rgb[..., 1].astype(float)
         has_e, top_e, bot_e = _rows(masks["epidermis"])
@@ -153,13 +155,14 @@ def test_anatomy_sanity(seed):
 
 
 def test_class_evidence_dermis_brightness():
-    """CG dermis is brighter than AD / PS dermis (the text-book difference)."""
+    """Version 2: CG dermis is brighter than AD / PS dermis (the text-book difference; v3 removes this
+    global signal on purpose, tests/test_synth_v3.py)."""
     means = {}
     for label in ("CG", "AD", "PS"):
         vals = []
         for i in range(6):
             rgb, masks = S.generate_image(
-                np.random.SeedSequence([11, i, CLASSES.index(label)]), label, size=(200, 150)
+                np.random.SeedSequence([11, i, CLASSES.index(label)]), label, size=(200, 150), version="2"
             )
             low = masks.get("sleb", masks["epidermis"])
             _, _, bot = _rows(low)
@@ -218,8 +221,7 @@ def _digest(version: str) -> str:
 
 
 def test_golden_pixels_version_2():
-    """Pins the bytes of version 2 (portable: the same on every machine); if this changes, bump SYNTH_VERSION."""
-    assert S.SYNTH_VERSION == "2"
+    """Pins the bytes of version 2 (portable: the same on every machine; version 3: tests/test_synth_v3.py)."""
     assert _digest("2") == "b28785bd2506b8cf"
 
 
@@ -227,7 +229,7 @@ def test_version_1_still_renders_and_differs():
     """v1 stays loadable by name (its bytes depend on numpy's SIMD kernels, so they are not pinned here)."""
     assert _digest("1") != _digest("2")
     with pytest.raises(HfusError, match="unknown hfus-synth generator version"):
-        S.render_item(S.plan_archive(12, 0)[0], 0, (128, 96), version="3")
+        S.render_item(S.plan_archive(12, 0)[0], 0, (128, 96), version="4")
 
 
 # ---------------------------------------------------------------- archive
@@ -245,14 +247,15 @@ def test_archive_layout_and_info(archive):
         rgb, masks = S.render_item(it, 3, SMALL)
         assert np.array_equal(np.asarray(img), rgb)  # the PNG round-trips the rendered frame
         found = {p.name for p in (archive / it.label / "masks").glob(f"{it.stem}_*.png")}
-        assert found == {f"{it.stem}_{k}.png" for k in masks}
+        extra = {f"{it.stem}_evidence.png"} if S.SYNTH_VERSION == "3" else set()
+        assert found == {f"{it.stem}_{k}.png" for k in masks} | extra
         for k, m in masks.items():
             mi = Image.open(archive / it.label / "masks" / f"{it.stem}_{k}.png")
             assert mi.mode == "L" and np.array_equal(np.asarray(mi), m)
     hashes = _tree_hashes(archive)
     listed = {f["path"]: f["sha256"] for f in info["files"]}
     assert listed == {k: v for k, v in hashes.items() if k != S.INFO_NAME}
-    n_png = sum(1 for k in hashes if k.endswith(".png") and "/masks/" not in k)
+    n_png = sum(1 for k in hashes if k.endswith(".png") and "/masks/" not in k and "/twins/" not in k)
     assert n_png == 10
 
 

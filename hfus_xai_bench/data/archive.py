@@ -61,6 +61,7 @@ from PIL import Image
 from ..constants import BENCHMARK_VERSION, CLASSES, IMAGE_SIZE, NUM_FOLDS
 from ..errors import HfusError
 from ..hashing import sha256_file
+from .evidence import derived_evidence, evidence_mode, extra_kind, read_twin
 from .folds import assign_folds, group_key
 from .layouts import (
     GENERIC_MASK_WORDS,
@@ -122,6 +123,8 @@ class ImageEntry:
     )  # label images / colour masks (or untyped, in discovery)
     image_id: str | None = None  # from an index (default: the stem)
     group_id: str | None = None  # from an index (default: group_key of the id)
+    evidence: str | None = None  # path of its evidence mask (synthetic v3; see .evidence)
+    twin: str | None = None  # path of its counterfactual twin
 
 
 @dataclass
@@ -146,6 +149,8 @@ class Discovery:
     untyped_cg: set[str] = field(default_factory=set)  # keys of untyped binary masks read as CG epidermis
     #: mask key → {"values": [...], "shape": (h, w), "colour": bool} (untyped masks; all masks after a scan)
     scans: dict[str, dict] = field(default_factory=dict)
+    evidence_mode: str | None = None  # "file" | "derived" | None (no evidence column; see .evidence)
+    twins: bool = False  # the dataset gets a twin column
 
     def counts(self) -> dict[str, int]:
         c = Counter(e.label for e in self.images)
@@ -379,6 +384,7 @@ def discover_archive(
     masks: list[tuple[str, Path, str, str | None, int | None]] = []
     unclassified: list[str] = []
     ignored: list[str] = []
+    extras: list[tuple[str, str, Path, str, int | None]] = []
     class_folders: dict[str, dict] = {}
     all_files: list[str] = []
     for dirpath, filenames in _walk(root):
@@ -398,6 +404,10 @@ def discover_archive(
             if opts.index is not None:
                 continue
             stem = path.stem
+            extra = extra_kind(parts, stem)
+            if extra is not None:  # evidence mask or twin: paired below, never an image
+                extras.append((extra[0], rel, path, extra[1], where.label))
+                continue
             had_suffix, base, structure = _parse_stem(stem, suffix_re, opts)
             structure = structure or where.structure
             label = where.label if where.label is not None else class_of_stem(stem, opts.class_map)
@@ -474,6 +484,12 @@ def discover_archive(
             else:
                 _attach(cands[0], MaskSource(str(path), rel, None, structure))
         entries = [v[0] for v in images.values()]
+        for kind, rel, path, base, label in extras:
+            cands = [e for e in by_stem.get(base.lower(), []) if label is None or e.label == label]
+            if len(cands) != 1 or getattr(cands[0], kind) is not None:
+                orphans.append(rel)
+            else:
+                setattr(cands[0], kind, str(path))
 
     entries.sort(key=lambda e: (e.label, e.image_id if e.image_id is not None else e.stem))
     found = Discovery(
@@ -491,6 +507,12 @@ def discover_archive(
         index=index_info,
     )
     _resolve_untyped(found, workers, progress)
+    found.evidence_mode, found.twins = evidence_mode(
+        sum(e.evidence is not None for e in entries),
+        sum(e.twin is not None for e in entries),
+        len(entries),
+        found.generator,
+    )
     if scan:
         todo = [
             s for e in found.images for srcs in e.masks.values() for s in srcs if s.key not in found.scans
@@ -690,7 +712,8 @@ def _job(e: ImageEntry, found: Discovery) -> tuple:
     enc = None
     if e.coded:
         enc = (found.encoding["mapping"], found.encoding["kind"] == "colour", found.encoding["given_by"])
-    return (str(e.path), {s: list(e.masks.get(s, [])) for s in STRUCTURES}, list(e.coded), enc)
+    ev = (found.evidence_mode, e.evidence, e.twin if found.twins else None, e.label)
+    return (str(e.path), {s: list(e.masks.get(s, [])) for s in STRUCTURES}, list(e.coded), enc, ev)
 
 
 def _union(acc: np.ndarray | None, m: np.ndarray, what: str, keys: list[str]) -> np.ndarray:
@@ -705,7 +728,7 @@ def _union(acc: np.ndarray | None, m: np.ndarray, what: str, keys: list[str]) ->
 
 def _process(job: tuple) -> dict:
     """Decode, resize and encode one image with its masks (runs in a worker process)."""
-    image_path, binary, coded, enc = job
+    image_path, binary, coded, enc, ev = job
     data = Path(image_path).read_bytes()
     shas = {image_path: hashlib.sha256(data).hexdigest()}
     try:
@@ -748,27 +771,57 @@ def _process(job: tuple) -> dict:
         out[structure] = _png(small[structure])
     slm = skin_layer_map(small["epidermis"], small["sleb"], small["tumor"])
     out["slm"] = _png(slm)
+    _process_evidence(out, ev, full, shas, (size[1], size[0]))
     out["sha256"] = shas
     return out
 
 
-def features():
-    """The dataset's ``datasets.Features`` (DEVELOPING.md shared contract)."""
+def _process_evidence(out: dict, ev: tuple, full: dict, shas: dict, shape: tuple[int, int]) -> None:
+    """Add the ``evidence`` (and ``twin``) PNGs of one image to ``out`` (rules in :mod:`.evidence`)."""
+    mode, ev_path, twin_path, label = ev
+    if mode is None:
+        return
+    if mode == "file":
+        shas[ev_path] = hashlib.sha256(Path(ev_path).read_bytes()).hexdigest()
+        src = MaskSource(ev_path, ev_path, None, "evidence")
+        arr = load_array(src)
+        fg = foreground(arr, src.jpeg)
+        if fg.shape != shape:
+            raise HfusError(
+                f"evidence mask {ev_path} is {fg.shape[::-1]}, its image {shape[::-1]}; fix the archive"
+            )
+    else:
+        fg = derived_evidence(label, full, shape)
+    out["evidence"] = _png(resize_mask(fg.astype(np.uint8) * np.uint8(255)))
+    if twin_path is not None:
+        shas[twin_path] = hashlib.sha256(Path(twin_path).read_bytes()).hexdigest()
+        out["twin"] = _png(resize_bilinear(read_twin(twin_path, (shape[1], shape[0]))))
+
+
+def features(evidence: bool = False, twin: bool = False):
+    """The dataset's ``datasets.Features`` (DEVELOPING.md shared contract; ``evidence`` / ``twin``: see .evidence)."""
     import datasets
 
-    return datasets.Features(
-        {
-            "image_id": datasets.Value("string"),
-            "image": datasets.Image(),
-            "label": datasets.ClassLabel(names=list(CLASSES)),
-            "epidermis": datasets.Image(),
-            "sleb": datasets.Image(),
-            "tumor": datasets.Image(),
-            "slm": datasets.Image(),
-            "fold": datasets.Value("int64"),
-            "group_id": datasets.Value("string"),
-        }
-    )
+    cols = {
+        "image_id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(CLASSES)),
+        "epidermis": datasets.Image(),
+        "sleb": datasets.Image(),
+        "tumor": datasets.Image(),
+        "slm": datasets.Image(),
+        "fold": datasets.Value("int64"),
+        "group_id": datasets.Value("string"),
+    }
+    if evidence:
+        cols["evidence"] = datasets.Image()
+    if twin:
+        cols["twin"] = datasets.Image()
+    return datasets.Features(cols)
+
+
+def _features_of(found: Discovery):
+    return features(found.evidence_mode is not None, found.twins)
 
 
 def _count_problem(found: Discovery, expect: int | None) -> str | None:
@@ -813,7 +866,7 @@ def _card(
             {"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/train-*"}]}
         ],
         "dataset_info": {
-            "features": features()._to_yaml_list(),
+            "features": _features_of(found)._to_yaml_list(),
             "splits": [{"name": "train", "num_examples": len(found.images)}],
         },
     }
@@ -842,7 +895,7 @@ def _card(
         f"bilinear then > 127, skin layer map `{SLM_VERSION}`; {n_folds} folds stratified by class and grouped by "
         f"`YYYY-MM-DD_<series>` (seed {seed}); {n_shards} parquet shard(s) in `{DATA_DIR}/`.\n\n"
         "Columns: `image_id`, `image` (RGB), `label` (AD, CG, PS, ST), `epidermis`, `sleb`, `tumor` "
-        "(L, 0/255, all-zero when absent), `slm` (L), `fold`, `group_id`.\n\n"
+        "(L, 0/255, all-zero when absent), `slm` (L), `fold`, `group_id`" + _evidence_text(found) + ".\n\n"
         f"## Import rules\n\n{found.rules_text()} Details in `manifest.json` (`import`).\n\n"
         "## Counts per class and fold\n\n"
         "| class | " + " | ".join(f"fold {k}" for k in range(n_folds)) + " | total |\n"
@@ -860,6 +913,31 @@ def _card(
         "  howpublished = {Mendeley Data, v1},\n  doi = {10.17632/5p7fxjt7vs.1},\n  note = {verify on the landing page}\n}\n"
         f"@software{{hfus_xai_bench,\n  title = {{hfus-xai-bench}},\n  version = {{{BENCHMARK_VERSION}}}\n}}\n```\n"
     )
+
+
+_EVIDENCE_WORDS = {
+    "file": "from the archive's _evidence masks",
+    "derived": "derived from the masks (ST tumour, AD/PS SLEB, CG empty; an approximation)",
+    None: "none (synthetic archive before version 3)",
+}
+
+
+def _evidence_text(found: Discovery) -> str:
+    if found.evidence_mode == "file":
+        return (
+            ", `evidence` (L, 0/255: where the class evidence is rendered, from the archive's `_evidence` masks)"
+            + (
+                ", `twin` (RGB: the same frame with the evidence removed; CG: the image itself)"
+                if found.twins
+                else ""
+            )
+        )
+    if found.evidence_mode == "derived":
+        return (
+            ", `evidence` (L, 0/255) derived from the archive's own masks as an approximation: ST tumour, AD/PS SLEB, "
+            "CG empty (no twins: counterfactual measures are unavailable)"
+        )
+    return ""
 
 
 def _preview_rows(found: Discovery, results: dict[int, dict], ids: list[str]) -> list:
@@ -946,6 +1024,9 @@ def report(found: Discovery, expect: int | None = None) -> str:
         lines.append(f"class folder: {name!r} -> {info['class']} ({info['rule']}, {info['files']} files)")
     for kind, n in found.mask_kinds().items():
         lines.append(f"masks: {n} {kind}")
+    lines.append(
+        f"evidence column: {_EVIDENCE_WORDS[found.evidence_mode]}; twins: {'yes' if found.twins else 'no'}"
+    )
     spc = {c: Counter() for c in CLASSES}
     for e in found.images:
         spc[CLASSES[e.label]].update(e.masks.keys())
@@ -1062,8 +1143,12 @@ def import_archive(
         "fold": folds.tolist(),
         "group_id": groups,
     }
-    ds = datasets.Dataset.from_dict(table, features=features())
-    total_bytes = sum(len(r["image"]) + len(r["slm"]) + sum(len(r[s]) for s in STRUCTURES) for r in results)
+    extra_cols = [c for c in ("evidence", "twin") if c in _features_of(found)]
+    table.update({c: [img(r[c]) for r in results] for c in extra_cols})
+    ds = datasets.Dataset.from_dict(table, features=_features_of(found))
+    total_bytes = sum(
+        len(r["image"]) + len(r["slm"]) + sum(len(r[s]) for s in (*STRUCTURES, *extra_cols)) for r in results
+    )
     n_shards = max(1, -(-total_bytes // max_shard_bytes))
     data_dir = out / DATA_DIR
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -1151,6 +1236,7 @@ def import_archive(
         "import": rules,
         "tree": {"extensions": found.extensions, "dirs": found.dirs},
         "generator": found.generator,
+        "evidence": {"mode": found.evidence_mode, "twins": found.twins},
         "shards": shard_sha,
         "sha256": dict(sorted(sha.items())),
     }

@@ -66,6 +66,8 @@ class FoldArrays:
     labels: np.ndarray  # int64 (N,)
     slms: np.ndarray  # uint8 (N, 224, 224)
     groups: list[str]
+    evidence: np.ndarray | None = None  # uint8 (N, 224, 224) 0/255; None: the dataset has no evidence column
+    twins: np.ndarray | None = None  # uint8 (N, 224, 224, 3); None: no twin column, or images=False
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -113,7 +115,7 @@ def _build_atomic(final: Path, build) -> Path:
 
 
 def synth_revision(version: str | None = None) -> str:
-    """The revision name of generator ``version`` (default: the current one), e.g. ``synth-v2-seed0``."""
+    """The revision name of generator ``version`` (default: the current one), e.g. ``synth-v3-seed0``."""
     from .synth import SYNTH_VERSION
 
     return f"synth-v{version or SYNTH_VERSION}-seed{SYNTH_SEED}"
@@ -297,7 +299,16 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
     return ds
 
 
-_CONTENT_COLUMNS = {"image": "RGB", "epidermis": "L", "sleb": "L", "tumor": "L", "slm": "L"}
+# Absent columns hash as b"" (a no-op), so adding evidence / twin left the v1 / v2 hashes unchanged.
+_CONTENT_COLUMNS = {
+    "image": "RGB",
+    "epidermis": "L",
+    "sleb": "L",
+    "tumor": "L",
+    "slm": "L",
+    "evidence": "L",
+    "twin": "RGB",
+}
 
 
 def _decoded_rows(ds: datasets.Dataset) -> Iterator[tuple[dict, list[bytes]]]:
@@ -325,7 +336,8 @@ def content_sha256(ds: datasets.Dataset) -> str:
     """sha256 of what the benchmark reads, independent of how it is encoded on disk.
 
     Row by row: image id, label, fold, group, then the decoded pixels of ``image``, the three masks
-    (absent columns hash as empty) and ``slm``. PNG (zlib) and parquet (pyarrow) bytes differ between
+    (absent columns hash as empty), ``slm``, ``evidence`` and ``twin`` (absent: empty, so datasets without
+    them keep their hashes). PNG (zlib) and parquet (pyarrow) bytes differ between
     library builds; the decoded content does not, so results from any machine can be verified.
     """
     h = hashlib.sha256()
@@ -437,6 +449,7 @@ def fold_arrays(
 
     ``rows``: only these positions within the split (in this order), so a process decodes only the images
     it evaluates; ``images=False``: ids, labels, SLMs only (``images`` is then an empty (0, 224, 224, 3) array).
+    ``evidence`` / ``twins``: decoded when the dataset has the column (``twins`` only with ``images``), else None.
     """
     sub = _split_rows(ds, fold, split)
     if rows is not None:
@@ -447,12 +460,25 @@ def fold_arrays(
         else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     )
     slms = _decode(sub.column("slm").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
+    names = sub.column_names
+    evidence = (
+        _decode(sub.column("evidence").to_pylist(), "L", (IMAGE_SIZE, IMAGE_SIZE))
+        if "evidence" in names
+        else None
+    )
+    twins = (
+        _decode(sub.column("twin").to_pylist(), "RGB", (IMAGE_SIZE, IMAGE_SIZE, 3))
+        if images and "twin" in names
+        else None
+    )
     return FoldArrays(
         image_ids=[str(s) for s in sub.column("image_id").to_pylist()],
         images=pixels,
         labels=sub.column("label").to_numpy().astype(np.int64),
         slms=slms,
         groups=[str(s) for s in sub.column("group_id").to_pylist()],
+        evidence=evidence,
+        twins=twins,
     )
 
 
