@@ -26,6 +26,7 @@ import numpy as np
 
 from .constants import BENCHMARK_VERSION, CLASSES, PROTOCOL_VERSION
 from .errors import HfusError
+from .jsonio import json_number, json_numbers, load_json
 from .metrics import registry
 from .metrics.stats import fold_bootstrap
 
@@ -84,19 +85,6 @@ def per_image_output(out: registry.Output, values: dict[str, np.ndarray]) -> np.
     return np.asarray(registry.resolve(out.per_image)(values), dtype=np.float64)
 
 
-def _f(value: float) -> float | None:
-    """A JSON-safe float (NaN → None)."""
-    value = float(value)
-    return None if not np.isfinite(value) else value
-
-
-def _json_array(value: Any) -> Any:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return _f(arr)
-    return [_json_array(x) for x in arr]
-
-
 def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[str, Any]:
     """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI,
     per fold; per class and correct/incorrect over the pooled images (:func:`metrics.summarize`)."""
@@ -110,8 +98,8 @@ def summarize(runs: Sequence[FoldScores], values: Sequence[np.ndarray]) -> dict[
     correct = np.concatenate([run.preds == run.labels for run in runs])
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
-        "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
+        "mean": json_number(np.mean(finite)) if finite else None,
+        "ci95": [json_number(x) for x in fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED)],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -126,11 +114,11 @@ def _classification(runs: Sequence[FoldScores]) -> dict[str, Any]:
 
     def report(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
         rep = classification_report(y, p, num_classes=len(CLASSES))
-        return {k: _f(rep[k]) for k in ("accuracy", "precision", "recall", "f1")}
+        return {k: json_number(rep[k]) for k in ("accuracy", "precision", "recall", "f1")}
 
     per_fold = {str(run.fold): report(run.labels, run.preds) for run in runs}
     keys = ("accuracy", "precision", "recall", "f1")
-    summary = {k: _f(np.mean([v[k] for v in per_fold.values()])) for k in keys}
+    summary = {k: json_number(np.mean([v[k] for v in per_fold.values()])) for k in keys}
     return {**summary, "per_fold": per_fold}
 
 
@@ -181,7 +169,7 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
                 row["randomised_failed"] = run.randomised_failed[i]
             for names, vals in present:
                 for name in names:
-                    row[name] = _json_array(vals[name][i])
+                    row[name] = json_numbers(vals[name][i])
             rows.append(row)
     return rows
 
@@ -208,11 +196,11 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
         counts[arch] = _counts(arch_runs)
         n = sum(len(run.image_ids) for run in arch_runs)
         cost[arch] = {
-            "seconds_per_image": _f(sum(run.seconds for run in arch_runs) / n),
-            "forward_images_per_image": _f(sum(run.forward_images for run in arch_runs) / n),
+            "seconds_per_image": json_number(sum(run.seconds for run in arch_runs) / n),
+            "forward_images_per_image": json_number(sum(run.forward_images for run in arch_runs) / n),
         }
         for key in sorted({k for run in arch_runs for k in run.cost}):
-            cost[arch][f"{key}_per_image"] = _f(sum(run.cost.get(key, 0.0) for run in arch_runs) / n)
+            cost[arch][f"{key}_per_image"] = json_number(sum(run.cost.get(key, 0.0) for run in arch_runs) / n)
     counts["total"] = _counts(runs)
     return {"metrics": metrics, "classification": classification, "counts": counts, "cost": cost}
 
@@ -233,12 +221,7 @@ class Result:
     @classmethod
     def load(cls, path: str | Path) -> Result:
         path = Path(path)
-        if not path.is_file():
-            raise HfusError(f"result file not found: {path}")
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise HfusError(f"{path} is not valid JSON: {err}") from err
+        record = load_json(path, "result file")
         validate(record, source=str(path))
         return cls(record)
 
