@@ -14,7 +14,6 @@ random map are the same numbers (:func:`paired_difference`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from .constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RANDOMISATION_COPIES
 from .errors import HfusError
+from .jsonio import json_number, load_json
 from .metrics import registry
 from .metrics.stats import paired_bootstrap
 from .results import per_image_output, validate
@@ -108,10 +108,6 @@ def image_scores(record: Mapping[str, Any]) -> Scores | None:
     return None
 
 
-def _json_value(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 def entry_scores(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``per_image_scores`` section of a leaderboard entry made from ``record``: per arch and fold the
     image ids and, per reported output, one value per image (``ENTRY_DIGITS`` significant digits; null:
@@ -123,7 +119,7 @@ def entry_scores(record: Mapping[str, Any]) -> dict[str, Any] | None:
         arch: {
             str(fold): {
                 "image_ids": list(part.image_ids),
-                "scores": {k: [_json_value(float(x)) for x in v] for k, v in part.scores.items()},
+                "scores": {k: [json_number(float(x)) for x in v] for k, v in part.scores.items()},
             }
             for fold, part in sorted(folds.items())
         }
@@ -134,12 +130,7 @@ def entry_scores(record: Mapping[str, Any]) -> dict[str, Any] | None:
 def load_record(path: str | Path) -> dict[str, Any]:
     """A result record or a leaderboard entry from a JSON file, validated against its schema."""
     path = Path(path)
-    if not path.is_file():
-        raise HfusError(f"file not found: {path}")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HfusError(f"{path} is not valid JSON: {err}") from err
+    record = load_json(path, "result record")
     if not isinstance(record, dict):
         raise HfusError(f"{path} is not a result record (a JSON object from `hfus-bench evaluate`)")
     validate(record, source=str(path), name="entry" if "track" in record else "result")
@@ -326,10 +317,6 @@ class Difference:
         return "neither"
 
 
-def _num(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 def _label(key: str) -> str:
     _, out = registry.output(key)
     return out.label or key
@@ -365,10 +352,10 @@ def paired_difference(
         key=key,
         label=_label(key),
         direction=out.direction,
-        mean_a=_num(mean_a),
-        mean_b=_num(mean_b),
-        diff=_num(res.mean),
-        ci95=(_num(res.low), _num(res.high)),
+        mean_a=json_number(mean_a),
+        mean_b=json_number(mean_b),
+        diff=json_number(res.mean),
+        ci95=(json_number(res.low), json_number(res.high)),
         n=res.n,
         n_excluded=res.n_nan,
         paired=True,

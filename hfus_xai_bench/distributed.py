@@ -10,7 +10,8 @@ the same threads per process every per-image value is bitwise the one a single p
   CPU), and rank 0 gathers the batch outputs with ``gather_object`` (gloo on CPU, nccl on CUDA),
   scores the maps-only metrics (ρ_cross needs the whole fold), and writes the one record, maps file
   and figure. A rank that fails is reported by rank 0 as ``rank R failed: reason`` and every rank
-  raises it; nothing is written.
+  raises it; nothing is written. A rank that dies or hangs stops the whole job, and no rank outlives
+  its launcher (:mod:`hfus_xai_bench.launch`).
 - ``hfus-bench evaluate ... --shard I/N`` (:class:`Shard`) and ``hfus-bench merge``
   (:mod:`hfus_xai_bench.merge`) for schedulers that start independent jobs (Slurm arrays).
 
@@ -19,7 +20,6 @@ Seeds never depend on the rank: every draw is seeded from the run seed and the i
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 from collections.abc import Iterator
@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import HfusError
+from .launch import die_with_launcher, rank_timeout
 
 __all__ = ["RankContext", "Shard", "describe_failure", "detect", "process_rank", "session"]
-
-#: how long ranks wait for each other at the gather (the slowest rank's whole share must fit)
-GATHER_TIMEOUT = datetime.timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -95,15 +93,26 @@ def process_rank() -> int:
 
 
 class _Session:
-    def __init__(self, ctx: RankContext) -> None:
+    def __init__(self, ctx: RankContext, timeout_s: float) -> None:
         self.ctx = ctx
+        self.timeout_s = timeout_s
+
+    def _collective(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except RuntimeError as err:  # gloo / nccl: a peer died (connection closed) or timed out
+            raise HfusError(
+                f"rank {self.ctx.rank}: the job stopped at the {what}: another rank died or did not arrive "
+                f"within {self.timeout_s:g} s ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                "see the other ranks' messages (set HFUS_BENCH_RANK_TIMEOUT for a longer wait)"
+            ) from err
 
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's ``obj`` on rank 0 (in rank order); None on the other ranks."""
         import torch.distributed as dist
 
         out = [None] * self.ctx.world_size if self.ctx.rank == 0 else None
-        dist.gather_object(obj, out, dst=0)
+        self._collective("gather", lambda: dist.gather_object(obj, out, dst=0))
         return out
 
     def broadcast(self, obj: Any) -> Any:
@@ -111,31 +120,34 @@ class _Session:
         import torch.distributed as dist
 
         box = [obj if self.ctx.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
+        self._collective("broadcast", lambda: dist.broadcast_object_list(box, src=0))
         return box[0]
 
 
 @contextmanager
 def session(ctx: RankContext, device_type: str) -> Iterator[_Session]:
     """The process group of a ``torchrun`` job (gloo on CPU, nccl on CUDA), set up and torn down here
-    (unless the caller already initialised one)."""
+    (unless the caller already initialised one). The rank dies with its launcher and waits for the others
+    at most :func:`~hfus_xai_bench.launch.rank_timeout` at a collective."""
     import torch
     import torch.distributed as dist
 
+    timeout = rank_timeout()
+    die_with_launcher()
     mine = not dist.is_initialized()
     if mine:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(ctx.local_rank)
         try:
-            dist.init_process_group(backend=backend, timeout=GATHER_TIMEOUT)
+            dist.init_process_group(backend=backend, timeout=timeout)
         except Exception as err:  # a launcher problem, not a result
             raise HfusError(
                 f"rank {ctx.rank}: cannot join the torchrun process group ({type(err).__name__}: {err}); "
                 "start the job with torchrun --nproc-per-node N -m hfus_xai_bench evaluate ..."
             ) from err
     try:
-        yield _Session(ctx)
+        yield _Session(ctx, timeout.total_seconds())
     finally:
         if mine and dist.is_initialized():
             dist.destroy_process_group()

@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import HfusError
 from .hashing import sha256_file
+from .jsonio import from_json_numbers, json_numbers, load_json
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -51,24 +52,6 @@ __all__ = ["SHARD_KIND", "evaluate_shard", "load_shard", "merge_shards", "shard_
 
 def shard_name(method: str, shard: Shard) -> str:
     return f"{method}.shard-{shard.index}-of-{shard.count}"
-
-
-def _floats(array: np.ndarray) -> Any:
-    """float64 array → nested lists (NaN → None); JSON keeps every float64 exactly (repr round trip)."""
-    arr = np.asarray(array, dtype=np.float64)
-    if arr.ndim == 0:
-        return None if not np.isfinite(arr) else float(arr)
-    return [_floats(x) for x in arr]
-
-
-def _array(value: Any) -> np.ndarray:
-    return np.array(_nan(value), dtype=np.float64)
-
-
-def _nan(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_nan(v) for v in value]
-    return np.nan if value is None else value
 
 
 def _strip_shard_flag(command: str | None) -> str | None:
@@ -151,7 +134,7 @@ def evaluate_shard(
                 "seconds": float(o.seconds),
                 "forward_images": int(o.forward_images),
                 "cost": {k: float(v) for k, v in o.cost.items()},
-                "values": {k: _floats(v) for k, v in o.values.items()},
+                "values": {k: json_numbers(v) for k, v in o.values.items()},
             }
         )
     out_dir = Path(out)
@@ -199,12 +182,7 @@ def evaluate_shard(
 def load_shard(path: str | Path) -> dict[str, Any]:
     """A shard record (checked: kind, version, its maps file's sha256); ``"_maps"`` holds the loaded arrays."""
     path = Path(path)
-    if not path.is_file():
-        raise HfusError(f"shard file not found: {path}")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HfusError(f"{path} is not valid JSON: {err}") from err
+    record = load_json(path, "shard file")
     if not isinstance(record, dict) or record.get("kind") != SHARD_KIND:
         raise HfusError(f"{path} is not a shard record (written by `hfus-bench evaluate ... --shard I/N`)")
     if record.get("schema_version") != SHARD_SCHEMA_VERSION:
@@ -352,7 +330,7 @@ def merge_shards(
                     extras=extras,
                     randomised_failed=o["randomised_failed"],
                     runner_up_failed=o.get("runner_up_failed"),
-                    values={k: _array(v) for k, v in o["values"].items()},
+                    values={k: from_json_numbers(v) for k, v in o["values"].items()},
                     cost=dict(o["cost"]),
                 )
             )

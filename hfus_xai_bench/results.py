@@ -26,6 +26,7 @@ import numpy as np
 
 from .constants import BENCHMARK_VERSION, CLASSES, COST_STAGES, FE_EXCLUDED_STAGES, PROTOCOL_VERSION
 from .errors import HfusError
+from .jsonio import json_number, json_numbers, load_json
 from .metrics import registry
 from .metrics.stats import fold_bootstrap
 
@@ -92,19 +93,6 @@ def per_image_output(out: registry.Output, values: dict[str, np.ndarray]) -> np.
     return np.asarray(registry.resolve(out.per_image)(values), dtype=np.float64)
 
 
-def _f(value: float) -> float | None:
-    """A JSON-safe float (NaN → None)."""
-    value = float(value)
-    return None if not np.isfinite(value) else value
-
-
-def _json_array(value: Any) -> Any:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return _f(arr)
-    return [_json_array(x) for x in arr]
-
-
 def summarize(
     runs: Sequence[FoldScores], values: Sequence[np.ndarray], ci: Sequence[float] | None = None
 ) -> dict[str, Any]:
@@ -121,8 +109,10 @@ def summarize(
     correct = np.concatenate([run.preds == run.labels for run in runs])
     pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
     return {
-        "mean": _f(np.mean(finite)) if finite else None,
-        "ci95": [_f(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))],
+        "mean": json_number(np.mean(finite)) if finite else None,
+        "ci95": [
+            json_number(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))
+        ],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
         "correct": pooled["correct"],
@@ -137,11 +127,11 @@ def _classification(runs: Sequence[FoldScores]) -> dict[str, Any]:
 
     def report(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
         rep = classification_report(y, p, num_classes=len(CLASSES))
-        return {k: _f(rep[k]) for k in ("accuracy", "precision", "recall", "f1")}
+        return {k: json_number(rep[k]) for k in ("accuracy", "precision", "recall", "f1")}
 
     per_fold = {str(run.fold): report(run.labels, run.preds) for run in runs}
     keys = ("accuracy", "precision", "recall", "f1")
-    summary = {k: _f(np.mean([v[k] for v in per_fold.values()])) for k in keys}
+    summary = {k: json_number(np.mean([v[k] for v in per_fold.values()])) for k in keys}
     return {**summary, "per_fold": per_fold}
 
 
@@ -196,7 +186,7 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
                 row["runner_up_failed"] = run.runner_up_failed[i]
             for names, vals in present:
                 for name in names:
-                    row[name] = _json_array(vals[name][i])
+                    row[name] = json_numbers(vals[name][i])
             rows.append(row)
     return rows
 
@@ -220,8 +210,8 @@ def cost_block(runs: Sequence[FoldScores]) -> dict[str, Any]:
     for run in runs:
         total.update({k: float(v) for k, v in run.cost.items()})
     out: dict[str, Any] = {
-        "seconds_per_image": _f(sum(run.seconds for run in runs) / n),
-        "forward_images_per_image": _f(sum(run.forward_images for run in runs) / n),
+        "seconds_per_image": json_number(sum(run.seconds for run in runs) / n),
+        "forward_images_per_image": json_number(sum(run.forward_images for run in runs) / n),
     }
     for kind in ("forward_rows", "backward_rows"):
         per_stage = {s: int(round(total.get(f"{kind}/{s}", 0.0))) for s in COST_STAGES}
@@ -229,9 +219,9 @@ def cost_block(runs: Sequence[FoldScores]) -> dict[str, Any]:
         out.update({f"{kind}/{s}": v for s, v in per_stage.items()})
     out.update({f"seconds/{s}": float(total.get(f"seconds/{s}", 0.0)) for s in COST_STAGES})
     fe = forward_equivalents(out, n)
-    out["fe_per_image"] = None if fe is None else _f(fe)
+    out["fe_per_image"] = None if fe is None else json_number(fe)
     for key in sorted(k for k in total if "/" not in k):
-        out[f"{key}_per_image"] = _f(total[key] / n)
+        out[f"{key}_per_image"] = json_number(total[key] / n)
     return out
 
 
@@ -279,12 +269,7 @@ class Result:
     @classmethod
     def load(cls, path: str | Path) -> Result:
         path = Path(path)
-        if not path.is_file():
-            raise HfusError(f"result file not found: {path}")
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise HfusError(f"{path} is not valid JSON: {err}") from err
+        record = load_json(path, "result file")
         validate(record, source=str(path))
         return cls(record)
 

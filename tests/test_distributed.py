@@ -10,11 +10,16 @@ merging only reorders whole batches.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,8 +47,78 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+#: environment variable that tags every process of one test job (inherited by torchrun's ranks, which
+#: run in sessions of their own, so a process group cannot find them)
+JOB_TAG = "HFUS_TEST_JOB"
+
+
+def _job_processes(tag: str) -> list[int]:
+    """Live (not zombie) processes whose environment carries ``JOB_TAG=tag``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if f"{JOB_TAG}={tag}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+class _Job:
+    """A command started in a session of its own, tagged with ``JOB_TAG``; output to files (not pipes, which
+    a surviving child would hold open)."""
+
+    def __init__(self, cmd: list[str], **env: str) -> None:
+        self.cmd, self.tag = cmd, uuid.uuid4().hex
+        # the files live as long as the job (closed with it), so no context manager
+        self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**_env(), **env, JOB_TAG: self.tag},
+            stdout=self.out,
+            stderr=self.err,
+            text=True,
+            start_new_session=True,
+        )
+
+    def stop(self, grace: float = 10.0) -> list[int]:
+        """Kill the launcher's group if still running; the tagged processes still alive after ``grace`` s
+        are killed too and returned (a clean job leaves none)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        deadline = time.monotonic() + grace
+        while (left := _job_processes(self.tag)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return left
+
+    def result(self) -> subprocess.CompletedProcess:
+        self.out.seek(0)
+        self.err.seek(0)
+        return subprocess.CompletedProcess(self.cmd, self.proc.returncode, self.out.read(), self.err.read())
+
+
+def _run(cmd: list[str], timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run a job to its end (killed after ``timeout`` s); fails the test if any of its processes outlives it."""
+    job = _Job(cmd, **env)
+    try:
+        job.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.stop()
+        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{job.result().stderr[-3000:]}")
+    survivors = job.stop()
+    result = job.result()
+    assert survivors == [], f"processes outlived the job (killed now): {survivors}\n{result.stderr[-3000:]}"
+    return result
 
 
 def _torchrun() -> list[str]:
@@ -133,6 +208,66 @@ def test_a_failing_rank_stops_the_job_with_one_message_and_writes_nothing(synth_
         proc.stderr
     )
     assert not out.exists() or not any(out.iterdir())
+
+
+def _faulty_job(tmp_path: Path, fault: str, ranks: tuple[str, ...] = ("1",)) -> list[str]:
+    """A torchrun job (2 ranks, 2 images) whose method file, loaded by each rank inside its process group,
+    marks the rank in ``$MARKS`` and then runs ``fault`` on ``ranks``."""
+    method = write_method(
+        tmp_path,
+        f"""
+        import os, signal, time
+        from pathlib import Path
+
+        Path(os.environ["MARKS"], "rank" + os.environ["RANK"]).touch()
+        if os.environ["RANK"] in {ranks!r}:
+            {fault}
+
+        def explain(model, images, targets, *, context):
+            return images.mean(1)
+    """,
+        name="faulty.py",
+    )
+    (tmp_path / "marks").mkdir()
+    args = ["--limit", "2", "--batch-size", "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "out")]
+    return [*_torchrun(), "-m", "hfus_xai_bench", "evaluate", str(method), *args]
+
+
+def test_a_killed_rank_stops_the_job_and_no_process_outlives_it(synth_ds, tmp_path) -> None:
+    cmd = _faulty_job(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)")
+    proc = _run(cmd, MARKS=str(tmp_path / "marks"))  # asserts that no process of the job is left
+    assert proc.returncode != 0
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_hung_rank_stops_the_job_after_the_rank_timeout(synth_ds, tmp_path) -> None:
+    cmd = _faulty_job(tmp_path, "time.sleep(3600)")
+    tic = time.monotonic()
+    proc = _run(cmd, MARKS=str(tmp_path / "marks"), HFUS_BENCH_RANK_TIMEOUT="5")
+    assert proc.returncode != 0
+    assert "did not arrive within 5 s" in proc.stderr, proc.stderr[-3000:]
+    assert time.monotonic() - tic < 240  # not the 6-hour default
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_killing_the_launcher_takes_every_rank_with_it(synth_ds, tmp_path) -> None:
+    """SIGKILL to torchrun (what a CI timeout does) cannot be forwarded: the ranks die with their parent."""
+    cmd = _faulty_job(tmp_path, "time.sleep(3600)", ranks=("0", "1"))
+    marks = tmp_path / "marks"
+    job = _Job(cmd, MARKS=str(marks))
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline and job.proc.poll() is None:
+            time.sleep(0.5)  # both ranks joined their group (and asked to die with the launcher)
+        assert len(list(marks.iterdir())) == 2, job.result().stderr[-3000:]
+        os.killpg(
+            job.proc.pid, signal.SIGKILL
+        )  # the launcher's group only: each rank has a session of its own
+        job.proc.wait()
+        survivors = job.stop()
+    finally:
+        job.stop(grace=0)
+    assert survivors == []
 
 
 def _shards(tmp_path: Path, count: int = 3) -> list[Path]:

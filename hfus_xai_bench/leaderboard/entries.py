@@ -19,6 +19,7 @@ from ..compare import entry_scores
 from ..constants import LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
 from ..errors import HfusError
 from ..explainers.registry import BUILTIN_METHODS
+from ..jsonio import load_json
 from ..results import validate
 
 ENTRIES_DIR = Path(LEADERBOARD_ENTRIES_DIR)
@@ -103,10 +104,7 @@ def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
         raise HfusError(f"entries folder not found: {folder}; pass --entries")
     entries, seen = [], {}
     for path in sorted(folder.glob("*.json")):
-        try:
-            entry = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise HfusError(f"{path} is not valid JSON: {err}") from err
+        entry = load_json(path, "leaderboard entry")
         validate_entry(entry, source=str(path))
         if path.name != entry_filename(entry):
             raise HfusError(

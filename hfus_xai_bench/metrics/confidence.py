@@ -22,6 +22,7 @@ from torch import nn
 
 from ..constants import THRESHOLDS
 from ..errors import HfusError
+from ..jsonio import json_number
 from .localisation import as_m255, threshold_starts
 from .postprocess import as_tensor
 from .stats import nanmean0
@@ -237,7 +238,7 @@ def threshold_table(
     iic = [nanmean0(100.0 * increase_in_confidence(v["s0"], v["s_keep_t"])) for v in per_fold]
 
     def js(row: np.ndarray) -> list[float | None]:
-        return [None if not np.isfinite(x) else float(x) for x in row]
+        return [json_number(x) for x in row]
 
     return {
         "thresholds": list(thresholds),

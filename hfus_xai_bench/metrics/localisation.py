@@ -25,6 +25,7 @@ import torch
 
 from ..constants import SLM_LEVELS, THRESHOLDS
 from ..errors import HfusError
+from ..jsonio import json_number
 from .postprocess import as_tensor, compute_device, quantize
 from .stats import nanmean0
 
@@ -248,16 +249,12 @@ def score_mask_iou(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np
     return {"iou": mask_iou_from_counts(_counts(inputs), config.thresholds)}
 
 
-def _json(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)
-
-
 def iou_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS) -> dict:
     """``mask_iou@1`` section per arch: mean IoU per threshold × level (mean of fold means), NaNs counted."""
     iou_folds = [nanmean0(v["iou"]) for v in per_fold]
     return {
         "thresholds": list(thresholds),
         "levels": list(SLM_LEVELS),
-        "mean": [[_json(x) for x in row] for row in nanmean0(np.stack(iou_folds))],
+        "mean": [[json_number(x) for x in row] for row in nanmean0(np.stack(iou_folds))],
         "n_nan": [[int(x) for x in row] for row in sum((~np.isfinite(v["iou"])).sum(0) for v in per_fold)],
     }

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CLASSES
 from ..errors import HfusError
+from ..jsonio import json_number
 
 
 class BootstrapCI(tuple):
@@ -94,7 +95,7 @@ def summarize(
     ci = bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
     out: dict[str, Any] = {
         "mean": _mean_or_none(v),
-        "ci95": [None if np.isnan(ci.low) else ci.low, None if np.isnan(ci.high) else ci.high],
+        "ci95": [json_number(ci.low), json_number(ci.high)],
         "n": ci.n,
         "n_nan": ci.n_nan,
     }

@@ -37,6 +37,7 @@ from torch import nn
 from ..constants import SYNTH_DATASET, cache_dir
 from ..errors import HfusError
 from ..hashing import sha256_file
+from ..jsonio import load_json
 from ..runtime import hub_offline
 from .zoo import ArchSpec, build_model, get_arch
 
@@ -316,10 +317,7 @@ def _entry_for_path(path: Path, arch: str | None) -> Checkpoint:
     else:
         card_path, weights = path.with_suffix(".json"), path
     if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text())
-        except ValueError as err:
-            raise HfusError(f"unreadable checkpoint card {card_path}: {err}") from err
+        card = load_json(card_path, "checkpoint card")
         entry = Checkpoint.from_card(card, "path", card_path.parent)
         if weights is not None and weights.name != entry.filename:
             entry = replace(entry, filename=weights.name)

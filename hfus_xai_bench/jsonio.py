@@ -1,0 +1,50 @@
+"""JSON helpers every module uses: numbers with NaN as ``null`` and loading a file or failing clearly.
+
+A leaf (imports only :mod:`.errors`), so the scoring core may use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import HfusError
+
+__all__ = ["from_json_numbers", "json_number", "json_numbers", "load_json"]
+
+
+def json_number(value: Any) -> float | None:
+    """A JSON-safe float: ``float(value)``, or None when it is NaN or infinite (numpy scalars accepted)."""
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def json_numbers(value: Any) -> Any:
+    """A float64 array (any shape) as nested lists, NaN/inf → None; a 0-d value as :func:`json_number`.
+
+    JSON keeps every finite float64 exactly (``repr`` round trip).
+    """
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return json_number(arr)
+    return [json_numbers(x) for x in arr]
+
+
+def from_json_numbers(value: Any) -> np.ndarray:
+    """The inverse of :func:`json_numbers`: nested lists with None → a float64 array with NaN."""
+    return np.array(value, dtype=np.float64) if value is not None else np.array(np.nan)
+
+
+def load_json(path: str | Path, what: str = "file") -> Any:
+    """The parsed JSON of ``path``; one :class:`HfusError` naming ``what`` when it is missing or invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise HfusError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HfusError(f"{path} is not valid JSON ({err}); pass a {what} written by hfus-bench") from err
