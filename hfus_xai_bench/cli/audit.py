@@ -13,7 +13,9 @@ def _seed(args: argparse.Namespace) -> int:
     from ..audit import SEED_ENV
     from ..errors import HfusError
 
-    text = args.seed if args.seed is not None else os.environ.get(SEED_ENV)
+    # taken out of the environment, so the audited methods (Python run in this process) do not find it there
+    env = os.environ.pop(SEED_ENV, None)
+    text = args.seed if args.seed is not None else env
     if text is None:
         raise HfusError(f"give the private seed with --seed S or the environment variable {SEED_ENV}")
     try:
