@@ -425,8 +425,17 @@ def run_batch(
     extras, rand_failed, runner_failed = _more_calls(job, batch, config, x, targets, logits)
     m255 = main.m255.cpu().numpy()
     ok = np.array([r is None for r in main.reasons], bool)
+    # the predict forward's logits: counterfactual@1 reads the image's prediction from them (no second forward)
     inputs = batch_inputs(
-        job, batch, m255, ok, targets.cpu().numpy(), extras, model=job.model, images=x, twins=job.twins
+        job,
+        batch,
+        m255,
+        ok,
+        targets.cpu().numpy(),
+        {**extras, "logits": logits},
+        model=job.model,
+        images=x,
+        twins=job.twins,
     )
     values = score_model_metrics(inputs, batch_metrics(metrics), scoring_config(config), job.passes)
     cost = {k: v - before.get(k, 0.0) for k, v in job.passes.snapshot().items()}

@@ -3,7 +3,7 @@
 # into a leaderboard entry (`hfus-bench leaderboard add`) and re-render the pages.
 # Entries are never hand-edited: each one records the exact evaluate command that produced it.
 #
-# Usage:  leaderboard/make_baselines.sh [cheap|expensive|all|METHOD...]     (default: all)
+# Usage:  leaderboard/make_baselines.sh [reference|cheap|expensive|all|METHOD...]     (default: all)
 # Env:    DEVICE=auto|cpu|cuda (default auto)   MODELS=mobilenet_v2 (comma list or all)
 #         FOLDS=0 (comma list or all: every fold needs its checkpoint)   OUT=results/baselines
 #         BENCH=hfus-bench (e.g. ".venv/bin/hfus-bench")
@@ -18,13 +18,17 @@ FOLDS="${FOLDS:-0}"
 OUT="${OUT:-results/baselines}"
 BENCH="${BENCH:-hfus-bench}"
 
-CHEAP=(random center depth_prior sobel gradcam gradcampp hirescam eigengradcam saliency gradientshap)
-EXPENSIVE=(ig ablationcam scorecam occlusion15 occlusion30 occlusion45)
+# sanity baselines and (evidence tracks) the reference rows first: every method's gains are paired with them
+REFERENCE=(depth_prior random input oracle oracle@grid center sobel)
+CHEAP=(gradcam gradientshap saliency gradcampp hirescam eigengradcam ablationcam layercam xgradcam inputxgradient
+  smoothgrad expectedgradients fullgrad deeplift guidedbackprop)
+EXPENSIVE=(ig scorecam occlusion15 occlusion30 occlusion45)
 
 case "${1:-all}" in
-  cheap) METHODS=("${CHEAP[@]}") ;;
+  reference) METHODS=("${REFERENCE[@]}") ;;
+  cheap) METHODS=("${REFERENCE[@]}" "${CHEAP[@]}") ;;
   expensive) METHODS=("${EXPENSIVE[@]}") ;;
-  all) METHODS=("${CHEAP[@]}" "${EXPENSIVE[@]}") ;;
+  all) METHODS=("${REFERENCE[@]}" "${CHEAP[@]}" "${EXPENSIVE[@]}") ;;
   *) METHODS=("$@") ;;
 esac
 
