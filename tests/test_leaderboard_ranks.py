@@ -11,7 +11,7 @@ from scipy.stats import rankdata
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import load_entries
 from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
-from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks
+from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks, rank_columns
 from hfus_xai_bench.leaderboard.tables import status
 
 ONE = {"c": ("a", "b")}
@@ -127,3 +127,20 @@ def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
     faith = ranks["faithfulness"]
     assert set(faith.metrics) == {"road@1/combined", "confidence@1/dic", "confidence@1/iic"}
     assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
+
+
+def test_rank_columns_for_the_table() -> None:
+    entries = load_entries(Path(__file__).resolve().parents[1] / ENTRIES_DIR)
+    ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
+    no_scores = {**ranked[0], "per_image_scores": {}}
+    cells = rank_columns([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
+    assert len(cells) == len(ranked) + 1 and cells[-1] is None
+    _, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=50)
+    for i, row in enumerate(cells[:-1]):
+        loc = row["localisation"]
+        assert loc["mean_rank"] == ranks["localisation"].mean_rank[i]
+        assert (
+            loc["text"] == f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
+        )  # one metric: no ±
+        faith = row["faithfulness"]
+        assert faith["text"].endswith(f" ±{faith['disagreement']:.1f}") and len(faith["metrics"]) == 3

@@ -196,3 +196,31 @@ def entry_criterion_ranks(
     present = {k: v for k, v in scores.items() if np.isfinite(v).any()}
     folds = np.array([f for f, _ in images])
     return rows, criterion_ranks(present, folds, registry_directions(list(present)), **options)
+
+
+def rank_columns(entries: Sequence[Mapping], arch: str, **options: int) -> list[dict[str, dict] | None]:
+    """The extra columns of a table (PROTOCOL §7.4): for each of ``entries`` (the table's ranked rows, in
+    table order) per criterion ``{"mean_rank", "low", "high", "disagreement", "metrics", "text"}``, text
+    like ``"2.0 [1.5, 3.0] ±1.0"`` (± = disagreement); None for a row without per-image scores."""
+    rows, ranks = entry_criterion_ranks(entries, arch, **options)
+    index = {id(e): i for i, e in enumerate(rows)}
+    out: list[dict[str, dict] | None] = []
+    for e in entries:
+        i = index.get(id(e))
+        if i is None:
+            out.append(None)
+            continue
+        cells = {}
+        for name, c in ranks.items():
+            mean, low, high, spread = (float(x[i]) for x in (c.mean_rank, c.low, c.high, c.disagreement))
+            cells[name] = {
+                "mean_rank": mean,
+                "low": low,
+                "high": high,
+                "disagreement": spread,
+                "metrics": list(c.metrics),
+                "text": f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+                + (f" ±{spread:.1f}" if len(c.metrics) > 1 else ""),
+            }
+        out.append(cells)
+    return out
