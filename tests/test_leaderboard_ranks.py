@@ -144,3 +144,26 @@ def test_rank_columns_for_the_table() -> None:
         )  # one metric: no ±
         faith = row["faithfulness"]
         assert faith["text"].endswith(f" ±{faith['disagreement']:.1f}") and len(faith["metrics"]) == 3
+
+
+def test_result_records_and_entries_rank_alike() -> None:
+    """``compare`` with several records: a record's per_image rows give the ranks its entry gives."""
+    from helpers import fake_scores
+    from leaderboard_fixtures import record
+
+    from hfus_xai_bench.leaderboard import entry_from_result
+
+    records = [
+        record(f"m{k}", [fake_scores("mobilenet_v2", fold, level, seed=10 * k + fold) for fold in (0, 1)])
+        for k, level in enumerate((1.8, 1.2, 0.6))
+    ]
+    _, from_records = entry_criterion_ranks(records, "mobilenet_v2", n_resamples=100)
+    entries = [entry_from_result(r) for r in records]
+    _, from_entries = entry_criterion_ranks(entries, "mobilenet_v2", n_resamples=100)
+    loc = from_records["localisation"]
+    np.testing.assert_array_equal(loc.ranks["hit_rate@1"], [1, 2, 3])  # levels 1.8 > 1.2 > 0.6
+    assert loc.n_images["hit_rate@1"] == 22  # 2 folds × 12 images, the last of each failed
+    assert set(from_records) == set(from_entries) and "faithfulness" in from_records
+    for name, c in from_records.items():
+        np.testing.assert_array_equal(c.mean_rank, from_entries[name].mean_rank)
+        np.testing.assert_array_equal(c.low, from_entries[name].low)
