@@ -6,13 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eco_fixtures import leaderboard_entries
 from scipy.stats import rankdata
 
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import load_entries
-from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
 from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks, rank_columns
 from hfus_xai_bench.leaderboard.tables import status
+
+
+@pytest.fixture(scope="module")
+def entries_dir(tmp_path_factory) -> Path:
+    return leaderboard_entries(tmp_path_factory.mktemp("entries"))
+
 
 ONE = {"c": ("a", "b")}
 UP = {"a": "higher", "b": "higher"}
@@ -114,8 +120,8 @@ def test_errors() -> None:
         criterion_ranks({"a": np.ones((2, 3))}, [0, 0, 0], UP, criteria=ONE, n_resamples=0)
 
 
-def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
-    entries = load_entries(Path(__file__).resolve().parents[1] / ENTRIES_DIR)
+def test_committed_entries_localisation_rank_follows_the_hr1_means(entries_dir: Path) -> None:
+    entries = load_entries(entries_dir)
     ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
     rows, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=100)
     assert len(rows) == len(ranked) >= 2 and {"localisation", "faithfulness"} <= set(ranks)
@@ -129,8 +135,8 @@ def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
     assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
 
 
-def test_rank_columns_for_the_table() -> None:
-    entries = load_entries(Path(__file__).resolve().parents[1] / ENTRIES_DIR)
+def test_rank_columns_for_the_table(entries_dir: Path) -> None:
+    entries = load_entries(entries_dir)
     ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
     no_scores = {**ranked[0], "per_image_scores": {}}
     cells = rank_columns([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
