@@ -37,8 +37,10 @@ def test_reload_with_datasets_reproduces_the_table_means(
 ) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(exported.parent / "cache"))
-    scores = datasets.load_dataset(str(exported), split="train").to_pandas()  # the default config
+    cache = str(tmp_path / "cache")  # a fresh cache: datasets reads HF_DATASETS_CACHE only at import
+    scores = datasets.load_dataset(
+        str(exported), split="train", cache_dir=cache
+    ).to_pandas()  # default config
     entries = load_entries(entries_dir)
     n_rows = sum(
         len(p["image_ids"]) for e in entries for f in e["per_image_scores"].values() for p in f.values()
@@ -60,7 +62,7 @@ def test_reload_with_datasets_reproduces_the_table_means(
                 )
                 checked += 1
     assert checked >= 10 * len(entries)  # every entry, most of its columns
-    summary = datasets.load_dataset(str(exported), "summary", split="train").to_pandas()
+    summary = datasets.load_dataset(str(exported), "summary", split="train", cache_dir=cache).to_pandas()
     gradcam = summary[(summary.method == "gradcam") & (summary.arch == "mobilenet_v2")].iloc[0]
     ref = next(e for e in entries if e["method"]["name"] == "gradcam")["metrics"]["hit_rate@1"][
         "mobilenet_v2"
