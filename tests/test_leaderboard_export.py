@@ -33,7 +33,7 @@ def exported(tmp_path_factory, entries_dir: Path) -> Path:
 
 
 def test_reload_with_datasets_reproduces_the_table_means(
-    exported: Path, entries_dir: Path, monkeypatch
+    exported: Path, entries_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
