@@ -341,3 +341,18 @@ def test_file_methods_declare_not_applicable(tmp_path) -> None:
     )
     with pytest.raises(HfusError, match="not_applicable"):
         load_file(bad)
+
+
+def test_applicable_archs_for_the_runner() -> None:
+    from hfus_xai_bench.explainers.loader import applicable_archs
+
+    method = load_builtin("guidedbackprop")
+    assert applicable_archs(method, ("mobilenet_v2", "resnet101", "googlenet", "densenet201")) == (
+        "resnet101",
+        "densenet201",
+    )
+    assert applicable_archs(load_builtin("gradcam"), ("mobilenet_v2",)) == ("mobilenet_v2",)
+    with pytest.raises(
+        HfusError, match=r"undefined \(n/a\) on every architecture.*mobilenet_v2: MobileNetV2"
+    ):
+        applicable_archs(load_builtin("deeplift"), ("mobilenet_v2",))

@@ -9,32 +9,39 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+from eco_fixtures import leaderboard_entries
 from huggingface_hub.repocard import metadata_load
 
 import hfus_xai_bench as hb
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import load_entries
-from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR, entry_filename
+from hfus_xai_bench.leaderboard.entries import entry_filename
 from hfus_xai_bench.leaderboard.export import export_leaderboard
-
-REPO = Path(__file__).resolve().parents[1]
-ENTRIES = REPO / ENTRIES_DIR
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
+def entries_dir(tmp_path_factory) -> Path:
+    return leaderboard_entries(tmp_path_factory.mktemp("entries"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, entries_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("lb") / "hf"
-    assert main(["leaderboard", "export", str(out), "--entries", str(ENTRIES)]) == 0
+    assert main(["leaderboard", "export", str(out), "--entries", str(entries_dir)]) == 0
     return out
 
 
-def test_reload_with_datasets_reproduces_the_table_means(exported: Path, monkeypatch) -> None:
+def test_reload_with_datasets_reproduces_the_table_means(
+    exported: Path, entries_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(exported.parent / "cache"))
-    scores = datasets.load_dataset(str(exported), split="train").to_pandas()  # the default config
-    entries = load_entries(ENTRIES)
+    cache = str(tmp_path / "cache")  # a fresh cache: datasets reads HF_DATASETS_CACHE only at import
+    scores = datasets.load_dataset(
+        str(exported), split="train", cache_dir=cache
+    ).to_pandas()  # default config
+    entries = load_entries(entries_dir)
     n_rows = sum(
         len(p["image_ids"]) for e in entries for f in e["per_image_scores"].values() for p in f.values()
     )
@@ -55,7 +62,7 @@ def test_reload_with_datasets_reproduces_the_table_means(exported: Path, monkeyp
                 )
                 checked += 1
     assert checked >= 10 * len(entries)  # every entry, most of its columns
-    summary = datasets.load_dataset(str(exported), "summary", split="train").to_pandas()
+    summary = datasets.load_dataset(str(exported), "summary", split="train", cache_dir=cache).to_pandas()
     gradcam = summary[(summary.method == "gradcam") & (summary.arch == "mobilenet_v2")].iloc[0]
     ref = next(e for e in entries if e["method"]["name"] == "gradcam")["metrics"]["hit_rate@1"][
         "mobilenet_v2"
@@ -64,9 +71,9 @@ def test_reload_with_datasets_reproduces_the_table_means(exported: Path, monkeyp
     assert [gradcam["hit_rate@1/ci_low"], gradcam["hit_rate@1/ci_high"]] == ref["ci95"]
 
 
-def test_load_results_from_the_folder_and_from_the_entries(exported: Path) -> None:
+def test_load_results_from_the_folder_and_from_the_entries(exported: Path, entries_dir: Path) -> None:
     from_folder = hb.load_results(exported)
-    from_entries = hb.load_results(ENTRIES)
+    from_entries = hb.load_results(entries_dir)
     assert list(from_folder.columns) == list(from_entries.columns)
     assert from_folder.shape == from_entries.shape
     np.testing.assert_array_equal(from_folder["image_id"].to_numpy(), from_entries["image_id"].to_numpy())
@@ -79,11 +86,11 @@ def test_load_results_from_the_folder_and_from_the_entries(exported: Path) -> No
         hb.load_results(exported, table="maps")
 
 
-def test_card_states_revisions_and_content_hashes(exported: Path, tmp_path: Path) -> None:
+def test_card_states_revisions_and_content_hashes(exported: Path, entries_dir: Path, tmp_path: Path) -> None:
     card = (exported / "README.md").read_text()
     meta = metadata_load(exported / "README.md")
     assert [c["config_name"] for c in meta["configs"]] == ["scores", "summary"]
-    entries = load_entries(ENTRIES)
+    entries = load_entries(entries_dir)
     for e in entries:
         assert e["dataset"]["revision"] in card and e["dataset"]["sha256"] in card
         assert f"`{entry_filename(e)}`" in card
@@ -91,15 +98,15 @@ def test_card_states_revisions_and_content_hashes(exported: Path, tmp_path: Path
         sha = hashlib.sha256((exported / name).read_bytes()).hexdigest()
         assert re.search(rf"\| `{re.escape(name)}` \| `{sha}` \|", card), name
     # deterministic: a second export writes the same bytes
-    again = export_leaderboard(tmp_path / "again", ENTRIES)
+    again = export_leaderboard(tmp_path / "again", entries_dir)
     for name in ("README.md", "data/scores.parquet", "data/summary.parquet"):
         assert (again / name).read_bytes() == (exported / name).read_bytes(), name
 
 
-def test_export_errors(tmp_path: Path) -> None:
+def test_export_errors(tmp_path: Path, entries_dir: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(HfusError, match="is a file"):
-        export_leaderboard(tmp_path / "file", ENTRIES)
+        export_leaderboard(tmp_path / "file", entries_dir)
     (tmp_path / "empty").mkdir()
     with pytest.raises(HfusError, match="no entries"):
         export_leaderboard(tmp_path / "out", tmp_path / "empty")

@@ -6,13 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eco_fixtures import leaderboard_entries
 from scipy.stats import rankdata
 
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import load_entries
-from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
-from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks
+from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks, rank_columns
 from hfus_xai_bench.leaderboard.tables import status
+
+
+@pytest.fixture(scope="module")
+def entries_dir(tmp_path_factory) -> Path:
+    return leaderboard_entries(tmp_path_factory.mktemp("entries"))
+
 
 ONE = {"c": ("a", "b")}
 UP = {"a": "higher", "b": "higher"}
@@ -114,8 +120,8 @@ def test_errors() -> None:
         criterion_ranks({"a": np.ones((2, 3))}, [0, 0, 0], UP, criteria=ONE, n_resamples=0)
 
 
-def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
-    entries = load_entries(Path(__file__).resolve().parents[1] / ENTRIES_DIR)
+def test_committed_entries_localisation_rank_follows_the_hr1_means(entries_dir: Path) -> None:
+    entries = load_entries(entries_dir)
     ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
     rows, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=100)
     assert len(rows) == len(ranked) >= 2 and {"localisation", "faithfulness"} <= set(ranks)
@@ -127,3 +133,43 @@ def test_committed_entries_localisation_rank_follows_the_hr1_means() -> None:
     faith = ranks["faithfulness"]
     assert set(faith.metrics) == {"road@1/combined", "confidence@1/dic", "confidence@1/iic"}
     assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
+
+
+def test_rank_columns_for_the_table(entries_dir: Path) -> None:
+    entries = load_entries(entries_dir)
+    ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
+    no_scores = {**ranked[0], "per_image_scores": {}}
+    cells = rank_columns([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
+    assert len(cells) == len(ranked) + 1 and cells[-1] is None
+    _, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=50)
+    for i, row in enumerate(cells[:-1]):
+        loc = row["localisation"]
+        assert loc["mean_rank"] == ranks["localisation"].mean_rank[i]
+        assert (
+            loc["text"] == f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
+        )  # one metric: no ±
+        faith = row["faithfulness"]
+        assert faith["text"].endswith(f" ±{faith['disagreement']:.1f}") and len(faith["metrics"]) == 3
+
+
+def test_result_records_and_entries_rank_alike() -> None:
+    """``compare`` with several records: a record's per_image rows give the ranks its entry gives."""
+    from helpers import fake_scores
+    from leaderboard_fixtures import record
+
+    from hfus_xai_bench.leaderboard import entry_from_result
+
+    records = [
+        record(f"m{k}", [fake_scores("mobilenet_v2", fold, level, seed=10 * k + fold) for fold in (0, 1)])
+        for k, level in enumerate((1.8, 1.2, 0.6))
+    ]
+    _, from_records = entry_criterion_ranks(records, "mobilenet_v2", n_resamples=100)
+    entries = [entry_from_result(r) for r in records]
+    _, from_entries = entry_criterion_ranks(entries, "mobilenet_v2", n_resamples=100)
+    loc = from_records["localisation"]
+    np.testing.assert_array_equal(loc.ranks["hit_rate@1"], [1, 2, 3])  # levels 1.8 > 1.2 > 0.6
+    assert loc.n_images["hit_rate@1"] == 22  # 2 folds × 12 images, the last of each failed
+    assert set(from_records) == set(from_entries) and "faithfulness" in from_records
+    for name, c in from_records.items():
+        np.testing.assert_array_equal(c.mean_rank, from_entries[name].mean_rank)
+        np.testing.assert_array_equal(c.low, from_entries[name].low)

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -194,3 +194,16 @@ def available_methods() -> dict[str, str]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, f"entry point {ep.value}")
     return found
+
+
+def applicable_archs(method: Method, archs: Sequence[str]) -> tuple[str, ...]:
+    """The architectures of ``archs`` (``RunConfig.models``) the method is defined on, in order (PROTOCOL §5:
+    the others are skipped, shown as n/a); HfusError when it is defined on none of them."""
+    kept = tuple(a for a in archs if method.applicable(a))
+    if not kept:
+        reasons = "; ".join(f"{a}: {method.not_applicable(a)}" for a in archs)
+        raise HfusError(
+            f"method {method.name!r} is undefined (n/a) on every architecture asked for ({reasons}); "
+            "pick others with --models"
+        )
+    return kept

@@ -167,32 +167,55 @@ def registry_directions(keys: Sequence[str]) -> dict[str, str]:
 def entry_criterion_ranks(
     entries: Sequence[Mapping], arch: str, **options: int
 ) -> tuple[list[Mapping], dict[str, CriterionRanks]]:
-    """:func:`criterion_ranks` of the ``entries`` (the caller passes the *ranked* rows of one table) on
-    ``arch``, from their ``per_image_scores``; images are matched by (fold, image id), an image one entry
-    lacks has no value there. Returns (the entries with per-image scores, in order; the ranks)."""
-    rows = [e for e in entries if (e.get("per_image_scores") or {}).get(arch)]
-    images = sorted(
-        {
-            (int(fold), image_id)
-            for e in rows
-            for fold, part in e["per_image_scores"][arch].items()
-            for image_id in part["image_ids"]
-        }
-    )
+    """:func:`criterion_ranks` of leaderboard entries or result records (the caller passes the *ranked* rows
+    of one table, or the records ``compare`` gets) on ``arch``, from their per-image values
+    (:func:`hfus_xai_bench.compare.image_scores`); images are matched by (fold, image id), an image one row
+    lacks has no value there. Returns (the rows with per-image values on ``arch``, in order; the ranks)."""
+    from ..compare import image_scores
+
+    parts = [((image_scores(e) or {}).get(arch), e) for e in entries]
+    parts = [(p, e) for p, e in parts if p]
+    rows = [e for _, e in parts]
+    images = sorted({(int(fold), i) for p, _ in parts for fold, part in p.items() for i in part.image_ids})
     if not rows or not images:
         return rows, {}
     position = {key: i for i, key in enumerate(images)}
     wanted = sorted({k for keys in CRITERIA.values() for k in keys})
     scores = {key: np.full((len(rows), len(images)), np.nan) for key in wanted}
-    for r, e in enumerate(rows):
-        for fold, part in e["per_image_scores"][arch].items():
-            cols = [position[(int(fold), i)] for i in part["image_ids"]]
+    for r, (p, _) in enumerate(parts):
+        for fold, part in p.items():
+            cols = [position[(int(fold), i)] for i in part.image_ids]
             for key in wanted:
-                if key in part["scores"]:
-                    values = [np.nan if v is None else v for v in part["scores"][key]]
-                    scores[key][r, cols] = values
-                else:
-                    scores[key][r, cols] = np.nan
+                if key in part.scores:
+                    scores[key][r, cols] = part.scores[key]
     present = {k: v for k, v in scores.items() if np.isfinite(v).any()}
     folds = np.array([f for f, _ in images])
     return rows, criterion_ranks(present, folds, registry_directions(list(present)), **options)
+
+
+def rank_columns(entries: Sequence[Mapping], arch: str, **options: int) -> list[dict[str, dict] | None]:
+    """The extra columns of a table (PROTOCOL §7.4): for each of ``entries`` (the table's ranked rows, in
+    table order) per criterion ``{"mean_rank", "low", "high", "disagreement", "metrics", "text"}``, text
+    like ``"2.0 [1.5, 3.0] ±1.0"`` (± = disagreement); None for a row without per-image scores."""
+    rows, ranks = entry_criterion_ranks(entries, arch, **options)
+    index = {id(e): i for i, e in enumerate(rows)}
+    out: list[dict[str, dict] | None] = []
+    for e in entries:
+        i = index.get(id(e))
+        if i is None:
+            out.append(None)
+            continue
+        cells = {}
+        for name, c in ranks.items():
+            mean, low, high, spread = (float(x[i]) for x in (c.mean_rank, c.low, c.high, c.disagreement))
+            cells[name] = {
+                "mean_rank": mean,
+                "low": low,
+                "high": high,
+                "disagreement": spread,
+                "metrics": list(c.metrics),
+                "text": f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+                + (f" ±{spread:.1f}" if len(c.metrics) > 1 else ""),
+            }
+        out.append(cells)
+    return out

@@ -1,0 +1,31 @@
+"""Leaderboard entries for the export and rank tests: the committed ones, or fixtures while they are regenerated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leaderboard_fixtures import s7_record
+
+from hfus_xai_bench.leaderboard import entry_from_result, load_entries, write_entry
+from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
+from hfus_xai_bench.leaderboard.tables import status
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def leaderboard_entries(tmp: Path) -> Path:
+    """The committed entries when they hold two ranked rows on MobileNetV2, else three fixture entries (two
+    ranked, one model-independent) written to ``tmp`` (the committed ones are being regenerated)."""
+    committed = REPO / ENTRIES_DIR
+    if committed.is_dir():
+        entries = load_entries(committed)
+        if sum(status(e, "mobilenet_v2") == "ranked" for e in entries) >= 2:
+            return committed
+    tmp.mkdir(parents=True, exist_ok=True)
+    for rec in (
+        s7_record("gradcam", 2.0, 1),
+        s7_record("saliency", 1.2, 2, road=0.05),
+        s7_record("random", 0.4, 3, model_dependent=False),
+    ):
+        write_entry(entry_from_result(rec), tmp)
+    return tmp
