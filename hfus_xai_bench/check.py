@@ -213,8 +213,8 @@ def check_method(
 
     def make(label: str, net: torch.nn.Module) -> Call:
         context = ExplainContext(
-            spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior
-        )
+            spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior, x
+        )  # the phantom batch stands in for the training sample (Expected Gradients' baselines)
         reference = fingerprint(net)
         return Call(label, net, loaded.build(net, context), context, reference)
 

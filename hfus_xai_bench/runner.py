@@ -54,7 +54,7 @@ from .batches import (
 from .calls import PassCounter
 from .config import RunConfig
 from .errors import HfusError
-from .explainers.loader import Method, load_method
+from .explainers.loader import Method, applicable_archs, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
 from .models.zoo import get_arch
@@ -473,6 +473,7 @@ def evaluate(
             command=command,
         )
     loaded = method if isinstance(method, Method) else load_method(method)
+    config = config.replace(models=applicable_archs(loaded, config.models))  # PROTOCOL §5: n/a, skipped
     device = config.resolve_device()
     ds = load_dataset(config.dataset, revision=config.revision)
     runs = run(
@@ -515,6 +516,7 @@ def _evaluate_ranks(
         state: dict[str, Any] = {}
         try:
             loaded = method if isinstance(method, Method) else load_method(method)
+            config = config.replace(models=applicable_archs(loaded, config.models))
             device = config.resolve_device()
             if device.type == "cuda":
                 device = torch.device("cuda", ctx.local_rank)
