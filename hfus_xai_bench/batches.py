@@ -155,7 +155,7 @@ def needed_extras(metrics: Sequence[Metric] | None = None) -> frozenset[str]:
 
 
 def scoring_config(config: RunConfig) -> ScoringConfig:
-    return ScoringConfig(confidence=config.confidence, seed=config.seed)
+    return ScoringConfig(confidence=config.confidence, seed=config.seed, randomisations=config.randomisations)
 
 
 def call_seed(config: RunConfig, batch: Batch) -> int:

@@ -54,6 +54,7 @@ from .batches import (
 from .calls import PassCounter
 from .config import RunConfig
 from .errors import HfusError
+from .explainers.contract import FAIL_EMPTY
 from .explainers.loader import Method, applicable_archs, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
@@ -160,6 +161,7 @@ def score_fold_outputs(
         labels=job.labels,
         targets=targets,
         ok=np.array([r is None for r in failed], bool),
+        empty=np.array([r == FAIL_EMPTY for r in failed], bool),
         extras=extras,
     )
     chosen = [m for m in fold_metrics(metrics) if set(m.extras) <= set(extras)]

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import HfusError
-from .explainers.contract import AGREE_MAX_DIFF, AGREE_MIN_IDENTICAL, maps_agree
+from .explainers.contract import AGREE_MAX_DIFF, AGREE_MIN_IDENTICAL, FAIL_EMPTY, maps_agree
 from .hashing import sha256_file
 from .metrics import registry
 
@@ -179,11 +179,15 @@ def _rows_to_float(rows: list[dict[str, Any]], key: str, shape: tuple[int, ...])
 
 
 def recorded_metrics(record: dict[str, Any]) -> tuple[list[registry.Metric], list[registry.Metric]]:
-    """(registry metrics whose per-image values the record carries, registry metrics it lacks)."""
+    """(registry metrics whose per-image values the record carries, registry metrics it lacks); a superseded
+    metric (``randomisation@1``) the record does not carry is not lacking: new records never carry it."""
     first = record["per_image"][0] if record["per_image"] else {}
     have, lack = [], []
     for m in registry.METRICS.values():
-        (have if all(v.name in first for v in m.values) else lack).append(m)
+        if all(v.name in first for v in m.values):
+            have.append(m)
+        elif m.superseded_by is None:
+            lack.append(m)
     return have, lack
 
 
@@ -312,6 +316,7 @@ def rescore(
             labels=labels,
             targets=targets,
             ok=ok,
+            empty=np.array([f == FAIL_EMPTY for f in failed], bool),
             extras=extras,
         )
         values = score_fold(inputs, fold_map_metrics, config=config)
