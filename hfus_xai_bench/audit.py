@@ -361,6 +361,31 @@ def _fold_scores(
     return scores
 
 
+def _score_target(
+    target: AuditTarget,
+    ds_public: datasets.Dataset,
+    folder: Path,
+    views: list[tuple[int, datasets.Dataset]],
+    metrics: list[Any],
+    progress: bool,
+) -> tuple[FoldScores, list[FoldScores]]:
+    """One method's scores on the public test split and on each private partition (the build's folder is the
+    private runs' dataset, so they get the checkpoint its audit card names)."""
+    public = _fold_scores(target.method, target.config, ds_public, metrics, f"{target.name} public", progress)
+    private = [
+        _fold_scores(
+            target.method,
+            target.config.replace(dataset=str(folder)),
+            view,
+            metrics,
+            f"{target.name} private {k + 1}/{len(views)}",
+            progress,
+        )
+        for k, view in views
+    ]
+    return public, private
+
+
 def _audited_scores(*tracks: datasets.Dataset) -> list[str]:
     """The registered AUDIT_SCORES the tracks can score (a metric reading the evidence needs an evidence track)."""
     from .metrics import registry
@@ -437,29 +462,18 @@ def audit(
     metrics = list({registry.output(key)[0].id: registry.output(key)[0] for key in scores}.values())
     public: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
     private: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
+    checkpoints: set[str] = set()
     checkpoint: dict[str, Any] = {}
     n_private = 0
     for t in targets:
-        pub = _fold_scores(t.method, t.config, ds_public, metrics, f"{t.name} public", progress)
-        parts = [
-            _fold_scores(
-                t.method,
-                t.config.replace(dataset=str(folder)),
-                view,
-                metrics,
-                f"{t.name} private {k + 1}/{len(views)}",
-                progress,
-            )
-            for k, view in views
-        ]
-        used = {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
-        if len(used) != 1 or checkpoint.get("sha256", pub.checkpoint["sha256"]) != pub.checkpoint["sha256"]:
+        pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
+        checkpoints |= {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
+        if len(checkpoints) != 1:
             raise HfusError(
                 "the public and private sides were scored with different checkpoints; install the one "
                 "checkpoint of the default track of the current generator version"
             )
-        checkpoint = dict(pub.checkpoint)
-        n_private = sum(len(p.image_ids) for p in parts)
+        checkpoint, n_private = dict(pub.checkpoint), sum(len(p.image_ids) for p in parts)
         for key in scores:
             public[key][t.name] = pub.output(key)
             private[key][t.name] = np.concatenate([p.output(key) for p in parts])
