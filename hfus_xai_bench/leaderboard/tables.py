@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compare import Difference, differences, image_scores, paired_difference
+from ..constants import ARCH_DISPLAY_NAMES, ARCH_NAMES
 from ..errors import HfusError
 from ..explainers.registry import SANITY_METHODS
 from ..metrics import registry
@@ -37,14 +38,9 @@ IDENTICAL_TOL = 5e-4
 #: target layer is followed only by pooling + linear. With the pinned post-ReLU DenseNet201 target
 #: (models/zoo.py) that holds for DenseNet201 too (tests/test_cam.py checks all four).
 EXPECTED_IDENTICAL: dict[tuple[str, str], frozenset[str]] = {
-    ("hirescam", "gradcam"): frozenset({"resnet101", "mobilenet_v2", "googlenet", "densenet201"}),
+    ("hirescam", "gradcam"): frozenset(ARCH_NAMES),
 }
-ARCH_LABELS = {
-    "densenet201": "DenseNet201",
-    "googlenet": "GoogLeNet",
-    "mobilenet_v2": "MobileNetV2",
-    "resnet101": "ResNet101",
-}
+ARCH_LABELS = ARCH_DISPLAY_NAMES
 
 #: PROTOCOL §7.4: only methods whose maps depend on the model are ranked (this record key, per arch ``pass``).
 RANK_GATE = "randomisation@1/pass"
