@@ -2,7 +2,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install chromium test wheel-test lint bench clean
+.PHONY: install chromium test wheel-test lint docs bench clean
 
 install:  ## create .venv and install the package with its test extras (+ Debian's chromium for the page test)
 	$(PY) -m venv $(VENV)
@@ -22,13 +22,17 @@ chromium:  ## install Debian's chromium when missing (the headless-browser test 
 	       "tests/test_leaderboard_browser.py will be skipped. Install it with: apt-get install chromium" >&2; \
 	fi
 
-test:  ## lint, the whole test suite (offline), then the wheel installed and run outside the repository
+test:  ## lint (incl. complexity <= 15), the whole test suite (offline), then the wheel installed and run outside the repository
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 tests
 	.ci/wheel_test $(BIN)/python
 
 wheel-test:  ## build the wheel (no warnings), install it in a fresh venv, run check + a 2-image evaluate there
 	.ci/wheel_test $(BIN)/python
+
+docs:  ## regenerate docs/METRICS.md from the metric registry (tests/test_docs.py checks it)
+	$(BIN)/python -c "from hfus_xai_bench.docs_tables import write_metrics_doc; write_metrics_doc()"
 
 bench:  ## CPU-sized performance benchmarks (print ratios)
 	$(BIN)/python benchmarks/bench_metrics.py

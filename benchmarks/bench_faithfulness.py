@@ -164,7 +164,8 @@ def main() -> None:
     print(f"trained Grad-CAM: {t_gradcam * per:.3f} s/img (the run §7 is added to)")
     print(f"randomised model built once: {t_build:.3f} s")
     print(
-        f"§7 per image: imputation {imp:.3f} s + ROAD forwards {fwd:.3f} s + randomised explanation {rexp:.3f} s "
+        f"§7 per image: imputation {imp:.3f} s + ROAD forwards {fwd:.3f} s + "
+        f"randomised explanation {rexp:.3f} s "
         f"= {total:.3f} s (target <= {TARGET_S}, moonshot {MOONSHOT_S})"
     )
     bound = t_bound * per
@@ -173,12 +174,14 @@ def main() -> None:
     if nd:
         sys_n = nd * 2 * len(ROAD_FRACTIONS)
         print(
-            f"scipy direct solve: {t_direct / nd:.3f} s/img ({t_direct / sys_n:.3f} s per image and fraction); "
+            f"scipy direct solve: {t_direct / nd:.3f} s/img "
+            f"({t_direct / sys_n:.3f} s per image and fraction); "
             f"ours on the same systems {t_ours / nd:.3f} s/img: {t_direct / t_ours:.1f}x faster; "
             f"CG iterations {min(its)}-{max(its)}; max |ours - direct| = {max_diff:.1e}"
         )
     print(f"mean rho {np.mean(rho):+.3f}, rho_cross {np.nanmean(rho_cross):+.3f}, ROAD combined "
-          f"{scores.combined.mean():+.3f} (morf {scores.morf_mean.mean():+.3f}, lerf {scores.lerf_mean.mean():+.3f})")  # fmt: skip
+          f"{scores.combined.mean():+.3f} (morf {scores.morf_mean.mean():+.3f}, "
+          f"lerf {scores.lerf_mean.mean():+.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":

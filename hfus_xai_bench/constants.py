@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCHMARK_VERSION = "0.1.0"
@@ -26,14 +27,38 @@ NUM_FOLDS = 5
 #: Images in the dataset of the study (Mendeley Data 5p7fxjt7vs v1) and in the default synthetic build.
 N_IMAGES = 631
 
-#: The four reference architectures (PROTOCOL §2), in table order, and the short names accepted for them.
-ARCH_NAMES: tuple[str, ...] = ("densenet201", "googlenet", "mobilenet_v2", "resnet101")
-ARCH_ALIASES: dict[str, str] = {
-    "densenet": "densenet201",
-    "mobilenet": "mobilenet_v2",
-    "mobilenetv2": "mobilenet_v2",
-    "resnet": "resnet101",
-}
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """What the protocol fixes about one reference architecture (PROTOCOL §2, §3): the torch-free half of
+    ``models.zoo.ArchSpec``, which is built from it."""
+
+    #: canonical name (= torchvision builder)
+    name: str
+    #: how tables print it
+    display_name: str
+    #: short names the CLI accepts
+    aliases: tuple[str, ...]
+    #: the pinned CAM target layer (attribute path; ``-1`` = last child)
+    target_layer: str
+    #: channels of the target layer's output (= the classifier's input)
+    channels: int
+    #: the linear classifier after global average pooling (attribute path)
+    head_attr: str
+
+
+#: The four reference architectures, in table order: the one place they are declared.
+ARCHITECTURES: tuple[ArchFacts, ...] = (
+    ArchFacts("densenet201", "DenseNet201", ("densenet",), "features_relu", 1920, "classifier"),
+    ArchFacts("googlenet", "GoogLeNet", (), "inception5b", 1024, "fc"),
+    ArchFacts(
+        "mobilenet_v2", "MobileNetV2", ("mobilenet", "mobilenetv2"), "features.-1", 1280, "classifier.1"
+    ),
+    ArchFacts("resnet101", "ResNet101", ("resnet",), "layer4.-1", 2048, "fc"),
+)
+ARCH_NAMES: tuple[str, ...] = tuple(a.name for a in ARCHITECTURES)
+ARCH_ALIASES: dict[str, str] = {alias: a.name for a in ARCHITECTURES for alias in a.aliases}
+ARCH_DISPLAY_NAMES: dict[str, str] = {a.name: a.display_name for a in ARCHITECTURES}
 
 #: Name of the embedded default dataset (the synthetic track).
 SYNTH_DATASET = "hfus-synth"

@@ -43,7 +43,8 @@ class Shard:
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise HfusError(
-                f"--shard must be I/N with 0 <= I < N (0-based, e.g. 0/3, 1/3, 2/3), got {self.index}/{self.count}"
+                "--shard must be I/N with 0 <= I < N (0-based, e.g. 0/3, 1/3, 2/3), "
+                f"got {self.index}/{self.count}"
             )
 
     @classmethod

@@ -43,7 +43,7 @@ def load_json(path: str | Path, what: str = "file") -> Any:
     """The parsed JSON of ``path``; one :class:`HfusError` naming ``what`` when it is missing or invalid."""
     path = Path(path)
     if not path.is_file():
-        raise HfusError(f"{what} not found: {path}")
+        raise HfusError(f"file not found: {path} (expected a {what})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -1,4 +1,4 @@
-"""Emulated CPU kernel settings for the torch-side determinism tests (import as ``from cpu_settings import ...``).
+"""Emulated CPU kernel settings for the torch-side determinism tests (``from cpu_settings import ...``).
 
 Each setting runs a snippet in a fresh interpreter, because torch reads these variables once, at import:
 ``ATEN_CPU_CAPABILITY`` picks ATen's SIMD kernels (default = no SIMD, avx2), ``ONEDNN_MAX_CPU_ISA`` caps

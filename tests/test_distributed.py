@@ -1,6 +1,6 @@
-"""distributed.py + merge.py: torchrun ranks and job-array shards reproduce the single-process record (PROTOCOL §8).
+"""distributed.py + merge.py: torchrun ranks and job-array shards reproduce the single-process record (§8).
 
-The run: Grad-CAM on the default track (shipped MobileNetV2, fold 0), 3 images in batches of 1 (3 batches), CPU,
+The run: Grad-CAM on the default track (shipped MobileNetV2, fold 0), 3 images in batches of 1, CPU,
 one torch thread per process. Every record is compared with the single-process one: per-image values bitwise,
 aggregates and CIs identical, the maps file byte-identical; only ``environment.run`` (how it was run), the
 command, the timestamp and the measured cost differ. Bitwise holds because every process runs whole
@@ -107,8 +107,8 @@ class _Job:
         return subprocess.CompletedProcess(self.cmd, self.proc.returncode, self.out.read(), self.err.read())
 
 
-def _run(cmd: list[str], timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-    """Run a job to its end (killed after ``timeout`` s); fails the test if any of its processes outlives it."""
+def _run(cmd: list[str], timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run a job to its end (killed after ``timeout`` s); fails the test if a process of it outlives it."""
     job = _Job(cmd, **env)
     try:
         job.proc.wait(timeout=timeout)
@@ -169,7 +169,7 @@ def test_two_ranks_with_gloo_reproduce_the_single_process_record(single, tmp_pat
 
 
 def test_a_failing_rank_stops_the_job_with_one_message_and_writes_nothing(synth_ds, tmp_path) -> None:
-    # a method's error on an image is counted per image; here rank 1 fails as a whole: the file cannot load there
+    # a method's error on an image is counted per image; here rank 1 fails as a whole (the file cannot load)
     method = write_method(
         tmp_path,
         """

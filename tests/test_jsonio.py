@@ -27,7 +27,7 @@ def test_load_json_or_fail_with_one_message(tmp_path) -> None:
     good = tmp_path / "a.json"
     good.write_text('{"x": [1, null]}')
     assert load_json(good) == {"x": [1, None]}
-    with pytest.raises(HfusError, match="shard record not found"):
+    with pytest.raises(HfusError, match=r"file not found: .*missing.json \(expected a shard record\)"):
         load_json(tmp_path / "missing.json", "shard record")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

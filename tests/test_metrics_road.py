@@ -206,7 +206,7 @@ def test_noise_seeded_on_removed_pixels_only_and_clipped() -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_conformance_with_grad_cam_imputer() -> None:
-    """pytorch-grad-cam 1.5.7's NoisyLinearImputer (noise 0) solves the same system: agree to the tolerance."""
+    """pytorch-grad-cam 1.5.7's NoisyLinearImputer (noise 0) solves the same system: agree to tolerance."""
     road_mod = pytest.importorskip("pytorch_grad_cam.metrics.road")
     images, removed = _cases(12, 11)
     ours = R.solve_imputation(images, removed).values

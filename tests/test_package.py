@@ -1,4 +1,5 @@
-"""hfus_xai_bench/__init__.py: the Python API works as the README shows (twice in one process, after other imports)."""
+"""hfus_xai_bench/__init__.py: the Python API works as the README shows (twice in one process, after other
+imports)."""
 
 from __future__ import annotations
 

@@ -81,8 +81,8 @@ def test_imagenet_weights_missing_from_cache_is_a_clear_error(tmp_path, monkeypa
 
 
 def test_mobilenet_v2_is_torchvisions_without_importing_it(x224: torch.Tensor) -> None:
-    """models/mobilenet.py = torchvision's MobileNetV2: same state-dict keys and shapes, same modules in the same
-    order (the §7.1 randomised copy draws the same numbers), the same seeded initialisation, bitwise outputs."""
+    """models/mobilenet.py = torchvision's MobileNetV2: same state-dict keys and shapes, same modules in the
+    same order (the §7.1 randomised copy draws the same numbers), the same seeded init, bitwise outputs."""
     from torchvision.models import mobilenet_v2
 
     from hfus_xai_bench.metrics.randomisation import randomised_model

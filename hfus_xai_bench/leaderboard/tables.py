@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compare import Difference, differences, fe_per_image, gate, image_scores, paired_difference
+from ..constants import ARCH_DISPLAY_NAMES, ARCH_NAMES
 from ..errors import HfusError
 from ..explainers.registry import SANITY_METHODS
 from ..metrics import registry
@@ -42,16 +43,11 @@ IDENTICAL_TOL = 5e-4
 #: target layer is followed only by pooling + linear. With the pinned post-ReLU DenseNet201 target
 #: (models/zoo.py) that holds for DenseNet201 too (tests/test_cam.py checks all four).
 EXPECTED_IDENTICAL: dict[tuple[str, str], frozenset[str]] = {
-    ("hirescam", "gradcam"): frozenset({"resnet101", "mobilenet_v2", "googlenet", "densenet201"}),
-}
-ARCH_LABELS = {
-    "densenet201": "DenseNet201",
-    "googlenet": "GoogLeNet",
-    "mobilenet_v2": "MobileNetV2",
-    "resnet101": "ResNet101",
+    ("hirescam", "gradcam"): frozenset(ARCH_NAMES),
 }
 #: Model-blind rows marked "(sanity)": the §5 sanity baselines and §9's ``input`` map.
 SANITY_ROWS = frozenset(SANITY_METHODS) | {"input"}
+ARCH_LABELS = ARCH_DISPLAY_NAMES
 
 #: A table is an evidence track (PROTOCOL §9) when a row carries this record key.
 EVIDENCE_KEY = "evidence@1/hit"

@@ -164,7 +164,7 @@ def removal_order(m255: Any, seeds: Sequence[int]) -> torch.Tensor:
 
 
 def removal_masks(order: torch.Tensor, counts: Sequence[int], height: int, width: int) -> torch.Tensor:
-    """Removed-pixel masks (N, 2F, H, W) bool from :func:`removal_order`: MoRF for each k, then LeRF for each k.
+    """Removed-pixel masks (N, 2F, H, W) bool from :func:`removal_order`: MoRF for each k, then LeRF.
 
     ``masks[:, j]`` removes the first ``counts[j]`` pixels of the order, ``masks[:, F + j]`` the last
     ``counts[j]`` — exactly k pixels each, whatever the ties.

@@ -22,8 +22,9 @@ with plain torch ops on the images' device:
   smoothing factor of this 9-point operator is 1/3, ω = 0.9 below), a dense solve (explicit inverse,
   float64) on the coarsest grid (≤ 8×8).
 
-A few iterations reach the tolerance for any hole shape (benchmarks/README.md). Iterations run in float32; a system (image, removal set) stops when the
-recursive residual of each of its channels is ≤ 0.8·tol and is then frozen; at the end the relative
+A few iterations reach the tolerance for any hole shape (benchmarks/README.md). Iterations run in
+float32; a system (image, removal set) stops when the recursive residual of each of its channels is
+≤ 0.8·tol and is then frozen; at the end the relative
 residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
 above ``tol`` iterates again from its current value, and one that still misses it after ``max_iter``
 iterations is solved directly (scipy's sparse LU, float64), so the returned values always meet the
@@ -478,7 +479,7 @@ def solve_imputation(
     max_iter: int = 50,
     chunk: int | None = None,
 ) -> ImputationSolve:
-    """Linear imputation without noise: the removed pixels solve the ROAD system to relative residual ≤ ``tol``.
+    """Linear imputation without noise: the removed pixels solve the ROAD system to rel. residual ≤ ``tol``.
 
     ``images`` (N, C, H, W) float on any device, ``removed`` (N, H, W) bool (at least one pixel kept per
     image). Solved on the images' device, ``chunk`` images at a time (default 5 on the CPU, where small
@@ -604,7 +605,9 @@ def direct_imputation(images: torch.Tensor, removed: torch.Tensor) -> torch.Tens
 
 
 def imputation_residual(images: torch.Tensor, removed: torch.Tensor, filled: torch.Tensor) -> np.ndarray:
-    """(N, C) float64 relative residual ``‖b − A x‖₂ / ‖b‖₂`` of ``filled`` at the removed pixels (0 when b = 0)."""
+    """(N, C) float64 relative residual ``‖b − A x‖₂ / ‖b‖₂`` of ``filled`` at the removed pixels.
+
+    0 where b = 0 (nothing to impute from), inf where b = 0 but the residual is not."""
     images, removed = check_pair(images, removed)
     img = images.detach().cpu().to(torch.float64).numpy()
     fil = torch.as_tensor(filled).detach().cpu().to(torch.float64).numpy()

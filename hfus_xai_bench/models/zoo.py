@@ -20,14 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import ARCH_NAMES, NUM_CLASSES, arch_name
+from ..constants import ARCHITECTURES, NUM_CLASSES, arch_name
 from ..errors import HfusError
 
 _DENSENET: list[type] = []
 
 
 def _densenet_pinned_relu() -> type:
-    """torchvision DenseNet whose final ReLU is a module (``features_relu``), not an inplace call (built on first use)."""
+    """torchvision DenseNet whose final ReLU is a module (``features_relu``), not an inplace call.
+
+    The class is built on first use (torchvision is imported only then)."""
     if not _DENSENET:
         from torchvision import models as tvm
 
@@ -78,7 +80,7 @@ class ArchSpec:
         imagenet: bool = False,
         transform_input: bool | None = None,
     ) -> nn.Module:
-        """Build the model with a ``num_classes`` head; ``imagenet`` loads torchvision weights from the local cache."""
+        """The model with a ``num_classes`` head; ``imagenet``: torchvision weights from the local cache."""
         return build_model(
             self.name, num_classes=num_classes, imagenet=imagenet, transform_input=transform_input
         )
@@ -91,21 +93,15 @@ def _resolve(model: nn.Module, path: str) -> nn.Module:
     return module
 
 
+#: name → spec, derived from :data:`hfus_xai_bench.constants.ARCHITECTURES` (the builder is the name)
 ARCHS: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec("densenet201", "DenseNet201", "densenet201", "features_relu", 1920, "classifier"),
-        ArchSpec("googlenet", "GoogLeNet", "googlenet", "inception5b", 1024, "fc"),
-        ArchSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "features.-1", 1280, "classifier.1"),
-        ArchSpec("resnet101", "ResNet101", "resnet101", "layer4.-1", 2048, "fc"),
-    )
+    a.name: ArchSpec(a.name, a.display_name, a.name, a.target_layer, a.channels, a.head_attr)
+    for a in ARCHITECTURES
 }
-
-assert tuple(ARCHS) == ARCH_NAMES
 
 
 def get_arch(name: str) -> ArchSpec:
-    """Look up an architecture by name (case-insensitive; short aliases accepted: :func:`constants.arch_name`)."""
+    """An architecture by name (case-insensitive; short aliases accepted: :func:`constants.arch_name`)."""
     return ARCHS[arch_name(name)]
 
 
@@ -120,7 +116,8 @@ def _imagenet_weights(builder: str):
     if not cached.is_file():
         raise HfusError(
             f"ImageNet weights for {builder} are not in the torch cache ({cached}); download them on a "
-            f"connected machine with `python -c \"import torchvision; torchvision.models.{builder}(weights='IMAGENET1K_V1')\"` "
+            'connected machine with `python -c "import torchvision; '
+            f"torchvision.models.{builder}(weights='IMAGENET1K_V1')\"` "
             "and copy the file there, or train with --init scratch"
         )
     return weights
@@ -146,7 +143,7 @@ def build_model(
         model = MobileNetV2()
         if weights is not None:
             model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True))
-        model.classifier[-1] = nn.Linear(1280, num_classes)
+        model.classifier[-1] = nn.Linear(spec.channels, num_classes)
         return model.eval()
     from torchvision import models as tvm
 
@@ -154,7 +151,7 @@ def build_model(
         model = tvm.densenet201(weights=weights)
         model.__class__ = _densenet_pinned_relu()
         model.features_relu = nn.ReLU(inplace=False)
-        model.classifier = nn.Linear(1920, num_classes)
+        model.classifier = nn.Linear(spec.channels, num_classes)
     elif spec.name == "googlenet":
         kwargs: dict = {"aux_logits": False}
         if weights is None:
@@ -162,8 +159,8 @@ def build_model(
         if transform_input is not None:
             kwargs["transform_input"] = transform_input
         model = tvm.googlenet(weights=weights, **kwargs)
-        model.fc = nn.Linear(1024, num_classes)
+        model.fc = nn.Linear(spec.channels, num_classes)
     else:
         model = tvm.resnet101(weights=weights)
-        model.fc = nn.Linear(2048, num_classes)
+        model.fc = nn.Linear(spec.channels, num_classes)
     return model.eval()
