@@ -240,7 +240,8 @@ def private_build(
     and importer's info files, which name the seed, are not kept."""
     from .data import dataset as data
     from .data.archive import import_archive
-    from .data.synth import SYNTH_VERSION, generate_archive
+    from .data.synth import SYNTH_VERSION
+    from .data.synth_archive import generate_archive
     from .models.checkpoints import AUDIT_BUILD_CARD, AUDIT_BUILD_FORMAT
 
     seed = _check_seed(seed)

@@ -27,7 +27,7 @@ from hfus_xai_bench.data.layouts import (
     parse_mask_colors,
     parse_mask_values,
 )
-from hfus_xai_bench.data.synth import generate_archive
+from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 
 sio = pytest.importorskip("scipy.io")

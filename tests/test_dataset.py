@@ -108,12 +108,12 @@ def test_synth_built_once_small(cache, monkeypatch):
     assert prov["id"] == "hfus-synth" and prov["revision"] == D.synth_revision()
     assert D.synth_dataset_dir() == cache / "datasets" / f"hfus-{D.synth_revision()}"
 
-    import hfus_xai_bench.data.synth as synth
+    import hfus_xai_bench.data.synth_archive as synth_archive
 
     def no_rebuild(*a, **k):
         raise AssertionError("rebuilt")
 
-    monkeypatch.setattr(synth, "generate_archive", no_rebuild)
+    monkeypatch.setattr(synth_archive, "generate_archive", no_rebuild)
     again = D.load_dataset("hfus-synth", revision=D.synth_revision())
     assert D.dataset_provenance(again)["sha256"] == prov["sha256"]
     with pytest.raises(HfusError, match=f"has no revision 'main'.*{D.synth_revision()}"):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from hfus_xai_bench.constants import CLASSES
 from hfus_xai_bench.data import synth as S
+from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 
 SMALL = (160, 120)  # (W, H)
@@ -31,7 +32,7 @@ def _tree_hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "arch"
-    return S.generate_archive(out, n=10, seed=3, size=SMALL, progress=False, workers=1)
+    return generate_archive(out, n=10, seed=3, size=SMALL, progress=False, workers=1)
 
 
 # ---------------------------------------------------------------- plan
@@ -260,14 +261,14 @@ def test_archive_layout_and_info(archive):
 
 
 def test_archive_deterministic_across_workers_and_seeds(archive, tmp_path):
-    again = S.generate_archive(tmp_path / "w2", n=10, seed=3, size=SMALL, progress=False, workers=2)
+    again = generate_archive(tmp_path / "w2", n=10, seed=3, size=SMALL, progress=False, workers=2)
     assert _tree_hashes(again) == _tree_hashes(archive)
-    other = S.generate_archive(tmp_path / "s4", n=10, seed=4, size=SMALL, progress=False, workers=2)
+    other = generate_archive(tmp_path / "s4", n=10, seed=4, size=SMALL, progress=False, workers=2)
     h_other, h_ref = _tree_hashes(other), _tree_hashes(archive)
     shared = set(h_other) & set(h_ref)
     assert not any(h_other[k] == h_ref[k] for k in shared if k.endswith(".png") and "/masks/" not in k)
     # same settings: allowed to overwrite (and the result is the same)
-    S.generate_archive(again, n=10, seed=3, size=SMALL, progress=False, workers=1)
+    generate_archive(again, n=10, seed=3, size=SMALL, progress=False, workers=1)
     assert _tree_hashes(again) == h_ref
 
 
@@ -276,20 +277,20 @@ def test_archive_refuses_foreign_or_different(tmp_path, archive):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(HfusError, match="not empty"):
-        S.generate_archive(foreign, n=4, size=SMALL, progress=False, workers=1)
+        generate_archive(foreign, n=4, size=SMALL, progress=False, workers=1)
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     with pytest.raises(HfusError, match="other settings"):
-        S.generate_archive(archive, n=10, seed=4, size=SMALL, progress=False, workers=1)
+        generate_archive(archive, n=10, seed=4, size=SMALL, progress=False, workers=1)
     with pytest.raises(HfusError, match="other settings"):
-        S.generate_archive(archive, n=11, seed=3, size=SMALL, progress=False, workers=1)
+        generate_archive(archive, n=11, seed=3, size=SMALL, progress=False, workers=1)
     a_file = tmp_path / "file.png"
     a_file.write_bytes(b"x")
     with pytest.raises(HfusError, match="is a file"):
-        S.generate_archive(a_file, n=4, size=SMALL, progress=False, workers=1)
+        generate_archive(a_file, n=4, size=SMALL, progress=False, workers=1)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / S.INFO_NAME).write_text("{not json")
     with pytest.raises(HfusError, match="not a readable"):
-        S.generate_archive(bad, n=4, size=SMALL, progress=False, workers=1)
+        generate_archive(bad, n=4, size=SMALL, progress=False, workers=1)
     with pytest.raises(HfusError, match="workers"):
-        S.generate_archive(tmp_path / "new", n=4, size=SMALL, progress=False, workers=0)
+        generate_archive(tmp_path / "new", n=4, size=SMALL, progress=False, workers=0)

@@ -17,6 +17,7 @@ from hfus_xai_bench.data import synth_v3 as V
 from hfus_xai_bench.data.archive import discover_archive, import_archive, report
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
 from hfus_xai_bench.data.evidence import TWIN_BOUND_224
+from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 
 SIZE = (200, 150)  # (W, H): small frames keep the tests fast
@@ -142,7 +143,7 @@ def test_golden_pixels_version_3():
 @pytest.fixture(scope="module")
 def v3_archive(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth3") / "arch"
-    return S.generate_archive(out, n=8, seed=1, size=SIZE, progress=False, workers=1, version="3")
+    return generate_archive(out, n=8, seed=1, size=SIZE, progress=False, workers=1, version="3")
 
 
 def test_archive_writes_evidence_and_twins(v3_archive):
@@ -213,6 +214,6 @@ def test_partial_twins_are_refused(v3_archive, tmp_path):
 
 
 def test_v2_archives_keep_their_columns(tmp_path):
-    arch = S.generate_archive(tmp_path / "a2", n=4, seed=0, size=SIZE, progress=False, workers=1, version="2")
+    arch = generate_archive(tmp_path / "a2", n=4, seed=0, size=SIZE, progress=False, workers=1, version="2")
     found = discover_archive(arch)
     assert found.evidence_mode is None and not found.twins

@@ -9,7 +9,7 @@ from .common import add_quiet, group
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..data.synth import generate_archive
+    from ..data.synth_archive import generate_archive
 
     out = generate_archive(args.out, n=args.n, seed=args.seed, progress=not args.quiet, workers=args.workers)
     print(f"wrote synthetic archive ({args.n} images, seed {args.seed}) to {out}")

@@ -130,7 +130,8 @@ def synth_dataset_dir(version: str | None = None) -> Path:
 def _ensure_synth(version: str) -> Path:
     from .archive import import_archive
     from .golden import check, load_golden
-    from .synth import INFO_NAME, generate_archive
+    from .synth import INFO_NAME
+    from .synth_archive import generate_archive
 
     revision = synth_revision(version)
     golden = load_golden(revision)
@@ -149,7 +150,7 @@ def _ensure_synth(version: str) -> Path:
             archive, tmp / "dataset", expect=SYNTH_N, progress=True, workers=SYNTH_WORKERS
         )
         if golden is not None:
-            ds = _read_folder(folder)
+            ds = read_folder(folder)
             check(golden["images"], image_sha256s(ds), revision=revision, stage="imported images")
             check(
                 {"dataset": golden["dataset_sha256"]},
@@ -230,7 +231,8 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[Path, str]:
     return Path(path), Path(path).name
 
 
-def _read_folder(folder: Path) -> datasets.Dataset:
+def read_folder(folder: Path) -> datasets.Dataset:
+    """The dataset stored in ``folder`` (its parquet shards, read into memory; no provenance attached)."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -284,7 +286,7 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
             f"dataset {source!r} is neither {SYNTH_DATASET!r}, an existing folder, nor a Hub id owner/name; "
             "check the spelling or path"
         )
-    ds = _read_folder(folder)
+    ds = read_folder(folder)
     shards = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _shards(folder)}
     files_sha256 = hashlib.sha256("".join(shards[k] for k in sorted(shards)).encode()).hexdigest()
     prov = {

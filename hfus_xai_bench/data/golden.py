@@ -8,8 +8,9 @@
   masks, SLM, evidence, twin; see ``dataset.image_sha256s``) — pins generator + import;
 * ``dataset_sha256``: ``dataset.content_sha256`` of the whole dataset (also folds).
 
-Building the dataset compares against them and stops with one error on any difference, so a
-machine whose arithmetic differs never caches, and never evaluates on, a silently other dataset.
+They are written once per generator version by :func:`.golden_build.build_golden`. Building the dataset
+compares against them and stops with one error on any difference, so a machine whose arithmetic differs
+never caches, and never evaluates on, a silently other dataset.
 """
 
 from __future__ import annotations
@@ -81,45 +82,3 @@ def golden_status(provenance: Mapping[str, Any]) -> tuple[bool | None, str]:
         f"DIFFERS from the golden hash of {revision} ({golden['dataset_sha256'][:16]}…): these data were generated "
         "differently; delete the cached folder and rebuild, and if it differs again, report it"
     )
-
-
-def build_golden(archive_dir: str, dataset_dir: str) -> dict[str, Any]:
-    """The golden record of a canonical build: ``SYNTH_INFO.json`` of the archive + its imported dataset.
-
-    Used once per generator version by a maintainer (``python -m hfus_xai_bench.data.golden ARCHIVE DATASET
-    OUT.json``); the build then checks every later build against it.
-    """
-    from pathlib import Path
-
-    from .dataset import _read_folder, content_sha256, image_sha256s
-    from .synth import INFO_NAME
-
-    info = json.loads((Path(archive_dir) / INFO_NAME).read_text())
-    if not info.get("complete") or "only" in info:
-        raise HfusError(
-            f"{archive_dir} is not a complete synthetic archive; generate the whole archive first"
-        )
-    ds = _read_folder(Path(dataset_dir))
-    return {
-        "dataset_sha256": content_sha256(ds),
-        "generator": {
-            "n": info["n"],
-            "name": info["generator"],
-            "seed": info["seed"],
-            "size": info["size"],
-            "version": info["version"],
-        },
-        "images": image_sha256s(ds),
-        "raw_pixels": {f["path"]: f["pixels_sha256"] for f in info["files"]},
-        "revision": f"synth-v{info['version']}-seed{info['seed']}",
-    }
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 4:
-        raise SystemExit("usage: python -m hfus_xai_bench.data.golden ARCHIVE DATASET OUT.json")
-    with open(sys.argv[3], "w") as fh:
-        json.dump(build_golden(sys.argv[1], sys.argv[2]), fh, indent=0, sort_keys=True)
-        fh.write("\n")

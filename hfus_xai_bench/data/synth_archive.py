@@ -1,4 +1,4 @@
-"""Writing the ``hfus-synth`` archive to disk (split from :mod:`.synth`, which renders the frames).
+"""Writing the ``hfus-synth`` archive to disk (:mod:`.synth` and :mod:`.synth_v3` render the frames).
 
 Layout: ``<CLASS>/<stem>.png`` (RGB), ``<CLASS>/masks/<stem>_<structure>.png`` (L, 0/255), from version 3
 ``<CLASS>/masks/<stem>_evidence.png`` and ``<CLASS>/twins/<stem>.png``, and ``SYNTH_INFO.json``.
@@ -24,19 +24,14 @@ from ..errors import HfusError
 from .synth import (
     CLASS_PROPORTIONS,
     DEFAULT_N,
-    DEFAULT_SIZE,
     INFO_NAME,
-    STRUCTURES,
     SYNTH_VERSION,
     PlanItem,
-    _check_n,
-    _check_seed,
-    _check_size,
-    _ops,
     plan_archive,
     render_item,
     render_item_v3,
 )
+from .synth_ops import DEFAULT_SIZE, STRUCTURES, check_n, check_seed, check_size, ops_for
 
 # zlib level 1 with the Z_RLE strategy (compress_type=3): 6× faster than the default on speckle, same size.
 _PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "compress_level": 1, "compress_type": 3, "optimize": False}
@@ -143,8 +138,8 @@ def generate_archive(
     just these plan indices of the ``n``-image archive (the same bytes as in the whole archive; for
     portability checks on a subset).
     """
-    n, seed, size = _check_n(n), _check_seed(seed), _check_size(size)
-    _ops(version)
+    n, seed, size = check_n(n), check_seed(seed), check_size(size)
+    ops_for(version)
     if workers is None:
         workers = os.cpu_count() or 1
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:

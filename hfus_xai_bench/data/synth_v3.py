@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import synth as S
+from . import synth_ops as S  # the shared primitives (v2 arithmetic, curves, PSF, palette)
 
 #: tan(8°): the largest probe tilt, as a slope (full-frame px down per px across). A literal, not libm.
 MAX_TILT_SLOPE = 0.14054083470239145
@@ -40,7 +40,7 @@ DOME_CEILING = 0.1
 #: Share of AD / PS sessions whose evidence spans the whole width.
 FULL_WIDTH_SHARE = 0.35
 
-_V = S._V2  # the portable arithmetic
+_V = S.V2  # the portable arithmetic
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,14 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 def sample_group_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
     """Session anatomy: shared part first (same distribution for every class), then the class evidence."""
-    label = S._check_label(label)
+    label = S.check_label(label)
     p: dict[str, Any] = {"label": label, "version": "3"}
     p["tilt"] = _u(rng, -MAX_TILT_SLOPE, MAX_TILT_SLOPE)
     p["bow"] = _u(rng, -0.03, 0.03)
     margin = abs(p["tilt"]) * S.FULL_SIZE[0] / S.FULL_SIZE[1] / 2.0 + 0.67 * abs(p["bow"]) + 0.03
     p["surface"] = _u(rng, SURFACE_RANGE[0] + margin, SURFACE_RANGE[1] - margin)
     p["surf_amp"] = _u(rng, 6.0, 18.0)
-    p["surf_curve"] = S._curve_coeffs(rng, 4, 0.4, 2.5, _V)
+    p["surf_curve"] = S.curve_coeffs(rng, 4, 0.4, 2.5, _V)
     p["membrane"] = _u(rng, 0.02, 0.06)
     p["membrane_sag"] = _u(rng, 0.01, 0.03)
     p["membrane_amp"] = _u(rng, 0.9, 1.4)
@@ -79,9 +79,9 @@ def sample_group_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
     p["att_len"] = _u(rng, 900.0, 1400.0)
     p["epi_refl"] = _u(rng, 0.85, 1.0)
     p["epi"], p["epi_var"], p["irreg"] = _u(rng, 15.0, 30.0), _u(rng, 0.04, 0.1), _u(rng, 0.5, 2.0)
-    p["epi_curve"] = S._curve_coeffs(rng, 5, 1.5, 8.0, _V)
-    p["irreg_curve"] = S._curve_coeffs(rng, 8, 12.0, 45.0, _V)
-    p["dermis_curve"] = S._curve_coeffs(rng, 4, 0.5, 3.0, _V)
+    p["epi_curve"] = S.curve_coeffs(rng, 5, 1.5, 8.0, _V)
+    p["irreg_curve"] = S.curve_coeffs(rng, 8, 12.0, 45.0, _V)
+    p["dermis_curve"] = S.curve_coeffs(rng, 4, 0.5, 3.0, _V)
     p["dermis"] = _u(rng, 200.0, 350.0)
     p["dermis_decay"] = _u(rng, 500.0, 900.0)
     p["dermis_refl"] = _u(rng, 0.38, 0.62)
@@ -107,25 +107,25 @@ def _evidence_params(rng: np.random.Generator, label: str) -> dict[str, Any]:
     p: dict[str, Any] = {}
     if label in ("AD", "PS"):
         p["segment"] = _segment(rng)
-        p["sleb_curve"] = S._curve_coeffs(rng, 5, 1.0, 6.0, _V)
+        p["sleb_curve"] = S.curve_coeffs(rng, 5, 1.0, 6.0, _V)
         p["sleb_refl"] = _u(rng, 0.03, 0.09)
     if label == "AD":
         p["ev_epi"], p["ev_irreg"] = _u(rng, 25.0, 45.0), _u(rng, 5.0, 10.0)
-        p["ev_irreg_curve"] = S._curve_coeffs(rng, 8, 12.0, 45.0, _V)
+        p["ev_irreg_curve"] = S.curve_coeffs(rng, 8, 12.0, 45.0, _V)
         p["sleb"], p["sleb_var"] = _u(rng, 30.0, 90.0), _u(rng, 0.2, 0.35)
     elif label == "PS":
         p["ev_epi"], p["ev_irreg"] = _u(rng, 30.0, 80.0), _u(rng, 3.0, 7.0)
-        p["ev_irreg_curve"] = S._curve_coeffs(rng, 8, 12.0, 45.0, _V)
+        p["ev_irreg_curve"] = S.curve_coeffs(rng, 8, 12.0, 45.0, _V)
         p["sleb"], p["sleb_var"] = _u(rng, 40.0, 120.0), _u(rng, 0.05, 0.12)
         p["wave_amp"] = _u(rng, 8.0, 18.0)
-        p["wave_curve"] = S._curve_coeffs(rng, 4, 3.0, 8.0, _V)
+        p["wave_curve"] = S.curve_coeffs(rng, 4, 3.0, 8.0, _V)
         p["n_clumps"] = int(rng.integers(4, 11))
     elif label == "ST":
         p["tumor_depth"] = _u(rng, 120.0, 600.0)
         p["tumor_width"] = _u(rng, 400.0, 1300.0)
         p["tumor_x"] = _u(rng, 0.15, 0.85)
         p["tumor_refl"] = _u(rng, 0.03, 0.1)
-        p["tumor_curve"] = S._curve_coeffs(rng, 5, 1.0, 5.0, _V)
+        p["tumor_curve"] = S.curve_coeffs(rng, 5, 1.0, 5.0, _V)
         p["tumor_irreg"] = _u(rng, 0.05, 0.2)
         p["dome"] = _u(rng, 0.12, 0.3)
         p["tumor_shadow"] = _u(rng, 0.35, 0.6)
@@ -145,7 +145,7 @@ def frame_params(rng: np.random.Generator, gp: dict[str, Any]) -> dict[str, Any]
     fp["tilt"] = gp["tilt"] + _u(rng, -0.01, 0.01)
     for key in ("epi", "dermis", "gain", "dermis_refl", "surf_amp"):
         fp[key] = gp[key] * _u(rng, 0.94, 1.06)
-    fp["jitter_curve"] = S._curve_coeffs(rng, 4, 1.0, 6.0, _V)
+    fp["jitter_curve"] = S.curve_coeffs(rng, 4, 1.0, 6.0, _V)
     return fp
 
 
@@ -185,12 +185,11 @@ def _shared_geometry(
     ys = H * (fp["surface"] + fp["bow"] * ((2 * u - 1) ** 2 - 1 / 3))
     ys = ys + s * fp["tilt"] * (u - 0.5) * (W / sx)
     ys = ys + s * (
-        fp["surf_amp"] * S._curve(fp["surf_curve"], uu, _V)
-        + fp["irreg"] * S._curve(fp["irreg_curve"], uu, _V)
+        fp["surf_amp"] * S.curve(fp["surf_curve"], uu, _V) + fp["irreg"] * S.curve(fp["irreg_curve"], uu, _V)
     )
-    ys = ys + s * 2.0 * S._curve(fp["jitter_curve"], u, _V)
-    te = s * fp["epi"] * (1.0 + fp["epi_var"] * S._curve(fp["epi_curve"], uu, _V))
-    td = s * fp["dermis"] * (1.0 + 0.1 * S._curve(fp["dermis_curve"], uu, _V))
+    ys = ys + s * 2.0 * S.curve(fp["jitter_curve"], u, _V)
+    te = s * fp["epi"] * (1.0 + fp["epi_var"] * S.curve(fp["epi_curve"], uu, _V))
+    td = s * fp["dermis"] * (1.0 + 0.1 * S.curve(fp["dermis_curve"], uu, _V))
     return {"ys": ys, "te": te, "td": td}
 
 
@@ -219,10 +218,10 @@ def _image_geometry(fp, shared, twin: _Geom, W: int, H: int, u, uu) -> _Geom:
     ys, te = shared["ys"], shared["te"]
     if label in ("AD", "PS"):
         w = _weight(fp, uu)  # the segment moves with the probe, like the tumour
-        top = s * fp["ev_irreg"] * S._curve(fp["ev_irreg_curve"], uu, _V)
-        thick = s * fp["ev_epi"] * (1.0 + 0.2 * S._curve(fp["epi_curve"], uu * 1.7, _V))
+        top = s * fp["ev_irreg"] * S.curve(fp["ev_irreg_curve"], uu, _V)
+        thick = s * fp["ev_epi"] * (1.0 + 0.2 * S.curve(fp["epi_curve"], uu * 1.7, _V))
         if label == "PS":
-            wave = S._curve(fp["wave_curve"], uu, _V)
+            wave = S.curve(fp["wave_curve"], uu, _V)
             top = top + s * fp["wave_amp"] * wave
             thick = thick * (1.0 + 0.25 * wave)
         ys = ys + w * top
@@ -230,7 +229,7 @@ def _image_geometry(fp, shared, twin: _Geom, W: int, H: int, u, uu) -> _Geom:
         ys_i = np.clip(np.floor(ys), 1, H - 2).astype(np.int32)
         ye_i = np.clip(np.maximum(ys_i + 1, np.rint(ys + np.maximum(te, 1.0))), 0, H).astype(np.int32)
         ye_i = np.maximum(ye_i, twin.ye)
-        tl = w * s * fp["sleb"] * (1.0 + fp["sleb_var"] * S._curve(fp["sleb_curve"], uu, _V))
+        tl = w * s * fp["sleb"] * (1.0 + fp["sleb_var"] * S.curve(fp["sleb_curve"], uu, _V))
         yl_i = np.clip(ye_i + np.rint(tl), 0, H).astype(np.int32)
         return _Geom(ys_i, ye_i, yl_i, np.maximum(twin.yd, yl_i))
     # ST: the tumour hangs from the epidermis, which domes over it
@@ -241,7 +240,7 @@ def _image_geometry(fp, shared, twin: _Geom, W: int, H: int, u, uu) -> _Geom:
     ys = np.maximum(ys, DOME_CEILING * H)  # the probe flattens a dome that would reach it
     ys_i = np.clip(np.floor(ys), 1, H - 2).astype(np.int32)
     ye_i = np.clip(np.maximum(ys_i + 1, np.rint(ys + np.maximum(te, 1.0))), 0, H).astype(np.int32)
-    edge = 1.0 + fp["tumor_irreg"] * S._curve(fp["tumor_curve"], ut, _V)
+    edge = 1.0 + fp["tumor_irreg"] * S.curve(fp["tumor_curve"], ut, _V)
     ybot = ye_i + s * fp["tumor_depth"] * np.sqrt(bump) * edge
     yb_i = np.clip(np.rint(ybot), 0, H).astype(np.int32)
     yy = np.arange(H, dtype=np.int32)[:, None]
@@ -312,11 +311,9 @@ def _reflectivity(fp, g: _Geom, layer: np.ndarray, sh: _Shared, clumps, W: int, 
     s = H / S.FULL_SIZE[1]
     yy = np.arange(H, dtype=np.int32)[:, None]
     base = np.empty((5, W), dtype=np.float64)
-    base[0] = S._GEL_REFL
+    base[0] = S.GEL_REFL
     base[1] = fp["epi_refl"]
-    base[2] = (
-        fp["sleb_refl"] * (1.0 + 0.3 * S._curve(fp["sleb_curve"], uu * 3.0, _V)) if "sleb" in fp else 0.0
-    )
+    base[2] = fp["sleb_refl"] * (1.0 + 0.3 * S.curve(fp["sleb_curve"], uu * 3.0, _V)) if "sleb" in fp else 0.0
     base[3] = fp["dermis_refl"]
     base[4] = fp["sub_refl"]
     R = np.take(base.ravel(), layer.astype(np.intp) * W + np.arange(W))
@@ -332,7 +329,7 @@ def _reflectivity(fp, g: _Geom, layer: np.ndarray, sh: _Shared, clumps, W: int, 
         band = sub & (np.abs(yy - yc) < half)
         R = R + band * amp
     if g.tumor is not None:
-        inner = fp["tumor_refl"] * (1.0 + 0.35 * S._curve(fp["tumor_curve"], uu * 2.3, _V))
+        inner = fp["tumor_refl"] * (1.0 + 0.35 * S.curve(fp["tumor_curve"], uu * 2.3, _V))
         R = np.where(g.tumor, inner * (0.85 + 0.3 * sh.fleck), R)
     for (y0, y1, x0, x1), patch in clumps:
         R[y0:y1, x0:x1] += patch
@@ -393,14 +390,14 @@ def _evidence_shadow(fp, g: _Geom, clump_shadows, W: int, H: int) -> np.ndarray 
 def _psf(fp, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
     s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
     sa = max(0.35, fp["psf_axial"] * s)
-    return S._kernel(sa, _V), S._kernel(sa * fp["psf_ratio"] * sx / s, _V)
+    return S.kernel(sa, _V), S.kernel(sa * fp["psf_ratio"] * sx / s, _V)
 
 
 def _envelope(noise: np.ndarray, R: np.ndarray, ka: np.ndarray, kl: np.ndarray, gain: float) -> np.ndarray:
     """|PSF ∗ (scatterers · R)|: two quadrature fields, separable Gaussian PSF, envelope × gain/√2."""
     field = noise * R
-    field = S._conv1d(field, ka, axis=1)
-    field = S._conv1d(field, kl, axis=2)
+    field = S.conv1d(field, ka, axis=1)
+    field = S.conv1d(field, kl, axis=2)
     field = field * field
     env = np.sqrt(field[0] + field[1])
     return env * (gain / np.sqrt(2.0))
@@ -431,14 +428,14 @@ def _twin_envelope(noise, R_twin, env_img, diff: np.ndarray, ka, kl, gain: float
 
 def _quantise(env: np.ndarray) -> np.ndarray:
     """Log compression and the one quantisation to 8 bits (elementwise: any subset gives the same bytes)."""
-    v = _V.log1p(env * S._LOG_K) * (255.0 / float(_V.log1p(np.float64(S._LOG_K * S._LOG_MAX))))
+    v = _V.log1p(env * S.LOG_K) * (255.0 / float(_V.log1p(np.float64(S.LOG_K * S.LOG_MAX))))
     return np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)
 
 
 def _to_rgb(idx: np.ndarray, W: int, H: int) -> np.ndarray:
     """Green palette, depth-scale bar and ticks."""
     s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
-    rgb = np.take(S._PALETTES["2"], idx, axis=0)
+    rgb = np.take(S.PALETTES["2"], idx, axis=0)
     bw = _bar_width(W)
     rgb[:, :bw] = 0
     rgb[:, bw - 2] = 150
