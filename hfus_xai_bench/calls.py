@@ -312,14 +312,18 @@ class Explanation:
     seconds: float
 
 
+#: (method, category, message) of the warnings already shown in this process (each call's catch_warnings
+#: resets Python's own once-per-location registry, so the harness keeps its own)
+_WARNED: set[tuple[str, str, str]] = set()
+
+
 def _reissue(caught: Sequence[warnings.WarningMessage], method: str) -> None:
-    """Show each warning the method's code raised once, as coming from the method."""
-    seen: set[tuple[str, str]] = set()
+    """Show each warning the method's code raised once per process, as coming from the method."""
     for w in caught:
-        key = (w.category.__name__, str(w.message))
-        if key in seen:
+        key = (method, w.category.__name__, str(w.message))
+        if key in _WARNED:
             continue
-        seen.add(key)
+        _WARNED.add(key)
         warnings.warn(
             f"method {method!r} warned ({w.category.__name__} at {w.filename}:{w.lineno}): {w.message}",
             RuntimeWarning,
