@@ -252,7 +252,7 @@ def evidence_track(monkeypatch):
         twins = None
         if len(arrays.images):
             twins = np.where(e[..., None] > 0, arrays.images // 4, arrays.images).astype(np.uint8)
-        return SimpleNamespace(**vars(arrays), evidence=e, twins=twins)
+        return SimpleNamespace(**{**vars(arrays), "evidence": e, "twins": twins})
 
     monkeypatch.setattr(D, "fold_arrays", with_evidence)
     return with_evidence

@@ -127,7 +127,10 @@ def test_compare_known_differences() -> None:
     assert "randomisation@1/rho" not in d  # v1.2 records carry randomisation@2 only
     ga, gb = c.gates["mobilenet_v2"]
     assert (ga.status, ga.verdict, ga.copies, ga.degenerate) == ("ranked", "pass", 3, 0.0)
-    assert ga.text == "pass (K = 3, D = 0.00)" and c.fe["mobilenet_v2"] == (None, None)
+    assert ga.text == "pass (K = 3, D = 0.00)" and c.fe["mobilenet_v2"] == (
+        0.0,
+        0.0,
+    )  # fake runs make no passes
     flipped = {x.key: x for x in compare(b, a).differences["mobilenet_v2"]}
     assert flipped["hit_rate@1"].diff == pytest.approx(-0.5) and flipped["hit_rate@1"].better == "B"
 
@@ -236,11 +239,11 @@ def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.Ca
         "randomisation verdict (PROTOCOL §7.4 ranks only pass): A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)"
         in out
     )
-    assert "FE/img (model passes per image, PROTOCOL §6): A —; B —" in out
+    assert "FE/img (model passes per image, PROTOCOL §6): A 0.0; B 0.0" in out  # fake runs: no passes
     assert main(["compare", str(pa), str(pb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["randomisation_verdict"]["mobilenet_v2"]["ranked"] == [True, True]
-    assert data["fe_per_image"]["mobilenet_v2"] == [None, None]
+    assert data["fe_per_image"]["mobilenet_v2"] == [0.0, 0.0]
     first = data["differences"]["mobilenet_v2"][0]
     assert first["key"] == "hit_rate@1" and first["better"] == "A" and first["diff"] == pytest.approx(0.5)
 

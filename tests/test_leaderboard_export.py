@@ -81,7 +81,16 @@ def test_load_results_from_the_folder_and_from_the_entries(exported: Path, entri
         from_folder["hit_rate@1"].to_numpy(dtype=float), from_entries["hit_rate@1"].to_numpy(dtype=float)
     )
     summary = hb.load_results(exported, table="summary")
-    assert set(summary["status"]) <= {"ranked", "model_independent", "no_s7", "fail", "undetermined", "pass"}
+    assert set(summary["status"]) <= {
+        "ranked",
+        "model_independent",
+        "no_s7",
+        "fail",
+        "undetermined",
+        "pass",
+        "other_k",
+        "reference",
+    }
     with pytest.raises(HfusError, match="table must be"):
         hb.load_results(exported, table="maps")
 
