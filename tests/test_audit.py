@@ -214,17 +214,21 @@ def fake_track(monkeypatch, private_cache):
 
 
 def test_lookup_is_flagged_and_the_builtins_are_not(fake_track, capsys, monkeypatch):
-    monkeypatch.setenv(A.SEED_ENV, str(SEED))  # the seed from the environment (a CI secret)
-    code = main(["audit", str(LOOKUP), "depth_prior", "--device", "cpu", "--quiet"])
+    code = main(["audit", str(LOOKUP), "saliency", "--seed", str(SEED), "--device", "cpu", "--quiet"])
     out, err = capsys.readouterr()
     assert code == 1, out + err
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "FLAGGED" in rows["lookup-fixture"]
-    assert all("| ok" in rows[name] for name in ["depth_prior", *(f"{r} (ref.)" for r in REFS)])
+    assert all("| ok" in rows[f"{r} (ref.)"] for r in AUDIT_REFERENCES)
     assert "n=3" in rows["lookup-fixture"] and f"n={PRIVATE_N}" in rows["lookup-fixture"]
-    assert "flagged: lookup-fixture" in out and "m = 5" in out
     assert str(SEED) not in out + err and _files_without_seed(fake_track[0]) == []
-    assert A.SEED_ENV not in os.environ  # the audited methods do not find it there
+
+    monkeypatch.setenv(A.SEED_ENV, str(SEED))  # the seed from the environment (a CI secret)
+    code = main(["audit", "depth_prior", "random", "--device", "cpu", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "no method flagged" in out, out + err
+    assert str(SEED) not in out + err
+    assert A.SEED_ENV not in os.environ  # taken out before any method is loaded
 
 
 def test_submission_folder_is_audited_with_its_recorded_settings():
