@@ -300,11 +300,11 @@ def rescore(
         for m in map_metrics:
             for name in sorted(set(m.extras) - set(extras) - data_extras):
                 lacking.setdefault(_SAVED_AS.get(name, name), []).append(m.id)
-        for array, ids in lacking.items():
+        for array, metric_ids in lacking.items():
             report.add(
                 f"maps.npz/{key}__{array}",
                 False,
-                f"the record has {', '.join(dict.fromkeys(ids))} but the maps file lacks these maps (or the rows "
+                f"the record has {', '.join(dict.fromkeys(metric_ids))} but the maps file lacks these maps (or the rows "
                 "their failures); re-run with --save-maps",
             )
         if evidence is not None:
@@ -638,7 +638,7 @@ def _rerun(
             continue
         if key not in maps:
             older = key.endswith("__maps_randomised") and not any(
-                "rho" in row for row in record["per_image"][:1]
+                "rho" in row or "rand2_rho" in row for row in record["per_image"][:1]
             )
             report.add(
                 f"rerun {key}",

@@ -70,6 +70,7 @@ def test_options_round_trip_and_cli_args() -> None:
         "seed": 7,
         "precision": "fp32",
         "device": "cpu",
+        "randomisations": 3,
     }
     record = {"options": options, "dataset": {"id": "owner/name", "revision": "abc"}}
     assert RunConfig.from_record(record) == c.replace(batch_size=16)

@@ -215,7 +215,7 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
     assert depth[2].startswith("2.3")  # the prior has the best HR1 of the table and is still not ranked
     assert depth[5].startswith("1.000 [1.000, 1.000] (")  # ρ = 1 by construction, ρ_cross in parentheses
     assert depth[6] == "1.000 [1.000, 1.000] (0.00)"  # r = 1 too, no degenerate pair
-    assert ranked[0][column_headers().index("FE/img")] == "—"  # FE/img: these records count no model passes
+    assert ranked[0][column_headers().index("FE/img")] == "0.0"  # FE/img: these records count no model passes
     assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
     tables = build_tables(entries)
     assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {"fail"}
@@ -275,6 +275,8 @@ def test_fe_per_image_from_the_cost_block(records: dict[str, dict]) -> None:
     from hfus_xai_bench.compare import fe_per_image
 
     e = copy.deepcopy(entry_from_result(records["gradcam"]))
+    assert fe_per_image(e, "mobilenet_v2") == 0.0  # the fake runs make no model passes
+    e["cost"]["mobilenet_v2"].pop("fe_per_image")  # as an entry made before the passes were counted
     assert fe_per_image(e, "mobilenet_v2") is None
     n = e["counts"]["mobilenet_v2"]["n_images"]
     e["cost"]["mobilenet_v2"].update(
@@ -290,7 +292,7 @@ def test_fe_per_image_from_the_cost_block(records: dict[str, dict]) -> None:
     assert fe_per_image(e, "mobilenet_v2") == 16.0
     row = next(r for r in _rows(render_markdown([e])) if "gradcam" in r[1])
     assert row[column_headers().index("FE/img")] == "16.0"
-    assert "FE/img (model passes per image, PROTOCOL §6): A 16.0; B —" in _compare_text(
+    assert "FE/img (model passes per image, PROTOCOL §6): A 16.0; B 0.0" in _compare_text(
         e, records["hirescam"]
     )
 

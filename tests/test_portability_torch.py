@@ -48,10 +48,16 @@ def maps_only_mismatches(ds: Any) -> list[str]:
     test = fold_arrays(ds, fold, "test")
     index = {image_id: i for i, image_id in enumerate(test.image_ids)}
     idx = np.array([index[r["image_id"]] for r in rows])
-    extras = {
+    extras = {  # PROTOCOL §7.1.1: every copy's maps, a failure reason per image and copy
         "m255_randomised": maps[f"{key}__maps_randomised"],
-        "randomised_ok": np.array([r["randomised_failed"] is None for r in rows]),
+        "randomised_ok": np.array([[f is None for f in r["randomised_failed"]] for r in rows], bool),
     }
+    if f"{key}__maps_runner_up" in maps:  # PROTOCOL §9: the runner-up class's maps
+        extras["m255_runner_up"] = maps[f"{key}__maps_runner_up"]
+        extras["runner_up_ok"] = np.array([r.get("runner_up_failed") is None for r in rows], bool)
+        extras["runner_up"] = np.array([r["runner_up"] for r in rows], np.int64)
+    if test.evidence is not None:
+        extras["evidence"] = test.evidence[idx]
     inputs = ScoringInputs(
         m255=maps[f"{key}__maps"],
         slms=test.slms[idx],
@@ -59,6 +65,7 @@ def maps_only_mismatches(ds: Any) -> list[str]:
         labels=np.array([r["label"] for r in rows], np.int64),
         targets=np.array([r["target"] for r in rows], np.int64),
         ok=np.array([r["failed"] is None for r in rows]),
+        empty=np.array([r["failed"] == "empty_map" for r in rows]),
         extras=extras,
     )
     chosen = [
