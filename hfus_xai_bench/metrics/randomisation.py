@@ -39,7 +39,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..constants import RANDOMISATION_MAX_DEGENERATE, RANDOMISATION_MIN_SCORED, RANDOMISATION_PASS_BELOW
+from ..constants import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    RANDOMISATION_MAX_DEGENERATE,
+    RANDOMISATION_MIN_SCORED,
+    RANDOMISATION_PASS_BELOW,
+)
 from ..errors import HfusError
 from ..seeding import derive_seed
 
@@ -299,7 +305,11 @@ def pass_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
     rhos = [np.asarray(v["rho"], dtype=np.float64) for v in per_fold]
     means = [float(np.mean(r[np.isfinite(r)])) for r in rhos if np.isfinite(r).any()]
     mean = float(np.mean(means)) if means else float("nan")
-    high = fold_bootstrap(rhos, n_resamples=1000, seed=0)[1] if means else float("nan")
+    high = (
+        fold_bootstrap(rhos, n_resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)[1]
+        if means
+        else float("nan")
+    )
     return {
         "pass": randomisation_pass(high),
         "rho_mean": mean if np.isfinite(mean) else None,
