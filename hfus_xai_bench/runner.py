@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .allocator import keep_freed_memory
 from .batches import (
     Batch,
     BatchOutput,
@@ -251,6 +252,8 @@ def run_share(
     images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
     fold's first batch repeats its call after the fold's last batch (PROTOCOL §3) and counts the passes made
     while building the method (PROTOCOL §6: split runs add up to one process)."""
+    if device.type == "cpu":
+        keep_freed_memory()  # CPU forwards reuse their pages instead of faulting fresh ones in
     outputs: list[BatchOutput] = []
     folds: dict[tuple[str, int], dict[str, Any]] = {}
     needs = needed_extras(metrics)
