@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hfus_xai_bench.data.archive import discover_archive, features, import_archive
+from hfus_xai_bench.data.archive import import_archive
+from hfus_xai_bench.data.columns import features
+from hfus_xai_bench.data.discover import discover_archive
 from hfus_xai_bench.data.slm import skin_layer_map
 from hfus_xai_bench.errors import HfusError
 

@@ -1,4 +1,5 @@
-"""`hfus-bench data import` with the layout flags: --dry-run, --preview, --write-index, --index, --mask-values."""
+"""`hfus-bench data import` with the layout flags: --dry-run, --preview, --write-index, --index,
+--mask-values."""
 
 from __future__ import annotations
 

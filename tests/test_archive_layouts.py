@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 
 from hfus_xai_bench.constants import CLASSES
-from hfus_xai_bench.data.archive import discover_archive, dry_run, import_archive, write_preview
+from hfus_xai_bench.data.archive import dry_run, import_archive
 from hfus_xai_bench.data.dataset import dataset_provenance, load_dataset
+from hfus_xai_bench.data.discover import discover_archive
 from hfus_xai_bench.data.layouts import (
     check_import_paths,
     import_options,
@@ -27,6 +28,7 @@ from hfus_xai_bench.data.layouts import (
     parse_mask_colors,
     parse_mask_values,
 )
+from hfus_xai_bench.data.preview import write_preview
 from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 

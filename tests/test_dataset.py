@@ -1,4 +1,5 @@
-"""data/dataset.py: load_dataset / provenance / fold_arrays / describe, including the Hub path without network."""
+"""data/dataset.py: load_dataset / provenance / fold_arrays / describe, including the Hub path without
+network."""
 
 from __future__ import annotations
 
@@ -183,7 +184,8 @@ def test_hub_offline_without_cache_errors(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(
         HfusError,
-        match=r"owner/missing@abc is not in the Hugging Face cache.*hf download --repo-type dataset owner/missing --revision abc.*hfus-bench data import",
+        match=r"owner/missing@abc is not in the Hugging Face cache.*"
+        r"hf download --repo-type dataset owner/missing --revision abc.*hfus-bench data import",
     ):
         D.load_dataset("owner/missing", revision="abc")
 

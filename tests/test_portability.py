@@ -46,7 +46,7 @@ _SCRIPT = textwrap.dedent(
     from pathlib import Path
     from hfus_xai_bench.data.archive import import_archive
     from hfus_xai_bench.data.dataset import image_sha256s, load_dataset
-    from hfus_xai_bench.data.synth import INFO_NAME
+    from hfus_xai_bench.data.synth_ops import INFO_NAME
     from hfus_xai_bench.data.synth_archive import generate_archive
     out, only, workers = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
     arch = generate_archive(out / "archive", n=631, seed=0, progress=False, workers=workers, only=only)

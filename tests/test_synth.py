@@ -14,6 +14,7 @@ from PIL import Image
 
 from hfus_xai_bench.constants import CLASSES
 from hfus_xai_bench.data import synth as S
+from hfus_xai_bench.data import synth_ops
 from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 
@@ -92,7 +93,7 @@ def test_image_and_masks_per_class(label):
     # same generator state -> same frame; green palette: R == B, and R, B ~ 0 where G < 100
     rgb2, masks2 = S.generate_image(np.random.SeedSequence([7, CLASSES.index(label)]), label, size=SMALL)
     assert np.array_equal(rgb, rgb2) and all(np.array_equal(masks[k], masks2[k]) for k in masks)
-    bw = int(round(S.SCALE_BAR_FRAC * SMALL[0]))
+    bw = int(round(synth_ops.SCALE_BAR_FRAC * SMALL[0]))
     body = rgb[:-5, bw:]
     assert np.array_equal(body[..., 0], body[..., 2])
     assert body[..., 0][body[..., 1] < 100].max() <= 2
@@ -124,7 +125,7 @@ def test_anatomy_sanity(seed):
         )
         g = rgb[..., 1].astype(float)
         has_e, top_e, bot_e = _rows(masks["epidermis"])
-        bw = int(round(S.SCALE_BAR_FRAC * size[0]))
+        bw = int(round(synth_ops.SCALE_BAR_FRAC * size[0]))
         assert not has_e[:bw].any() and has_e[bw:].all()  # the scale bar hides the tissue
         cols = np.flatnonzero(has_e)
         # the epidermis is one contiguous band per column
@@ -222,7 +223,7 @@ def _digest(version: str) -> str:
 
 
 def test_golden_pixels_version_2():
-    """Pins the bytes of version 2 (portable: the same on every machine; version 3: tests/test_synth_v3.py)."""
+    """Pins the bytes of version 2 (portable: the same on every machine; v3: tests/test_synth_v3.py)."""
     assert _digest("2") == "b28785bd2506b8cf"
 
 
@@ -237,7 +238,7 @@ def test_version_1_still_renders_and_differs():
 
 
 def test_archive_layout_and_info(archive):
-    info = json.loads((archive / S.INFO_NAME).read_text())
+    info = json.loads((archive / synth_ops.INFO_NAME).read_text())
     assert info["generator"] == "hfus-synth" and info["version"] == S.SYNTH_VERSION and info["complete"]
     assert info["seed"] == 3 and info["n"] == 10 and info["size"] == list(SMALL)
     assert info["class_counts"] == S.class_counts(10)
@@ -255,7 +256,7 @@ def test_archive_layout_and_info(archive):
             assert mi.mode == "L" and np.array_equal(np.asarray(mi), m)
     hashes = _tree_hashes(archive)
     listed = {f["path"]: f["sha256"] for f in info["files"]}
-    assert listed == {k: v for k, v in hashes.items() if k != S.INFO_NAME}
+    assert listed == {k: v for k, v in hashes.items() if k != synth_ops.INFO_NAME}
     n_png = sum(1 for k in hashes if k.endswith(".png") and "/masks/" not in k and "/twins/" not in k)
     assert n_png == 10
 
@@ -289,7 +290,7 @@ def test_archive_refuses_foreign_or_different(tmp_path, archive):
         generate_archive(a_file, n=4, size=SMALL, progress=False, workers=1)
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / S.INFO_NAME).write_text("{not json")
+    (bad / synth_ops.INFO_NAME).write_text("{not json")
     with pytest.raises(HfusError, match="not a readable"):
         generate_archive(bad, n=4, size=SMALL, progress=False, workers=1)
     with pytest.raises(HfusError, match="workers"):

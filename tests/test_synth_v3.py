@@ -13,10 +13,13 @@ from scipy.ndimage import binary_dilation
 
 from hfus_xai_bench.constants import CLASSES, IMAGE_SIZE
 from hfus_xai_bench.data import synth as S
+from hfus_xai_bench.data import synth_ops
 from hfus_xai_bench.data import synth_v3 as V
-from hfus_xai_bench.data.archive import discover_archive, import_archive, report
+from hfus_xai_bench.data.archive import import_archive
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
+from hfus_xai_bench.data.discover import discover_archive
 from hfus_xai_bench.data.evidence import TWIN_BOUND_224
+from hfus_xai_bench.data.report import report
 from hfus_xai_bench.data.synth_archive import generate_archive
 from hfus_xai_bench.errors import HfusError
 
@@ -49,13 +52,14 @@ def test_frame_evidence_and_twin(label):
         outside = ~binary_dilation(fr.evidence > 0, _psf_box(fr))
         assert np.array_equal(fr.twin[outside], fr.rgb[outside])
         assert outside.mean() > 0.5  # the evidence is local
-        bw = int(round(S.SCALE_BAR_FRAC * SIZE[0]))
+        bw = int(round(synth_ops.SCALE_BAR_FRAC * SIZE[0]))
         assert not fr.evidence[:, :bw].any()
 
 
 @pytest.mark.parametrize("label", ["AD", "PS", "ST"])
 def test_twin_is_the_cg_frame_of_the_same_draws(label):
-    """Every shared draw comes before the class evidence's, so the twin is exactly the CG frame of the same seeds."""
+    """Every shared draw comes before the class evidence's, so the twin is exactly the CG frame of the same
+    seeds."""
     for seed in range(2):
         assert np.array_equal(_frame(label, seed).twin, _frame("CG", seed).rgb)
 
@@ -186,7 +190,9 @@ def test_import_columns_and_fold_arrays(v3_archive, tmp_path):
 
 def test_real_archive_gets_derived_evidence_and_no_twins(v3_archive, tmp_path):
     real = tmp_path / "real"
-    shutil.copytree(v3_archive, real, ignore=shutil.ignore_patterns("twins", "*_evidence.png", S.INFO_NAME))
+    shutil.copytree(
+        v3_archive, real, ignore=shutil.ignore_patterns("twins", "*_evidence.png", synth_ops.INFO_NAME)
+    )
     found = discover_archive(real)
     assert found.evidence_mode == "derived" and not found.twins
     folder = import_archive(real, tmp_path / "ds", expect=8, progress=False, workers=1)

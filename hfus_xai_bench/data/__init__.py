@@ -13,7 +13,7 @@ _LAZY = {
     "SLM_VERSION": "hfus_xai_bench.data.slm",
     "assign_folds": "hfus_xai_bench.data.folds",
     "group_key": "hfus_xai_bench.data.folds",
-    "discover_archive": "hfus_xai_bench.data.archive",
+    "discover_archive": "hfus_xai_bench.data.discover",
     "import_archive": "hfus_xai_bench.data.archive",
     "load_dataset": "hfus_xai_bench.data.dataset",
     "dataset_provenance": "hfus_xai_bench.data.dataset",

@@ -130,8 +130,8 @@ def synth_dataset_dir(version: str | None = None) -> Path:
 def _ensure_synth(version: str) -> Path:
     from .archive import import_archive
     from .golden import check, load_golden
-    from .synth import INFO_NAME
     from .synth_archive import generate_archive
+    from .synth_ops import INFO_NAME
 
     revision = synth_revision(version)
     golden = load_golden(revision)
@@ -225,8 +225,8 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[Path, str]:
                 else f"the hub is unreachable or refused ({err})"
             )
             raise HfusError(
-                f"dataset {repo_id}{'@' + revision if revision else ''} is not in the Hugging Face cache and {why}; "
-                + help_msg
+                f"dataset {repo_id}{'@' + revision if revision else ''} is not in the Hugging Face cache "
+                f"and {why}; " + help_msg
             ) from e
     return Path(path), Path(path).name
 
@@ -267,7 +267,8 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
         rev = revision or synth_revision(SYNTH_VERSION)
         if rev not in known:
             raise HfusError(
-                f"{SYNTH_DATASET} has no revision {revision!r}; use {synth_revision(SYNTH_VERSION)} (default, portable)"
+                f"{SYNTH_DATASET} has no revision {revision!r}; "
+                f"use {synth_revision(SYNTH_VERSION)} (default, portable)"
                 f" or one of {', '.join(known)}"
             )
         folder = _ensure_synth(known[rev])
@@ -381,13 +382,13 @@ def _cached_content_sha256(folder: Path, files_sha256: str, ds: datasets.Dataset
 
 
 def attach_provenance(ds: datasets.Dataset, provenance: dict) -> datasets.Dataset:
-    """Store ``provenance`` (id, revision, sha256, n_images, ...) in ``ds.info`` for :func:`dataset_provenance`."""
+    """Store ``provenance`` (id, revision, sha256, n_images, ...) in ``ds.info`` (see dataset_provenance)."""
     ds.info.description = _PROV_PREFIX + json.dumps(provenance, sort_keys=True)
     return ds
 
 
 def dataset_provenance(ds: datasets.Dataset) -> dict:
-    """``{"id", "revision", "sha256", "files_sha256", "shards", "n_images"}`` of a dataset from ``load_dataset``.
+    """``{"id", "revision", "sha256", "files_sha256", "shards", "n_images"}`` of a ``load_dataset`` dataset.
 
     ``sha256`` is :func:`content_sha256` (portable across machines and library builds);
     ``files_sha256`` the sha256 of the concatenated hex digests of the parquet shards (sorted by path).
@@ -395,7 +396,8 @@ def dataset_provenance(ds: datasets.Dataset) -> dict:
     desc = ds.info.description or ""
     if not desc.startswith(_PROV_PREFIX):
         raise HfusError(
-            "this dataset was not loaded with hfus_xai_bench.load_dataset; load it with that to get provenance"
+            "this dataset was not loaded with hfus_xai_bench.load_dataset; "
+            "load it with that to get provenance"
         )
     prov = json.loads(desc[len(_PROV_PREFIX) :])
     prov["n_images"] = len(ds)
@@ -449,9 +451,10 @@ def fold_arrays(
 ) -> FoldArrays:
     """Decode one split ("test" = fold k, "val" = fold (k+1)%5, "train" = the other three).
 
-    ``rows``: only these positions within the split (in this order), so a process decodes only the images
-    it evaluates; ``images=False``: ids, labels, SLMs only (``images`` is then an empty (0, 224, 224, 3) array).
-    ``evidence`` / ``twins``: decoded when the dataset has the column (``twins`` only with ``images``), else None.
+    ``rows``: only these positions within the split (in this order), so a process decodes only the
+    images it evaluates; ``images=False``: ids, labels, SLMs only (``images`` is then an empty
+    (0, 224, 224, 3) array). ``evidence`` / ``twins``: decoded when the dataset has the column
+    (``twins`` only with ``images``), else None.
     """
     sub = _split_rows(ds, fold, split)
     if rows is not None:
@@ -490,7 +493,7 @@ def split_size(ds: datasets.Dataset, fold: int, split: str = "test") -> int:
 
 
 def depth_prior(ds: datasets.Dataset, fold: int) -> np.ndarray:
-    """Mean skin layer map of the training split of ``fold`` / 255, float32 (224, 224) (the ``depth_prior`` baseline).
+    """Mean skin layer map of the training split of ``fold`` / 255, float32 (224, 224) (``depth_prior``).
 
     Cached per dataset content hash and fold under ``cache_dir()/derived/`` (content-addressed, so it is
     never stale; written atomically), so a process does not decode the 379 training SLMs again.

@@ -51,7 +51,8 @@ def evidence_mode(
     """(evidence source "file" | "derived" | None, twins?) of an archive; raises on partial twin sets."""
     if n_twins not in (0, n_images):
         raise HfusError(
-            f"{n_twins} of {n_images} images have a twin in a '{TWIN_DIR}' folder; give every image a twin or none"
+            f"{n_twins} of {n_images} images have a twin in a '{TWIN_DIR}' folder; "
+            "give every image a twin or none"
         )
     if n_evidence:
         if n_evidence != n_images:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +31,98 @@ def group_key(stem: str) -> str:
     """``YYYY-MM-DD_<series>_<frame>`` → ``YYYY-MM-DD_<series>``; any other stem is its own group."""
     m = _STEM_RE.match(stem)
     return f"{m.group(1)}_{m.group(2)}" if m else stem
+
+
+@dataclass
+class _Folds:
+    """Groups and the running fold contents during the assignment."""
+
+    counts: np.ndarray  # (groups, classes) items per class of each group
+    sizes: np.ndarray  # (groups,) items per group
+    g_fold: np.ndarray  # (groups,) fold of each group
+    fold_cls: np.ndarray  # (folds, classes) items per class in each fold
+    fold_tot: np.ndarray  # (folds,) items in each fold
+    target: np.ndarray  # (classes,) ideal per-class count per fold
+
+    def class_dev(self, fc: np.ndarray) -> float:
+        return float(np.abs(fc - self.target).sum())
+
+
+def _greedy(counts: np.ndarray, n_folds: int, rng: np.random.Generator) -> _Folds:
+    """Steps 1–2: whole groups, largest first, each to the fold with the fewest items of its class."""
+    n_groups = counts.shape[0]
+    sizes = counts.sum(axis=1)
+    major = counts.argmax(axis=1)
+    order = rng.permutation(n_groups)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    st = _Folds(
+        counts,
+        sizes,
+        np.empty(n_groups, dtype=np.int64),
+        np.zeros((n_folds, counts.shape[1]), dtype=np.int64),
+        np.zeros(n_folds, dtype=np.int64),
+        counts.sum(axis=0) / n_folds,
+    )
+    tie = rng.permutation(n_folds)  # seeded tie order between equally good folds
+    for g in order:
+        c = major[g]
+        key = np.lexsort((tie, st.fold_tot, st.fold_cls[:, c]))
+        f = key[0]
+        st.g_fold[g] = f
+        st.fold_cls[f] += counts[g]
+        st.fold_tot[f] += sizes[g]
+    return st
+
+
+def _best_change(st: _Folds, big: int, small: int, diff: int) -> tuple[float, int, int, int] | None:
+    """The change that balances ``big`` and ``small`` and disturbs the class balance least:
+    (cost, size gap after, group out of big, group in from small or -1)."""
+    base = st.class_dev(st.fold_cls[big]) + st.class_dev(st.fold_cls[small])
+    best: tuple[float, int, int, int] | None = None
+    in_big = np.flatnonzero(st.g_fold == big)
+    in_small = np.flatnonzero(st.g_fold == small)
+    for g in in_big:  # plain moves
+        s = st.sizes[g]
+        if 0 < s < diff:
+            cost = st.class_dev(st.fold_cls[big] - st.counts[g]) + st.class_dev(
+                st.fold_cls[small] + st.counts[g]
+            )
+            cand = (cost - base, abs(diff - 2 * s), int(g), -1)
+            if best is None or cand < best:
+                best = cand
+    if best is not None:
+        return best
+    for g in in_big:  # swaps: a larger group out of `big` for a smaller one from `small`
+        for h in in_small:
+            s = st.sizes[g] - st.sizes[h]
+            if 0 < s < diff:
+                delta = st.counts[g] - st.counts[h]
+                cost = st.class_dev(st.fold_cls[big] - delta) + st.class_dev(st.fold_cls[small] + delta)
+                cand = (cost - base, abs(diff - 2 * s), int(g), int(h))
+                if best is None or cand < best:
+                    best = cand
+    return best
+
+
+def _repair(st: _Folds) -> None:
+    """Step 3: move or swap groups from the largest to the smallest fold until sizes differ by ≤ 1."""
+    for _ in range(4 * st.sizes.size):
+        big, small = int(np.argmax(st.fold_tot)), int(np.argmin(st.fold_tot))
+        diff = st.fold_tot[big] - st.fold_tot[small]
+        if diff <= 1:
+            break
+        best = _best_change(st, big, small, diff)
+        if best is None:
+            break  # groups do not allow a better balance
+        _, _, g, h = best
+        delta = st.counts[g] - (st.counts[h] if h >= 0 else 0)
+        st.fold_cls[big] -= delta
+        st.fold_cls[small] += delta
+        st.fold_tot[big] -= delta.sum()
+        st.fold_tot[small] += delta.sum()
+        st.g_fold[g] = small
+        if h >= 0:
+            st.g_fold[h] = big
 
 
 def assign_folds(
@@ -48,80 +141,16 @@ def assign_folds(
         raise ValueError("labels and groups must be 1-D and of the same length")
     if n_folds < 2:
         raise HfusError(f"n_folds must be >= 2, got {n_folds}")
-    n = labels.size
-    if n == 0:
+    if labels.size == 0:
         return np.zeros(0, dtype=np.int64)
     if labels.min() < 0:
         raise ValueError("labels must be >= 0")
-    n_classes = int(labels.max()) + 1
     uniq, inv = np.unique(groups, return_inverse=True)
-    n_groups = uniq.size
-
-    # Per-group class histogram, size, and majority class.
-    counts = np.zeros((n_groups, n_classes), dtype=np.int64)
+    counts = np.zeros((uniq.size, int(labels.max()) + 1), dtype=np.int64)  # per-group class histogram
     np.add.at(counts, (inv, labels), 1)
-    sizes = counts.sum(axis=1)
-    major = counts.argmax(axis=1)
-
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_groups)
-    order = order[np.argsort(-sizes[order], kind="stable")]
-
-    fold_cls = np.zeros((n_folds, n_classes), dtype=np.int64)
-    fold_tot = np.zeros(n_folds, dtype=np.int64)
-    g_fold = np.empty(n_groups, dtype=np.int64)
-    tie = rng.permutation(n_folds)  # seeded tie order between equally good folds
-    for g in order:
-        c = major[g]
-        key = np.lexsort((tie, fold_tot, fold_cls[:, c]))
-        f = key[0]
-        g_fold[g] = f
-        fold_cls[f] += counts[g]
-        fold_tot[f] += sizes[g]
-
-    target = counts.sum(axis=0) / n_folds  # ideal per-class count per fold
-
-    def class_dev(fc: np.ndarray) -> float:
-        return float(np.abs(fc - target).sum())
-
-    for _ in range(4 * n_groups):
-        big, small = int(np.argmax(fold_tot)), int(np.argmin(fold_tot))
-        diff = fold_tot[big] - fold_tot[small]
-        if diff <= 1:
-            break
-        base = class_dev(fold_cls[big]) + class_dev(fold_cls[small])
-        best: tuple[float, int, int, int] | None = None  # (cost, size gap after, g_out, g_in)
-        in_big = np.flatnonzero(g_fold == big)
-        in_small = np.flatnonzero(g_fold == small)
-        for g in in_big:  # plain moves
-            s = sizes[g]
-            if 0 < s < diff:
-                cost = class_dev(fold_cls[big] - counts[g]) + class_dev(fold_cls[small] + counts[g]) - base
-                cand = (cost, abs(diff - 2 * s), int(g), -1)
-                if best is None or cand < best:
-                    best = cand
-        if best is None:  # swaps: a larger group out of `big` for a smaller one from `small`
-            for g in in_big:
-                for h in in_small:
-                    s = sizes[g] - sizes[h]
-                    if 0 < s < diff:
-                        delta = counts[g] - counts[h]
-                        cost = class_dev(fold_cls[big] - delta) + class_dev(fold_cls[small] + delta) - base
-                        cand = (cost, abs(diff - 2 * s), int(g), int(h))
-                        if best is None or cand < best:
-                            best = cand
-        if best is None:
-            break  # groups do not allow a better balance
-        _, _, g, h = best
-        delta = counts[g] - (counts[h] if h >= 0 else 0)
-        fold_cls[big] -= delta
-        fold_cls[small] += delta
-        fold_tot[big] -= delta.sum()
-        fold_tot[small] += delta.sum()
-        g_fold[g] = small
-        if h >= 0:
-            g_fold[h] = big
-    return g_fold[inv]
+    st = _greedy(counts, n_folds, np.random.default_rng(seed))
+    _repair(st)
+    return st.g_fold[inv]
 
 
 def split_folds(fold: int, n_folds: int = NUM_FOLDS) -> dict[str, list[int]]:

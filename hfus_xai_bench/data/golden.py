@@ -68,17 +68,19 @@ def check(
 
 
 def golden_status(provenance: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """(matches?, one line) for a dataset's provenance (``dataset_provenance``): None when no golden hash applies."""
+    """(matches?, one line) for a dataset's ``dataset_provenance``; None: no golden hash applies."""
     revision = str(provenance.get("revision") or "")
     golden = load_golden(revision) if provenance.get("id") == "hfus-synth" else None
     if golden is None:
         return (
             None,
-            f"no golden hash shipped for {provenance.get('id')}@{revision or '-'} (only the synthetic track is pinned)",
+            f"no golden hash shipped for {provenance.get('id')}@{revision or '-'} "
+            "(only the synthetic track is pinned)",
         )
     if provenance.get("sha256") == golden["dataset_sha256"]:
         return True, f"matches the golden hash of {revision}"
     return False, (
-        f"DIFFERS from the golden hash of {revision} ({golden['dataset_sha256'][:16]}…): these data were generated "
-        "differently; delete the cached folder and rebuild, and if it differs again, report it"
+        f"DIFFERS from the golden hash of {revision} ({golden['dataset_sha256'][:16]}…): "
+        "these data were generated differently; delete the cached folder and rebuild, "
+        "and if it differs again, report it"
     )

@@ -12,14 +12,15 @@ from typing import Any
 
 from ..errors import HfusError
 from .dataset import content_sha256, image_sha256s, read_folder
-from .synth import INFO_NAME
+from .synth_ops import INFO_NAME
 
 
 def build_golden(archive_dir: str, dataset_dir: str) -> dict[str, Any]:
     """The golden record of a canonical build: ``SYNTH_INFO.json`` of the archive + its imported dataset.
 
-    Used once per generator version by a maintainer (``python -m hfus_xai_bench.data.golden_build ARCHIVE DATASET
-    OUT.json``); the build then checks every later build against it.
+    Used once per generator version by a maintainer
+    (``python -m hfus_xai_bench.data.golden_build ARCHIVE DATASET OUT.json``); the build then checks
+    every later build against it.
     """
     info = json.loads((Path(archive_dir) / INFO_NAME).read_text())
     if not info.get("complete") or "only" in info:

@@ -22,7 +22,6 @@ mask cells may be lists.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from typing import Any
 
 from ..constants import CLASSES
 from ..errors import HfusError
+from ..hashing import sha256_file
+from .discovery import ImageEntry
 from .layouts import IGNORE, STRUCTURES, ImportOptions, class_of_value, parse_mask_colors, parse_mask_values
 from .masks import MAT_EXT, MaskSource, mapping_text, mat_sources
 
@@ -64,20 +65,6 @@ _ALIASES = {
     "session": "group_id",
 }
 _EXTS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-
-
-@dataclass
-class IndexRow:
-    """One image of an index, its files resolved (``masks``: binary per structure; ``coded``: untyped)."""
-
-    path: Path
-    rel: str
-    stem: str
-    label: int
-    masks: dict[str, list[MaskSource]] = field(default_factory=dict)
-    coded: list[MaskSource] = field(default_factory=list)
-    image_id: str | None = None
-    group_id: str | None = None
 
 
 def _column(name: str) -> str:
@@ -135,105 +122,136 @@ def parse_mapping(text: str) -> tuple[dict, bool]:
     return parse_mask_values(text), False
 
 
-def read_index(path: str | Path, root: Path, opts: ImportOptions) -> tuple[list[IndexRow], dict]:
-    """Read and check an index against the archive at ``root``: (rows, manifest record).
+def _check_columns(name: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        raise HfusError(f"index {name} has no rows")
+    cols = {_column(k) for r in rows for k in r if k is not None}
+    unknown = sorted(cols - set(COLUMNS))
+    if unknown:
+        raise HfusError(f"index {name}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
+    missing_cols = [c for c in ("image", "class") if c not in cols]
+    if missing_cols:
+        raise HfusError(
+            f"index {name} has no column {' or '.join(missing_cols)}; columns: {', '.join(COLUMNS)}"
+        )
+
+
+def _resolve(root: Path, cell: str) -> tuple[Path, str]:
+    """(full path, path relative to ``root`` where it is inside it) of an index cell."""
+    q = Path(cell)
+    full = q if q.is_absolute() else root / q
+    try:
+        rel = full.relative_to(root).as_posix()
+    except ValueError:
+        rel = str(full)
+    return full, rel
+
+
+def _optional(row: dict[str, Any], col: str) -> str | None:
+    return (str(row[col]).strip() or None) if row.get(col) is not None else None
+
+
+@dataclass
+class _Problems:
+    """What is wrong with an index, collected over all rows."""
+
+    missing: list[str] = field(default_factory=list)
+    bad_class: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def message(self, root: Path) -> str:
+        out = list(self.errors)
+        if self.missing:
+            more = " …" if len(self.missing) > 8 else ""
+            out.insert(
+                0,
+                f"{len(self.missing)} file(s) listed do not exist under {root} (paths are relative to the "
+                f"archive folder): {', '.join(self.missing[:8])}{more}",
+            )
+        if self.bad_class:
+            out.append(
+                f"unknown class in {', '.join(self.bad_class[:8])}; use AD/CG/PS/ST or a class name, or map "
+                'the names with --class-map "NAME=AD,..."'
+            )
+        return "; ".join(out)
+
+
+def _add_masks(
+    entry: ImageEntry, row: dict[str, Any], n: int, root: Path, opts: ImportOptions, bad: _Problems
+) -> None:
+    """Attach the mask files of an index row (columns epidermis / sleb / tumor / mask) to ``entry``."""
+    for col in (*STRUCTURES, "mask"):
+        for cell in _cells(row.get(col)):
+            file, var = _split_var(cell)
+            fpath, frel = _resolve(root, file)
+            if not fpath.is_file():
+                bad.missing.append(f"row {n} {col}: {file}")
+                continue
+            structure = None if col == "mask" else col
+            if fpath.suffix.lower() == MAT_EXT:
+                srcs = mat_sources(str(fpath), frel, structure, opts, var)
+            else:
+                srcs = [MaskSource(str(fpath), frel, None, structure)]
+            for s in srcs:
+                entry.attach(s)
+
+
+def _entry(row: dict[str, Any], n: int, root: Path, opts: ImportOptions, bad: _Problems) -> ImageEntry | None:
+    """The image of an index row with its masks (None: a broken or ignored row)."""
+    image = _cells(row.get("image"))
+    if len(image) != 1:
+        bad.errors.append(f"row {n}: needs exactly one image path")
+        return None
+    ipath, irel = _resolve(root, image[0])
+    if not ipath.is_file():
+        bad.missing.append(f"row {n}: {image[0]}")
+    label = class_of_value(str(row.get("class") or "").strip(), opts.class_map)
+    if label is None:
+        bad.bad_class.append(f"row {n}: {str(row.get('class') or '')!r}")
+        return None
+    if label == IGNORE:
+        return None
+    entry = ImageEntry(
+        ipath,
+        irel,
+        ipath.stem,
+        label,
+        image_id=_optional(row, "image_id"),
+        group_id=_optional(row, "group_id"),
+    )
+    _add_masks(entry, row, n, root, opts, bad)
+    return entry
+
+
+def read_index(path: str | Path, root: Path, opts: ImportOptions) -> tuple[list[ImageEntry], dict]:
+    """Read and check an index against the archive at ``root``: (images, manifest record).
 
     Every problem (unknown column, unknown class, missing file, conflicting maps) is collected and
     raised as one ``HfusError`` naming the rows.
     """
     p = Path(path)
     rows, first = _read_rows(p)
-    if not rows:
-        raise HfusError(f"index {p.name} has no rows")
-    cols = {_column(k) for r in rows for k in r if k is not None}
-    unknown = sorted(cols - set(COLUMNS))
-    if unknown:
-        raise HfusError(
-            f"index {p.name}: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}"
-        )
-    missing_cols = [c for c in ("image", "class") if c not in cols]
-    if missing_cols:
-        raise HfusError(
-            f"index {p.name} has no column {' or '.join(missing_cols)}; columns: {', '.join(COLUMNS)}"
-        )
-
-    def resolve(cell: str) -> tuple[Path, str]:
-        q = Path(cell)
-        full = q if q.is_absolute() else root / q
-        try:
-            rel = full.relative_to(root).as_posix()
-        except ValueError:
-            rel = str(full)
-        return full, rel
-
-    out: list[IndexRow] = []
-    missing: list[str] = []
-    bad_class: list[str] = []
-    errors: list[str] = []
+    _check_columns(p.name, rows)
+    out: list[ImageEntry] = []
+    bad = _Problems()
     mapping = None
     for n, raw in enumerate(rows, start=first):
         row = {_column(k): v for k, v in raw.items() if k is not None}
-        image = _cells(row.get("image"))
-        if len(image) != 1:
-            errors.append(f"row {n}: needs exactly one image path")
+        entry = _entry(row, n, root, opts, bad)
+        if entry is None:
             continue
-        ipath, irel = resolve(image[0])
-        if not ipath.is_file():
-            missing.append(f"row {n}: {image[0]}")
-        label = class_of_value(str(row.get("class") or "").strip(), opts.class_map)
-        if label is None:
-            bad_class.append(f"row {n}: {str(row.get('class') or '')!r}")
-            continue
-        if label == IGNORE:
-            continue
-        entry = IndexRow(
-            ipath,
-            irel,
-            ipath.stem,
-            label,
-            image_id=(str(row["image_id"]).strip() or None) if row.get("image_id") is not None else None,
-            group_id=(str(row["group_id"]).strip() or None) if row.get("group_id") is not None else None,
-        )
-        for col in (*STRUCTURES, "mask"):
-            for cell in _cells(row.get(col)):
-                file, var = _split_var(cell)
-                fpath, frel = resolve(file)
-                if not fpath.is_file():
-                    missing.append(f"row {n} {col}: {file}")
-                    continue
-                structure = None if col == "mask" else col
-                if fpath.suffix.lower() == MAT_EXT:
-                    srcs = mat_sources(str(fpath), frel, structure, opts, var)
-                else:
-                    srcs = [MaskSource(str(fpath), frel, None, structure)]
-                for s in srcs:
-                    if s.structure is None:
-                        entry.coded.append(s)
-                    else:
-                        entry.masks.setdefault(s.structure, []).append(s)
         mv = str(row.get("mask_values") or "").strip()
         if mv:
             m = parse_mapping(mv)
             if mapping is not None and m != mapping:
-                errors.append(
+                bad.errors.append(
                     f"row {n}: mask_values {mv!r} differs from the earlier rows (one map per archive)"
                 )
             mapping = mapping or m
         out.append(entry)
-    if missing:
-        errors.insert(
-            0,
-            f"{len(missing)} file(s) listed do not exist under {root} (paths are relative to the archive "
-            f"folder): {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}",
-        )
-    if bad_class:
-        errors.append(
-            f"unknown class in {', '.join(bad_class[:8])}; use AD/CG/PS/ST or a class name, or map the names with "
-            '--class-map "NAME=AD,..."'
-        )
-    if errors:
-        raise HfusError(f"index {p.name}: " + "; ".join(errors))
-    info = {"path": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "rows": len(rows)}
+    if bad.missing or bad.bad_class or bad.errors:
+        raise HfusError(f"index {p.name}: " + bad.message(root))
+    info = {"path": p.name, "sha256": sha256_file(p), "rows": len(rows)}
     if mapping is not None:
         info["mask_values"] = {"mapping": mapping[0], "colour": mapping[1]}
     return out, info
@@ -244,7 +262,7 @@ def _cell(srcs: list[MaskSource]) -> str:
 
 
 def index_rows(found) -> list[dict[str, str]]:
-    """The rows of the index a :class:`~.archive.Discovery` amounts to (what ``--write-index`` writes)."""
+    """The rows of the index a :class:`~.discovery.Discovery` amounts to (what ``--write-index`` writes)."""
     ids, groups = found.image_ids(), found.groups()
     mv = ""
     if found.encoding:
@@ -263,7 +281,7 @@ def index_rows(found) -> list[dict[str, str]]:
 
 
 def write_index(found, path: str | Path) -> Path:
-    """Write the index of ``found`` as CSV / TSV / JSON (by extension); edit it and re-run with ``--index``."""
+    """Write the index of ``found`` as CSV / TSV / JSON (by extension); edit it, re-run with ``--index``."""
     p = Path(path)
     ext = p.suffix.lower()
     if ext not in (".csv", ".tsv", ".json"):

@@ -9,7 +9,6 @@ messages that show the expected syntax.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..constants import CLASSES
 from ..errors import HfusError
+from ..hashing import sha256_file
 
 STRUCTURES: tuple[str, ...] = ("epidermis", "sleb", "tumor")
 #: A class-map value (or layout ``class_map`` value) that drops the images of a folder.
@@ -204,6 +204,22 @@ def _resolve_class(value: str, what: str) -> int:
     return label
 
 
+def _pairs(text: str | dict, name: str, syntax: str, hint: str, rsplit: bool = False) -> list[tuple]:
+    """(key, value) pairs of a flag value ``KEY=VALUE,...`` (``syntax``) or of a layout file's mapping."""
+    if isinstance(text, dict):
+        return list(text.items())
+    if not isinstance(text, str):
+        raise HfusError(f"{name} must be a string {syntax},... or a mapping, got {type(text).__name__}")
+    items = []
+    for entry in _split_entries(text):
+        if "=" not in entry:
+            raise HfusError(
+                f"--{name.replace('_', '-')} entry {entry!r} has no '='; write {syntax} pairs{hint}"
+            )
+        items.append(tuple(entry.rsplit("=", 1) if rsplit else entry.split("=", 1)))
+    return items
+
+
 def parse_class_map(text: str | dict | None) -> dict[str, int]:
     """``"Atopic dermatitis=AD,Healthy volunteers=CG,Other=ignore"`` → {normalised name: class index}.
 
@@ -212,20 +228,12 @@ def parse_class_map(text: str | dict | None) -> dict[str, int]:
     """
     if text is None:
         return {}
-    items = list(text.items()) if isinstance(text, dict) else []
-    if isinstance(text, str):
-        for entry in _split_entries(text):
-            if "=" not in entry:
-                raise HfusError(
-                    f"--class-map entry {entry!r} has no '='; write NAME=CODE pairs separated by commas, "
-                    'e.g. --class-map "Atopic dermatitis=AD,Healthy=CG,Psoriasis=PS,Skin tumours=ST"'
-                )
-            k, v = entry.split("=", 1)
-            items.append((k, v))
-    elif not isinstance(text, dict):
-        raise HfusError(f"class_map must be a string NAME=CODE,... or a mapping, got {type(text).__name__}")
+    hint = (
+        " separated by commas, "
+        'e.g. --class-map "Atopic dermatitis=AD,Healthy=CG,Psoriasis=PS,Skin tumours=ST"'
+    )
     out: dict[str, int] = {}
-    for k, v in items:
+    for k, v in _pairs(text, "class_map", "NAME=CODE", hint):
         key = norm_key(str(k))
         if not str(k).strip():
             raise HfusError("--class-map has an empty name before '='")
@@ -253,22 +261,9 @@ def parse_mask_values(text: str | dict | None) -> dict[int, str | None] | None:
     """
     if text is None:
         return None
-    items = list(text.items()) if isinstance(text, dict) else None
-    if items is None:
-        if not isinstance(text, str):
-            raise HfusError(
-                f"mask_values must be a string VALUE=STRUCTURE,... or a mapping, got {type(text).__name__}"
-            )
-        items = []
-        for entry in _split_entries(text):
-            if "=" not in entry:
-                raise HfusError(
-                    f"--mask-values entry {entry!r} has no '='; write VALUE=STRUCTURE pairs, "
-                    'e.g. --mask-values "1=epidermis,2=sleb,3=tumor"'
-                )
-            items.append(tuple(entry.split("=", 1)))
+    hint = ', e.g. --mask-values "1=epidermis,2=sleb,3=tumor"'
     out: dict[int, str | None] = {}
-    for k, v in items:
+    for k, v in _pairs(text, "mask_values", "VALUE=STRUCTURE", hint):
         try:
             value = int(str(k).strip())
         except ValueError:
@@ -311,22 +306,9 @@ def parse_mask_colors(text: str | dict | None) -> dict[tuple[int, int, int], str
     """
     if text is None:
         return None
-    items = list(text.items()) if isinstance(text, dict) else None
-    if items is None:
-        if not isinstance(text, str):
-            raise HfusError(
-                f"mask_colors must be a string COLOUR=STRUCTURE,... or a mapping, got {type(text).__name__}"
-            )
-        items = []
-        for entry in _split_entries(text):
-            if "=" not in entry:
-                raise HfusError(
-                    f"--mask-colors entry {entry!r} has no '='; write COLOUR=STRUCTURE pairs, "
-                    'e.g. --mask-colors "#ff0000=epidermis,#00ff00=sleb,#0000ff=tumor"'
-                )
-            items.append(tuple(entry.rsplit("=", 1)))
+    hint = ', e.g. --mask-colors "#ff0000=epidermis,#00ff00=sleb,#0000ff=tumor"'
     out: dict[tuple[int, int, int], str | None] = {}
-    for k, v in items:
+    for k, v in _pairs(text, "mask_colors", "COLOUR=STRUCTURE", hint, rsplit=True):
         rgb = parse_color(str(k))
         s = _parse_structure(str(v), f"--mask-colors {str(k).strip()}")
         if rgb in out and out[rgb] != s:
@@ -469,6 +451,75 @@ def load_layout(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _class_map(
+    flag_value: str | dict | None, lay: dict[str, Any], lname: str, sources: dict[str, str]
+) -> dict:
+    """``--class-map`` merged with the layout file's map (no name may get two classes)."""
+    cmap = parse_class_map(flag_value)
+    if cmap:
+        sources["class_map"] = "--class-map"
+    if lay.get("class_map") is None:
+        return cmap
+    lmap = parse_class_map(lay["class_map"])
+    clash = sorted(k for k in set(cmap) & set(lmap) if cmap[k] != lmap[k])
+    if clash:
+        raise HfusError(
+            f"--class-map and the {lname} map {', '.join(repr(k) for k in clash)} to different classes; "
+            "give each name in one place"
+        )
+    sources["class_map"] = " + ".join(x for x in (sources.get("class_map"), lname) if x)
+    return {**lmap, **cmap}
+
+
+def _one_setting(name: str, flag_value, parse, lay: dict[str, Any], lname: str, sources: dict[str, str]):
+    """A setting given as a flag and/or in the layout file (the two must agree)."""
+    val = parse(flag_value)
+    src = f"--{name.replace('_', '-')}" if val is not None else None
+    if lay.get(name) is not None:
+        lval = parse(lay[name])
+        if val is not None and val != lval:
+            raise HfusError(
+                f"--{name.replace('_', '-')} and the {lname} give different {name}; keep one of them"
+            )
+        val, src = lval, src or lname
+    if src:
+        sources[name] = src
+    return val
+
+
+def _index_path(index, layout, lay: dict[str, Any], lname: str, sources: dict[str, str]) -> Path | None:
+    """``--index`` or the layout file's index (relative to the layout file); they must be the same file."""
+    idx = Path(index) if index is not None else None
+    if lay.get("index") is not None:
+        lidx = Path(layout).parent / str(lay["index"])
+        if idx is not None and idx.resolve() != lidx.resolve():
+            raise HfusError(
+                f"--index {idx} and the {lname} (index {lay['index']}) name different index files; keep one"
+            )
+        sources["index"] = "--index" if index is not None else lname
+        return idx or lidx
+    if idx is not None:
+        sources["index"] = "--index"
+    return idx
+
+
+def _layout_only(lay: dict[str, Any], lname: str, sources: dict[str, str]) -> dict[str, Any]:
+    """The settings only a layout file gives: structure_names, mask_dirs, mat_variables."""
+    out: dict[str, Any] = {"structure_names": {}, "mask_dirs": frozenset(), "mat_variables": {}}
+    if lay.get("structure_names") is not None:
+        out["structure_names"] = _parse_word_map(lay["structure_names"], "structure_names")
+        sources["structure_names"] = lname
+    if lay.get("mask_dirs") is not None:
+        if not isinstance(lay["mask_dirs"], list):
+            raise HfusError(f"{lname}: mask_dirs must be a list of folder names")
+        out["mask_dirs"] = frozenset(str(d).strip().lower() for d in lay["mask_dirs"])
+        sources["mask_dirs"] = lname
+    if lay.get("mat_variables") is not None:
+        out["mat_variables"] = _parse_mat_variables(lay["mat_variables"])
+        sources["mat_variables"] = lname
+    return out
+
+
 def import_options(
     *,
     class_map: str | dict | None = None,
@@ -485,82 +536,30 @@ def import_options(
     sources: dict[str, str] = {}
     lay: dict[str, Any] = {}
     layout_file = None
+    lname = ""
     if layout is not None:
         lay = load_layout(layout)
         lp = Path(layout)
-        layout_file = {"path": lp.name, "sha256": hashlib.sha256(lp.read_bytes()).hexdigest()}
-    lname = f"layout file {Path(layout).name}" if layout is not None else ""
-
-    cmap = parse_class_map(class_map)
-    if cmap:
-        sources["class_map"] = "--class-map"
-    if lay.get("class_map") is not None:
-        lmap = parse_class_map(lay["class_map"])
-        clash = sorted(k for k in set(cmap) & set(lmap) if cmap[k] != lmap[k])
-        if clash:
-            raise HfusError(
-                f"--class-map and the {lname} map {', '.join(repr(k) for k in clash)} to different classes; "
-                "give each name in one place"
-            )
-        cmap = {**lmap, **cmap}
-        sources["class_map"] = " + ".join(x for x in (sources.get("class_map"), lname) if x)
-
-    def one(name: str, flag_value, parse):
-        val = parse(flag_value)
-        src = f"--{name.replace('_', '-')}" if val is not None else None
-        if lay.get(name) is not None:
-            lval = parse(lay[name])
-            if val is not None and val != lval:
-                raise HfusError(
-                    f"--{name.replace('_', '-')} and the {lname} give different {name}; keep one of them"
-                )
-            val, src = lval, src or lname
-        if src:
-            sources[name] = src
-        return val
-
-    mv = one("mask_values", mask_values, parse_mask_values)
-    mc = one("mask_colors", mask_colors, parse_mask_colors)
+        layout_file = {"path": lp.name, "sha256": sha256_file(lp)}
+        lname = f"layout file {lp.name}"
+    cmap = _class_map(class_map, lay, lname, sources)
+    mv = _one_setting("mask_values", mask_values, parse_mask_values, lay, lname, sources)
+    mc = _one_setting("mask_colors", mask_colors, parse_mask_colors, lay, lname, sources)
     if mv is not None and mc is not None:
         raise HfusError(
-            f"--mask-values ({sources['mask_values']}) and --mask-colors ({sources['mask_colors']}) are both given; "
-            "an archive has one mask encoding: grey-level label images (--mask-values) or colour masks (--mask-colors)"
+            f"--mask-values ({sources['mask_values']}) and --mask-colors ({sources['mask_colors']}) "
+            "are both given; an archive has one mask encoding: grey-level label images (--mask-values) "
+            "or colour masks (--mask-colors)"
         )
-    idx = Path(index) if index is not None else None
-    if lay.get("index") is not None:
-        lidx = Path(layout).parent / str(lay["index"])  # type: ignore[arg-type]
-        if idx is not None and idx.resolve() != lidx.resolve():
-            raise HfusError(
-                f"--index {idx} and the {lname} (index {lay['index']}) name different index files; keep one"
-            )
-        idx = idx or lidx
-        sources["index"] = "--index" if index is not None else lname
-    elif idx is not None:
-        sources["index"] = "--index"
-    extra = {}
-    if lay.get("structure_names") is not None:
-        extra = _parse_word_map(lay["structure_names"], "structure_names")
-        sources["structure_names"] = lname
-    dirs: frozenset[str] = frozenset()
-    if lay.get("mask_dirs") is not None:
-        if not isinstance(lay["mask_dirs"], list):
-            raise HfusError(f"{lname}: mask_dirs must be a list of folder names")
-        dirs = frozenset(str(d).strip().lower() for d in lay["mask_dirs"])
-        sources["mask_dirs"] = lname
-    matv = {}
-    if lay.get("mat_variables") is not None:
-        matv = _parse_mat_variables(lay["mat_variables"])
-        sources["mat_variables"] = lname
+    idx = _index_path(index, layout, lay, lname, sources)
     return ImportOptions(
         class_map=cmap,
         mask_values=mv,
         mask_colors=mc,
-        structure_names=extra,
-        mask_dirs=dirs,
-        mat_variables=matv,
         index=idx,
         sources=sources,
         layout_file=layout_file,
+        **_layout_only(lay, lname, sources),
     )
 
 

@@ -222,8 +222,9 @@ def mat_sources(
         else "no 2-D numeric or logical array"
     )
     raise HfusError(
-        f"{rel}: no usable mask variable ({found}); name the variables by structure (epidermis, sleb, tumor), "
-        "keep one label array, or map them in a --layout file: "
+        f"{rel}: no usable mask variable ({found}); "
+        "name the variables by structure (epidermis, sleb, tumor), keep one label array, "
+        "or map them in a --layout file: "
         '{"mat_variables": {"VAR1": "epidermis", "VAR2": "sleb", "L": "label"}}'
     )
 
@@ -237,7 +238,8 @@ def load_array(src: MaskSource) -> np.ndarray:
         arrays = _mat_cached(src.path, src.rel, os.stat(src.path).st_mtime_ns)
         if src.var not in arrays:
             raise HfusError(
-                f"{src.rel}: variable {src.var!r} is missing or not a 2-D array; found {', '.join(arrays) or 'none'}"
+                f"{src.rel}: variable {src.var!r} is missing or not a 2-D array; "
+                f"found {', '.join(arrays) or 'none'}"
             )
         arr = np.asarray(arrays[src.var])
         if arr.dtype.kind == "f":
@@ -268,6 +270,19 @@ def value_list(arr: np.ndarray, limit: int = 32) -> list:
     else:
         values = np.unique(arr)
     return [int(v) if float(v).is_integer() else float(v) for v in values[:limit]]
+
+
+def scan_mask(src: MaskSource) -> dict:
+    """Values, integer codes (None: JPEG or non-integer), colour-ness and shape of one mask (runs in a
+    worker process)."""
+    arr = load_array(src)
+    colour = is_colour(arr)
+    return {
+        "values": value_list(arr),
+        "codes": None if src.jpeg else codes_of(arr, colour),
+        "colour": colour,
+        "shape": [int(arr.shape[0]), int(arr.shape[1])],
+    }
 
 
 def pack(rgb: tuple[int, int, int]) -> int:
@@ -333,7 +348,8 @@ def decode_coded(
     missing = [v for v in present if v not in mapping]
     if missing:
         raise HfusError(
-            f"{rel} holds value(s) {', '.join(code_text(v, colour) for v in missing)} that map to no structure; "
+            f"{rel} holds value(s) {', '.join(code_text(v, colour) for v in missing)} "
+            "that map to no structure; "
             f"add them to {flag} (e.g. {code_text(missing[0], colour)}=background)"
         )
     out = {}

@@ -60,7 +60,8 @@ def exp(x) -> np.ndarray:
 
 
 def log(x) -> np.ndarray:
-    """Natural log of positive float64 ``x`` (0 → −inf): exponent from the bits, 2·atanh series of the mantissa."""
+    """Natural log of positive float64 ``x`` (0 → −inf): exponent from the bits, 2·atanh series of the
+    mantissa."""
     x = _f64(x)
     zero = x <= 0.0
     x = np.where(zero | ~np.isfinite(x), 1.0, x)

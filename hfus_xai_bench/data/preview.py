@@ -7,12 +7,18 @@ import rules. A person sees in one look whether the structures went to the right
 
 from __future__ import annotations
 
+import io
+import os
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..constants import CLASSES
+from .columns import convert, job
+from .discovery import Discovery
 from .layouts import STRUCTURES
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -78,3 +84,46 @@ def draw_sheet(rows: list[PreviewRow], title: str = "") -> Image.Image:
             sheet.paste(Image.fromarray(t), (_GAP + j * (tile + _GAP), y))
         y += tile + _GAP
     return sheet
+
+
+def _preview_rows(found: Discovery, results: dict[int, dict], ids: list[str]) -> list[PreviewRow]:
+    rows = []
+    for i, r in sorted(results.items(), key=lambda kv: (found.images[kv[0]].label, kv[0])):
+        e = found.images[i]
+        dec = {k: np.asarray(Image.open(io.BytesIO(r[k]))) for k in ("image", *STRUCTURES, "slm")}
+        rows.append(
+            PreviewRow(
+                f"{CLASSES[e.label]}  {ids[i]}", dec["image"], {s: dec[s] for s in STRUCTURES}, dec["slm"]
+            )
+        )
+    return rows
+
+
+def preview_indices(found: Discovery, per_class: int = 3) -> list[int]:
+    """Up to ``per_class`` images of each class, evenly spread over the class (deterministic)."""
+    out = []
+    for c in range(len(CLASSES)):
+        idx = [i for i, e in enumerate(found.images) if e.label == c]
+        if idx:
+            take = np.unique(np.linspace(0, len(idx) - 1, min(per_class, len(idx))).round().astype(int))
+            out += [idx[k] for k in take]
+    return out
+
+
+def write_preview(
+    found: Discovery, path: str | os.PathLike, *, per_class: int = 3, results: dict[int, dict] | None = None
+) -> Path:
+    """Draw the preview sheet of ``found`` (a few images per class: image, overlay, masks, SLM) to ``path``.
+
+    ``results``: the :func:`.columns.convert` output per image index, when the import has it already.
+    """
+    picks = preview_indices(found, per_class)
+    if results is None:
+        results = {i: convert(job(found.images[i], found)) for i in picks}
+    else:
+        results = {i: results[i] for i in picks}
+    sheet = draw_sheet(_preview_rows(found, results, found.image_ids()), title=found.rules_text())
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(p, format="PNG")
+    return p

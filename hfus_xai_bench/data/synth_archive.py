@@ -21,17 +21,17 @@ import numpy as np
 
 from ..constants import CLASSES, SYNTH_DATASET
 from ..errors import HfusError
+from .layouts import STRUCTURES
 from .synth import (
     CLASS_PROPORTIONS,
     DEFAULT_N,
-    INFO_NAME,
     SYNTH_VERSION,
     PlanItem,
     plan_archive,
     render_item,
     render_item_v3,
 )
-from .synth_ops import DEFAULT_SIZE, STRUCTURES, check_n, check_seed, check_size, ops_for
+from .synth_ops import DEFAULT_SIZE, INFO_NAME, check_int, check_n, check_seed, check_size, ops_for
 
 # zlib level 1 with the Z_RLE strategy (compress_type=3): 6× faster than the default on speckle, same size.
 _PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "compress_level": 1, "compress_type": 3, "optimize": False}
@@ -94,7 +94,8 @@ def _prepare_out(out: Path, settings: dict[str, Any]) -> None:
     info_path = out / INFO_NAME
     if not info_path.is_file():
         raise HfusError(
-            f"{out} is not empty and holds no {INFO_NAME}; refusing to write a synthetic archive into it: pick an empty or new directory"
+            f"{out} is not empty and holds no {INFO_NAME}; refusing to write a synthetic archive into it: "
+            "pick an empty or new directory"
         )
     try:
         info = json.loads(info_path.read_text())
@@ -102,12 +103,14 @@ def _prepare_out(out: Path, settings: dict[str, Any]) -> None:
         old["size"] = list(old["size"])
     except (ValueError, KeyError, TypeError) as exc:
         raise HfusError(
-            f"{info_path} is not a readable {SYNTH_DATASET} archive info ({exc}); pick an empty or new directory"
+            f"{info_path} is not a readable {SYNTH_DATASET} archive info ({exc}); "
+            "pick an empty or new directory"
         ) from None
     if old != settings:
         diff = ", ".join(f"{k}={old[k]!r} (asked {settings[k]!r})" for k in settings if old[k] != settings[k])
         raise HfusError(
-            f"{out} already holds a {SYNTH_DATASET} archive with other settings: {diff}; delete it or pick another directory"
+            f"{out} already holds a {SYNTH_DATASET} archive with other settings: {diff}; "
+            "delete it or pick another directory"
         )
 
 
@@ -115,6 +118,65 @@ def _write_info(out: Path, info: dict[str, Any]) -> None:
     tmp = out / (INFO_NAME + ".tmp")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, out / INFO_NAME)
+
+
+def _planned(n: int, seed: int, only: Sequence[int] | None, settings: dict[str, Any]) -> list[PlanItem]:
+    """The plan of the archive, or of its ``only`` indices (recorded in ``settings``)."""
+    plan = plan_archive(n, seed)
+    if only is None:
+        return plan
+    picked = sorted({int(i) for i in only})
+    if not picked or picked[0] < 0 or picked[-1] >= n:
+        raise HfusError(f"only must hold plan indices in 0..{n - 1}, got {list(only)[:8]}")
+    settings["only"] = picked
+    return [plan[i] for i in picked]
+
+
+def _render_all(jobs: list, n_images: int, workers: int, progress: bool) -> list[dict[str, Any]]:
+    """Run the render jobs (in ``workers`` processes); the file records, sorted by path."""
+    from tqdm.auto import tqdm
+
+    records: list[dict[str, Any]] = []
+    with tqdm(total=n_images, desc=f"{SYNTH_DATASET} images", unit="img", disable=not progress) as bar:
+        if workers == 1 or len(jobs) == 1:
+            results: Iterable[list[dict[str, Any]]] = map(_work, jobs)
+            for res in results:
+                records.extend(res)
+                bar.update(len({r["index"] for r in res}))
+        else:
+            with warnings.catch_warnings():
+                # fork is safe here: the workers only run numpy / Pillow code, never the parent's threads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pool = _pool_context().Pool(min(workers, len(jobs)))
+            with pool:
+                for res in pool.imap_unordered(_work, jobs):
+                    records.extend(res)
+                    bar.update(len({r["index"] for r in res}))
+    records.sort(key=lambda r: r["path"])
+    return records
+
+
+def _final_info(
+    settings: dict[str, Any], plan: list[PlanItem], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    structures = {c: {s: 0 for s in STRUCTURES} for c in CLASSES}
+    by_index = {item.index: item for item in plan}
+    for r in records:
+        for name in STRUCTURES:
+            if r["path"].endswith(f"_{name}.png"):
+                structures[by_index[r["index"]].label][name] += 1
+    return {
+        **settings,
+        "complete": True,
+        "class_counts": {c: sum(it.label == c for it in plan) for c in CLASSES},
+        "class_proportions": dict(CLASS_PROPORTIONS),
+        "n_groups": len({item.group for item in plan}),
+        "mask_counts": structures,
+        "images": [{"stem": it.stem, "label": it.label, "group": it.group, "index": it.index} for it in plan],
+        "files": [
+            {"path": r["path"], "sha256": r["sha256"], "pixels_sha256": r["pixels_sha256"]} for r in records
+        ],
+    }
 
 
 def generate_archive(
@@ -140,19 +202,10 @@ def generate_archive(
     """
     n, seed, size = check_n(n), check_seed(seed), check_size(size)
     ops_for(version)
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise HfusError(f"workers must be a positive integer, got {workers!r}")
+    workers = check_int(os.cpu_count() or 1 if workers is None else workers, "workers", 1)
     out = Path(out)
     settings = _settings(n, seed, size, version)
-    plan = plan_archive(n, seed)
-    if only is not None:
-        picked = sorted({int(i) for i in only})
-        if not picked or picked[0] < 0 or picked[-1] >= n:
-            raise HfusError(f"only must hold plan indices in 0..{n - 1}, got {list(only)[:8]}")
-        plan = [plan[i] for i in picked]
-        settings["only"] = picked
+    plan = _planned(n, seed, only, settings)
     _prepare_out(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     for label in CLASSES:
@@ -160,46 +213,8 @@ def generate_archive(
         if version == "3":
             (out / label / "twins").mkdir(parents=True, exist_ok=True)
     _write_info(out, {**settings, "complete": False})
-
     chunk = max(1, min(16, math.ceil(len(plan) / (workers * 6))))
     jobs = [(str(out), seed, size, version, plan[i : i + chunk]) for i in range(0, len(plan), chunk)]
-    records: list[dict[str, Any]] = []
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(plan), desc=f"{SYNTH_DATASET} images", unit="img", disable=not progress) as bar:
-        if workers == 1 or len(jobs) == 1:
-            results: Iterable[list[dict[str, Any]]] = map(_work, jobs)
-            for res in results:
-                records.extend(res)
-                bar.update(len({r["index"] for r in res}))
-        else:
-            with warnings.catch_warnings():
-                # fork is safe here: the workers only run numpy / Pillow code, never the parent's threads
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pool = _pool_context().Pool(min(workers, len(jobs)))
-            with pool:
-                for res in pool.imap_unordered(_work, jobs):
-                    records.extend(res)
-                    bar.update(len({r["index"] for r in res}))
-
-    records.sort(key=lambda r: r["path"])
-    structures = {c: {s: 0 for s in STRUCTURES} for c in CLASSES}
-    by_index = {item.index: item for item in plan}
-    for r in records:
-        for name in STRUCTURES:
-            if r["path"].endswith(f"_{name}.png"):
-                structures[by_index[r["index"]].label][name] += 1
-    info = {
-        **settings,
-        "complete": True,
-        "class_counts": {c: sum(it.label == c for it in plan) for c in CLASSES},
-        "class_proportions": dict(CLASS_PROPORTIONS),
-        "n_groups": len({item.group for item in plan}),
-        "mask_counts": structures,
-        "images": [{"stem": it.stem, "label": it.label, "group": it.group, "index": it.index} for it in plan],
-        "files": [
-            {"path": r["path"], "sha256": r["sha256"], "pixels_sha256": r["pixels_sha256"]} for r in records
-        ],
-    }
-    _write_info(out, info)
+    records = _render_all(jobs, len(plan), workers, progress)
+    _write_info(out, _final_info(settings, plan, records))
     return out

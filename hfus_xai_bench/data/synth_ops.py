@@ -1,4 +1,5 @@
-"""Shared primitives of the ``hfus-synth`` generators (:mod:`.synth` v1/v2, :mod:`.synth_v3`, :mod:`.synth_archive`).
+"""Shared primitives of the ``hfus-synth`` generators (:mod:`.synth` v1/v2, :mod:`.synth_v3`,
+:mod:`.synth_archive`).
 
 The arithmetic of each generator version (``Ops``: numpy float32 for version 1, the portable float64
 of :mod:`.portable` for versions 2 and 3; the portability rule is in :mod:`.synth`'s docstring), the frame
@@ -25,8 +26,8 @@ DEFAULT_SIZE: tuple[int, int] = (517, 389)
 FULL_SIZE: tuple[int, int] = (2067, 1555)
 MIN_SIZE: tuple[int, int] = (64, 48)
 
-#: Mask structures, in the order the archive names them.
-STRUCTURES: tuple[str, ...] = ("epidermis", "sleb", "tumor")
+#: The archive's generator record, next to the class folders (read back by the importer).
+INFO_NAME = "SYNTH_INFO.json"
 
 #: Width of the depth-scale bar as a fraction of the frame width (columns 0–4 at 224 scale).
 SCALE_BAR_FRAC = 5.0 / 224.0
@@ -157,18 +158,22 @@ def check_label(label: str) -> str:
     return label
 
 
+def check_int(value: int, name: str, minimum: int) -> int:
+    """``value`` as an int if it is an integer ≥ ``minimum`` (0 or 1); else ``HfusError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise HfusError(f"{name} must be a {what} integer, got {value!r}")
+    return int(value)
+
+
 def check_n(n: int) -> int:
     """``n`` as an int if it is a positive integer."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise HfusError(f"n must be a positive integer, got {n!r}")
-    return int(n)
+    return check_int(n, "n", 1)
 
 
 def check_seed(seed: int) -> int:
     """``seed`` as an int if it is a non-negative integer."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise HfusError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", 0)
 
 
 def check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -179,6 +184,7 @@ def check_size(size: Sequence[int]) -> tuple[int, int]:
         raise HfusError(f"size must be (width, height), got {size!r}") from None
     if w < MIN_SIZE[0] or h < MIN_SIZE[1] or w > 4 * FULL_SIZE[0] or h > 4 * FULL_SIZE[1]:
         raise HfusError(
-            f"size {size!r} out of range; use (W, H) between {MIN_SIZE} and four times {FULL_SIZE}, e.g. {DEFAULT_SIZE}"
+            f"size {size!r} out of range; use (W, H) between {MIN_SIZE} and four times {FULL_SIZE}, "
+            f"e.g. {DEFAULT_SIZE}"
         )
     return w, h

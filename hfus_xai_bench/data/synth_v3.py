@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import synth_ops as S  # the shared primitives (v2 arithmetic, curves, PSF, palette)
+from .layouts import STRUCTURES
 
 #: tan(8°): the largest probe tilt, as a slope (full-frame px down per px across). A literal, not libm.
 MAX_TILT_SLOPE = 0.14054083470239145
@@ -168,7 +169,8 @@ def _evidence_jitter(rng: np.random.Generator, fp: dict[str, Any]) -> dict[str, 
 
 @dataclass
 class _Geom:
-    """Per-column boundaries (integer rows) of one rendering: surface, epidermis bottom, SLEB bottom, subcutis top."""
+    """Per-column boundaries (integer rows) of one rendering: surface, epidermis bottom, SLEB bottom,
+    subcutis top."""
 
     ys: np.ndarray
     ye: np.ndarray
@@ -307,7 +309,8 @@ def _draw_shared(rng, fp, twin: _Geom, W: int, H: int, u: np.ndarray) -> _Shared
 
 
 def _reflectivity(fp, g: _Geom, layer: np.ndarray, sh: _Shared, clumps, W: int, H: int, uu) -> np.ndarray:
-    """Reflectivity map of one rendering: per-layer base × texture, septa, tumour, clumps, membrane, attenuation."""
+    """Reflectivity map of one rendering: per-layer base × texture, septa, tumour, clumps, membrane,
+    attenuation."""
     s = H / S.FULL_SIZE[1]
     yy = np.arange(H, dtype=np.int32)[:, None]
     base = np.empty((5, W), dtype=np.float64)
@@ -342,7 +345,7 @@ def _reflectivity(fp, g: _Geom, layer: np.ndarray, sh: _Shared, clumps, W: int, 
 
 
 def _clumps(rng, fp, g: _Geom, W: int, H: int, u: np.ndarray):
-    """PS: bright hyperkeratotic clumps in the (painted) epidermis of the segment, and the shadows below them."""
+    """PS: bright hyperkeratotic clumps in the (painted) epidermis of the segment, and their shadows."""
     s, sx = H / S.FULL_SIZE[1], W / S.FULL_SIZE[0]
     a, b = fp["segment"]
     lo, hi = max(a - fp["shift"], 0.03), min(b - fp["shift"], 0.97)
@@ -362,7 +365,8 @@ def _clumps(rng, fp, g: _Geom, W: int, H: int, u: np.ndarray):
 
 
 def _evidence_shadow(fp, g: _Geom, clump_shadows, W: int, H: int) -> np.ndarray | None:
-    """Multiplicative envelope factor of the evidence's own shadows (< 1 inside them), fading to 1 with depth."""
+    """Multiplicative envelope factor of the evidence's own shadows (< 1 inside them), fading to 1 with
+    depth."""
     yy = np.arange(H, dtype=np.float64)[:, None]
     x = np.arange(W, dtype=np.float64)
     factor = None
@@ -508,7 +512,7 @@ def render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int]) 
     evidence = diff
     masks = {"epidermis": lay_i == 1, "sleb": lay_i == 2, "tumor": img_g.tumor}
     out: dict[str, np.ndarray] = {}
-    for name in S.STRUCTURES:
+    for name in STRUCTURES:
         m = masks[name]
         if m is None:
             continue
