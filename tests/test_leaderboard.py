@@ -69,8 +69,8 @@ def entries(records: dict[str, dict]) -> list[dict]:
     return [entry_from_result(r) for r in records.values()]
 
 
-def _rows(md: str, table: int = 0) -> list[list[str]]:
-    """The body rows of the ``table``-th markdown table (cells stripped; separator rows included)."""
+def _tables(md: str) -> list[list[str]]:
+    """The markdown tables of ``md``, each as its lines."""
     blocks, current = [], []
     for line in [*md.splitlines(), ""]:
         if line.startswith("|"):
@@ -78,7 +78,19 @@ def _rows(md: str, table: int = 0) -> list[list[str]]:
         elif current:
             blocks.append(current)
             current = []
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in blocks[table][2:]]
+    return blocks
+
+
+def _rows(md: str, table: int | str = 0) -> list[list[str]]:
+    """The body rows of the ``table``-th markdown table, or of the first whose header starts with the
+    cells ``table`` names (``"method"``: the paired gains; ``"rank | method | localisation"``: the ranks)
+    (cells stripped; separator rows included)."""
+    blocks = _tables(md)
+    if isinstance(table, str):
+        block = next(b for b in blocks if b[0].startswith(f"| {table} "))
+    else:
+        block = blocks[table]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in block[2:]]
 
 
 def test_rank_range_rule_on_hand_made_cis() -> None:
@@ -328,7 +340,7 @@ def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     rand = records["random"]
     entries = [entry_from_result(r) for r in (prior, plus, rand)]
     md = render_markdown(entries)
-    main, detail = _rows(md, 0), _rows(md, 1)
+    main, detail = _rows(md, 0), _rows(md, "method")
     row = next(r for r in main if r[1] == "plus")
     assert row[0] == "1" and row[3] == "+0.500 [+0.500, +0.500]"
     assert next(r for r in main if "depth_prior" in r[1])[3] == "—"
@@ -415,7 +427,7 @@ def test_a_new_registry_column_reaches_the_second_table(monkeypatch: pytest.Monk
         run.values["mean_map@1/mean_map"] = np.full(len(run.image_ids), 0.25)
     md = render_markdown([entry_from_result(record("gradcam", runs))])
     assert detail_headers()[-1] == "mean map ↑" and "mean map" not in " ".join(column_headers())
-    assert _rows(md, 1)[0][-1] == "0.250 [0.250, 0.250]"
+    assert _rows(md, "method")[0][-1] == "0.250 [0.250, 0.250]"
 
 
 def test_render_is_deterministic_and_marks_sanity_and_identical_rows(entries: list[dict]) -> None:
@@ -443,7 +455,7 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     page = render_html(entries)
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "<script>" in page
     assert " src=" not in page and "<link" not in page and "@import" not in page
-    assert page.count('class="sortable') == 2 and 'tr class="sanity"' in page
+    assert page.count('class="sortable') == 3 and 'tr class="sanity"' in page  # main, ranks, gains
     assert '<tbody class="ranked">' in page and '<tbody class="unranked fail">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
     # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left
@@ -683,7 +695,7 @@ def test_evidence_track_columns_and_gains_vs_input(monkeypatch: pytest.MonkeyPat
     assert (
         "Δev. hit vs input ↑" in detail and "ΔHR1 vs input ↑" in detail and "Δev. mass vs random ↑" in detail
     )
-    drow = next(r for r in _rows(md, 1) if "gradcam" in r[0])
+    drow = next(r for r in _rows(md, "method") if "gradcam" in r[0])
     assert drow[detail.index("Δev. hit vs input ↑")] == "+0.250 [+0.250, +0.250]"
     assert "ev. hit" not in " ".join(column_headers()) and "input" not in " ".join(detail_headers())
     assert render_html(entries).count("CF effect") == 1  # once, next to accuracy (not in the second table)

@@ -94,6 +94,13 @@ function check(doc) {
   var dh = Array.prototype.map.call(detail.tHead.rows[0].cells, function (c) { return c.textContent; });
   var road = dh.indexOf('ΔROAD vs random ↑');
   if (road >= 0) { detail.tHead.rows[0].cells[road].click(); out.detail_road_asc = column(detail, road); }
+  var ranks = doc.querySelector('table.ranks');
+  if (ranks) {
+    out.rank_headers = Array.prototype.map.call(ranks.tHead.rows[0].cells, function (c) {
+      return c.textContent; });
+    out.rank_methods = column(ranks, 1);
+    ranks.tHead.rows[0].cells[2].click(); out.rank_first_asc = column(ranks, 2);
+  }
   out.n_forest = doc.querySelectorAll('svg.forest').length;
   out.n_scatter = doc.querySelectorAll('svg.scatter').length;
   out.forest_panels = Array.prototype.map.call(doc.querySelectorAll('svg.forest text.panel'), function (t) { return t.textContent; });
@@ -187,7 +194,7 @@ def _numbers(values: list) -> list[float]:
 def test_tables_are_there(browser_result: dict) -> None:
     out = browser_result["fixture"]
     assert "error" not in out, out.get("error")
-    assert out["n_sortable"] == 2 and out["n_sections"] == 1
+    assert out["n_sortable"] == 3 and out["n_sections"] == 1  # main, ranks by criterion, paired gains
     assert out["headers"][:6] == [
         "rank",
         "method",
@@ -201,8 +208,20 @@ def test_tables_are_there(browser_result: dict) -> None:
     assert out["methods"] == [["gradcam", "scorecam", "saliency"], ["depth_prior", "sobel", "random"]]
     committed = browser_result["committed"]
     assert "error" not in committed, committed.get("error")
-    assert committed["n_sortable"] == 2 * committed["n_sections"] >= 2
+    assert committed["n_sortable"] == 3 * committed["n_sections"] >= 3
     assert sum(len(b) for b in committed["methods"]) == len(load_entries(REPO / "leaderboard" / "entries"))
+
+
+def test_ranks_by_criterion_table(browser_result: dict) -> None:
+    """One row per ranked method, in table order; a click on a criterion sorts by its mean rank."""
+    out = browser_result["fixture"]
+    assert out["rank_headers"][:3] == ["rank", "method", "localisation (HR1)"]
+    assert out["rank_headers"][3:6] == ["spread", "faithfulness (ROAD, DiC, IiC %)", "spread"]
+    assert out["rank_methods"] == [["gradcam", "scorecam", "saliency"]]
+    first = _numbers(out["rank_first_asc"][0])
+    assert len(first) == 3 and first == sorted(first) and set(first) <= {1.0, 2.0, 3.0}
+    for name in ("fixture", "committed"):
+        assert browser_result[name]["rank_methods"][0] == browser_result[name]["methods"][0]
 
 
 def test_a_click_on_a_header_sorts_the_rows(browser_result: dict) -> None:

@@ -145,12 +145,11 @@ def test_rank_columns_for_the_table(entries_dir: Path) -> None:
     for i, row in enumerate(cells[:-1]):
         loc = row["localisation"]
         assert loc["mean_rank"] == ranks["localisation"].mean_rank[i]
-        text = f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
-        if len(loc["metrics"]) > 1:  # evidence tracks: HR1 + evidence hit and mass, with their disagreement
-            text += f" ±{loc['disagreement']:.1f}"
-        assert loc["text"] == text  # one metric: no ±
+        assert loc["text"] == f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
+        # evidence tracks: HR1 + evidence hit and mass, with their disagreement; one metric: "—"
+        assert loc["spread"] == (f"{loc['disagreement']:.1f}" if len(loc["metrics"]) > 1 else "—")
         faith = row["faithfulness"]
-        assert faith["text"].endswith(f" ±{faith['disagreement']:.1f}") and len(faith["metrics"]) == 3
+        assert faith["spread"] == f"{faith['disagreement']:.1f}" and len(faith["metrics"]) == 3
 
 
 def test_result_records_and_entries_rank_alike() -> None:

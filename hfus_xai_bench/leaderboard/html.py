@@ -14,9 +14,10 @@ from typing import Any
 
 from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 from .entries import slug
-from .markdown import RULES_MD
+from .markdown import RULES_MD, not_applicable_text, rank_headers, rank_rows
 from .mdtext import inline_html, markdown_to_html
 from .plots import svg_forest, svg_scatter
+from .ranks import RANKS_LEGEND
 from .tables import (
     UNRANKED_HEADINGS,
     Column,
@@ -103,6 +104,32 @@ def _head(headers: Sequence[str], left: Sequence[str]) -> str:
     )
 
 
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(float(x))
+
+
+def _rank_section(table: dict[str, Any]) -> str:
+    """The legend and the ranks-by-criterion table of one section ("" when nothing is ranked)."""
+    if not table["criteria"]:
+        return ""
+    body = []
+    for row, cells in rank_rows(table):
+        rank = row["rank"]
+        tds = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
+        for c in cells:
+            tds.append(f'<td data-v="{_num(c.mean_rank)}">{_e(c.text)}</td>')
+            tds.append(f'<td data-v="{_num(c.disagreement)}">{_e(c.spread)}</td>')
+        body.append(f'<tr class="{"sanity" if row["sanity"] else ""}">' + "".join(tds) + "</tr>")
+    return (
+        markdown_to_html(RANKS_LEGEND)
+        + '<table class="sortable ranks">'
+        + _head(rank_headers(table), ("method",))
+        + '<tbody class="ranked">'
+        + "".join(body)
+        + "</tbody></table>"
+    )
+
+
 def render_html(entries: Sequence[dict[str, Any]]) -> str:
     """A self-contained static page (inline CSS, JS and SVG; no network)."""
     tables = build_tables(entries)
@@ -154,6 +181,12 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
             + _bodies(table["rows"], len(head), lambda row, ev=ev: main_row(row, ev))
             + "</table>"
         )
+        na = not_applicable_text(table)
+        if na:
+            out.append(markdown_to_html(na))
+        ranks = _rank_section(table)
+        if ranks:
+            out.append(ranks)
         out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
         out.append(
             '<table class="sortable detail">'

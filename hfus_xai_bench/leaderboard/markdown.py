@@ -15,7 +15,9 @@ from ..constants import (
 )
 from ..metrics.registry import HEADLINE
 from .entries import slug
+from .ranks import NA_CELL, RANKS_LEGEND, criterion_header
 from .tables import (
+    ARCH_LABELS,
     IDENTICAL_TOL,
     UNRANKED_HEADINGS,
     accuracy_columns,
@@ -99,6 +101,38 @@ def _group_row(row: dict[str, Any], previous: dict[str, Any] | None, width: int,
     return ["| " + " | ".join(cells) + " |"]
 
 
+def not_applicable_text(table: dict[str, Any]) -> str:
+    """The table's note on the built-ins declared undefined on its architecture ("" when none)."""
+    if not table["not_applicable"]:
+        return ""
+    arch = ARCH_LABELS.get(table["arch"], table["arch"])
+    parts = [f"{', '.join(f'*{n}*' for n in names)} — {why}" for why, names in table["not_applicable"]]
+    return f"n/a on {arch} (declared undefined there, so never run; PROTOCOL §5): {'; '.join(parts)}."
+
+
+def rank_rows(table: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]]:
+    """(row, one :class:`.ranks.RankCell` per criterion) of the table's ranked rows."""
+    width = len(table["criteria"])
+    return [(r, r["criterion_ranks"] or [NA_CELL] * width) for r in table["rows"] if r["status"] == "ranked"]
+
+
+def rank_headers(table: dict[str, Any]) -> list[str]:
+    """The ranks table's header: rank, method, then per criterion its mean rank and spread."""
+    return ["rank", "method", *(h for c in table["criteria"] for h in (criterion_header(c), "spread"))]
+
+
+def _rank_lines(table: dict[str, Any]) -> list[str]:
+    """The legend and the ranks-by-criterion table of one section (none when nothing is ranked)."""
+    if not table["criteria"]:
+        return []
+    head = rank_headers(table)
+    lines = ["", RANKS_LEGEND, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, cells in rank_rows(table):
+        texts = [rank_text(row["rank"]), _method(row), *(t for c in cells for t in (c.text, c.spread))]
+        lines.append("| " + " | ".join(_md_cell(t) for t in texts) + " |")
+    return lines
+
+
 def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     """LEADERBOARD.md from the entries (deterministic)."""
     lines = [
@@ -146,6 +180,9 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 "; ".join(row["notes"]),
             ]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+        na = not_applicable_text(table)
+        lines += ["", na] if na else []
+        lines += _rank_lines(table)
         lines += [
             "",
             "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:",
