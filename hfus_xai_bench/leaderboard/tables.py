@@ -360,7 +360,8 @@ def _gains(
     notes: list[str],
     evidence: bool,
 ) -> dict[tuple[str, str], Difference | str | None]:
-    """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None: n/a)."""
+    """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None:
+    n/a)."""
     out: dict[tuple[str, str], Difference | str | None] = {}
     mine = scores[id(entry)]
     keys = gain_keys(evidence)
