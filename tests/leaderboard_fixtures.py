@@ -155,7 +155,8 @@ def s7_record(
 
 
 def shifted(base: Sequence[FoldScores], key: str, delta: float) -> list[FoldScores]:
-    """Copies of ``base`` whose per-image value ``key`` is ``base + delta`` on every image (a known paired gain)."""
+    """Copies of ``base`` whose per-image value ``key`` is ``base + delta`` on every image (a known
+    paired gain)."""
     out = []
     for run in base:
         values = {k: np.array(v, copy=True) for k, v in run.values.items()}

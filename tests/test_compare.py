@@ -36,15 +36,17 @@ def test_paired_bootstrap_constant_shift_and_identity() -> None:
 
 
 def test_paired_bootstrap_two_values_known_ci() -> None:
-    """d = [0, 1]: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5 / 97.5 % percentiles
-    of 1000 resamples are 0 and 1 (for any seed where each end is drawn more than 25 times)."""
+    """d = [0, 1]: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5 / 97.5 %
+    percentiles of 1000 resamples are 0 and 1 (for any seed where each end is drawn more than 25
+    times)."""
     for seed in (0, 1, 2):
         d = paired_bootstrap([1.0, 3.0], [1.0, 2.0], seed=seed)
         assert (d.mean, d.low, d.high) == (0.5, 0.0, 1.0)
 
 
 def test_paired_bootstrap_is_the_documented_resampling() -> None:
-    """Same rule as bootstrap_ci (one group) and fold_bootstrap (several), on the differences; a loop reference."""
+    """Same rule as bootstrap_ci (one group) and fold_bootstrap (several), on the differences; a loop
+    reference."""
     rng = np.random.default_rng(7)
     a, b = rng.normal(1, 1, 40), rng.normal(0, 1, 40)
     a[3], b[10] = np.nan, np.nan
@@ -239,8 +241,8 @@ def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.Ca
     cross = next(line for line in lines if line.startswith("ρ cross")).split()
     assert cross[-1] == "descriptive"
     assert (
-        "randomisation verdict (PROTOCOL §7.4 ranks only pass): A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)"
-        in out
+        "randomisation verdict (PROTOCOL §7.4 ranks only pass): "
+        "A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)" in out
     )
     assert "FE/img (model passes per image, PROTOCOL §6): A 0.0; B 0.0" in out  # fake runs: no passes
     assert main(["compare", str(pa), str(pb), "--json"]) == 0

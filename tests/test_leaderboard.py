@@ -120,7 +120,8 @@ def test_entry_from_result_drops_per_image_and_adds_track_and_links(entries: lis
 def test_entry_keeps_the_per_image_values_of_every_output(
     records: dict[str, dict], entries: list[dict]
 ) -> None:
-    """``per_image_scores`` holds what the record's rows give for every output (10 significant digits), NaN -> null."""
+    """``per_image_scores`` holds what the record's rows give for every output (10 significant digits),
+    NaN -> null."""
     rec = records["gradcam"]
     e = next(x for x in entries if x["method"]["name"] == "gradcam")
     part = e["per_image_scores"]["mobilenet_v2"]["1"]
@@ -192,8 +193,8 @@ def test_entry_schema_copies_the_result_schema() -> None:
 
 
 def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
-    """PROTOCOL §7.4: ranked rows = randomisation@2 verdict pass; the sanity baselines (ρ = r = 1) fail and are
-    listed below, marked."""
+    """PROTOCOL §7.4: ranked rows = randomisation@2 verdict pass; the sanity baselines (ρ = r = 1) fail
+    and are listed below, marked."""
     md = render_markdown(entries)
     assert column_headers()[:9] == [
         "rank",
@@ -235,9 +236,9 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
 
 
 def test_every_kind_of_unranked_row_in_order(records: dict[str, dict]) -> None:
-    """PROTOCOL §7.4: below the ranked rows come fail, then undetermined (with D), then a verdict over another K,
-    then no §7 data, then the oracle references (never ranked, whatever their scores); v1.1 entries are gated
-    by randomisation@1/pass and ranked together with the v1.2 ones, noted."""
+    """PROTOCOL §7.4: below the ranked rows come fail, then undetermined (with D), then a verdict over
+    another K, then no §7 data, then the oracle references (never ranked, whatever their scores); v1.1
+    entries are gated by randomisation@1/pass and ranked together with the v1.2 ones, noted."""
     undecided = s7_record("flatcam", 2.9, 7, degenerate=0.75)  # 3 of 4 images: all pairs degenerate
     oracle = s7_record("oracle", 2.95, 8, metadata={"reference": "oracle"})
     old = s7_record("oldcam", 1.5, 9, version=1)  # made before v1.2: randomisation@1/pass
@@ -396,7 +397,8 @@ def test_committed_entries_are_never_ranked_without_s7() -> None:
 
 
 def test_separate_tables_for_another_checkpoint(records: dict[str, dict]) -> None:
-    """Rows of one table share the checkpoints (so they can be paired); another checkpoint gets its own table."""
+    """Rows of one table share the checkpoints (so they can be paired); another checkpoint gets its own
+    table."""
     other = copy.deepcopy(records["scorecam"])
     for fold in other["checkpoints"]["mobilenet_v2"].values():
         fold["sha256"] = "f" * 64
@@ -491,7 +493,8 @@ def test_markdown_to_html_known_inputs() -> None:
     assert not safe_url("data:text/html,x") and safe_url("index.html") and safe_url("mailto:a@b.org")
     assert inline_html("CI [l, u] among") == "CI [l, u] among"
     assert markdown_to_html("one\ntwo **b**\n\n- item *a*\n  more\n- `c`\n\nend") == (
-        "<p>one two <strong>b</strong></p>\n<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>"
+        "<p>one two <strong>b</strong></p>\n"
+        "<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>"
     )
     assert markdown_to_html("") == ""
 
@@ -525,7 +528,8 @@ def test_scatter_labels_do_not_overlap_on_the_committed_entries() -> None:
 
 
 def test_label_placement_on_crowded_points() -> None:
-    """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same every time."""
+    """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same
+    every time."""
     names = [
         "gradcam",
         "hirescam",

@@ -1,4 +1,5 @@
-"""The leaderboard page in a real headless browser (Debian's ``chromium``): tables, sorting on a header click, plots.
+"""The leaderboard page in a real headless browser (Debian's ``chromium``): tables, sorting on a header
+click, plots.
 
 The page is rendered into a tmp folder (from test entries with §7 scores, and from the committed entries) and
 served on localhost by ``http.server`` in a thread. A same-origin harness page loads each leaderboard in an
@@ -64,15 +65,20 @@ HARNESS = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
 <iframe id="committed" src="committed/index.html" width="1500" height="800"></iframe>
 <pre id="result">pending</pre>
 <script>
-function rowsOf(body) { return Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains('group'); }); }
+function rowsOf(body) {
+  return Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains('group'); });
+}
 function column(table, i) {
   return Array.prototype.map.call(table.tBodies, function (b) {
     return rowsOf(b).map(function (r) { return r.cells[i].getAttribute('data-v'); }); });
 }
 function boxes(list) {
-  return Array.prototype.map.call(list, function (el) { var b = el.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; });
+  return Array.prototype.map.call(list, function (el) {
+    var b = el.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; });
 }
-function overlaps(a, b) { return a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5; }
+function overlaps(a, b) {
+  return a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5;
+}
 function check(doc) {
   var out = {};
   var main = doc.querySelector('table.main'), detail = doc.querySelector('table.detail');
@@ -80,12 +86,14 @@ function check(doc) {
   out.n_sections = doc.querySelectorAll('h2[id]').length;
   out.headers = Array.prototype.map.call(main.tHead.rows[0].cells, function (c) { return c.textContent; });
   out.bodies = Array.prototype.map.call(main.tBodies, function (b) { return b.className; });
-  out.group_rows = Array.prototype.map.call(main.querySelectorAll('tr.group'), function (r) { return r.textContent; });
+  out.group_rows = Array.prototype.map.call(main.querySelectorAll('tr.group'), function (r) {
+    return r.textContent; });
   out.methods = column(main, 1);
   var hr1 = out.headers.indexOf('HR1 ↑'), gain = out.headers.indexOf('ΔHR1 vs depth_prior ↑');
   var th = main.tHead.rows[0].cells[hr1];
   out.hr1_before = column(main, hr1);
-  th.click(); out.hr1_asc = column(main, hr1); out.hr1_asc_class = th.className; out.methods_asc = column(main, 1);
+  th.click(); out.hr1_asc = column(main, hr1); out.hr1_asc_class = th.className;
+  out.methods_asc = column(main, 1);
   th.click(); out.hr1_desc = column(main, hr1); out.hr1_desc_class = th.className;
   main.tHead.rows[0].cells[gain].click(); out.gain_asc = column(main, gain);
   main.tHead.rows[0].cells[1].click(); out.methods_by_name = column(main, 1);
@@ -103,14 +111,17 @@ function check(doc) {
   }
   out.n_forest = doc.querySelectorAll('svg.forest').length;
   out.n_scatter = doc.querySelectorAll('svg.scatter').length;
-  out.forest_panels = Array.prototype.map.call(doc.querySelectorAll('svg.forest text.panel'), function (t) { return t.textContent; });
+  out.forest_panels = Array.prototype.map.call(doc.querySelectorAll('svg.forest text.panel'), function (t) {
+    return t.textContent; });
   out.forest_circles = doc.querySelectorAll('svg.forest circle').length;
   var svg = doc.querySelector('svg.scatter');
   var labels = boxes(svg.querySelectorAll('text.label')), dots = boxes(svg.querySelectorAll('circle'));
   out.n_labels = labels.length; out.n_dots = dots.length;
   var bad = [];
   for (var i = 0; i < labels.length; i++) {
-    for (var j = i + 1; j < labels.length; j++) { if (overlaps(labels[i], labels[j])) bad.push(['label', i, j]); }
+    for (var j = i + 1; j < labels.length; j++) {
+      if (overlaps(labels[i], labels[j])) bad.push(['label', i, j]);
+    }
     for (var k = 0; k < dots.length; k++) { if (overlaps(labels[i], dots[k])) bad.push(['dot', i, k]); }
   }
   out.label_overlaps = bad;

@@ -1,4 +1,5 @@
-"""leaderboard/ranks.py: per-criterion mean ranks with paired-bootstrap intervals (PROTOCOL §7.4), known answers."""
+"""leaderboard/ranks.py: per-criterion mean ranks with paired-bootstrap intervals (PROTOCOL §7.4), known
+answers."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def test_mean_over_folds_of_per_fold_means() -> None:
 
 
 def _loop_reference(scores, folds, directions, keys, n_resamples, seed):
-    """Explicit per-resample loop with the same draws (one rng; per fold in sorted order an (R, n) index matrix)."""
+    """Explicit per-resample loop with the same draws (one rng; per fold in sorted order an (R, n) index
+    matrix)."""
     rng = np.random.default_rng(seed)
     folds = np.asarray(folds)
     draws = {
