@@ -24,10 +24,11 @@ from hfus_xai_bench.leaderboard import (
     write_entry,
 )
 from hfus_xai_bench.leaderboard.ranks import (
+    CRITERIA,
     RANKS_LEGEND,
     criterion_ranks,
     entry_criterion_ranks,
-    rank_columns,
+    table_ranks,
 )
 from hfus_xai_bench.leaderboard.tables import not_applicable, status
 
@@ -153,21 +154,24 @@ def test_committed_entries_localisation_rank_follows_the_hr1_means(entries_dir: 
     assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
 
 
-def test_rank_columns_for_the_table(entries_dir: Path) -> None:
+def test_table_ranks_cells(entries_dir: Path) -> None:
     entries = load_entries(entries_dir)
     ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
     no_scores = {**ranked[0], "per_image_scores": {}}
-    cells = rank_columns([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
+    criteria, cells = table_ranks([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
     assert len(cells) == len(ranked) + 1 and cells[-1] is None
+    assert [c.criterion for c in criteria] == [k for k in CRITERIA if k in {c.criterion for c in criteria}]
     _, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=50)
+    names = [c.criterion for c in criteria]
     for i, row in enumerate(cells[:-1]):
-        loc = row["localisation"]
-        assert loc["mean_rank"] == ranks["localisation"].mean_rank[i]
-        assert loc["text"] == f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
+        loc = row[names.index("localisation")]
+        assert loc.mean_rank == ranks["localisation"].mean_rank[i]
+        assert loc.text == f"{loc.mean_rank:.1f} [{loc.low:.1f}, {loc.high:.1f}]"
         # evidence tracks: HR1 + evidence hit and mass, with their disagreement; one metric: "—"
-        assert loc["spread"] == (f"{loc['disagreement']:.1f}" if len(loc["metrics"]) > 1 else "—")
-        faith = row["faithfulness"]
-        assert faith["spread"] == f"{faith['disagreement']:.1f}" and len(faith["metrics"]) == 3
+        n_loc = len(ranks["localisation"].metrics)
+        assert loc.spread == (f"{loc.disagreement:.1f}" if n_loc > 1 else "—")
+        faith = row[names.index("faithfulness")]
+        assert faith.spread == f"{faith.disagreement:.1f}" and len(faith.ranks) == 3
 
 
 def test_result_records_and_entries_rank_alike() -> None:

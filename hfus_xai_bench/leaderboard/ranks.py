@@ -4,7 +4,9 @@ Within one table (one architecture), among the ranked rows only:
 
 1. per metric, the images where every ranked row has a value (the metric's *common* images);
 2. each row's score = the mean over folds of its per-fold mean over those images (as the table's means);
-   rank 1 = best by the metric's direction, ties get their average rank;
+   rank 1 = best by the metric's direction, ties get their average rank (the leaderboard and ``compare``
+   compare the means rounded to the registry's digits, as shown, so floating-point noise between
+   identical methods is a tie);
 3. per criterion (:data:`CRITERIA`, the metrics the table has), a row's *mean rank* over the criterion's
    metrics, and its *disagreement*: max − min of its ranks across those metrics (0: they agree);
 4. a 95 % interval for the mean rank from §7.3's paired bootstrap over images: per resample, images are
@@ -13,7 +15,9 @@ Within one table (one architecture), among the ranked rows only:
    images it has in common, and the mean rank is averaged again; percentiles 2.5 / 97.5.
 
 The resampled means are weighted sums with the draw counts (one matrix product per fold and metric),
-so nothing loops over images or resamples.
+so nothing loops over images or resamples. For display: :func:`table_ranks` (a leaderboard table's
+ranked rows) and :func:`records_ranks` (``hfus-bench compare`` with more than two records) give one
+:class:`RankCell` per row and criterion.
 """
 
 from __future__ import annotations
@@ -291,34 +295,6 @@ def table_ranks(
         i = index.get(id(e))
         cells.append(None if i is None else [rank_cell(c, i) for c in criteria])
     return criteria, cells
-
-
-def rank_columns(entries: Sequence[Mapping], arch: str, **options: int) -> list[dict[str, dict] | None]:
-    """Per-criterion ranks as data: for each of ``entries`` (the table's ranked rows, in table order) per
-    criterion ``{"mean_rank", "low", "high", "disagreement", "metrics", "text", "spread"}`` (``text`` and
-    ``spread`` as :func:`rank_cell` shows them); None for a row without per-image scores."""
-    rows, ranks = entry_criterion_ranks(entries, arch, **options)
-    index = {id(e): i for i, e in enumerate(rows)}
-    out: list[dict[str, dict] | None] = []
-    for e in entries:
-        i = index.get(id(e))
-        if i is None:
-            out.append(None)
-            continue
-        cells = {}
-        for name, c in ranks.items():
-            shown = rank_cell(c, i)
-            cells[name] = {
-                "mean_rank": shown.mean_rank,
-                "low": shown.low,
-                "high": shown.high,
-                "disagreement": shown.disagreement,
-                "metrics": list(c.metrics),
-                "text": shown.text,
-                "spread": shown.spread,
-            }
-        out.append(cells)
-    return out
 
 
 def records_ranks(

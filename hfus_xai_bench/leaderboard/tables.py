@@ -17,9 +17,11 @@ randomisation, DiC, IiC, then accuracy, FE/img (§6) and the fixed ones; on evid
 and ``counterfactual@1`` once, next to accuracy (:func:`accuracy_columns`). A second table per group has
 the paired gains of §7.3 (:func:`detail_columns`: HR1 and ROAD combined, plus evidence hit and mass on
 evidence tracks, vs ``depth_prior``, ``random`` and, on evidence tracks, ``input``) and every other column
-of the metric registry; labels, digits and directions come from the registry. Two rows are "identical"
-when all registry column means agree within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM
-on all four pinned targets, PROTOCOL §5.1) are annotated, never hidden.
+of the metric registry; labels, digits and directions come from the registry. Between the two, the
+ranked rows' per-criterion mean ranks (:mod:`.ranks`) and the built-ins declared undefined on the
+architecture (:func:`not_applicable`). Two rows are "identical" when all registry column means agree
+within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM on all four pinned targets, PROTOCOL
+§5.1) are annotated, never hidden.
 """
 
 from __future__ import annotations
