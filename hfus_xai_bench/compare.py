@@ -217,11 +217,14 @@ def differences(
     b: Mapping[str, Any],
     archs: Sequence[str] | None = None,
     scores: tuple[Scores | None, Scores | None] | None = None,
+    names: tuple[str, str] = ("A", "B"),
 ) -> list[str]:
     """What keeps ``a`` and ``b`` from being paired (empty: comparable): dataset id, revision or content
     hash; per shared architecture the folds, checkpoint sha256 and images (ids when both keep per-image
-    values, else the image counts). ``archs``: the architectures to check (default: those both evaluated)."""
+    values, else the image counts). ``archs``: the architectures to check (default: those both evaluated);
+    ``names``: how the messages call ``a`` and ``b``."""
     out = []
+    A, B = names
     da, db = a["dataset"], b["dataset"]
     for field, what in (
         ("id", "dataset"),
@@ -229,37 +232,50 @@ def differences(
         ("sha256", "dataset content hash"),
     ):
         if da.get(field) != db.get(field):
-            out.append(f"{what} differs (A {_short(da.get(field))}, B {_short(db.get(field))})")
+            out.append(f"{what} differs ({A} {_short(da.get(field))}, {B} {_short(db.get(field))})")
     if archs is None:
         archs = [m for m in a["options"]["models"] if m in b["options"]["models"]]
         if not archs:
             out.append(
-                f"no architecture in common (A {', '.join(a['options']['models'])}, "
-                f"B {', '.join(b['options']['models'])})"
+                f"no architecture in common ({A} {', '.join(a['options']['models'])}, "
+                f"{B} {', '.join(b['options']['models'])})"
             )
     sa, sb = scores if scores is not None else (image_scores(a), image_scores(b))
     for arch in archs:
-        fa, fb = _folds(a, arch), _folds(b, arch)
-        if fa != fb:
-            out.append(f"{arch}: folds differ (A {','.join(map(str, fa))}, B {','.join(map(str, fb))})")
-            continue
+        out += _arch_differences(a, b, arch, (sa, sb), names)
+    return out
+
+
+def _arch_differences(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    arch: str,
+    scores: tuple[Scores | None, Scores | None],
+    names: tuple[str, str],
+) -> list[str]:
+    """:func:`differences` of one architecture: folds, checkpoints, images."""
+    (A, B), (sa, sb) = names, scores
+    fa, fb = _folds(a, arch), _folds(b, arch)
+    if fa != fb:
+        return [f"{arch}: folds differ ({A} {','.join(map(str, fa))}, {B} {','.join(map(str, fb))})"]
+    out = []
+    for fold in fa:
+        ha, hb = a["checkpoints"][arch][str(fold)]["sha256"], b["checkpoints"][arch][str(fold)]["sha256"]
+        if ha != hb:
+            out.append(f"{arch} fold {fold}: checkpoint sha256 differs ({A} {_short(ha)}, {B} {_short(hb)})")
+    if sa is not None and sb is not None and arch in sa and arch in sb:
         for fold in fa:
-            ha, hb = a["checkpoints"][arch][str(fold)]["sha256"], b["checkpoints"][arch][str(fold)]["sha256"]
-            if ha != hb:
-                out.append(f"{arch} fold {fold}: checkpoint sha256 differs (A {_short(ha)}, B {_short(hb)})")
-        if sa is not None and sb is not None and arch in sa and arch in sb:
-            for fold in fa:
-                ia = set(sa[arch][fold].image_ids) if fold in sa[arch] else set()
-                ib = set(sb[arch][fold].image_ids) if fold in sb[arch] else set()
-                if ia != ib:
-                    out.append(
-                        f"{arch} fold {fold}: images differ ({len(ia & ib)} shared, {len(ia - ib)} only in A, "
-                        f"{len(ib - ia)} only in B)"
-                    )
-        else:
-            na, nb = a["counts"][arch]["n_images"], b["counts"][arch]["n_images"]
-            if na != nb:
-                out.append(f"{arch}: images differ (A {na}, B {nb})")
+            ia = set(sa[arch][fold].image_ids) if fold in sa[arch] else set()
+            ib = set(sb[arch][fold].image_ids) if fold in sb[arch] else set()
+            if ia != ib:
+                out.append(
+                    f"{arch} fold {fold}: images differ ({len(ia & ib)} shared, {len(ia - ib)} only in {A}, "
+                    f"{len(ib - ia)} only in {B})"
+                )
+    else:
+        na, nb = a["counts"][arch]["n_images"], b["counts"][arch]["n_images"]
+        if na != nb:
+            out.append(f"{arch}: images differ ({A} {na}, {B} {nb})")
     return out
 
 
@@ -270,12 +286,60 @@ def check_comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
         raise HfusError(not_comparable_message(diffs))
 
 
-def not_comparable_message(diffs: Sequence[str]) -> str:
+def not_comparable_message(diffs: Sequence[str], what: str = "A and B are") -> str:
     return (
-        "A and B are not comparable: "
+        f"{what} not comparable: "
         + "; ".join(diffs)
         + "; compare results on the same dataset revision, checkpoints and images"
     )
+
+
+def record_labels(n: int) -> list[str]:
+    """How ``compare`` names n records: A, B, C, … (R27, R28, … past Z)."""
+    return [chr(ord("A") + i) if i < 26 else f"R{i + 1}" for i in range(n)]
+
+
+def common_archs(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The architectures every record evaluated, in the first record's order."""
+    return [m for m in records[0]["options"]["models"] if all(m in r["options"]["models"] for r in records)]
+
+
+def check_all_comparable(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The architectures all ``records`` (two or more) evaluated; HfusError (one line naming every
+    difference) unless each record can be paired with the first on them (then any two can: same dataset,
+    checkpoints and images)."""
+    if len(records) < 2:
+        raise HfusError(f"compare needs two or more records, got {len(records)}")
+    labels = record_labels(len(records))
+    archs = common_archs(records)
+    if not archs:
+        models = "; ".join(
+            f"{x} {', '.join(r['options']['models'])}" for x, r in zip(labels, records, strict=True)
+        )
+        raise HfusError(
+            f"the records have no architecture in common ({models}); compare results of the same models"
+        )
+    diffs = []
+    for label, other in zip(labels[1:], records[1:], strict=True):
+        diffs += differences(records[0], other, archs=archs, names=("A", label))
+    if diffs:
+        raise HfusError(not_comparable_message(diffs, "the records are"))
+    return archs
+
+
+def setting_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One note per run option that differs between the records (A, B, C, …): the scores that depend on it
+    are not computed the same way."""
+    labels = record_labels(len(records))
+    notes = []
+    for key in ("target", "sign", "confidence", "seed", "limit"):
+        values = [r["options"].get(key) for r in records]
+        if any(v != values[0] for v in values):
+            which = ", ".join(f"{x} {v}" for x, v in zip(labels, values, strict=True))
+            notes.append(
+                f"{key} differs ({which}): the scores that depend on it are not computed the same way"
+            )
+    return notes
 
 
 # ------------------------------------------------------------------------------------ differences
@@ -384,17 +448,6 @@ class Comparison:
         return all(d.paired for ds in self.differences.values() for d in ds)
 
 
-def _setting_notes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    notes = []
-    for key in ("target", "sign", "confidence", "seed", "limit"):
-        va, vb = a["options"].get(key), b["options"].get(key)
-        if va != vb:
-            notes.append(
-                f"{key} differs (A {va}, B {vb}): the scores that depend on it are not computed the same way"
-            )
-    return notes
-
-
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
     """Paired differences A − B per shared architecture for every reported output (PROTOCOL §7.3).
 
@@ -407,15 +460,16 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
     if diffs:
         raise HfusError(not_comparable_message(diffs))
     archs = [m for m in a["options"]["models"] if m in b["options"]["models"]]
-    notes = _setting_notes(a, b)
+    notes = setting_notes([a, b])
     only = sorted(set(a["options"]["models"]) ^ set(b["options"]["models"]))
     if only:
         notes.append(f"only in one of the two, not compared: {', '.join(only)}")
     for name, s in (("A", sa), ("B", sb)):
         if s is None:
             notes.append(
-                f"{name} keeps no per-image values (a leaderboard entry made before they were kept; re-add it "
-                "from its result JSON with `hfus-bench leaderboard add`): differences of the means, no CI"
+                f"{name} keeps no per-image values (a leaderboard entry made before they were kept; "
+                "re-add it from its result JSON with `hfus-bench leaderboard add`): differences of the "
+                "means, no CI"
             )
     out: dict[str, tuple[Difference, ...]] = {}
     n_images: dict[str, int] = {}

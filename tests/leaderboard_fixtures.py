@@ -6,6 +6,7 @@ exactly (known paired gains)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -154,7 +155,8 @@ def s7_record(
 
 
 def shifted(base: Sequence[FoldScores], key: str, delta: float) -> list[FoldScores]:
-    """Copies of ``base`` whose per-image value ``key`` is ``base + delta`` on every image (a known paired gain)."""
+    """Copies of ``base`` whose per-image value ``key`` is ``base + delta`` on every image (a known
+    paired gain)."""
     out = []
     for run in base:
         values = {k: np.array(v, copy=True) for k, v in run.values.items()}
@@ -183,4 +185,25 @@ def strip_s7(entry: dict) -> dict:
     out["metrics"] = {
         k: v for k, v in entry["metrics"].items() if not k.startswith(("randomisation@", "road@"))
     }
+    return out
+
+
+def better_entry(entry: dict, name: str, deltas: dict[str, float] | float) -> dict:
+    """A copy of a leaderboard entry named ``name`` whose per-image value of each directed registry output
+    is *better* by ``deltas`` (one number for all of them, or key -> delta; a negative delta is worse) on
+    every image: + for "higher is better", − for "lower is better". A paired shift, so every bootstrap
+    resample sees the same order."""
+    from hfus_xai_bench.metrics import registry
+
+    out = copy.deepcopy(entry)
+    out["method"]["name"] = name
+    for folds in out["per_image_scores"].values():
+        for part in folds.values():
+            for key, values in part["scores"].items():
+                delta = deltas if isinstance(deltas, float | int) else deltas.get(key, 0.0)
+                direction = registry.output(key)[1].direction
+                if direction == "none" or delta == 0:
+                    continue
+                step = delta if direction == "higher" else -delta
+                part["scores"][key] = [None if v is None else v + step for v in values]
     return out

@@ -1,4 +1,5 @@
-"""PROTOCOL §7.3: the paired bootstrap (known answers), comparing two records (`compare.py`) and `hfus-bench compare`."""
+"""PROTOCOL §7.3: the paired bootstrap (known answers), comparing two records (`compare.py`) and
+`hfus-bench compare`; with more than two records, their per-criterion ranks (§7.4)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from leaderboard_fixtures import record, s7_scores, shifted, strip_s7
+from leaderboard_fixtures import better_entry, record, s7_record, s7_scores, shifted, strip_s7
 
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.compare import Difference, compare, image_scores, load_record
+from hfus_xai_bench.constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import entry_from_result
+from hfus_xai_bench.leaderboard.ranks import records_ranks
 from hfus_xai_bench.metrics.stats import bootstrap_ci, fold_bootstrap, paired_bootstrap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,15 +36,17 @@ def test_paired_bootstrap_constant_shift_and_identity() -> None:
 
 
 def test_paired_bootstrap_two_values_known_ci() -> None:
-    """d = [0, 1]: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5 / 97.5 % percentiles
-    of 1000 resamples are 0 and 1 (for any seed where each end is drawn more than 25 times)."""
+    """d = [0, 1]: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 2.5 / 97.5 %
+    percentiles of 1000 resamples are 0 and 1 (for any seed where each end is drawn more than 25
+    times)."""
     for seed in (0, 1, 2):
         d = paired_bootstrap([1.0, 3.0], [1.0, 2.0], seed=seed)
         assert (d.mean, d.low, d.high) == (0.5, 0.0, 1.0)
 
 
 def test_paired_bootstrap_is_the_documented_resampling() -> None:
-    """Same rule as bootstrap_ci (one group) and fold_bootstrap (several), on the differences; a loop reference."""
+    """Same rule as bootstrap_ci (one group) and fold_bootstrap (several), on the differences; a loop
+    reference."""
     rng = np.random.default_rng(7)
     a, b = rng.normal(1, 1, 40), rng.normal(0, 1, 40)
     a[3], b[10] = np.nan, np.nan
@@ -236,8 +241,8 @@ def test_cli_compare_prints_paired_differences(tmp_path: Path, capsys: pytest.Ca
     cross = next(line for line in lines if line.startswith("ρ cross")).split()
     assert cross[-1] == "descriptive"
     assert (
-        "randomisation verdict (PROTOCOL §7.4 ranks only pass): A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)"
-        in out
+        "randomisation verdict (PROTOCOL §7.4 ranks only pass): "
+        "A pass (K = 3, D = 0.00); B pass (K = 3, D = 0.00)" in out
     )
     assert "FE/img (model passes per image, PROTOCOL §6): A 0.0; B 0.0" in out  # fake runs: no passes
     assert main(["compare", str(pa), str(pb), "--json"]) == 0
@@ -276,3 +281,119 @@ def test_cli_compare_on_two_committed_entries(capsys: pytest.CaptureFixture) -> 
     hr1 = next(line for line in out.splitlines() if line.startswith("HR1 (hit_rate@1)"))
     if "keeps no per-image values" not in out:  # entries regenerated with per-image values: paired, with a CI
         assert "[" in hr1 and hr1.split()[-1] in ("A", "B", "neither")
+
+
+# ------------------------------------------------------------------------- more than two records: ranks
+
+
+def _three(tmp_path: Path) -> tuple[dict, list[Path]]:
+    """Entries A (better by 1 on every directed score, every image), B (the base), C (worse by 1)."""
+    base = entry_from_result(s7_record("base", 1.0, 5))
+    trio = [better_entry(base, "best", 1.0), base, better_entry(base, "worst", -1.0)]
+    paths = []
+    for e in trio:
+        paths.append(tmp_path / f"{e['method']['name']}.json")
+        paths[-1].write_text(json.dumps(e))
+    return base, paths
+
+
+def _ranks_json(paths: list[Path], capsys: pytest.CaptureFixture) -> dict:
+    assert main(["compare", *map(str, paths), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_compare_many_known_ranks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A method better on every metric and image ranks 1 everywhere with no disagreement; since the
+    shifts are paired, every resample keeps the order, so the interval is the point (small integers:
+    exact)."""
+    base, paths = _three(tmp_path)
+    data = _ranks_json(paths, capsys)
+    assert [r["method"] for r in data["records"]] == ["best", "base", "worst"]
+    criteria = data["ranks"]["mobilenet_v2"]["criteria"]
+    assert set(criteria) == {"localisation", "faithfulness", "sanity"}
+    assert criteria["faithfulness"]["metrics"] == ["road@1/combined", "confidence@1/dic", "confidence@1/iic"]
+    for c in criteria.values():
+        for label, rank in zip("ABC", (1.0, 2.0, 3.0), strict=True):
+            row = c["rows"][label]
+            assert row["mean_rank"] == rank and row["ci95"] == [rank, rank] and row["disagreement"] == 0.0
+            assert set(row["ranks"].values()) == {rank}
+    # D: best on ROAD by far, worst on DiC and IiC: faithfulness ranks 1, 4, 4 -> mean 3, spread 3
+    odd = better_entry(
+        base, "odd", {"road@1/combined": 2.0, "confidence@1/dic": -2.0, "confidence@1/iic": -2.0}
+    )
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    faith = _ranks_json([*paths, tmp_path / "odd.json"], capsys)["ranks"]["mobilenet_v2"]["criteria"]
+    d, a = faith["faithfulness"]["rows"]["D"], faith["faithfulness"]["rows"]["A"]
+    assert d["ranks"] == {"road@1/combined": 1.0, "confidence@1/dic": 4.0, "confidence@1/iic": 4.0}
+    assert d["mean_rank"] == 3.0 and d["disagreement"] == 3.0 and d["ci95"] == [3.0, 3.0]
+    assert a["mean_rank"] == pytest.approx(4 / 3) and a["disagreement"] == 1.0
+    loc = faith["localisation"]["rows"]
+    assert loc["D"]["mean_rank"] == loc["B"]["mean_rank"] == 2.5  # elsewhere D = B: tied, average rank
+    # the text output: one line per record with its verdict and "mean [low, high]" cells
+    assert main(["compare", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:3] == [f"A = best  ({paths[0]})", f"B = base  ({paths[1]})", f"C = worst  ({paths[2]})"]
+    row_a = next(line for line in lines if line.startswith("A ") and "best" in line and "[" in line)
+    assert row_a.split()[:2] == ["A", "best"] and row_a.count("1.0 [1.0, 1.0]") == 3
+    assert "localisation (HR1)" in out and "faithfulness (ROAD, DiC, IiC %)" in out
+    assert "images where every record has a value: HR1 22;" in out  # 2 folds × 12 images, 1 failed each
+
+
+def test_compare_many_intervals_are_seeded(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Noisy records: real intervals, from BOOTSTRAP_RESAMPLES / BOOTSTRAP_SEED, identical on a rerun."""
+    records = [s7_record(f"m{k}", level, k + 1) for k, level in enumerate((1.3, 1.2, 1.1))]
+    ranks = records_ranks(records)
+    again = records_ranks(records, n_resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    other = records_ranks(records, seed=BOOTSTRAP_SEED + 1)
+    cells = [c for row in ranks["mobilenet_v2"][1] for c in row]
+    assert any(c.low < c.high for c in cells)  # noisy: not a point
+    assert [(c.low, c.high) for c in cells] == [
+        (c.low, c.high) for row in again["mobilenet_v2"][1] for c in row
+    ]  # same draws, same arithmetic
+    assert [(c.low, c.high) for c in cells] != [
+        (c.low, c.high) for row in other["mobilenet_v2"][1] for c in row
+    ]
+    paths = []
+    for r in records:
+        paths.append(tmp_path / f"{r['method']['name']}.json")
+        paths[-1].write_text(json.dumps(r))
+    assert _ranks_json(paths, capsys) == _ranks_json(paths, capsys)
+
+
+def test_compare_many_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base, paths = _three(tmp_path)
+    other = copy.deepcopy(json.loads(paths[2].read_text()))
+    other["dataset"]["revision"] = "synth-v1-seed0"
+    paths[2].write_text(json.dumps(other))
+    assert main(["compare", *map(str, paths)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "hfus-bench: error: the records are not comparable: dataset revision differs "
+        "(A synth-v2-seed0, C synth-v1-seed0); "
+    )
+    resnet = entry_from_result(record("r", [s7_scores("resnet101", f, 1.0, 5 + 10 * f) for f in (0, 1)]))
+    paths[2].write_text(json.dumps(resnet))
+    assert main(["compare", *map(str, paths)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1
+        and "no architecture in common (A mobilenet_v2; B mobilenet_v2; C resnet101)" in err
+    )
+    assert main(["compare", str(paths[0])]) == 2
+    assert "compare needs two or more" in capsys.readouterr().err
+    with pytest.raises(HfusError, match=r"mobilenet_v2 fold 1: checkpoint sha256 differs \(A 0+…, B e+…\)"):
+        moved = copy.deepcopy(base)
+        moved["checkpoints"]["mobilenet_v2"]["1"]["sha256"] = "e" * 64
+        records_ranks([base, moved, base])
+
+
+def test_cli_compare_on_three_committed_entries(capsys: pytest.CaptureFixture) -> None:
+    paths = [ENTRIES / f"{name}.json" for name in ("gradcam", "saliency", "depth_prior")]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("the committed entries are being regenerated")
+    assert main(["compare", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:2] in ("A ", "B ", "C ") and "[" in line]
+    assert [r[1] for r in rows] == ["gradcam", "saliency", "depth_prior"]
+    assert "depth_prior" in rows[2] and "fail" in rows[2]  # every record is ranked here, its verdict shown

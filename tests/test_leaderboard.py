@@ -69,8 +69,8 @@ def entries(records: dict[str, dict]) -> list[dict]:
     return [entry_from_result(r) for r in records.values()]
 
 
-def _rows(md: str, table: int = 0) -> list[list[str]]:
-    """The body rows of the ``table``-th markdown table (cells stripped; separator rows included)."""
+def _tables(md: str) -> list[list[str]]:
+    """The markdown tables of ``md``, each as its lines."""
     blocks, current = [], []
     for line in [*md.splitlines(), ""]:
         if line.startswith("|"):
@@ -78,7 +78,19 @@ def _rows(md: str, table: int = 0) -> list[list[str]]:
         elif current:
             blocks.append(current)
             current = []
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in blocks[table][2:]]
+    return blocks
+
+
+def _rows(md: str, table: int | str = 0) -> list[list[str]]:
+    """The body rows of the ``table``-th markdown table, or of the first whose header starts with the
+    cells ``table`` names (``"method"``: the paired gains; ``"rank | method | localisation"``: the ranks)
+    (cells stripped; separator rows included)."""
+    blocks = _tables(md)
+    if isinstance(table, str):
+        block = next(b for b in blocks if b[0].startswith(f"| {table} "))
+    else:
+        block = blocks[table]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in block[2:]]
 
 
 def test_rank_range_rule_on_hand_made_cis() -> None:
@@ -108,7 +120,8 @@ def test_entry_from_result_drops_per_image_and_adds_track_and_links(entries: lis
 def test_entry_keeps_the_per_image_values_of_every_output(
     records: dict[str, dict], entries: list[dict]
 ) -> None:
-    """``per_image_scores`` holds what the record's rows give for every output (10 significant digits), NaN -> null."""
+    """``per_image_scores`` holds what the record's rows give for every output (10 significant digits),
+    NaN -> null."""
     rec = records["gradcam"]
     e = next(x for x in entries if x["method"]["name"] == "gradcam")
     part = e["per_image_scores"]["mobilenet_v2"]["1"]
@@ -180,8 +193,8 @@ def test_entry_schema_copies_the_result_schema() -> None:
 
 
 def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
-    """PROTOCOL §7.4: ranked rows = randomisation@2 verdict pass; the sanity baselines (ρ = r = 1) fail and are
-    listed below, marked."""
+    """PROTOCOL §7.4: ranked rows = randomisation@2 verdict pass; the sanity baselines (ρ = r = 1) fail
+    and are listed below, marked."""
     md = render_markdown(entries)
     assert column_headers()[:9] == [
         "rank",
@@ -223,9 +236,9 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
 
 
 def test_every_kind_of_unranked_row_in_order(records: dict[str, dict]) -> None:
-    """PROTOCOL §7.4: below the ranked rows come fail, then undetermined (with D), then a verdict over another K,
-    then no §7 data, then the oracle references (never ranked, whatever their scores); v1.1 entries are gated
-    by randomisation@1/pass and ranked together with the v1.2 ones, noted."""
+    """PROTOCOL §7.4: below the ranked rows come fail, then undetermined (with D), then a verdict over
+    another K, then no §7 data, then the oracle references (never ranked, whatever their scores); v1.1
+    entries are gated by randomisation@1/pass and ranked together with the v1.2 ones, noted."""
     undecided = s7_record("flatcam", 2.9, 7, degenerate=0.75)  # 3 of 4 images: all pairs degenerate
     oracle = s7_record("oracle", 2.95, 8, metadata={"reference": "oracle"})
     old = s7_record("oldcam", 1.5, 9, version=1)  # made before v1.2: randomisation@1/pass
@@ -328,7 +341,7 @@ def test_paired_gains_have_known_answers(records: dict[str, dict]) -> None:
     rand = records["random"]
     entries = [entry_from_result(r) for r in (prior, plus, rand)]
     md = render_markdown(entries)
-    main, detail = _rows(md, 0), _rows(md, 1)
+    main, detail = _rows(md, 0), _rows(md, "method")
     row = next(r for r in main if r[1] == "plus")
     assert row[0] == "1" and row[3] == "+0.500 [+0.500, +0.500]"
     assert next(r for r in main if "depth_prior" in r[1])[3] == "—"
@@ -384,7 +397,8 @@ def test_committed_entries_are_never_ranked_without_s7() -> None:
 
 
 def test_separate_tables_for_another_checkpoint(records: dict[str, dict]) -> None:
-    """Rows of one table share the checkpoints (so they can be paired); another checkpoint gets its own table."""
+    """Rows of one table share the checkpoints (so they can be paired); another checkpoint gets its own
+    table."""
     other = copy.deepcopy(records["scorecam"])
     for fold in other["checkpoints"]["mobilenet_v2"].values():
         fold["sha256"] = "f" * 64
@@ -415,7 +429,7 @@ def test_a_new_registry_column_reaches_the_second_table(monkeypatch: pytest.Monk
         run.values["mean_map@1/mean_map"] = np.full(len(run.image_ids), 0.25)
     md = render_markdown([entry_from_result(record("gradcam", runs))])
     assert detail_headers()[-1] == "mean map ↑" and "mean map" not in " ".join(column_headers())
-    assert _rows(md, 1)[0][-1] == "0.250 [0.250, 0.250]"
+    assert _rows(md, "method")[0][-1] == "0.250 [0.250, 0.250]"
 
 
 def test_render_is_deterministic_and_marks_sanity_and_identical_rows(entries: list[dict]) -> None:
@@ -443,7 +457,7 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     page = render_html(entries)
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "<script>" in page
     assert " src=" not in page and "<link" not in page and "@import" not in page
-    assert page.count('class="sortable') == 2 and 'tr class="sanity"' in page
+    assert page.count('class="sortable') == 3 and 'tr class="sanity"' in page  # main, ranks, gains
     assert '<tbody class="ranked">' in page and '<tbody class="unranked fail">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
     # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left
@@ -479,7 +493,8 @@ def test_markdown_to_html_known_inputs() -> None:
     assert not safe_url("data:text/html,x") and safe_url("index.html") and safe_url("mailto:a@b.org")
     assert inline_html("CI [l, u] among") == "CI [l, u] among"
     assert markdown_to_html("one\ntwo **b**\n\n- item *a*\n  more\n- `c`\n\nend") == (
-        "<p>one two <strong>b</strong></p>\n<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>"
+        "<p>one two <strong>b</strong></p>\n"
+        "<ul><li>item <em>a</em> more</li><li><code>c</code></li></ul>\n<p>end</p>"
     )
     assert markdown_to_html("") == ""
 
@@ -513,7 +528,8 @@ def test_scatter_labels_do_not_overlap_on_the_committed_entries() -> None:
 
 
 def test_label_placement_on_crowded_points() -> None:
-    """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same every time."""
+    """Twelve labels on (almost) one spot, and a spot in a corner: all placed, none overlapping, same
+    every time."""
     names = [
         "gradcam",
         "hirescam",
@@ -683,7 +699,7 @@ def test_evidence_track_columns_and_gains_vs_input(monkeypatch: pytest.MonkeyPat
     assert (
         "Δev. hit vs input ↑" in detail and "ΔHR1 vs input ↑" in detail and "Δev. mass vs random ↑" in detail
     )
-    drow = next(r for r in _rows(md, 1) if "gradcam" in r[0])
+    drow = next(r for r in _rows(md, "method") if "gradcam" in r[0])
     assert drow[detail.index("Δev. hit vs input ↑")] == "+0.250 [+0.250, +0.250]"
     assert "ev. hit" not in " ".join(column_headers()) and "input" not in " ".join(detail_headers())
     assert render_html(entries).count("CF effect") == 1  # once, next to accuracy (not in the second table)

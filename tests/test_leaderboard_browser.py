@@ -1,4 +1,5 @@
-"""The leaderboard page in a real headless browser (Debian's ``chromium``): tables, sorting on a header click, plots.
+"""The leaderboard page in a real headless browser (Debian's ``chromium``): tables, sorting on a header
+click, plots.
 
 The page is rendered into a tmp folder (from test entries with §7 scores, and from the committed entries) and
 served on localhost by ``http.server`` in a thread. A same-origin harness page loads each leaderboard in an
@@ -64,15 +65,20 @@ HARNESS = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
 <iframe id="committed" src="committed/index.html" width="1500" height="800"></iframe>
 <pre id="result">pending</pre>
 <script>
-function rowsOf(body) { return Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains('group'); }); }
+function rowsOf(body) {
+  return Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains('group'); });
+}
 function column(table, i) {
   return Array.prototype.map.call(table.tBodies, function (b) {
     return rowsOf(b).map(function (r) { return r.cells[i].getAttribute('data-v'); }); });
 }
 function boxes(list) {
-  return Array.prototype.map.call(list, function (el) { var b = el.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; });
+  return Array.prototype.map.call(list, function (el) {
+    var b = el.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; });
 }
-function overlaps(a, b) { return a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5; }
+function overlaps(a, b) {
+  return a[0] < b[2] - 0.5 && b[0] < a[2] - 0.5 && a[1] < b[3] - 0.5 && b[1] < a[3] - 0.5;
+}
 function check(doc) {
   var out = {};
   var main = doc.querySelector('table.main'), detail = doc.querySelector('table.detail');
@@ -80,12 +86,14 @@ function check(doc) {
   out.n_sections = doc.querySelectorAll('h2[id]').length;
   out.headers = Array.prototype.map.call(main.tHead.rows[0].cells, function (c) { return c.textContent; });
   out.bodies = Array.prototype.map.call(main.tBodies, function (b) { return b.className; });
-  out.group_rows = Array.prototype.map.call(main.querySelectorAll('tr.group'), function (r) { return r.textContent; });
+  out.group_rows = Array.prototype.map.call(main.querySelectorAll('tr.group'), function (r) {
+    return r.textContent; });
   out.methods = column(main, 1);
   var hr1 = out.headers.indexOf('HR1 ↑'), gain = out.headers.indexOf('ΔHR1 vs depth_prior ↑');
   var th = main.tHead.rows[0].cells[hr1];
   out.hr1_before = column(main, hr1);
-  th.click(); out.hr1_asc = column(main, hr1); out.hr1_asc_class = th.className; out.methods_asc = column(main, 1);
+  th.click(); out.hr1_asc = column(main, hr1); out.hr1_asc_class = th.className;
+  out.methods_asc = column(main, 1);
   th.click(); out.hr1_desc = column(main, hr1); out.hr1_desc_class = th.className;
   main.tHead.rows[0].cells[gain].click(); out.gain_asc = column(main, gain);
   main.tHead.rows[0].cells[1].click(); out.methods_by_name = column(main, 1);
@@ -94,16 +102,26 @@ function check(doc) {
   var dh = Array.prototype.map.call(detail.tHead.rows[0].cells, function (c) { return c.textContent; });
   var road = dh.indexOf('ΔROAD vs random ↑');
   if (road >= 0) { detail.tHead.rows[0].cells[road].click(); out.detail_road_asc = column(detail, road); }
+  var ranks = doc.querySelector('table.ranks');
+  if (ranks) {
+    out.rank_headers = Array.prototype.map.call(ranks.tHead.rows[0].cells, function (c) {
+      return c.textContent; });
+    out.rank_methods = column(ranks, 1);
+    ranks.tHead.rows[0].cells[2].click(); out.rank_first_asc = column(ranks, 2);
+  }
   out.n_forest = doc.querySelectorAll('svg.forest').length;
   out.n_scatter = doc.querySelectorAll('svg.scatter').length;
-  out.forest_panels = Array.prototype.map.call(doc.querySelectorAll('svg.forest text.panel'), function (t) { return t.textContent; });
+  out.forest_panels = Array.prototype.map.call(doc.querySelectorAll('svg.forest text.panel'), function (t) {
+    return t.textContent; });
   out.forest_circles = doc.querySelectorAll('svg.forest circle').length;
   var svg = doc.querySelector('svg.scatter');
   var labels = boxes(svg.querySelectorAll('text.label')), dots = boxes(svg.querySelectorAll('circle'));
   out.n_labels = labels.length; out.n_dots = dots.length;
   var bad = [];
   for (var i = 0; i < labels.length; i++) {
-    for (var j = i + 1; j < labels.length; j++) { if (overlaps(labels[i], labels[j])) bad.push(['label', i, j]); }
+    for (var j = i + 1; j < labels.length; j++) {
+      if (overlaps(labels[i], labels[j])) bad.push(['label', i, j]);
+    }
     for (var k = 0; k < dots.length; k++) { if (overlaps(labels[i], dots[k])) bad.push(['dot', i, k]); }
   }
   out.label_overlaps = bad;
@@ -187,7 +205,7 @@ def _numbers(values: list) -> list[float]:
 def test_tables_are_there(browser_result: dict) -> None:
     out = browser_result["fixture"]
     assert "error" not in out, out.get("error")
-    assert out["n_sortable"] == 2 and out["n_sections"] == 1
+    assert out["n_sortable"] == 3 and out["n_sections"] == 1  # main, ranks by criterion, paired gains
     assert out["headers"][:6] == [
         "rank",
         "method",
@@ -201,8 +219,20 @@ def test_tables_are_there(browser_result: dict) -> None:
     assert out["methods"] == [["gradcam", "scorecam", "saliency"], ["depth_prior", "sobel", "random"]]
     committed = browser_result["committed"]
     assert "error" not in committed, committed.get("error")
-    assert committed["n_sortable"] == 2 * committed["n_sections"] >= 2
+    assert committed["n_sortable"] == 3 * committed["n_sections"] >= 3
     assert sum(len(b) for b in committed["methods"]) == len(load_entries(REPO / "leaderboard" / "entries"))
+
+
+def test_ranks_by_criterion_table(browser_result: dict) -> None:
+    """One row per ranked method, in table order; a click on a criterion sorts by its mean rank."""
+    out = browser_result["fixture"]
+    assert out["rank_headers"][:3] == ["rank", "method", "localisation (HR1)"]
+    assert out["rank_headers"][3:6] == ["spread", "faithfulness (ROAD, DiC, IiC %)", "spread"]
+    assert out["rank_methods"] == [["gradcam", "scorecam", "saliency"]]
+    first = _numbers(out["rank_first_asc"][0])
+    assert len(first) == 3 and first == sorted(first) and set(first) <= {1.0, 2.0, 3.0}
+    for name in ("fixture", "committed"):
+        assert browser_result[name]["rank_methods"][0] == browser_result[name]["methods"][0]
 
 
 def test_a_click_on_a_header_sorts_the_rows(browser_result: dict) -> None:

@@ -1,4 +1,5 @@
-"""`hfus-bench leaderboard export`: the committed entries as a Hugging Face dataset folder that round-trips."""
+"""`hfus-bench leaderboard export`: the committed entries as a Hugging Face dataset folder that
+round-trips."""
 
 from __future__ import annotations
 

@@ -1,18 +1,36 @@
-"""leaderboard/ranks.py: per-criterion mean ranks with paired-bootstrap intervals (PROTOCOL §7.4), known answers."""
+"""leaderboard/ranks.py: per-criterion mean ranks with paired-bootstrap intervals (PROTOCOL §7.4), known
+answers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from eco_fixtures import leaderboard_entries
+from leaderboard_fixtures import s7_record
 from scipy.stats import rankdata
 
+from hfus_xai_bench.constants import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.leaderboard import load_entries
-from hfus_xai_bench.leaderboard.ranks import criterion_ranks, entry_criterion_ranks, rank_columns
-from hfus_xai_bench.leaderboard.tables import status
+from hfus_xai_bench.explainers.loader import load_builtin
+from hfus_xai_bench.leaderboard import (
+    entry_from_result,
+    load_entries,
+    render,
+    render_html,
+    render_markdown,
+    write_entry,
+)
+from hfus_xai_bench.leaderboard.ranks import (
+    CRITERIA,
+    RANKS_LEGEND,
+    criterion_ranks,
+    entry_criterion_ranks,
+    table_ranks,
+)
+from hfus_xai_bench.leaderboard.tables import not_applicable, status
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +88,8 @@ def test_mean_over_folds_of_per_fold_means() -> None:
 
 
 def _loop_reference(scores, folds, directions, keys, n_resamples, seed):
-    """Explicit per-resample loop with the same draws (one rng; per fold in sorted order an (R, n) index matrix)."""
+    """Explicit per-resample loop with the same draws (one rng; per fold in sorted order an (R, n) index
+    matrix)."""
     rng = np.random.default_rng(seed)
     folds = np.asarray(folds)
     draws = {
@@ -135,22 +154,24 @@ def test_committed_entries_localisation_rank_follows_the_hr1_means(entries_dir: 
     assert (faith.disagreement >= 0).all() and (faith.disagreement <= len(rows) - 1).all()
 
 
-def test_rank_columns_for_the_table(entries_dir: Path) -> None:
+def test_table_ranks_cells(entries_dir: Path) -> None:
     entries = load_entries(entries_dir)
     ranked = [e for e in entries if status(e, "mobilenet_v2") == "ranked"]
     no_scores = {**ranked[0], "per_image_scores": {}}
-    cells = rank_columns([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
+    criteria, cells = table_ranks([*ranked, no_scores], "mobilenet_v2", n_resamples=50)
     assert len(cells) == len(ranked) + 1 and cells[-1] is None
+    assert [c.criterion for c in criteria] == [k for k in CRITERIA if k in {c.criterion for c in criteria}]
     _, ranks = entry_criterion_ranks(ranked, "mobilenet_v2", n_resamples=50)
+    names = [c.criterion for c in criteria]
     for i, row in enumerate(cells[:-1]):
-        loc = row["localisation"]
-        assert loc["mean_rank"] == ranks["localisation"].mean_rank[i]
-        text = f"{loc['mean_rank']:.1f} [{loc['low']:.1f}, {loc['high']:.1f}]"
-        if len(loc["metrics"]) > 1:  # evidence tracks: HR1 + evidence hit and mass, with their disagreement
-            text += f" ±{loc['disagreement']:.1f}"
-        assert loc["text"] == text  # one metric: no ±
-        faith = row["faithfulness"]
-        assert faith["text"].endswith(f" ±{faith['disagreement']:.1f}") and len(faith["metrics"]) == 3
+        loc = row[names.index("localisation")]
+        assert loc.mean_rank == ranks["localisation"].mean_rank[i]
+        assert loc.text == f"{loc.mean_rank:.1f} [{loc.low:.1f}, {loc.high:.1f}]"
+        # evidence tracks: HR1 + evidence hit and mass, with their disagreement; one metric: "—"
+        n_loc = len(ranks["localisation"].metrics)
+        assert loc.spread == (f"{loc.disagreement:.1f}" if n_loc > 1 else "—")
+        faith = row[names.index("faithfulness")]
+        assert faith.spread == f"{faith.disagreement:.1f}" and len(faith.ranks) == 3
 
 
 def test_result_records_and_entries_rank_alike() -> None:
@@ -174,3 +195,93 @@ def test_result_records_and_entries_rank_alike() -> None:
     for name, c in from_records.items():
         np.testing.assert_array_equal(c.mean_rank, from_entries[name].mean_rank)
         np.testing.assert_array_equal(c.low, from_entries[name].low)
+
+
+def test_means_equal_as_shown_tie() -> None:
+    """Rows whose means differ only below the shown digits (floating-point noise between identical
+    methods) tie; without ``digits`` they would not."""
+    a = np.array([[0.5] * 4, [0.5 + 1e-9] * 4, [0.2] * 4])
+    exact = criterion_ranks({"a": a}, [0] * 4, UP, criteria=ONE, n_resamples=5)["c"]
+    np.testing.assert_array_equal(exact.ranks["a"], [2, 1, 3])
+    shown = criterion_ranks({"a": a}, [0] * 4, UP, criteria=ONE, n_resamples=5, digits={"a": 3})["c"]
+    np.testing.assert_array_equal(shown.ranks["a"], [1.5, 1.5, 3])
+    np.testing.assert_array_equal([shown.low, shown.high], [[1.5, 1.5, 3], [1.5, 1.5, 3]])
+
+
+# ---------------------------------------------------------------------------- the rank section of the pages
+
+
+@pytest.fixture(scope="module")
+def page_entries() -> list[dict]:
+    recs = [
+        s7_record("gradcam", 2.0, 1),
+        s7_record("hirescam", 2.0, 1),  # = Grad-CAM (PROTOCOL §5.1): same per-image values
+        s7_record("scorecam", 1.2, 2, road=0.05),
+        s7_record("saliency", 0.6, 6, road=-0.1),
+        s7_record("depth_prior", 2.4, 5, model_dependent=False, road=0.25),
+        s7_record("random", 0.2, 3, model_dependent=False, road=0.0),
+    ]
+    return [entry_from_result(r) for r in recs]
+
+
+def _table(md: str, header_start: str) -> list[list[str]]:
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    block = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        block.append([c.strip() for c in line.strip("|").split(" | ")])
+    return block
+
+
+def test_rank_section_shows_the_ranked_rows(page_entries: list[dict]) -> None:
+    md = render_markdown(page_entries)
+    assert md.count(RANKS_LEGEND) == 1 and f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}" in md
+    main = _table(md, "| rank | method | HR1")
+    ranks = _table(md, "| rank | method | localisation (HR1) | spread | faithfulness (ROAD, DiC, IiC %) |")
+    ranked = [r[:2] for r in main if r[0] not in ("", "–")]
+    assert [r[:2] for r in ranks] == ranked and len(ranked) == 4  # the sanity rows get none
+    cell = re.compile(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$")
+    for row in ranks:
+        assert len(row) == 8 and all(cell.match(row[i]) for i in (2, 4, 6)), row
+        assert row[3] == "—" and re.match(r"^\d+\.\d$", row[5])  # localisation has one metric here
+    by_name = {r[1].split("]")[0].strip("["): r for r in ranks}
+    assert by_name["hirescam"][2:] == by_name["gradcam"][2:]  # identical rows tie on every criterion
+    assert by_name["saliency"][2] == "4.0 [4.0, 4.0]"  # HR1 level 0.6 vs ≥ 1.2: last on every resample
+    page = render_html(page_entries)
+    assert page.count('<table class="sortable ranks">') == 1
+    ranks_html = page[page.index('<table class="sortable ranks">') :].split("</table>")[0]
+    assert ranks_html.count("<tr") == 1 + 4 and "depth_prior" not in ranks_html
+
+
+def test_a_ranked_row_without_per_image_values_gets_na(page_entries: list[dict]) -> None:
+    entries = [{k: v for k, v in e.items() if k != "per_image_scores"} for e in page_entries[:1]]
+    entries += page_entries[1:]
+    ranks = _table(render_markdown(entries), "| rank | method | localisation")
+    gradcam = next(r for r in ranks if "gradcam" in r[1] and "hirescam" not in r[1])
+    assert gradcam[2:] == ["n/a"] * 6 and len(ranks) == 4
+
+
+def test_two_renders_are_byte_identical(page_entries: list[dict], tmp_path: Path) -> None:
+    """Seeded intervals (BOOTSTRAP_SEED): re-rendering gives the same bytes."""
+    entries_dir = tmp_path / "entries"
+    for e in page_entries:
+        write_entry(e, entries_dir)
+    first = [p.read_bytes() for p in render(entries_dir, tmp_path / "one")]
+    second = [p.read_bytes() for p in render(entries_dir, tmp_path / "two")]
+    assert first == second and b"Ranks by criterion" in first[0] and b"sortable ranks" in first[1]
+
+
+def test_not_applicable_builtins_are_noted(page_entries: list[dict]) -> None:
+    relu6 = load_builtin("deeplift").not_applicable("mobilenet_v2")
+    assert relu6 and load_builtin("guidedbackprop").not_applicable("mobilenet_v2") == relu6
+    md = render_markdown(page_entries)
+    assert (
+        "n/a on MobileNetV2 (declared undefined there, so never run; PROTOCOL §5): "
+        f"*deeplift*, *guidedbackprop* — {relu6}." in md
+    )
+    assert not_applicable("mobilenet_v2", shown=["deeplift"]) == [(relu6, ["guidedbackprop"])]
+    reused = load_builtin("deeplift").not_applicable("resnet101")
+    assert not_applicable("resnet101") == [(reused, ["deeplift"])]  # Guided Backprop hooks every call
+    assert not_applicable("densenet201") == []

@@ -1,4 +1,5 @@
-"""Leaderboard entries: a result record without ``per_image``, plus ``track``, ``links`` and ``per_image_scores``.
+"""Leaderboard entries: a result record without ``per_image``, plus ``track``, ``links`` and
+``per_image_scores``.
 
 ``per_image_scores`` keeps, per architecture and fold, the image ids and one value per image of every
 reported output (:func:`hfus_xai_bench.compare.entry_scores`): what the paired gains of PROTOCOL §7.3
@@ -26,7 +27,8 @@ ENTRIES_DIR = Path(LEADERBOARD_ENTRIES_DIR)
 
 
 def default_links(record: dict[str, Any]) -> dict[str, str | None]:
-    """Links for an entry from the record's method metadata, falling back to the built-in method's METADATA."""
+    """Links for an entry from the record's method metadata, falling back to the built-in method's
+    METADATA."""
     method = record["method"]
     name, source = method["name"], method.get("source", "")
     ref_url = ref_bib = None
@@ -57,8 +59,9 @@ def entry_from_result(
     citation: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id), ``links`` and
-    ``per_image_scores`` (the per-image values of every reported output, for the paired gains)."""
+    """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id),
+    ``links`` and ``per_image_scores`` (the per-image values of every reported output, for the paired
+    gains)."""
     validate(record, source="result")
     entry = {k: v for k, v in record.items() if k != "per_image"}
     scores = entry_scores(record)

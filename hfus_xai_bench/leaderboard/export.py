@@ -59,7 +59,8 @@ def _ids(entry: dict[str, Any], arch: str) -> dict[str, Any]:
 
 
 def score_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One dict per entry × arch × fold × image: ids, ``image_id``, ``checkpoint_sha256`` and every per-image score."""
+    """One dict per entry × arch × fold × image: ids, ``image_id``, ``checkpoint_sha256`` and every
+    per-image score."""
     keys = _score_keys(entries)
     rows = []
     for e in entries:
@@ -77,7 +78,8 @@ def score_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summary_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One dict per entry × arch: status, counts, accuracy, and per score its mean and 95 % CI (the table's numbers)."""
+    """One dict per entry × arch: status, counts, accuracy, and per score its mean and 95 % CI (the
+    table's numbers)."""
     keys = _score_keys(entries)
     rows = []
     for e in entries:
@@ -153,7 +155,8 @@ def dataset_card(entries: Sequence[dict[str, Any]], files: dict[str, str]) -> st
             "",
             f"- `{SCORES}` (default): one row per entry × architecture × fold × image, every per-image score "
             "(null: the image failed or the value is undefined).",
-            f"- `{SUMMARY}`: one row per entry × architecture: status, counts, accuracy, mean and 95 % CI per score "
+            f"- `{SUMMARY}`: one row per entry × architecture: status, counts, accuracy, "
+            "mean and 95 % CI per score "
             "(mean over folds of the per-fold means over images, as the leaderboard table).",
             "",
             "```python",

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 from .entries import slug
-from .markdown import RULES_MD
+from .markdown import RULES_MD, not_applicable_text, rank_headers, rank_rows
 from .mdtext import inline_html, markdown_to_html
 from .plots import svg_forest, svg_scatter
+from .ranks import RANKS_LEGEND
 from .tables import (
     UNRANKED_HEADINGS,
     Column,
@@ -34,24 +35,40 @@ from .tables import (
     rank_text,
 )
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;cursor:pointer;user-select:none}th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}
-td.l,th.l{text-align:left}tr.sanity{background:#fff7e0}tr.sanity td.m::after{content:" (sanity)";color:#a60}
-tbody.unranked tr{color:#666}tr.group td{background:#eee;color:#333;font-weight:600;text-align:left}
-.ci,.aside{color:#777;font-size:11px}.note{color:#555;white-space:normal;min-width:12em;text-align:left}pre{background:#f6f6f6;padding:.5em;overflow:auto}
-code{background:#f3f3f3;padding:0 .2em}.plots{display:flex;flex-wrap:wrap;gap:1em}svg text{font-family:inherit}"""
+_CSS = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;"
+    "max-width:1400px;padding:0 1em;color:#222}\n"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;"
+    "padding:3px 6px;text-align:right;white-space:nowrap}\n"
+    'th{background:#f3f3f3;cursor:pointer;user-select:none}th.sorted-asc::after{content:" ▲"}'
+    'th.sorted-desc::after{content:" ▼"}\n'
+    "td.l,th.l{text-align:left}tr.sanity{background:#fff7e0}tr.sanity td.m::after{"
+    'content:" (sanity)";color:#a60}\n'
+    "tbody.unranked tr{color:#666}tr.group td{background:#eee;color:#333;font-weight:600;"
+    "text-align:left}\n"
+    ".ci,.aside{color:#777;font-size:11px}.note{color:#555;white-space:normal;min-width:12em;"
+    "text-align:left}pre{background:#f6f6f6;padding:.5em;overflow:auto}\n"
+    "code{background:#f3f3f3;padding:0 .2em}.plots{display:flex;flex-wrap:wrap;gap:1em}svg text{"
+    "font-family:inherit}"
+)
 
-_JS = """function hfusValue(c){var v=c.getAttribute('data-v');return v===null?'':v}
-document.querySelectorAll('table.sortable').forEach(function(t){
- t.tHead.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
-  var asc=!th.classList.contains('sorted-asc');t.tHead.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc')});
-  th.classList.add(asc?'sorted-asc':'sorted-desc');
-  Array.prototype.forEach.call(t.tBodies,function(b){
-   var rows=Array.prototype.filter.call(b.rows,function(r){return !r.classList.contains('group')});
-   rows.sort(function(r1,r2){var a=hfusValue(r1.cells[i]),c=hfusValue(r2.cells[i]);var x=parseFloat(a),y=parseFloat(c);
-    var na=isNaN(x),nb=isNaN(y);if(na!==nb){return na?1:-1}var r=(na&&nb)?a.localeCompare(c):x-y;return asc?r:-r});
-   rows.forEach(function(r){b.appendChild(r)})})})})});"""
+_JS = (
+    "function hfusValue(c){var v=c.getAttribute('data-v');return v===null?'':v}\n"
+    "document.querySelectorAll('table.sortable').forEach(function(t){\n"
+    " t.tHead.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){\n"
+    "  var asc=!th.classList.contains('sorted-asc');"
+    "t.tHead.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc',"
+    "'sorted-desc')});\n"
+    "  th.classList.add(asc?'sorted-asc':'sorted-desc');\n"
+    "  Array.prototype.forEach.call(t.tBodies,function(b){\n"
+    "   var rows=Array.prototype.filter.call(b.rows,function(r){"
+    "return !r.classList.contains('group')});\n"
+    "   rows.sort(function(r1,r2){var a=hfusValue(r1.cells[i]),c=hfusValue(r2.cells[i]);"
+    "var x=parseFloat(a),y=parseFloat(c);\n"
+    "    var na=isNaN(x),nb=isNaN(y);if(na!==nb){return na?1:-1}"
+    "var r=(na&&nb)?a.localeCompare(c):x-y;return asc?r:-r});\n"
+    "   rows.forEach(function(r){b.appendChild(r)})})})})});"
+)
 
 
 def _e(text: Any) -> str:
@@ -103,6 +120,32 @@ def _head(headers: Sequence[str], left: Sequence[str]) -> str:
     )
 
 
+def _num(x: float | None) -> str:
+    return "" if x is None else repr(float(x))
+
+
+def _rank_section(table: dict[str, Any]) -> str:
+    """The legend and the ranks-by-criterion table of one section ("" when nothing is ranked)."""
+    if not table["criteria"]:
+        return ""
+    body = []
+    for row, cells in rank_rows(table):
+        rank = row["rank"]
+        tds = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
+        for c in cells:
+            tds.append(f'<td data-v="{_num(c.mean_rank)}">{_e(c.text)}</td>')
+            tds.append(f'<td data-v="{_num(c.disagreement)}">{_e(c.spread)}</td>')
+        body.append(f'<tr class="{"sanity" if row["sanity"] else ""}">' + "".join(tds) + "</tr>")
+    return (
+        markdown_to_html(RANKS_LEGEND)
+        + '<table class="sortable ranks">'
+        + _head(rank_headers(table), ("method",))
+        + '<tbody class="ranked">'
+        + "".join(body)
+        + "</tbody></table>"
+    )
+
+
 def render_html(entries: Sequence[dict[str, Any]]) -> str:
     """A self-contained static page (inline CSS, JS and SVG; no network)."""
     tables = build_tables(entries)
@@ -111,8 +154,10 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>hfus-xai-bench {_e(BENCHMARK_VERSION)} leaderboard</title>",
         f"<style>{_CSS}</style></head><body>",
-        "<!-- generated by `hfus-bench leaderboard render` from leaderboard/entries/*.json; do not edit by hand -->",
-        f"<h1>hfus-xai-bench leaderboard</h1><p>hfus-xai-bench {_e(BENCHMARK_VERSION)}, protocol v{_e(PROTOCOL_VERSION)}. "
+        "<!-- generated by `hfus-bench leaderboard render` from leaderboard/entries/*.json; "
+        "do not edit by hand -->",
+        f"<h1>hfus-xai-bench leaderboard</h1><p>hfus-xai-bench {_e(BENCHMARK_VERSION)}, "
+        f"protocol v{_e(PROTOCOL_VERSION)}. "
         "Click a column header to sort (ranked and unranked rows separately). "
         'Markdown version: <a href="LEADERBOARD.md">LEADERBOARD.md</a>.</p>',
         markdown_to_html(RULES_MD),
@@ -154,6 +199,12 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
             + _bodies(table["rows"], len(head), lambda row, ev=ev: main_row(row, ev))
             + "</table>"
         )
+        na = not_applicable_text(table)
+        if na:
+            out.append(markdown_to_html(na))
+        ranks = _rank_section(table)
+        if ranks:
+            out.append(ranks)
         out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
         out.append(
             '<table class="sortable detail">'

@@ -35,7 +35,8 @@ def _emphasis(escaped: str) -> str:
 
 
 def _plain(text: str) -> str:
-    """Text without code spans: escape, then links (via placeholders, so their urls stay intact) and emphasis."""
+    """Text without code spans: escape, then links (via placeholders, so their urls stay intact) and
+    emphasis."""
     links: list[str] = []
 
     def link(m: re.Match) -> str:

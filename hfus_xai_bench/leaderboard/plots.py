@@ -95,11 +95,13 @@ def svg_forest(table: dict[str, Any]) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" width="{w}" height="{h}" role="img" '
         f'aria-label="HR1 and ROAD combined with 95% CI, {_e(table["title"])}">',
-        f'<text x="{left}" y="14" font-size="12">mean and 95 % CI per method (open circles: not ranked)</text>',
+        f'<text x="{left}" y="14" font-size="12">'
+        "mean and 95 % CI per method (open circles: not ranked)</text>",
     ]
     for i, row in enumerate(rows):
         parts.append(
-            f'<text x="{left - 6}" y="{_f1(y_of(i) + 4)}" font-size="11" text-anchor="end">{_e(row["method"])}</text>'
+            f'<text x="{left - 6}" y="{_f1(y_of(i) + 4)}" font-size="11" text-anchor="end">'
+            f"{_e(row['method'])}</text>"
         )
     if sep:
         ys = _f1(top + step * n_ranked + sep / 2)
@@ -116,7 +118,8 @@ def svg_forest(table: dict[str, Any]) -> str:
         for tick in _ticks(lo_v, hi_v, tick_step):
             stroke = "#999" if tick == 0 else "#ddd"
             parts.append(
-                f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" stroke="{stroke}"/>'
+                f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" '
+                f'stroke="{stroke}"/>'
                 f'<text x="{_f1(x(tick))}" y="{h - 10}" font-size="10" text-anchor="middle">'
                 f"{_tick_text(tick, tick_step)}</text>"
             )
@@ -126,8 +129,8 @@ def svg_forest(table: dict[str, Any]) -> str:
             colour = _colour(row)
             if lo is not None and hi is not None:
                 parts.append(
-                    f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" stroke="{colour}" '
-                    'stroke-width="2"/>'
+                    f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" '
+                    f'stroke="{colour}" stroke-width="2"/>'
                 )
             if mean is not None:
                 fill = colour if row["status"] == "ranked" else "#fff"
@@ -161,8 +164,8 @@ class Box:
 
 
 def label_size(text: str, font_size: float) -> tuple[float, float]:
-    """Width and height of a label's box: monospace, :data:`CHAR_EM` em per character, 1.2 em tall (DejaVu Sans
-    Mono's ascent + descent: 1.16 em), 1 px margins."""
+    """Width and height of a label's box: monospace, :data:`CHAR_EM` em per character, 1.2 em tall
+    (DejaVu Sans Mono's ascent + descent: 1.16 em), 1 px margins."""
     return len(text) * CHAR_EM * font_size + 2.0, 1.2 * font_size + 1.0
 
 
@@ -248,8 +251,9 @@ class ScatterLayout:
 
 
 def scatter_layout(table: dict[str, Any], font_size: float = 10.0) -> ScatterLayout:
-    """The DiC (x) / IiC % (y) scatter of a table: axes from 0 to just above the largest value, a point per
-    method with both scores, labels from :func:`place_labels` (inside the axes or in the margin to their right)."""
+    """The DiC (x) / IiC % (y) scatter of a table: axes from 0 to just above the largest value, a point
+    per method with both scores, labels from :func:`place_labels` (inside the axes or in the margin to
+    their right)."""
     none = (None, [None, None])
     pts = [
         (r["method"], r["sanity"], r["scores"].get(DIC, none)[0], r["scores"].get(IIC, none)[0])

@@ -4,7 +4,9 @@ Within one table (one architecture), among the ranked rows only:
 
 1. per metric, the images where every ranked row has a value (the metric's *common* images);
 2. each row's score = the mean over folds of its per-fold mean over those images (as the table's means);
-   rank 1 = best by the metric's direction, ties get their average rank;
+   rank 1 = best by the metric's direction, ties get their average rank (the leaderboard and ``compare``
+   compare the means rounded to the registry's digits, as shown, so floating-point noise between
+   identical methods is a tie);
 3. per criterion (:data:`CRITERIA`, the metrics the table has), a row's *mean rank* over the criterion's
    metrics, and its *disagreement*: max − min of its ranks across those metrics (0: they agree);
 4. a 95 % interval for the mean rank from §7.3's paired bootstrap over images: per resample, images are
@@ -13,7 +15,9 @@ Within one table (one architecture), among the ranked rows only:
    images it has in common, and the mean rank is averaged again; percentiles 2.5 / 97.5.
 
 The resampled means are weighted sums with the draw counts (one matrix product per fold and metric),
-so nothing loops over images or resamples.
+so nothing loops over images or resamples. For display: :func:`table_ranks` (a leaderboard table's
+ranked rows) and :func:`records_ranks` (``hfus-bench compare`` with more than two records) give one
+:class:`RankCell` per row and criterion.
 """
 
 from __future__ import annotations
@@ -87,8 +91,11 @@ def _means(
     return np.nanmean(per_fold, axis=0) if len(per_fold) > 1 else per_fold[0]
 
 
-def _ranks(means: np.ndarray, direction: str) -> np.ndarray:
-    """Average ranks along axis 0 (rows), 1 = best."""
+def _ranks(means: np.ndarray, direction: str, digits: int | None = None) -> np.ndarray:
+    """Average ranks along axis 0 (rows), 1 = best; ``digits``: compare the means rounded to that many
+    decimals (rows that agree as shown tie)."""
+    if digits is not None:
+        means = np.round(means, digits)
     key = -means if direction == "higher" else means
     return rankdata(key, method="average", axis=0)
 
@@ -100,14 +107,18 @@ def criterion_ranks(
     criteria: Mapping[str, Sequence[str]] = CRITERIA,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    digits: Mapping[str, int] | None = None,
 ) -> dict[str, CriterionRanks]:
     """Per criterion, the ranks of M rows from per-image values.
 
     ``scores``: record key -> (M, N) per-image values of the M ranked rows on the same N images (NaN: no
-    value); ``folds``: (N,) the fold of each image; ``directions``: key -> "higher" | "lower". A metric
-    missing from ``scores`` or ``directions``, or without a common image, is left out; a criterion with
-    no metric is left out.
+    value); ``folds``: (N,) the fold of each image; ``directions``: key -> "higher" | "lower";
+    ``digits``: key -> decimals the means are rounded to before ranking (the leaderboard's shown precision,
+    so rows whose means differ only by floating-point noise tie; none: exact means). A metric missing from
+    ``scores`` or ``directions``, or without a common image, is left out; a criterion with no metric is
+    left out.
     """
+    digits = digits or {}
     folds = np.asarray(folds).reshape(-1)
     if n_resamples < 1:
         raise HfusError(f"n_resamples must be >= 1, got {n_resamples}")
@@ -127,9 +138,10 @@ def criterion_ranks(
                 continue
             used.append(key)
             n_images[key] = int(common.sum())
-            ranks[key] = _ranks(_means(values, common, point_counts), directions[key])
+            d = digits.get(key)
+            ranks[key] = _ranks(_means(values, common, point_counts), directions[key], d)
             resampled = _means(values, common, counts)
-            boot.append(np.where(np.isnan(resampled), np.nan, _ranks(resampled, directions[key])))
+            boot.append(np.where(np.isnan(resampled), np.nan, _ranks(resampled, directions[key], d)))
         if not used:
             continue
         stacked = np.stack([ranks[k] for k in used])  # (K, M)
@@ -153,12 +165,21 @@ def criterion_ranks(
 
 def registry_directions(keys: Sequence[str]) -> dict[str, str]:
     """key -> direction from the metric registry, for the keys it knows."""
+    return {key: out.direction for key, out in _registry_outputs(keys).items()}
+
+
+def registry_digits(keys: Sequence[str]) -> dict[str, int]:
+    """key -> the decimals the tables show (metric registry), for the keys it knows."""
+    return {key: out.digits for key, out in _registry_outputs(keys).items()}
+
+
+def _registry_outputs(keys: Sequence[str]) -> dict:
     from ..metrics import registry
 
     out = {}
     for key in keys:
         try:
-            out[key] = registry.output(key)[1].direction
+            out[key] = registry.output(key)[1]
         except HfusError:
             continue
     return out
@@ -190,32 +211,98 @@ def entry_criterion_ranks(
                     scores[key][r, cols] = part.scores[key]
     present = {k: v for k, v in scores.items() if np.isfinite(v).any()}
     folds = np.array([f for f, _ in images])
-    return rows, criterion_ranks(present, folds, registry_directions(list(present)), **options)
+    keys = list(present)
+    return rows, criterion_ranks(
+        present, folds, registry_directions(keys), digits=registry_digits(keys), **options
+    )
 
 
-def rank_columns(entries: Sequence[Mapping], arch: str, **options: int) -> list[dict[str, dict] | None]:
-    """The extra columns of a table (PROTOCOL §7.4): for each of ``entries`` (the table's ranked rows, in
-    table order) per criterion ``{"mean_rank", "low", "high", "disagreement", "metrics", "text"}``, text
-    like ``"2.0 [1.5, 3.0] ±1.0"`` (± = disagreement); None for a row without per-image scores."""
+#: decimals of a mean rank, its interval and the spread as shown (a metric's ranks are multiples of ½)
+RANK_DIGITS = 1
+
+#: The legend above a table's ranks by criterion (Markdown; the HTML page converts it).
+RANKS_LEGEND = (
+    "**Ranks by criterion** (PROTOCOL §7.4; they never set the order): among the ranked rows, each metric "
+    "ranks them by its mean over the images where every ranked row has a value (1 = best; means equal as "
+    "shown tie and get their average rank); "
+    "a criterion's *mean rank* averages a row's ranks over the criterion's metrics (named in the header), "
+    f"with a 95 % interval from the paired bootstrap over images ({BOOTSTRAP_RESAMPLES} resamples, seed "
+    f"{BOOTSTRAP_SEED}, ranks recomputed per resample); *spread* = max − min of the row's ranks across "
+    "those metrics (0: they agree; — for a single metric). Unranked rows (sanity baselines, references, "
+    "gate failures) get none."
+)
+
+
+@dataclass(frozen=True)
+class RankCell:
+    """One row's cell of one criterion: ``text`` like ``"2.0 [1.5, 3.0]"`` (mean rank [95 % interval]),
+    ``spread`` (the disagreement, ``"—"`` when the criterion has one metric), and the numbers (None: n/a;
+    ``ranks``: the row's rank per metric)."""
+
+    text: str
+    spread: str
+    mean_rank: float | None = None
+    low: float | None = None
+    high: float | None = None
+    disagreement: float | None = None
+    ranks: Mapping[str, float] | None = None
+
+
+#: the cell of a row without per-image values
+NA_CELL = RankCell("n/a", "n/a")
+
+
+def metric_label(key: str) -> str:
+    """The registry's short label of a record key (the key itself when it has none)."""
+    from ..metrics import registry
+
+    return registry.output(key)[1].label or key
+
+
+def criterion_header(ranks: CriterionRanks) -> str:
+    """``"faithfulness (ROAD, DiC, IiC %)"``: the criterion and the labels of the metrics it used."""
+    return f"{ranks.criterion} ({', '.join(metric_label(k) for k in ranks.metrics)})"
+
+
+def rank_cell(ranks: CriterionRanks, i: int) -> RankCell:
+    """Row ``i``'s cell of one criterion (:class:`RankCell`)."""
+    d = RANK_DIGITS
+    mean, low, high, spread = (
+        float(x[i]) for x in (ranks.mean_rank, ranks.low, ranks.high, ranks.disagreement)
+    )
+    return RankCell(
+        text=f"{mean:.{d}f} [{low:.{d}f}, {high:.{d}f}]",
+        spread=f"{spread:.{d}f}" if len(ranks.metrics) > 1 else "—",
+        mean_rank=mean,
+        low=low,
+        high=high,
+        disagreement=spread,
+        ranks={k: float(v[i]) for k, v in ranks.ranks.items()},
+    )
+
+
+def table_ranks(
+    entries: Sequence[Mapping], arch: str, **options: int
+) -> tuple[list[CriterionRanks], list[list[RankCell] | None]]:
+    """The ranks section of a table: its criteria (in :data:`CRITERIA` order) and, for each of ``entries``
+    (the table's ranked rows, in table order), one :class:`RankCell` per criterion (None: the row keeps no
+    per-image values, so it is ranked by none)."""
     rows, ranks = entry_criterion_ranks(entries, arch, **options)
     index = {id(e): i for i, e in enumerate(rows)}
-    out: list[dict[str, dict] | None] = []
+    criteria = [ranks[name] for name in CRITERIA if name in ranks]
+    cells: list[list[RankCell] | None] = []
     for e in entries:
         i = index.get(id(e))
-        if i is None:
-            out.append(None)
-            continue
-        cells = {}
-        for name, c in ranks.items():
-            mean, low, high, spread = (float(x[i]) for x in (c.mean_rank, c.low, c.high, c.disagreement))
-            cells[name] = {
-                "mean_rank": mean,
-                "low": low,
-                "high": high,
-                "disagreement": spread,
-                "metrics": list(c.metrics),
-                "text": f"{mean:.1f} [{low:.1f}, {high:.1f}]"
-                + (f" ±{spread:.1f}" if len(c.metrics) > 1 else ""),
-            }
-        out.append(cells)
-    return out
+        cells.append(None if i is None else [rank_cell(c, i) for c in criteria])
+    return criteria, cells
+
+
+def records_ranks(
+    records: Sequence[Mapping], **options: int
+) -> dict[str, tuple[list[CriterionRanks], list[list[RankCell] | None]]]:
+    """``hfus-bench compare`` with more than two records: per architecture all of them evaluated,
+    :func:`table_ranks` of every record (all are ranked, whatever their gate); HfusError (one line) unless
+    they are comparable (:func:`hfus_xai_bench.compare.check_all_comparable`)."""
+    from ..compare import check_all_comparable
+
+    return {arch: table_ranks(records, arch, **options) for arch in check_all_comparable(records)}

@@ -17,13 +17,16 @@ randomisation, DiC, IiC, then accuracy, FE/img (§6) and the fixed ones; on evid
 and ``counterfactual@1`` once, next to accuracy (:func:`accuracy_columns`). A second table per group has
 the paired gains of §7.3 (:func:`detail_columns`: HR1 and ROAD combined, plus evidence hit and mass on
 evidence tracks, vs ``depth_prior``, ``random`` and, on evidence tracks, ``input``) and every other column
-of the metric registry; labels, digits and directions come from the registry. Two rows are "identical"
-when all registry column means agree within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM
-on all four pinned targets, PROTOCOL §5.1) are annotated, never hidden.
+of the metric registry; labels, digits and directions come from the registry. Between the two, the
+ranked rows' per-criterion mean ranks (:mod:`.ranks`) and the built-ins declared undefined on the
+architecture (:func:`not_applicable`). Two rows are "identical" when all registry column means agree
+within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM on all four pinned targets, PROTOCOL
+§5.1) are annotated, never hidden.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,10 +35,11 @@ from typing import Any
 from ..compare import Difference, differences, fe_per_image, gate, image_scores, paired_difference
 from ..constants import ARCH_DISPLAY_NAMES, ARCH_NAMES
 from ..errors import HfusError
-from ..explainers.registry import SANITY_METHODS
+from ..explainers.registry import BUILTINS, SANITY_METHODS
 from ..metrics import registry
 from ..metrics.registry import HEADLINE
 from .entries import slug
+from .ranks import table_ranks
 
 #: Column means closer than this (all of them) make two rows "identical" (= equal as displayed).
 IDENTICAL_TOL = 5e-4
@@ -358,7 +362,8 @@ def _gains(
     notes: list[str],
     evidence: bool,
 ) -> dict[tuple[str, str], Difference | str | None]:
-    """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None: n/a)."""
+    """(output key, reference) -> the paired gain over the reference (``"self"`` on its own row, None:
+    n/a)."""
     out: dict[tuple[str, str], Difference | str | None] = {}
     mine = scores[id(entry)]
     keys = gain_keys(evidence)
@@ -447,16 +452,43 @@ def _row(
         "failed": n["n_failed"],
         "seconds": entry["cost"][arch]["seconds_per_image"],
         "fe": fe_per_image(entry, arch),
+        "criterion_ranks": None,  # set for the ranked rows (build_tables)
         "device": f"{env.get('device_name') or ''} ({entry['options']['device']})".strip(),
         "links": entry["links"],
         "notes": notes,
     }
 
 
+@functools.cache
+def _declared_not_applicable() -> dict[str, dict[str, str]]:
+    """Built-in name -> its METADATA ``not_applicable`` (arch -> why), for the built-ins that declare one."""
+    from ..explainers.loader import load_builtin
+
+    out = {}
+    for name in BUILTINS:
+        reasons = load_builtin(name).metadata.get("not_applicable") or {}
+        if reasons:
+            out[name] = dict(reasons)
+    return out
+
+
+def not_applicable(arch: str, shown: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """The built-ins declared undefined on ``arch`` (METADATA ``not_applicable``; PROTOCOL §5: never run
+    there, shown as n/a) and not among ``shown``: (why, [names]) per reason, sorted."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reasons in _declared_not_applicable().items():
+        if arch in reasons and name not in shown:
+            by_reason.setdefault(reasons[arch], []).append(name)
+    return sorted((why, sorted(names)) for why, names in by_reason.items())
+
+
 def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...]}``; the
-    ranked rows first (sorted by HR1, with rank ranges), then the unranked ones by kind (:data:`ORDER`;
-    ``row["status"]``; rank None)."""
+    """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...],
+    "criteria", "not_applicable", …}``; the ranked rows first (sorted by HR1, with rank ranges), then the
+    unranked ones by kind (:data:`ORDER`; ``row["status"]``; rank None). ``criteria``: the table's
+    per-criterion ranks (:func:`.ranks.table_ranks`, among the ranked rows; each ranked row's
+    ``row["criterion_ranks"]`` holds its cells, None elsewhere); ``not_applicable``: the built-ins declared
+    undefined on the architecture (:func:`not_applicable`)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for entry in entries:
         for arch in entry["options"]["models"]:
@@ -488,6 +520,9 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             _row(e, arch, ranks[i] if i < len(ranked) else None, members, refs, scores, evidence)
             for i, e in enumerate(members)
         ]
+        criteria, cells = table_ranks(ranked, arch)
+        for row, row_cells in zip(rows, cells, strict=False):  # the ranked rows come first
+            row["criterion_ranks"] = row_cells
         rev = revision[:12] if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
         title = f"{track} · {ARCH_LABELS.get(arch, arch)} · {setting_text(cond)}"
         if rev:
@@ -501,6 +536,8 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "evidence": evidence,
                 "rows": rows,
                 "n_ranked": len(ranked),
+                "criteria": criteria,
+                "not_applicable": not_applicable(arch, [e["method"]["name"] for e in members]),
                 "data_sha": data_sha,
                 "checkpoints": ckpts,
             }
