@@ -1,4 +1,4 @@
-"""`hfus-bench evaluate METHOD` on the default track against the bound from its own counted passes (PROTOCOL §6).
+"""`hfus-bench evaluate METHOD` on the default track against the bound from its counted passes (PROTOCOL §6).
 
 The run's record counts every forward and backward row per stage. After the run, one forward row and one
 backward row are timed on the same model, after a warm-up, at the run's batch sizes (the explanation batch
@@ -69,7 +69,8 @@ def main() -> None:
         f"evaluate {args.method}: {n} images in {wall:.1f} s; counted bound {bound:.1f} s "
         f"(FE/img {cost['fe_per_image']:.1f}); ratio {wall / bound:.2f} (target <= 1.2); "
         f"not model passes: {not_passes:.1f} s = {not_passes / wall:.0%} of the wall time "
-        f"(ROAD imputation {impute:.1f} s, outside the stages {wall - staged:.1f} s: data, prepare, maps-only metrics)"
+        f"(ROAD imputation {impute:.1f} s, outside the stages {wall - staged:.1f} s: "
+        "data, prepare, maps-only metrics)"
     )
 
 

@@ -171,7 +171,8 @@ def main() -> None:
     batch = args.batch or (256 if device.type == "cuda" else 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; library batch={batch}"
+        f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; "
+        f"library batch={batch}"
     )
     rows = []
     for arch in archs:

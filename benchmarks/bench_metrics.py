@@ -86,7 +86,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-        f"load average {load:.1f} on {os.cpu_count()} CPUs (timings are best of 3; a busy machine inflates them)"
+        f"load average {load:.1f} on {os.cpu_count()} CPUs "
+        "(timings are best of 3; a busy machine inflates them)"
     )
 
     # 1. map-only metrics -----------------------------------------------------------------------
@@ -108,7 +109,8 @@ def main() -> None:
     t_one, _ = timed(lambda: localisation_metrics(quantize(maps), slms))
     print(f"map metrics, {args.n} maps {IMAGE_SIZE}x{IMAGE_SIZE}, {len(THRESHOLDS)} thresholds:")
     print(
-        f"  quantize {t_q:.3f} s | hit_rate {t_hr:.3f} s | slm_coverage {t_cov:.3f} s | mask_iou {t_iou:.3f} s"
+        f"  quantize {t_q:.3f} s | hit_rate {t_hr:.3f} s | slm_coverage {t_cov:.3f} s | "
+        f"mask_iou {t_iou:.3f} s"
     )
     print(f"  total (four calls) {t_all:.3f} s = {t_all / TARGET_S:.2f} x the {TARGET_S:.0f} s target")
     print(f"  quantize + localisation_metrics (one pass) {t_one:.3f} s = {t_one / TARGET_S:.2f} x target")
@@ -146,7 +148,8 @@ def main() -> None:
     t_conf, _ = timed(conf, repeats=2)
     n_fwd = n * per_image
     print(
-        f"confidence_change, {n} images x {per_image} inputs = {n_fwd} forwards ({args.model}, batch {args.batch_size}):"
+        f"confidence_change, {n} images x {per_image} inputs = {n_fwd} forwards "
+        f"({args.model}, batch {args.batch_size}):"
     )
     print(
         f"  confidence_change {t_conf:.3f} s ({n_fwd / t_conf:.0f} img/s) | plain forward {t_plain:.3f} s "

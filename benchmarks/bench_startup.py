@@ -1,4 +1,4 @@
-"""Start-up cost of one process (issue 14): what every torchrun rank and every shard pays before its first image.
+"""Start-up cost of one process (issue 14): what every torchrun rank and shard pays before its first image.
 
 Measured on this machine, each in a fresh process:
 
@@ -74,7 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     py = sys.executable
     print(
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; python {sys.version.split()[0]}"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        f"python {sys.version.split()[0]}"
     )
     # RUSAGE_CHILDREN's maxrss is the largest child so far: measure the small command first
     floor = min(timed([py, "-c", "import torch"])[:2] for _ in range(args.repeat))
@@ -106,10 +107,12 @@ def main() -> None:
     fixed = wall - work
     print(f"evaluate random --limit 1 (total):        {wall:6.2f} s  {rss:6.0f} MB")
     print(
-        f"  work on the one image (record's cost):  {work:6.2f} s  (method + confidence + ROAD + randomised model)"
+        f"  work on the one image (record's cost):  {work:6.2f} s  "
+        "(method + confidence + ROAD + randomised model)"
     )
     print(
-        f"  fixed cost:                             {fixed:6.2f} s  -> {fixed / TARGET_S:.2f} x the {TARGET_S:g} s target; "
+        f"  fixed cost:                             {fixed:6.2f} s  "
+        f"-> {fixed / TARGET_S:.2f} x the {TARGET_S:g} s target; "
         f"peak {rss / TARGET_MB:.2f} x the {TARGET_MB:g} MB target"
     )
     print(

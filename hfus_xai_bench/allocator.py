@@ -1,12 +1,13 @@
 """Keep freed memory in the process (glibc), so CPU forwards do not page-fault on every activation.
 
-glibc's ``malloc`` serves blocks above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and returns
-them with ``munmap`` when freed. A CPU forward at the scoring batch allocates activations of tens to hundreds of
-MiB, so every forward maps fresh pages and the kernel zero-fills them on first touch: about as much system
-time as computation (benchmarks/README.md). :func:`keep_freed_memory` makes glibc serve every block from its
-heap and keep freed memory there (``mallopt``: no mmap, no trimming), so the pages of one forward are reused by
-the next. The process then holds its peak memory until it exits. Numbers do not change (only where memory
-comes from). A no-op off glibc, when :data:`ENV_SWITCH` is ``0``, and after the first call.
+glibc's ``malloc`` serves blocks above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and
+returns them with ``munmap`` when freed. A CPU forward at the scoring batch allocates activations of tens to
+hundreds of MiB, so every forward maps fresh pages and the kernel zero-fills them on first touch: about as
+much system time as computation (benchmarks/README.md). :func:`keep_freed_memory` makes glibc serve every
+block from its heap and keep freed memory there (``mallopt``: no mmap, no trimming), so the pages of one
+forward are reused by the next. The process then holds its peak memory until it exits. Numbers do not
+change (only where memory comes from). A no-op off glibc, when :data:`ENV_SWITCH` is ``0``, and after
+the first call.
 """
 
 from __future__ import annotations

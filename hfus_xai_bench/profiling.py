@@ -96,7 +96,8 @@ def measure_row_times(
     clock: Any = time.perf_counter,
 ) -> RowTimes:
     """:class:`RowTimes` of ``model`` (eval mode, on ``device``) after a warm-up, median of ``repeat`` runs;
-    ``clock``: wall time, or ``time.process_time`` (CPU time of the process: robust to other processes' load)."""
+    ``clock``: wall time, or ``time.process_time`` (the process's CPU time: robust to other processes' load).
+    """
     params = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in params:
@@ -154,9 +155,11 @@ def profile_table(cost: Mapping[str, Any], times: RowTimes, n_images: int) -> st
     checksum = float(cost.get("seconds_checksum_per_image") or 0.0) * n_images
     notes = (
         f"row times (after warm-up): forward {1e3 * times.forward_call:.2f} ms at batch {times.call_batch}, "
-        f"{1e3 * times.forward_score:.2f} ms at batch {times.score_batch}; backward {1e3 * times.backward_call:.2f} "
+        f"{1e3 * times.forward_score:.2f} ms at batch {times.score_batch}; "
+        f"backward {1e3 * times.backward_call:.2f} "
         f"/ {1e3 * times.backward_score:.2f} ms\n"
-        f"inside the stages, not model passes: ROAD imputation {impute:.2f} s, model checksums {checksum:.2f} s\n"
+        f"inside the stages, not model passes: ROAD imputation {impute:.2f} s, "
+        f"model checksums {checksum:.2f} s\n"
         f"FE/img {cost.get('fe_per_image')}"
     )
     return table + "\n" + notes

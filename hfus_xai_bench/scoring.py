@@ -1,4 +1,4 @@
-"""The scoring core: maps + SLMs (+ the model for model-based metrics) → per-image values, driven by the registry.
+"""The scoring core: maps + SLMs (+ the model for model-based metrics) → per-image values, by the registry.
 
 A leaf: it imports only ``metrics``, ``constants``, ``errors``, numpy and torch — never the runner, the
 leaderboard or the CLI. ``evaluate`` (the runner), ``check`` and ``verify`` all score through
@@ -54,7 +54,8 @@ def score_fold(
 ) -> dict[str, np.ndarray]:
     """Per-image values ``{"<metric id>/<value>": array (N, *shape)}`` of the chosen metrics (default: all).
 
-    Images with ``inputs.ok`` false get NaN (a metric with ``empty_maps`` also scores ``inputs.empty``). A model-based metric without ``inputs.model`` is an error
+    Images with ``inputs.ok`` false get NaN (a metric with ``empty_maps`` also scores ``inputs.empty``). A
+    model-based metric without ``inputs.model`` is an error
     (choose the metrics with :func:`select_metrics` ``(model=False)`` to score maps only).
     """
     config = config or ScoringConfig()

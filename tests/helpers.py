@@ -91,7 +91,7 @@ def fake_dataset(per_fold: int = 3, seed: int = 0):
 
 
 class TinyNet(torch.nn.Module):
-    """MobileNetV2's attribute layout (``features[-1]`` target layer, ``classifier[1]`` head), 1000× cheaper."""
+    """MobileNetV2's attribute layout (``features[-1]`` target layer, ``classifier[1]`` head), far cheaper."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -165,7 +165,8 @@ def fake_scores(
     evidence: bool = False,
 ) -> FoldScores:
     """Per-image values centred on ``level`` (HR1), randomisation ρ around ``rho``, everything else plausible;
-    the last image failed. ``evidence``: also the PROTOCOL §9 values (uniform in [0, 1), as an evidence track)."""
+    the last image failed. ``evidence``: also the PROTOCOL §9 values (uniform in [0, 1), as an evidence
+    track)."""
     rng = np.random.default_rng(seed)
     nt = len(THRESHOLDS)
     labels = rng.integers(0, 4, n)

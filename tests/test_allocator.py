@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     if sys.argv[1] == "keep":
         assert keep_freed_memory()
     # activations of 8 x 32 x 224 x 224 floats (51 MiB): above glibc's largest mmap threshold (32 MiB)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3))
+    conv = torch.nn.Conv2d
+    net = torch.nn.Sequential(conv(3, 32, 3, padding=1), torch.nn.ReLU(), conv(32, 32, 3))
     x = torch.rand(8, 3, 224, 224)
     with torch.inference_mode():
         net(x), net(x)  # warm-up

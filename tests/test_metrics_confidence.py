@@ -43,7 +43,8 @@ def _case() -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
 def test_heat_map_orientation_and_logits() -> None:
     images, m, targets = _case()
     r = confidence_change(RegionModel().eval(), images, m, targets, thresholds=(35, 40, 50))
-    # target 0 = a (top-right, h = 1): keep 24, remove 0.  target 1 = b (bottom-left, h = 0.4): keep 9.6, remove 14.4
+    # target 0 = a (top-right, h = 1): keep 24, remove 0.
+    # target 1 = b (bottom-left, h = 0.4): keep 9.6, remove 14.4
     np.testing.assert_allclose(r.s0, [24.0, 24.0], rtol=1e-6)
     np.testing.assert_allclose(r.s_keep, [24.0, 9.6], rtol=1e-6)
     np.testing.assert_allclose(r.s_remove, [0.0, 14.4], atol=1e-5)

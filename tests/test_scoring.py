@@ -1,4 +1,4 @@
-"""scoring.py: the scoring core turns maps (+ the model) into per-image values, entry by entry of the registry."""
+"""scoring.py: the scoring core turns maps (+ the model) into per-image values, entry by registry entry."""
 
 from __future__ import annotations
 

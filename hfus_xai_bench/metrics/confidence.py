@@ -120,8 +120,8 @@ def confidence_change(
     (``"prob"``). With h = m255/255 broadcast over channels in the image's orientation:
     keep = x·h, remove = x·(1−h), keep_t = x·M_t, remove_t = x·(1−M_t), M_t = (m255/255) > t/100.
 
-    ``model``: in eval mode (a model in training mode is refused), on its device; ``images``: (N, C, H, W) float
-    in [0, 1]; ``maps``: (N, H, W) ``m255`` uint8 (float maps are quantised first); ``targets``: (N,)
+    ``model``: in eval mode (a model in training mode is refused), on its device; ``images``: (N, C, H, W)
+    float in [0, 1]; ``maps``: (N, H, W) ``m255`` uint8 (float maps are quantised first); ``targets``: (N,)
     class indices. ``batch_size`` bounds the number of images per forward pass (and so the perturbed
     images held at once). Returns a :class:`ConfidenceResult` of float64 numpy arrays.
     """
@@ -129,7 +129,8 @@ def confidence_change(
         raise HfusError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     if model.training:
         raise HfusError(
-            "model is in training mode (batch-norm / dropout would change the scores); call model.eval() first"
+            "model is in training mode (batch-norm / dropout would change the scores); "
+            "call model.eval() first"
         )
     if int(batch_size) < 1:
         raise HfusError(f"batch_size must be >= 1, got {batch_size}")
