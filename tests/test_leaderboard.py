@@ -83,7 +83,7 @@ def _tables(md: str) -> list[list[str]]:
 
 def _rows(md: str, table: int | str = 0) -> list[list[str]]:
     """The body rows of the ``table``-th markdown table, or of the first whose header starts with the
-    cells ``table`` names (``"method"``: the paired gains; ``"rank | method | localisation"``: the ranks)
+    cells ``table`` names (``"method"``: the paired gains)
     (cells stripped; separator rows included)."""
     blocks = _tables(md)
     if isinstance(table, str):
@@ -228,9 +228,12 @@ def test_only_model_dependent_maps_are_ranked(entries: list[dict]) -> None:
     assert depth[2].startswith("2.3")  # the prior has the best HR1 of the table and is still not ranked
     assert depth[5].startswith("1.000 [1.000, 1.000] (")  # ρ = 1 by construction, ρ_cross in parentheses
     assert depth[6] == "1.000 [1.000, 1.000] (0.00)"  # r = 1 too, no degenerate pair
-    assert ranked[0][column_headers().index("FE/img")] == "0.0"  # FE/img: these records count no model passes
-    assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
     tables = build_tables(entries)
+    head = column_headers(False, tables[0]["criteria"])  # with the rank columns (test_leaderboard_ranks.py)
+    assert head[9:12] == ["loc. rank", "faith. rank (spread)", "sanity rank (spread)"]
+    assert ranked[0][head.index("FE/img")] == "0.0"  # FE/img: these records count no model passes
+    assert all(r[9:12] == ["—"] * 3 for r in below)  # unranked rows get no rank
+    assert not any(n.startswith("*") for n in names[:split])  # no sanity baseline is ranked
     assert tables[0]["n_ranked"] == 3 and {r["status"] for r in tables[0]["rows"][3:]} == {"fail"}
     assert all(r["status"] != "ranked" for r in tables[0]["rows"] if r["method"] in SANITY_METHODS)
 
@@ -304,7 +307,7 @@ def test_fe_per_image_from_the_cost_block(records: dict[str, dict]) -> None:
     validate_entry(e)
     assert fe_per_image(e, "mobilenet_v2") == 16.0
     row = next(r for r in _rows(render_markdown([e])) if "gradcam" in r[1])
-    assert row[column_headers().index("FE/img")] == "16.0"
+    assert row[column_headers(False, build_tables([e])[0]["criteria"]).index("FE/img")] == "16.0"
     assert "FE/img (model passes per image, PROTOCOL §6): A 16.0; B 0.0" in _compare_text(
         e, records["hirescam"]
     )
@@ -457,7 +460,7 @@ def test_html_is_self_contained(entries: list[dict]) -> None:
     page = render_html(entries)
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "<script>" in page
     assert " src=" not in page and "<link" not in page and "@import" not in page
-    assert page.count('class="sortable') == 3 and 'tr class="sanity"' in page  # main, ranks, gains
+    assert page.count('class="sortable') == 2 and 'tr class="sanity"' in page  # main, paired gains
     assert '<tbody class="ranked">' in page and '<tbody class="unranked fail">' in page
     assert "identical to gradcam (expected: PROTOCOL §5.1)" in page
     # the rules are Markdown rendered as HTML: no literal backticks or double asterisks left

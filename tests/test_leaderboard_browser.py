@@ -102,12 +102,17 @@ function check(doc) {
   var dh = Array.prototype.map.call(detail.tHead.rows[0].cells, function (c) { return c.textContent; });
   var road = dh.indexOf('ΔROAD vs random ↑');
   if (road >= 0) { detail.tHead.rows[0].cells[road].click(); out.detail_road_asc = column(detail, road); }
-  var ranks = doc.querySelector('table.ranks');
-  if (ranks) {
-    out.rank_headers = Array.prototype.map.call(ranks.tHead.rows[0].cells, function (c) {
-      return c.textContent; });
-    out.rank_methods = column(ranks, 1);
-    ranks.tHead.rows[0].cells[2].click(); out.rank_first_asc = column(ranks, 2);
+  out.rank_columns = [];
+  out.headers.forEach(function (h, i) { if (/ rank/.test(h)) out.rank_columns.push(i); });
+  out.rank_titles = out.rank_columns.map(function (i) {
+    return main.tHead.rows[0].cells[i].getAttribute('title'); });
+  out.rank_sorted = out.rank_columns.map(function (i) {
+    main.tHead.rows[0].cells[i].click();
+    return {asc: column(main, i), methods: column(main, 1)}; });
+  if (out.rank_columns.length) {
+    var last = main.tHead.rows[0].cells[out.rank_columns[0]];
+    last.click(); last.click();  // the other clicks cleared its class: asc, then desc
+    out.rank_desc = column(main, out.rank_columns[0]); out.rank_desc_class = last.className;
   }
   out.n_forest = doc.querySelectorAll('svg.forest').length;
   out.n_scatter = doc.querySelectorAll('svg.scatter').length;
@@ -205,7 +210,7 @@ def _numbers(values: list) -> list[float]:
 def test_tables_are_there(browser_result: dict) -> None:
     out = browser_result["fixture"]
     assert "error" not in out, out.get("error")
-    assert out["n_sortable"] == 3 and out["n_sections"] == 1  # main, ranks by criterion, paired gains
+    assert out["n_sortable"] == 2 and out["n_sections"] == 1  # main (with the rank columns), paired gains
     assert out["headers"][:6] == [
         "rank",
         "method",
@@ -219,20 +224,31 @@ def test_tables_are_there(browser_result: dict) -> None:
     assert out["methods"] == [["gradcam", "scorecam", "saliency"], ["depth_prior", "sobel", "random"]]
     committed = browser_result["committed"]
     assert "error" not in committed, committed.get("error")
-    assert committed["n_sortable"] == 3 * committed["n_sections"] >= 3
+    assert committed["n_sortable"] == 2 * committed["n_sections"] >= 2
     assert sum(len(b) for b in committed["methods"]) == len(load_entries(REPO / "leaderboard" / "entries"))
 
 
-def test_ranks_by_criterion_table(browser_result: dict) -> None:
-    """One row per ranked method, in table order; a click on a criterion sorts by its mean rank."""
+def test_rank_columns_sort(browser_result: dict) -> None:
+    """The rank columns sit in the main table after the score columns; a click on one sorts the ranked rows
+    by that criterion's mean rank, the unranked ones (no rank) stay below, in their own groups."""
     out = browser_result["fixture"]
-    assert out["rank_headers"][:3] == ["rank", "method", "localisation (HR1)"]
-    assert out["rank_headers"][3:6] == ["spread", "faithfulness (ROAD, DiC, IiC %)", "spread"]
-    assert out["rank_methods"] == [["gradcam", "scorecam", "saliency"]]
-    first = _numbers(out["rank_first_asc"][0])
-    assert len(first) == 3 and first == sorted(first) and set(first) <= {1.0, 2.0, 3.0}
+    cols = out["rank_columns"]
+    assert [out["headers"][i] for i in cols] == ["loc. rank", "faith. rank (spread)", "sanity rank (spread)"]
+    assert out["headers"][cols[-1] + 1] == "acc" and out["headers"][cols[0] - 1] == "IiC % ↑"
+    assert out["rank_titles"][1].startswith("faithfulness: mean rank over ROAD, DiC, IiC %")
     for name in ("fixture", "committed"):
-        assert browser_result[name]["rank_methods"][0] == browser_result[name]["methods"][0]
+        res = browser_result[name]
+        assert len(res["rank_columns"]) >= 2, name
+        for sort in res["rank_sorted"]:
+            ranked, *unranked = sort["asc"]
+            values = _numbers(ranked)
+            assert len(values) == len(ranked) and values == sorted(values), name  # every ranked row has one
+            assert all(set(group) == {""} for group in unranked), name  # "—": no rank, nothing to sort by
+            assert sorted(sort["methods"][0]) == sorted(res["methods"][0])  # the ranked rows stay together
+        desc = _numbers(res["rank_desc"][0])
+        assert desc == sorted(desc, reverse=True) and res["rank_desc_class"] == "sorted-desc"
+    first = _numbers(out["rank_sorted"][0]["asc"][0])
+    assert first == [1.0, 2.0, 3.0]  # localisation = HR1 alone here, levels 2.0 > 1.2 > 0.4
 
 
 def test_a_click_on_a_header_sorts_the_rows(browser_result: dict) -> None:

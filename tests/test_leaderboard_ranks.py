@@ -25,12 +25,12 @@ from hfus_xai_bench.leaderboard import (
 )
 from hfus_xai_bench.leaderboard.ranks import (
     CRITERIA,
-    RANKS_LEGEND,
     criterion_ranks,
     entry_criterion_ranks,
+    ranks_legend,
     table_ranks,
 )
-from hfus_xai_bench.leaderboard.tables import not_applicable, status
+from hfus_xai_bench.leaderboard.tables import build_tables, column_headers, not_applicable, status
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,9 @@ def test_table_ranks_cells(entries_dir: Path) -> None:
     for i, row in enumerate(cells[:-1]):
         loc = row[names.index("localisation")]
         assert loc.mean_rank == ranks["localisation"].mean_rank[i]
-        assert loc.text == f"{loc.mean_rank:.1f} [{loc.low:.1f}, {loc.high:.1f}]"
+        assert (
+            loc.text == f"{loc.mean_rank:.1f} [{loc.low:.1f}, {loc.high:.1f}]" == f"{loc.mean} {loc.interval}"
+        )
         # evidence tracks: HR1 + evidence hit and mass, with their disagreement; one metric: "—"
         n_loc = len(ranks["localisation"].metrics)
         assert loc.spread == (f"{loc.disagreement:.1f}" if n_loc > 1 else "—")
@@ -208,7 +210,7 @@ def test_means_equal_as_shown_tie() -> None:
     np.testing.assert_array_equal([shown.low, shown.high], [[1.5, 1.5, 3], [1.5, 1.5, 3]])
 
 
-# ---------------------------------------------------------------------------- the rank section of the pages
+# ---------------------------------------------------------------------------- the rank columns of the pages
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +226,11 @@ def page_entries() -> list[dict]:
     return [entry_from_result(r) for r in recs]
 
 
-def _table(md: str, header_start: str) -> list[list[str]]:
+RANK_HEADS = ["loc. rank", "faith. rank (spread)", "sanity rank (spread)"]
+
+
+def _table(md: str, header_start: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells, body rows) of the first markdown table whose header starts with ``header_start``."""
     lines = md.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     block = []
@@ -232,35 +238,57 @@ def _table(md: str, header_start: str) -> list[list[str]]:
         if not line.startswith("|"):
             break
         block.append([c.strip() for c in line.strip("|").split(" | ")])
-    return block
+    return [c.strip() for c in lines[start].strip("|").split(" | ")], block
 
 
-def test_rank_section_shows_the_ranked_rows(page_entries: list[dict]) -> None:
+def test_rank_columns_of_the_main_table(page_entries: list[dict]) -> None:
+    """One column per criterion after the score columns: ranked rows get ``mean [interval] (spread)``, the
+    others —; the order stays HR1's; one legend per table."""
     md = render_markdown(page_entries)
-    assert md.count(RANKS_LEGEND) == 1 and f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}" in md
-    main = _table(md, "| rank | method | HR1")
-    ranks = _table(md, "| rank | method | localisation (HR1) | spread | faithfulness (ROAD, DiC, IiC %) |")
-    ranked = [r[:2] for r in main if r[0] not in ("", "–")]
-    assert [r[:2] for r in ranks] == ranked and len(ranked) == 4  # the sanity rows get none
-    cell = re.compile(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$")
-    for row in ranks:
-        assert len(row) == 8 and all(cell.match(row[i]) for i in (2, 4, 6)), row
-        assert row[3] == "—" and re.match(r"^\d+\.\d$", row[5])  # localisation has one metric here
-    by_name = {r[1].split("]")[0].strip("["): r for r in ranks}
-    assert by_name["hirescam"][2:] == by_name["gradcam"][2:]  # identical rows tie on every criterion
-    assert by_name["saliency"][2] == "4.0 [4.0, 4.0]"  # HR1 level 0.6 vs ≥ 1.2: last on every resample
+    table = build_tables(page_entries)[0]
+    legend = ranks_legend(table["criteria"])
+    assert md.count(legend) == 1 and f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}" in legend
+    assert "localisation: HR1; faithfulness: ROAD, DiC, IiC %;" in legend and "never set" in legend
+    head, rows = _table(md, "| rank | method | HR1")
+    assert head == column_headers(False, table["criteria"])
+    at = head.index(RANK_HEADS[0])
+    assert head[at - 1] == "IiC % ↑" and head[at : at + 4] == [*RANK_HEADS, "acc"]
+    ranked = [r for r in rows if r[0] not in ("", "–")]
+    assert [r[1].split("]")[0].strip("[") for r in ranked] == ["gradcam", "hirescam", "scorecam", "saliency"]
+    one = re.compile(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$")  # localisation has one metric here: no spread
+    several = re.compile(r"^\d+\.\d \[\d+\.\d, \d+\.\d\] \(\d+\.\d\)$")
+    for row in ranked:
+        assert one.match(row[at]) and several.match(row[at + 1]) and several.match(row[at + 2]), row
+    unranked = [r for r in rows if r[0] == "–"]
+    assert len(unranked) == 2 and all(r[at : at + 3] == ["—"] * 3 for r in unranked)  # the sanity rows
+    by_name = {r[1].split("]")[0].strip("["): r for r in ranked}
+    assert by_name["hirescam"][at : at + 3] == by_name["gradcam"][at : at + 3]  # identical rows tie
+    assert by_name["saliency"][at] == "4.0 [4.0, 4.0]"  # HR1 level 0.6 vs ≥ 1.2: last on every resample
+    assert "Ranks by criterion" not in md and "| rank | method | localisation" not in md  # no second table
+
+
+def test_rank_columns_in_the_html(page_entries: list[dict]) -> None:
+    """The HTML cells sort by the mean rank; tooltips name the metrics and the row's rank per metric."""
     page = render_html(page_entries)
-    assert page.count('<table class="sortable ranks">') == 1
-    ranks_html = page[page.index('<table class="sortable ranks">') :].split("</table>")[0]
-    assert ranks_html.count("<tr") == 1 + 4 and "depth_prior" not in ranks_html
+    assert page.count('class="sortable') == 2 and "sortable ranks" not in page  # main and paired gains
+    main = page[page.index('<table class="sortable main">') :].split("</table>")[0]
+    assert 'title="faithfulness: mean rank over ROAD, DiC, IiC %' in main
+    cells = re.findall(r'<td data-v="([^"]*)" title="rank per metric: ([^"]*)">', main)
+    assert len(cells) == 4 * 3  # every ranked row, every criterion
+    for value, per_metric in cells:
+        ranks = [float(x.rsplit(" ", 1)[1]) for x in per_metric.split(", ")]
+        assert float(value) == pytest.approx(np.mean(ranks), abs=1e-12)  # the mean of the metric ranks
+    assert re.search(r'<td data-v="[0-9.]+" title="rank per metric: HR1 4">4\.0<br>', main)  # saliency
 
 
 def test_a_ranked_row_without_per_image_values_gets_na(page_entries: list[dict]) -> None:
     entries = [{k: v for k, v in e.items() if k != "per_image_scores"} for e in page_entries[:1]]
     entries += page_entries[1:]
-    ranks = _table(render_markdown(entries), "| rank | method | localisation")
-    gradcam = next(r for r in ranks if "gradcam" in r[1] and "hirescam" not in r[1])
-    assert gradcam[2:] == ["n/a"] * 6 and len(ranks) == 4
+    head, rows = _table(render_markdown(entries), "| rank | method | HR1")
+    at = head.index(RANK_HEADS[0])
+    gradcam = next(r for r in rows if "gradcam" in r[1] and "hirescam" not in r[1])
+    assert gradcam[at : at + 3] == ["n/a"] * 3
+    assert sum(r[at] == "n/a" for r in rows) == 1 and sum(r[at] == "—" for r in rows) == 2
 
 
 def test_two_renders_are_byte_identical(page_entries: list[dict], tmp_path: Path) -> None:
@@ -270,7 +298,7 @@ def test_two_renders_are_byte_identical(page_entries: list[dict], tmp_path: Path
         write_entry(e, entries_dir)
     first = [p.read_bytes() for p in render(entries_dir, tmp_path / "one")]
     second = [p.read_bytes() for p in render(entries_dir, tmp_path / "two")]
-    assert first == second and b"Ranks by criterion" in first[0] and b"sortable ranks" in first[1]
+    assert first == second and b"Rank columns" in first[0] and b"rank per metric" in first[1]
 
 
 def test_not_applicable_builtins_are_noted(page_entries: list[dict]) -> None:

@@ -7,7 +7,7 @@
   identical rows; columns from the registry (evidence-track columns when a row carries ``evidence@1``);
   the built-ins declared n/a on a table's architecture;
 - :mod:`.ranks`: per-criterion mean ranks of a table's ranked rows with bootstrap intervals and the
-  spread across the criterion's metrics (PROTOCOL §7.4, the "ranks by criterion" table below each table);
+  spread across the criterion's metrics (PROTOCOL §7.4, the rank columns of each table);
 - :mod:`.markdown` / :mod:`.html`: ``LEADERBOARD.md`` and a self-contained ``index.html``;
   :mod:`.mdtext`: the small, safe Markdown-to-HTML converter the page uses for its texts;
   :mod:`.plots`: the inline SVG forest plot (HR1, ROAD combined) and DiC/IiC scatter (non-overlapping labels).

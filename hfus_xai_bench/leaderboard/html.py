@@ -1,6 +1,8 @@
 """``index.html``: a self-contained static page (inline CSS, JS and SVG; no network), deterministic.
 
-Each section has the ranked table (PROTOCOL §7.4 columns) and the table of paired gains and other scores;
+Each section has the ranked table (PROTOCOL §7.4 columns, with one rank column per criterion: its header's
+and each cell's ``title`` name the metrics and the row's rank per metric) and the table of paired gains and
+other scores;
 in both, the ranked rows and each kind of unranked rows are separate ``<tbody>`` elements, so a click on
 a column header sorts the rows within each group and the unranked ones stay below the ranked ones. Texts
 written in Markdown (the rules, the notes) go through :func:`.mdtext.markdown_to_html`.
@@ -14,12 +16,13 @@ from typing import Any
 
 from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 from .entries import slug
-from .markdown import RULES_MD, not_applicable_text, rank_headers, rank_rows
+from .markdown import RULES_MD, not_applicable_text
 from .mdtext import inline_html, markdown_to_html
 from .plots import svg_forest, svg_scatter
-from .ranks import RANKS_LEGEND
+from .ranks import CriterionRanks, metric_label, rank_header, ranks_legend
 from .tables import (
     UNRANKED_HEADINGS,
+    Cell,
     Column,
     accuracy_columns,
     build_tables,
@@ -32,6 +35,7 @@ from .tables import (
     fe_text,
     fmt_num,
     main_columns,
+    rank_cell,
     rank_text,
 )
 
@@ -75,12 +79,17 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _score_td(row: dict[str, Any], column: Column) -> str:
-    c = cell(row, column)
+def _cell_td(c: Cell, title: str = "") -> str:
+    """A score cell: sorted by ``c.sort``; ``title``: its tooltip (none when empty)."""
     sort = "" if c.sort is None else repr(float(c.sort))
     ci = f'<br><span class="ci">{_e(c.ci)}</span>' if c.ci else ""
     aside = f' <span class="aside">{_e(c.aside)}</span>' if c.aside else ""
-    return f'<td data-v="{sort}">{_e(c.text)}{aside}{ci}</td>'
+    tip = f' title="{_e(title)}"' if title else ""
+    return f'<td data-v="{sort}"{tip}>{_e(c.text)}{aside}{ci}</td>'
+
+
+def _score_td(row: dict[str, Any], column: Column) -> str:
+    return _cell_td(cell(row, column))
 
 
 def _method_td(row: dict[str, Any]) -> str:
@@ -112,38 +121,36 @@ def _bodies(rows: Sequence[dict[str, Any]], width: int, render_row: Any) -> str:
     return "".join(out)
 
 
-def _head(headers: Sequence[str], left: Sequence[str]) -> str:
+def _head(headers: Sequence[str], left: Sequence[str], titles: dict[str, str] | None = None) -> str:
+    titles = titles or {}
     return (
         "<thead><tr>"
-        + "".join(f'<th class="{"l" if h in left else ""}">{_e(h)}</th>' for h in headers)
+        + "".join(
+            f'<th class="{"l" if h in left else ""}"'
+            + (f' title="{_e(titles[h])}"' if h in titles else "")
+            + f">{_e(h)}</th>"
+            for h in headers
+        )
         + "</tr></thead>"
     )
 
 
-def _num(x: float | None) -> str:
-    return "" if x is None else repr(float(x))
+def _rank_titles(criteria: Sequence[CriterionRanks]) -> dict[str, str]:
+    """Header -> its tooltip: the criterion, the metrics its mean rank averages and what the spread is."""
+    spread = "; in parentheses the spread, max − min of the row's ranks across them"
+    return {
+        rank_header(c): f"{c.criterion}: mean rank over {', '.join(metric_label(k) for k in c.metrics)} "
+        f"[95 % interval]{spread if len(c.metrics) > 1 else ''} (PROTOCOL §7.4; never sets the order)"
+        for c in criteria
+    }
 
 
-def _rank_section(table: dict[str, Any]) -> str:
-    """The legend and the ranks-by-criterion table of one section ("" when nothing is ranked)."""
-    if not table["criteria"]:
-        return ""
-    body = []
-    for row, cells in rank_rows(table):
-        rank = row["rank"]
-        tds = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
-        for c in cells:
-            tds.append(f'<td data-v="{_num(c.mean_rank)}">{_e(c.text)}</td>')
-            tds.append(f'<td data-v="{_num(c.disagreement)}">{_e(c.spread)}</td>')
-        body.append(f'<tr class="{"sanity" if row["sanity"] else ""}">' + "".join(tds) + "</tr>")
-    return (
-        markdown_to_html(RANKS_LEGEND)
-        + '<table class="sortable ranks">'
-        + _head(rank_headers(table), ("method",))
-        + '<tbody class="ranked">'
-        + "".join(body)
-        + "</tbody></table>"
-    )
+def _rank_td(row: dict[str, Any], i: int) -> str:
+    """A rank column's cell; its tooltip gives the row's rank per metric."""
+    c = rank_cell(row, i)
+    ranks = row["criterion_ranks"][i].ranks if c.sort is not None else None
+    per_metric = ", ".join(f"{metric_label(k)} {v:g}" for k, v in ranks.items()) if ranks else ""
+    return _cell_td(c, f"rank per metric: {per_metric}" if per_metric else "")
 
 
 def render_html(entries: Sequence[dict[str, Any]]) -> str:
@@ -165,10 +172,12 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
     if not tables:
         out.append("<p><em>No entries yet.</em></p>")
 
-    def main_row(row: dict[str, Any], ev: bool) -> list[str]:
+    def main_row(row: dict[str, Any], table: dict[str, Any]) -> list[str]:
+        ev = table["evidence"]
         rank = row["rank"]
         cells = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
         cells += [_score_td(row, c) for c in main_columns(ev)]
+        cells += [_rank_td(row, i) for i in range(len(table["criteria"]))]
         cells.append(f'<td data-v="{row["accuracy"]}">{fmt_num(row["accuracy"])}</td>')
         cells += [_score_td(row, c) for c in accuracy_columns(ev)]
         cells.append(f'<td data-v="{_e(row["evaluated"])}">{_e(row["evaluated"])}</td>')
@@ -191,20 +200,16 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
 
     for table in tables:
         ev = table["evidence"]
-        head, dhead = column_headers(ev), detail_headers(ev)
+        criteria = table["criteria"]
+        head, dhead = column_headers(ev, criteria), detail_headers(ev)
         out.append(f'<h2 id="{_e(table["anchor"])}">{_e(table["title"])}</h2>')
         out.append(
             '<table class="sortable main">'
-            + _head(head, ("method", "device", "links", "notes"))
-            + _bodies(table["rows"], len(head), lambda row, ev=ev: main_row(row, ev))
+            + _head(head, ("method", "device", "links", "notes"), _rank_titles(criteria))
+            + _bodies(table["rows"], len(head), lambda row, t=table: main_row(row, t))
             + "</table>"
         )
-        na = not_applicable_text(table)
-        if na:
-            out.append(markdown_to_html(na))
-        ranks = _rank_section(table)
-        if ranks:
-            out.append(ranks)
+        out += [markdown_to_html(t) for t in (ranks_legend(criteria), not_applicable_text(table)) if t]
         out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
         out.append(
             '<table class="sortable detail">'

@@ -15,11 +15,12 @@ from ..constants import (
 )
 from ..metrics.registry import HEADLINE
 from .entries import slug
-from .ranks import NA_CELL, RANKS_LEGEND, criterion_header
+from .ranks import ranks_legend
 from .tables import (
     ARCH_LABELS,
     IDENTICAL_TOL,
     UNRANKED_HEADINGS,
+    Cell,
     accuracy_columns,
     build_tables,
     cell,
@@ -31,6 +32,7 @@ from .tables import (
     fe_text,
     fmt_num,
     main_columns,
+    rank_cell,
     rank_text,
 )
 
@@ -83,9 +85,12 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _score_text(row: dict[str, Any], column: Any) -> str:
-    c = cell(row, column)
+def _joined(c: Cell) -> str:
     return " ".join(part for part in (c.text, c.ci, c.aside) if part)
+
+
+def _score_text(row: dict[str, Any], column: Any) -> str:
+    return _joined(cell(row, column))
 
 
 def _method(row: dict[str, Any]) -> str:
@@ -112,29 +117,6 @@ def not_applicable_text(table: dict[str, Any]) -> str:
     return f"n/a on {arch} (declared undefined there, so never run; PROTOCOL §5): {'; '.join(parts)}."
 
 
-def rank_rows(table: dict[str, Any]) -> list[tuple[dict[str, Any], list[Any]]]:
-    """(row, one :class:`.ranks.RankCell` per criterion) of the table's ranked rows."""
-    width = len(table["criteria"])
-    return [(r, r["criterion_ranks"] or [NA_CELL] * width) for r in table["rows"] if r["status"] == "ranked"]
-
-
-def rank_headers(table: dict[str, Any]) -> list[str]:
-    """The ranks table's header: rank, method, then per criterion its mean rank and spread."""
-    return ["rank", "method", *(h for c in table["criteria"] for h in (criterion_header(c), "spread"))]
-
-
-def _rank_lines(table: dict[str, Any]) -> list[str]:
-    """The legend and the ranks-by-criterion table of one section (none when nothing is ranked)."""
-    if not table["criteria"]:
-        return []
-    head = rank_headers(table)
-    lines = ["", RANKS_LEGEND, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row, cells in rank_rows(table):
-        texts = [rank_text(row["rank"]), _method(row), *(t for c in cells for t in (c.text, c.spread))]
-        lines.append("| " + " | ".join(_md_cell(t) for t in texts) + " |")
-    return lines
-
-
 def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     """LEADERBOARD.md from the entries (deterministic)."""
     lines = [
@@ -158,7 +140,8 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
         ]
     for table in tables:
         ev = table["evidence"]
-        head, main, after_acc = column_headers(ev), main_columns(ev), accuracy_columns(ev)
+        criteria = table["criteria"]
+        head, main, after_acc = column_headers(ev, criteria), main_columns(ev), accuracy_columns(ev)
         dhead, detail = detail_headers(ev), detail_columns(ev)
         lines += [f"## {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         previous = None
@@ -174,6 +157,7 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 rank_text(row["rank"]),
                 _method(row),
                 *(_score_text(row, c) for c in main),
+                *(_joined(rank_cell(row, i)) for i in range(len(criteria))),
                 fmt_num(row["accuracy"]),
                 *(_score_text(row, c) for c in after_acc),
                 row["evaluated"],
@@ -184,9 +168,8 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
                 "; ".join(row["notes"]),
             ]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-        na = not_applicable_text(table)
-        lines += ["", na] if na else []
-        lines += _rank_lines(table)
+        legend, na = ranks_legend(criteria), not_applicable_text(table)
+        lines += [text for part in (legend, na) if part for text in ("", part)]
         lines += [
             "",
             "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:",

@@ -220,26 +220,15 @@ def entry_criterion_ranks(
 #: decimals of a mean rank, its interval and the spread as shown (a metric's ranks are multiples of ½)
 RANK_DIGITS = 1
 
-#: The legend above a table's ranks by criterion (Markdown; the HTML page converts it).
-RANKS_LEGEND = (
-    "**Ranks by criterion** (PROTOCOL §7.4; they never set the order): among the ranked rows, each metric "
-    "ranks them by its mean over the images where every ranked row has a value (1 = best; means equal as "
-    "shown tie and get their average rank); "
-    "a criterion's *mean rank* averages a row's ranks over the criterion's metrics (named in the header), "
-    f"with a 95 % interval from the paired bootstrap over images ({BOOTSTRAP_RESAMPLES} resamples, seed "
-    f"{BOOTSTRAP_SEED}, ranks recomputed per resample); *spread* = max − min of the row's ranks across "
-    "those metrics (0: they agree; — for a single metric). Unranked rows (sanity baselines, references, "
-    "gate failures) get none."
-)
-
 
 @dataclass(frozen=True)
 class RankCell:
-    """One row's cell of one criterion: ``text`` like ``"2.0 [1.5, 3.0]"`` (mean rank [95 % interval]),
-    ``spread`` (the disagreement, ``"—"`` when the criterion has one metric), and the numbers (None: n/a;
-    ``ranks``: the row's rank per metric)."""
+    """One row's cell of one criterion as shown: ``mean`` (``"2.0"``), ``interval`` (``"[1.5, 3.0]"``, its
+    95 % interval), ``spread`` (the disagreement, ``"—"`` when the criterion has one metric), and the numbers
+    (None: n/a; ``ranks``: the row's rank per metric)."""
 
-    text: str
+    mean: str
+    interval: str
     spread: str
     mean_rank: float | None = None
     low: float | None = None
@@ -247,9 +236,14 @@ class RankCell:
     disagreement: float | None = None
     ranks: Mapping[str, float] | None = None
 
+    @property
+    def text(self) -> str:
+        """``"2.0 [1.5, 3.0]"``: the mean rank and its interval (``"n/a"``)."""
+        return f"{self.mean} {self.interval}".strip()
+
 
 #: the cell of a row without per-image values
-NA_CELL = RankCell("n/a", "n/a")
+NA_CELL = RankCell("n/a", "", "n/a")
 
 
 def metric_label(key: str) -> str:
@@ -264,6 +258,34 @@ def criterion_header(ranks: CriterionRanks) -> str:
     return f"{ranks.criterion} ({', '.join(metric_label(k) for k in ranks.metrics)})"
 
 
+#: criterion -> the header of its column in a leaderboard table (" (spread)" added for several metrics)
+RANK_HEADERS = {"localisation": "loc. rank", "faithfulness": "faith. rank", "sanity": "sanity rank"}
+
+
+def rank_header(ranks: CriterionRanks) -> str:
+    """A table's column of one criterion: ``"faith. rank (spread)"`` (``"loc. rank"`` for one metric)."""
+    head = RANK_HEADERS.get(ranks.criterion, f"{ranks.criterion} rank")
+    return f"{head} (spread)" if len(ranks.metrics) > 1 else head
+
+
+def ranks_legend(criteria: Sequence[CriterionRanks]) -> str:
+    """The one-line legend (Markdown) of a table's rank columns ("" when it has none)."""
+    if not criteria:
+        return ""
+    names = ", ".join(f"*{RANK_HEADERS.get(c.criterion, c.criterion)}*" for c in criteria)
+    used = "; ".join(f"{c.criterion}: {', '.join(metric_label(k) for k in c.metrics)}" for c in criteria)
+    return (
+        f"**Rank columns** ({names}; PROTOCOL §7.4): per-criterion mean ranks, extra columns that never set "
+        "the order or the rank range. Among the ranked rows, each metric ranks them by its mean over the "
+        "images where every ranked row has a value (1 = best; means equal as shown tie and get their "
+        f"average rank); a cell is the mean of the row's ranks over the criterion's metrics ({used}) with "
+        f"a 95 % interval from the paired bootstrap over images ({BOOTSTRAP_RESAMPLES} resamples, seed "
+        f"{BOOTSTRAP_SEED}, ranks recomputed per resample) and, in parentheses, the *spread*: max − min of "
+        "the row's ranks across those metrics (0: they agree). Unranked rows (sanity baselines, references, "
+        "gate failures) get —; n/a: a ranked entry without per-image values."
+    )
+
+
 def rank_cell(ranks: CriterionRanks, i: int) -> RankCell:
     """Row ``i``'s cell of one criterion (:class:`RankCell`)."""
     d = RANK_DIGITS
@@ -271,7 +293,8 @@ def rank_cell(ranks: CriterionRanks, i: int) -> RankCell:
         float(x[i]) for x in (ranks.mean_rank, ranks.low, ranks.high, ranks.disagreement)
     )
     return RankCell(
-        text=f"{mean:.{d}f} [{low:.{d}f}, {high:.{d}f}]",
+        mean=f"{mean:.{d}f}",
+        interval=f"[{low:.{d}f}, {high:.{d}f}]",
         spread=f"{spread:.{d}f}" if len(ranks.metrics) > 1 else "—",
         mean_rank=mean,
         low=low,

@@ -17,8 +17,9 @@ randomisation, DiC, IiC, then accuracy, FE/img (§6) and the fixed ones; on evid
 and ``counterfactual@1`` once, next to accuracy (:func:`accuracy_columns`). A second table per group has
 the paired gains of §7.3 (:func:`detail_columns`: HR1 and ROAD combined, plus evidence hit and mass on
 evidence tracks, vs ``depth_prior``, ``random`` and, on evidence tracks, ``input``) and every other column
-of the metric registry; labels, digits and directions come from the registry. Between the two, the
-ranked rows' per-criterion mean ranks (:mod:`.ranks`) and the built-ins declared undefined on the
+of the metric registry; labels, digits and directions come from the registry. After the score columns,
+one rank column per criterion the table has (:func:`rank_cell`: the ranked rows' per-criterion mean ranks of
+:mod:`.ranks`; they never set the order); under the table, the built-ins declared undefined on the
 architecture (:func:`not_applicable`). Two rows are "identical" when all registry column means agree
 within ``IDENTICAL_TOL``; expected identities (HiRes-CAM = Grad-CAM on all four pinned targets, PROTOCOL
 §5.1) are annotated, never hidden.
@@ -39,7 +40,7 @@ from ..explainers.registry import BUILTINS, SANITY_METHODS
 from ..metrics import registry
 from ..metrics.registry import HEADLINE
 from .entries import slug
-from .ranks import table_ranks
+from .ranks import CriterionRanks, rank_header, table_ranks
 
 #: Column means closer than this (all of them) make two rows "identical" (= equal as displayed).
 IDENTICAL_TOL = 5e-4
@@ -193,13 +194,14 @@ def detail_columns(evidence: bool = False) -> list[Column]:
     return gains + [Column(key) for key, _, _ in registry.columns() if key not in keys]
 
 
-def column_headers(evidence: bool = False) -> list[str]:
-    """The ranked table's header: rank, method, the §7.4 score columns, accuracy (and ``counterfactual@1``),
-    then the fixed ones."""
+def column_headers(evidence: bool = False, criteria: Sequence[CriterionRanks] = ()) -> list[str]:
+    """The ranked table's header: rank, method, the §7.4 score columns, one rank column per criterion of
+    ``criteria`` (a table's ``"criteria"``), accuracy (and ``counterfactual@1``), then the fixed ones."""
     return [
         "rank",
         "method",
         *(c.header for c in main_columns(evidence)),
+        *(rank_header(c) for c in criteria),
         "acc",
         *(c.header for c in accuracy_columns(evidence)),
         "evaluated",
@@ -304,6 +306,17 @@ def cell(row: Mapping[str, Any], column: Column) -> Cell:
         if other is not None:
             aside = f"({fmt_num(other, registry.output(aside_key)[1].digits)})"
     return Cell(fmt_num(mean, d), ci, aside, sort=mean)
+
+
+def rank_cell(row: Mapping[str, Any], i: int) -> Cell:
+    """The cell of ``row`` in the table's ``i``-th rank column: mean rank, [95 % interval], (spread) when the
+    criterion has several metrics; "—" on an unranked row, "n/a" on a ranked row without per-image values."""
+    if row["status"] != "ranked":
+        return Cell("—")
+    if row["criterion_ranks"] is None:
+        return Cell("n/a")
+    c = row["criterion_ranks"][i]
+    return Cell(c.mean, c.interval, "" if c.spread == "—" else f"({c.spread})", sort=c.mean_rank)
 
 
 # ---------------------------------------------------------------------------------------- tables
