@@ -1,4 +1,4 @@
-"""submission.py: `submit` and `verify` on a tiny in-memory dataset + a seeded MobileNetV2 stand-in (helpers.py).
+"""submission.py and verify/: `submit` and `verify` on a tiny in-memory dataset + a seeded MobileNetV2 stand-in (helpers.py).
 
 The real runner (`evaluate`), scoring core, aggregation and `fold_arrays` are used; only `load_dataset`
 and the checkpoint lookup are patched. Every folder under `submissions/` is verified too (CI).
@@ -17,7 +17,9 @@ from helpers import FAKE_ACCURACY, FAKE_DATASET, FAKE_REVISION, make_fakes, patc
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.data import dataset as D
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.submission import VerifyReport, sha256_file, submit, verify_submission
+from hfus_xai_bench.hashing import sha256_file
+from hfus_xai_bench.submission import submit
+from hfus_xai_bench.verify import VerifyReport, verify_submission
 
 REPO = Path(__file__).resolve().parent.parent
 REVISION = FAKE_REVISION
@@ -185,7 +187,7 @@ def test_verify_rescores_randomisation_exactly_from_the_saved_maps(
     """PROTOCOL §7.1.1: every copy's ρ and ρ_cross are re-scored from the saved maps exactly; tampering shows."""
     from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
     from hfus_xai_bench.results import Result
-    from hfus_xai_bench.submission import rescore
+    from hfus_xai_bench.verify import rescore
 
     record = Result.load(sub / "result.json").record
     with np.load(sub / "maps.npz") as npz:

@@ -20,7 +20,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..submission import verify_submission
+    from ..verify import verify_submission
 
     report = verify_submission(
         args.folder,
