@@ -8,13 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import RERUN_DEFAULT_LIMIT
 from ..explainers.contract import AGREE_MAX_DIFF, AGREE_MIN_IDENTICAL, maps_agree
 from .report import VerifyReport
 
 __all__ = ["RERUN_DEFAULT_LIMIT", "rerun_maps"]
-
-#: images per (arch, fold) re-run when ``verify --rerun`` gets no ``--limit``
-RERUN_DEFAULT_LIMIT = 4
 
 _RERUN_ARRAYS = {
     "__maps": "maps",
