@@ -194,6 +194,16 @@ def check_method(
 ) -> CheckReport:
     """Run the contract checks; a method that cannot even be loaded raises HfusError.
 
+    Args:
+        method: a method file, a built-in name, an entry point or a loaded :class:`Method`.
+        arch: the architecture whose checkpoint (or, without one, random weights) it explains.
+        n_images: phantom images (:func:`phantom_batch`; synthetic, no dataset needed).
+        device: where to run (``auto``: CUDA when available).
+        seed: the run seed of the calls and of the phantom images.
+
+    Returns:
+        The report: one line per check (``ok``, ``lines``, ``render()``) and the seconds per image.
+
     As ``evaluate`` does: the randomised copies are built from the model as loaded, before the method is
     built (PROTOCOL §7.1.1), and every call goes through :func:`hfus_xai_bench.calls.explain` (one random
     state, clones of the inputs, the model's fingerprint checked, the method's warnings named as its own).

@@ -136,9 +136,17 @@ def submit(
 ) -> tuple[Path, Result]:
     """Run the contract check and ``evaluate --save-maps`` on a method file and write ``submissions/<name>/``.
 
-    ``config`` / ``options`` as for :func:`hfus_xai_bench.runner.evaluate`. ``command``: what the record
-    names as its command (the CLI passes its argv; by default the equivalent ``hfus-bench submit`` line).
-    Returns the folder and the result.
+    Args:
+        method: the method file (``my_method.py``); copied into the folder as ``method.py``.
+        config: the run (as for :func:`hfus_xai_bench.runner.evaluate`); None: built from ``options``.
+        out: the folder (default ``submissions/<method name>``); must be absent or empty.
+        progress: progress bars.
+        command: what the record names as its command (the CLI passes its argv; default: the equivalent
+            ``hfus-bench submit`` line).
+        **options: :meth:`RunConfig.build` keywords, or changes to ``config``.
+
+    Returns:
+        (the folder, the result).
     """
     from .check import check_method
     from .config import RunConfig

@@ -448,7 +448,14 @@ def randomisation_verdict(
     rho_ci95_high: float, pearson_ci95_high: float, degenerate_share: float, scored_share: float
 ) -> str:
     """``randomisation@2/verdict`` (PROTOCOL §7.1.1): ``undetermined``, ``pass`` or ``fail``
-    (:data:`VERDICT_RULE`)."""
+    (:data:`VERDICT_RULE`).
+
+    Args:
+        rho_ci95_high: the upper bound of the 95 % CI of mean Spearman ρ (:func:`rho_ci`; NaN: none).
+        pearson_ci95_high: the same for mean Pearson r (:func:`pearson_ci`).
+        degenerate_share: D, the share of all pairs that are degenerate (NaN: no pair).
+        scored_share: S, the share of all pairs that are scored.
+    """
     d, s = float(degenerate_share), float(scored_share)
     if not np.isfinite(d) or d > RANDOMISATION_MAX_DEGENERATE:
         return "undetermined"

@@ -152,7 +152,13 @@ def fold_bootstrap(
 ) -> tuple[float, float]:
     """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
 
-    With a single fold this is exactly :func:`bootstrap_ci`.
+    Args:
+        per_fold: per fold, the per-image values (N_f,), folds in the record's order.
+        n_resamples: bootstrap resamples.
+        seed: one ``np.random.default_rng(seed)`` draws every fold's resamples, folds in order.
+
+    Returns:
+        (low, high); with a single fold exactly :func:`bootstrap_ci`'s.
     """
     finite = [v[np.isfinite(v)] for v in (np.asarray(x, dtype=np.float64) for x in per_fold)]
     finite = [v for v in finite if v.size]

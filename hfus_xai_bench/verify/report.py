@@ -118,7 +118,17 @@ def first_problems(problems: list[str]) -> str:
 def mismatches(
     first: int, sel: np.ndarray, recorded: dict[str, np.ndarray], fresh: dict[str, np.ndarray]
 ) -> list[str]:
-    """Per value (``"<metric id>/<value>"``), the first image of ``sel`` outside :data:`MODEL_RTOL`."""
+    """Per value, the first image of ``sel`` whose recomputed value is outside :data:`MODEL_RTOL`.
+
+    Args:
+        first: the index of the (arch, fold)'s first row in ``record["per_image"]`` (for the message).
+        sel: the rows compared.
+        recorded: ``{"<metric id>/<value>": (N, ...) array}`` from the record (NaN = None).
+        fresh: the same keys, recomputed.
+
+    Returns:
+        One ``per_image[i].<value>: recorded …, recomputed …`` line per value that disagrees.
+    """
     out = []
     for key, values in fresh.items():
         name = key.rpartition("/")[2]  # the per_image column

@@ -30,7 +30,17 @@ def rerun_maps(
     device: str,
     progress: bool,
 ) -> None:
-    """Run ``method.py`` again on the first ``limit`` images per (arch, fold); compare every map array."""
+    """Run ``method.py`` again on the first ``limit`` images per (arch, fold); compare every map array.
+
+    Args:
+        folder: the submission folder.
+        record: its result record (the run's config is read from it).
+        maps: the arrays of its maps file.
+        report: one check per re-run map array goes here (``maps_agree``).
+        limit: images per (arch, fold) re-run.
+        device: where the method runs.
+        progress: progress bars.
+    """
     from ..config import RunConfig
     from ..runner import evaluate
 

@@ -32,7 +32,18 @@ __all__ = ["load_checkpoint_model", "recorded_metrics", "rescore", "rescore_mode
 
 
 def load_checkpoint_model(arch: str, fold: int, sha256: str | None, dataset: str, device: str) -> Any:
-    """The reference model whose weights file has ``sha256`` (verified on load)."""
+    """The reference model whose weights file has ``sha256`` (verified on load).
+
+    Args:
+        arch: the architecture of the record.
+        fold: its fold.
+        sha256: the checkpoint's sha256 as the record names it.
+        dataset: the dataset id (for the message and the lookup).
+        device: where to load it.
+
+    Returns:
+        The model in eval mode; HfusError when no installed checkpoint has that sha256.
+    """
     from ..models.checkpoints import list_checkpoints, load_model
 
     matches = [c for c in list_checkpoints() if c.sha256 == sha256 and c.arch == arch]
