@@ -257,8 +257,8 @@ def test_verify_rechecks_road_through_the_model(env: None, sub: Path, tmp_path: 
 def test_verify_scores_the_runners_batches(
     env: None, sub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """verify re-scores the model-based metrics per batch of the runner's plan (runner.plan_run of the record's
-    config, here with batch size 2 so a fold has several), through the runner's batch scoring
+    """verify re-scores the model-based metrics per batch of the runner's plan (runner.plan_run of the
+    record's config, here with batch size 2 so a fold has several), through the runner's batch scoring
     (batches.score_model_metrics) with the predict's logits."""
     from hfus_xai_bench import batches
     from hfus_xai_bench.config import RunConfig
