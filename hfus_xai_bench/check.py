@@ -2,9 +2,9 @@
 
 Checks the contract (loads, returns one finite, non-empty map per image of an accepted type and shape,
 leaves the model unchanged), determinism for a fixed seed, that the method also runs on the randomised
-copies of the model (PROTOCOL §7.1.1), that every metric of the registry (randomisation and ROAD included, on the few
-phantom images) scores its maps within the metric's declared range (the scoring core, as in
-``evaluate``), and the time per image — before anyone runs the full benchmark.
+copies of the model (PROTOCOL §7.1.1), that every metric of the registry (randomisation and ROAD
+included, on the few phantom images) scores its maps within the metric's declared range (the scoring
+core, as in ``evaluate``), and the time per image — before anyone runs the full benchmark.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from .calls import Call, Explanation, PassCounter, explain, fingerprint
-from .constants import CLASSES, IMAGE_SIZE, RANDOMISATION_COPIES
+from .constants import CLASSES, IMAGE_SIZE, N_IMAGES, NUM_FOLDS, RANDOMISATION_COPIES
 from .errors import HfusError
 from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree
 from .explainers.loader import Method, load_method
@@ -51,15 +51,18 @@ class CheckReport:
         out = [f"hfus-bench check: {self.method}"]
         out += [f"  [{'ok' if passed else 'FAIL'}] {text}" for passed, text in self.lines]
         if np.isfinite(self.seconds_per_image):
-            est = self.seconds_per_image * 126
+            fold = N_IMAGES // NUM_FOLDS  # the images of one test fold
+            est = self.seconds_per_image * fold
             out.append(
-                f"  time: {self.seconds_per_image:.3f} s/image here; about {est:.0f} s for one test fold (126 images)"
+                f"  time: {self.seconds_per_image:.3f} s/image here; about {est:.0f} s for one test fold "
+                f"({fold} images)"
             )
         return "\n".join(out)
 
 
 def phantom_batch(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` small synthetic HFUS images (one class after another): images uint8 (n,224,224,3), labels, SLMs."""
+    """``n`` small synthetic HFUS images (one class after another): images uint8 (n,224,224,3), labels,
+    SLMs."""
     from .data.slm import skin_layer_map
     from .data.synth import generate_image
 
@@ -156,7 +159,8 @@ def _randomised_side(
     run: Any,
     report: CheckReport,
 ) -> dict[str, np.ndarray] | None:
-    """PROTOCOL §7.1.1: the method built for each copy explains the same images; one line, the first failure named."""
+    """PROTOCOL §7.1.1: the method built for each copy explains the same images; one line, the first failure
+    named."""
     maps, oks = [], []
     for k, copy in enumerate(copies):
         try:
@@ -189,6 +193,16 @@ def check_method(
     seed: int = 0,
 ) -> CheckReport:
     """Run the contract checks; a method that cannot even be loaded raises HfusError.
+
+    Args:
+        method: a method file, a built-in name, an entry point or a loaded :class:`Method`.
+        arch: the architecture whose checkpoint (or, without one, random weights) it explains.
+        n_images: phantom images (:func:`phantom_batch`; synthetic, no dataset needed).
+        device: where to run (``auto``: CUDA when available).
+        seed: the run seed of the calls and of the phantom images.
+
+    Returns:
+        The report: one line per check (``ok``, ``lines``, ``render()``) and the seconds per image.
 
     As ``evaluate`` does: the randomised copies are built from the model as loaded, before the method is
     built (PROTOCOL §7.1.1), and every call goes through :func:`hfus_xai_bench.calls.explain` (one random

@@ -39,7 +39,8 @@ def _copyright_year(text: str | None) -> str | None:
 
 
 def package_year() -> str | None:
-    """The year of the licence's copyright line in the package metadata (a source checkout: its LICENSE file)."""
+    """The year of the licence's copyright line in the package metadata (a source checkout: its LICENSE
+    file)."""
     try:
         dist = importlib_metadata.distribution(DISTRIBUTION)
     except importlib_metadata.PackageNotFoundError:
@@ -60,51 +61,99 @@ def _key(version: str) -> str:
     return "hfus_xai_bench_" + re.sub(r"[^0-9A-Za-z]+", "_", version)
 
 
+def bibtex_entry(kind: str, key: str, fields: list[tuple[str, str | None]], width: int = 12) -> str:
+    """One BibTeX entry: ``@kind{key,`` then one ``  name = {value}`` line per field with a value.
+
+    Args:
+        kind: the entry type (``misc``, ``software``, ``article``).
+        key: the citation key.
+        fields: (name, value) in order; a field whose value is None or empty is left out. A value is
+            written inside one pair of braces as given (see :func:`_bib_text` for untrusted text).
+        width: the names are padded to this width, so the ``=`` of an entry line up.
+
+    Returns:
+        The entry, without a trailing newline.
+    """
+    body = ",\n".join(f"  {name:<{width}} = {{{value}}}" for name, value in fields if value)
+    return f"@{kind}{{{key},\n{body}\n}}"
+
+
 def benchmark_bibtex(version: str | None = None, year: str | None = None) -> str:
     """The benchmark software at a fixed version (cite the version whose numbers you report)."""
     version = version or package_version()
-    year = year or package_year()
-    lines = [
-        f"@software{{{_key(version)},",
-        "  title     = {{hfus-xai-bench}: a benchmark for saliency methods on CNNs for high-frequency ultrasound skin images},",
-        "  author    = {{hfus-xai-bench developers}},",
-        f"  version   = {{{version}}},",
+    fields = [
+        (
+            "title",
+            "{hfus-xai-bench}: a benchmark for saliency methods on CNNs for high-frequency ultrasound "
+            "skin images",
+        ),
+        ("author", "{hfus-xai-bench developers}"),
+        ("version", version),
+        ("year", year or package_year()),
+        ("note", f"protocol v{PROTOCOL_VERSION}; {UNPUBLISHED}"),
     ]
-    if year:
-        lines.append(f"  year      = {{{year}}},")
-    lines.append(f"  note      = {{protocol v{PROTOCOL_VERSION}; {UNPUBLISHED}}}")
-    return "\n".join(lines) + "\n}"
+    return bibtex_entry("software", _key(version), fields, width=9)
 
 
-DATASET_BIBTEX = """@misc{hfus_dataset_5p7fxjt7vs_v1,
-  title        = {High-frequency ultrasound skin images (AD, CG, PS, ST) with epidermis, SLEB and tumour segmentations},
-  author       = {Czajkowska, Joanna and others},
-  howpublished = {Mendeley Data, V1},
-  year         = {2021},
-  doi          = {10.17632/5p7fxjt7vs.1},
-  url          = {https://data.mendeley.com/datasets/5p7fxjt7vs/1},
-  note         = {verify: title, author list, year and licence (probably CC BY 4.0) on the landing page}
-}"""
+DATASET_BIBTEX = bibtex_entry(
+    "misc",
+    "hfus_dataset_5p7fxjt7vs_v1",
+    [
+        (
+            "title",
+            "High-frequency ultrasound skin images (AD, CG, PS, ST) with epidermis, SLEB and tumour "
+            "segmentations",
+        ),
+        ("author", "Czajkowska, Joanna and others"),
+        ("howpublished", "Mendeley Data, V1"),
+        ("year", "2021"),
+        ("doi", "10.17632/5p7fxjt7vs.1"),
+        ("url", "https://data.mendeley.com/datasets/5p7fxjt7vs/1"),
+        ("note", "verify: title, author list, year and licence (probably CC BY 4.0) on the landing page"),
+    ],
+)
 
-STUDY_CODE_BIBTEX = """@software{saliency_cnn_analysis,
-  title  = {SaliencyCNNAnalysis: attention analysis of convolutional neural networks for classification of skin ultrasound images},
-  author = {{annasli378}},
-  year   = {2024},
-  url    = {https://github.com/annasli378/SaliencyCNNAnalysis},
-  note   = {commit aadd486 (2024-03-06); verify: author name}
-}"""
+STUDY_CODE_BIBTEX = bibtex_entry(
+    "software",
+    "saliency_cnn_analysis",
+    [
+        (
+            "title",
+            "SaliencyCNNAnalysis: attention analysis of convolutional neural networks for classification "
+            "of skin ultrasound images",
+        ),
+        ("author", "{annasli378}"),
+        ("year", "2024"),
+        ("url", "https://github.com/annasli378/SaliencyCNNAnalysis"),
+        ("note", "commit aadd486 (2024-03-06); verify: author name"),
+    ],
+    width=6,
+)
 
-PAPER_BIBTEX = """@article{czajkowska2021sensors,
-  title   = {Deep Learning-Based High-Frequency Ultrasound Skin Image Classification with Multicriteria Model Evaluation},
-  author  = {Czajkowska, Joanna and Badura, Pawe{\\l} and Korzekwa, Szymon and P{\\l}atkowska-Szczerek, Anna and S{\\l}owi{\\'n}ska, Monika},
-  journal = {Sensors},
-  volume  = {21},
-  number  = {17},
-  pages   = {5846},
-  year    = {2021},
-  doi     = {10.3390/s21175846},
-  note    = {verify: title, first names and DOI}
-}"""
+PAPER_BIBTEX = bibtex_entry(
+    "article",
+    "czajkowska2021sensors",
+    [
+        (
+            "title",
+            "Deep Learning-Based High-Frequency Ultrasound Skin Image Classification with Multicriteria "
+            "Model Evaluation",
+        ),
+        (
+            "author",
+            "Czajkowska, Joanna and Badura, Pawe{\\l} and Korzekwa, Szymon and "
+            "P{\\l}atkowska-Szczerek, Anna and S{\\l}owi{\\'n}ska, Monika",
+        ),
+        ("journal", "Sensors"),
+        ("volume", "21"),
+        ("number", "17"),
+        ("pages", "5846"),
+        ("year", "2021"),
+        ("doi", "10.3390/s21175846"),
+        ("note", "verify: title, first names and DOI"),
+    ],
+    width=7,
+)
 
 
 def cite(*, benchmark: bool = True, dataset: bool = True, study: bool = True, paper: bool = True) -> str:
@@ -185,7 +234,8 @@ def cite_result(record: dict[str, Any]) -> str:
         ),
         (
             "howpublished",
-            f"result record of hfus-xai-bench {record['benchmark_version']} (protocol v{record['protocol_version']})",
+            f"result record of hfus-xai-bench {record['benchmark_version']} "
+            f"(protocol v{record['protocol_version']})",
         ),
         ("year", year if year.isdigit() else None),
         (
@@ -193,7 +243,8 @@ def cite_result(record: dict[str, Any]) -> str:
             "; ".join(
                 part
                 for part in (
-                    f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, content sha256 {ds.get('sha256')}",
+                    f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, "
+                    f"content sha256 {ds.get('sha256')}",
                     "checkpoints: " + ", ".join(ckpts),
                     f"method {_bib_text(method['name'])} ({_bib_text(where)})",
                     f"hit_rate@1 {headline}" if headline else "",
@@ -205,8 +256,7 @@ def cite_result(record: dict[str, Any]) -> str:
             ),
         ),
     ]
-    body = ",\n".join(f"  {name:<12} = {{{value}}}" for name, value in fields if value)
-    parts = [f"@misc{{{key},\n{body}\n}}", benchmark_bibtex(version=record["benchmark_version"])]
+    parts = [bibtex_entry("misc", key, fields), benchmark_bibtex(version=record["benchmark_version"])]
     if method.get("citation"):
         parts.append(str(method["citation"]).strip())
     return "\n\n".join(parts) + "\n"

@@ -126,3 +126,5 @@ AUDIT_ALPHA = 0.05
 #: Training images of the fold the harness samples for ``ExplainContext.training_sample`` (PROTOCOL §5:
 #: Expected Gradients' baselines; LATEC's data batch for its 4-class OCT set).
 TRAINING_SAMPLE_SIZE = 30
+#: Images per (arch, fold) that ``hfus-bench verify --rerun`` runs again when no ``--limit`` is given.
+RERUN_DEFAULT_LIMIT = 4

@@ -121,7 +121,7 @@ def fake_checkpoint() -> Checkpoint:
 
 def make_fakes() -> dict:
     """Stand-ins for the dataset loader and the checkpoint lookup (a seeded TinyNet as "mobilenet_v2")."""
-    from hfus_xai_bench import submission
+    from hfus_xai_bench.verify import scores
 
     ds = fake_dataset()
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def make_fakes() -> dict:
     return {
         (D, "load_dataset"): load_dataset,
         (checkpoints, "load_model"): load_model,
-        (submission, "load_checkpoint_model"): load_checkpoint_model,
+        (scores, "load_checkpoint_model"): load_checkpoint_model,
     }
 
 

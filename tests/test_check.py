@@ -32,7 +32,8 @@ def test_nondeterministic_method_fails(tmp_path, capsys):
     path.write_text(
         "import torch\n"
         "def explain(model, images, targets, *, context):\n"
-        "    return torch.rand(len(images), 224, 224, generator=torch.Generator().manual_seed(torch.seed()))\n"
+        "    noise = torch.Generator().manual_seed(torch.seed())\n"
+        "    return torch.rand(len(images), 224, 224, generator=noise)\n"
     )
     report = check_method(path)
     assert not report.ok and any("differ" in text for ok, text in report.lines if not ok)

@@ -53,7 +53,8 @@ def test_missing_sub_command_prints_help_and_exits_2(argv: list[str], capsys: py
 
 
 def test_consistent_flags() -> None:
-    """--models / --folds / --limit / --device mean the same in every command that has them; device default auto."""
+    """--models / --folds / --limit / --device mean the same in every command that has them; device default
+    auto."""
     parser = build_parser()
     for argv in (
         ["evaluate", "x"],

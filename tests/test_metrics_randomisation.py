@@ -285,8 +285,9 @@ def _values(pairs, cross=None) -> dict[str, np.ndarray]:
 
 
 def test_a_copy_that_leaves_the_map_in_place_fails() -> None:
-    """Two copies change the map completely, the third leaves it as it is: ρ = 1 on that copy, and with K = 3
-    resamples drawing it three times (1/27 > 2.5 %) the CI's upper bound is 1: fail, though the mean is ~1/3."""
+    """Two copies change the map completely, the third leaves it as it is: ρ = 1 on that copy, and with
+    K = 3 resamples drawing it three times (1/27 > 2.5 %) the CI's upper bound is 1: fail, though the mean
+    is ~1/3."""
     a = _maps(12, 32, seed=1)
     b = _copies(a, 3, seed=2)
     b[:, 2] = a
@@ -509,9 +510,10 @@ def test_summary_table_shows_the_verdict_and_d() -> None:
 
 
 def test_verdict_does_not_depend_on_the_run_seed() -> None:
-    """PROTOCOL §7.1.1: the copies are seeded by copy_seed(k), not by the run seed, so Grad-CAM (deterministic)
-    gets the same per-copy values and verdict with run seeds 0, 1 and 5, and the random map (seeded by the run
-    seed, the same on the trained model and on every copy) fails with each (small size: a tiny CNN, 3 images of 64²)."""
+    """PROTOCOL §7.1.1: the copies are seeded by copy_seed(k), not by the run seed, so Grad-CAM
+    (deterministic) gets the same per-copy values and verdict with run seeds 0, 1 and 5, and the random map
+    (seeded by the run seed, the same on the trained model and on every copy) fails with each (small size:
+    a tiny CNN, 3 images of 64²)."""
     from helpers import TinyNet
 
     from hfus_xai_bench.explainers.cam import GradCAM

@@ -14,7 +14,8 @@ from hfus_xai_bench.leaderboard import entry_from_result, render_html, render_ma
 from hfus_xai_bench.metrics import registry
 from hfus_xai_bench.metrics.registry import METRICS, Metric, Output, Value, check_metric, get_metric, resolve
 from hfus_xai_bench.results import Result, validate
-from hfus_xai_bench.submission import submit, verify_submission
+from hfus_xai_bench.submission import submit
+from hfus_xai_bench.verify import verify_submission
 
 
 def test_builtin_entries() -> None:

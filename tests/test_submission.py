@@ -1,4 +1,5 @@
-"""submission.py: `submit` and `verify` on a tiny in-memory dataset + a seeded MobileNetV2 stand-in (helpers.py).
+"""submission.py and verify/: `submit` and `verify` on a tiny in-memory dataset + a seeded MobileNetV2
+stand-in (helpers.py).
 
 The real runner (`evaluate`), scoring core, aggregation and `fold_arrays` are used; only `load_dataset`
 and the checkpoint lookup are patched. Every folder under `submissions/` is verified too (CI).
@@ -17,7 +18,9 @@ from helpers import FAKE_ACCURACY, FAKE_DATASET, FAKE_REVISION, make_fakes, patc
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.data import dataset as D
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.submission import VerifyReport, sha256_file, submit, verify_submission
+from hfus_xai_bench.hashing import sha256_file
+from hfus_xai_bench.submission import submit
+from hfus_xai_bench.verify import VerifyReport, verify_submission
 
 REPO = Path(__file__).resolve().parent.parent
 REVISION = FAKE_REVISION
@@ -182,10 +185,11 @@ def test_verify_rerun_compares_fresh_maps(env: None, sub: Path) -> None:
 def test_verify_rescores_randomisation_exactly_from_the_saved_maps(
     env: None, sub: Path, tmp_path: Path
 ) -> None:
-    """PROTOCOL §7.1.1: every copy's ρ and ρ_cross are re-scored from the saved maps exactly; tampering shows."""
+    """PROTOCOL §7.1.1: every copy's ρ and ρ_cross are re-scored from the saved maps exactly; tampering
+    shows."""
     from hfus_xai_bench.metrics.randomisation import cross_image_rho, spearman_maps
     from hfus_xai_bench.results import Result
-    from hfus_xai_bench.submission import rescore
+    from hfus_xai_bench.verify import rescore
 
     record = Result.load(sub / "result.json").record
     with np.load(sub / "maps.npz") as npz:
@@ -248,6 +252,39 @@ def test_verify_rechecks_road_through_the_model(env: None, sub: Path, tmp_path: 
     assert any("per_image[3].road_morf_p" in f and "tolerance 0.0001 relative" in f for f in failures), (
         failures
     )
+
+
+def test_verify_scores_the_runners_batches(
+    env: None, sub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify re-scores the model-based metrics per batch of the runner's plan (runner.plan_run of the
+    record's config, here with batch size 2 so a fold has several), through the runner's batch scoring
+    (batches.score_model_metrics) with the predict's logits."""
+    from hfus_xai_bench import batches
+    from hfus_xai_bench.config import RunConfig
+    from hfus_xai_bench.runner import plan_run
+    from hfus_xai_bench.runtime import resolve_device
+    from hfus_xai_bench.verify import recorded_metrics
+
+    folder = _copy(sub, tmp_path)
+    _edit(folder, lambda r: r["options"].update(batch_size=2))
+    seen = []
+    score = batches.score_model_metrics
+
+    def spy(inputs, metrics, config, passes):  # noqa: ANN001, ANN202
+        seen.append((tuple(inputs.image_ids), "logits" in inputs.extras, [m.id for m in metrics]))
+        return score(inputs, metrics, config, passes)
+
+    monkeypatch.setattr(batches, "score_model_metrics", spy)
+    record = json.loads((folder / "result.json").read_text())
+    plan = plan_run(D.load_dataset(FAKE_DATASET), RunConfig.from_record(record), resolve_device("cpu"))
+    assert len(plan) > len(record["options"]["folds"])  # several batches per fold
+    report = verify_submission(folder, device="cpu", progress=False)
+    assert report.ok, report.render()
+    rows = {fold: [r["image_id"] for r in record["per_image"] if r["fold"] == fold] for fold in (0, 1)}
+    assert [s[0] for s in seen] == [tuple(rows[b.fold][b.start : b.stop]) for b in plan]
+    model_metrics = [m.id for m in recorded_metrics(record)[0] if m.needs == "model"]
+    assert model_metrics and all(logits and ids == model_metrics for _, logits, ids in seen)
 
 
 def test_verify_errors_and_cli(env: None, sub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -25,7 +25,8 @@ from hfus_xai_bench.cli import main  # noqa: E402
 from hfus_xai_bench.leaderboard import entry_from_result  # noqa: E402
 from hfus_xai_bench.leaderboard.ranks import entry_criterion_ranks  # noqa: E402
 from hfus_xai_bench.runner import evaluate  # noqa: E402
-from hfus_xai_bench.submission import submit, verify_submission  # noqa: E402
+from hfus_xai_bench.submission import submit  # noqa: E402
+from hfus_xai_bench.verify import verify_submission  # noqa: E402
 
 METHOD = '''"""LayerCAM from torchcam at the benchmark's pinned target layer (a third-party library)."""
 import torch

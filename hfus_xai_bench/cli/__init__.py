@@ -1,4 +1,5 @@
-"""`hfus-bench`: every command of the package. argv in, an exit code out; the only place that parses or prints.
+"""`hfus-bench`: every command of the package. argv in, an exit code out; the only place that parses or
+prints.
 
 One module per area registers its sub-commands (``register(subparsers)``; each sets
 ``func(args) -> int``): :mod:`.data` (``data synth|import|info``), :mod:`.models` (``models``,
@@ -47,7 +48,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; ``argv`` defaults to ``sys.argv[1:]`` and is what the result records as its command."""
+    """Run one command; ``argv`` defaults to ``sys.argv[1:]`` and is what the result records as its
+    command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,11 +1,12 @@
-"""`hfus-bench audit`: the private-seed audit of PROTOCOL §3 (does a method's score rest on public ground truth?)."""
+"""`hfus-bench audit`: the private-seed audit of PROTOCOL §3 (does a method's score rest on public ground
+truth?)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from .common import add_device, add_limit, add_models_folds, add_quiet
+from .common import add_scope
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -68,8 +69,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the private seed (never printed or written; default: the environment variable HFUS_AUDIT_SEED)",
     )
-    add_models_folds(p)
-    add_limit(p, what="images of the public test split and of each of the five private partitions")
-    add_device(p)
-    add_quiet(p)
+    add_scope(p, limit="images of the public test split and of each of the five private partitions")
     p.set_defaults(func=_audit)

@@ -1,4 +1,5 @@
-"""`hfus-bench cite [RESULT.json]`: BibTeX for the benchmark, its data and the study, or for one exact result."""
+"""`hfus-bench cite [RESULT.json]`: BibTeX for the benchmark, its data and the study, or for one exact
+result."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What every `hfus-bench` command shares: the run flags, help on a missing sub-command, warnings, the recorded command.
+"""What every `hfus-bench` command shares: the run flags, help on a missing sub-command, warnings, the
+recorded command.
 
 Flags mean the same everywhere: ``--models`` / ``--folds`` (comma lists or ``all``), ``--limit N``
 (only the first N images per architecture and fold), ``--device`` (``auto`` = CUDA when available,
@@ -32,7 +33,8 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def group(sub: argparse._SubParsersAction, name: str, help: str, dest: str) -> argparse._SubParsersAction:
-    """A command with sub-commands; without one it prints its help on stderr and exits 2 (like ``hfus-bench``)."""
+    """A command with sub-commands; without one it prints its help on stderr and exits 2 (like
+    ``hfus-bench``)."""
     parser = sub.add_parser(name, help=help, description=help)
     actions = parser.add_subparsers(dest=dest, metavar="COMMAND")
 
@@ -75,7 +77,8 @@ def add_limit(
     what: str = "test images per architecture and fold",
     default: int | None = None,
 ) -> None:
-    """``--limit N``: everywhere "only the first N images" (of each architecture and fold where there are folds)."""
+    """``--limit N``: everywhere "only the first N images" (of each architecture and fold where there are
+    folds)."""
     shown = "all" if default is None else str(default)
     p.add_argument(
         "--limit", type=int, default=default, metavar="N", help=f"only the first N {what} (default: {shown})"
@@ -97,11 +100,38 @@ def add_dataset(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scope(
+    p: argparse.ArgumentParser,
+    *,
+    limit: str = "test images per architecture and fold",
+    default: int | None = None,
+    models: bool = True,
+    folds: str | None = "0",
+    quiet: bool = True,
+) -> None:
+    """What a command runs on, where and how loudly: ``--models`` / ``--folds``, ``--limit N``, ``--device``,
+    ``--quiet`` (evaluate, submit, verify, check, audit).
+
+    Args:
+        p: the command's parser.
+        limit: what ``--limit N`` counts (its help reads "only the first N <limit>").
+        default: ``--limit``'s default (None: all).
+        models: add ``--models`` (and ``--folds`` unless ``folds`` is None, else its default).
+        folds: ``--folds``' default; None: no ``--folds``.
+        quiet: add ``--quiet``.
+    """
+    if models:
+        add_models_folds(p, folds=folds)
+    add_limit(p, what=limit, default=default)
+    add_device(p)
+    if quiet:
+        add_quiet(p)
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The flags of a :class:`~hfus_xai_bench.config.RunConfig` (evaluate, submit)."""
     add_dataset(p)
-    add_models_folds(p)
-    add_limit(p)
+    add_scope(p)
     p.add_argument(
         "--target", choices=("pred", "label"), default="pred", help="explain the predicted class or the label"
     )
@@ -111,13 +141,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--confidence", choices=("logit", "prob"), default="logit", help="confidence unit for DiC/IiC"
     )
-    add_device(p)
     p.add_argument(
         "--batch-size", type=int, default=None, help="images per explainer call (default 16 CPU / 64 GPU)"
     )
     p.add_argument("--seed", type=int, default=0, help="the run seed (default 0)")
     p.add_argument("--precision", default="fp32", help="fp32 (the only precision supported now)")
-    add_quiet(p)
 
 
 def run_config(args: argparse.Namespace, **changes: Any) -> RunConfig:

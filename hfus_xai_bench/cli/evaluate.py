@@ -1,5 +1,6 @@
-"""`hfus-bench evaluate` (score a method; under torchrun or as one ``--shard I/N`` of a job array), `hfus-bench merge`
-(shards → one record), `hfus-bench check` (a method's contract in seconds), `hfus-bench methods`."""
+"""`hfus-bench evaluate` (score a method; under torchrun or as one ``--shard I/N`` of a job array),
+`hfus-bench merge` (shards → one record), `hfus-bench check` (a method's contract in seconds),
+`hfus-bench methods`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import RANDOMISATION_COPIES
-from .common import add_device, add_limit, add_models_folds, add_run_options, run_config, warn
+from .common import add_run_options, add_scope, run_config, warn
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -17,6 +18,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     rank = process_rank()
     try:
+        config = run_config(args, randomisations=args.randomisations)
         if args.shard is not None:
             if detect() is not None:
                 raise HfusError(
@@ -27,7 +29,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             path = evaluate_shard(
                 args.method,
-                run_config(args, randomisations=args.randomisations),
+                config,
                 Shard.parse(args.shard),
                 out=args.out,
                 save_maps=args.save_maps,
@@ -35,13 +37,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                 command=args.command_line,
             )
             print(
-                f"shard record: {path} (merge all shards with `hfus-bench merge {Path(args.out) / '*.shard-*.json'} "
-                f"--out DIR`)"
+                f"shard record: {path} (merge all shards with "
+                f"`hfus-bench merge {Path(args.out) / '*.shard-*.json'} --out DIR`)"
             )
             return 0
         result = evaluate(
             args.method,
-            run_config(args, randomisations=args.randomisations),
+            config,
             out=args.out,
             save_maps=args.save_maps,
             figure=not args.no_figure,
@@ -130,12 +132,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=RANDOMISATION_COPIES,
         metavar="K",
-        help=f"randomised copies of the model (PROTOCOL §7.1.1; default {RANDOMISATION_COPIES}, the only K ranked)",
+        help=f"randomised copies of the model (PROTOCOL §7.1.1; default {RANDOMISATION_COPIES}, "
+        "the only K ranked)",
     )
     ev.add_argument(
         "--profile",
         action="store_true",
-        help="after the run, print per stage its seconds, counted passes and their bound from row times measured here",
+        help="after the run, print per stage its seconds, counted passes and their bound from row times "
+        "measured here",
     )
     ev.set_defaults(func=_evaluate)
 
@@ -151,9 +155,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ck = sub.add_parser("check", help="validate a method file in seconds on phantom images")
     ck.add_argument("method", help="a method file, a built-in name or an entry point")
-    add_models_folds(ck, folds=None)
-    add_limit(ck, what="phantom images per architecture (synthetic: no dataset needed)", default=4)
-    add_device(ck)
+    add_scope(
+        ck,
+        limit="phantom images per architecture (synthetic: no dataset needed)",
+        default=4,
+        folds=None,
+        quiet=False,
+    )
     ck.set_defaults(func=_check)
 
     ls = sub.add_parser("methods", help="list the built-in and installed methods")

@@ -93,6 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..config import parse_list
     from ..constants import arch_name
     from ..errors import HfusError
+    from ..jsonio import load_json
     from ..models.training import train
 
     archs = [arch_name(a) for a in parse_list(args.models, ARCH_NAMES)]
@@ -124,10 +125,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=not args.quiet,
             )
-            meta = json.loads(card.read_text())
+            meta = load_json(card, "model card")
             test = meta["metrics"]["test"]
             print(
-                f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, weighted P/R/F1 "
+                f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, "
+                "weighted P/R/F1 "
                 f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
                 f"(best epoch {meta['best_epoch']}/{meta['epochs']})"
             )
@@ -154,11 +156,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = export_checkpoints(chosen, args.out)
     for e in chosen:
         print(
-            f"exported {e.name} ({e.arch}, fold {e.fold}, {e.dataset}@{e.dataset_revision}, sha256 {e.sha256[:12]})"
+            f"exported {e.name} ({e.arch}, fold {e.fold}, {e.dataset}@{e.dataset_revision}, "
+            f"sha256 {e.sha256[:12]})"
         )
     print(
         f"wrote {out} (README.md model card + {len(chosen)} safetensors + cards); publish with "
-        f"`hf upload OWNER/REPO {out} --repo-type model`, then register the Hub entry with the commit sha it gets"
+        f"`hf upload OWNER/REPO {out} --repo-type model`, then register the Hub entry with the commit sha "
+        "it gets"
     )
     return 0
 
@@ -188,9 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "train",
         help="train reference models with the study recipe (PROTOCOL §2)",
-        description="Train each architecture of --models on each fold K of --folds (test = K, val = K+1 mod 5, "
-        "train = the rest) with the study recipe and write <name>.safetensors + <name>.json into the "
-        "user cache (or --out).",
+        description="Train each architecture of --models on each fold K of --folds (test = K, "
+        "val = K+1 mod 5, train = the rest) with the study recipe and write <name>.safetensors + "
+        "<name>.json into the user cache (or --out).",
     )
     t.add_argument(
         "--models",

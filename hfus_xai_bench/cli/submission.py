@@ -1,10 +1,12 @@
-"""`hfus-bench submit` (prepare submissions/<name>/) and `hfus-bench verify` (re-score a submission folder)."""
+"""`hfus-bench submit` (prepare submissions/<name>/) and `hfus-bench verify` (re-score a submission
+folder)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .common import add_device, add_limit, add_quiet, add_run_options, run_config
+from ..constants import RERUN_DEFAULT_LIMIT
+from .common import add_run_options, add_scope, run_config
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -20,7 +22,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..submission import verify_submission
+    from ..verify import verify_submission
 
     report = verify_submission(
         args.folder,
@@ -48,10 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verify", help="re-score a submission folder's maps and compare every number and hash"
     )
     vf.add_argument("folder", help="submissions/<method>")
-    add_limit(
+    add_scope(
         vf,
-        what="evaluated images per architecture and fold through the model (model-based metrics; "
-        "--rerun: re-run images, default 4)",
+        limit="evaluated images per architecture and fold through the model (model-based metrics; "
+        f"--rerun: re-run images, default {RERUN_DEFAULT_LIMIT})",
+        models=False,
     )
     vf.add_argument(
         "--rerun", action="store_true", help="also re-run the method (on --limit images) and compare the maps"
@@ -61,6 +64,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the checkpoint checks (predictions, model-based metrics)",
     )
-    add_device(vf)
-    add_quiet(vf)
     vf.set_defaults(func=_verify)

@@ -1,4 +1,5 @@
-"""Model-parameter randomisation (PROTOCOL §7.1 ``randomisation@1``, §7.1.1 ``randomisation@2``), as pure functions.
+"""Model-parameter randomisation (PROTOCOL §7.1 ``randomisation@1``, §7.1.1 ``randomisation@2``), as pure
+functions.
 
 Adebayo et al. 2018 (sanity checks); the cross-image reference value as in Arun et al. 2021.
 
@@ -47,6 +48,7 @@ from ..constants import (
     RANDOMISATION_PASS_BELOW,
 )
 from ..errors import HfusError
+from ..jsonio import json_number
 from ..seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -77,8 +79,8 @@ __all__ = [
     "verdict_table",
 ]
 
-#: ``randomisation@1/pass``: the upper 95 % CI bound of mean ρ must be below this (ρ² < 0.25)
-PASS_THRESHOLD = 0.5
+#: ``randomisation@1/pass``: the upper 95 % CI bound of mean ρ must be below this (PROTOCOL §7.1)
+PASS_THRESHOLD = RANDOMISATION_PASS_BELOW
 
 _CHUNK = 64  # images per vectorised chunk in spearman_maps
 
@@ -110,7 +112,8 @@ def randomised_model(model: nn.Module, seed: int = 0) -> nn.Module:
             if isinstance(module, nn.Conv2d | nn.Linear):
                 params = list(module.parameters(recurse=False))
                 if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params):
-                    module.reset_parameters()  # already a float32 CPU layer (of the copy): the same draws in place
+                    # already a float32 CPU layer (of the copy): the same draws in place
+                    module.reset_parameters()
                     continue
                 cpu = copy.deepcopy(module).to(device="cpu", dtype=torch.float32)
                 cpu.reset_parameters()
@@ -265,7 +268,8 @@ def cross_image_rho(m255: Any, seed: int = 0) -> np.ndarray:
 
 
 def randomisation_pass(rho_ci_high: float) -> bool:
-    """``randomisation@1/pass``: the upper 95 % CI bound of mean ρ is below :data:`PASS_THRESHOLD` (NaN fails)."""
+    """``randomisation@1/pass``: the upper 95 % CI bound of mean ρ is below :data:`PASS_THRESHOLD` (NaN
+    fails)."""
     value = float(rho_ci_high)
     return bool(np.isfinite(value) and value < PASS_THRESHOLD)
 
@@ -273,11 +277,12 @@ def randomisation_pass(rho_ci_high: float) -> bool:
 # ----------------------------------------------------------------------------- registry entry points
 
 #: ``randomisation@1/pass`` table: the rule as recorded
-PASS_RULE = "upper bound of the 95 % CI of mean ρ < 0.5"
+PASS_RULE = f"upper bound of the 95 % CI of mean ρ < {RANDOMISATION_PASS_BELOW:g}"
 
 
 def score_randomisation(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
-    """``randomisation@1`` (fold scope): ``rho`` and ``cross_image`` (N,) of the evaluated images of one (arch, fold).
+    """``randomisation@1`` (fold scope): ``rho`` and ``cross_image`` (N,) of the evaluated images of one
+    (arch, fold).
 
     Reads ``inputs.m255`` and ``inputs.extras["m255_randomised"]`` (N, H, W) uint8 (the randomised model's
     maps after §3.1, zeros where it failed) and ``extras["randomised_ok"]`` (N,) bool (False: the randomised
@@ -299,7 +304,7 @@ def score_randomisation(inputs: ScoringInputs, config: ScoringConfig) -> dict[st
 
 def pass_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
     """``randomisation@1/pass`` per arch: mean ρ (mean of fold means) and the upper 95 % CI bound exactly as
-    the ``randomisation@1/rho`` summary computes them (fold-stratified bootstrap, 1000 resamples, seed 0)."""
+    the ``randomisation@1/rho`` summary computes them (fold-stratified bootstrap, §4's resamples and seed)."""
     from .stats import fold_bootstrap
 
     rhos = [np.asarray(v["rho"], dtype=np.float64) for v in per_fold]
@@ -335,7 +340,8 @@ _PAIR_CHUNK = 16  # images per vectorised chunk in copy_pairs
 
 
 def copy_seed(k: int) -> int:
-    """The seed of randomised copy ``k`` (PROTOCOL §7.1.1): derive(0, "randomisation", k), whatever the run seed."""
+    """The seed of randomised copy ``k`` (PROTOCOL §7.1.1): derive(0, "randomisation", k), whatever the run
+    seed."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
         raise HfusError(f"copy index must be an integer >= 0, got {k!r}")
     return derive_seed(0, "randomisation", int(k))
@@ -366,9 +372,10 @@ def _as_copies(copies: Any, n: int) -> torch.Tensor:
 def _pair_sums(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     """Exact integer sums of every (image, copy) pair from its 256 × 256 joint histogram of m255 values.
 
-    ``a`` (m, p) uint8 trained maps, ``b`` (m, k, p) uint8 copies → (m, k) int64 arrays: ``cov_s`` / ``var_sa`` /
-    ``var_sb`` (p² × the covariance / variances of the doubled average ranks, as :func:`spearman_maps`) and
-    ``cov_p`` / ``var_pa`` / ``var_pb`` (p² × those of the values). One ``bincount`` per chunk; no sort.
+    ``a`` (m, p) uint8 trained maps, ``b`` (m, k, p) uint8 copies → (m, k) int64 arrays: ``cov_s`` /
+    ``var_sa`` / ``var_sb`` (p² × the covariance / variances of the doubled average ranks, as
+    :func:`spearman_maps`) and ``cov_p`` / ``var_pa`` / ``var_pb`` (p² × those of the values). One
+    ``bincount`` per chunk; no sort.
     """
     m, k, p = b.shape
     idx = (a.astype(np.intp)[:, None, :] << 8 | b).reshape(m * k, p)
@@ -440,7 +447,15 @@ def copy_pairs(trained: Any, copies: Any, copies_ok: Any) -> CopyPairs:
 def randomisation_verdict(
     rho_ci95_high: float, pearson_ci95_high: float, degenerate_share: float, scored_share: float
 ) -> str:
-    """``randomisation@2/verdict`` (PROTOCOL §7.1.1): ``undetermined``, ``pass`` or ``fail`` (:data:`VERDICT_RULE`)."""
+    """``randomisation@2/verdict`` (PROTOCOL §7.1.1): ``undetermined``, ``pass`` or ``fail``
+    (:data:`VERDICT_RULE`).
+
+    Args:
+        rho_ci95_high: the upper bound of the 95 % CI of mean Spearman ρ (:func:`rho_ci`; NaN: none).
+        pearson_ci95_high: the same for mean Pearson r (:func:`pearson_ci`).
+        degenerate_share: D, the share of all pairs that are degenerate (NaN: no pair).
+        scored_share: S, the share of all pairs that are scored.
+    """
     d, s = float(degenerate_share), float(scored_share)
     if not np.isfinite(d) or d > RANDOMISATION_MAX_DEGENERATE:
         return "undetermined"
@@ -451,8 +466,8 @@ def randomisation_verdict(
 
 
 def score_randomisation2(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
-    """``randomisation@2`` (fold scope): per image and copy ``rand2_rho``, ``rand2_pearson``, ``rand2_pair`` (N, K)
-    and ``rand2_cross`` (N,) of one (arch, fold).
+    """``randomisation@2`` (fold scope): per image and copy ``rand2_rho``, ``rand2_pearson``, ``rand2_pair``
+    (N, K) and ``rand2_cross`` (N,) of one (arch, fold).
 
     Reads ``inputs.m255`` and ``extras["m255_randomised"]`` (N, K, H, W) uint8 (the copies' maps after §3.1),
     ``extras["randomised_ok"]`` (N, K) bool. The images given are the §7.1.1 pairs' images: every evaluated
@@ -464,7 +479,8 @@ def score_randomisation2(inputs: ScoringInputs, config: ScoringConfig) -> dict[s
     k = getattr(config, "randomisations", None)
     if k is not None and len(copies.shape) == 4 and copies.shape[1] != k:
         raise HfusError(
-            f"randomisation@2: {copies.shape[1]} randomised copies given, the run asks for {k} (--randomisations)"
+            f"randomisation@2: {copies.shape[1]} randomised copies given, the run asks for {k} "
+            "(--randomisations)"
         )
     pairs = copy_pairs(inputs.m255, copies, inputs.extras["randomised_ok"])
     evaluated = np.asarray(inputs.ok, dtype=bool)
@@ -491,16 +507,16 @@ def _pair_rows(values: Mapping[str, np.ndarray], name: str) -> np.ndarray:
 
 def rho_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per image: the mean Spearman ρ over its scored copies (NaN: none)."""
-    from .stats import nanmean_rows
+    from .stats import nanmean
 
-    return nanmean_rows(np.asarray(values["rand2_rho"], dtype=np.float64), axis=1)
+    return nanmean(np.asarray(values["rand2_rho"], dtype=np.float64), axis=1)
 
 
 def pearson_values(values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per image: the mean Pearson r over its scored copies (NaN: none)."""
-    from .stats import nanmean_rows
+    from .stats import nanmean
 
-    return nanmean_rows(np.asarray(values["rand2_pearson"], dtype=np.float64), axis=1)
+    return nanmean(np.asarray(values["rand2_pearson"], dtype=np.float64), axis=1)
 
 
 def rho_ci(per_fold: Sequence[Mapping[str, np.ndarray]]) -> tuple[float, float]:
@@ -515,10 +531,6 @@ def pearson_ci(per_fold: Sequence[Mapping[str, np.ndarray]]) -> tuple[float, flo
     from .stats import copy_image_bootstrap
 
     return tuple(copy_image_bootstrap([_pair_rows(v, "rand2_pearson") for v in per_fold]))
-
-
-def _num(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def pairs_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
@@ -548,13 +560,13 @@ def pairs_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
 def per_copy_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
     """``randomisation@2/per_copy`` per arch: for each copy k, mean ρ and mean r over its scored pairs (per
     fold, then over the folds), and its number of scored pairs; their spread is the copies' effect."""
-    from .stats import nanmean_rows
+    from .stats import nanmean
 
     out: dict[str, Any] = {}
     for key, name in (("rho", "rand2_rho"), ("pearson", "rand2_pearson")):
-        folds = [nanmean_rows(_pair_rows(v, name), axis=0) for v in per_fold]
+        folds = [nanmean(_pair_rows(v, name), axis=0) for v in per_fold]
         folds = [f for f in folds if f.size]
-        out[key] = [_num(x) for x in nanmean_rows(np.stack(folds), axis=0)] if folds else []
+        out[key] = [json_number(x) for x in nanmean(np.stack(folds), axis=0)] if folds else []
     status = [_pair_rows(v, "rand2_pair") for v in per_fold]
     status = [s for s in status if s.size]
     out["scored"] = [int(x) for x in sum((s == PAIR_SCORED).sum(axis=0) for s in status)] if status else []
@@ -573,8 +585,8 @@ def verdict_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any
     return {
         "verdict": verdict,
         "copies": pairs["copies"],
-        "rho_ci95_high": _num(rho_high),
-        "pearson_ci95_high": _num(pearson_high),
+        "rho_ci95_high": json_number(rho_high),
+        "pearson_ci95_high": json_number(pearson_high),
         "degenerate_share": d,
         "scored_share": s,
         "rule": VERDICT_RULE,

@@ -7,11 +7,21 @@ readable size. ``randomisation@1`` stays in ``registry.py``, superseded by this 
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
+from ..constants import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    RANDOMISATION_MAX_DEGENERATE,
+    RANDOMISATION_MIN_SCORED,
+    RANDOMISATION_PASS_BELOW,
+)
 from .registry import Metric, Output, Table, Value, register
 
 _RAND = "hfus_xai_bench.metrics.randomisation"
+#: the share bounds as the description writes them (1/2)
+_MAX_D, _MIN_S = Fraction(RANDOMISATION_MAX_DEGENERATE), Fraction(RANDOMISATION_MIN_SCORED)
 
 
 def _verdict_table_schema() -> dict[str, Any]:
@@ -87,7 +97,8 @@ RANDOMISATION2 = Metric(
         Value(
             "rand2_rho",
             ("K",),
-            "per copy: Spearman ρ between the trained model's and the copy's m255 (NaN unless the pair is scored)",
+            "per copy: Spearman ρ between the trained model's and the copy's m255 (NaN unless the pair is "
+            "scored)",
         ),
         Value("rand2_pearson", ("K",), "per copy: Pearson r on m255/255 (NaN unless the pair is scored)"),
         Value(
@@ -153,17 +164,20 @@ RANDOMISATION2 = Metric(
         ),
     ),
     description=(
-        "Model-parameter randomisation over K fixed copies (PROTOCOL §7.1.1; Adebayo et al. 2018). Copy k is "
-        "the evaluated model as loaded from its checkpoint with every Conv2d / Linear re-initialised (torch's "
-        "default, seed derive(0, 'randomisation', k), independent of the run seed) and every BatchNorm set to "
-        "weight 1, bias 0, running statistics kept; it explains the same images with the same targets. Pairs "
-        "= images whose trained map was produced (all-zero included) × copies: failed when the copy's map "
-        "failed, else degenerate when either map is constant (no value, never 0), else scored: Spearman rho "
-        "(average ranks) and Pearson r on m255/255. An image's rho / r = the mean over its scored copies. CI: "
-        "one default_rng(0); each of 1000 resamples draws K copies with replacement (shared by the folds), "
-        "then each fold's images with replacement; percentiles 2.5 / 97.5. D, S = degenerate and scored "
-        "shares of all pairs. verdict: undetermined if D > 1/2; pass if S >= 1/2 and both CI upper bounds "
-        "are below 0.5; else fail. cross_image as in randomisation@1 (over the evaluated images)."
+        "Model-parameter randomisation over K fixed copies (PROTOCOL §7.1.1; Adebayo et al. 2018). "
+        "Copy k is the evaluated model as loaded from its checkpoint with every Conv2d / Linear "
+        "re-initialised (torch's default, seed derive(0, 'randomisation', k), independent of the run seed) "
+        "and every BatchNorm set to weight 1, bias 0, running statistics kept; it explains the same images "
+        "with the same targets. Pairs = images whose trained map was produced (all-zero included) × "
+        "copies: failed when the copy's map failed, else degenerate when either map is constant (no value, "
+        "never 0), else scored: Spearman rho (average ranks) and Pearson r on m255/255. An image's rho / r "
+        "= the mean over its scored copies. CI: "
+        f"one default_rng({BOOTSTRAP_SEED}); each of {BOOTSTRAP_RESAMPLES} resamples draws K copies with "
+        "replacement (shared by the folds), then each fold's images with replacement; percentiles "
+        "2.5 / 97.5. "
+        f"D, S = degenerate and scored shares of all pairs. verdict: undetermined if D > {_MAX_D}; pass if "
+        f"S >= {_MIN_S} and both CI upper bounds are below {RANDOMISATION_PASS_BELOW:g}; else fail. "
+        "cross_image as in randomisation@1 (over the evaluated images)."
     ),
 )
 

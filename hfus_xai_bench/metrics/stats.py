@@ -1,7 +1,8 @@
-"""Aggregation with uncertainty (PROTOCOL §4): bootstrap CI of the mean, per-class and correct/incorrect views.
+"""Aggregation with uncertainty (PROTOCOL §4): bootstrap CI of the mean, per-class, correct/incorrect views.
 
-"Every headline number carries a bootstrap 95 % CI (1000 resamples of images, seed 0) and
-``n_evaluated`` / ``n_failed``." NaN values (undefined per-image metrics) are excluded and counted.
+Every headline number carries a bootstrap 95 % CI (``constants.BOOTSTRAP_RESAMPLES`` resamples of images,
+seed ``constants.BOOTSTRAP_SEED``: every function's defaults) and ``n_evaluated`` / ``n_failed``. NaN
+values (undefined per-image metrics) are excluded and counted.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from ..jsonio import json_number
 
 
 class BootstrapCI(tuple):
-    """``(low, high)``: unpacks like a pair; also carries ``n`` (finite values used) and ``n_nan``."""
+    """``(low, high)`` of a percentile bootstrap: unpacks like a pair; undefined bounds are NaN.
+
+    Also carries ``n`` (finite values used) and ``n_nan`` (values left out: NaN), and ``kept`` and
+    ``dropped``: the resamples with and without any value (:func:`copy_image_bootstrap` drops a resample
+    whose drawn copies and images have no value; :func:`bootstrap_ci` keeps every resample).
+    """
 
     n: int
     n_nan: int
+    kept: int
+    dropped: int
 
-    def __new__(cls, low: float, high: float, n: int, n_nan: int) -> BootstrapCI:
+    def __new__(
+        cls, low: float, high: float, n: int, n_nan: int, kept: int = 0, dropped: int = 0
+    ) -> BootstrapCI:
         obj = super().__new__(cls, (float(low), float(high)))
-        obj.n = int(n)
-        obj.n_nan = int(n_nan)
+        obj.n, obj.n_nan, obj.kept, obj.dropped = int(n), int(n_nan), int(kept), int(dropped)
         return obj
 
     @property
@@ -38,7 +47,10 @@ class BootstrapCI(tuple):
         return self[1]
 
     def __repr__(self) -> str:
-        return f"BootstrapCI(low={self[0]!r}, high={self[1]!r}, n={self.n}, n_nan={self.n_nan})"
+        return (
+            f"BootstrapCI(low={self[0]!r}, high={self[1]!r}, n={self.n}, n_nan={self.n_nan}, "
+            f"kept={self.kept}, dropped={self.dropped})"
+        )
 
 
 def _as_values(values: Any) -> np.ndarray:
@@ -48,7 +60,9 @@ def _as_values(values: Any) -> np.ndarray:
     return v
 
 
-def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0) -> BootstrapCI:
+def bootstrap_ci(
+    values: Any, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> BootstrapCI:
     """Percentile-bootstrap 95 % CI of the mean: resample images with replacement (PROTOCOL §4).
 
     One (n_resamples, n) index matrix from ``np.random.default_rng(seed)``, the mean of each
@@ -67,7 +81,7 @@ def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0) -> Bootstr
     idx = rng.integers(0, n, size=(int(n_resamples), n))
     means = finite[idx].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return BootstrapCI(low, high, n, n_nan)
+    return BootstrapCI(low, high, n, n_nan, kept=int(n_resamples))
 
 
 def _mean_or_none(v: np.ndarray) -> float | None:
@@ -79,8 +93,8 @@ def summarize(
     values: Any,
     labels: Any = None,
     correct: Any = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
     classes: tuple[str, ...] = CLASSES,
 ) -> dict[str, Any]:
     """Dataset-level summary of one per-image metric (JSON-ready; undefined numbers are ``None``).
@@ -121,19 +135,30 @@ def summarize(
     return out
 
 
-def nanmean0(stack: np.ndarray) -> np.ndarray:
-    """Mean over axis 0 ignoring NaNs; an all-NaN column gives NaN without a warning."""
+def nanmean(values: Any, axis: int = 0) -> np.ndarray:
+    """Mean over ``axis`` ignoring NaNs (numpy's ``nanmean``); NaN, without a warning, where a slice has
+    none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(stack, axis=0)
+        return np.nanmean(values, axis=axis)
+
+
+#: the name confidence.py, localisation.py and metrics/__init__.py import (one helper: :func:`nanmean`)
+nanmean0 = nanmean
 
 
 def fold_bootstrap(
-    per_fold: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0
+    per_fold: Sequence[np.ndarray], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
 ) -> tuple[float, float]:
     """95 % CI of the mean of fold means, resampling images within each fold; NaNs excluded.
 
-    With a single fold this is exactly :func:`bootstrap_ci`.
+    Args:
+        per_fold: per fold, the per-image values (N_f,), folds in the record's order.
+        n_resamples: bootstrap resamples.
+        seed: one ``np.random.default_rng(seed)`` draws every fold's resamples, folds in order.
+
+    Returns:
+        (low, high); with a single fold exactly :func:`bootstrap_ci`'s.
     """
     finite = [v[np.isfinite(v)] for v in (np.asarray(x, dtype=np.float64) for x in per_fold)]
     finite = [v for v in finite if v.size]
@@ -174,14 +199,21 @@ class PairedDifference(tuple):
         return self[2]
 
     def __repr__(self) -> str:
-        return f"PairedDifference(mean={self[0]!r}, low={self[1]!r}, high={self[2]!r}, n={self.n}, n_nan={self.n_nan})"
+        return (
+            f"PairedDifference(mean={self[0]!r}, low={self[1]!r}, high={self[2]!r}, n={self.n}, "
+            f"n_nan={self.n_nan})"
+        )
 
 
 def paired_bootstrap(
-    a: Any, b: Any, strata: Any = None, n_resamples: int = 1000, seed: int = 0
+    a: Any,
+    b: Any,
+    strata: Any = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
 ) -> PairedDifference:
     """Mean per-image difference ``a − b`` with a percentile-bootstrap 95 % CI that resamples the shared
-    images as pairs (PROTOCOL §7.3: 1000 resamples of the shared images, seed 0).
+    images as pairs (PROTOCOL §7.3: the §4 resamples and seed, of the shared images).
 
     ``a[i]`` and ``b[i]`` are two methods' values on the same image ``i``; a pair with a NaN on either side
     is left out (counted in ``n_nan``). ``strata`` (N,), optional: the fold of each image; the mean is the
@@ -214,31 +246,6 @@ def paired_bootstrap(
     return PairedDifference(mean, low, high, n, n_nan)
 
 
-class CopyImageCI(tuple):
-    """``(low, high)`` of :func:`copy_image_bootstrap`; also carries ``kept`` and ``dropped`` (resamples
-    with and without any value). Undefined bounds are NaN."""
-
-    kept: int
-    dropped: int
-
-    def __new__(cls, low: float, high: float, kept: int, dropped: int) -> CopyImageCI:
-        obj = super().__new__(cls, (float(low), float(high)))
-        obj.kept = int(kept)
-        obj.dropped = int(dropped)
-        return obj
-
-    @property
-    def low(self) -> float:
-        return self[0]
-
-    @property
-    def high(self) -> float:
-        return self[1]
-
-    def __repr__(self) -> str:
-        return f"CopyImageCI(low={self[0]!r}, high={self[1]!r}, kept={self.kept}, dropped={self.dropped})"
-
-
 def _copy_values(per_fold: Sequence[Any]) -> tuple[list[np.ndarray], int]:
     """(n_f, K) float64 arrays with one K for every fold."""
     arrays = [np.asarray(v, dtype=np.float64) for v in per_fold]
@@ -250,27 +257,19 @@ def _copy_values(per_fold: Sequence[Any]) -> tuple[list[np.ndarray], int]:
     return arrays, (ks.pop() if ks else 0)
 
 
-def nanmean_rows(x: np.ndarray, axis: int) -> np.ndarray:
-    """NaN-ignoring mean; NaN (no warning) where a slice has no finite value."""
-    finite = np.isfinite(x)
-    count = finite.sum(axis=axis)
-    total = np.where(finite, x, 0.0).sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def copy_image_mean(per_fold: Sequence[Any]) -> float:
     """The point value of a per-copy score (PROTOCOL §7.1.1): an image's value = the mean of its finite
-    per-copy values, a fold's = the mean over its images with a value, then the mean over the folds with one."""
+    per-copy values, a fold's = the mean over its images with a value, then the mean over the folds with
+    one."""
     arrays, _ = _copy_values(per_fold)
-    folds = [nanmean_rows(nanmean_rows(a, axis=1), axis=0) for a in arrays if a.shape[0]]
+    folds = [nanmean(nanmean(a, axis=1), axis=0) for a in arrays if a.shape[0]]
     means = np.array([float(m) for m in folds if np.isfinite(m)])
     return float(means.mean()) if means.size else float("nan")
 
 
 def copy_image_bootstrap(
     per_fold: Sequence[Any], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> CopyImageCI:
+) -> BootstrapCI:
     """Two-level percentile-bootstrap 95 % CI of :func:`copy_image_mean` (PROTOCOL §7.1.1).
 
     ``per_fold``: per fold, in ascending fold order, an (images, K) array of per-copy values (NaN where
@@ -288,8 +287,10 @@ def copy_image_bootstrap(
     arrays, k = _copy_values(per_fold)
     if n_resamples < 1:
         raise HfusError(f"n_resamples must be >= 1, got {n_resamples}")
+    n_values = sum(int(np.isfinite(a).sum()) for a in arrays)
+    n_nan = sum(int(a.size) for a in arrays) - n_values
     if k == 0 or not any(a.shape[0] for a in arrays):
-        return CopyImageCI(np.nan, np.nan, 0, 0)
+        return BootstrapCI(np.nan, np.nan, n_values, n_nan)
     r = int(n_resamples)
     sizes = [a.shape[0] for a in arrays]
     highs = np.concatenate([np.full(k, k)] + [np.full(n, n) for n in sizes])
@@ -307,10 +308,10 @@ def copy_image_bootstrap(
         den = finite.astype(np.float64) @ weights.T
         with np.errstate(invalid="ignore", divide="ignore"):
             image = np.where(den > 0, num / np.maximum(den, 1e-300), np.nan).T  # (R, n)
-        fold_means.append(nanmean_rows(np.take_along_axis(image, idx, axis=1), axis=1))
-    means = nanmean_rows(np.stack(fold_means), axis=0)
+        fold_means.append(nanmean(np.take_along_axis(image, idx, axis=1), axis=1))
+    means = nanmean(np.stack(fold_means), axis=0)
     keep = np.isfinite(means)
     if not keep.any():
-        return CopyImageCI(np.nan, np.nan, 0, r)
+        return BootstrapCI(np.nan, np.nan, n_values, n_nan, kept=0, dropped=r)
     low, high = np.percentile(means[keep], [2.5, 97.5])
-    return CopyImageCI(low, high, int(keep.sum()), int(r - keep.sum()))
+    return BootstrapCI(low, high, n_values, n_nan, kept=int(keep.sum()), dropped=int(r - keep.sum()))
