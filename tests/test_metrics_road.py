@@ -129,9 +129,11 @@ def test_imputation_full_size_with_ghost_points() -> None:
 def batch_independence_report() -> dict[str, object]:
     """Each image solved alone, in one batch and in chunks of 1-3: bitwise equal values and iterations?
 
-    The caller's thread count is 2 (the solver switches to its own). Bitwise, not a tolerance, because
-    the solver is batch-independent by design on the CPU (see the road module docstring: per-row
-    kernels, per-system library calls on fresh buffers, per-system decisions).
+    The caller's thread count is 2 (the solver switches to its own one-thread solves, two chunks at a
+    time on threads of their own); "serial" solves with a caller at 1 thread (one chunk at a time).
+    Bitwise, not a tolerance, because the solver is batch-independent by design on the CPU (see the solver
+    module docstring: per-row kernels, per-system library calls on fresh buffers, per-system decisions,
+    every chunk a one-thread solve whichever thread runs it).
     """
     images, removed = _cases()  # 20×17: odd shapes, so batch offsets are not 64-byte aligned
     threads = torch.get_num_threads()
@@ -140,9 +142,12 @@ def batch_independence_report() -> dict[str, object]:
         whole = R.solve_imputation(images, removed)
         alone = [R.solve_imputation(images[i : i + 1], removed[i : i + 1]) for i in range(4)]
         chunked = {k: R.solve_imputation(images, removed, chunk=k) for k in (1, 2, 3)}
+        torch.set_num_threads(1)
+        serial = R.solve_imputation(images, removed, chunk=1)
     finally:
         torch.set_num_threads(threads)
     equal = {
+        "serial": torch.equal(whole.values, serial.values),
         "alone": all(torch.equal(whole.values[i], a.values[0]) for i, a in enumerate(alone)),
         **{f"chunk{k}": torch.equal(whole.values, sol.values) for k, sol in chunked.items()},
         "iterations": all(int(whole.iterations[i]) == int(a.iterations[0]) for i, a in enumerate(alone)),

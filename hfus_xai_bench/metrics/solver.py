@@ -2,8 +2,8 @@
 
 Per image and colour channel, the removed pixels ``u`` solve x_u = Σ_v w_uv x_v / Σ_v w_uv over the 8
 neighbours v inside the image (w = 1/6 direct, 1/12 diagonal), kept pixels fixed, to relative residual
-≤ ``tol``: :func:`solve_imputation` (batched, any device), :func:`direct_imputation` (the scipy
-reference) and :func:`imputation_residual` (the check, in scipy's float64 form of the system).
+≤ ``tol``: :func:`solve_imputation` (batched, any device); the system itself, its scipy reference
+:func:`direct_imputation` and the check :func:`imputation_residual` live in :mod:`.solver_system`.
 
 **Solver.** The system (per image and channel: symmetric positive definite, an M-matrix; every
 connected hole touches a kept pixel as long as one pixel is kept) is solved by conjugate gradients
@@ -39,21 +39,32 @@ coarsest-grid inverse and its products) is made per system on a fresh buffer of 
 Tested under other CPUs' kernel settings (``tests/test_portability_torch.py``). On the CPU the solver
 runs with :data:`SOLVER_CPU_THREADS` torch threads (the caller's setting restored afterwards; not
 thread-safe against other Python threads changing it meanwhile), so its result does not depend on the
-caller's thread count either. Cost: ``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
+caller's thread count either. It keeps the caller's cores busy instead: :func:`solver_workers` chunks
+are solved at once, each on a thread of its own (a chunk's arithmetic does not depend on the thread that
+runs it, and chunks write disjoint rows). Cost: ``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import HfusError
+from .solver_system import (
+    _OFFSETS,
+    W_DIAGONAL,
+    W_DIRECT,
+    check_pair,
+    direct_imputation,
+    imputation_residual,
+)
 
 __all__ = [
     "SOLVER_CPU_THREADS",
@@ -69,8 +80,6 @@ __all__ = [
 
 #: relative residual the imputation must reach, per image, removal set and channel
 TOL = 1e-5
-#: neighbour weights of the imputation (direct, diagonal)
-W_DIRECT, W_DIAGONAL = 1.0 / 6.0, 1.0 / 12.0
 
 #: torch threads the CPU solver runs with (restored afterwards; None = the caller's setting). One thread:
 #: the solver is thousands of small memory-bound ops, which more threads on shared cores run slower
@@ -80,8 +89,6 @@ SOLVER_CPU_THREADS: int | None = 1
 _OMEGA_FINE, _OMEGA_COARSE = 1.0, 0.9
 _COARSEST = 8  # a grid with at most 8 points per side is solved densely
 _STOP = 0.8  # iterate until the float32 residual is <= _STOP * tol, then check in float64
-#: 3×3 offsets in row-major order; index 4 is the centre
-_OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 # ---------------------------------------------------------------------------------------------- solver
@@ -432,32 +439,13 @@ class ImputationSolve:
     tol: float = TOL
 
 
-def check_pair(images: Any, removed: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        what = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise HfusError(f"images must be a float tensor (N, C, H, W), got {what}")
-    if isinstance(removed, np.ndarray):
-        removed = torch.from_numpy(removed)
-    if not isinstance(removed, torch.Tensor) or removed.dtype != torch.bool:
-        raise HfusError("removed must be a bool tensor (N, H, W), True = pixel removed (imputed)")
-    n, _, h, w = images.shape
-    if tuple(removed.shape) != (n, h, w):
-        raise HfusError(
-            f"removed has shape {tuple(removed.shape)}, expected {(n, h, w)} for images {tuple(images.shape)}"
-        )
-    removed = removed.to(images.device)
-    full = removed.reshape(n, -1).all(dim=1) if n else torch.zeros(0, dtype=torch.bool)
-    if h * w and bool(full.any()):
-        i = int(torch.nonzero(full)[0])
-        raise HfusError(
-            f"removed covers every pixel of image {i}: keep at least one pixel (the system is singular)"
-        )
-    return images, removed
-
-
 def default_chunk(device: torch.device) -> int:
     """Systems solved together: 2 on the CPU (each array then stays in a core's cache), 320 on a GPU."""
     return 2 if device.type == "cpu" else 320
+
+
+#: the caller's torch thread count while :func:`solver_threads` has switched it (outermost first)
+_CALLER_THREADS: list[int] = []
 
 
 @contextmanager
@@ -468,10 +456,20 @@ def solver_threads(device: torch.device) -> Iterator[None]:
         yield
         return
     torch.set_num_threads(SOLVER_CPU_THREADS)
+    _CALLER_THREADS.append(old)
     try:
         yield
     finally:
+        _CALLER_THREADS.pop()
         torch.set_num_threads(old)
+
+
+def solver_workers(device: torch.device) -> int:
+    """Chunks solved at once: on the CPU with one-thread solves, the caller's torch thread count (each chunk
+    on a thread of its own, so the cores the caller uses stay busy); else 1."""
+    if device.type != "cpu" or SOLVER_CPU_THREADS != 1:
+        return 1
+    return max(1, _CALLER_THREADS[0] if _CALLER_THREADS else torch.get_num_threads())
 
 
 def solve_imputation(
@@ -498,8 +496,9 @@ def solve_imputation(
     iters = np.zeros(n, np.int64)
     direct = np.zeros(n, bool)
     work = torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
+    workers = solver_workers(device)
     with solver_threads(device):
-        _solve_chunks(images, removed, values, rel, iters, direct, chunk, work, tol, max_iter)
+        _solve_chunks(images, removed, values, rel, iters, direct, chunk, work, tol, max_iter, workers)
     return ImputationSolve(values=values, rel_residual=rel, iterations=iters, direct=direct, tol=tol)
 
 
@@ -514,116 +513,89 @@ def _solve_chunks(
     work: torch.dtype,
     tol: float,
     max_iter: int,
+    workers: int = 1,
 ) -> None:
-    n, c, h, w = images.shape
+    """Solve every chunk of systems, ``workers`` chunks at a time (CPU threads of one torch thread each: a
+    chunk's arithmetic is the same whichever thread runs it; results go to disjoint rows)."""
+    n = images.shape[0]
+    chunks = [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+    local = threading.local()
+
+    def run(sl: slice) -> None:
+        if torch.get_num_threads() != 1 and workers > 1:
+            torch.set_num_threads(1)  # a new worker thread: one torch thread, like the solve it shares
+        spaces = local.__dict__.setdefault("spaces", {})  # per thread and chunk size: V-cycle buffers
+        _solve_chunk(images, removed, values, rel, iters, direct, sl, work, tol, max_iter, spaces)
+
+    if workers <= 1 or len(chunks) <= 1:
+        for sl in chunks:
+            run(sl)
+        return
+    for future in [_executor().submit(run, sl) for sl in chunks]:
+        future.result()
+
+
+def _solve_chunk(
+    images: torch.Tensor,
+    removed: torch.Tensor,
+    values: torch.Tensor,
+    rel: np.ndarray,
+    iters: np.ndarray,
+    direct: np.ndarray,
+    sl: slice,
+    work: torch.dtype,
+    tol: float,
+    max_iter: int,
+    spaces: dict[int, _Workspace],
+) -> None:
+    """The systems ``sl``: multigrid-preconditioned CG, the float64 check, the direct fallback."""
+    _, c, h, w = images.shape
     device = images.device
-    spaces: dict[int, _Workspace] = {}  # per chunk size: the V-cycle buffers, allocated once
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        s = sl.stop - sl.start
-        img = images[sl].to(work)
-        mask = _padded(s, 1, h, w, img)
-        _interior(mask, h, w).copy_(removed[sl, None])
-        img_p = _padded(s, c, h, w, img)
-        _interior(img_p, h, w).copy_(img)
-        x = torch.zeros_like(img_p)
-        fine64 = _fine_level(mask.to(torch.float64), h, w)
-        b64 = _rhs(fine64, img_p.to(torch.float64))
-        if bool(mask.any()):
-            levels = _hierarchy(mask, h, w)
-            b = _rhs(levels[0], img_p)
-            used = torch.zeros(s, dtype=torch.long, device=device)
-            budget = torch.full((s,), max_iter, dtype=torch.long, device=device)
-            for _ in range(3):  # normally once; again (from x) only for a system the float64 check rejects
-                if s not in spaces:
-                    spaces[s] = _Workspace(levels, c)
-                used += _pcg(levels, b, x, _STOP * tol, budget, spaces[s])
-                res = _residual64(fine64, b64, x)
-                budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
-                if not bool((budget > 0).any()):
-                    break
-            iters[sl] = used.cpu().numpy()
-        else:
+    s = sl.stop - sl.start
+    img = images[sl].to(work)
+    mask = _padded(s, 1, h, w, img)
+    _interior(mask, h, w).copy_(removed[sl, None])
+    img_p = _padded(s, c, h, w, img)
+    _interior(img_p, h, w).copy_(img)
+    x = torch.zeros_like(img_p)
+    fine64 = _fine_level(mask.to(torch.float64), h, w)
+    b64 = _rhs(fine64, img_p.to(torch.float64))
+    if bool(mask.any()):
+        levels = _hierarchy(mask, h, w)
+        b = _rhs(levels[0], img_p)
+        used = torch.zeros(s, dtype=torch.long, device=device)
+        budget = torch.full((s,), max_iter, dtype=torch.long, device=device)
+        for _ in range(3):  # normally once; again (from x) only for a system the float64 check rejects
+            if s not in spaces:
+                spaces[s] = _Workspace(levels, c)
+            used += _pcg(levels, b, x, _STOP * tol, budget, spaces[s])
             res = _residual64(fine64, b64, x)
-        out = torch.where(mask > 0, x, img_p)
-        values[sl] = _interior(out, h, w).to(images.dtype)
-        bad = torch.nonzero((res > tol).any(dim=1)).flatten().tolist()
-        for j in bad:
-            i = sl.start + j
-            values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
-            direct[i], iters[i] = True, 0
-            res[j] = torch.as_tensor(
-                imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
-            )
-        rel[sl] = res.cpu().numpy()
+            budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
+            if not bool((budget > 0).any()):
+                break
+        iters[sl] = used.cpu().numpy()
+    else:
+        res = _residual64(fine64, b64, x)
+    out = torch.where(mask > 0, x, img_p)
+    values[sl] = _interior(out, h, w).to(images.dtype)
+    bad = torch.nonzero((res > tol).any(dim=1)).flatten().tolist()
+    for j in bad:
+        i = sl.start + j
+        values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
+        direct[i], iters[i] = True, 0
+        res[j] = torch.as_tensor(
+            imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
+        )
+    rel[sl] = res.cpu().numpy()
 
 
-# ------------------------------------------------------------------------------ direct (reference) solve
+_EXECUTOR: list[ThreadPoolExecutor] = []
 
 
-def _system(removed: np.ndarray, image: np.ndarray):
-    """The ROAD system of one image in scipy form: A (n×n csc), b (n×C), unknown coordinates."""
-    import scipy.sparse as sp
-
-    h, w = removed.shape
-    ys, xs = np.nonzero(removed)
-    n = len(ys)
-    index = np.full((h, w), -1, np.int64)
-    index[ys, xs] = np.arange(n)
-    diag = np.zeros(n)
-    b = np.zeros((n, image.shape[0]))
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], []
-    for dy, dx in _OFFSETS:
-        if dy == 0 and dx == 0:
-            continue
-        wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
-        yy, xx = ys + dy, xs + dx
-        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        diag[inside] += wt
-        yi, xi = yy[inside], xx[inside]
-        j = index[yi, xi]
-        unknown = j >= 0
-        rows_in = np.nonzero(inside)[0]
-        rows.append(rows_in[unknown])
-        cols.append(j[unknown])
-        vals.append(np.full(int(unknown.sum()), -wt))
-        known = rows_in[~unknown]
-        b[known] += wt * image[:, yi[~unknown], xi[~unknown]].T
-    a = sp.csc_matrix(
-        (np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
-    return a, b, ys, xs
-
-
-def direct_imputation(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """The reference: each image's system solved directly (scipy sparse LU, float64, on the CPU), no noise."""
-    from scipy.sparse.linalg import splu
-
-    images, removed = check_pair(images, removed)
-    out = images.detach().cpu().to(torch.float64).numpy().copy()
-    rem = removed.cpu().numpy()
-    for i in range(out.shape[0]):
-        if not rem[i].any():
-            continue
-        a, b, ys, xs = _system(rem[i], out[i])
-        out[i][:, ys, xs] = splu(a).solve(b).T
-    return torch.from_numpy(out).to(device=images.device, dtype=images.dtype)
-
-
-def imputation_residual(images: torch.Tensor, removed: torch.Tensor, filled: torch.Tensor) -> np.ndarray:
-    """(N, C) float64 relative residual ``‖b − A x‖₂ / ‖b‖₂`` of ``filled`` at the removed pixels.
-
-    0 where b = 0 (nothing to impute from), inf where b = 0 but the residual is not."""
-    images, removed = check_pair(images, removed)
-    img = images.detach().cpu().to(torch.float64).numpy()
-    fil = torch.as_tensor(filled).detach().cpu().to(torch.float64).numpy()
-    rem = removed.cpu().numpy()
-    out = np.zeros(img.shape[:2])
-    for i in range(img.shape[0]):
-        if not rem[i].any():
-            continue
-        a, b, ys, xs = _system(rem[i], img[i])
-        r = np.linalg.norm(b - a @ fil[i][:, ys, xs].T, axis=0)
-        bn = np.linalg.norm(b, axis=0)
-        out[i] = np.where(bn > 0, r / np.where(bn > 0, bn, 1.0), np.where(r > 0, np.inf, 0.0))
-    return out
+def _executor() -> ThreadPoolExecutor:
+    """The process's pool of solver threads (created once; threads start when first needed)."""
+    if not _EXECUTOR:
+        _EXECUTOR.append(
+            ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="hfus-solver")
+        )
+    return _EXECUTOR[0]
