@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from .solver_system import (
-    _OFFSETS,
+    OFFSETS,
     W_DIAGONAL,
     W_DIRECT,
     check_pair,
@@ -166,8 +166,8 @@ def _galerkin_weights() -> torch.Tensor:
     A_c[I, I + o] = Σ_t Σ_k S_k[2I + t] · p(t) · p(t + e_k − 2o), t ∈ {−1, 0, 1}², p = bilinear hat.
     """
     wt = torch.zeros(9, 9, 3, 3, dtype=torch.float64)
-    for oi, (oy, ox) in enumerate(_OFFSETS):
-        for k, (ey, ex) in enumerate(_OFFSETS):
+    for oi, (oy, ox) in enumerate(OFFSETS):
+        for k, (ey, ex) in enumerate(OFFSETS):
             for ty in (-1, 0, 1):
                 for tx in (-1, 0, 1):
                     wt[oi, k, ty + 1, tx + 1] = (
@@ -202,7 +202,7 @@ class _Level:
         s = self.stencil
         o = _interior(out, h, w)
         torch.mul(s[:, 4:5], _interior(x, h, w), out=o)
-        for k, (dy, dx) in enumerate(_OFFSETS):
+        for k, (dy, dx) in enumerate(OFFSETS):
             if k != 4:
                 o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
         return out
@@ -216,7 +216,7 @@ class _Level:
             _interior(out, h, w).copy_(self.stencil)
             return out
         m = self.mask
-        for k, (dy, dx) in enumerate(_OFFSETS):
+        for k, (dy, dx) in enumerate(OFFSETS):
             o = _interior(out[:, k : k + 1], h, w)
             if k == 4:
                 torch.add(self.me, self.mq, alpha=4.0, out=out[:, 4:5])  # mask · d
@@ -266,7 +266,7 @@ def _coarsen(fine: _Level) -> _Level:
         ]
     )
     rows = _interior(mask_c, hc, wc)
-    for k, (dy, dx) in enumerate(_OFFSETS):
+    for k, (dy, dx) in enumerate(OFFSETS):
         stencil[:, k : k + 1].mul_(rows).mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
     coarse = _Level(mask_c, hc, wc)
     coarse.stencil = stencil

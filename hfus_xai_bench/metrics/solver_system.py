@@ -19,7 +19,7 @@ from ..errors import HfusError
 #: neighbour weights of the imputation (direct, diagonal)
 W_DIRECT, W_DIAGONAL = 1.0 / 6.0, 1.0 / 12.0
 #: 3×3 offsets in row-major order; index 4 is the centre
-_OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 def check_pair(images: Any, removed: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +57,7 @@ def _system(removed: np.ndarray, image: np.ndarray):
     diag = np.zeros(n)
     b = np.zeros((n, image.shape[0]))
     rows, cols, vals = [np.arange(n)], [np.arange(n)], []
-    for dy, dx in _OFFSETS:
+    for dy, dx in OFFSETS:
         if dy == 0 and dx == 0:
             continue
         wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
