@@ -35,8 +35,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +100,43 @@ class AuditRow:
     level: float
     #: bootstrap resamples without a value (a side with no finite value drawn), left out of the percentiles
     dropped: int = 0
+    #: images of each side and how many of them failed (PROTOCOL §3: counted, never dropped silently)
+    images_public: int = 0
+    images_private: int = 0
+    failed_public: int = 0
+    failed_private: int = 0
+
+    @property
+    def auditable(self) -> bool:
+        """Both sides have a value (the harness's rule: a method without one cannot pass, see :attr:`verdict`)."""
+        return self.n_public > 0 and self.n_private > 0
 
     @property
     def flagged(self) -> bool:
-        """The public advantage is beyond the references' (lower bound > 0), or it cannot be measured."""
-        return not np.isfinite(self.low) or self.low > 0
+        """PROTOCOL §3: the public advantage is beyond the references' (the CI's lower bound > 0)."""
+        return self.auditable and bool(self.low > 0)
+
+    @property
+    def passed(self) -> bool:
+        """Neither flagged nor without a value on a side."""
+        return self.auditable and not self.flagged
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``FLAGGED`` or ``NOT AUDITABLE: no values on the private side — N of M images failed``."""
+        if self.flagged:
+            return "FLAGGED"
+        if self.auditable:
+            return "ok"
+        sides = [
+            f"no values on the {side} side — {failed} of {images} images failed"
+            for side, n, failed, images in (
+                ("public", self.n_public, self.failed_public, self.images_public),
+                ("private", self.n_private, self.failed_private, self.images_private),
+            )
+            if n == 0
+        ]
+        return "NOT AUDITABLE: " + "; ".join(sides)
 
 
 def audit_level(m: int, alpha: float = AUDIT_ALPHA) -> float:
@@ -161,6 +193,12 @@ def audit_statistic(
     idx_priv = rng.integers(0, priv[names[0]].size, size=(int(n_resamples), priv[names[0]].size))
     d = {k: _side_mean(pub[k]) - _side_mean(priv[k]) for k in names}
     d_boot = {k: _resampled_means(pub[k], idx_pub) - _resampled_means(priv[k], idx_priv) for k in names}
+    blind = [r for r in references if not np.isfinite(d[r])]
+    if blind:
+        raise HfusError(
+            f"audit ({score}): the reference {blind[0]} has no value on a side, so there is nothing to compare "
+            "with; check that the built-in references run on this track"
+        )
     d_ref = float(np.mean([d[r] for r in references]))
     ref_boot = np.mean([d_boot[r] for r in references], axis=0)
     rows = []
@@ -191,6 +229,8 @@ def audit_statistic(
                 high=float(high),
                 level=level,
                 dropped=int(np.count_nonzero(~ok)),
+                images_public=pub[k].size,
+                images_private=priv[k].size,
             )
         )
     return rows
@@ -351,15 +391,17 @@ def resolve_targets(specs: Sequence[str | Path], base: RunConfig) -> list[AuditT
 def _fold_scores(
     method: Method, config: RunConfig, ds: datasets.Dataset, metrics: list[Any], desc: str, progress: bool
 ) -> FoldScores:
-    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's public batch path (the metrics
-    given only: no confidence or ROAD)."""
-    from .runner import plan_run, run_share, score_shares
+    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's batch path (the metrics given only:
+    no randomised copy, runner-up, confidence or ROAD call). Unlike ``evaluate``, a side where every image
+    fails is not an error: it is reported by the verdict (:attr:`AuditRow.verdict`)."""
+    from .runner import fold_meta, plan_run, run_share, score_fold_outputs
 
     device = config.resolve_device()
     plan = plan_run(ds, config, device)
     shared = run_share(method, config, ds, device, plan, progress=progress, desc=desc, metrics=metrics)
-    (scores,) = score_shares(method.name, config, ds, [shared], keep_maps=False, metrics=metrics)
-    return scores
+    ((arch, fold), entry), *_ = shared.folds.items()
+    meta = fold_meta(ds, arch, fold, config, entry["checkpoint"], entry["cost"])
+    return score_fold_outputs(meta, shared.outputs, config, keep_maps=False, metrics=metrics)
 
 
 def _score_target(
@@ -422,14 +464,40 @@ class AuditReport:
     #: per score and method the per-image values of each side (NaN = not scored), for further analysis
     public: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     private: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    #: per method its runs' cost summed over both sides (``forward_rows/<stage>``, ``backward_rows/<stage>``,
+    #: ``seconds/<stage>``: PROTOCOL §6's stages) and ``images``, the images it explained
+    cost: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def flagged(self) -> list[AuditRow]:
+        """The rows flagged by PROTOCOL §3's statistic."""
         return [row for row in self.rows if row.flagged]
+
+    @property
+    def not_auditable(self) -> list[AuditRow]:
+        """The rows without a value on a side (the harness's rule, docs/AUDIT.md)."""
+        return [row for row in self.rows if not row.auditable]
+
+    @property
+    def exit_status(self) -> int:
+        """1 when any row is flagged or not auditable, else 0."""
+        return 0 if all(row.passed for row in self.rows) else 1
 
     def table(self) -> str:
         """The audit as text: what was compared, one row per method × score, the verdict (the seed is not in it)."""
         return format_report(self)
+
+
+def _add_cost(into: dict[str, float], runs: Sequence[FoldScores]) -> None:
+    for run in runs:
+        into["images"] = into.get("images", 0.0) + len(run.image_ids)
+        for key, value in run.cost.items():
+            if key.startswith(("forward_rows/", "backward_rows/", "seconds/")):
+                into[key] = into.get(key, 0.0) + float(value)
+
+
+def _failed(runs: Sequence[FoldScores]) -> int:
+    return sum(r is not None for run in runs for r in run.failed)
 
 
 def audit(
@@ -442,12 +510,13 @@ def audit(
     device: str = "auto",
     n: int | None = None,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Audit methods on a private build of the synthetic track at ``seed`` (module docstring, PROTOCOL §3).
 
     ``specs``: built-in names, method files, entry points or submission folders; the references are added.
     ``limit``: only the first N images of the public test split and of each private partition; ``n``: images of
-    the private build (default: the default track's).
+    the private build (default: the default track's). ``log``: called with one line per method when it is done.
     """
     from .config import RunConfig
     from .data.dataset import dataset_provenance, load_dataset
@@ -465,8 +534,10 @@ def audit(
     private: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
     checkpoints: set[str] = set()
     checkpoint: dict[str, Any] = {}
+    cost: dict[str, dict[str, float]] = {}
+    failed: dict[str, tuple[int, int]] = {}
     n_private = 0
-    for t in targets:
+    for i, t in enumerate(targets):
         pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
         checkpoints |= {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
         if len(checkpoints) != 1:
@@ -478,9 +549,13 @@ def audit(
         for key in scores:
             public[key][t.name] = pub.output(key)
             private[key][t.name] = np.concatenate([p.output(key) for p in parts])
+        _add_cost(cost.setdefault(t.name, {}), [pub, *parts])
+        failed[t.name] = (_failed([pub]), _failed(parts))
+        if log is not None:
+            log(f"[{i + 1}/{len(targets)}] {_method_line(t.name, cost[t.name], failed[t.name])}")
     m = len(targets) * len(scores)
     rows = [
-        row
+        replace(row, failed_public=failed[row.method][0], failed_private=failed[row.method][1])
         for key in scores
         for row in audit_statistic(public[key], private[key], AUDIT_REFERENCES, score=key, m=m)
     ]
@@ -497,6 +572,20 @@ def audit(
         scores=scores,
         public=public,
         private=private,
+        cost=cost,
+    )
+
+
+def _method_line(name: str, cost: dict[str, float], failed: tuple[int, int]) -> str:
+    """One progress line: the method's images, failures, seconds and model rows per image (PROTOCOL §6)."""
+    images = max(cost.get("images", 0.0), 1.0)
+    seconds = sum(v for k, v in cost.items() if k.startswith("seconds/"))
+    rows = ", ".join(
+        f"{k.split('/')[1]} {v / images:.3g}" for k, v in cost.items() if k.startswith("forward_rows/") and v
+    )
+    return (
+        f"{name}: {int(images)} images ({failed[0]} public, {failed[1]} private failed), {seconds:.0f} s; "
+        f"forward rows per image: {rows or 'none'}"
     )
 
 
@@ -507,6 +596,10 @@ def _num(value: float, sign: bool = False) -> str:
     if not np.isfinite(value):
         return "—"
     return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def _lost(failed: int) -> str:
+    return f" ({failed} failed)" if failed else ""
 
 
 def _ci(pair: tuple[float, float], sign: bool = False) -> str:
@@ -534,21 +627,27 @@ def format_report(report: AuditReport) -> str:
         [
             row.method + (" (ref.)" if row.reference else ""),
             row.score,
-            f"{_num(row.public_mean)} {_ci(row.public_ci)} n={row.n_public}",
-            f"{_num(row.private_mean)} {_ci(row.private_ci)} n={row.n_private}",
+            f"{_num(row.public_mean)} {_ci(row.public_ci)} n={row.n_public}{_lost(row.failed_public)}",
+            f"{_num(row.private_mean)} {_ci(row.private_ci)} n={row.n_private}{_lost(row.failed_private)}",
             _num(row.d, True),
             f"{_num(row.excess, True)} {_ci((row.low, row.high), True)}",
-            "FLAGGED" if row.flagged else "ok",
+            row.verdict,
         ]
         for row in report.rows
     ]
     headers = ["method", "score", "public (95 % CI)", "private (95 % CI)", "d", "d − d_ref (CI)", "audit"]
     lines.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
     flagged = sorted({row.method for row in report.flagged})
+    blind = sorted({row.method for row in report.not_auditable})
     lines.append("")
     lines.append(
         f"flagged: {', '.join(flagged)} (public advantage beyond the references')"
         if flagged
         else "no method flagged"
     )
+    if blind:
+        lines.append(
+            f"not auditable: {', '.join(blind)} (no values on a side: a method that fails where it cannot look "
+            "its answer up does not pass; exit status 1)"
+        )
     return "\n".join(lines)
