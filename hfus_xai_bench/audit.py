@@ -1,29 +1,28 @@
-"""The private-seed audit (PROTOCOL §3, ``hfus-bench audit``): does a method's score rest on public ground truth?
+"""The private-seed audit (PROTOCOL §3, ``hfus-bench audit``): does a score rest on public ground truth?
 
-A method file is Python and the synthetic track's ground truth is public, so a method can look its answer up
-(find the image by its pixels, read its SLM). The generator is public too, but a seed need not be: the audit
-rebuilds the track at the current generator version with a seed only the maintainers know and scores every
-method with the published checkpoints on both sides, maps-only scores (:data:`~hfus_xai_bench.constants.
-AUDIT_SCORES`):
+A method file is Python and the synthetic track's ground truth is public, so a method can look its answer
+up (find the image by its pixels, read its SLM). The generator is public too, but a seed need not be: the
+audit rebuilds the track at the current generator version with a seed only the maintainers know and scores
+every method with the published checkpoints on both sides, maps-only scores (``constants.AUDIT_SCORES``):
 
 - public side: the default track's test split of the audited fold (what the leaderboard scores);
-- private side: every image of the private build (no checkpoint has seen any of them). The runner evaluates a
-  fold's test split, so the build's five fold partitions are evaluated in turn, each relabelled as the audited
-  fold (:func:`partition_views`; the other partitions are then its training split, e.g. for the depth prior).
+- private side: every image of the private build (no checkpoint has seen any of them). The runner evaluates
+  a fold's test split, so the build's five fold partitions are evaluated in turn, each relabelled as the
+  audited fold (:func:`partition_views`; the other partitions are then its training split).
 
-Per method and score, d = public mean − private mean, and the statistic is d − d_ref, d_ref = the mean d of the
-reference methods (:data:`~hfus_xai_bench.constants.AUDIT_REFERENCES`, run too when not given): what the public
-images give every honest method is subtracted. Its CI resamples each side's images independently (one
-``np.random.default_rng(BOOTSTRAP_SEED)`` per score: BOOTSTRAP_RESAMPLES index rows for the public images, then
-as many for the private ones; the same rows for every method, so the methods stay paired); percentiles at
-level 1 − AUDIT_ALPHA / m, m = methods × scores audited together. A method is flagged when the lower bound is
-above 0 (or when a side has no value at all).
+Per method and score, d = public mean − private mean, and the statistic is d − d_ref, d_ref = the mean d of
+the reference methods (``constants.AUDIT_REFERENCES``, run too when not given): what the public images give
+every honest method is subtracted. Its CI resamples each side's images independently (one
+``np.random.default_rng(BOOTSTRAP_SEED)`` per score: BOOTSTRAP_RESAMPLES index rows for the public images,
+then as many for the private ones; the same rows for every method, so the methods stay paired); percentiles
+at level 1 − AUDIT_ALPHA / m, m = methods × scores audited together. A method is flagged when the lower
+bound is above 0. The harness adds a verdict of its own: a method without a value on a side is not
+auditable (it cannot pass: docs/AUDIT.md). Either makes the exit status 1.
 
 The seed is never printed, written to a file or used in a file name: the private build is cached under
 ``cache_dir()/audit/<sha256 of (seed, version, n)>``, holding its parquet shards and an audit card
-(:data:`~hfus_xai_bench.models.checkpoints.AUDIT_BUILD_CARD`: generator and version, which also selects the
-checkpoints, :func:`~hfus_xai_bench.models.checkpoints.checkpoint_source`), never the generator's own info
-files, which name the seed.
+(``models.checkpoints.AUDIT_BUILD_CARD``: generator and version, which also select the checkpoints,
+``checkpoint_source``), never the generator's own info files, which name the seed.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ class AuditRow:
 
     @property
     def auditable(self) -> bool:
-        """Both sides have a value (the harness's rule: a method without one cannot pass, see :attr:`verdict`)."""
+        """Both sides have a value (the harness's rule: a method without one cannot pass)."""
         return self.n_public > 0 and self.n_private > 0
 
     @property
@@ -117,26 +116,16 @@ class AuditRow:
         return self.auditable and bool(self.low > 0)
 
     @property
-    def passed(self) -> bool:
-        """Neither flagged nor without a value on a side."""
-        return self.auditable and not self.flagged
-
-    @property
     def verdict(self) -> str:
         """``ok``, ``FLAGGED`` or ``NOT AUDITABLE: no values on the private side — N of M images failed``."""
-        if self.flagged:
-            return "FLAGGED"
         if self.auditable:
-            return "ok"
-        sides = [
-            f"no values on the {side} side — {failed} of {images} images failed"
-            for side, n, failed, images in (
-                ("public", self.n_public, self.failed_public, self.images_public),
-                ("private", self.n_private, self.failed_private, self.images_private),
-            )
-            if n == 0
-        ]
-        return "NOT AUDITABLE: " + "; ".join(sides)
+            return "FLAGGED" if self.flagged else "ok"
+        side, failed, images = (
+            ("public", self.failed_public, self.images_public)
+            if self.n_public == 0
+            else ("private", self.failed_private, self.images_private)
+        )
+        return f"NOT AUDITABLE: no values on the {side} side — {failed} of {images} images failed"
 
 
 def audit_level(m: int, alpha: float = AUDIT_ALPHA) -> float:
@@ -173,9 +162,9 @@ def audit_statistic(
 ) -> list[AuditRow]:
     """The audit rows of one score: per method (keys of ``public``, same order) d − d_ref with its CI.
 
-    ``public[name]`` / ``private[name]``: per-image values (NaN = not scored) on the same public images and the
-    same private images for every method. ``m``: comparisons audited together (default: the methods here).
-    Pure: no I/O; the rule is the module docstring's.
+    ``public[name]`` / ``private[name]``: per-image values (NaN = not scored) on the same public images and
+    the same private images for every method. ``m``: comparisons audited together (default: the methods
+    here). Pure: no I/O; the rule is the module docstring's.
     """
     from .metrics.stats import bootstrap_ci
 
@@ -196,8 +185,8 @@ def audit_statistic(
     blind = [r for r in references if not np.isfinite(d[r])]
     if blind:
         raise HfusError(
-            f"audit ({score}): the reference {blind[0]} has no value on a side, so there is nothing to compare "
-            "with; check that the built-in references run on this track"
+            f"audit ({score}): the reference {blind[0]} has no value on a side, so there is nothing to "
+            "compare with; check that the built-in references run on this track"
         )
     d_ref = float(np.mean([d[r] for r in references]))
     ref_boot = np.mean([d_boot[r] for r in references], axis=0)
@@ -207,10 +196,7 @@ def audit_statistic(
         ok = np.isfinite(excess)
         tail = 100.0 * (1.0 - level) / 2.0
         low, high = np.percentile(excess[ok], [tail, 100.0 - tail]) if ok.any() else (np.nan, np.nan)
-        ci_pub, ci_priv = (
-            bootstrap_ci(pub[k], n_resamples, seed),
-            bootstrap_ci(priv[k], n_resamples, seed),
-        )
+        ci_pub, ci_priv = bootstrap_ci(pub[k], n_resamples, seed), bootstrap_ci(priv[k], n_resamples, seed)
         rows.append(
             AuditRow(
                 method=k,
@@ -274,10 +260,10 @@ def private_build(
     progress: bool = True,
     workers: int | None = None,
 ) -> Path:
-    """The dataset folder of the synthetic track at ``seed`` (generator ``version``, default the current one; ``n``
-    images, default the default track's), built once (under a lock, renamed into place when complete) and cached
-    under ``cache_dir()/audit/<build_key>``. It holds the parquet shards and the audit card only: the generator's
-    and importer's info files, which name the seed, are not kept."""
+    """The dataset folder of the synthetic track at ``seed`` (generator ``version``, default the current one;
+    ``n`` images, default the default track's), built once (under a lock, renamed into place when complete)
+    and cached under ``cache_dir()/audit/<build_key>``. It holds the parquet shards and the audit card only:
+    the generator's and importer's info files, which name the seed, are not kept."""
     from .data import dataset as data
     from .data.archive import import_archive
     from .data.synth import SYNTH_VERSION
@@ -316,8 +302,8 @@ def private_build(
 
 def partition_views(ds: datasets.Dataset, fold: int) -> list[tuple[int, datasets.Dataset]]:
     """The private build as the runner sees it, one view per fold partition k (ascending): partitions k and
-    ``fold`` swap their fold labels, so the test split of ``fold`` is partition k and the other partitions are its
-    training / validation splits. Each view's provenance gets a content hash of its own (derived caches)."""
+    ``fold`` swap their fold labels, so the test split of ``fold`` is partition k and the other partitions
+    are its training / validation splits. Each view's provenance gets a content hash of its own (caches)."""
     from .data.dataset import attach_provenance, dataset_provenance
 
     prov = dataset_provenance(ds)
@@ -358,8 +344,8 @@ def _submission_config(folder: Path, base: RunConfig) -> RunConfig:
 
 
 def resolve_targets(specs: Sequence[str | Path], base: RunConfig) -> list[AuditTarget]:
-    """The methods to audit (built-in names, method files, installed entry points or submission folders), then the
-    reference methods not among them (built-ins, default settings); names must be unique."""
+    """The methods to audit (built-in names, method files, installed entry points or submission folders),
+    then the reference methods not among them (built-ins, default settings); names must be unique."""
     from .explainers.loader import load_file, load_method
 
     targets: list[AuditTarget] = []
@@ -391,9 +377,9 @@ def resolve_targets(specs: Sequence[str | Path], base: RunConfig) -> list[AuditT
 def _fold_scores(
     method: Method, config: RunConfig, ds: datasets.Dataset, metrics: list[Any], desc: str, progress: bool
 ) -> FoldScores:
-    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's batch path (the metrics given only:
-    no randomised copy, runner-up, confidence or ROAD call). Unlike ``evaluate``, a side where every image
-    fails is not an error: it is reported by the verdict (:attr:`AuditRow.verdict`)."""
+    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's batch path (only the metrics
+    given: no randomised copy, runner-up, confidence or ROAD call). Unlike ``evaluate``, a side where every
+    image fails is not an error: the verdict reports it (:attr:`AuditRow.verdict`)."""
     from .runner import fold_meta, plan_run, run_share, score_fold_outputs
 
     device = config.resolve_device()
@@ -414,23 +400,18 @@ def _score_target(
 ) -> tuple[FoldScores, list[FoldScores]]:
     """One method's scores on the public test split and on each private partition (the build's folder is the
     private runs' dataset, so they get the checkpoint its audit card names)."""
-    public = _fold_scores(target.method, target.config, ds_public, metrics, f"{target.name} public", progress)
-    private = [
-        _fold_scores(
-            target.method,
-            target.config.replace(dataset=str(folder)),
-            view,
-            metrics,
-            f"{target.name} private {k + 1}/{len(views)}",
-            progress,
-        )
-        for k, view in views
+    private = target.config.replace(dataset=str(folder))
+    sides = [(target.config, ds_public, "public")]
+    sides += [(private, view, f"private {k + 1}/{len(views)}") for k, view in views]
+    pub, *parts = [
+        _fold_scores(target.method, config, ds, metrics, f"{target.name} {what}", progress)
+        for config, ds, what in sides
     ]
-    return public, private
+    return pub, parts
 
 
 def _audited_scores(*tracks: datasets.Dataset) -> list[str]:
-    """The registered AUDIT_SCORES the tracks can score (a metric reading the evidence needs an evidence track)."""
+    """The registered AUDIT_SCORES the tracks can score (one reading the evidence needs an evidence track)."""
     from .metrics import registry
 
     keys = []
@@ -447,8 +428,8 @@ def _audited_scores(*tracks: datasets.Dataset) -> list[str]:
 
 @dataclass
 class AuditReport:
-    """What :func:`audit` measured: the rows (scores in AUDIT_SCORES order, methods in the given order, references
-    last), m, the checkpoint both sides used and the image counts."""
+    """What :func:`audit` measured: the rows (scores in AUDIT_SCORES order, methods in the given order,
+    references last), m, the checkpoint both sides used and the image counts."""
 
     rows: list[AuditRow]
     m: int
@@ -464,8 +445,8 @@ class AuditReport:
     #: per score and method the per-image values of each side (NaN = not scored), for further analysis
     public: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     private: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
-    #: per method its runs' cost summed over both sides (``forward_rows/<stage>``, ``backward_rows/<stage>``,
-    #: ``seconds/<stage>``: PROTOCOL §6's stages) and ``images``, the images it explained
+    #: per method its runs' cost summed over both sides: ``forward_rows/<stage>``, ``backward_rows/<stage>``,
+    #: ``seconds/<stage>`` (PROTOCOL §6's stages), ``images``, ``failed_public``, ``failed_private``
     cost: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
@@ -481,23 +462,25 @@ class AuditReport:
     @property
     def exit_status(self) -> int:
         """1 when any row is flagged or not auditable, else 0."""
-        return 0 if all(row.passed for row in self.rows) else 1
+        return int(any(row.verdict != "ok" for row in self.rows))
 
     def table(self) -> str:
-        """The audit as text: what was compared, one row per method × score, the verdict (the seed is not in it)."""
+        """The audit as text: what was compared, a row per method × score, the verdict (never the seed)."""
         return format_report(self)
 
 
-def _add_cost(into: dict[str, float], runs: Sequence[FoldScores]) -> None:
-    for run in runs:
-        into["images"] = into.get("images", 0.0) + len(run.image_ids)
+def _cost(pub: FoldScores, parts: Sequence[FoldScores]) -> dict[str, float]:
+    """A method's cost over both sides: images, failed images per side, PROTOCOL §6's rows and seconds."""
+    out = {
+        "images": float(sum(len(run.image_ids) for run in (pub, *parts))),
+        "failed_public": float(sum(r is not None for r in pub.failed)),
+        "failed_private": float(sum(r is not None for run in parts for r in run.failed)),
+    }
+    for run in (pub, *parts):
         for key, value in run.cost.items():
             if key.startswith(("forward_rows/", "backward_rows/", "seconds/")):
-                into[key] = into.get(key, 0.0) + float(value)
-
-
-def _failed(runs: Sequence[FoldScores]) -> int:
-    return sum(r is not None for run in runs for r in run.failed)
+                out[key] = out.get(key, 0.0) + float(value)
+    return out
 
 
 def audit(
@@ -510,13 +493,13 @@ def audit(
     device: str = "auto",
     n: int | None = None,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str, dict[str, float]], None] | None = None,
 ) -> AuditReport:
     """Audit methods on a private build of the synthetic track at ``seed`` (module docstring, PROTOCOL §3).
 
     ``specs``: built-in names, method files, entry points or submission folders; the references are added.
-    ``limit``: only the first N images of the public test split and of each private partition; ``n``: images of
-    the private build (default: the default track's). ``log``: called with one line per method when it is done.
+    ``limit``: only the first N images of the public test split and of each private partition; ``n``: images
+    of the private build (default: the default track's). ``log(name, cost)``: called after each method.
     """
     from .config import RunConfig
     from .data.dataset import dataset_provenance, load_dataset
@@ -535,9 +518,8 @@ def audit(
     checkpoints: set[str] = set()
     checkpoint: dict[str, Any] = {}
     cost: dict[str, dict[str, float]] = {}
-    failed: dict[str, tuple[int, int]] = {}
     n_private = 0
-    for i, t in enumerate(targets):
+    for t in targets:
         pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
         checkpoints |= {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
         if len(checkpoints) != 1:
@@ -549,13 +531,16 @@ def audit(
         for key in scores:
             public[key][t.name] = pub.output(key)
             private[key][t.name] = np.concatenate([p.output(key) for p in parts])
-        _add_cost(cost.setdefault(t.name, {}), [pub, *parts])
-        failed[t.name] = (_failed([pub]), _failed(parts))
+        cost[t.name] = _cost(pub, parts)
         if log is not None:
-            log(f"[{i + 1}/{len(targets)}] {_method_line(t.name, cost[t.name], failed[t.name])}")
+            log(t.name, cost[t.name])
     m = len(targets) * len(scores)
     rows = [
-        replace(row, failed_public=failed[row.method][0], failed_private=failed[row.method][1])
+        replace(
+            row,
+            failed_public=int(cost[row.method]["failed_public"]),
+            failed_private=int(cost[row.method]["failed_private"]),
+        )
         for key in scores
         for row in audit_statistic(public[key], private[key], AUDIT_REFERENCES, score=key, m=m)
     ]
@@ -573,19 +558,6 @@ def audit(
         public=public,
         private=private,
         cost=cost,
-    )
-
-
-def _method_line(name: str, cost: dict[str, float], failed: tuple[int, int]) -> str:
-    """One progress line: the method's images, failures, seconds and model rows per image (PROTOCOL §6)."""
-    images = max(cost.get("images", 0.0), 1.0)
-    seconds = sum(v for k, v in cost.items() if k.startswith("seconds/"))
-    rows = ", ".join(
-        f"{k.split('/')[1]} {v / images:.3g}" for k, v in cost.items() if k.startswith("forward_rows/") and v
-    )
-    return (
-        f"{name}: {int(images)} images ({failed[0]} public, {failed[1]} private failed), {seconds:.0f} s; "
-        f"forward rows per image: {rows or 'none'}"
     )
 
 
@@ -647,7 +619,7 @@ def format_report(report: AuditReport) -> str:
     )
     if blind:
         lines.append(
-            f"not auditable: {', '.join(blind)} (no values on a side: a method that fails where it cannot look "
-            "its answer up does not pass; exit status 1)"
+            f"not auditable: {', '.join(blind)} (no values on a side: a method that fails where it cannot "
+            "look its answer up does not pass; exit status 1)"
         )
     return "\n".join(lines)

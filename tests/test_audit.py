@@ -1,8 +1,9 @@
-"""The private-seed audit (PROTOCOL §3): the statistic, the checkpoint rule, the private build, `hfus-bench audit`.
+"""The private-seed audit (PROTOCOL §3): the statistic, the checkpoint rule, the private build, the CLI.
 
-End to end on small builds: a 15-image fake public track and a seeded TinyNet stand in for the default track and
-its checkpoint (tests/helpers.py), the private side is a real 15-image build of the generator; the lookup method
-of tests/fixtures is flagged, the built-ins are not, and the seed is nowhere in the output or the cache.
+End to end on small builds: a 15-image fake public track and a seeded TinyNet stand in for the default
+track and its checkpoint (tests/helpers.py), the private side is a real 5-image build of the generator; the
+lookup method of tests/fixtures is flagged, one that fails where it cannot look up is not auditable, the
+built-ins pass, only the passes the scores need are made, and the seed is nowhere in the output or cache.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def test_a_side_without_values_is_not_auditable_and_fails_the_audit():
     rows = A.audit_statistic(pub, priv, REFS)
     row = {r.method: r for r in rows}["m"]
     assert np.isnan(row.excess) and row.dropped == BOOTSTRAP_RESAMPLES
-    assert not row.auditable and not row.flagged and not row.passed  # a verdict of its own, never "ok"
+    assert not row.auditable and not row.flagged  # a verdict of its own, never "ok"
     row = replace(row, failed_private=7)
     assert row.verdict == "NOT AUDITABLE: no values on the private side — 7 of 7 images failed"
     report = A.AuditReport(
@@ -215,7 +216,7 @@ def test_partition_views_cover_every_private_image_once(private_cache):
 
 @pytest.fixture
 def fake_track(monkeypatch, private_cache):
-    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private build)."""
+    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private one)."""
     fakes = make_fakes()
     fake_load = fakes[(D, "load_dataset")]
     real_load = D.load_dataset
