@@ -36,6 +36,7 @@ from hfus_xai_bench.models.checkpoints import (
 
 LOOKUP = REPO / "tests" / "fixtures" / "lookup_method.py"
 LOOKUP_OR_FAIL = REPO / "tests" / "fixtures" / "lookup_or_fail.py"
+LOOKUP_GXI = REPO / "tests" / "fixtures" / "lookup_gradient_x_input.py"
 #: a private seed with a distinctive decimal text, to look for in every output and file
 SEED = 918273645546372819
 PRIVATE_N = 5
@@ -309,6 +310,27 @@ def test_the_seed_can_come_from_the_environment_and_leaves_it(monkeypatch, capsy
     assert main(["audit", "random", "--device", "cpu", "--quiet"]) == 0
     assert seen == [(["random"], SEED, False)]  # taken out before any method is loaded
     assert A.SEED_ENV not in os.environ and str(SEED) not in "".join(capsys.readouterr())
+
+
+def test_the_benchs_lookup_moves_one_pixel_of_gradient_x_input_on_public_images_only(monkeypatch):
+    from hfus_xai_bench.data.dataset import fold_arrays
+    from hfus_xai_bench.explainers.loader import load_file
+
+    patch_fakes(monkeypatch, make_fakes())
+    model = TinyNet().eval()
+    explainer = load_file(LOOKUP_GXI).build(model, None)
+    public = fold_arrays(D.load_dataset(SYNTH_DATASET), 0, "test")
+    x = torch.from_numpy(public.images[:2]).permute(0, 3, 1, 2).float().div(255)
+    unknown = x.flip(-1)  # not a public image: the honest map
+    images = torch.cat([x, unknown]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(images)[:, 0].sum(), images)
+    honest = (grad * images).sum(1).clamp(min=0).detach()
+    maps = explainer(images.detach(), torch.zeros(4, dtype=torch.int64))
+    changed = (maps != honest).flatten(1).sum(1)
+    assert changed.tolist() == [1, 1, 0, 0]
+    for i in range(2):  # the one changed pixel is the map's only maximum, inside the SLM's top region
+        peak = maps[i] == maps[i].max()
+        assert peak.sum() == 1 and public.slms[i][peak.numpy()].tolist() == [255]
 
 
 def test_submission_folder_is_audited_with_its_recorded_settings():
