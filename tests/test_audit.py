@@ -217,7 +217,8 @@ def test_partition_views_cover_every_private_image_once(private_cache):
 
 @pytest.fixture
 def fake_track(monkeypatch, private_cache):
-    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private one)."""
+    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private one);
+    one torch thread, as under `make test` (dozens of tiny calls: two threads on shared cores spin)."""
     fakes = make_fakes()
     fake_load = fakes[(D, "load_dataset")]
     real_load = D.load_dataset
@@ -229,7 +230,10 @@ def fake_track(monkeypatch, private_cache):
     patch_fakes(monkeypatch, fakes)
     monkeypatch.setattr(A, "cache_dir", lambda: private_cache[0])
     monkeypatch.setattr(D, "SYNTH_N", PRIVATE_N)
-    return private_cache
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield private_cache
+    torch.set_num_threads(threads)
 
 
 def _counting_forwards(monkeypatch) -> tuple[dict, list, Any]:
