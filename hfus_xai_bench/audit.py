@@ -1,29 +1,28 @@
-"""The private-seed audit (PROTOCOL §3, ``hfus-bench audit``): does a method's score rest on public ground truth?
+"""The private-seed audit (PROTOCOL §3, ``hfus-bench audit``): does a score rest on public ground truth?
 
-A method file is Python and the synthetic track's ground truth is public, so a method can look its answer up
-(find the image by its pixels, read its SLM). The generator is public too, but a seed need not be: the audit
-rebuilds the track at the current generator version with a seed only the maintainers know and scores every
-method with the published checkpoints on both sides, maps-only scores (:data:`~hfus_xai_bench.constants.
-AUDIT_SCORES`):
+A method file is Python and the synthetic track's ground truth is public, so a method can look its answer
+up (find the image by its pixels, read its SLM). The generator is public too, but a seed need not be: the
+audit rebuilds the track at the current generator version with a seed only the maintainers know and scores
+every method with the published checkpoints on both sides, maps-only scores (``constants.AUDIT_SCORES``):
 
 - public side: the default track's test split of the audited fold (what the leaderboard scores);
-- private side: every image of the private build (no checkpoint has seen any of them). The runner evaluates a
-  fold's test split, so the build's five fold partitions are evaluated in turn, each relabelled as the audited
-  fold (:func:`partition_views`; the other partitions are then its training split, e.g. for the depth prior).
+- private side: every image of the private build (no checkpoint has seen any of them). The runner evaluates
+  a fold's test split, so the build's five fold partitions are evaluated in turn, each relabelled as the
+  audited fold (:func:`partition_views`; the other partitions are then its training split).
 
-Per method and score, d = public mean − private mean, and the statistic is d − d_ref, d_ref = the mean d of the
-reference methods (:data:`~hfus_xai_bench.constants.AUDIT_REFERENCES`, run too when not given): what the public
-images give every honest method is subtracted. Its CI resamples each side's images independently (one
-``np.random.default_rng(BOOTSTRAP_SEED)`` per score: BOOTSTRAP_RESAMPLES index rows for the public images, then
-as many for the private ones; the same rows for every method, so the methods stay paired); percentiles at
-level 1 − AUDIT_ALPHA / m, m = methods × scores audited together. A method is flagged when the lower bound is
-above 0 (or when a side has no value at all).
+Per method and score, d = public mean − private mean, and the statistic is d − d_ref, d_ref = the mean d of
+the reference methods (``constants.AUDIT_REFERENCES``, run too when not given): what the public images give
+every honest method is subtracted. Its CI resamples each side's images independently (one
+``np.random.default_rng(BOOTSTRAP_SEED)`` per score: BOOTSTRAP_RESAMPLES index rows for the public images,
+then as many for the private ones; the same rows for every method, so the methods stay paired); percentiles
+at level 1 − AUDIT_ALPHA / m, m = methods × scores audited together. A method is flagged when the lower
+bound is above 0. The harness adds a verdict of its own: a method without a value on a side is not
+auditable (it cannot pass: docs/AUDIT.md). Either makes the exit status 1.
 
 The seed is never printed, written to a file or used in a file name: the private build is cached under
 ``cache_dir()/audit/<sha256 of (seed, version, n)>``, holding its parquet shards and an audit card
-(:data:`~hfus_xai_bench.models.checkpoints.AUDIT_BUILD_CARD`: generator and version, which also selects the
-checkpoints, :func:`~hfus_xai_bench.models.checkpoints.checkpoint_source`), never the generator's own info
-files, which name the seed.
+(``models.checkpoints.AUDIT_BUILD_CARD``: generator and version, which also select the checkpoints,
+``checkpoint_source``), never the generator's own info files, which name the seed.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +99,33 @@ class AuditRow:
     level: float
     #: bootstrap resamples without a value (a side with no finite value drawn), left out of the percentiles
     dropped: int = 0
+    #: images of each side and how many of them failed (PROTOCOL §3: counted, never dropped silently)
+    images_public: int = 0
+    images_private: int = 0
+    failed_public: int = 0
+    failed_private: int = 0
+
+    @property
+    def auditable(self) -> bool:
+        """Both sides have a value (the harness's rule: a method without one cannot pass)."""
+        return self.n_public > 0 and self.n_private > 0
 
     @property
     def flagged(self) -> bool:
-        """The public advantage is beyond the references' (lower bound > 0), or it cannot be measured."""
-        return not np.isfinite(self.low) or self.low > 0
+        """PROTOCOL §3: the public advantage is beyond the references' (the CI's lower bound > 0)."""
+        return self.auditable and bool(self.low > 0)
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``FLAGGED`` or ``NOT AUDITABLE: no values on the private side — N of M images failed``."""
+        if self.auditable:
+            return "FLAGGED" if self.flagged else "ok"
+        side, failed, images = (
+            ("public", self.failed_public, self.images_public)
+            if self.n_public == 0
+            else ("private", self.failed_private, self.images_private)
+        )
+        return f"NOT AUDITABLE: no values on the {side} side — {failed} of {images} images failed"
 
 
 def audit_level(m: int, alpha: float = AUDIT_ALPHA) -> float:
@@ -141,9 +162,9 @@ def audit_statistic(
 ) -> list[AuditRow]:
     """The audit rows of one score: per method (keys of ``public``, same order) d − d_ref with its CI.
 
-    ``public[name]`` / ``private[name]``: per-image values (NaN = not scored) on the same public images and the
-    same private images for every method. ``m``: comparisons audited together (default: the methods here).
-    Pure: no I/O; the rule is the module docstring's.
+    ``public[name]`` / ``private[name]``: per-image values (NaN = not scored) on the same public images and
+    the same private images for every method. ``m``: comparisons audited together (default: the methods
+    here). Pure: no I/O; the rule is the module docstring's.
     """
     from .metrics.stats import bootstrap_ci
 
@@ -161,6 +182,12 @@ def audit_statistic(
     idx_priv = rng.integers(0, priv[names[0]].size, size=(int(n_resamples), priv[names[0]].size))
     d = {k: _side_mean(pub[k]) - _side_mean(priv[k]) for k in names}
     d_boot = {k: _resampled_means(pub[k], idx_pub) - _resampled_means(priv[k], idx_priv) for k in names}
+    blind = [r for r in references if not np.isfinite(d[r])]
+    if blind:
+        raise HfusError(
+            f"audit ({score}): the reference {blind[0]} has no value on a side, so there is nothing to "
+            "compare with; check that the built-in references run on this track"
+        )
     d_ref = float(np.mean([d[r] for r in references]))
     ref_boot = np.mean([d_boot[r] for r in references], axis=0)
     rows = []
@@ -169,10 +196,7 @@ def audit_statistic(
         ok = np.isfinite(excess)
         tail = 100.0 * (1.0 - level) / 2.0
         low, high = np.percentile(excess[ok], [tail, 100.0 - tail]) if ok.any() else (np.nan, np.nan)
-        ci_pub, ci_priv = (
-            bootstrap_ci(pub[k], n_resamples, seed),
-            bootstrap_ci(priv[k], n_resamples, seed),
-        )
+        ci_pub, ci_priv = bootstrap_ci(pub[k], n_resamples, seed), bootstrap_ci(priv[k], n_resamples, seed)
         rows.append(
             AuditRow(
                 method=k,
@@ -191,6 +215,8 @@ def audit_statistic(
                 high=float(high),
                 level=level,
                 dropped=int(np.count_nonzero(~ok)),
+                images_public=pub[k].size,
+                images_private=priv[k].size,
             )
         )
     return rows
@@ -234,10 +260,10 @@ def private_build(
     progress: bool = True,
     workers: int | None = None,
 ) -> Path:
-    """The dataset folder of the synthetic track at ``seed`` (generator ``version``, default the current one; ``n``
-    images, default the default track's), built once (under a lock, renamed into place when complete) and cached
-    under ``cache_dir()/audit/<build_key>``. It holds the parquet shards and the audit card only: the generator's
-    and importer's info files, which name the seed, are not kept."""
+    """The dataset folder of the synthetic track at ``seed`` (generator ``version``, default the current one;
+    ``n`` images, default the default track's), built once (under a lock, renamed into place when complete)
+    and cached under ``cache_dir()/audit/<build_key>``. It holds the parquet shards and the audit card only:
+    the generator's and importer's info files, which name the seed, are not kept."""
     from .data import dataset as data
     from .data.archive import import_archive
     from .data.synth import SYNTH_VERSION
@@ -276,8 +302,8 @@ def private_build(
 
 def partition_views(ds: datasets.Dataset, fold: int) -> list[tuple[int, datasets.Dataset]]:
     """The private build as the runner sees it, one view per fold partition k (ascending): partitions k and
-    ``fold`` swap their fold labels, so the test split of ``fold`` is partition k and the other partitions are its
-    training / validation splits. Each view's provenance gets a content hash of its own (derived caches)."""
+    ``fold`` swap their fold labels, so the test split of ``fold`` is partition k and the other partitions
+    are its training / validation splits. Each view's provenance gets a content hash of its own (caches)."""
     from .data.dataset import attach_provenance, dataset_provenance
 
     prov = dataset_provenance(ds)
@@ -318,8 +344,8 @@ def _submission_config(folder: Path, base: RunConfig) -> RunConfig:
 
 
 def resolve_targets(specs: Sequence[str | Path], base: RunConfig) -> list[AuditTarget]:
-    """The methods to audit (built-in names, method files, installed entry points or submission folders), then the
-    reference methods not among them (built-ins, default settings); names must be unique."""
+    """The methods to audit (built-in names, method files, installed entry points or submission folders),
+    then the reference methods not among them (built-ins, default settings); names must be unique."""
     from .explainers.loader import load_file, load_method
 
     targets: list[AuditTarget] = []
@@ -351,15 +377,17 @@ def resolve_targets(specs: Sequence[str | Path], base: RunConfig) -> list[AuditT
 def _fold_scores(
     method: Method, config: RunConfig, ds: datasets.Dataset, metrics: list[Any], desc: str, progress: bool
 ) -> FoldScores:
-    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's public batch path (the metrics
-    given only: no confidence or ROAD)."""
-    from .runner import plan_run, run_share, score_shares
+    """The maps-only scores of one (arch, fold) of ``ds`` through the runner's batch path (only the metrics
+    given: no randomised copy, runner-up, confidence or ROAD call). Unlike ``evaluate``, a side where every
+    image fails is not an error: the verdict reports it (:attr:`AuditRow.verdict`)."""
+    from .runner import fold_meta, plan_run, run_share, score_fold_outputs
 
     device = config.resolve_device()
     plan = plan_run(ds, config, device)
     shared = run_share(method, config, ds, device, plan, progress=progress, desc=desc, metrics=metrics)
-    (scores,) = score_shares(method.name, config, ds, [shared], keep_maps=False, metrics=metrics)
-    return scores
+    ((arch, fold), entry), *_ = shared.folds.items()
+    meta = fold_meta(ds, arch, fold, config, entry["checkpoint"], entry["cost"])
+    return score_fold_outputs(meta, shared.outputs, config, keep_maps=False, metrics=metrics)
 
 
 def _score_target(
@@ -372,23 +400,18 @@ def _score_target(
 ) -> tuple[FoldScores, list[FoldScores]]:
     """One method's scores on the public test split and on each private partition (the build's folder is the
     private runs' dataset, so they get the checkpoint its audit card names)."""
-    public = _fold_scores(target.method, target.config, ds_public, metrics, f"{target.name} public", progress)
-    private = [
-        _fold_scores(
-            target.method,
-            target.config.replace(dataset=str(folder)),
-            view,
-            metrics,
-            f"{target.name} private {k + 1}/{len(views)}",
-            progress,
-        )
-        for k, view in views
+    private = target.config.replace(dataset=str(folder))
+    sides = [(target.config, ds_public, "public")]
+    sides += [(private, view, f"private {k + 1}/{len(views)}") for k, view in views]
+    pub, *parts = [
+        _fold_scores(target.method, config, ds, metrics, f"{target.name} {what}", progress)
+        for config, ds, what in sides
     ]
-    return public, private
+    return pub, parts
 
 
 def _audited_scores(*tracks: datasets.Dataset) -> list[str]:
-    """The registered AUDIT_SCORES the tracks can score (a metric reading the evidence needs an evidence track)."""
+    """The registered AUDIT_SCORES the tracks can score (one reading the evidence needs an evidence track)."""
     from .metrics import registry
 
     keys = []
@@ -405,8 +428,8 @@ def _audited_scores(*tracks: datasets.Dataset) -> list[str]:
 
 @dataclass
 class AuditReport:
-    """What :func:`audit` measured: the rows (scores in AUDIT_SCORES order, methods in the given order, references
-    last), m, the checkpoint both sides used and the image counts."""
+    """What :func:`audit` measured: the rows (scores in AUDIT_SCORES order, methods in the given order,
+    references last), m, the checkpoint both sides used and the image counts."""
 
     rows: list[AuditRow]
     m: int
@@ -422,14 +445,42 @@ class AuditReport:
     #: per score and method the per-image values of each side (NaN = not scored), for further analysis
     public: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     private: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    #: per method its runs' cost summed over both sides: ``forward_rows/<stage>``, ``backward_rows/<stage>``,
+    #: ``seconds/<stage>`` (PROTOCOL §6's stages), ``images``, ``failed_public``, ``failed_private``
+    cost: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def flagged(self) -> list[AuditRow]:
+        """The rows flagged by PROTOCOL §3's statistic."""
         return [row for row in self.rows if row.flagged]
 
+    @property
+    def not_auditable(self) -> list[AuditRow]:
+        """The rows without a value on a side (the harness's rule, docs/AUDIT.md)."""
+        return [row for row in self.rows if not row.auditable]
+
+    @property
+    def exit_status(self) -> int:
+        """1 when any row is flagged or not auditable, else 0."""
+        return int(any(row.verdict != "ok" for row in self.rows))
+
     def table(self) -> str:
-        """The audit as text: what was compared, one row per method × score, the verdict (the seed is not in it)."""
+        """The audit as text: what was compared, a row per method × score, the verdict (never the seed)."""
         return format_report(self)
+
+
+def _cost(pub: FoldScores, parts: Sequence[FoldScores]) -> dict[str, float]:
+    """A method's cost over both sides: images, failed images per side, PROTOCOL §6's rows and seconds."""
+    out = {
+        "images": float(sum(len(run.image_ids) for run in (pub, *parts))),
+        "failed_public": float(sum(r is not None for r in pub.failed)),
+        "failed_private": float(sum(r is not None for run in parts for r in run.failed)),
+    }
+    for run in (pub, *parts):
+        for key, value in run.cost.items():
+            if key.startswith(("forward_rows/", "backward_rows/", "seconds/")):
+                out[key] = out.get(key, 0.0) + float(value)
+    return out
 
 
 def audit(
@@ -442,12 +493,13 @@ def audit(
     device: str = "auto",
     n: int | None = None,
     progress: bool = True,
+    log: Callable[[str, dict[str, float]], None] | None = None,
 ) -> AuditReport:
     """Audit methods on a private build of the synthetic track at ``seed`` (module docstring, PROTOCOL §3).
 
     ``specs``: built-in names, method files, entry points or submission folders; the references are added.
-    ``limit``: only the first N images of the public test split and of each private partition; ``n``: images of
-    the private build (default: the default track's).
+    ``limit``: only the first N images of the public test split and of each private partition; ``n``: images
+    of the private build (default: the default track's). ``log(name, cost)``: called after each method.
     """
     from .config import RunConfig
     from .data.dataset import dataset_provenance, load_dataset
@@ -465,6 +517,7 @@ def audit(
     private: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
     checkpoints: set[str] = set()
     checkpoint: dict[str, Any] = {}
+    cost: dict[str, dict[str, float]] = {}
     n_private = 0
     for t in targets:
         pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
@@ -478,9 +531,16 @@ def audit(
         for key in scores:
             public[key][t.name] = pub.output(key)
             private[key][t.name] = np.concatenate([p.output(key) for p in parts])
+        cost[t.name] = _cost(pub, parts)
+        if log is not None:
+            log(t.name, cost[t.name])
     m = len(targets) * len(scores)
     rows = [
-        row
+        replace(
+            row,
+            failed_public=int(cost[row.method]["failed_public"]),
+            failed_private=int(cost[row.method]["failed_private"]),
+        )
         for key in scores
         for row in audit_statistic(public[key], private[key], AUDIT_REFERENCES, score=key, m=m)
     ]
@@ -497,6 +557,7 @@ def audit(
         scores=scores,
         public=public,
         private=private,
+        cost=cost,
     )
 
 
@@ -507,6 +568,10 @@ def _num(value: float, sign: bool = False) -> str:
     if not np.isfinite(value):
         return "—"
     return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def _lost(failed: int) -> str:
+    return f" ({failed} failed)" if failed else ""
 
 
 def _ci(pair: tuple[float, float], sign: bool = False) -> str:
@@ -534,21 +599,27 @@ def format_report(report: AuditReport) -> str:
         [
             row.method + (" (ref.)" if row.reference else ""),
             row.score,
-            f"{_num(row.public_mean)} {_ci(row.public_ci)} n={row.n_public}",
-            f"{_num(row.private_mean)} {_ci(row.private_ci)} n={row.n_private}",
+            f"{_num(row.public_mean)} {_ci(row.public_ci)} n={row.n_public}{_lost(row.failed_public)}",
+            f"{_num(row.private_mean)} {_ci(row.private_ci)} n={row.n_private}{_lost(row.failed_private)}",
             _num(row.d, True),
             f"{_num(row.excess, True)} {_ci((row.low, row.high), True)}",
-            "FLAGGED" if row.flagged else "ok",
+            row.verdict,
         ]
         for row in report.rows
     ]
     headers = ["method", "score", "public (95 % CI)", "private (95 % CI)", "d", "d − d_ref (CI)", "audit"]
     lines.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
     flagged = sorted({row.method for row in report.flagged})
+    blind = sorted({row.method for row in report.not_auditable})
     lines.append("")
     lines.append(
         f"flagged: {', '.join(flagged)} (public advantage beyond the references')"
         if flagged
         else "no method flagged"
     )
+    if blind:
+        lines.append(
+            f"not auditable: {', '.join(blind)} (no values on a side: a method that fails where it cannot "
+            "look its answer up does not pass; exit status 1)"
+        )
     return "\n".join(lines)

@@ -1,19 +1,23 @@
-"""The private-seed audit (PROTOCOL §3): the statistic, the checkpoint rule, the private build, `hfus-bench audit`.
+"""The private-seed audit (PROTOCOL §3): the statistic, the checkpoint rule, the private build, the CLI.
 
-End to end on small builds: a 15-image fake public track and a seeded TinyNet stand in for the default track and
-its checkpoint (tests/helpers.py), the private side is a real 15-image build of the generator; the lookup method
-of tests/fixtures is flagged, the built-ins are not, and the seed is nowhere in the output or the cache.
+End to end on small builds: a 15-image fake public track and a seeded TinyNet stand in for the default
+track and its checkpoint (tests/helpers.py), the private side is a real 5-image build of the generator; the
+lookup method of tests/fixtures is flagged, one that fails where it cannot look up is not auditable, the
+built-ins pass, only the passes the scores need are made, and the seed is nowhere in the output or cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REPO, make_fakes, patch_fakes
+import torch
+from helpers import REPO, TinyNet, make_fakes, patch_fakes
 
 from hfus_xai_bench import audit as A
 from hfus_xai_bench.cli import main
@@ -31,9 +35,11 @@ from hfus_xai_bench.models.checkpoints import (
 )
 
 LOOKUP = REPO / "tests" / "fixtures" / "lookup_method.py"
+LOOKUP_OR_FAIL = REPO / "tests" / "fixtures" / "lookup_or_fail.py"
+LOOKUP_GXI = REPO / "tests" / "fixtures" / "lookup_gradient_x_input.py"
 #: a private seed with a distinctive decimal text, to look for in every output and file
 SEED = 918273645546372819
-PRIVATE_N = 15
+PRIVATE_N = 5
 REFS = list(AUDIT_REFERENCES)
 
 
@@ -98,12 +104,25 @@ def test_more_comparisons_widen_the_interval():
     assert one.excess == many.excess
 
 
-def test_a_side_without_values_is_flagged():
+def test_a_side_without_values_is_not_auditable_and_fails_the_audit():
     pub = {k: np.full(5, 2.0) for k in ["m", *REFS]}
     priv = {k: np.full(7, 1.0) for k in ["m", *REFS]}
     priv["m"][:] = np.nan  # e.g. a method that fails on every image it cannot look up
-    row = {r.method: r for r in A.audit_statistic(pub, priv, REFS)}["m"]
-    assert np.isnan(row.excess) and row.flagged and row.dropped == BOOTSTRAP_RESAMPLES
+    rows = A.audit_statistic(pub, priv, REFS)
+    row = {r.method: r for r in rows}["m"]
+    assert np.isnan(row.excess) and row.dropped == BOOTSTRAP_RESAMPLES
+    assert not row.auditable and not row.flagged  # a verdict of its own, never "ok"
+    row = replace(row, failed_private=7)
+    assert row.verdict == "NOT AUDITABLE: no values on the private side — 7 of 7 images failed"
+    report = A.AuditReport(
+        rows=[row], m=4, arch="a", fold=0, version="3", revision="r", checkpoint={}, n_public=5, n_private=7
+    )
+    assert report.exit_status == 1 and report.not_auditable == [row] and report.flagged == []
+    assert "not auditable: m" in report.table() and "no method flagged" in report.table()
+    # a reference without values leaves nothing to compare with: an error, not a verdict
+    priv["gradcam"][:] = np.nan
+    with pytest.raises(HfusError, match="reference gradcam has no value on a side"):
+        A.audit_statistic(pub, priv, REFS)
 
 
 def test_statistic_needs_the_references_on_both_sides():
@@ -198,7 +217,8 @@ def test_partition_views_cover_every_private_image_once(private_cache):
 
 @pytest.fixture
 def fake_track(monkeypatch, private_cache):
-    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private build)."""
+    """The fake 15-image public track and TinyNet for every dataset (the real loader for the private one);
+    one torch thread, as under `make test` (dozens of tiny calls: two threads on shared cores spin)."""
     fakes = make_fakes()
     fake_load = fakes[(D, "load_dataset")]
     real_load = D.load_dataset
@@ -210,25 +230,111 @@ def fake_track(monkeypatch, private_cache):
     patch_fakes(monkeypatch, fakes)
     monkeypatch.setattr(A, "cache_dir", lambda: private_cache[0])
     monkeypatch.setattr(D, "SYNTH_N", PRIVATE_N)
-    return private_cache
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield private_cache
+    torch.set_num_threads(threads)
 
 
-def test_lookup_is_flagged_and_the_builtins_are_not(fake_track, capsys, monkeypatch):
-    code = main(["audit", str(LOOKUP), "saliency", "--seed", str(SEED), "--device", "cpu", "--quiet"])
+def _counting_forwards(monkeypatch) -> tuple[dict, list, Any]:
+    """Rows through every TinyNet (the model, and any copy of it) counted by a global hook, and the audit's
+    reports kept as `hfus-bench audit` makes them."""
+    rows = {"n": 0}
+    reports: list[A.AuditReport] = []
+
+    def count(module, args):
+        if isinstance(module, TinyNet):
+            rows["n"] += int(args[0].shape[0])
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(count)
+    real_audit = A.audit
+
+    def keep(*args, **kwargs):
+        reports.append(real_audit(*args, **kwargs))
+        return reports[-1]
+
+    monkeypatch.setattr(A, "audit", keep)
+    return rows, reports, handle
+
+
+def test_lookup_is_flagged_the_builtins_are_not_and_only_the_maps_are_made(fake_track, capsys, monkeypatch):
+    methods = [str(LOOKUP), str(LOOKUP_OR_FAIL), "depth_prior", "random"]
+    counted, reports, handle = _counting_forwards(monkeypatch)
+    try:
+        code = main(["audit", *methods, "--seed", str(SEED), "--device", "cpu", "--quiet"])
+    finally:
+        handle.remove()
     out, err = capsys.readouterr()
     assert code == 1, out + err
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert "FLAGGED" in rows["lookup-fixture"]
-    assert all("| ok" in rows[f"{r} (ref.)"] for r in AUDIT_REFERENCES)
-    assert "n=3" in rows["lookup-fixture"] and f"n={PRIVATE_N}" in rows["lookup-fixture"]
+    assert "| FLAGGED" in rows["lookup-fixture"] and "n=3" in rows["lookup-fixture"]
+    assert f"n={PRIVATE_N}" in rows["lookup-fixture"]
+    assert (
+        f"NOT AUDITABLE: no values on the private side — {PRIVATE_N} of {PRIVATE_N} images failed"
+        in (rows["lookup-or-fail"])
+    )
+    assert all("| ok" in rows[name] for name in ["depth_prior", "random", *(f"{r} (ref.)" for r in REFS)])
+    assert "flagged: lookup-fixture " in out and "not auditable: lookup-or-fail " in out
     assert str(SEED) not in out + err and _files_without_seed(fake_track[0]) == []
 
+    # PROTOCOL §3's cost: per image the prediction, the method's own passes and the repeat of each run's first
+    # batch (every run here is one batch: 3 public images, 2 per private partition), nothing else
+    (report,) = reports
+    images = 3 + PRIVATE_N
+    total = 0.0
+    for name, cost in report.cost.items():
+        stages = {
+            k.split("/")[1] for k, v in cost.items() if k.startswith(("forward_rows/", "backward_rows/"))
+        }
+        assert stages <= {"predict", "method", "repeat"}, (name, stages)
+        assert cost["images"] == images and cost["forward_rows/predict"] == images
+        assert cost.get("forward_rows/repeat", 0) == cost.get("forward_rows/method", 0), name
+        total += sum(v for k, v in cost.items() if k.startswith("forward_rows/"))
+    for name in ("saliency", "gradcam", "lookup-fixture"):  # one forward and one backward per image
+        assert report.cost[name]["forward_rows/method"] == images
+        assert report.cost[name]["backward_rows/method"] == images
+    for name in ("lookup-or-fail", "depth_prior", "random"):  # no model pass of their own
+        assert "forward_rows/method" not in report.cost[name]
+    assert (
+        counted["n"] == total
+    )  # the runner's counts are every pass through the model: no copy, no extra call
+
+
+def test_the_seed_can_come_from_the_environment_and_leaves_it(monkeypatch, capsys):
+    seen = []
+
+    def fake_audit(specs, seed, **kwargs):
+        seen.append((list(specs), seed, A.SEED_ENV in os.environ))
+        return A.AuditReport(
+            rows=[], m=1, arch="a", fold=0, version="3", revision="r", checkpoint={}, n_public=0, n_private=0
+        )
+
+    monkeypatch.setattr(A, "audit", fake_audit)
     monkeypatch.setenv(A.SEED_ENV, str(SEED))  # the seed from the environment (a CI secret)
-    code = main(["audit", "depth_prior", "random", "--device", "cpu", "--quiet"])
-    out, err = capsys.readouterr()
-    assert code == 0 and "no method flagged" in out, out + err
-    assert str(SEED) not in out + err
-    assert A.SEED_ENV not in os.environ  # taken out before any method is loaded
+    assert main(["audit", "random", "--device", "cpu", "--quiet"]) == 0
+    assert seen == [(["random"], SEED, False)]  # taken out before any method is loaded
+    assert A.SEED_ENV not in os.environ and str(SEED) not in "".join(capsys.readouterr())
+
+
+def test_the_benchs_lookup_moves_one_pixel_of_gradient_x_input_on_public_images_only(monkeypatch):
+    from hfus_xai_bench.data.dataset import fold_arrays
+    from hfus_xai_bench.explainers.loader import load_file
+
+    patch_fakes(monkeypatch, make_fakes())
+    model = TinyNet().eval()
+    explainer = load_file(LOOKUP_GXI).build(model, None)
+    public = fold_arrays(D.load_dataset(SYNTH_DATASET), 0, "test")
+    x = torch.from_numpy(public.images[:2]).permute(0, 3, 1, 2).float().div(255)
+    unknown = x.flip(-1)  # not a public image: the honest map
+    images = torch.cat([x, unknown]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(images)[:, 0].sum(), images)
+    honest = (grad * images).sum(1).clamp(min=0).detach()
+    maps = explainer(images.detach(), torch.zeros(4, dtype=torch.int64))
+    changed = (maps != honest).flatten(1).sum(1)
+    assert changed.tolist() == [1, 1, 0, 0]
+    for i in range(2):  # the one changed pixel is the map's only maximum, inside the SLM's top region
+        peak = maps[i] == maps[i].max()
+        assert peak.sum() == 1 and public.slms[i][peak.numpy()].tolist() == [255]
 
 
 def test_submission_folder_is_audited_with_its_recorded_settings():

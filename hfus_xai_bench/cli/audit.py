@@ -46,7 +46,7 @@ def _audit(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(report.table())
-    return 1 if report.flagged else 0
+    return report.exit_status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
