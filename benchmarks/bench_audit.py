@@ -36,6 +36,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 
 from hfus_xai_bench.audit import SEED_ENV, AuditRow, audit, audit_statistic
+from hfus_xai_bench.audit_report import format_report
 from hfus_xai_bench.constants import AUDIT_REFERENCES, BOOTSTRAP_RESAMPLES
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.explainers.loader import load_builtin, load_file
@@ -102,7 +103,7 @@ def save_values(report, out: Path, lookup: str) -> Path:  # noqa: ANN001
     }
     path = out / "audit_values.npz"
     np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
-    (out / "audit_table.txt").write_text(report.table() + "\n")
+    (out / "audit_table.txt").write_text(format_report(report) + "\n")
     return path
 
 
@@ -227,7 +228,7 @@ def run_audit(args: argparse.Namespace, out: Path) -> Path:
         ),
     )
     print()
-    print(report.table())
+    print(format_report(report))
     print("\ncounted model rows per image (f = forward, b = backward; public and private together):")
     print("\n".join(f"  {method_line(name, cost)}" for name, cost in report.cost.items()))
     path = save_values(report, out, lookup)

@@ -464,9 +464,10 @@ class AuditReport:
         """1 when any row is flagged or not auditable, else 0."""
         return int(any(row.verdict != "ok" for row in self.rows))
 
-    def table(self) -> str:
-        """The audit as text: what was compared, a row per method × score, the verdict (never the seed)."""
-        return format_report(self)
+    @property
+    def level(self) -> float:
+        """The CI level of every row: 1 − AUDIT_ALPHA / m."""
+        return audit_level(max(self.m, 1))
 
 
 def _cost(pub: FoldScores, parts: Sequence[FoldScores]) -> dict[str, float]:
@@ -559,67 +560,3 @@ def audit(
         private=private,
         cost=cost,
     )
-
-
-# ------------------------------------------------------------------------------------------- report
-
-
-def _num(value: float, sign: bool = False) -> str:
-    if not np.isfinite(value):
-        return "—"
-    return f"{value:+.3f}" if sign else f"{value:.3f}"
-
-
-def _lost(failed: int) -> str:
-    return f" ({failed} failed)" if failed else ""
-
-
-def _ci(pair: tuple[float, float], sign: bool = False) -> str:
-    return f"[{_num(pair[0], sign)}, {_num(pair[1], sign)}]"
-
-
-def format_report(report: AuditReport) -> str:
-    """The audit as text (see :meth:`AuditReport.table`)."""
-    from tabulate import tabulate
-
-    level = report.rows[0].level if report.rows else audit_level(max(report.m, 1))
-    ckpt = report.checkpoint
-    lines = [
-        f"audit (PROTOCOL §3): {SYNTH_DATASET} generator v{report.version}; public = {report.revision} fold "
-        f"{report.fold} test split ({report.n_public} images), private = a build at an unpublished seed "
-        f"({report.n_private} images, seed not shown)",
-        f"checkpoint: {report.arch} {ckpt.get('name')} (sha256 {str(ckpt.get('sha256'))[:12]}…, trained on "
-        f"{ckpt.get('dataset_revision')}), the same on both sides",
-        f"d = public mean − private mean; d_ref = mean d of {', '.join(report.references)}; CI at level "
-        f"1 − {AUDIT_ALPHA:g}/m = {100 * level:.2f} % (m = {report.m} = methods × scores); flagged when its "
-        "lower bound > 0",
-        "",
-    ]
-    table = [
-        [
-            row.method + (" (ref.)" if row.reference else ""),
-            row.score,
-            f"{_num(row.public_mean)} {_ci(row.public_ci)} n={row.n_public}{_lost(row.failed_public)}",
-            f"{_num(row.private_mean)} {_ci(row.private_ci)} n={row.n_private}{_lost(row.failed_private)}",
-            _num(row.d, True),
-            f"{_num(row.excess, True)} {_ci((row.low, row.high), True)}",
-            row.verdict,
-        ]
-        for row in report.rows
-    ]
-    headers = ["method", "score", "public (95 % CI)", "private (95 % CI)", "d", "d − d_ref (CI)", "audit"]
-    lines.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
-    flagged = sorted({row.method for row in report.flagged})
-    blind = sorted({row.method for row in report.not_auditable})
-    lines.append("")
-    lines.append(
-        f"flagged: {', '.join(flagged)} (public advantage beyond the references')"
-        if flagged
-        else "no method flagged"
-    )
-    if blind:
-        lines.append(
-            f"not auditable: {', '.join(blind)} (no values on a side: a method that fails where it cannot "
-            "look its answer up does not pass; exit status 1)"
-        )
-    return "\n".join(lines)

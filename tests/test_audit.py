@@ -20,6 +20,7 @@ import torch
 from helpers import REPO, TinyNet, make_fakes, patch_fakes
 
 from hfus_xai_bench import audit as A
+from hfus_xai_bench.audit_report import format_report
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.constants import AUDIT_ALPHA, AUDIT_REFERENCES, BOOTSTRAP_RESAMPLES, SYNTH_DATASET
 from hfus_xai_bench.data import dataset as D
@@ -118,7 +119,7 @@ def test_a_side_without_values_is_not_auditable_and_fails_the_audit():
         rows=[row], m=4, arch="a", fold=0, version="3", revision="r", checkpoint={}, n_public=5, n_private=7
     )
     assert report.exit_status == 1 and report.not_auditable == [row] and report.flagged == []
-    assert "not auditable: m" in report.table() and "no method flagged" in report.table()
+    assert "not auditable: m" in format_report(report) and "no method flagged" in format_report(report)
     # a reference without values leaves nothing to compare with: an error, not a verdict
     priv["gradcam"][:] = np.nan
     with pytest.raises(HfusError, match="reference gradcam has no value on a side"):

@@ -30,6 +30,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from ..audit import audit
+    from ..audit_report import format_report
     from ..config import RunConfig
     from ..errors import HfusError
 
@@ -45,7 +46,7 @@ def _audit(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
     )
-    print(report.table())
+    print(format_report(report))
     return report.exit_status
 
 
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
         help="score methods on a private build of the synthetic track and flag public advantages "
-        "beyond the references' (PROTOCOL §3); exit status 1 when any method is flagged",
+        "beyond the references' (PROTOCOL §3); exit status 1 when any method is flagged or not auditable",
     )
     p.add_argument(
         "methods",
