@@ -1,4 +1,8 @@
-"""One (arch, fold) in the process that runs some of its batches: prepare it, run a batch, repeat its first call.
+"""The batches of a run: the plan, and one (arch, fold) in the process that runs some of its batches.
+
+:func:`plan_run` cuts a run into whole batches (arch, fold, images start..stop), the single-process
+plan; :func:`share` is one process's part of it (every N-th batch). For each (arch, fold) a process
+prepares the fold, runs its batches and (the process with the first batch) repeats the first call:
 
 :func:`prepare_fold` loads the checkpoint, builds the K randomised copies from the model **as loaded**
 (PROTOCOL §7.1.1: copy k = ``randomised_model(model, seed=derive(0, "randomisation", k))``, before any
@@ -121,6 +125,43 @@ class BatchOutput:
     runner_up_failed: list[str | None] | None = None
 
 
+def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[Batch]:
+    """Whole batches in processing order: (arch, fold) in the given order, then image ranges."""
+    return [
+        Batch(arch, fold, start, min(start + batch_size, n))
+        for (arch, fold), n in n_images.items()
+        for start in range(0, n, batch_size)
+    ]
+
+
+def fold_size(ds: Any, fold: int, config: RunConfig) -> int:
+    """Images evaluated of ``fold``: its test split's size, or ``config.limit`` if smaller."""
+    from .data.dataset import split_size
+
+    n = split_size(ds, fold, "test")
+    return n if config.limit is None else min(config.limit, n)
+
+
+def fold_sizes(ds: Any, config: RunConfig) -> dict[tuple[str, int], int]:
+    """Images evaluated per (arch, fold) in run order (architectures, then folds): the test split's size, or
+    ``config.limit`` if smaller."""
+    sizes = {fold: fold_size(ds, fold, config) for fold in config.folds}
+    return {(get_arch(arch).name, fold): sizes[fold] for arch in config.models for fold in config.folds}
+
+
+def plan_run(ds: Any, config: RunConfig, device: torch.device) -> list[Batch]:
+    """The single-process plan of a run: every (arch, fold) of the config, in whole batches of the batch size."""
+    return plan_batches(fold_sizes(ds, config), config.resolved_batch_size(device))
+
+
+def share(batches: Sequence[Batch], index: int, count: int) -> list[Batch]:
+    """Process ``index`` of ``count``'s deterministic share of the plan: every ``count``-th whole batch
+    (``batches[index::count]``, the stride of lm-evaluation-harness; balanced across architectures)."""
+    if count < 1 or not 0 <= index < count:
+        raise HfusError(f"a share is index/count with 0 <= index < count, got {index}/{count}")
+    return list(batches[index::count])
+
+
 def checkpoint_summary(info: Any) -> dict[str, Any]:
     """``record["checkpoints"][arch][fold]``: name, sha256, dataset revision, test accuracy of the card."""
     ckpt = info.checkpoint
@@ -175,15 +216,19 @@ def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torc
     return model_input(fold_arrays(ds, fold, "train", rows=rows.tolist()).images, device)
 
 
-def _context(
-    spec: Any,
+def _build(
+    method: Method,
+    label: str,
     model: torch.nn.Module,
+    *,
+    spec: Any,
     config: RunConfig,
     device: torch.device,
     prior: torch.Tensor,
-    sample: torch.Tensor | None = None,
-) -> ExplainContext:
-    return ExplainContext(
+    sample: torch.Tensor | None,
+) -> Call:
+    """The method built for ``model`` (the trained model or a copy), with its context and fingerprint."""
+    context = ExplainContext(
         arch=spec.name,
         target_layer=spec.resolve_target_layer(model),
         device=device,
@@ -193,12 +238,23 @@ def _context(
         depth_prior=prior,
         training_sample=sample,
     )
-
-
-def _build(
-    method: Method, label: str, model: torch.nn.Module, context: ExplainContext, reference: Any
-) -> Call:
+    reference = fingerprint(model)
     return Call(label, model, method.build(model, context), context, reference)
+
+
+def _decode(ds: Any, fold: int, rows: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test images (and twins, None without) of ``rows`` decoded into (n, 224, 224, 3) uint8, zeros
+    elsewhere."""
+    from .data.dataset import fold_arrays
+
+    decoded = fold_arrays(ds, fold, "test", rows=rows)
+    images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
+    images[list(rows)] = decoded.images
+    twins = None
+    if getattr(decoded, "twins", None) is not None:
+        twins = np.zeros_like(images)
+        twins[list(rows)] = decoded.twins
+    return images, twins
 
 
 def prepare_fold(
@@ -233,38 +289,18 @@ def prepare_fold(
     with passes.stage("randomisation"):  # PROTOCOL §7.1.1: from the model as loaded, before any explainer
         copies = [randomised_model(model, seed=derive_seed(0, "randomisation", k)) for k in range(k_copies)]
     meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
-    decoded = fold_arrays(ds, fold, "test", rows=rows)
-    images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
-    images[list(rows)] = decoded.images
-    twins = None
-    if getattr(decoded, "twins", None) is not None:
-        twins = np.zeros_like(images)
-        twins[list(rows)] = decoded.twins
+    images, twins = _decode(ds, fold, rows, n)
     prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
     sample = training_sample(ds, fold, config.seed, device)
+    on = {"spec": spec, "config": config, "device": device, "prior": prior, "sample": sample}
     counting, passes.counting = passes.counting, count_build
     try:
         for net in (model, *copies):
             passes.watch(net)
         with passes.stage("method"):
-            trained = _build(
-                method,
-                "the trained model",
-                model,
-                _context(spec, model, config, device, prior, sample),
-                fingerprint(model),
-            )
+            trained = _build(method, "the trained model", model, **on)
         with passes.stage("randomisation"):
-            built = [
-                _build(
-                    method,
-                    f"randomised copy {k}",
-                    c,
-                    _context(spec, c, config, device, prior, sample),
-                    fingerprint(c),
-                )
-                for k, c in enumerate(copies)
-            ]
+            built = [_build(method, f"randomised copy {k}", c, **on) for k, c in enumerate(copies)]
     finally:
         passes.counting = counting
     return FoldJob(
@@ -501,12 +537,17 @@ __all__ = [
     "call_seed",
     "checkpoint_summary",
     "fold_metrics",
+    "fold_size",
+    "fold_sizes",
     "model_input",
     "needed_extras",
+    "plan_batches",
+    "plan_run",
     "prepare_fold",
     "repeat_first",
     "run_batch",
     "runner_up_classes",
     "score_model_metrics",
     "scoring_config",
+    "share",
 ]
