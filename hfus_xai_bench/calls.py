@@ -19,7 +19,6 @@ A library warning raised inside the method is re-issued as coming from the metho
 
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from collections import Counter
@@ -28,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .constants import COST_STAGES, FE_EXCLUDED_STAGES
 from .errors import HfusError
 from .explainers.contract import ExplainContext, run_method, to_m255
+from .seeding import seed_global
 
 #: Stages of the record's row counts (PROTOCOL §6) and those left out of FE/img (§3's repeat).
 STAGES, FE_EXCLUDED = COST_STAGES, FE_EXCLUDED_STAGES
@@ -58,12 +57,9 @@ __all__ = [
 
 def set_call_state(seed: int, context: ExplainContext | None = None) -> None:
     """PROTOCOL §3's state of one call: torch CPU + CUDA, numpy global (seed mod 2³²), ``random``, context seed."""
-    seed = int(seed)
-    torch.manual_seed(seed)  # the CPU generator and every CUDA device's
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+    seed_global(seed)
     if context is not None:
-        context.seed = seed
+        context.seed = int(seed)
 
 
 # ------------------------------------------------------------------------------------ model fingerprint
