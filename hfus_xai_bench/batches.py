@@ -150,7 +150,8 @@ def fold_sizes(ds: Any, config: RunConfig) -> dict[tuple[str, int], int]:
 
 
 def plan_run(ds: Any, config: RunConfig, device: torch.device) -> list[Batch]:
-    """The single-process plan of a run: every (arch, fold) of the config, in whole batches of the batch size."""
+    """The single-process plan of a run: every (arch, fold) of the config, in whole batches of the batch
+    size."""
     return plan_batches(fold_sizes(ds, config), config.resolved_batch_size(device))
 
 
@@ -174,8 +175,8 @@ def checkpoint_summary(info: Any) -> dict[str, Any]:
 
 
 def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1] on ``device`` (channels_last on CPU), as the runner feeds
-    the method and the model-based metrics."""
+    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1] on ``device`` (channels_last on CPU), as the runner
+    feeds the method and the model-based metrics."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
@@ -186,7 +187,8 @@ def batch_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
 
 
 def fold_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
-    """The metrics scored once per (arch, fold) after the gather: the maps-only ones (image and fold scope)."""
+    """The metrics scored once per (arch, fold) after the gather: the maps-only ones (image and fold
+    scope)."""
     return [m for m in registry_metrics(metrics) if m.needs != "model"]
 
 
@@ -200,13 +202,14 @@ def scoring_config(config: RunConfig) -> ScoringConfig:
 
 
 def call_seed(config: RunConfig, batch: Batch) -> int:
-    """PROTOCOL §3: the state of every explanation call of ``batch``: derive(run seed, "batch", arch, fold, first row)."""
+    """PROTOCOL §3: the state of every explanation call of ``batch``: derive(run seed, "batch", arch, fold,
+    first row)."""
     return derive_seed(config.seed, "batch", batch.arch, batch.fold, batch.start)
 
 
 def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torch.Tensor:
-    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in [0, 1]
-    on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
+    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in
+    [0, 1] on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
     from .constants import TRAINING_SAMPLE_SIZE
     from .data.dataset import fold_arrays, split_size
 
@@ -324,7 +327,8 @@ def prepare_fold(
 
 
 def _evidence_extra(job: FoldJob, sl: slice) -> dict[str, Any] | None:
-    """``context.extra["evidence"]`` for reference rows that declare ``"reads": ("evidence",)`` (PROTOCOL §9)."""
+    """``context.extra["evidence"]`` for reference rows that declare ``"reads": ("evidence",)`` (PROTOCOL
+    §9)."""
     if "evidence" not in tuple(job.method.metadata.get("reads", ()) or ()):
         return None
     if job.evidence is None:
@@ -358,12 +362,14 @@ def _explain(
 
 
 def _copy_failed(reasons: Sequence[str | None]) -> list[str | None]:
-    """A copy's (or the runner-up's) failure reasons: an all-zero map is a constant map, not a failure (§7.1.1)."""
+    """A copy's (or the runner-up's) failure reasons: an all-zero map is a constant map, not a failure
+    (§7.1.1)."""
     return [None if r in (None, FAIL_EMPTY) else r for r in reasons]
 
 
 def runner_up_classes(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """PROTOCOL §9: per image the class with the highest logit other than the target (lowest index on ties)."""
+    """PROTOCOL §9: per image the class with the highest logit other than the target (lowest index on
+    ties)."""
     masked = logits.detach().float().clone()
     masked[torch.arange(len(masked), device=masked.device), targets] = -torch.inf
     return masked.argmax(1)  # torch.argmax returns the first maximal index
@@ -399,8 +405,8 @@ def _more_calls(
 def score_model_metrics(
     inputs: ScoringInputs, metrics: Sequence[Metric], config: ScoringConfig, passes: PassCounter
 ) -> dict[str, np.ndarray]:
-    """The model-based metrics of one run batch, each under its cost stage (the runner and ``verify`` both score
-    through this); a metric whose inputs are absent is skipped (e.g. counterfactual@1 without twins:
+    """The model-based metrics of one run batch, each under its cost stage (the runner and ``verify`` both
+    score through this); a metric whose inputs are absent is skipped (e.g. counterfactual@1 without twins:
     unavailable, never 0). The metrics' own counters are left in ``inputs.cost``."""
     values: dict[str, np.ndarray] = {}
     for metric in metrics:
@@ -447,8 +453,9 @@ def batch_inputs(
 def run_batch(
     job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[Metric] | None = None
 ) -> BatchOutput:
-    """One batch: predict, pick the targets, explain with the model, each copy and (§9) the runner-up class from
-    one state, post-process (§3.1) and score the model-based metrics of the batch (:func:`batch_metrics`)."""
+    """One batch: predict, pick the targets, explain with the model, each copy and (§9) the runner-up class
+    from one state, post-process (§3.1) and score the model-based metrics of the batch
+    (:func:`batch_metrics`)."""
     before = job.passes.snapshot()
     sl = slice(batch.start, batch.stop)
     x = model_input(job.images[sl], job.device)
@@ -461,7 +468,8 @@ def run_batch(
     extras, rand_failed, runner_failed = _more_calls(job, batch, config, x, targets, logits)
     m255 = main.m255.cpu().numpy()
     ok = np.array([r is None for r in main.reasons], bool)
-    # the predict forward's logits: counterfactual@1 reads the image's prediction from them (no second forward)
+    # the predict forward's logits: counterfactual@1 reads the image's prediction from them (no second
+    # forward)
     inputs = batch_inputs(
         job,
         batch,
@@ -517,8 +525,10 @@ def repeat_first(job: FoldJob, first: BatchOutput, config: RunConfig) -> dict[st
             else f"image {i}: {same[i]:.1%} identical pixels, max level difference {int(worst[i])}"
         )
         raise HfusError(
-            f"method {job.method.name!r} gave other maps when its first call on {job.arch} fold {job.fold} was "
-            f"repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); a method must give the "
+            f"method {job.method.name!r} gave other maps when its first call on {job.arch} fold {job.fold} "
+            "was "
+            f"repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); a method must give "
+            "the "
             "same maps for the same call (PROTOCOL §3): the run is stopped and nothing is recorded"
         )
     return {k: v - before.get(k, 0.0) for k, v in job.passes.snapshot().items() if v - before.get(k, 0.0)}

@@ -56,7 +56,8 @@ __all__ = [
 
 
 def set_call_state(seed: int, context: ExplainContext | None = None) -> None:
-    """PROTOCOL §3's state of one call: torch CPU + CUDA, numpy global (seed mod 2³²), ``random``, context seed."""
+    """PROTOCOL §3's state of one call: torch CPU + CUDA, numpy global (seed mod 2³²), ``random``, context
+    seed."""
     seed_global(seed)
     if context is not None:
         context.seed = int(seed)
@@ -111,7 +112,8 @@ def _summaries(tensors: Sequence[torch.Tensor]) -> list[tuple[int, tuple[int, ..
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a method must leave unchanged: the module tree and every parameter and buffer (values included)."""
+    """What a method must leave unchanged: the module tree and every parameter and buffer (values
+    included)."""
 
     modules: tuple[tuple[str, str, int, bool], ...]
     tensors: tuple[tuple[str, int, str, tuple[int, ...], int, tuple[int, ...]], ...]
@@ -147,8 +149,9 @@ class Fingerprint:
 
 
 def fingerprint(model: nn.Module) -> Fingerprint:
-    """The :class:`Fingerprint` of ``model``: module names, types, identities and training flags; per parameter
-    and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled digest."""
+    """The :class:`Fingerprint` of ``model``: module names, types, identities and training flags; per
+    parameter and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled
+    digest."""
     modules = tuple((name, type(m).__name__, id(m), bool(m.training)) for name, m in model.named_modules())
     named = [(f"parameter {n}", t) for n, t in model.named_parameters()]
     named += [(f"buffer {n}", t) for n, t in model.named_buffers()]
@@ -250,7 +253,8 @@ class PassCounter:
                 self.seconds[outer] -= elapsed
 
     def snapshot(self) -> dict[str, float]:
-        """``{"forward_rows/<stage>": n, "backward_rows/<stage>": n, "seconds/<stage>": s}`` (non-zero entries)."""
+        """``{"forward_rows/<stage>": n, "backward_rows/<stage>": n, "seconds/<stage>": s}`` (non-zero
+        entries)."""
         out: dict[str, float] = {}
         for prefix, counter in (("forward_rows", self.forward), ("backward_rows", self.backward)):
             out.update({f"{prefix}/{k}": float(v) for k, v in counter.items() if v})
@@ -276,7 +280,8 @@ def stage_of(metric: Any) -> str:
     stage = getattr(metric, "stage", None) or metric.name
     if stage not in STAGES:
         raise HfusError(
-            f"metric {metric.id} makes model passes under no cost stage of PROTOCOL §6 ({', '.join(STAGES)}); "
+            f"metric {metric.id} makes model passes under no cost stage of PROTOCOL §6 "
+            f"({', '.join(STAGES)}); "
             "declare its stage"
         )
     return stage
@@ -362,7 +367,8 @@ def explain(
     _reissue(caught, method.name)
     if change is not None:
         raise ModelChanged(
-            f"method {method.name!r} changed {call.label} during its call: {change}; a method must not change "
+            f"method {method.name!r} changed {call.label} during its call: {change}; a method must not "
+            "change "
             "the model (PROTOCOL §3): the run is stopped and nothing is recorded"
         )
     return Explanation(m255=m255, reasons=reasons, seconds=seconds)

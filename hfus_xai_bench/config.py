@@ -114,7 +114,8 @@ class RunConfig:
 
     @classmethod
     def build(cls, **options: Any) -> RunConfig:
-        """A config from keyword arguments; unknown names are an error (``models``/``folds`` take text or lists)."""
+        """A config from keyword arguments; unknown names are an error (``models``/``folds`` take text or
+        lists)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:

@@ -103,7 +103,8 @@ RANDOMISATION_MIN_SCORED = 0.5
 #: ROAD (PROTOCOL §7.2): fractions of pixels removed.
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-#: Stages of a record's pass counts (PROTOCOL §6), in report order, and those left out of FE/img (§3's repeat).
+#: Stages of a record's pass counts (PROTOCOL §6), in report order, and those left out of FE/img (§3's
+#: repeat).
 COST_STAGES: tuple[str, ...] = (
     "predict",
     "method",
@@ -118,8 +119,8 @@ FE_EXCLUDED_STAGES: tuple[str, ...] = ("repeat",)
 
 #: The audit (PROTOCOL §3, ``hfus-bench audit``): the reference methods whose mean public − private difference
 #: every audited method's difference is compared with, the scores audited (``evidence@1/hit`` only where it is
-#: registered and the track has evidence) and the family-wise error rate: each CI has level 1 − AUDIT_ALPHA / m,
-#: m = methods × scores audited together.
+#: registered and the track has evidence) and the family-wise error rate: each CI has level 1 − AUDIT_ALPHA /
+#: m, m = methods × scores audited together.
 AUDIT_REFERENCES: tuple[str, ...] = ("gradcam", "saliency", "gradientshap")
 AUDIT_SCORES: tuple[str, ...] = ("hit_rate@1", "evidence@1/hit")
 AUDIT_ALPHA = 0.05

@@ -1,4 +1,5 @@
-"""Job-array shards (``hfus-bench evaluate ... --shard I/N``) and their merge (``hfus-bench merge``), PROTOCOL §8.
+"""Job-array shards (``hfus-bench evaluate ... --shard I/N``) and their merge (``hfus-bench merge``), PROTOCOL
+§8.
 
 A shard is job ``I`` of ``N`` (0-based): it runs its share of whole batches of the single-process plan
 (:func:`hfus_xai_bench.batches.share`: batches ``I, I + N, ...``) and writes, under ``--out``:
@@ -206,7 +207,8 @@ def _batch_output(
 
 
 def load_shard(path: str | Path) -> dict[str, Any]:
-    """A shard record (checked: kind, version, its maps file's sha256); ``"_maps"`` holds the loaded arrays."""
+    """A shard record (checked: kind, version, its maps file's sha256); ``"_maps"`` holds the loaded
+    arrays."""
     path = Path(path)
     record = load_json(path, "shard file")
     if not isinstance(record, dict) or record.get("kind") != SHARD_KIND:

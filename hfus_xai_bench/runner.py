@@ -76,8 +76,8 @@ def fold_meta(
     checkpoint: dict[str, Any],
     cost: dict[str, float] | None = None,
 ) -> FoldMeta:
-    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the run's images
-    (no image decoded)."""
+    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the run's
+    images (no image decoded)."""
     from .data.dataset import fold_arrays
 
     meta = fold_arrays(ds, fold, "test", rows=range(fold_size(ds, fold, config)), images=False)
@@ -163,8 +163,8 @@ def score_fold_outputs(
     )
 
 
-#: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's maps
-#: (N, K, 224, 224), the runner-up maps (PROTOCOL §7.1.1, §9: verify re-scores both exactly from them)
+#: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's
+#: maps (N, K, 224, 224), the runner-up maps (PROTOCOL §7.1.1, §9: verify re-scores both exactly from them)
 MAPS_RANDOMISED, MAPS_RUNNER_UP = "maps_randomised", "maps_runner_up"
 
 
@@ -216,8 +216,8 @@ def run_share(
     desc: str | None = None,
     metrics: Sequence[Metric] | None = None,
 ) -> ShareOutput:
-    """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only the
-    images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
+    """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only
+    the images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
     fold's first batch repeats its call after the fold's last batch (PROTOCOL §3) and counts the passes made
     while building the method (PROTOCOL §6: split runs add up to one process)."""
     outputs: list[BatchOutput] = []
@@ -294,8 +294,9 @@ def score_shares(
     metrics: Sequence[Metric] | None = None,
     keys: Sequence[tuple[str, int]] | None = None,
 ) -> list[FoldScores]:
-    """Gather the shares of a run (every batch of the plan exactly once) and score each (arch, fold) in run order
-    (``keys``: only these) with :func:`score_fold_outputs`; an (arch, fold) where every image fails is an error."""
+    """Gather the shares of a run (every batch of the plan exactly once) and score each (arch, fold) in run
+    order (``keys``: only these) with :func:`score_fold_outputs`; an (arch, fold) where every image fails is
+    an error."""
     runs: list[FoldScores] = []
     by_fold: dict[tuple[str, int], list[BatchOutput]] = {}
     info: dict[tuple[str, int], dict[str, Any]] = {}
@@ -354,8 +355,8 @@ def run_environment(
     threads: int | list[int] | None = None,
     launcher: str = "single process",
 ) -> dict[str, Any]:
-    """``record["environment"]``: :func:`runtime.environment` plus ``run``, how the run was split (PROTOCOL §8):
-    world size (torchrun ranks), shards (job-array parts merged), torch threads per process."""
+    """``record["environment"]``: :func:`runtime.environment` plus ``run``, how the run was split (PROTOCOL
+    §8): world size (torchrun ranks), shards (job-array parts merged), torch threads per process."""
     from .runtime import environment
 
     env = environment(device)

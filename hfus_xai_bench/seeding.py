@@ -68,12 +68,14 @@ def item_seed(run_seed: int, image_id: str, *tags: int | str) -> int:
 
 
 def derive_seed(seed: int, *tags: int | str) -> int:
-    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road-noise", "morf", 0)``)."""
+    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road-noise", "morf",
+    0)``)."""
     return _hash("derive", [_as_int(seed, "seed"), *(_check_part(t, "a seed tag") for t in tags)])
 
 
 def torch_generator(seed: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed`` (draw on the CPU, then move the numbers to the device)."""
+    """A CPU ``torch.Generator`` seeded with ``seed`` (draw on the CPU, then move the numbers to the
+    device)."""
     seed = _as_int(seed, "seed")
     if not 0 <= seed <= 0xFFFF_FFFF_FFFF_FFFF:
         raise HfusError(f"seed must be in 0 .. 2**64 - 1, got {seed}")

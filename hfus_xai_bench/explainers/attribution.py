@@ -75,7 +75,8 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise HfusError(
-            "the model must return logits (B, num_classes) in eval mode; wrap it so forward returns one tensor"
+            "the model must return logits (B, num_classes) in eval mode; wrap it so forward returns one "
+            "tensor"
         )
     return out
 
@@ -172,7 +173,8 @@ class IntegratedGradients(CaptumLike):
 
 
 class GradientShap(CaptumLike):
-    """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc: seeds)."""
+    """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc:
+    seeds)."""
 
     METADATA = {
         "authors": "Lundberg and Lee",
@@ -260,7 +262,8 @@ class Saliency(CaptumLike):
         "hyperparameters": {"abs": SALIENCY_ABS},
         "citation": (
             "@article{simonyan2013saliency,\n"
-            "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps},\n"
+            "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and "
+            "Saliency Maps},\n"
             "  author = {Simonyan, Karen and Vedaldi, Andrea and Zisserman, Andrew},\n"
             "  journal = {arXiv:1312.6034},\n"
             "  year = {2013}\n"

@@ -1,4 +1,5 @@
-"""Ecosystem CAM baselines (PROTOCOL §5, v1.2): LayerCAM, XGrad-CAM, FullGrad, pytorch-grad-cam 1.5.7 semantics.
+"""Ecosystem CAM baselines (PROTOCOL §5, v1.2): LayerCAM, XGrad-CAM, FullGrad, pytorch-grad-cam 1.5.7
+semantics.
 
 Like ``cam.py``, each class returns the library's (B, H, W) maps for one target per image, with the
 library's post-processing, computed with batched torch ops:
@@ -49,7 +50,8 @@ class LayerCAM(GradientCAMBase):
         "citation": (
             "@article{jiang2021layercam,\n"
             "  title = {LayerCAM: Exploring Hierarchical Class Activation Maps for Localization},\n"
-            "  author = {Jiang, Peng-Tao and Zhang, Chang-Bin and Hou, Qibin and Cheng, Ming-Ming and Wei, Yunchao},\n"
+            "  author = {Jiang, Peng-Tao and Zhang, Chang-Bin and Hou, Qibin and Cheng, Ming-Ming and Wei, "
+            "Yunchao},\n"
             "  journal = {IEEE Transactions on Image Processing},\n"
             "  volume = {30},\n"
             "  pages = {5875--5888},\n"
@@ -75,7 +77,8 @@ class XGradCAM(GradientCAMBase):
         "citation": (
             "@inproceedings{fu2020xgradcam,\n"
             "  title = {Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs},\n"
-            "  author = {Fu, Ruigang and Hu, Qingyong and Dong, Xiaohu and Guo, Yulan and Gao, Yinghui and Li, Biao},\n"
+            "  author = {Fu, Ruigang and Hu, Qingyong and Dong, Xiaohu and Guo, Yulan and Gao, Yinghui and "
+            "Li, Biao},\n"
             "  booktitle = {BMVC},\n"
             "  year = {2020}\n"
             "}"
@@ -85,7 +88,8 @@ class XGradCAM(GradientCAMBase):
 
 def fullgrad_layers(model: nn.Module) -> list[nn.Module]:
     """The library's FullGrad layers (``find_layer_predicate_recursive``): every ``Conv2d`` / ``BatchNorm2d``
-    (exact type) with a bias, depth first in registration order, a module listed once per place it is registered."""
+    (exact type) with a bias, depth first in registration order, a module listed once per place it is
+    registered."""
     found = []
     for child in model._modules.values():
         if child is None:

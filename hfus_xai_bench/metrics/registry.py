@@ -130,8 +130,8 @@ class Metric:
     #: "image": per-image values independent of the other images scored with it; "fold": needs the whole
     #: (arch, fold) at once (scored after the gather; maps-only metrics only)
     scope: Scope = "image"
-    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False there),
-    #: e.g. ``randomisation@2`` counts their pairs as degenerate
+    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False
+    #: there), e.g. ``randomisation@2`` counts their pairs as degenerate
     empty_maps: bool = False
     #: the id of the metric that replaces this one: kept so old records validate, render and verify, never
     #: scored for new records (``metrics()`` leaves it out)
@@ -410,11 +410,15 @@ _BUILTIN: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). The "
+            "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). "
+            "The "
             "randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
-            "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the method "
-            "is built for it and explains the same images with the same targets. Per image rho = Spearman rank "
-            "correlation (average ranks for ties) of the two m255 maps over all pixels (exactly one constant: "
+            "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the "
+            "method "
+            "is built for it and explains the same images with the same targets. Per image rho = Spearman "
+            "rank "
+            "correlation (average ranks for ties) of the two m255 maps over all pixels (exactly one "
+            "constant: "
             "0; both: 1); the randomised model's failures are counted separately and give NaN. cross_image = "
             "rho between the trained model's maps of image i and of image pi(i), pi a seeded derangement "
             "(seed 0) of the evaluated images of the (arch, fold): a fold-scope value. pass: the upper bound "
@@ -470,12 +474,15 @@ _BUILTIN: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) pixels "
+            "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) "
+            "pixels "
             "ordered by m255 descending, ties broken by a permutation seeded per image (run seed, image id); "
             "MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear imputation "
-            "(8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, then N(0, 0.01^2) "
+            "(8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, then N(0, "
+            "0.01^2) "
             "noise seeded per image and fraction, clipped to [0, 1]). s = softmax probability of the target "
-            "class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = mean_p (s_LeRF(p) - s0) (higher), "
+            "class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = mean_p (s_LeRF(p) - s0) "
+            "(higher), "
             "combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
         ),
     ),
@@ -486,7 +493,8 @@ METRICS: dict[str, Metric] = {}
 
 
 def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
-    """Raise HfusError if ``metric`` is malformed or collides with ``others`` (ids, record keys, value names)."""
+    """Raise HfusError if ``metric`` is malformed or collides with ``others`` (ids, record keys, value
+    names)."""
     name, _, version = metric.id.partition("@")
     if not name or not version.isdigit():
         raise HfusError(f"metric id {metric.id!r} must be name@version, e.g. hit_rate@2")

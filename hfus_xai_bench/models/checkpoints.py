@@ -50,7 +50,8 @@ _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 HUB_CARDS: tuple[dict[str, Any], ...] = ()
 
 #: The card that marks a dataset folder as an audit build of the synthetic track (PROTOCOL §3; written by
-#: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See :func:`checkpoint_source`.
+#: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See
+#: :func:`checkpoint_source`.
 AUDIT_BUILD_CARD = "hfus-audit-build.json"
 AUDIT_BUILD_FORMAT = "hfus-xai-bench/audit-build@1"
 
@@ -188,7 +189,8 @@ REGISTRY: dict[str, Checkpoint] = _build_registry()
 
 
 def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
-    """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user cache."""
+    """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user
+    cache."""
     entries = list(REGISTRY.values())
     if include_cache:
         names = {e.name for e in entries}
@@ -241,7 +243,8 @@ def resolve_file(entry: Checkpoint) -> Path:
         return _hub_download(entry)
     raise HfusError(
         f"weights file {entry.filename} of checkpoint {entry.name} not found (looked in {entry.card_dir}, "
-        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with `{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
+        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with "
+        f"`{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
     )
 
 
@@ -285,8 +288,8 @@ def checkpoint_source(dataset: str) -> tuple[str, str | None]:
 
 
 def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
-    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows the
-    default track's, :func:`checkpoint_source`)."""
+    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows
+    the default track's, :func:`checkpoint_source`)."""
     name = get_arch(arch).name
     source, revision = checkpoint_source(dataset)
     for entry in list_checkpoints(include_cache=True):

@@ -62,7 +62,8 @@ def model_index(entries: Sequence[Checkpoint]) -> list[dict]:
 
 
 def eval_results_files(entries: Sequence[Checkpoint]) -> dict[str, str]:
-    """``.eval_results/<name>.yaml`` texts (the Hub's newer format): test accuracy in %, Hub dataset ids only."""
+    """``.eval_results/<name>.yaml`` texts (the Hub's newer format): test accuracy in %, Hub dataset ids
+    only."""
     files = {}
     for e in entries:
         if "/" not in e.dataset or e.accuracy is None:
@@ -89,7 +90,8 @@ def model_card(entries: Sequence[Checkpoint]) -> str:
         test = e.test_metrics
         rows.append(
             f"| `{e.name}.safetensors` | {e.arch} | {e.fold} | {e.dataset}@{e.dataset_revision} "
-            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | {_pct(test.get('f1'))} | "
+            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | {_pct(test.get('f1'))} "
+            "| "
             f"{e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | {e.dtype} | `{e.sha256[:16]}` |"
         )
     front = "\n".join(
@@ -167,7 +169,8 @@ def export_checkpoints(entries: Sequence[Checkpoint], out: str | Path) -> Path:
             shutil.copyfile(card_file, out / f"{e.name}.json")  # the card unchanged
         else:
             raise HfusError(
-                f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with `hfus-bench train`"
+                f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with "
+                "`hfus-bench train`"
             )
     (out / "README.md").write_text(model_card(entries))
     results = eval_results_files(entries)

@@ -316,7 +316,8 @@ def _epoch_line(rec: dict[str, Any], epochs: int, improved: bool) -> str:
 
 
 def _as_stored(model: nn.Module, dtype: str) -> nn.Module:
-    """What a checkpoint of ``dtype`` stores, upcast: float16 rounds a copy's weights; float32 is the model."""
+    """What a checkpoint of ``dtype`` stores, upcast: float16 rounds a copy's weights; float32 is the
+    model."""
     if dtype != "float16":
         return model
     stored = copy.deepcopy(model)
