@@ -42,10 +42,9 @@ from .models.zoo import get_arch
 from .scoring import score_fold
 from .seeding import derive_seed
 
-#: the inputs the runner makes by explaining more (copies, runner-up) and those the dataset holds
+#: the inputs the runner makes by explaining more (copies, runner-up)
 COPY_EXTRAS = ("m255_randomised", "randomised_ok")
 RUNNER_UP_EXTRAS = ("m255_runner_up", "runner_up_ok", "runner_up")
-DATA_EXTRAS = ("evidence", "twins")
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ class Batch:
 @dataclass(kw_only=True)
 class FoldMeta:
     """What scoring one (arch, fold) needs besides its batch outputs: the first ``n`` test images' ids,
-    labels, SLMs (and evidence masks where the dataset has them), the checkpoint summary, fold-level metric
-    inputs (``extras``) and cost."""
+    labels, SLMs (and evidence masks where the dataset has them), the checkpoint summary and fold-level
+    cost."""
 
     arch: str
     fold: int
@@ -72,8 +71,6 @@ class FoldMeta:
     slms: np.ndarray
     #: (n, 224, 224) uint8 0/255 evidence masks (PROTOCOL §9), None on datasets without them
     evidence: np.ndarray | None = None
-    #: fold-level inputs of the metrics; see ScoringInputs.extras
-    extras: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
 
 
@@ -536,7 +533,6 @@ def repeat_first(job: FoldJob, first: BatchOutput, config: RunConfig) -> dict[st
 
 __all__ = [
     "COPY_EXTRAS",
-    "DATA_EXTRAS",
     "RUNNER_UP_EXTRAS",
     "Batch",
     "BatchOutput",

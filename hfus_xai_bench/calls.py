@@ -263,12 +263,6 @@ class PassCounter:
             out["seconds_checksum"] = self.checksum_seconds
         return out
 
-    def reset(self) -> None:
-        self.forward.clear()
-        self.backward.clear()
-        self.seconds.clear()
-        self.checksum_seconds = 0.0
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -9,7 +9,7 @@ with the device and batch size as resolved on the machine) and ``record["dataset
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .constants import ARCH_NAMES, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
@@ -151,11 +151,6 @@ class RunConfig:
             "device": str(device),
             "randomisations": self.randomisations,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["models"], out["folds"] = list(self.models), list(self.folds)
-        return out
 
     def cli_args(self) -> list[str]:
         """The ``hfus-bench evaluate`` / ``submit`` flags that give this config (defaults left out)."""

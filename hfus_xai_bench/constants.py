@@ -45,16 +45,18 @@ class ArchFacts:
     channels: int
     #: the linear classifier after global average pooling (attribute path)
     head_attr: str
+    #: rough bytes per 224×224 image of a forward + input backward, frozen weights, fp32 (sizes CUDA chunks)
+    grad_bytes_224: float
 
 
 #: The four reference architectures, in table order: the one place they are declared.
 ARCHITECTURES: tuple[ArchFacts, ...] = (
-    ArchFacts("densenet201", "DenseNet201", ("densenet",), "features_relu", 1920, "classifier"),
-    ArchFacts("googlenet", "GoogLeNet", (), "inception5b", 1024, "fc"),
+    ArchFacts("densenet201", "DenseNet201", ("densenet",), "features_relu", 1920, "classifier", 160e6),
+    ArchFacts("googlenet", "GoogLeNet", (), "inception5b", 1024, "fc", 40e6),
     ArchFacts(
-        "mobilenet_v2", "MobileNetV2", ("mobilenet", "mobilenetv2"), "features.-1", 1280, "classifier.1"
+        "mobilenet_v2", "MobileNetV2", ("mobilenet", "mobilenetv2"), "features.-1", 1280, "classifier.1", 60e6
     ),
-    ArchFacts("resnet101", "ResNet101", ("resnet",), "layer4.-1", 2048, "fc"),
+    ArchFacts("resnet101", "ResNet101", ("resnet",), "layer4.-1", 2048, "fc", 120e6),
 )
 ARCH_NAMES: tuple[str, ...] = tuple(a.name for a in ARCHITECTURES)
 ARCH_ALIASES: dict[str, str] = {alias: a.name for a in ARCHITECTURES for alias in a.aliases}

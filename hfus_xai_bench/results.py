@@ -6,8 +6,9 @@ returns). Everything below iterates over the metric registry (``metrics/registry
 
 - ``record["per_image"]``: one row per image with every registry value (column = the value name);
 - ``record["metrics"]``: record key of every output → arch → summary (mean of fold means, a
-  fold-stratified bootstrap 95 % CI (1000 resamples, seed 0), per fold, per class, correct /
-  incorrect) and of every table (e.g. ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
+  fold-stratified bootstrap 95 % CI (``constants.BOOTSTRAP_RESAMPLES`` resamples, seed
+  ``BOOTSTRAP_SEED``), per fold, per class, correct / incorrect) and of every table (e.g.
+  ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
 - the ``metrics`` part of the JSON schema (:func:`schema`) is generated from the registry.
 """
 
@@ -24,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import BENCHMARK_VERSION, CLASSES, COST_STAGES, FE_EXCLUDED_STAGES, PROTOCOL_VERSION
+from .constants import (
+    BENCHMARK_VERSION,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CLASSES,
+    COST_STAGES,
+    FE_EXCLUDED_STAGES,
+    PROTOCOL_VERSION,
+)
 from .errors import HfusError
 from .jsonio import json_number, json_numbers, load_json
 from .metrics import registry
@@ -34,8 +43,6 @@ if TYPE_CHECKING:
     from .explainers.loader import Method
 
 SCHEMA_VERSION = 1
-N_RESAMPLES = 1000
-CI_SEED = 0
 
 
 @dataclass
@@ -54,7 +61,6 @@ class FoldScores:
     seconds: float = 0.0
     forward_images: float = 0.0
     maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
-    extras: dict[str, Any] = field(default_factory=dict)
     #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not
     #: run; records made before §7.1.1 hold one reason per image (one copy)
     randomised_failed: list[list[str | None]] | list[str | None] | None = None
@@ -112,7 +118,8 @@ def summarize(
     return {
         "mean": json_number(np.mean(finite)) if finite else None,
         "ci95": [
-            json_number(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))
+            json_number(x)
+            for x in (ci or fold_bootstrap(values, n_resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED))
         ],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],

@@ -118,7 +118,7 @@ def score_fold_outputs(
     m255 = np.concatenate([o.m255 for o in outputs])
     failed = [r for o in outputs for r in o.failed]
     targets = np.concatenate([o.targets for o in outputs]).astype(np.int64)
-    extras = dict(job.extras)
+    extras: dict[str, Any] = {}
     for key in {k for o in outputs for k in o.extras}:
         extras[key] = np.concatenate([o.extras[key] for o in outputs])
     if job.evidence is not None:

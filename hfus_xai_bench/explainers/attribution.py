@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
+from ..constants import ARCHITECTURES
 from ..errors import HfusError
 from .baselines import image_seeds
 from .contract import ExplainContext, MapKind, check_batch, frozen_parameters
@@ -52,9 +53,10 @@ OCCLUSION_STRIDE = 9
 CPU_POINTS_GRAD = 16
 CPU_POINTS_FORWARD = 16
 
-#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32)
-_GRAD_BYTES_224 = {"mobilenet_v2": 60e6, "googlenet": 40e6, "resnet101": 120e6, "densenet201": 160e6}
-_DEFAULT_GRAD_BYTES_224 = 160e6
+#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32), per architecture
+#: (:data:`~hfus_xai_bench.constants.ARCHITECTURES`); another model is sized as the largest
+_GRAD_BYTES_224 = {a.name: a.grad_bytes_224 for a in ARCHITECTURES}
+_DEFAULT_GRAD_BYTES_224 = max(_GRAD_BYTES_224.values())
 _FORWARD_FRACTION = 0.25  # a no-grad forward keeps only a few live activations
 _MAX_POINTS = 1024
 

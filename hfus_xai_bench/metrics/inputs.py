@@ -7,7 +7,7 @@ every per-image array in ``inputs`` has the same first axis N.
 
 ``extras`` holds metric-specific inputs. Per-image arrays (numpy or torch, first axis = image) are
 selected together with the images; anything else (a second model, a table) is passed as is. The
-runner fills it from the fold (``FoldJob.extras``) and from the batches (``BatchOutput.extras``,
+runner fills it from the dataset (``evidence``, ``twins``) and from the batches (``BatchOutput.extras``,
 concatenated): e.g. ``extras["m255_randomised"]`` (N, K, 224, 224) uint8 and ``extras["randomised_ok"]``
 (N, K) bool for model-randomisation over K copies (``randomisation@2``).
 

@@ -576,11 +576,6 @@ def output(key: str) -> tuple[Metric, Output]:
     raise HfusError(f"unknown score {key!r}; known: {', '.join(m.key(o) for m, o in outputs())}")
 
 
-def value_owner() -> dict[str, Metric]:
-    """Per-image value name -> the metric that produces it."""
-    return {v.name: m for m in METRICS.values() for v in m.values}
-
-
 def metrics_schema() -> dict[str, Any]:
     """The JSON schema of ``record["metrics"]``, generated from the registry."""
     props: dict[str, Any] = {}

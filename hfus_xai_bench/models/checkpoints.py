@@ -6,8 +6,8 @@ In the style of torchvision's ``Weights`` enums, :data:`REGISTRY` holds only che
 
 - the shipped ones: every card in the package folder ``hfus_xai_bench/checkpoints/`` (registering a
   checkpoint = dropping its ``.safetensors`` + ``.json`` there);
-- Hub entries: cards whose ``hub`` field names a Hugging Face repo id + pinned revision (listed in
-  :data:`HUB_CARDS` or shipped as a card without the weights file).
+- Hub entries: cards shipped in that folder without their weights file, whose ``hub`` field names a
+  Hugging Face repo id + pinned revision.
 
 Checkpoints written by ``hfus-bench train`` live in the user cache (``cache_dir()/checkpoints``) and are
 listed by :func:`list_checkpoints` next to the registry.
@@ -45,9 +45,6 @@ CARD_SCHEMA = "hfus-bench-checkpoint/1"
 #: The package-data folder of shipped checkpoints.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-
-#: Cards of checkpoints that live only on the Hugging Face Hub (dicts in the card format, with ``hub``).
-HUB_CARDS: tuple[dict[str, Any], ...] = ()
 
 #: The card that marks a dataset folder as an audit build of the synthetic track (PROTOCOL §3; written by
 #: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See
@@ -174,9 +171,6 @@ def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
 
 def _build_registry() -> dict[str, Checkpoint]:
     registry: dict[str, Checkpoint] = {}
-    for card in HUB_CARDS:
-        entry = Checkpoint.from_card(card, "hub")
-        registry[entry.name] = entry
     for entry in read_cards(PACKAGE_DIR, "package"):
         # a shipped card without its weights file is a Hub entry (if it names a repo) or not registered
         if (PACKAGE_DIR / entry.filename).is_file() or entry.hub_repo_id:

@@ -1,7 +1,7 @@
 """Export checkpoints as a Hugging Face model-repo folder, ready for ``hf upload`` (PROTOCOL §2).
 
 ResNet101 and DenseNet201 are too large for the package; they are published on the Hub and registered
-as Hub entries (a card with ``hub = {"repo_id", "revision"}`` in ``checkpoints.HUB_CARDS``) only once a
+as Hub entries (a shipped card with ``hub = {"repo_id", "revision"}`` and no weights file) only once a
 real revision exists. The folder holds each ``<name>.safetensors`` (sha256 verified while copying), its
 ``<name>.json`` card unchanged, and a ``README.md`` model card with YAML metadata and one table row per
 checkpoint (arch, fold, dataset revision + content hash, test metrics, sha256).
@@ -135,9 +135,9 @@ The YAML header states each checkpoint's test-fold accuracy and weighted precisi
 ## Use
 
 `hfus-bench` loads these files through `huggingface_hub.hf_hub_download` at a pinned revision once
-they are registered as Hub entries (`hfus_xai_bench.models.checkpoints.HUB_CARDS`: the card plus
-`"hub": {{"repo_id": "<owner>/<repo>", "revision": "<commit sha>"}}`). Until then, put a file and its
-card into `~/.cache/hfus-xai-bench/checkpoints/`, where `hfus-bench` finds it.
+they are registered as Hub entries (the card, without the weights file, in the package's `checkpoints/`
+folder, plus `"hub": {{"repo_id": "<owner>/<repo>", "revision": "<commit sha>"}}`). Until then, put a
+file and its card into `~/.cache/hfus-xai-bench/checkpoints/`, where `hfus-bench` finds it.
 
 The numbers a model gives on the synthetic track `hfus-synth` are only comparable on the golden data:
 `hfus-bench data info` prints the content hash of the local copy and whether it matches.
