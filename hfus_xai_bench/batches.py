@@ -271,11 +271,16 @@ def prepare_fold(
     needs: frozenset[str],
     count_build: bool = True,
 ) -> FoldJob:
-    """Load (arch, fold)'s checkpoint, decode the test images ``rows`` (of the run's first ``n``), build the K
-    randomised copies from the pristine model, fingerprint every model, then build the method for each.
+    """Load (arch, fold)'s checkpoint, decode the test images ``rows``, build the K randomised copies from
+    the pristine model, fingerprint every model, then build the method for each.
 
-    ``count_build``: count the passes a method makes while it is built (one process per (arch, fold) does,
-    so split runs add up to the single-process counts).
+    Args:
+        rows: the test images this process evaluates (indices < ``n``).
+        n: the images of the fold the run evaluates (:func:`fold_size`).
+        passes: the counter that watches the model and the copies (PROTOCOL §6).
+        needs: the metric inputs the run makes (:func:`needed_extras`): copies only if one needs them.
+        count_build: count the passes a method makes while it is built (one process per (arch, fold)
+            does, so split runs add up to the single-process counts).
     """
     from .data.dataset import depth_prior, fold_arrays
     from .metrics.randomisation import randomised_model
@@ -427,7 +432,15 @@ def batch_inputs(
     twins: np.ndarray | None = None,
 ) -> ScoringInputs:
     """The scoring inputs of one run batch: the fold's per-image data sliced to the batch, the dataset's
-    evidence and twins (where it has them) among the extras."""
+    evidence and twins (where it has them) among the extras.
+
+    Args:
+        job: the fold's per-image data (whole fold; sliced here).
+        m255, ok, targets: the batch's maps, which of them succeeded, and the explained classes.
+        extras: the batch's metric inputs the runner made (copies, runner-up, logits).
+        model, images, twins: for the model-based metrics (``images`` the batch's model input; ``twins``
+            the whole fold's, sliced here).
+    """
     sl = slice(batch.start, batch.stop)
     data: dict[str, Any] = dict(extras)
     if job.evidence is not None:

@@ -340,9 +340,16 @@ def explain(
 ) -> Explanation:
     """One explanation call under PROTOCOL §3's rules (see the module docstring).
 
-    ``method``: the loaded :class:`~hfus_xai_bench.explainers.loader.Method` (name, file, kind); ``seed``: the
-    call's state (derive(run seed, "batch", arch, fold, first row)); ``extra``: set into
-    ``context.extra`` before the call (e.g. ``evidence`` for reference rows). Raises :class:`ModelChanged`.
+    Args:
+        call: the model and the method built for it.
+        method: the loaded :class:`~hfus_xai_bench.explainers.loader.Method` (name, file, kind).
+        seed: the call's state (derive(run seed, "batch", arch, fold, first row)).
+        stage: the cost stage the call counts under (:data:`STAGES`), in ``passes``.
+        sign: how attributions are reduced to maps (PROTOCOL §3.1).
+        extra: set into ``context.extra`` before the call (e.g. ``evidence`` for reference rows).
+
+    Returns:
+        The post-processed maps and a failure reason per image. Raises :class:`ModelChanged`.
     """
     if extra:
         call.context.extra.update(extra)

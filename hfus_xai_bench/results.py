@@ -362,8 +362,16 @@ def build_result(
     environment: dict[str, Any],
     command: str | None = None,
 ) -> Result:
-    """Assemble the full record from the per-(arch, fold) scores (``method``: a loaded method, or its
-    ``record["method"]`` section, e.g. from shard records)."""
+    """Assemble the full record from the per-(arch, fold) scores.
+
+    Args:
+        method: a loaded method, or its ``record["method"]`` section (e.g. from shard records).
+        runs: the scores of every (arch, fold), in run order.
+        options: ``record["options"]`` (:meth:`RunConfig.to_options`).
+        dataset: ``record["dataset"]``, the dataset's provenance.
+        environment: ``record["environment"]`` (:func:`hfus_xai_bench.runner.run_environment`).
+        command: the command line that produced the result.
+    """
     checkpoints: dict[str, dict[str, Any]] = {}
     for run in runs:
         checkpoints.setdefault(run.arch, {})[str(run.fold)] = run.checkpoint

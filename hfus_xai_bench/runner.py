@@ -107,7 +107,14 @@ def score_fold_outputs(
     metrics: Sequence[Metric] | None = None,
 ) -> FoldScores:
     """Gather the batch outputs of one fold (in batch order): the model-based values they carry, plus the
-    maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made)."""
+    maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made).
+
+    Args:
+        job: the fold's images, labels, SLMs, evidence and checkpoint (:func:`fold_meta`).
+        outputs: the fold's batch outputs, any order; together images 0..n exactly once.
+        keep_maps: keep the m255 maps (the model's, every copy's, the runner-up's) in the scores.
+        metrics: the run's metrics (default: every current registry metric).
+    """
     outputs = sorted(outputs, key=lambda o: o.batch.start)
     n = len(job.image_ids)
     starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
@@ -216,10 +223,21 @@ def run_share(
     desc: str | None = None,
     metrics: Sequence[Metric] | None = None,
 ) -> ShareOutput:
-    """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only
-    the images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
-    fold's first batch repeats its call after the fold's last batch (PROTOCOL §3) and counts the passes made
-    while building the method (PROTOCOL §6: split runs add up to one process)."""
+    """Run a share of a run's plan in this process.
+
+    Each (arch, fold) is prepared once, with only the images of these batches decoded; the model-based
+    metrics are scored per batch; the process that ran a fold's first batch repeats its call after the
+    fold's last batch (PROTOCOL §3) and counts the passes made while building the method (PROTOCOL §6:
+    split runs add up to one process).
+
+    Args:
+        batches: whole batches of the plan (:func:`~hfus_xai_bench.batches.plan_run`), in plan order.
+        progress, desc: show a progress bar, with this label (default: the method's name).
+        metrics: the run's metrics (default: every current registry metric).
+
+    Returns:
+        The batch outputs and, per (arch, fold) touched, the checkpoint summary and fold-level cost.
+    """
     outputs: list[BatchOutput] = []
     folds: dict[tuple[str, int], dict[str, Any]] = {}
     needs = needed_extras(metrics)
@@ -294,9 +312,18 @@ def score_shares(
     metrics: Sequence[Metric] | None = None,
     keys: Sequence[tuple[str, int]] | None = None,
 ) -> list[FoldScores]:
-    """Gather the shares of a run (every batch of the plan exactly once) and score each (arch, fold) in run
-    order (``keys``: only these) with :func:`score_fold_outputs`; an (arch, fold) where every image fails is
-    an error."""
+    """Gather the shares of a run and score each (arch, fold) with :func:`score_fold_outputs`.
+
+    Args:
+        shares: every process's :class:`ShareOutput`; together every batch of the plan exactly once.
+        keep_maps: keep the m255 maps in the scores (for the maps file and the figure).
+        metrics: the run's metrics (default: every current registry metric).
+        keys: score only these (arch, fold), in this order (default: every one of the config, run order).
+
+    Returns:
+        One :class:`FoldScores` per (arch, fold). Raises HfusError when the processes used different
+        checkpoints, no process ran an (arch, fold), or every image of one failed.
+    """
     runs: list[FoldScores] = []
     by_fold: dict[tuple[str, int], list[BatchOutput]] = {}
     info: dict[tuple[str, int], dict[str, Any]] = {}

@@ -49,7 +49,7 @@ GS_BASELINE_STD = 0.001
 SALIENCY_ABS = True
 OCCLUSION_STRIDE = 9
 
-#: points (images) per forward on the CPU: LIBRARY_COSTS found 16 faster than 50 for IG on MobileNetV2
+#: points (images) per forward on the CPU (chosen by measurement: benchmarks/README.md)
 CPU_POINTS_GRAD = 16
 CPU_POINTS_FORWARD = 16
 

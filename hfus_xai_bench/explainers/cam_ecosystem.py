@@ -10,7 +10,7 @@ library's post-processing, computed with batched torch ops:
   (a BatchNorm's bias is ``bias - running_mean · weight / sqrt(running_var + eps)``): map =
   min-max( Σ_rgb mm(|x · ∂s/∂x|) + Σ_layers Σ_channels resize(mm(|bias_c · ∂s/∂a_c|)) ), ``mm`` the
   library's per-(image, channel) min-max with its 1e-7. The library resizes every channel to the input
-  size with cv2 before summing (minutes per image on the larger archs); bilinear resizing is linear,
+  size with cv2 before summing (slow: thousands of channels on the larger archs); bilinear resizing is linear,
   so we sum the channels first and resize once per layer (same map up to float rounding). Gradients
   are taken with tensor hooks on the layer outputs, as the library does (so an in-place ReLU after a
   BatchNorm does not change them). FullGrad reads the biases and BatchNorm statistics by definition;

@@ -199,12 +199,20 @@ def run_method(
 def to_m255(
     outputs: Outputs, batch: int, kind: MapKind, sign: str, device: torch.device
 ) -> tuple[torch.Tensor, list[str | None]]:
-    """Raw method outputs → ``m255`` uint8 (B, 224, 224) on ``device`` and a failure reason per image (None =
-    ok).
+    """Raw method outputs → ``m255`` uint8 (B, 224, 224) on ``device`` and a failure reason per image.
 
     PROTOCOL §3.1: attributions are reduced by ``normalize_attribution(sign)``, maps clipped at 0;
     maps of another size are upsampled bilinearly; NaN/Inf pixels count the image as ``non_finite``;
     an all-zero result is ``empty_map``.
+
+    Args:
+        outputs: what :func:`run_method` returned: one (raw, error) for the batch, or one per image.
+        batch: the number of images B.
+        kind: ``"map"`` or ``"attribution"`` (the method's METADATA).
+        sign: the attribution reduction of ``normalize_attribution``.
+
+    Returns:
+        The m255 maps (zeros where failed) and per image None (ok) or a ``FAIL_*`` reason.
     """
     from ..metrics import normalize_attribution, quantize
 

@@ -160,10 +160,7 @@ def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
         return []
     entries = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise HfusError(f"unreadable checkpoint card {path}: {err}; delete or fix it") from err
+        card = load_json(path, "checkpoint card")
         if isinstance(card, dict) and card.get("schema") == CARD_SCHEMA:
             entries.append(Checkpoint.from_card(card, origin, path.parent))
     return entries

@@ -30,6 +30,7 @@ from torch import nn
 from ..constants import NUM_CLASSES, SYNTH_DATASET
 from ..data.folds import split_folds
 from ..errors import HfusError
+from ..jsonio import load_json
 from ..metrics.classification import classification_report
 from ..runtime import environment, resolve_device
 from ..seeding import seed_global
@@ -127,9 +128,7 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
     dtype = "float32"
     transform_input = None
     if card.is_file():
-        import json
-
-        meta = json.loads(card.read_text())
+        meta = load_json(card, "checkpoint card")
         dtype = meta.get("dtype", "float32")
         transform_input = meta.get("transform_input")
     model = build_model(arch, imagenet=False, transform_input=transform_input)
