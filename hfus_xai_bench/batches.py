@@ -24,7 +24,7 @@ has them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -242,6 +242,26 @@ def _build(
     return Call(label, model, method.build(model, context), context, reference)
 
 
+def fold_meta(
+    ds: Any, arch: str, fold: int, n: int, checkpoint: dict[str, Any], cost: dict[str, float] | None = None
+) -> FoldMeta:
+    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the first
+    ``n`` test images, the run's (no image decoded)."""
+    from .data.dataset import fold_arrays
+
+    meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
+    return FoldMeta(
+        arch=get_arch(arch).name,
+        fold=fold,
+        checkpoint=checkpoint,
+        image_ids=meta.image_ids,
+        labels=meta.labels,
+        slms=meta.slms,
+        evidence=getattr(meta, "evidence", None),
+        cost=dict(cost or {}),
+    )
+
+
 def _decode(ds: Any, fold: int, rows: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The test images (and twins, None without) of ``rows`` decoded into (n, 224, 224, 3) uint8, zeros
     elsewhere."""
@@ -282,7 +302,7 @@ def prepare_fold(
         count_build: count the passes a method makes while it is built (one process per (arch, fold)
             does, so split runs add up to the single-process counts).
     """
-    from .data.dataset import depth_prior, fold_arrays
+    from .data.dataset import depth_prior
     from .metrics.randomisation import randomised_model
     from .models.checkpoints import load_model
 
@@ -293,7 +313,7 @@ def prepare_fold(
     k_copies = config.randomisations if needs & set(COPY_EXTRAS) else 0
     with passes.stage("randomisation"):  # PROTOCOL §7.1.1: from the model as loaded, before any explainer
         copies = [randomised_model(model, seed=derive_seed(0, "randomisation", k)) for k in range(k_copies)]
-    meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
+    meta = fold_meta(ds, spec.name, fold, n, checkpoint_summary(info))
     images, twins = _decode(ds, fold, rows, n)
     prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
     sample = training_sample(ds, fold, config.seed, device)
@@ -309,15 +329,9 @@ def prepare_fold(
     finally:
         passes.counting = counting
     return FoldJob(
-        arch=spec.name,
-        fold=fold,
+        **{f.name: getattr(meta, f.name) for f in fields(FoldMeta)},
         model=model,
-        checkpoint=checkpoint_summary(info),
-        image_ids=meta.image_ids,
         images=images,
-        labels=meta.labels,
-        slms=meta.slms,
-        evidence=getattr(meta, "evidence", None),
         twins=twins,
         method=method,
         device=device,
@@ -555,6 +569,7 @@ __all__ = [
     "batch_metrics",
     "call_seed",
     "checkpoint_summary",
+    "fold_meta",
     "fold_metrics",
     "fold_size",
     "fold_sizes",

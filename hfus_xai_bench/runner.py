@@ -43,6 +43,7 @@ from .batches import (
     FoldJob,
     FoldMeta,
     batch_metrics,
+    fold_meta,
     fold_metrics,
     fold_size,
     fold_sizes,
@@ -63,34 +64,8 @@ from .explainers.contract import FAIL_EMPTY
 from .explainers.loader import Method, applicable_archs, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
-from .models.zoo import get_arch
 from .results import FoldScores, Result
 from .scoring import score_fold
-
-
-def fold_meta(
-    ds: Any,
-    arch: str,
-    fold: int,
-    config: RunConfig,
-    checkpoint: dict[str, Any],
-    cost: dict[str, float] | None = None,
-) -> FoldMeta:
-    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the run's
-    images (no image decoded)."""
-    from .data.dataset import fold_arrays
-
-    meta = fold_arrays(ds, fold, "test", rows=range(fold_size(ds, fold, config)), images=False)
-    return FoldMeta(
-        arch=get_arch(arch).name,
-        fold=fold,
-        checkpoint=checkpoint,
-        image_ids=meta.image_ids,
-        labels=meta.labels,
-        slms=meta.slms,
-        evidence=getattr(meta, "evidence", None),
-        cost=dict(cost or {}),
-    )
 
 
 def _concat_reasons(outputs: Sequence[BatchOutput], name: str) -> list[Any] | None:
@@ -110,7 +85,8 @@ def score_fold_outputs(
     maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made).
 
     Args:
-        job: the fold's images, labels, SLMs, evidence and checkpoint (:func:`fold_meta`).
+        job: the fold's images, labels, SLMs, evidence and checkpoint
+            (:func:`~hfus_xai_bench.batches.fold_meta`).
         outputs: the fold's batch outputs, any order; together images 0..n exactly once.
         keep_maps: keep the m255 maps (the model's, every copy's, the runner-up's) in the scores.
         metrics: the run's metrics (default: every current registry metric).
@@ -342,7 +318,8 @@ def score_shares(
     for arch, fold in keys if keys is not None else fold_sizes(ds, config):
         if (arch, fold) not in info:
             raise HfusError(f"{arch} fold {fold}: no process ran any of its batches")
-        meta = fold_meta(ds, arch, fold, config, info[(arch, fold)]["checkpoint"], info[(arch, fold)]["cost"])
+        n = fold_size(ds, fold, config)
+        meta = fold_meta(ds, arch, fold, n, info[(arch, fold)]["checkpoint"], info[(arch, fold)]["cost"])
         scores = score_fold_outputs(
             meta, by_fold.get((arch, fold), []), config, keep_maps=keep_maps, metrics=metrics
         )
