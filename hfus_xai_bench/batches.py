@@ -550,10 +550,9 @@ def repeat_first(job: FoldJob, first: BatchOutput, config: RunConfig) -> dict[st
         )
         raise HfusError(
             f"method {job.method.name!r} gave other maps when its first call on {job.arch} fold {job.fold} "
-            "was "
-            f"repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); a method must give "
-            "the "
-            "same maps for the same call (PROTOCOL §3): the run is stopped and nothing is recorded"
+            f"was repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); "
+            "a method must give the same maps for the same call (PROTOCOL §3): the run is stopped and "
+            "nothing is recorded"
         )
     return {k: v - before.get(k, 0.0) for k, v in job.passes.snapshot().items() if v - before.get(k, 0.0)}
 

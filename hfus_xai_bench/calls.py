@@ -369,7 +369,6 @@ def explain(
     if change is not None:
         raise ModelChanged(
             f"method {method.name!r} changed {call.label} during its call: {change}; a method must not "
-            "change "
-            "the model (PROTOCOL §3): the run is stopped and nothing is recorded"
+            "change the model (PROTOCOL §3): the run is stopped and nothing is recorded"
         )
     return Explanation(m255=m255, reasons=reasons, seconds=seconds)

@@ -77,8 +77,8 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise HfusError(
-            "the model must return logits (B, num_classes) in eval mode; wrap it so forward returns one "
-            "tensor"
+            "the model must return logits (B, num_classes) in eval mode; "
+            "wrap it so forward returns one tensor"
         )
     return out
 

@@ -98,8 +98,7 @@ class ExpectedGradients(GradientShap):
         if sample is None or sample.ndim != 4 or sample.shape[1:] != images.shape[1:] or len(sample) == 0:
             raise HfusError(
                 "Expected Gradients needs context.training_sample, training images (K, 3, H, W) like the "
-                "batch; "
-                "run it through the benchmark (hfus-bench evaluate), which samples them from the fold"
+                "batch; run it through the benchmark (hfus-bench evaluate), which samples them from the fold"
             )
         return sample
 

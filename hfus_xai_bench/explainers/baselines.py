@@ -242,8 +242,8 @@ class _Oracle(_MapBaseline):
         b, _, h, w = images.shape
         if tuple(e.shape) != (b, h, w):
             raise HfusError(
-                f"context.extra[{EVIDENCE_KEY!r}] has shape {tuple(e.shape)}, expected the batch's "
-                f"{(b, h, w)}"
+                f"context.extra[{EVIDENCE_KEY!r}] has shape {tuple(e.shape)}, "
+                f"expected the batch's {(b, h, w)}"
             )
         return (e != 0).to(torch.float32)
 
@@ -277,7 +277,7 @@ class OracleGrid(_Oracle):
         h, w = e.shape[-2:]
         if h % ORACLE_GRID_BLOCK or w % ORACLE_GRID_BLOCK:
             raise HfusError(
-                f"oracle@grid needs image sides divisible by {ORACLE_GRID_BLOCK}, got {h}×{w}; use 224×224 "
-                "images"
+                f"oracle@grid needs image sides divisible by {ORACLE_GRID_BLOCK}, got {h}×{w}; "
+                "use 224×224 images"
             )
         return F.avg_pool2d(e[:, None], ORACLE_GRID_BLOCK)[:, 0]

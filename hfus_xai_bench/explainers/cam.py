@@ -103,8 +103,8 @@ def _hook(layer: nn.Module, fn: Callable) -> Iterator[None]:
 def _one(captured: list[torch.Tensor]) -> torch.Tensor:
     if len(captured) != 1:
         raise HfusError(
-            f"the CAM target layer ran {len(captured)} times in one forward; pin a layer that runs exactly "
-            "once"
+            f"the CAM target layer ran {len(captured)} times in one forward; "
+            "pin a layer that runs exactly once"
         )
     out = captured[0]
     if not isinstance(out, torch.Tensor) or out.ndim != 4:

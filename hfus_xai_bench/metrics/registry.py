@@ -411,18 +411,14 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
         description=(
             "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). "
-            "The "
-            "randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
+            "The randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
             "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the "
-            "method "
-            "is built for it and explains the same images with the same targets. Per image rho = Spearman "
-            "rank "
-            "correlation (average ranks for ties) of the two m255 maps over all pixels (exactly one "
-            "constant: "
-            "0; both: 1); the randomised model's failures are counted separately and give NaN. cross_image = "
-            "rho between the trained model's maps of image i and of image pi(i), pi a seeded derangement "
-            "(seed 0) of the evaluated images of the (arch, fold): a fold-scope value. pass: the upper bound "
-            "of the 95 % CI of mean rho is below 0.5."
+            "method is built for it and explains the same images with the same targets. Per image rho = "
+            "Spearman rank correlation (average ranks for ties) of the two m255 maps over all pixels "
+            "(exactly one constant: 0; both: 1); the randomised model's failures are counted separately and "
+            "give NaN. cross_image = rho between the trained model's maps of image i and of image pi(i), pi "
+            "a seeded derangement (seed 0) of the evaluated images of the (arch, fold): a fold-scope value. "
+            "pass: the upper bound of the 95 % CI of mean rho is below 0.5."
         ),
     ),
     Metric(
@@ -475,15 +471,12 @@ _BUILTIN: tuple[Metric, ...] = (
         ),
         description=(
             "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) "
-            "pixels "
-            "ordered by m255 descending, ties broken by a permutation seeded per image (run seed, image id); "
-            "MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear imputation "
-            "(8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, then N(0, "
-            "0.01^2) "
-            "noise seeded per image and fraction, clipped to [0, 1]). s = softmax probability of the target "
-            "class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = mean_p (s_LeRF(p) - s0) "
-            "(higher), "
-            "combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
+            "pixels ordered by m255 descending, ties broken by a permutation seeded per image (run seed, "
+            "image id); MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear "
+            "imputation (8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, "
+            "then N(0, 0.01^2) noise seeded per image and fraction, clipped to [0, 1]). s = softmax "
+            "probability of the target class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = "
+            "mean_p (s_LeRF(p) - s0) (higher), combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
         ),
     ),
 )

@@ -422,7 +422,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: dict[str, Any]) ->
     # the bytes (and the sha256) of identical weights differ between runs
     save_file(state, str(path), metadata={"format": "pt"})
     digest = sha256_file(path)
-    transform_input = getattr(model, "transform_input", None) if arch == "googlenet" else None
+    transform_input = getattr(model, "transform_input", None)  # GoogLeNet's input transform (models.zoo)
     full = {
         "schema": CARD_SCHEMA,
         "name": path.stem,

@@ -90,9 +90,9 @@ def model_card(entries: Sequence[Checkpoint]) -> str:
         test = e.test_metrics
         rows.append(
             f"| `{e.name}.safetensors` | {e.arch} | {e.fold} | {e.dataset}@{e.dataset_revision} "
-            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | {_pct(test.get('f1'))} "
-            "| "
-            f"{e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | {e.dtype} | `{e.sha256[:16]}` |"
+            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | "
+            f"{_pct(test.get('f1'))} | {e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | "
+            f"{e.dtype} | `{e.sha256[:16]}` |"
         )
     front = "\n".join(
         [

@@ -422,8 +422,8 @@ def train(
         "environment": {**environment(dev), "seconds_per_epoch": history["seconds_per_epoch"]},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if spec.name == "googlenet":
-        card["transform_input"] = bool(getattr(model, "transform_input", False))
+    if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
+        card["transform_input"] = bool(model.transform_input)
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
     stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
     save_checkpoint(model, out / f"{stem}.safetensors", card)
