@@ -33,7 +33,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..constants import RANDOMISATION_COPIES, SLM_LEVELS, THRESHOLDS
+from ..constants import (
+    IMAGE_SIZE,
+    RANDOMISATION_COPIES,
+    RANDOMISATION_PASS_BELOW,
+    ROAD_FRACTIONS,
+    SLM_LEVELS,
+    THRESHOLDS,
+)
 from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
@@ -45,6 +52,11 @@ Category = Literal["localisation", "faithfulness", "sanity", "model"]
 ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
 #: The headline output: tables are sorted and ranked by it.
 HEADLINE = "hit_rate@1"
+
+# protocol numbers as the definitions below print them (read from constants, never re-typed)
+_LEVELS = ", ".join(str(v) for v in SLM_LEVELS)
+_FRACTIONS = ", ".join(f"{p:g}" for p in ROAD_FRACTIONS)
+_RHO_BELOW = f"{RANDOMISATION_PASS_BELOW:g}"
 
 
 def resolve(ref: str | Callable) -> Callable:
@@ -297,12 +309,14 @@ _BUILTIN: tuple[Metric, ...] = (
                 "",
                 f"{_LOC}:iou_table",
                 _iou_table_schema(),
-                "mean IoU per threshold (50, 55, …, 95 %) × SLM level (255, 128, 64, 32, 0); NaNs counted",
+                f"mean IoU per threshold ({THRESHOLDS[0]}, {THRESHOLDS[1]}, …, {THRESHOLDS[-1]} %) × SLM level "
+                f"({_LEVELS}); NaNs counted",
             ),
         ),
         description=(
-            "Mask IoU. For t in {50, 55, ..., 95}: mask M_t = (m255/255) > t/100 (strict); "
-            "IoU(M_t, SLM == L) for each level L in {255, 128, 64, 32, 0}. An empty union gives NaN "
+            f"Mask IoU. For t in {{{THRESHOLDS[0]}, {THRESHOLDS[1]}, ..., {THRESHOLDS[-1]}}}: mask M_t = "
+            f"(m255/255) > t/100 (strict); IoU(M_t, SLM == L) for each level L in {{{_LEVELS}}}. An empty "
+            "union gives NaN "
             "for that image, excluded from the mean and counted. IoU with level 255 is higher-better, "
             "with level 0 lower-better; the other levels are descriptive."
         ),
@@ -405,7 +419,7 @@ _BUILTIN: tuple[Metric, ...] = (
                 "pass",
                 f"{_RAND}:pass_table",
                 _pass_table_schema(),
-                "pass = the upper bound of the 95 % CI of mean ρ is below 0.5 (mean and bound as in "
+                f"pass = the upper bound of the 95 % CI of mean ρ is below {_RHO_BELOW} (mean and bound as in "
                 "randomisation@1/rho)",
             ),
         ),
@@ -418,7 +432,7 @@ _BUILTIN: tuple[Metric, ...] = (
             "(exactly one constant: 0; both: 1); the randomised model's failures are counted separately and "
             "give NaN. cross_image = rho between the trained model's maps of image i and of image pi(i), pi "
             "a seeded derangement (seed 0) of the evaluated images of the (arch, fold): a fold-scope value. "
-            "pass: the upper bound of the 95 % CI of mean rho is below 0.5."
+            f"pass: the upper bound of the 95 % CI of mean rho is below {_RHO_BELOW}."
         ),
     ),
     Metric(
@@ -431,12 +445,14 @@ _BUILTIN: tuple[Metric, ...] = (
             Value("road_s0", definition="softmax probability of the target class on the clean image"),
             Value(
                 "road_morf_p",
-                (5,),
+                (len(ROAD_FRACTIONS),),
                 "s_MoRF(p): probability after removing (imputing) the top p of the map's "
-                "pixels, p = 0.1, 0.3, 0.5, 0.7, 0.9",
+                f"pixels, p = {_FRACTIONS}",
             ),
             Value(
-                "road_lerf_p", (5,), "s_LeRF(p): probability after removing the bottom p of the map's pixels"
+                "road_lerf_p",
+                (len(ROAD_FRACTIONS),),
+                "s_LeRF(p): probability after removing the bottom p of the map's pixels",
             ),
         ),
         outputs=(
@@ -470,7 +486,7 @@ _BUILTIN: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) "
+            f"RemOve And Debias (Rong et al. 2022). For p in {{{_FRACTIONS}}}, k = round(p * {IMAGE_SIZE}^2) "
             "pixels ordered by m255 descending, ties broken by a permutation seeded per image (run seed, "
             "image id); MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear "
             "imputation (8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, "
