@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .constants import ARCH_NAMES, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
+from .constants import ARCH_NAMES, DEFAULT_ARCH, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
 from .errors import HfusError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class RunConfig:
     ranked).
     """
 
-    models: tuple[str, ...] = ("mobilenet_v2",)
+    models: tuple[str, ...] = (DEFAULT_ARCH,)
     folds: tuple[int, ...] = (0,)
     limit: int | None = None
     target: str = "pred"

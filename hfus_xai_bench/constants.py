@@ -61,6 +61,8 @@ ARCHITECTURES: tuple[ArchFacts, ...] = (
 ARCH_NAMES: tuple[str, ...] = tuple(a.name for a in ARCHITECTURES)
 ARCH_ALIASES: dict[str, str] = {alias: a.name for a in ARCHITECTURES for alias in a.aliases}
 ARCH_DISPLAY_NAMES: dict[str, str] = {a.name: a.display_name for a in ARCHITECTURES}
+#: The architecture a run uses unless told otherwise (the one with a shipped checkpoint).
+DEFAULT_ARCH = "mobilenet_v2"
 
 #: Name of the embedded default dataset (the synthetic track).
 SYNTH_DATASET = "hfus-synth"
