@@ -427,8 +427,8 @@ def evaluate(
         command: what to record as the command that produced the result (the CLI passes its argv).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes its share of whole batches
-    (:func:`share`), rank 0 gathers, scores and writes; every rank returns the same result
-    (:mod:`hfus_xai_bench.distributed`).
+    (:func:`~hfus_xai_bench.batches.share`), rank 0 gathers, scores and writes; every rank returns the
+    same result (:mod:`hfus_xai_bench.distributed`).
     """
     from . import distributed
 
