@@ -238,41 +238,11 @@ def _device_kind(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_together(shards: list[dict[str, Any]]) -> None:
-    first = shards[0]
-    name0 = Path(first["_path"]).name
+    """Raise HfusError unless the shard records are the shards of one run: same method, dataset, options,
+    shard count and flags (:func:`_check_same`), every index once, the same checkpoint per (arch, fold)."""
     for sh in shards[1:]:
-        name = Path(sh["_path"]).name
-        for key, what in (
-            ("method", "method (METADATA, file sha256)"),
-            ("dataset", "dataset (id, revision, content hash)"),
-        ):
-            a, b = first[key], sh[key]
-            if key == "dataset":
-                a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
-                b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
-            if a != b:
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise HfusError(
-                    f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
-                    f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
-                )
-        if _device_kind(sh["options"]) != _device_kind(first["options"]):
-            diff = sorted(
-                k
-                for k in first["options"]
-                if _device_kind(sh["options"]).get(k) != _device_kind(first["options"]).get(k)
-            )
-            raise HfusError(
-                f"{name} and {name0} were run with different options ({', '.join(diff)}); "
-                "every shard must use the same flags"
-            )
-        if sh["shard"]["count"] != first["shard"]["count"]:
-            raise HfusError(
-                f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}"
-            )
-        if sh.get("save_maps") != first.get("save_maps"):
-            raise HfusError(f"{name} and {name0} differ in --save-maps; run every shard with the same flags")
-    count = first["shard"]["count"]
+        _check_same(shards[0], sh)
+    count = shards[0]["shard"]["count"]
     seen: dict[int, str] = {}
     for sh in shards:
         idx = sh["shard"]["index"]
@@ -296,6 +266,36 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
                     f"({checkpoints[key][1].get('sha256')})"
                 )
             checkpoints.setdefault(key, (Path(sh["_path"]).name, entry["checkpoint"]))
+
+
+def _check_same(first: dict[str, Any], sh: dict[str, Any]) -> None:
+    """Raise HfusError unless shard ``sh`` has ``first``'s method, dataset, options, count and flags."""
+    name0, name = Path(first["_path"]).name, Path(sh["_path"]).name
+    for key, what in (
+        ("method", "method (METADATA, file sha256)"),
+        ("dataset", "dataset (id, revision, content hash)"),
+    ):
+        a, b = first[key], sh[key]
+        if key == "dataset":
+            a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
+            b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise HfusError(
+                f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
+                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
+            )
+    mine, theirs = _device_kind(sh["options"]), _device_kind(first["options"])
+    if mine != theirs:
+        diff = sorted(k for k in first["options"] if mine.get(k) != theirs.get(k))
+        raise HfusError(
+            f"{name} and {name0} were run with different options ({', '.join(diff)}); "
+            "every shard must use the same flags"
+        )
+    if sh["shard"]["count"] != first["shard"]["count"]:
+        raise HfusError(f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}")
+    if sh.get("save_maps") != first.get("save_maps"):
+        raise HfusError(f"{name} and {name0} differ in --save-maps; run every shard with the same flags")
 
 
 def merge_shards(
