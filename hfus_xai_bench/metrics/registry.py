@@ -309,8 +309,8 @@ _BUILTIN: tuple[Metric, ...] = (
                 "",
                 f"{_LOC}:iou_table",
                 _iou_table_schema(),
-                f"mean IoU per threshold ({THRESHOLDS[0]}, {THRESHOLDS[1]}, …, {THRESHOLDS[-1]} %) × SLM level "
-                f"({_LEVELS}); NaNs counted",
+                f"mean IoU per threshold ({THRESHOLDS[0]}, {THRESHOLDS[1]}, …, {THRESHOLDS[-1]} %) "
+                f"× SLM level ({_LEVELS}); NaNs counted",
             ),
         ),
         description=(
@@ -419,8 +419,8 @@ _BUILTIN: tuple[Metric, ...] = (
                 "pass",
                 f"{_RAND}:pass_table",
                 _pass_table_schema(),
-                f"pass = the upper bound of the 95 % CI of mean ρ is below {_RHO_BELOW} (mean and bound as in "
-                "randomisation@1/rho)",
+                f"pass = the upper bound of the 95 % CI of mean ρ is below {_RHO_BELOW} "
+                "(mean and bound as in randomisation@1/rho)",
             ),
         ),
         description=(
