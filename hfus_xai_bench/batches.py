@@ -1,4 +1,8 @@
-"""One (arch, fold) in the process that runs some of its batches: prepare it, run a batch, repeat its first call.
+"""The batches of a run: the plan, and one (arch, fold) in the process that runs some of its batches.
+
+:func:`plan_run` cuts a run into whole batches (arch, fold, images start..stop), the single-process
+plan; :func:`share` is one process's part of it (every N-th batch). For each (arch, fold) a process
+prepares the fold, runs its batches and (the process with the first batch) repeats the first call:
 
 :func:`prepare_fold` loads the checkpoint, builds the K randomised copies from the model **as loaded**
 (PROTOCOL §7.1.1: copy k = ``randomised_model(model, seed=derive(0, "randomisation", k))``, before any
@@ -20,7 +24,7 @@ has them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -38,10 +42,9 @@ from .models.zoo import get_arch
 from .scoring import score_fold
 from .seeding import derive_seed
 
-#: the inputs the runner makes by explaining more (copies, runner-up) and those the dataset holds
+#: the inputs the runner makes by explaining more (copies, runner-up)
 COPY_EXTRAS = ("m255_randomised", "randomised_ok")
 RUNNER_UP_EXTRAS = ("m255_runner_up", "runner_up_ok", "runner_up")
-DATA_EXTRAS = ("evidence", "twins")
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,8 @@ class Batch:
 @dataclass(kw_only=True)
 class FoldMeta:
     """What scoring one (arch, fold) needs besides its batch outputs: the first ``n`` test images' ids,
-    labels, SLMs (and evidence masks where the dataset has them), the checkpoint summary, fold-level metric
-    inputs (``extras``) and cost."""
+    labels, SLMs (and evidence masks where the dataset has them), the checkpoint summary and fold-level
+    cost."""
 
     arch: str
     fold: int
@@ -68,8 +71,6 @@ class FoldMeta:
     slms: np.ndarray
     #: (n, 224, 224) uint8 0/255 evidence masks (PROTOCOL §9), None on datasets without them
     evidence: np.ndarray | None = None
-    #: fold-level inputs of the metrics; see ScoringInputs.extras
-    extras: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
 
 
@@ -121,6 +122,44 @@ class BatchOutput:
     runner_up_failed: list[str | None] | None = None
 
 
+def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[Batch]:
+    """Whole batches in processing order: (arch, fold) in the given order, then image ranges."""
+    return [
+        Batch(arch, fold, start, min(start + batch_size, n))
+        for (arch, fold), n in n_images.items()
+        for start in range(0, n, batch_size)
+    ]
+
+
+def fold_size(ds: Any, fold: int, config: RunConfig) -> int:
+    """Images evaluated of ``fold``: its test split's size, or ``config.limit`` if smaller."""
+    from .data.dataset import split_size
+
+    n = split_size(ds, fold, "test")
+    return n if config.limit is None else min(config.limit, n)
+
+
+def fold_sizes(ds: Any, config: RunConfig) -> dict[tuple[str, int], int]:
+    """Images evaluated per (arch, fold) in run order (architectures, then folds): the test split's size, or
+    ``config.limit`` if smaller."""
+    sizes = {fold: fold_size(ds, fold, config) for fold in config.folds}
+    return {(get_arch(arch).name, fold): sizes[fold] for arch in config.models for fold in config.folds}
+
+
+def plan_run(ds: Any, config: RunConfig, device: torch.device) -> list[Batch]:
+    """The single-process plan of a run: every (arch, fold) of the config, in whole batches of the batch
+    size."""
+    return plan_batches(fold_sizes(ds, config), config.resolved_batch_size(device))
+
+
+def share(batches: Sequence[Batch], index: int, count: int) -> list[Batch]:
+    """Process ``index`` of ``count``'s deterministic share of the plan: every ``count``-th whole batch
+    (``batches[index::count]``, the stride of lm-evaluation-harness; balanced across architectures)."""
+    if count < 1 or not 0 <= index < count:
+        raise HfusError(f"a share is index/count with 0 <= index < count, got {index}/{count}")
+    return list(batches[index::count])
+
+
 def checkpoint_summary(info: Any) -> dict[str, Any]:
     """``record["checkpoints"][arch][fold]``: name, sha256, dataset revision, test accuracy of the card."""
     ckpt = info.checkpoint
@@ -133,8 +172,8 @@ def checkpoint_summary(info: Any) -> dict[str, Any]:
 
 
 def model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1] on ``device`` (channels_last on CPU), as the runner feeds
-    the method and the model-based metrics."""
+    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1] on ``device`` (channels_last on CPU), as the runner
+    feeds the method and the model-based metrics."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
@@ -145,7 +184,8 @@ def batch_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
 
 
 def fold_metrics(metrics: Sequence[Metric] | None = None) -> list[Metric]:
-    """The metrics scored once per (arch, fold) after the gather: the maps-only ones (image and fold scope)."""
+    """The metrics scored once per (arch, fold) after the gather: the maps-only ones (image and fold
+    scope)."""
     return [m for m in registry_metrics(metrics) if m.needs != "model"]
 
 
@@ -159,13 +199,14 @@ def scoring_config(config: RunConfig) -> ScoringConfig:
 
 
 def call_seed(config: RunConfig, batch: Batch) -> int:
-    """PROTOCOL §3: the state of every explanation call of ``batch``: derive(run seed, "batch", arch, fold, first row)."""
+    """PROTOCOL §3: the state of every explanation call of ``batch``: derive(run seed, "batch", arch, fold,
+    first row)."""
     return derive_seed(config.seed, "batch", batch.arch, batch.fold, batch.start)
 
 
 def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torch.Tensor:
-    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in [0, 1]
-    on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
+    """``TRAINING_SAMPLE_SIZE`` training images of ``fold`` (seeded by the run seed and the fold), float in
+    [0, 1] on ``device``: ``ExplainContext.training_sample`` (Expected Gradients' baselines, PROTOCOL §5)."""
     from .constants import TRAINING_SAMPLE_SIZE
     from .data.dataset import fold_arrays, split_size
 
@@ -175,15 +216,19 @@ def training_sample(ds: Any, fold: int, seed: int, device: torch.device) -> torc
     return model_input(fold_arrays(ds, fold, "train", rows=rows.tolist()).images, device)
 
 
-def _context(
-    spec: Any,
+def _build(
+    method: Method,
+    label: str,
     model: torch.nn.Module,
+    *,
+    spec: Any,
     config: RunConfig,
     device: torch.device,
     prior: torch.Tensor,
-    sample: torch.Tensor | None = None,
-) -> ExplainContext:
-    return ExplainContext(
+    sample: torch.Tensor | None,
+) -> Call:
+    """The method built for ``model`` (the trained model or a copy), with its context and fingerprint."""
+    context = ExplainContext(
         arch=spec.name,
         target_layer=spec.resolve_target_layer(model),
         device=device,
@@ -193,12 +238,43 @@ def _context(
         depth_prior=prior,
         training_sample=sample,
     )
-
-
-def _build(
-    method: Method, label: str, model: torch.nn.Module, context: ExplainContext, reference: Any
-) -> Call:
+    reference = fingerprint(model)
     return Call(label, model, method.build(model, context), context, reference)
+
+
+def fold_meta(
+    ds: Any, arch: str, fold: int, n: int, checkpoint: dict[str, Any], cost: dict[str, float] | None = None
+) -> FoldMeta:
+    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the first
+    ``n`` test images, the run's (no image decoded)."""
+    from .data.dataset import fold_arrays
+
+    meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
+    return FoldMeta(
+        arch=get_arch(arch).name,
+        fold=fold,
+        checkpoint=checkpoint,
+        image_ids=meta.image_ids,
+        labels=meta.labels,
+        slms=meta.slms,
+        evidence=getattr(meta, "evidence", None),
+        cost=dict(cost or {}),
+    )
+
+
+def _decode(ds: Any, fold: int, rows: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test images (and twins, None without) of ``rows`` decoded into (n, 224, 224, 3) uint8, zeros
+    elsewhere."""
+    from .data.dataset import fold_arrays
+
+    decoded = fold_arrays(ds, fold, "test", rows=rows)
+    images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
+    images[list(rows)] = decoded.images
+    twins = None
+    if getattr(decoded, "twins", None) is not None:
+        twins = np.zeros_like(images)
+        twins[list(rows)] = decoded.twins
+    return images, twins
 
 
 def prepare_fold(
@@ -215,13 +291,18 @@ def prepare_fold(
     needs: frozenset[str],
     count_build: bool = True,
 ) -> FoldJob:
-    """Load (arch, fold)'s checkpoint, decode the test images ``rows`` (of the run's first ``n``), build the K
-    randomised copies from the pristine model, fingerprint every model, then build the method for each.
+    """Load (arch, fold)'s checkpoint, decode the test images ``rows``, build the K randomised copies from
+    the pristine model, fingerprint every model, then build the method for each.
 
-    ``count_build``: count the passes a method makes while it is built (one process per (arch, fold) does,
-    so split runs add up to the single-process counts).
+    Args:
+        rows: the test images this process evaluates (indices < ``n``).
+        n: the images of the fold the run evaluates (:func:`fold_size`).
+        passes: the counter that watches the model and the copies (PROTOCOL §6).
+        needs: the metric inputs the run makes (:func:`needed_extras`): copies only if one needs them.
+        count_build: count the passes a method makes while it is built (one process per (arch, fold)
+            does, so split runs add up to the single-process counts).
     """
-    from .data.dataset import depth_prior, fold_arrays
+    from .data.dataset import depth_prior
     from .metrics.randomisation import randomised_model
     from .models.checkpoints import load_model
 
@@ -232,51 +313,25 @@ def prepare_fold(
     k_copies = config.randomisations if needs & set(COPY_EXTRAS) else 0
     with passes.stage("randomisation"):  # PROTOCOL §7.1.1: from the model as loaded, before any explainer
         copies = [randomised_model(model, seed=derive_seed(0, "randomisation", k)) for k in range(k_copies)]
-    meta = fold_arrays(ds, fold, "test", rows=range(n), images=False)
-    decoded = fold_arrays(ds, fold, "test", rows=rows)
-    images = np.zeros((n, *decoded.images.shape[1:]), np.uint8)
-    images[list(rows)] = decoded.images
-    twins = None
-    if getattr(decoded, "twins", None) is not None:
-        twins = np.zeros_like(images)
-        twins[list(rows)] = decoded.twins
+    meta = fold_meta(ds, spec.name, fold, n, checkpoint_summary(info))
+    images, twins = _decode(ds, fold, rows, n)
     prior = torch.from_numpy(depth_prior(ds, fold)).to(device)
     sample = training_sample(ds, fold, config.seed, device)
+    on = {"spec": spec, "config": config, "device": device, "prior": prior, "sample": sample}
     counting, passes.counting = passes.counting, count_build
     try:
         for net in (model, *copies):
             passes.watch(net)
         with passes.stage("method"):
-            trained = _build(
-                method,
-                "the trained model",
-                model,
-                _context(spec, model, config, device, prior, sample),
-                fingerprint(model),
-            )
+            trained = _build(method, "the trained model", model, **on)
         with passes.stage("randomisation"):
-            built = [
-                _build(
-                    method,
-                    f"randomised copy {k}",
-                    c,
-                    _context(spec, c, config, device, prior, sample),
-                    fingerprint(c),
-                )
-                for k, c in enumerate(copies)
-            ]
+            built = [_build(method, f"randomised copy {k}", c, **on) for k, c in enumerate(copies)]
     finally:
         passes.counting = counting
     return FoldJob(
-        arch=spec.name,
-        fold=fold,
+        **{f.name: getattr(meta, f.name) for f in fields(FoldMeta)},
         model=model,
-        checkpoint=checkpoint_summary(info),
-        image_ids=meta.image_ids,
         images=images,
-        labels=meta.labels,
-        slms=meta.slms,
-        evidence=getattr(meta, "evidence", None),
         twins=twins,
         method=method,
         device=device,
@@ -288,7 +343,8 @@ def prepare_fold(
 
 
 def _evidence_extra(job: FoldJob, sl: slice) -> dict[str, Any] | None:
-    """``context.extra["evidence"]`` for reference rows that declare ``"reads": ("evidence",)`` (PROTOCOL §9)."""
+    """``context.extra["evidence"]`` for reference rows that declare ``"reads": ("evidence",)`` (PROTOCOL
+    §9)."""
     if "evidence" not in tuple(job.method.metadata.get("reads", ()) or ()):
         return None
     if job.evidence is None:
@@ -322,12 +378,14 @@ def _explain(
 
 
 def _copy_failed(reasons: Sequence[str | None]) -> list[str | None]:
-    """A copy's (or the runner-up's) failure reasons: an all-zero map is a constant map, not a failure (§7.1.1)."""
+    """A copy's (or the runner-up's) failure reasons: an all-zero map is a constant map, not a failure
+    (§7.1.1)."""
     return [None if r in (None, FAIL_EMPTY) else r for r in reasons]
 
 
 def runner_up_classes(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """PROTOCOL §9: per image the class with the highest logit other than the target (lowest index on ties)."""
+    """PROTOCOL §9: per image the class with the highest logit other than the target (lowest index on
+    ties)."""
     masked = logits.detach().float().clone()
     masked[torch.arange(len(masked), device=masked.device), targets] = -torch.inf
     return masked.argmax(1)  # torch.argmax returns the first maximal index
@@ -363,8 +421,8 @@ def _more_calls(
 def score_model_metrics(
     inputs: ScoringInputs, metrics: Sequence[Metric], config: ScoringConfig, passes: PassCounter
 ) -> dict[str, np.ndarray]:
-    """The model-based metrics of one run batch, each under its cost stage (the runner and ``verify`` both score
-    through this); a metric whose inputs are absent is skipped (e.g. counterfactual@1 without twins:
+    """The model-based metrics of one run batch, each under its cost stage (the runner and ``verify`` both
+    score through this); a metric whose inputs are absent is skipped (e.g. counterfactual@1 without twins:
     unavailable, never 0). The metrics' own counters are left in ``inputs.cost``."""
     values: dict[str, np.ndarray] = {}
     for metric in metrics:
@@ -388,7 +446,15 @@ def batch_inputs(
     twins: np.ndarray | None = None,
 ) -> ScoringInputs:
     """The scoring inputs of one run batch: the fold's per-image data sliced to the batch, the dataset's
-    evidence and twins (where it has them) among the extras."""
+    evidence and twins (where it has them) among the extras.
+
+    Args:
+        job: the fold's per-image data (whole fold; sliced here).
+        m255, ok, targets: the batch's maps, which of them succeeded, and the explained classes.
+        extras: the batch's metric inputs the runner made (copies, runner-up, logits).
+        model, images, twins: for the model-based metrics (``images`` the batch's model input; ``twins``
+            the whole fold's, sliced here).
+    """
     sl = slice(batch.start, batch.stop)
     data: dict[str, Any] = dict(extras)
     if job.evidence is not None:
@@ -411,8 +477,9 @@ def batch_inputs(
 def run_batch(
     job: FoldJob, batch: Batch, config: RunConfig, metrics: Sequence[Metric] | None = None
 ) -> BatchOutput:
-    """One batch: predict, pick the targets, explain with the model, each copy and (§9) the runner-up class from
-    one state, post-process (§3.1) and score the model-based metrics of the batch (:func:`batch_metrics`)."""
+    """One batch: predict, pick the targets, explain with the model, each copy and (§9) the runner-up class
+    from one state, post-process (§3.1) and score the model-based metrics of the batch
+    (:func:`batch_metrics`)."""
     before = job.passes.snapshot()
     sl = slice(batch.start, batch.stop)
     x = model_input(job.images[sl], job.device)
@@ -425,7 +492,8 @@ def run_batch(
     extras, rand_failed, runner_failed = _more_calls(job, batch, config, x, targets, logits)
     m255 = main.m255.cpu().numpy()
     ok = np.array([r is None for r in main.reasons], bool)
-    # the predict forward's logits: counterfactual@1 reads the image's prediction from them (no second forward)
+    # the predict forward's logits: counterfactual@1 reads the image's prediction from them (no second
+    # forward)
     inputs = batch_inputs(
         job,
         batch,
@@ -481,16 +549,16 @@ def repeat_first(job: FoldJob, first: BatchOutput, config: RunConfig) -> dict[st
             else f"image {i}: {same[i]:.1%} identical pixels, max level difference {int(worst[i])}"
         )
         raise HfusError(
-            f"method {job.method.name!r} gave other maps when its first call on {job.arch} fold {job.fold} was "
-            f"repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); a method must give the "
-            "same maps for the same call (PROTOCOL §3): the run is stopped and nothing is recorded"
+            f"method {job.method.name!r} gave other maps when its first call on {job.arch} fold {job.fold} "
+            f"was repeated from the same state ({int(bad.sum())} of {len(bad)} maps; {why}); "
+            "a method must give the same maps for the same call (PROTOCOL §3): the run is stopped and "
+            "nothing is recorded"
         )
     return {k: v - before.get(k, 0.0) for k, v in job.passes.snapshot().items() if v - before.get(k, 0.0)}
 
 
 __all__ = [
     "COPY_EXTRAS",
-    "DATA_EXTRAS",
     "RUNNER_UP_EXTRAS",
     "Batch",
     "BatchOutput",
@@ -500,13 +568,19 @@ __all__ = [
     "batch_metrics",
     "call_seed",
     "checkpoint_summary",
+    "fold_meta",
     "fold_metrics",
+    "fold_size",
+    "fold_sizes",
     "model_input",
     "needed_extras",
+    "plan_batches",
+    "plan_run",
     "prepare_fold",
     "repeat_first",
     "run_batch",
     "runner_up_classes",
     "score_model_metrics",
     "scoring_config",
+    "share",
 ]

@@ -19,7 +19,6 @@ A library warning raised inside the method is re-issued as coming from the metho
 
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from collections import Counter
@@ -28,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .constants import COST_STAGES, FE_EXCLUDED_STAGES
 from .errors import HfusError
 from .explainers.contract import ExplainContext, run_method, to_m255
+from .seeding import seed_global
 
 #: Stages of the record's row counts (PROTOCOL §6) and those left out of FE/img (§3's repeat).
 STAGES, FE_EXCLUDED = COST_STAGES, FE_EXCLUDED_STAGES
@@ -57,13 +56,11 @@ __all__ = [
 
 
 def set_call_state(seed: int, context: ExplainContext | None = None) -> None:
-    """PROTOCOL §3's state of one call: torch CPU + CUDA, numpy global (seed mod 2³²), ``random``, context seed."""
-    seed = int(seed)
-    torch.manual_seed(seed)  # the CPU generator and every CUDA device's
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+    """PROTOCOL §3's state of one call: torch CPU + CUDA, numpy global (seed mod 2³²), ``random``, context
+    seed."""
+    seed_global(seed)
     if context is not None:
-        context.seed = seed
+        context.seed = int(seed)
 
 
 # ------------------------------------------------------------------------------------ model fingerprint
@@ -115,7 +112,8 @@ def _summaries(tensors: Sequence[torch.Tensor]) -> list[tuple[int, tuple[int, ..
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a method must leave unchanged: the module tree and every parameter and buffer (values included)."""
+    """What a method must leave unchanged: the module tree and every parameter and buffer (values
+    included)."""
 
     modules: tuple[tuple[str, str, int, bool], ...]
     tensors: tuple[tuple[str, int, str, tuple[int, ...], int, tuple[int, ...]], ...]
@@ -151,8 +149,9 @@ class Fingerprint:
 
 
 def fingerprint(model: nn.Module) -> Fingerprint:
-    """The :class:`Fingerprint` of ``model``: module names, types, identities and training flags; per parameter
-    and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled digest."""
+    """The :class:`Fingerprint` of ``model``: module names, types, identities and training flags; per
+    parameter and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled
+    digest."""
     modules = tuple((name, type(m).__name__, id(m), bool(m.training)) for name, m in model.named_modules())
     named = [(f"parameter {n}", t) for n, t in model.named_parameters()]
     named += [(f"buffer {n}", t) for n, t in model.named_buffers()]
@@ -254,7 +253,8 @@ class PassCounter:
                 self.seconds[outer] -= elapsed
 
     def snapshot(self) -> dict[str, float]:
-        """``{"forward_rows/<stage>": n, "backward_rows/<stage>": n, "seconds/<stage>": s}`` (non-zero entries)."""
+        """``{"forward_rows/<stage>": n, "backward_rows/<stage>": n, "seconds/<stage>": s}`` (non-zero
+        entries)."""
         out: dict[str, float] = {}
         for prefix, counter in (("forward_rows", self.forward), ("backward_rows", self.backward)):
             out.update({f"{prefix}/{k}": float(v) for k, v in counter.items() if v})
@@ -262,12 +262,6 @@ class PassCounter:
         if self.checksum_seconds:
             out["seconds_checksum"] = self.checksum_seconds
         return out
-
-    def reset(self) -> None:
-        self.forward.clear()
-        self.backward.clear()
-        self.seconds.clear()
-        self.checksum_seconds = 0.0
 
 
 def _sync(device: torch.device) -> None:
@@ -280,7 +274,8 @@ def stage_of(metric: Any) -> str:
     stage = getattr(metric, "stage", None) or metric.name
     if stage not in STAGES:
         raise HfusError(
-            f"metric {metric.id} makes model passes under no cost stage of PROTOCOL §6 ({', '.join(STAGES)}); "
+            f"metric {metric.id} makes model passes under no cost stage of PROTOCOL §6 "
+            f"({', '.join(STAGES)}); "
             "declare its stage"
         )
     return stage
@@ -345,9 +340,16 @@ def explain(
 ) -> Explanation:
     """One explanation call under PROTOCOL §3's rules (see the module docstring).
 
-    ``method``: the loaded :class:`~hfus_xai_bench.explainers.loader.Method` (name, file, kind); ``seed``: the
-    call's state (derive(run seed, "batch", arch, fold, first row)); ``extra``: set into
-    ``context.extra`` before the call (e.g. ``evidence`` for reference rows). Raises :class:`ModelChanged`.
+    Args:
+        call: the model and the method built for it.
+        method: the loaded :class:`~hfus_xai_bench.explainers.loader.Method` (name, file, kind).
+        seed: the call's state (derive(run seed, "batch", arch, fold, first row)).
+        stage: the cost stage the call counts under (:data:`STAGES`), in ``passes``.
+        sign: how attributions are reduced to maps (PROTOCOL §3.1).
+        extra: set into ``context.extra`` before the call (e.g. ``evidence`` for reference rows).
+
+    Returns:
+        The post-processed maps and a failure reason per image. Raises :class:`ModelChanged`.
     """
     if extra:
         call.context.extra.update(extra)
@@ -366,7 +368,7 @@ def explain(
     _reissue(caught, method.name)
     if change is not None:
         raise ModelChanged(
-            f"method {method.name!r} changed {call.label} during its call: {change}; a method must not change "
-            "the model (PROTOCOL §3): the run is stopped and nothing is recorded"
+            f"method {method.name!r} changed {call.label} during its call: {change}; a method must not "
+            "change the model (PROTOCOL §3): the run is stopped and nothing is recorded"
         )
     return Explanation(m255=m255, reasons=reasons, seconds=seconds)

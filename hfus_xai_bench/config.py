@@ -9,10 +9,10 @@ with the device and batch size as resolved on the machine) and ``record["dataset
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .constants import ARCH_NAMES, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
+from .constants import ARCH_NAMES, DEFAULT_ARCH, NUM_FOLDS, RANDOMISATION_COPIES, SYNTH_DATASET, arch_name
 from .errors import HfusError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class RunConfig:
     ranked).
     """
 
-    models: tuple[str, ...] = ("mobilenet_v2",)
+    models: tuple[str, ...] = (DEFAULT_ARCH,)
     folds: tuple[int, ...] = (0,)
     limit: int | None = None
     target: str = "pred"
@@ -114,7 +114,8 @@ class RunConfig:
 
     @classmethod
     def build(cls, **options: Any) -> RunConfig:
-        """A config from keyword arguments; unknown names are an error (``models``/``folds`` take text or lists)."""
+        """A config from keyword arguments; unknown names are an error (``models``/``folds`` take text or
+        lists)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -150,11 +151,6 @@ class RunConfig:
             "device": str(device),
             "randomisations": self.randomisations,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["models"], out["folds"] = list(self.models), list(self.folds)
-        return out
 
     def cli_args(self) -> list[str]:
         """The ``hfus-bench evaluate`` / ``submit`` flags that give this config (defaults left out)."""

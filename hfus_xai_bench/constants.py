@@ -45,20 +45,24 @@ class ArchFacts:
     channels: int
     #: the linear classifier after global average pooling (attribute path)
     head_attr: str
+    #: rough bytes per 224×224 image of a forward + input backward, frozen weights, fp32 (sizes CUDA chunks)
+    grad_bytes_224: float
 
 
 #: The four reference architectures, in table order: the one place they are declared.
 ARCHITECTURES: tuple[ArchFacts, ...] = (
-    ArchFacts("densenet201", "DenseNet201", ("densenet",), "features_relu", 1920, "classifier"),
-    ArchFacts("googlenet", "GoogLeNet", (), "inception5b", 1024, "fc"),
+    ArchFacts("densenet201", "DenseNet201", ("densenet",), "features_relu", 1920, "classifier", 160e6),
+    ArchFacts("googlenet", "GoogLeNet", (), "inception5b", 1024, "fc", 40e6),
     ArchFacts(
-        "mobilenet_v2", "MobileNetV2", ("mobilenet", "mobilenetv2"), "features.-1", 1280, "classifier.1"
+        "mobilenet_v2", "MobileNetV2", ("mobilenet", "mobilenetv2"), "features.-1", 1280, "classifier.1", 60e6
     ),
-    ArchFacts("resnet101", "ResNet101", ("resnet",), "layer4.-1", 2048, "fc"),
+    ArchFacts("resnet101", "ResNet101", ("resnet",), "layer4.-1", 2048, "fc", 120e6),
 )
 ARCH_NAMES: tuple[str, ...] = tuple(a.name for a in ARCHITECTURES)
 ARCH_ALIASES: dict[str, str] = {alias: a.name for a in ARCHITECTURES for alias in a.aliases}
 ARCH_DISPLAY_NAMES: dict[str, str] = {a.name: a.display_name for a in ARCHITECTURES}
+#: The architecture a run uses unless told otherwise (the one with a shipped checkpoint).
+DEFAULT_ARCH = "mobilenet_v2"
 
 #: Name of the embedded default dataset (the synthetic track).
 SYNTH_DATASET = "hfus-synth"
@@ -103,7 +107,8 @@ RANDOMISATION_MIN_SCORED = 0.5
 #: ROAD (PROTOCOL §7.2): fractions of pixels removed.
 ROAD_FRACTIONS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-#: Stages of a record's pass counts (PROTOCOL §6), in report order, and those left out of FE/img (§3's repeat).
+#: Stages of a record's pass counts (PROTOCOL §6), in report order, and those left out of FE/img (§3's
+#: repeat).
 COST_STAGES: tuple[str, ...] = (
     "predict",
     "method",
@@ -118,8 +123,8 @@ FE_EXCLUDED_STAGES: tuple[str, ...] = ("repeat",)
 
 #: The audit (PROTOCOL §3, ``hfus-bench audit``): the reference methods whose mean public − private difference
 #: every audited method's difference is compared with, the scores audited (``evidence@1/hit`` only where it is
-#: registered and the track has evidence) and the family-wise error rate: each CI has level 1 − AUDIT_ALPHA / m,
-#: m = methods × scores audited together.
+#: registered and the track has evidence) and the family-wise error rate: each CI has level 1 − AUDIT_ALPHA /
+#: m, m = methods × scores audited together.
 AUDIT_REFERENCES: tuple[str, ...] = ("gradcam", "saliency", "gradientshap")
 AUDIT_SCORES: tuple[str, ...] = ("hit_rate@1", "evidence@1/hit")
 AUDIT_ALPHA = 0.05

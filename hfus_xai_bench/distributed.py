@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,15 @@ from typing import Any
 from .errors import HfusError
 from .launch import die_with_launcher, rank_timeout
 
-__all__ = ["RankContext", "Shard", "describe_failure", "detect", "process_rank", "session"]
+__all__ = [
+    "RankContext",
+    "Shard",
+    "describe_failure",
+    "detect",
+    "gather_and_finish",
+    "process_rank",
+    "session",
+]
 
 
 @dataclass(frozen=True)
@@ -163,3 +171,56 @@ def describe_failure(err: BaseException) -> str:
     frames = traceback.extract_tb(err.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return f"{type(err).__name__}: {err}{where}"
+
+
+def gather_and_finish(
+    ctx: RankContext,
+    device_type: str,
+    work: Callable[[], Any],
+    finish: Callable[[list[Any]], Any],
+    *,
+    finishing: str,
+) -> Any:
+    """One rank's part of a ``torchrun`` job: ``work()`` here, ``finish(every rank's result)`` on rank 0.
+
+    Args:
+        ctx: this rank's place in the job (:func:`detect`).
+        device_type: ``"cuda"`` (nccl) or ``"cpu"`` (gloo).
+        work: this rank's share; what it returns is gathered on rank 0 (it must pickle).
+        finish: rank 0's last step, given the results in rank order; what it returns must pickle.
+        finishing: what ``finish`` does, for the message when it fails ("scoring the gathered batches").
+
+    Returns:
+        ``finish``'s result, on every rank. If any rank's ``work`` raised (reported by rank 0 as
+        ``rank R failed: reason``, ``finish`` not called) or ``finish`` raised, every rank raises that one
+        message as :class:`HfusError` instead.
+    """
+    with session(ctx, device_type) as group:
+        try:
+            payload: tuple[str, Any] = ("ok", work())
+        except Exception as err:  # reported by rank 0 for the whole job
+            payload = ("error", describe_failure(err))
+        gathered = group.gather(payload)
+        status: tuple[str, Any] = ("ok", None)
+        if ctx.rank == 0:
+            status = _finish(gathered or [], ctx.world_size, finish, finishing)
+        status = group.broadcast(status)
+    if status[0] != "ok":
+        raise HfusError(status[1])
+    return status[1]
+
+
+def _finish(
+    gathered: list[tuple[str, Any]], world_size: int, finish: Callable[[list[Any]], Any], finishing: str
+) -> tuple[str, Any]:
+    failed = [(r, p[1]) for r, p in enumerate(gathered) if p[0] != "ok"]
+    if failed:
+        return (
+            "error",
+            "; ".join(f"rank {r} failed: {why}" for r, why in failed)
+            + f" ({len(failed)} of {world_size} ranks; nothing written)",
+        )
+    try:
+        return ("ok", finish([p[1] for p in gathered]))
+    except Exception as err:
+        return ("error", f"rank 0 failed while {finishing}: {describe_failure(err)} (nothing written)")

@@ -53,7 +53,8 @@ def _tile(panels: Sequence[np.ndarray], caption: str) -> Image.Image:
 
 
 def best_worst_figure(runs: Sequence[FoldScores], ds: Any, path: str | Path, k: int = 4) -> Path | None:
-    """Write a PNG grid (image | SLM | overlay) of the ``k`` best and ``k`` worst images by the headline score (HR1)."""
+    """Write a PNG grid (image | SLM | overlay) of the ``k`` best and ``k`` worst images by the headline score
+    (HR1)."""
     from .data.dataset import fold_arrays
     from .metrics.registry import HEADLINE
 
@@ -75,7 +76,8 @@ def best_worst_figure(runs: Sequence[FoldScores], ds: Any, path: str | Path, k: 
         data = arrays[r]
         slm = np.repeat(data.slms[i][..., None], 3, axis=2)
         label = "best" if rank < min(k, len(candidates)) else "worst"
-        caption = f"{label}: {run.arch} f{run.fold} {run.image_ids[i]} {CLASSES[run.labels[i]]}->{CLASSES[run.preds[i]]} HR1={hr1:.2f}"
+        classes = f"{CLASSES[run.labels[i]]}->{CLASSES[run.preds[i]]}"
+        caption = f"{label}: {run.arch} f{run.fold} {run.image_ids[i]} {classes} HR1={hr1:.2f}"
         tiles.append(_tile([data.images[i], slm, overlay(data.images[i], run.maps[i])], caption))
     grid = Image.new("RGB", (3 * IMAGE_SIZE, sum(t.height for t in tiles)), "white")
     y = 0

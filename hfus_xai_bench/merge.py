@@ -1,7 +1,8 @@
-"""Job-array shards (``hfus-bench evaluate ... --shard I/N``) and their merge (``hfus-bench merge``), PROTOCOL §8.
+"""Job-array shards (``hfus-bench evaluate ... --shard I/N``) and their merge (``hfus-bench merge``), PROTOCOL
+§8.
 
 A shard is job ``I`` of ``N`` (0-based): it runs its share of whole batches of the single-process plan
-(:func:`hfus_xai_bench.runner.share`: batches ``I, I + N, ...``) and writes, under ``--out``:
+(:func:`hfus_xai_bench.batches.share`: batches ``I, I + N, ...``) and writes, under ``--out``:
 
 - ``<method>.shard-I-of-N.json``: a shard record (``"kind": "hfus-xai-bench shard"``): method, options,
   dataset provenance, checkpoints of the (arch, fold) it touched, its batches, and per batch the
@@ -39,10 +40,12 @@ from .hashing import sha256_file
 from .jsonio import from_json_numbers, json_numbers, load_json
 
 if TYPE_CHECKING:
+    from .batches import Batch, BatchOutput
     from .config import RunConfig
     from .distributed import Shard
     from .explainers.loader import Method
     from .results import Result
+    from .runner import ShareOutput
 
 SHARD_KIND = "hfus-xai-bench shard"
 SHARD_SCHEMA_VERSION = 1
@@ -86,57 +89,29 @@ def evaluate_shard(
     progress: bool = True,
     command: str | None = None,
 ) -> Path:
-    """Run shard ``shard`` of the run ``config`` and write its shard record + maps under ``out``; returns the JSON's path.
+    """Run shard ``shard`` of the run ``config`` and write its shard record + maps under ``out``.
 
     ``save_maps``: the merged record will also write the maps file (as ``evaluate --save-maps``).
+    Returns the path of the shard record (JSON).
     """
-    import os
-
     import torch
 
+    from .batches import plan_run, share
     from .data.dataset import dataset_provenance, load_dataset
     from .explainers.loader import Method as MethodType
     from .explainers.loader import load_method
     from .results import method_record
-    from .runner import plan_run, run_environment, run_share, share
+    from .runner import run_environment, run_share
 
     loaded = method if isinstance(method, MethodType) else load_method(method)
     device = config.resolve_device()
     ds = load_dataset(config.dataset, revision=config.revision)
     plan = plan_run(ds, config, device)
     mine = share(plan, shard.index, shard.count)
-    result = run_share(
-        loaded,
-        config,
-        ds,
-        device,
-        mine,
-        progress=progress,
-        desc=f"{loaded.name} shard {shard} ({len(mine)} of {len(plan)} batches)",
-    )
+    desc = f"{loaded.name} shard {shard} ({len(mine)} of {len(plan)} batches)"
+    result = run_share(loaded, config, ds, device, mine, progress=progress, desc=desc)
     arrays: dict[str, np.ndarray] = {}
-    outputs = []
-    for j, o in enumerate(result.outputs):
-        arrays[f"b{j}__m255"] = o.m255
-        for key, value in o.extras.items():
-            arrays[f"b{j}__extra__{key}"] = np.asarray(value)
-        outputs.append(
-            {
-                "arch": o.batch.arch,
-                "fold": o.batch.fold,
-                "start": o.batch.start,
-                "stop": o.batch.stop,
-                "preds": [int(v) for v in o.preds],
-                "targets": [int(v) for v in o.targets],
-                "failed": list(o.failed),
-                "randomised_failed": None if o.randomised_failed is None else list(o.randomised_failed),
-                "runner_up_failed": None if o.runner_up_failed is None else list(o.runner_up_failed),
-                "seconds": float(o.seconds),
-                "forward_images": int(o.forward_images),
-                "cost": {k: float(v) for k, v in o.cost.items()},
-                "values": {k: json_numbers(v) for k, v in o.values.items()},
-            }
-        )
+    outputs = [_output_entry(j, o, arrays) for j, o in enumerate(result.outputs)]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = shard_name(loaded.name, shard)
@@ -144,9 +119,7 @@ def evaluate_shard(
     np.savez_compressed(buffer, **arrays)
     data = buffer.getvalue()
     maps_path = out_dir / f"{stem}.maps.npz"
-    tmp = out_dir / f".{stem}.maps.npz.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, maps_path)
+    _replace(maps_path, data)
     record = {
         "kind": SHARD_KIND,
         "schema_version": SHARD_SCHEMA_VERSION,
@@ -173,14 +146,69 @@ def evaluate_shard(
         "maps_file": {"path": maps_path.name, "sha256": hashlib.sha256(data).hexdigest()},
     }
     path = out_dir / f"{stem}.json"
-    tmp = out_dir / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    _replace(path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     return path
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path`` and rename it into place."""
+    import os
+
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _output_entry(j: int, o: BatchOutput, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Batch ``j`` of a shard: its JSON entry; its maps and other metric inputs go into ``arrays``."""
+    arrays[f"b{j}__m255"] = o.m255
+    for key, value in o.extras.items():
+        arrays[f"b{j}__extra__{key}"] = np.asarray(value)
+    return {
+        "arch": o.batch.arch,
+        "fold": o.batch.fold,
+        "start": o.batch.start,
+        "stop": o.batch.stop,
+        "preds": [int(v) for v in o.preds],
+        "targets": [int(v) for v in o.targets],
+        "failed": list(o.failed),
+        "randomised_failed": None if o.randomised_failed is None else list(o.randomised_failed),
+        "runner_up_failed": None if o.runner_up_failed is None else list(o.runner_up_failed),
+        "seconds": float(o.seconds),
+        "forward_images": int(o.forward_images),
+        "cost": {k: float(v) for k, v in o.cost.items()},
+        "values": {k: json_numbers(v) for k, v in o.values.items()},
+    }
+
+
+def _batch_output(
+    name: str, j: int, o: dict[str, Any], maps: dict[str, np.ndarray], key: tuple
+) -> BatchOutput:
+    """The :class:`~hfus_xai_bench.batches.BatchOutput` of batch ``j`` of shard file ``name``."""
+    from .batches import Batch, BatchOutput
+
+    if f"b{j}__m255" not in maps:
+        raise HfusError(f"{name}: its maps file lacks batch {j}")
+    extras = {k.split("__extra__", 1)[1]: v for k, v in maps.items() if k.startswith(f"b{j}__extra__")}
+    return BatchOutput(
+        batch=Batch(*key),
+        preds=np.array(o["preds"], np.int64),
+        targets=np.array(o["targets"], np.int64),
+        m255=maps[f"b{j}__m255"],
+        failed=list(o["failed"]),
+        seconds=float(o["seconds"]),
+        forward_images=int(o["forward_images"]),
+        extras=extras,
+        randomised_failed=o["randomised_failed"],
+        runner_up_failed=o.get("runner_up_failed"),
+        values={k: from_json_numbers(v) for k, v in o["values"].items()},
+        cost=dict(o["cost"]),
+    )
+
+
 def load_shard(path: str | Path) -> dict[str, Any]:
-    """A shard record (checked: kind, version, its maps file's sha256); ``"_maps"`` holds the loaded arrays."""
+    """A shard record (checked: kind, version, its maps file's sha256); ``"_maps"`` holds the loaded
+    arrays."""
     path = Path(path)
     record = load_json(path, "shard file")
     if not isinstance(record, dict) or record.get("kind") != SHARD_KIND:
@@ -210,41 +238,11 @@ def _device_kind(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_together(shards: list[dict[str, Any]]) -> None:
-    first = shards[0]
-    name0 = Path(first["_path"]).name
+    """Raise HfusError unless the shard records are the shards of one run: same method, dataset, options,
+    shard count and flags (:func:`_check_same`), every index once, the same checkpoint per (arch, fold)."""
     for sh in shards[1:]:
-        name = Path(sh["_path"]).name
-        for key, what in (
-            ("method", "method (METADATA, file sha256)"),
-            ("dataset", "dataset (id, revision, content hash)"),
-        ):
-            a, b = first[key], sh[key]
-            if key == "dataset":
-                a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
-                b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
-            if a != b:
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise HfusError(
-                    f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
-                    f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
-                )
-        if _device_kind(sh["options"]) != _device_kind(first["options"]):
-            diff = sorted(
-                k
-                for k in first["options"]
-                if _device_kind(sh["options"]).get(k) != _device_kind(first["options"]).get(k)
-            )
-            raise HfusError(
-                f"{name} and {name0} were run with different options ({', '.join(diff)}); "
-                "every shard must use the same flags"
-            )
-        if sh["shard"]["count"] != first["shard"]["count"]:
-            raise HfusError(
-                f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}"
-            )
-        if sh.get("save_maps") != first.get("save_maps"):
-            raise HfusError(f"{name} and {name0} differ in --save-maps; run every shard with the same flags")
-    count = first["shard"]["count"]
+        _check_same(shards[0], sh)
+    count = shards[0]["shard"]["count"]
     seen: dict[int, str] = {}
     for sh in shards:
         idx = sh["shard"]["index"]
@@ -270,15 +268,46 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
             checkpoints.setdefault(key, (Path(sh["_path"]).name, entry["checkpoint"]))
 
 
+def _check_same(first: dict[str, Any], sh: dict[str, Any]) -> None:
+    """Raise HfusError unless shard ``sh`` has ``first``'s method, dataset, options, count and flags."""
+    name0, name = Path(first["_path"]).name, Path(sh["_path"]).name
+    for key, what in (
+        ("method", "method (METADATA, file sha256)"),
+        ("dataset", "dataset (id, revision, content hash)"),
+    ):
+        a, b = first[key], sh[key]
+        if key == "dataset":
+            a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
+            b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise HfusError(
+                f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
+                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
+            )
+    mine, theirs = _device_kind(sh["options"]), _device_kind(first["options"])
+    if mine != theirs:
+        diff = sorted(k for k in first["options"] if mine.get(k) != theirs.get(k))
+        raise HfusError(
+            f"{name} and {name0} were run with different options ({', '.join(diff)}); "
+            "every shard must use the same flags"
+        )
+    if sh["shard"]["count"] != first["shard"]["count"]:
+        raise HfusError(f"{name} is a shard of {sh['shard']['count']}, {name0} of {first['shard']['count']}")
+    if sh.get("save_maps") != first.get("save_maps"):
+        raise HfusError(f"{name} and {name0} differ in --save-maps; run every shard with the same flags")
+
+
 def merge_shards(
     paths: Sequence[str | Path], *, out: str | Path, figure: bool = True, command: str | None = None
 ) -> Result:
-    """Check that the shard records ``paths`` belong together and complete each other, score them as one run and
-    write the record (+ maps with ``--save-maps`` shards, + figure) under ``out``; returns the result."""
+    """Check that the shard records ``paths`` belong together and complete each other, score them as one run
+    and write the record (+ maps with ``--save-maps`` shards, + figure) under ``out``; returns the result."""
+    from .batches import fold_sizes, plan_batches
     from .config import RunConfig
     from .data.dataset import dataset_provenance, load_dataset
     from .results import build_result
-    from .runner import Batch, BatchOutput, ShareOutput, fold_sizes, plan_batches, score_shares, write_outputs
+    from .runner import score_shares, write_outputs
 
     if not paths:
         raise HfusError("give the shard records to merge (<method>.shard-I-of-N.json, one per shard)")
@@ -291,61 +320,11 @@ def merge_shards(
     prov = dataset_provenance(ds)
     if prov.get("sha256") != first["dataset"].get("sha256"):
         raise HfusError(
-            f"the shards were made on {first['dataset']['id']} with content hash {first['dataset'].get('sha256')}, "
-            f"this machine loads {prov.get('sha256')}; merge where the data are the same"
+            f"the shards were made on {first['dataset']['id']} with content hash "
+            f"{first['dataset'].get('sha256')}, this machine loads {prov.get('sha256')}; "
+            "merge where the data are the same"
         )
-    plan = plan_batches(fold_sizes(ds, config), int(first["options"]["batch_size"]))
-    expected = {(b.arch, b.fold, b.start, b.stop) for b in plan}
-    got: dict[tuple[str, int, int, int], str] = {}
-    shares = []
-    for sh in shards:
-        name = Path(sh["_path"]).name
-        if sh["shard"]["n_batches_plan"] != len(plan):
-            raise HfusError(
-                f"{name} was cut from a plan of {sh['shard']['n_batches_plan']} batches, this run has {len(plan)}"
-            )
-        outputs = []
-        for j, o in enumerate(sh["outputs"]):
-            key = (o["arch"], int(o["fold"]), int(o["start"]), int(o["stop"]))
-            if key not in expected:
-                raise HfusError(f"{name}: batch {key} is not part of the run's plan")
-            if key in got:
-                raise HfusError(f"{name}: batch {key} is also in {got[key]} (the shards overlap)")
-            got[key] = name
-            maps = sh["_maps"]
-            if f"b{j}__m255" not in maps:
-                raise HfusError(f"{name}: its maps file lacks batch {j}")
-            extras = {
-                k.split("__extra__", 1)[1]: v for k, v in maps.items() if k.startswith(f"b{j}__extra__")
-            }
-            outputs.append(
-                BatchOutput(
-                    batch=Batch(*key),
-                    preds=np.array(o["preds"], np.int64),
-                    targets=np.array(o["targets"], np.int64),
-                    m255=maps[f"b{j}__m255"],
-                    failed=list(o["failed"]),
-                    seconds=float(o["seconds"]),
-                    forward_images=int(o["forward_images"]),
-                    extras=extras,
-                    randomised_failed=o["randomised_failed"],
-                    runner_up_failed=o.get("runner_up_failed"),
-                    values={k: from_json_numbers(v) for k, v in o["values"].items()},
-                    cost=dict(o["cost"]),
-                )
-            )
-        folds = {
-            (e["arch"], int(e["fold"])): {"checkpoint": e["checkpoint"], "cost": e["cost"]}
-            for e in sh["folds"]
-        }
-        shares.append(
-            ShareOutput(outputs=outputs, folds=folds, threads=sh["environment"]["run"]["threads_per_process"])
-        )
-    missing = sorted(expected - set(got))
-    if missing:
-        raise HfusError(
-            f"the shards do not cover the run: {len(missing)} batch(es) missing, e.g. {missing[0]}"
-        )
+    shares = _shares(shards, plan_batches(fold_sizes(ds, config), int(first["options"]["batch_size"])))
     method_name = first["method"]["name"]
     save_maps = bool(first.get("save_maps"))
     runs = score_shares(method_name, config, ds, shares, keep_maps=save_maps or figure)
@@ -368,3 +347,40 @@ def merge_shards(
     )
     write_outputs(result, runs, ds, out, method_name, save_maps=save_maps, figure=figure)
     return result
+
+
+def _shares(shards: list[dict[str, Any]], plan: Sequence[Batch]) -> list[ShareOutput]:
+    """The shards' batch outputs as the runner's shares, checked to cover ``plan`` exactly once."""
+    from .runner import ShareOutput
+
+    expected = {(b.arch, b.fold, b.start, b.stop) for b in plan}
+    got: dict[tuple[str, int, int, int], str] = {}
+    shares = []
+    for sh in shards:
+        name = Path(sh["_path"]).name
+        if sh["shard"]["n_batches_plan"] != len(plan):
+            raise HfusError(
+                f"{name} was cut from a plan of {sh['shard']['n_batches_plan']} batches, "
+                f"this run has {len(plan)}"
+            )
+        outputs = []
+        for j, o in enumerate(sh["outputs"]):
+            key = (o["arch"], int(o["fold"]), int(o["start"]), int(o["stop"]))
+            if key not in expected:
+                raise HfusError(f"{name}: batch {key} is not part of the run's plan")
+            if key in got:
+                raise HfusError(f"{name}: batch {key} is also in {got[key]} (the shards overlap)")
+            got[key] = name
+            outputs.append(_batch_output(name, j, o, sh["_maps"], key))
+        folds = {
+            (e["arch"], int(e["fold"])): {"checkpoint": e["checkpoint"], "cost": e["cost"]}
+            for e in sh["folds"]
+        }
+        threads = sh["environment"]["run"]["threads_per_process"]
+        shares.append(ShareOutput(outputs=outputs, folds=folds, threads=threads))
+    missing = sorted(expected - set(got))
+    if missing:
+        raise HfusError(
+            f"the shards do not cover the run: {len(missing)} batch(es) missing, e.g. {missing[0]}"
+        )
+    return shares

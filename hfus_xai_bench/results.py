@@ -6,8 +6,9 @@ returns). Everything below iterates over the metric registry (``metrics/registry
 
 - ``record["per_image"]``: one row per image with every registry value (column = the value name);
 - ``record["metrics"]``: record key of every output → arch → summary (mean of fold means, a
-  fold-stratified bootstrap 95 % CI (1000 resamples, seed 0), per fold, per class, correct /
-  incorrect) and of every table (e.g. ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
+  fold-stratified bootstrap 95 % CI (``constants.BOOTSTRAP_RESAMPLES`` resamples, seed
+  ``BOOTSTRAP_SEED``), per fold, per class, correct / incorrect) and of every table (e.g.
+  ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
 - the ``metrics`` part of the JSON schema (:func:`schema`) is generated from the registry.
 """
 
@@ -24,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import BENCHMARK_VERSION, CLASSES, COST_STAGES, FE_EXCLUDED_STAGES, PROTOCOL_VERSION
+from .constants import (
+    BENCHMARK_VERSION,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CLASSES,
+    COST_STAGES,
+    FE_EXCLUDED_STAGES,
+    PROTOCOL_VERSION,
+)
 from .errors import HfusError
 from .jsonio import json_number, json_numbers, load_json
 from .metrics import registry
@@ -34,8 +43,6 @@ if TYPE_CHECKING:
     from .explainers.loader import Method
 
 SCHEMA_VERSION = 1
-N_RESAMPLES = 1000
-CI_SEED = 0
 
 
 @dataclass
@@ -54,9 +61,8 @@ class FoldScores:
     seconds: float = 0.0
     forward_images: float = 0.0
     maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
-    extras: dict[str, Any] = field(default_factory=dict)
-    #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not run;
-    #: records made before §7.1.1 hold one reason per image (one copy)
+    #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not
+    #: run; records made before §7.1.1 hold one reason per image (one copy)
     randomised_failed: list[list[str | None]] | list[str | None] | None = None
     #: the copies' m255 (N, K, 224, 224) (kept with ``maps``; zeros where failed)
     randomised_maps: np.ndarray | None = None
@@ -67,7 +73,8 @@ class FoldScores:
     #: the runner-up maps (N, 224, 224) (kept with ``maps``)
     runner_up_maps: np.ndarray | None = None
     #: rows and seconds per stage (``forward_rows/<stage>``, ``backward_rows/<stage>``, ``seconds/<stage>``,
-    #: PROTOCOL §6) and other counters summed over the fold (other counters are reported per image in ``cost``)
+    #: PROTOCOL §6) and other counters summed over the fold (other counters are reported per image in
+    #: ``cost``)
     cost: dict[str, float] = field(default_factory=dict)
 
     def metric_values(self, metric: registry.Metric) -> dict[str, np.ndarray] | None:
@@ -111,7 +118,8 @@ def summarize(
     return {
         "mean": json_number(np.mean(finite)) if finite else None,
         "ci95": [
-            json_number(x) for x in (ci or fold_bootstrap(values, n_resamples=N_RESAMPLES, seed=CI_SEED))
+            json_number(x)
+            for x in (ci or fold_bootstrap(values, n_resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED))
         ],
         "per_fold": fold_means,
         "per_class": pooled["per_class"],
@@ -164,7 +172,8 @@ def _counts(runs: Sequence[FoldScores]) -> dict[str, Any]:
 
 
 def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
-    """One row per image: ids, classes, failure reason and every per-image registry value it was scored with."""
+    """One row per image: ids, classes, failure reason and every per-image registry value it was scored
+    with."""
     rows = []
     metrics = [(m, [v.name for v in m.values]) for m in registry.METRICS.values()]
     for run in runs:
@@ -274,7 +283,8 @@ class Result:
         return cls(record)
 
     def headline(self, key: str = registry.HEADLINE, arch: str | None = None) -> float | None:
-        """The mean of a reported score (default: the headline ``hit_rate@1``; first arch if none is given)."""
+        """The mean of a reported score (default: the headline ``hit_rate@1``; first arch if none is
+        given)."""
         if key not in self.record["metrics"]:
             registry.output(key)  # an unknown key is an error that lists the known ones
             raise HfusError(f"this record has no {key!r} (made before the metric existed?)")
@@ -283,8 +293,8 @@ class Result:
 
     def summary_table(self) -> str:
         """A readable table: one row per arch with every column of the registry (mean [CI]), a ``pass`` /
-        ``verdict`` column after a metric that reports one (``randomisation@1/pass``, ``randomisation@2/verdict``
-        with its degenerate share D), counts and cost."""
+        ``verdict`` column after a metric that reports one (``randomisation@1/pass``,
+        ``randomisation@2/verdict`` with its degenerate share D), counts and cost."""
         from tabulate import tabulate
 
         metrics = self.record["metrics"]
@@ -334,7 +344,8 @@ def format_score(mean: float | None, ci: Sequence[float | None], digits: int = 3
 
 
 def method_record(method: Method) -> dict[str, Any]:
-    """``record["method"]``: name, source, kind, the METADATA it declares, and the file's sha256 (file methods)."""
+    """``record["method"]``: name, source, kind, the METADATA it declares, and the file's sha256 (file
+    methods)."""
     meta = {k: v for k, v in method.metadata.items() if k not in ("name", "kind")}
     out = {"name": method.name, "source": method.source, "kind": method.kind, **meta}
     if method.sha256 is not None:
@@ -351,8 +362,16 @@ def build_result(
     environment: dict[str, Any],
     command: str | None = None,
 ) -> Result:
-    """Assemble the full record from the per-(arch, fold) scores (``method``: a loaded method, or its
-    ``record["method"]`` section, e.g. from shard records)."""
+    """Assemble the full record from the per-(arch, fold) scores.
+
+    Args:
+        method: a loaded method, or its ``record["method"]`` section (e.g. from shard records).
+        runs: the scores of every (arch, fold), in run order.
+        options: ``record["options"]`` (:meth:`RunConfig.to_options`).
+        dataset: ``record["dataset"]``, the dataset's provenance.
+        environment: ``record["environment"]`` (:func:`hfus_xai_bench.runner.run_environment`).
+        command: the command line that produced the result.
+    """
     checkpoints: dict[str, dict[str, Any]] = {}
     for run in runs:
         checkpoints.setdefault(run.arch, {})[str(run.fold)] = run.checkpoint
@@ -405,7 +424,8 @@ def schema(name: str = "result") -> dict[str, Any]:
 
 
 def write_schema_files(folder: str | Path | None = None) -> list[Path]:
-    """Rewrite the ``metrics`` section of the shipped schema files from the registry (after adding a metric)."""
+    """Rewrite the ``metrics`` section of the shipped schema files from the registry (after adding a
+    metric)."""
     base = (
         Path(folder)
         if folder is not None

@@ -1,9 +1,9 @@
 """The runner: dataset × checkpoints × method → maps → the scoring core → a result record.
 
 ``evaluate(method, config)`` is the Python twin of ``hfus-bench evaluate``. The work of a run is a list
-of whole **batches** (arch, fold, images start..stop: :func:`plan_run`, the single-process plan); a
-process runs a share of them (:func:`share`: one process all of them, torchrun rank r of N or shard r of
-N the batches r, r + N, ...):
+of whole **batches** (arch, fold, images start..stop: :func:`hfus_xai_bench.batches.plan_run`, the
+single-process plan); a process runs a share of them (:func:`hfus_xai_bench.batches.share`: one process
+all of them, torchrun rank r of N or shard r of N the batches r, r + N, ...):
 
 1. :func:`run_share` prepares each (arch, fold) once (:func:`hfus_xai_bench.batches.prepare_fold`: the
    checkpoint, the K randomised copies built from the model as loaded, only the share's test images
@@ -15,12 +15,12 @@ N the batches r, r + N, ...):
    scores the **maps-only** metrics on the whole fold with :func:`hfus_xai_bench.scoring.score_fold`.
 
 Model-based values are scored per batch of the plan, so an image's values depend only on its batch,
-never on which other batches a process ran; every call of a batch starts from derive(run seed, "batch",
-arch, fold, first row). With the same threads per process a split run therefore gives the
-single-process record (PROTOCOL §8), and its pass counts (PROTOCOL §6) add up to the single process's:
-:mod:`hfus_xai_bench.distributed` (torchrun), :mod:`hfus_xai_bench.merge` (shards). Every image is
-either evaluated or counted as failed with a reason (PROTOCOL §3); a copy's failures are counted apart
-and do not remove an image from §4.
+never on which other batches a process ran; every call of a batch starts from derive(run seed,
+"batch", arch, fold, first row). With the same threads per process a split run therefore gives the
+single-process record (PROTOCOL §8), and its pass counts (PROTOCOL §6) add up to the single
+process's: :mod:`hfus_xai_bench.distributed` (torchrun), :mod:`hfus_xai_bench.merge` (shards). Every
+image is either evaluated or counted as failed with a reason (PROTOCOL §3); a copy's failures are
+counted apart and do not remove an image from §4.
 """
 
 from __future__ import annotations
@@ -44,13 +44,19 @@ from .batches import (
     FoldJob,
     FoldMeta,
     batch_metrics,
+    fold_meta,
     fold_metrics,
+    fold_size,
+    fold_sizes,
     model_input,
     needed_extras,
+    plan_batches,
+    plan_run,
     prepare_fold,
     repeat_first,
     run_batch,
     scoring_config,
+    share,
 )
 from .calls import PassCounter
 from .config import RunConfig
@@ -59,70 +65,8 @@ from .explainers.contract import FAIL_EMPTY
 from .explainers.loader import Method, applicable_archs, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
-from .models.zoo import get_arch
 from .results import FoldScores, Result
 from .scoring import score_fold
-
-
-def plan_batches(n_images: dict[tuple[str, int], int], batch_size: int) -> list[Batch]:
-    """Whole batches in processing order: (arch, fold) in the given order, then image ranges."""
-    return [
-        Batch(arch, fold, start, min(start + batch_size, n))
-        for (arch, fold), n in n_images.items()
-        for start in range(0, n, batch_size)
-    ]
-
-
-def _fold_size(ds: Any, fold: int, config: RunConfig) -> int:
-    from .data.dataset import split_size
-
-    n = split_size(ds, fold, "test")
-    return n if config.limit is None else min(config.limit, n)
-
-
-def fold_sizes(ds: Any, config: RunConfig) -> dict[tuple[str, int], int]:
-    """Images evaluated per (arch, fold) in run order (architectures, then folds): the test split's size, or
-    ``config.limit`` if smaller."""
-    sizes = {fold: _fold_size(ds, fold, config) for fold in config.folds}
-    return {(get_arch(arch).name, fold): sizes[fold] for arch in config.models for fold in config.folds}
-
-
-def plan_run(ds: Any, config: RunConfig, device: torch.device) -> list[Batch]:
-    """The single-process plan of a run: every (arch, fold) of the config, in whole batches of the batch size."""
-    return plan_batches(fold_sizes(ds, config), config.resolved_batch_size(device))
-
-
-def share(batches: Sequence[Batch], index: int, count: int) -> list[Batch]:
-    """Process ``index`` of ``count``'s deterministic share of the plan: every ``count``-th whole batch
-    (``batches[index::count]``, the stride of lm-evaluation-harness; balanced across architectures)."""
-    if count < 1 or not 0 <= index < count:
-        raise HfusError(f"a share is index/count with 0 <= index < count, got {index}/{count}")
-    return list(batches[index::count])
-
-
-def fold_meta(
-    ds: Any,
-    arch: str,
-    fold: int,
-    config: RunConfig,
-    checkpoint: dict[str, Any],
-    cost: dict[str, float] | None = None,
-) -> FoldMeta:
-    """The :class:`FoldMeta` of (arch, fold) from the dataset: ids, labels, SLMs (+ evidence) of the run's images
-    (no image decoded)."""
-    from .data.dataset import fold_arrays
-
-    meta = fold_arrays(ds, fold, "test", rows=range(_fold_size(ds, fold, config)), images=False)
-    return FoldMeta(
-        arch=get_arch(arch).name,
-        fold=fold,
-        checkpoint=checkpoint,
-        image_ids=meta.image_ids,
-        labels=meta.labels,
-        slms=meta.slms,
-        evidence=getattr(meta, "evidence", None),
-        cost=dict(cost or {}),
-    )
 
 
 def _concat_reasons(outputs: Sequence[BatchOutput], name: str) -> list[Any] | None:
@@ -139,7 +83,15 @@ def score_fold_outputs(
     metrics: Sequence[Metric] | None = None,
 ) -> FoldScores:
     """Gather the batch outputs of one fold (in batch order): the model-based values they carry, plus the
-    maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made)."""
+    maps-only metrics (:func:`fold_metrics`) scored on the whole fold (those whose inputs the run made).
+
+    Args:
+        job: the fold's images, labels, SLMs, evidence and checkpoint
+            (:func:`~hfus_xai_bench.batches.fold_meta`).
+        outputs: the fold's batch outputs, any order; together images 0..n exactly once.
+        keep_maps: keep the m255 maps (the model's, every copy's, the runner-up's) in the scores.
+        metrics: the run's metrics (default: every current registry metric).
+    """
     outputs = sorted(outputs, key=lambda o: o.batch.start)
     n = len(job.image_ids)
     starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
@@ -150,7 +102,7 @@ def score_fold_outputs(
     m255 = np.concatenate([o.m255 for o in outputs])
     failed = [r for o in outputs for r in o.failed]
     targets = np.concatenate([o.targets for o in outputs]).astype(np.int64)
-    extras = dict(job.extras)
+    extras: dict[str, Any] = {}
     for key in {k for o in outputs for k in o.extras}:
         extras[key] = np.concatenate([o.extras[key] for o in outputs])
     if job.evidence is not None:
@@ -195,8 +147,8 @@ def score_fold_outputs(
     )
 
 
-#: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's maps
-#: (N, K, 224, 224), the runner-up maps (PROTOCOL §7.1.1, §9: verify re-scores both exactly from them)
+#: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's
+#: maps (N, K, 224, 224), the runner-up maps (PROTOCOL §7.1.1, §9: verify re-scores both exactly from them)
 MAPS_RANDOMISED, MAPS_RUNNER_UP = "maps_randomised", "maps_runner_up"
 
 
@@ -248,10 +200,21 @@ def run_share(
     desc: str | None = None,
     metrics: Sequence[Metric] | None = None,
 ) -> ShareOutput:
-    """Run ``batches`` (whole batches of the plan, in order): each (arch, fold) is prepared once, with only the
-    images of these batches decoded; the model-based metrics are scored per batch; the process that ran a
-    fold's first batch repeats its call after the fold's last batch (PROTOCOL §3) and counts the passes made
-    while building the method (PROTOCOL §6: split runs add up to one process)."""
+    """Run a share of a run's plan in this process.
+
+    Each (arch, fold) is prepared once, with only the images of these batches decoded; the model-based
+    metrics are scored per batch; the process that ran a fold's first batch repeats its call after the
+    fold's last batch (PROTOCOL §3) and counts the passes made while building the method (PROTOCOL §6:
+    split runs add up to one process).
+
+    Args:
+        batches: whole batches of the plan (:func:`~hfus_xai_bench.batches.plan_run`), in plan order.
+        progress, desc: show a progress bar, with this label (default: the method's name).
+        metrics: the run's metrics (default: every current registry metric).
+
+    Returns:
+        The batch outputs and, per (arch, fold) touched, the checkpoint summary and fold-level cost.
+    """
     if device.type == "cpu":
         keep_freed_memory()  # CPU forwards reuse their pages instead of faulting fresh ones in
     outputs: list[BatchOutput] = []
@@ -301,7 +264,7 @@ def _run_fold(
         config,
         device,
         rows,
-        _fold_size(ds, fold, config),
+        fold_size(ds, fold, config),
         passes=passes,
         needs=needs,
         count_build=owner,
@@ -328,8 +291,18 @@ def score_shares(
     metrics: Sequence[Metric] | None = None,
     keys: Sequence[tuple[str, int]] | None = None,
 ) -> list[FoldScores]:
-    """Gather the shares of a run (every batch of the plan exactly once) and score each (arch, fold) in run order
-    (``keys``: only these) with :func:`score_fold_outputs`; an (arch, fold) where every image fails is an error."""
+    """Gather the shares of a run and score each (arch, fold) with :func:`score_fold_outputs`.
+
+    Args:
+        shares: every process's :class:`ShareOutput`; together every batch of the plan exactly once.
+        keep_maps: keep the m255 maps in the scores (for the maps file and the figure).
+        metrics: the run's metrics (default: every current registry metric).
+        keys: score only these (arch, fold), in this order (default: every one of the config, run order).
+
+    Returns:
+        One :class:`FoldScores` per (arch, fold). Raises HfusError when the processes used different
+        checkpoints, no process ran an (arch, fold), or every image of one failed.
+    """
     runs: list[FoldScores] = []
     by_fold: dict[tuple[str, int], list[BatchOutput]] = {}
     info: dict[tuple[str, int], dict[str, Any]] = {}
@@ -348,7 +321,8 @@ def score_shares(
     for arch, fold in keys if keys is not None else fold_sizes(ds, config):
         if (arch, fold) not in info:
             raise HfusError(f"{arch} fold {fold}: no process ran any of its batches")
-        meta = fold_meta(ds, arch, fold, config, info[(arch, fold)]["checkpoint"], info[(arch, fold)]["cost"])
+        n = fold_size(ds, fold, config)
+        meta = fold_meta(ds, arch, fold, n, info[(arch, fold)]["checkpoint"], info[(arch, fold)]["cost"])
         scores = score_fold_outputs(
             meta, by_fold.get((arch, fold), []), config, keep_maps=keep_maps, metrics=metrics
         )
@@ -388,8 +362,8 @@ def run_environment(
     threads: int | list[int] | None = None,
     launcher: str = "single process",
 ) -> dict[str, Any]:
-    """``record["environment"]``: :func:`runtime.environment` plus ``run``, how the run was split (PROTOCOL §8):
-    world size (torchrun ranks), shards (job-array parts merged), torch threads per process."""
+    """``record["environment"]``: :func:`runtime.environment` plus ``run``, how the run was split (PROTOCOL
+    §8): world size (torchrun ranks), shards (job-array parts merged), torch threads per process."""
     from .runtime import environment
 
     env = environment(device)
@@ -447,145 +421,125 @@ def evaluate(
 ) -> Result:
     """Evaluate a method with the benchmark protocol and return its :class:`~hfus_xai_bench.results.Result`.
 
-    ``method``: a built-in name, a path to a method file, an installed entry point, or a loaded
-    :class:`Method`. ``config``: a :class:`RunConfig`; keyword ``options`` (its field names, e.g.
-    ``limit=32, models="all"``) build one or change the given one. With ``out`` the result JSON (and
-    the figure, and with ``save_maps`` the maps) are written there. ``command``: what to record as
-    the command that produced the result (the CLI passes its argv).
+    Args:
+        method: a built-in name, a path to a method file, an installed entry point, or a loaded
+            :class:`Method`.
+        config: a :class:`RunConfig`; keyword ``options`` (its field names, e.g. ``limit=32,
+            models="all"``) build one or change the given one.
+        out: a folder for the result JSON (and the figure, and with ``save_maps`` the maps file).
+        command: what to record as the command that produced the result (the CLI passes its argv).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes its share of whole batches
-    (:func:`share`), rank 0 gathers, scores and writes; every rank returns the same result
-    (:mod:`hfus_xai_bench.distributed`).
+    (:func:`~hfus_xai_bench.batches.share`), rank 0 gathers, scores and writes; every rank returns the
+    same result (:mod:`hfus_xai_bench.distributed`).
     """
     from . import distributed
-    from .data.dataset import dataset_provenance, load_dataset
-    from .results import build_result
 
     if config is None:
         config = RunConfig.build(**options)
     elif options:
         config = config.replace(**options)
+    outputs = _Outputs(out, save_maps, figure, command)
     ctx = distributed.detect()
     if ctx is not None:
-        return _evaluate_ranks(
-            method,
-            config,
-            ctx,
-            out=out,
-            save_maps=save_maps,
-            figure=figure,
-            progress=progress,
-            command=command,
-        )
+        return _evaluate_ranks(method, config, ctx, outputs, progress=progress)
+    loaded, config, device, ds = _load(method, config)
+    runs = run(loaded, config, ds, device, keep_maps=outputs.keep_maps, progress=progress)
+    return _finish(loaded, runs, config, device, ds, run_environment(device), outputs)
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Where and what :func:`evaluate` writes (see there) and the command it records."""
+
+    out: str | Path | None
+    save_maps: bool
+    figure: bool
+    command: str | None
+
+    @property
+    def keep_maps(self) -> bool:
+        return self.save_maps or (self.figure and self.out is not None)
+
+
+def _load(
+    method: str | Path | Method, config: RunConfig, local_rank: int | None = None
+) -> tuple[Method, RunConfig, torch.device, Any]:
+    """The loaded method, the config without its n/a architectures (PROTOCOL §5: skipped), the device
+    (``cuda:local_rank`` for a torchrun rank on CUDA) and the dataset."""
+    from .data.dataset import load_dataset
+
     loaded = method if isinstance(method, Method) else load_method(method)
-    config = config.replace(models=applicable_archs(loaded, config.models))  # PROTOCOL §5: n/a, skipped
+    config = config.replace(models=applicable_archs(loaded, config.models))
     device = config.resolve_device()
-    ds = load_dataset(config.dataset, revision=config.revision)
-    runs = run(
-        loaded, config, ds, device, keep_maps=save_maps or (figure and out is not None), progress=progress
-    )
+    if device.type == "cuda" and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return loaded, config, device, load_dataset(config.dataset, revision=config.revision)
+
+
+def _finish(
+    loaded: Method,
+    runs: list[FoldScores],
+    config: RunConfig,
+    device: torch.device,
+    ds: Any,
+    environment: dict[str, Any],
+    outputs: _Outputs,
+) -> Result:
+    """The result of the scored runs, written under ``outputs.out`` if given."""
+    from .data.dataset import dataset_provenance
+    from .results import build_result
+
     result = build_result(
         loaded,
         runs,
         options=config.to_options(device),
         dataset=dataset_provenance(ds),
-        environment=run_environment(device),
-        command=command,
+        environment=environment,
+        command=outputs.command,
     )
-    if out is not None:
-        write_outputs(result, runs, ds, out, loaded.name, save_maps=save_maps, figure=figure)
+    if outputs.out is not None:
+        write_outputs(
+            result, runs, ds, outputs.out, loaded.name, save_maps=outputs.save_maps, figure=outputs.figure
+        )
     return result
 
 
 def _evaluate_ranks(
-    method: str | Path | Method,
-    config: RunConfig,
-    ctx: Any,
-    *,
-    out: Any,
-    save_maps: bool,
-    figure: bool,
-    progress: bool,
-    command: str | None,
+    method: str | Path | Method, config: RunConfig, ctx: Any, outputs: _Outputs, *, progress: bool
 ) -> Result:
-    """One rank of a torchrun job: join the group, run this rank's share (every step that can fail inside the
-    rank's report), gather on rank 0, which scores and writes; every rank returns rank 0's result or raises
-    its one message."""
+    """One rank of a torchrun job (:func:`hfus_xai_bench.distributed.gather_and_finish`): run this rank's
+    share, every step that can fail inside the rank's report; rank 0 scores the gathered shares and writes;
+    every rank returns rank 0's result or raises its one message."""
     from . import distributed
-    from .data.dataset import dataset_provenance, load_dataset
-    from .results import build_result
 
     wants_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
-    keep_maps = save_maps or (figure and out is not None)
-    with distributed.session(ctx, "cuda" if wants_cuda else "cpu") as group:
-        state: dict[str, Any] = {}
-        try:
-            loaded = method if isinstance(method, Method) else load_method(method)
-            config = config.replace(models=applicable_archs(loaded, config.models))
-            device = config.resolve_device()
-            if device.type == "cuda":
-                device = torch.device("cuda", ctx.local_rank)
-            ds = load_dataset(config.dataset, revision=config.revision)
-            plan = plan_run(ds, config, device)
-            mine = share(plan, ctx.rank, ctx.world_size)
-            state.update(method=loaded, device=device, ds=ds)
-            payload: tuple[str, Any] = (
-                "ok",
-                run_share(
-                    loaded,
-                    config,
-                    ds,
-                    device,
-                    mine,
-                    progress=progress and ctx.rank == 0,
-                    desc=f"{loaded.name} rank 0 of {ctx.world_size} ({len(mine)} of {len(plan)} batches)",
-                ),
-            )
-        except Exception as err:  # reported by rank 0 for the whole job
-            payload = ("error", distributed.describe_failure(err))
-        gathered = group.gather(payload)
-        status: tuple[str, Any] = ("ok", None)
-        if ctx.rank == 0:
-            failed = [(r, p[1]) for r, p in enumerate(gathered or []) if p[0] != "ok"]
-            if failed:
-                status = (
-                    "error",
-                    "; ".join(f"rank {r} failed: {why}" for r, why in failed)
-                    + f" ({len(failed)} of {ctx.world_size} ranks; nothing written)",
-                )
-            else:
-                try:
-                    loaded, device, ds = state["method"], state["device"], state["ds"]
-                    shares = [p[1] for p in gathered or []]
-                    threads = [sh.threads for sh in shares]
-                    runs = score_shares(loaded.name, config, ds, shares, keep_maps=keep_maps)
-                    env = run_environment(
-                        device,
-                        world_size=ctx.world_size,
-                        launcher="torchrun",
-                        threads=threads[0] if len(set(threads)) == 1 else threads,
-                    )
-                    result = build_result(
-                        loaded,
-                        runs,
-                        options=config.to_options(device),
-                        dataset=dataset_provenance(ds),
-                        environment=env,
-                        command=command,
-                    )
-                    if out is not None:
-                        write_outputs(result, runs, ds, out, loaded.name, save_maps=save_maps, figure=figure)
-                    status = ("ok", result.record)
-                except Exception as err:
-                    status = (
-                        "error",
-                        f"rank 0 failed while scoring the gathered batches: "
-                        f"{distributed.describe_failure(err)} (nothing written)",
-                    )
-        status = group.broadcast(status)
-    if status[0] != "ok":
-        raise HfusError(status[1])
-    return Result(status[1])
+    state: dict[str, Any] = {}
+
+    def work() -> ShareOutput:
+        loaded, cfg, device, ds = _load(method, config, ctx.local_rank)
+        plan = plan_run(ds, cfg, device)
+        mine = share(plan, ctx.rank, ctx.world_size)
+        state.update(method=loaded, config=cfg, device=device, ds=ds)
+        desc = f"{loaded.name} rank 0 of {ctx.world_size} ({len(mine)} of {len(plan)} batches)"
+        return run_share(loaded, cfg, ds, device, mine, progress=progress and ctx.rank == 0, desc=desc)
+
+    def finish(shares: list[ShareOutput]) -> dict[str, Any]:
+        loaded, cfg, device, ds = state["method"], state["config"], state["device"], state["ds"]
+        runs = score_shares(loaded.name, cfg, ds, shares, keep_maps=outputs.keep_maps)
+        threads = [sh.threads for sh in shares]
+        env = run_environment(
+            device,
+            world_size=ctx.world_size,
+            launcher="torchrun",
+            threads=threads[0] if len(set(threads)) == 1 else threads,
+        )
+        return _finish(loaded, runs, cfg, device, ds, env, outputs).record
+
+    record = distributed.gather_and_finish(
+        ctx, "cuda" if wants_cuda else "cpu", work, finish, finishing="scoring the gathered batches"
+    )
+    return Result(record)
 
 
 __all__ = [

@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import random
 
+import numpy as np
 import torch
 
 from .errors import HfusError
 
-__all__ = ["SEED_BITS", "derive_seed", "item_seed", "torch_generator"]
+__all__ = ["SEED_BITS", "derive_seed", "item_seed", "seed_global", "torch_generator"]
 
 #: seeds are in 0 .. 2**SEED_BITS - 1
 SEED_BITS = 63
@@ -66,13 +68,24 @@ def item_seed(run_seed: int, image_id: str, *tags: int | str) -> int:
 
 
 def derive_seed(seed: int, *tags: int | str) -> int:
-    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road-noise", "morf", 0)``)."""
+    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road-noise", "morf",
+    0)``)."""
     return _hash("derive", [_as_int(seed, "seed"), *(_check_part(t, "a seed tag") for t in tags)])
 
 
 def torch_generator(seed: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed`` (draw on the CPU, then move the numbers to the device)."""
+    """A CPU ``torch.Generator`` seeded with ``seed`` (draw on the CPU, then move the numbers to the
+    device)."""
     seed = _as_int(seed, "seed")
     if not 0 <= seed <= 0xFFFF_FFFF_FFFF_FFFF:
         raise HfusError(f"seed must be in 0 .. 2**64 - 1, got {seed}")
     return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def seed_global(seed: int) -> None:
+    """Seed the global generators: torch (the CPU's and every CUDA device's), numpy's (seed mod 2³²) and
+    Python's ``random``."""
+    seed = int(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

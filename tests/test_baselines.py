@@ -1,4 +1,5 @@
-"""Sanity baselines (PROTOCOL §5) and the §9 rows (input, oracle, oracle@grid): shapes, known answers, the runner path."""
+"""Sanity baselines (PROTOCOL §5) and the §9 rows (input, oracle, oracle@grid): shapes, known answers, the
+runner path."""
 
 from __future__ import annotations
 
@@ -226,7 +227,8 @@ def test_a_user_method_may_not_read_the_evidence(tmp_path) -> None:
     for key, value in (("reads", '("evidence",)'), ("reference", '"oracle"')):
         path = tmp_path / f"m_{key}.py"
         path.write_text(
-            f"METADATA = {{'{key}': {value}}}\ndef explain(model, images, targets, *, context):\n    return images.mean(1)\n"
+            f"METADATA = {{'{key}': {value}}}\n"
+            "def explain(model, images, targets, *, context):\n    return images.mean(1)\n"
         )
         with pytest.raises(HfusError, match=r"reserved for the benchmark's reference rows") as err:
             load_file(path)
@@ -259,8 +261,8 @@ def evidence_track(monkeypatch):
 
 
 def test_reference_rows_and_input_through_the_runner(evidence_track) -> None:
-    """oracle: hit = mass = 1, gains 0, ρ_class 1, CG images empty_map; input: model-blind, so gains are exactly
-    0; counterfactual@1 is the function called on the same images and twins."""
+    """oracle: hit = mass = 1, gains 0, ρ_class 1, CG images empty_map; input: model-blind, so gains are
+    exactly 0; counterfactual@1 is the function called on the same images and twins."""
     from helpers import FAKE_DATASET
 
     from hfus_xai_bench.data import dataset as D

@@ -242,8 +242,8 @@ def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
     recorded_data = entry.meta["dataset"]
     if recorded_data.get("sha256"):
         assert dataset_provenance(ds)["sha256"] == recorded_data["sha256"], (
-            "the card was trained on other data: the dataset here was generated differently "
-            "(run `hfus-bench data info`: it prints this machine's content hash and whether it matches the golden one)"
+            "the card was trained on other data: the dataset here was generated differently (run `hfus-bench "
+            "data info`: it prints this machine's content hash and whether it matches the golden one)"
         )
     test = fold_arrays(ds, entry.fold, "test")
     pred = predict_logits(model, test.images, "cpu", batch_size=32).argmax(1).numpy()

@@ -26,11 +26,12 @@ import pytest
 import torch
 from helpers import REPO, write_method
 
+from hfus_xai_bench import distributed
+from hfus_xai_bench.batches import Batch, plan_batches, share
 from hfus_xai_bench.config import RunConfig
-from hfus_xai_bench.distributed import RankContext, Shard, detect
+from hfus_xai_bench.distributed import RankContext, Shard, detect, gather_and_finish
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.merge import evaluate_shard, load_shard, merge_shards
-from hfus_xai_bench.runner import Batch, plan_batches, share
 
 ARGS = ["gradcam", "--limit", "3", "--batch-size", "1", "--device", "cpu", "--save-maps", "--quiet"]
 #: what may differ between two records of the same run made in different ways
@@ -400,3 +401,28 @@ def test_shard_and_rank_parsing(monkeypatch) -> None:
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(HfusError, match="must be integers"):
         detect()
+
+
+def test_gather_and_finish_in_a_one_rank_group(monkeypatch) -> None:
+    """The rank protocol without torchrun: a gloo group of one rank (the launcher guard switched off)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port)), ("RANK", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(distributed, "die_with_launcher", lambda: False)
+    ctx = RankContext(rank=0, world_size=1, local_rank=0)
+    assert gather_and_finish(ctx, "cpu", lambda: 3, lambda got: got + [4], finishing="adding") == [3, 4]
+
+    def fails() -> int:
+        raise ValueError("no data here")
+
+    with pytest.raises(
+        HfusError, match=r"^rank 0 failed: ValueError: no data here .*\(1 of 1 ranks; nothing"
+    ):
+        gather_and_finish(ctx, "cpu", fails, lambda got: got, finishing="adding")
+    with pytest.raises(HfusError, match=r"^rank 0 failed while adding: ValueError: no data here"):
+        gather_and_finish(ctx, "cpu", lambda: 3, lambda got: fails(), finishing="adding")

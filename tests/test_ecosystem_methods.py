@@ -1,4 +1,5 @@
-"""Ecosystem baselines (PROTOCOL §5 v1.2): conformance with unmodified grad-cam 1.5.7 / captum 0.9.0 at 224×224.
+"""Ecosystem baselines (PROTOCOL §5 v1.2): conformance with unmodified grad-cam 1.5.7 / captum 0.9.0 at
+224×224.
 
 MobileNetV2 is the packaged trained checkpoint (realistic logits, non-degenerate maps); DenseNet201
 (random weights, BatchNorm statistics calibrated on random images, head scaled so logits are O(1))
@@ -133,7 +134,8 @@ def test_cams_match_gradcam_library_mobilenet(mobilenet, name: str) -> None:
 
 
 def test_layercam_is_7x7_at_the_pinned_layer(mobilenet) -> None:
-    """PROTOCOL §5: LayerCAM at §2's target layer is a 7×7 map, upsampled (constant along 32-pixel cells' centres)."""
+    """PROTOCOL §5: LayerCAM at §2's target layer is a 7×7 map, upsampled (constant along 32-pixel cells'
+    centres)."""
     from hfus_xai_bench.explainers import cam
 
     model, x, t = mobilenet
@@ -146,7 +148,8 @@ def test_layercam_is_7x7_at_the_pinned_layer(mobilenet) -> None:
 
 
 def test_fullgrad_sum_then_resize_equals_resize_then_sum() -> None:
-    """Bilinear resizing is linear: summing a layer's channels before resizing (ours) equals the library's order."""
+    """Bilinear resizing is linear: summing a layer's channels before resizing (ours) equals the library's
+    order."""
     g = torch.Generator().manual_seed(0)
     maps = torch.rand(2, 9, 5, 7, generator=g)
     one = F.interpolate(maps.sum(1, keepdim=True), size=(37, 50), mode="bilinear", align_corners=False)
@@ -337,7 +340,8 @@ def test_file_methods_declare_not_applicable(tmp_path) -> None:
     assert method.not_applicable("googlenet") == "uses F.relu"
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "METADATA = {'not_applicable': ['googlenet']}\ndef explain(model, images, targets, *, context):\n    return images\n"
+        "METADATA = {'not_applicable': ['googlenet']}\n"
+        "def explain(model, images, targets, *, context):\n    return images\n"
     )
     with pytest.raises(HfusError, match="not_applicable"):
         load_file(bad)

@@ -1,5 +1,6 @@
-"""The import graph of hfus_xai_bench: no cycle (TYPE_CHECKING and function-level imports included), no private
-name imported from another module, the scoring core a leaf, the library free of argparse and printing."""
+"""The import graph of hfus_xai_bench: no cycle (TYPE_CHECKING and function-level imports included), no
+private name imported from another module, the scoring core a leaf, the library free of argparse and
+printing."""
 
 from __future__ import annotations
 

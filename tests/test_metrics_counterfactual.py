@@ -1,4 +1,5 @@
-"""PROTOCOL §9: counterfactual@1 with a toy model whose logits are the image's first pixels (known answers)."""
+"""PROTOCOL §9: counterfactual@1 with a toy model whose logits are the image's first pixels (known
+answers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""PROTOCOL §9, maps only: evidence@1 (hit, mass, |P|, gains over the randomised copies) and class_sensitivity@1."""
+"""PROTOCOL §9, maps only: evidence@1 (hit, mass, |P|, gains over the randomised copies) and
+class_sensitivity@1."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def test_not_applicable_and_empty_maps_are_nan_never_zero() -> None:
 
 
 def test_copies_and_gains() -> None:
-    """gain = mean over the copies with a value of (trained − copy); failed and all-zero copies are left out."""
+    """gain = mean over the copies with a value of (trained − copy); failed and all-zero copies are left
+    out."""
     e = np.stack([_mask(slice(0, 2), slice(0, 8))] * 3)
     trained = np.zeros((3, 8, 8), np.uint8)
     trained[:, 0, 0] = 255  # peak inside E: hit 1, mass 1
@@ -173,7 +175,8 @@ def test_registry_entries_through_the_scoring_core() -> None:
 
 
 def test_per_class_strata_in_the_record() -> None:
-    """The results layer summarises evidence@1 per class from the per-image values (CG: not applicable, no value)."""
+    """The results layer summarises evidence@1 per class from the per-image values (CG: not applicable, no
+    value)."""
     inp = _inputs()
     ev = registry.METRICS["evidence@1"]
     values = score_fold(inp, [ev])

@@ -1,4 +1,5 @@
-"""metrics/registry.py: the entries, their checks, and a toy metric added in one place showing up everywhere."""
+"""metrics/registry.py: the entries, their checks, and a toy metric added in one place showing up
+everywhere."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def test_builtin_entries() -> None:
 
 
 def test_section7_entries() -> None:
-    """PROTOCOL §7.1 / §7.2: ids, categories, what they read, scope, record keys, directions, ranges, labels."""
+    """PROTOCOL §7.1 / §7.2: ids, categories, what they read, scope, record keys, directions, ranges,
+    labels."""
     rand, road = METRICS["randomisation@1"], METRICS["road@1"]
     assert (rand.category, rand.needs, rand.scope) == ("sanity", "maps", "fold")
     assert (road.category, road.needs, road.scope) == ("faithfulness", "model", "image")
@@ -136,7 +138,8 @@ def test_section7_entries() -> None:
 
 
 def test_pass_table_matches_the_rho_summary() -> None:
-    """randomisation@1/pass uses the same mean and CI as randomisation@1/rho; the rule is the CI's upper bound."""
+    """randomisation@1/pass uses the same mean and CI as randomisation@1/rho; the rule is the CI's upper
+    bound."""
     from helpers import fake_scores
 
     from hfus_xai_bench.results import aggregate

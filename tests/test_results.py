@@ -1,4 +1,5 @@
-"""results.py: aggregation over folds, the fold-stratified bootstrap, per-image rows and the schema from the registry."""
+"""results.py: aggregation over folds, the fold-stratified bootstrap, per-image rows and the schema from the
+registry."""
 
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ def test_every_registry_output_and_value_is_in_the_record():
 
 
 def test_shipped_schema_files_match_the_registry():
-    """The schema files carry the registry's metrics section (``results.write_schema_files()`` regenerates it)."""
+    """The schema files carry the registry's metrics section (``results.write_schema_files()`` regenerates
+    it)."""
     for name in ("result", "entry"):
         assert schema_file(name)["properties"]["metrics"] == registry.metrics_schema(), name
         assert schema(name) == schema_file(name)

@@ -122,7 +122,8 @@ def test_batches_are_whole_and_in_order():
 
 
 def test_batch_size_does_not_change_map_metrics(synth_ds):
-    """Batches are independent units: another batch size gives the same maps-only values (a split run's seam)."""
+    """Batches are independent units: another batch size gives the same maps-only values (a split run's
+    seam)."""
     a = evaluate("center", limit=3, batch_size=2, progress=False, figure=False)
     b = evaluate("center", limit=3, batch_size=3, progress=False, figure=False)
     assert [r["hr1"] for r in a.record["per_image"]] == [r["hr1"] for r in b.record["per_image"]]
@@ -274,7 +275,8 @@ def test_run_options_are_checked(synth_ds):
         evaluate("center", precision="fp16")
 
 
-# ------------------------------------------------------------------ PROTOCOL §7 through the runner (tiny setup)
+# ------------------------------------------------------------------ PROTOCOL §7 through the runner (tiny
+# setup)
 
 
 @pytest.fixture
@@ -303,7 +305,8 @@ def test_sanity_baselines_have_rho_one_and_fail_the_check(fakes_env, name):
 
 
 def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_env, tmp_path):
-    """The record's per-image §7 values are road_scores / spearman_maps / cross_image_rho on the saved maps."""
+    """The record's per-image §7 values are road_scores / spearman_maps / cross_image_rho on the saved
+    maps."""
     import torch
     from helpers import FAKE_DATASET
 
@@ -353,8 +356,8 @@ def test_road_and_rho_in_the_record_equal_the_functions_called_directly(fakes_en
 
 
 def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
-    """A map of the randomised model that is NaN or raises: counted per image with its reason, ρ NaN, the image
-    stays evaluated in §4."""
+    """A map of the randomised model that is NaN or raises: counted per image with its reason, ρ NaN, the
+    image stays evaluated in §4."""
     from helpers import FAKE_DATASET
 
     path = write_method(

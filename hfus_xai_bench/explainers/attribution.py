@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
+from ..constants import ARCHITECTURES
 from ..errors import HfusError
 from .baselines import image_seeds
 from .contract import ExplainContext, MapKind, check_batch, frozen_parameters
@@ -48,13 +49,14 @@ GS_BASELINE_STD = 0.001
 SALIENCY_ABS = True
 OCCLUSION_STRIDE = 9
 
-#: points (images) per forward on the CPU: LIBRARY_COSTS found 16 faster than 50 for IG on MobileNetV2
+#: points (images) per forward on the CPU (chosen by measurement: benchmarks/README.md)
 CPU_POINTS_GRAD = 16
 CPU_POINTS_FORWARD = 16
 
-#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32)
-_GRAD_BYTES_224 = {"mobilenet_v2": 60e6, "googlenet": 40e6, "resnet101": 120e6, "densenet201": 160e6}
-_DEFAULT_GRAD_BYTES_224 = 160e6
+#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32), per architecture
+#: (:data:`~hfus_xai_bench.constants.ARCHITECTURES`); another model is sized as the largest
+_GRAD_BYTES_224 = {a.name: a.grad_bytes_224 for a in ARCHITECTURES}
+_DEFAULT_GRAD_BYTES_224 = max(_GRAD_BYTES_224.values())
 _FORWARD_FRACTION = 0.25  # a no-grad forward keeps only a few live activations
 _MAX_POINTS = 1024
 
@@ -75,7 +77,8 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise HfusError(
-            "the model must return logits (B, num_classes) in eval mode; wrap it so forward returns one tensor"
+            "the model must return logits (B, num_classes) in eval mode; "
+            "wrap it so forward returns one tensor"
         )
     return out
 
@@ -172,7 +175,8 @@ class IntegratedGradients(CaptumLike):
 
 
 class GradientShap(CaptumLike):
-    """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc: seeds)."""
+    """captum ``GradientShap`` with one N(0, 0.001²) baseline image, stdevs 0.09, n_samples 5 (module doc:
+    seeds)."""
 
     METADATA = {
         "authors": "Lundberg and Lee",
@@ -260,7 +264,8 @@ class Saliency(CaptumLike):
         "hyperparameters": {"abs": SALIENCY_ABS},
         "citation": (
             "@article{simonyan2013saliency,\n"
-            "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps},\n"
+            "  title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and "
+            "Saliency Maps},\n"
             "  author = {Simonyan, Karen and Vedaldi, Andrea and Zisserman, Andrew},\n"
             "  journal = {arXiv:1312.6034},\n"
             "  year = {2013}\n"

@@ -50,8 +50,14 @@ SMOOTHGRAD_STDEVS = 1.0
 _RELU6 = (
     "MobileNetV2 uses nn.ReLU6, which captum does not treat as a ReLU (the map would be a plain gradient)"
 )
-_FUNCTIONAL = "GoogLeNet applies F.relu inside BasicConv2d, which captum cannot hook (the map would be a plain gradient)"
-_REUSED = "ResNet101 reuses one nn.ReLU module three times per Bottleneck; captum's DeepLift needs one call per module"
+_FUNCTIONAL = (
+    "GoogLeNet applies F.relu inside BasicConv2d, which captum cannot hook "
+    "(the map would be a plain gradient)"
+)
+_REUSED = (
+    "ResNet101 reuses one nn.ReLU module three times per Bottleneck; "
+    "captum's DeepLift needs one call per module"
+)
 
 
 def _captum_metadata(authors: str, url: str, hyperparameters: dict, citation: str, **extra) -> dict:
@@ -67,13 +73,16 @@ class ExpectedGradients(GradientShap):
         {
             "n_samples": EG_N_SAMPLES,
             "stdevs": EG_STDEVS,
-            "baselines": f"{TRAINING_SAMPLE_SIZE} training images of the fold, seeded sample (harness: context.training_sample)",
+            "baselines": f"{TRAINING_SAMPLE_SIZE} training images of the fold, seeded sample "
+            "(harness: context.training_sample)",
             "seeds": "per image: image_seeds(images, seed)",
             "source": "LATEC configs/explain_method/image.yaml (expectedgradients)",
         },
         "@article{erion2021expectedgradients,\n"
-        "  title = {Improving performance of deep learning models with axiomatic attribution priors and expected gradients},\n"
-        "  author = {Erion, Gabriel and Janizek, Joseph D. and Sturmfels, Pascal and Lundberg, Scott M. and Lee, Su-In},\n"
+        "  title = {Improving performance of deep learning models with axiomatic attribution priors and "
+        "expected gradients},\n"
+        "  author = {Erion, Gabriel and Janizek, Joseph D. and Sturmfels, Pascal and Lundberg, Scott M. and "
+        "Lee, Su-In},\n"
         "  journal = {Nature Machine Intelligence},\n"
         "  volume = {3},\n"
         "  pages = {620--631},\n"
@@ -88,8 +97,8 @@ class ExpectedGradients(GradientShap):
         sample = self.context.training_sample
         if sample is None or sample.ndim != 4 or sample.shape[1:] != images.shape[1:] or len(sample) == 0:
             raise HfusError(
-                "Expected Gradients needs context.training_sample, training images (K, 3, H, W) like the batch; "
-                "run it through the benchmark (hfus-bench evaluate), which samples them from the fold"
+                "Expected Gradients needs context.training_sample, training images (K, 3, H, W) like the "
+                "batch; run it through the benchmark (hfus-bench evaluate), which samples them from the fold"
             )
         return sample
 
@@ -110,7 +119,8 @@ class SmoothGrad(CaptumLike):
         },
         "@article{smilkov2017smoothgrad,\n"
         "  title = {SmoothGrad: removing noise by adding noise},\n"
-        "  author = {Smilkov, Daniel and Thorat, Nikhil and Kim, Been and Vi{\\'e}gas, Fernanda and Wattenberg, Martin},\n"
+        "  author = {Smilkov, Daniel and Thorat, Nikhil and Kim, Been and Vi{\\'e}gas, Fernanda and "
+        "Wattenberg, Martin},\n"
         "  journal = {arXiv:1706.03825},\n"
         "  year = {2017}\n"
         "}",
@@ -150,7 +160,8 @@ class InputXGradient(CaptumLike):
         "https://arxiv.org/abs/1605.01713",
         {"source": "captum defaults (LATEC: inputxgradient {})"},
         "@article{shrikumar2016inputxgradient,\n"
-        "  title = {Not Just a Black Box: Learning Important Features Through Propagating Activation Differences},\n"
+        "  title = {Not Just a Black Box: Learning Important Features Through Propagating Activation "
+        "Differences},\n"
         "  author = {Shrikumar, Avanti and Greenside, Peyton and Shcherbina, Anna and Kundaje, Anshul},\n"
         "  journal = {arXiv:1605.01713},\n"
         "  year = {2016}\n"
@@ -171,7 +182,8 @@ class InputXGradient(CaptumLike):
 
 
 class _CaptumCall(CaptumLike):
-    """A captum attribution called on chunks of the batch (one forward + backward per chunk, hooks removed)."""
+    """A captum attribution called on chunks of the batch (one forward + backward per chunk, hooks
+    removed)."""
 
     #: images per chunk = points_per_forward // this (DeepLift runs inputs and baselines together)
     points_per_image = 1
@@ -235,7 +247,8 @@ class GuidedBackprop(_CaptumCall):
         {"source": "captum defaults (LATEC: guidedbackprop {})"},
         "@inproceedings{springenberg2015guidedbackprop,\n"
         "  title = {Striving for Simplicity: The All Convolutional Net},\n"
-        "  author = {Springenberg, Jost Tobias and Dosovitskiy, Alexey and Brox, Thomas and Riedmiller, Martin},\n"
+        "  author = {Springenberg, Jost Tobias and Dosovitskiy, Alexey and Brox, Thomas and Riedmiller, "
+        "Martin},\n"
         "  booktitle = {ICLR (workshop track)},\n"
         "  year = {2015}\n"
         "}",

@@ -1,5 +1,6 @@
 """Sanity baselines every table shows (PROTOCOL §5): random, centre Gaussian, depth prior, Sobel edges; on
-evidence tracks (PROTOCOL §9) the model-blind ``input`` map and the reference rows ``oracle`` and ``oracle@grid``.
+evidence tracks (PROTOCOL §9) the model-blind ``input`` map and the reference rows ``oracle`` and
+``oracle@grid``.
 
 All are ``kind = "map"`` explainers that never call the model: they return a non-negative
 (B, H, W) map on ``context.device`` for images (B, 3, H, W) (H = W = 224 in the benchmark; any size
@@ -67,7 +68,8 @@ class _MapBaseline:
 
 
 class RandomMap(_MapBaseline):
-    """Uniform random map in [0, 1); image i uses ``torch.Generator().manual_seed(image_seeds(images, seed)[i])``.
+    """Uniform random map in [0, 1); image i uses ``torch.Generator().manual_seed(image_seeds(images,
+    seed)[i])``.
 
     The draw is ``torch.rand((H, W), generator=g)`` on the CPU (device independent), moved to the device.
     """
@@ -135,7 +137,8 @@ class DepthPrior(_MapBaseline):
         if prior is None:
             raise HfusError(
                 "the depth_prior baseline needs context.depth_prior (mean SLM of the training folds / 255); "
-                "run it through the benchmark runner, which computes it, or set ExplainContext(depth_prior=...)"
+                "run it through the benchmark runner, which computes it, or set "
+                "ExplainContext(depth_prior=...)"
             )
         prior = torch.as_tensor(prior, dtype=torch.float32)
         if prior.dim() == 3 and prior.shape[0] == 1:
@@ -157,7 +160,8 @@ class DepthPrior(_MapBaseline):
 
 
 class SobelEdges(_MapBaseline):
-    """Sobel gradient magnitude ``sqrt(gx² + gy²)`` of the grey level (BT.601 luma of RGB, or the single channel).
+    """Sobel gradient magnitude ``sqrt(gx² + gy²)`` of the grey level (BT.601 luma of RGB, or the single
+    channel).
 
     3×3 Sobel kernels ([1, 2, 1] smoothing ⊗ [-1, 0, 1] derivative), replicate padding (so the image
     border is not an edge), one batched ``conv2d`` on the device.
@@ -198,7 +202,8 @@ class SobelEdges(_MapBaseline):
 
 
 class InputIntensity(_MapBaseline):
-    """The image's own intensity as the map: the mean over the colour channels (model-blind, as in XAI-TRIS)."""
+    """The image's own intensity as the map: the mean over the colour channels (model-blind, as in
+    XAI-TRIS)."""
 
     METADATA = {
         "authors": "hfus-xai-bench developers (sanity baseline, PROTOCOL §9)",
@@ -237,13 +242,15 @@ class _Oracle(_MapBaseline):
         b, _, h, w = images.shape
         if tuple(e.shape) != (b, h, w):
             raise HfusError(
-                f"context.extra[{EVIDENCE_KEY!r}] has shape {tuple(e.shape)}, expected the batch's {(b, h, w)}"
+                f"context.extra[{EVIDENCE_KEY!r}] has shape {tuple(e.shape)}, "
+                f"expected the batch's {(b, h, w)}"
             )
         return (e != 0).to(torch.float32)
 
 
 class Oracle(_Oracle):
-    """The evidence mask E itself: 1 inside E, 0 elsewhere (m255 = 255 on E); all zero (empty_map) without E."""
+    """The evidence mask E itself: 1 inside E, 0 elsewhere (m255 = 255 on E); all zero (empty_map) without
+    E."""
 
     METADATA = {**_ORACLE_METADATA, "hyperparameters": {"map": "evidence mask E (1 inside, 0 outside)"}}
 
@@ -270,6 +277,7 @@ class OracleGrid(_Oracle):
         h, w = e.shape[-2:]
         if h % ORACLE_GRID_BLOCK or w % ORACLE_GRID_BLOCK:
             raise HfusError(
-                f"oracle@grid needs image sides divisible by {ORACLE_GRID_BLOCK}, got {h}×{w}; use 224×224 images"
+                f"oracle@grid needs image sides divisible by {ORACLE_GRID_BLOCK}, got {h}×{w}; "
+                "use 224×224 images"
             )
         return F.avg_pool2d(e[:, None], ORACLE_GRID_BLOCK)[:, 0]

@@ -103,7 +103,8 @@ def _hook(layer: nn.Module, fn: Callable) -> Iterator[None]:
 def _one(captured: list[torch.Tensor]) -> torch.Tensor:
     if len(captured) != 1:
         raise HfusError(
-            f"the CAM target layer ran {len(captured)} times in one forward; pin a layer that runs exactly once"
+            f"the CAM target layer ran {len(captured)} times in one forward; "
+            "pin a layer that runs exactly once"
         )
     out = captured[0]
     if not isinstance(out, torch.Tensor) or out.ndim != 4:
@@ -397,7 +398,8 @@ class GradCAM(GradientCAMBase):
         "citation": (
             "@inproceedings{selvaraju2017gradcam,\n"
             "  title = {Grad-CAM: Visual Explanations from Deep Networks via Gradient-Based Localization},\n"
-            "  author = {Selvaraju, Ramprasaath R. and Cogswell, Michael and Das, Abhishek and Vedantam, Ramakrishna and Parikh, Devi and Batra, Dhruv},\n"
+            "  author = {Selvaraju, Ramprasaath R. and Cogswell, Michael and Das, Abhishek and Vedantam, "
+            "Ramakrishna and Parikh, Devi and Batra, Dhruv},\n"
             "  booktitle = {ICCV},\n"
             "  year = {2017}\n"
             "}"
@@ -420,8 +422,10 @@ class GradCAMPlusPlus(GradientCAMBase):
         },
         "citation": (
             "@inproceedings{chattopadhay2018gradcampp,\n"
-            "  title = {Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional Networks},\n"
-            "  author = {Chattopadhay, Aditya and Sarkar, Anirban and Howlader, Prantik and Balasubramanian, Vineeth N.},\n"
+            "  title = {Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional "
+            "Networks},\n"
+            "  author = {Chattopadhay, Aditya and Sarkar, Anirban and Howlader, Prantik and Balasubramanian, "
+            "Vineeth N.},\n"
             "  booktitle = {WACV},\n"
             "  year = {2018}\n"
             "}"
@@ -444,7 +448,8 @@ class HiResCAM(GradientCAMBase):
         },
         "citation": (
             "@article{draelos2020hirescam,\n"
-            "  title = {Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks},\n"
+            "  title = {Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural "
+            "networks},\n"
             "  author = {Draelos, Rachel Lea and Carin, Lawrence},\n"
             "  journal = {arXiv:2011.08891},\n"
             "  year = {2020}\n"
@@ -495,7 +500,8 @@ class ScoreCAM(CAMBase):
         "citation": (
             "@inproceedings{wang2020scorecam,\n"
             "  title = {Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks},\n"
-            "  author = {Wang, Haofan and Wang, Zifan and Du, Mengnan and Yang, Fan and Zhang, Zijian and Ding, Sirui and Mardziel, Piotr and Hu, Xia},\n"
+            "  author = {Wang, Haofan and Wang, Zifan and Du, Mengnan and Yang, Fan and Zhang, Zijian and "
+            "Ding, Sirui and Mardziel, Piotr and Hu, Xia},\n"
             "  booktitle = {CVPR Workshops},\n"
             "  year = {2020}\n"
             "}"
@@ -526,7 +532,8 @@ class AblationCAM(CAMBase):
         },
         "citation": (
             "@inproceedings{desai2020ablationcam,\n"
-            "  title = {Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization},\n"
+            "  title = {Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free "
+            "Localization},\n"
             "  author = {Desai, Saurabh and Ramaswamy, Harish G.},\n"
             "  booktitle = {WACV},\n"
             "  year = {2020}\n"

@@ -1,4 +1,5 @@
-"""Ecosystem CAM baselines (PROTOCOL §5, v1.2): LayerCAM, XGrad-CAM, FullGrad, pytorch-grad-cam 1.5.7 semantics.
+"""Ecosystem CAM baselines (PROTOCOL §5, v1.2): LayerCAM, XGrad-CAM, FullGrad, pytorch-grad-cam 1.5.7
+semantics.
 
 Like ``cam.py``, each class returns the library's (B, H, W) maps for one target per image, with the
 library's post-processing, computed with batched torch ops:
@@ -9,7 +10,7 @@ library's post-processing, computed with batched torch ops:
   (a BatchNorm's bias is ``bias - running_mean · weight / sqrt(running_var + eps)``): map =
   min-max( Σ_rgb mm(|x · ∂s/∂x|) + Σ_layers Σ_channels resize(mm(|bias_c · ∂s/∂a_c|)) ), ``mm`` the
   library's per-(image, channel) min-max with its 1e-7. The library resizes every channel to the input
-  size with cv2 before summing (minutes per image on the larger archs); bilinear resizing is linear,
+  size with cv2 before summing (slow: thousands of channels on the larger archs); bilinear resizing is linear,
   so we sum the channels first and resize once per layer (same map up to float rounding). Gradients
   are taken with tensor hooks on the layer outputs, as the library does (so an in-place ReLU after a
   BatchNorm does not change them). FullGrad reads the biases and BatchNorm statistics by definition;
@@ -49,7 +50,8 @@ class LayerCAM(GradientCAMBase):
         "citation": (
             "@article{jiang2021layercam,\n"
             "  title = {LayerCAM: Exploring Hierarchical Class Activation Maps for Localization},\n"
-            "  author = {Jiang, Peng-Tao and Zhang, Chang-Bin and Hou, Qibin and Cheng, Ming-Ming and Wei, Yunchao},\n"
+            "  author = {Jiang, Peng-Tao and Zhang, Chang-Bin and Hou, Qibin and Cheng, Ming-Ming and Wei, "
+            "Yunchao},\n"
             "  journal = {IEEE Transactions on Image Processing},\n"
             "  volume = {30},\n"
             "  pages = {5875--5888},\n"
@@ -75,7 +77,8 @@ class XGradCAM(GradientCAMBase):
         "citation": (
             "@inproceedings{fu2020xgradcam,\n"
             "  title = {Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs},\n"
-            "  author = {Fu, Ruigang and Hu, Qingyong and Dong, Xiaohu and Guo, Yulan and Gao, Yinghui and Li, Biao},\n"
+            "  author = {Fu, Ruigang and Hu, Qingyong and Dong, Xiaohu and Guo, Yulan and Gao, Yinghui and "
+            "Li, Biao},\n"
             "  booktitle = {BMVC},\n"
             "  year = {2020}\n"
             "}"
@@ -85,7 +88,8 @@ class XGradCAM(GradientCAMBase):
 
 def fullgrad_layers(model: nn.Module) -> list[nn.Module]:
     """The library's FullGrad layers (``find_layer_predicate_recursive``): every ``Conv2d`` / ``BatchNorm2d``
-    (exact type) with a bias, depth first in registration order, a module listed once per place it is registered."""
+    (exact type) with a bias, depth first in registration order, a module listed once per place it is
+    registered."""
     found = []
     for child in model._modules.values():
         if child is None:

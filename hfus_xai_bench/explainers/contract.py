@@ -41,8 +41,8 @@ from ..errors import HfusError
 
 MapKind = Literal["map", "attribution"]
 
-#: Per-image failure reasons (PROTOCOL §3): an exception, a wrong shape, NaN/Inf, an all-zero map, an output that
-#: is not a real-valued tensor or array.
+#: Per-image failure reasons (PROTOCOL §3): an exception, a wrong shape, NaN/Inf, an all-zero map, an output
+#: that is not a real-valued tensor or array.
 FAIL_EXCEPTION, FAIL_SHAPE, FAIL_NONFINITE, FAIL_EMPTY = "exception", "wrong_shape", "non_finite", "empty_map"
 FAIL_TYPE = "wrong_type"
 
@@ -64,9 +64,9 @@ class ExplainContext:
     #: (K, 3, 224, 224) float in [0, 1] on ``device``: a seeded sample of the fold's training images, handed
     #: over by the harness (Expected Gradients' baselines, PROTOCOL §5); a method never loads the dataset
     training_sample: torch.Tensor | None = None
-    #: further inputs the harness hands to particular methods. ``extra["evidence"]``: the batch's evidence masks
-    #: (B, 224, 224) bool on ``device`` (PROTOCOL §9), set by the runner before every call of a method whose
-    #: METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,
+    #: further inputs the harness hands to particular methods. ``extra["evidence"]``: the batch's evidence
+    #: masks (B, 224, 224) bool on ``device`` (PROTOCOL §9), set by the runner before every call of a method
+    #: whose METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,
     #: ``oracle@grid``, METADATA ``"reference": "oracle"``) may; the loader refuses it in any other method
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -199,11 +199,20 @@ def run_method(
 def to_m255(
     outputs: Outputs, batch: int, kind: MapKind, sign: str, device: torch.device
 ) -> tuple[torch.Tensor, list[str | None]]:
-    """Raw method outputs → ``m255`` uint8 (B, 224, 224) on ``device`` and a failure reason per image (None = ok).
+    """Raw method outputs → ``m255`` uint8 (B, 224, 224) on ``device`` and a failure reason per image.
 
     PROTOCOL §3.1: attributions are reduced by ``normalize_attribution(sign)``, maps clipped at 0;
     maps of another size are upsampled bilinearly; NaN/Inf pixels count the image as ``non_finite``;
     an all-zero result is ``empty_map``.
+
+    Args:
+        outputs: what :func:`run_method` returned: one (raw, error) for the batch, or one per image.
+        batch: the number of images B.
+        kind: ``"map"`` or ``"attribution"`` (the method's METADATA).
+        sign: the attribution reduction of ``normalize_attribution``.
+
+    Returns:
+        The m255 maps (zeros where failed) and per image None (ok) or a ``FAIL_*`` reason.
     """
     from ..metrics import normalize_attribution, quantize
 

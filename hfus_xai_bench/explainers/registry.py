@@ -68,7 +68,9 @@ FAMILY_METADATA: dict[str, dict[str, Any]] = {
     "attribution": {"licence": _LICENCE, "tuning_split": "none (the study's settings, PROTOCOL §5)"},
     "ecosystem": {
         "licence": _LICENCE,
-        "tuning_split": "none (LATEC's configuration where it has one, else the library's defaults; PROTOCOL §5)",
+        "tuning_split": (
+            "none (LATEC's configuration where it has one, else the library's defaults; PROTOCOL §5)"
+        ),
     },
     "sanity": {"licence": _LICENCE, "tuning_split": "none"},
     "reference": {"licence": _LICENCE, "tuning_split": "none"},

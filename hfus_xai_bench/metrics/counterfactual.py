@@ -79,7 +79,8 @@ def counterfactual_cases(labels: Any, targets: Any) -> np.ndarray:
 
 
 def predict_lowest(logits: torch.Tensor) -> torch.Tensor:
-    """Argmax per row with ties going to the lowest class index (explicit, whatever the backend's argmax does)."""
+    """Argmax per row with ties going to the lowest class index (explicit, whatever the backend's argmax
+    does)."""
     idx = torch.arange(logits.shape[1], device=logits.device).expand_as(logits)
     top = logits == logits.amax(1, keepdim=True)
     return torch.where(top, idx, logits.shape[1]).amin(1)

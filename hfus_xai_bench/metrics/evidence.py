@@ -57,7 +57,8 @@ _CHUNK = 16  # maps per vectorised chunk
 
 
 def as_evidence(evidence: Any, shape: Sequence[int], device: torch.device) -> torch.Tensor:
-    """Evidence masks as a bool tensor of ``shape`` (N, H, W) on ``device``: uint8 0/255 (the dataset column) or bool."""
+    """Evidence masks as a bool tensor of ``shape`` (N, H, W) on ``device``: uint8 0/255 (the dataset column)
+    or bool."""
     e = as_tensor(evidence, "evidence")
     if tuple(e.shape) != tuple(shape):
         raise HfusError(f"evidence: shape {tuple(e.shape)} does not match the maps {tuple(shape)}")
@@ -207,7 +208,8 @@ def _copies(inputs: ScoringInputs) -> tuple[Any, Any] | None:
 
 
 def shared_evidence_counts(inputs: ScoringInputs) -> np.ndarray:
-    """:func:`evidence_counts` of the inputs' maps and ``extras["evidence"]``, computed once per inputs object."""
+    """:func:`evidence_counts` of the inputs' maps and ``extras["evidence"]``, computed once per inputs
+    object."""
     return inputs.shared("evidence_counts", lambda: evidence_counts(inputs.m255, inputs.extras["evidence"]))
 
 
@@ -244,7 +246,8 @@ def score_evidence(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np
 
 
 def score_class_sensitivity(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np.ndarray]:
-    """``class_sensitivity@1``: ``cs_rho``, ``cs_pair`` (status code) and ``cs_runner_up`` (class r), each (N,)."""
+    """``class_sensitivity@1``: ``cs_rho``, ``cs_pair`` (status code) and ``cs_runner_up`` (class r), each
+    (N,)."""
     inputs.require("class_sensitivity@1", "m255_runner_up", "runner_up_ok", "runner_up")
     rho, pair = class_sensitivity(inputs.m255, inputs.extras["m255_runner_up"], inputs.extras["runner_up_ok"])
     runner_up = np.asarray(
@@ -272,7 +275,8 @@ def evidence_count_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[s
 
 
 def pair_count_table(per_fold: Sequence[Mapping[str, np.ndarray]]) -> dict[str, int]:
-    """``class_sensitivity@1/counts`` per arch: scored, degenerate and failed pairs (images with a trained map)."""
+    """``class_sensitivity@1/counts`` per arch: scored, degenerate and failed pairs (images with a trained
+    map)."""
     pair = np.concatenate([np.asarray(v["cs_pair"], np.float64) for v in per_fold])
     return {
         "n_scored": _count(pair, PAIR_SCORED),

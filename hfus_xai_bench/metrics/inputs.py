@@ -1,4 +1,5 @@
-"""What a metric function receives: :class:`ScoringInputs` (per-image data of one (arch, fold)) and :class:`ScoringConfig`.
+"""What a metric function receives: :class:`ScoringInputs` (per-image data of one (arch, fold)) and
+:class:`ScoringConfig`.
 
 A metric function (``Metric.function`` in :mod:`.registry`) is ``f(inputs, config) -> {value name: array}``
 and sees only the images that are scored (the evaluated ones: the scoring core selects them first), so
@@ -6,7 +7,7 @@ every per-image array in ``inputs`` has the same first axis N.
 
 ``extras`` holds metric-specific inputs. Per-image arrays (numpy or torch, first axis = image) are
 selected together with the images; anything else (a second model, a table) is passed as is. The
-runner fills it from the fold (``FoldJob.extras``) and from the batches (``BatchOutput.extras``,
+runner fills it from the dataset (``evidence``, ``twins``) and from the batches (``BatchOutput.extras``,
 concatenated): e.g. ``extras["m255_randomised"]`` (N, K, 224, 224) uint8 and ``extras["randomised_ok"]``
 (N, K) bool for model-randomisation over K copies (``randomisation@2``).
 
@@ -54,7 +55,8 @@ class ScoringConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ScoringConfig:
-        """From ``record["options"]`` (or :meth:`RunConfig.to_options`): the confidence unit, the seed and K."""
+        """From ``record["options"]`` (or :meth:`RunConfig.to_options`): the confidence unit, the seed and
+        K."""
         return cls(
             confidence=str(options.get("confidence", "logit")),
             seed=int(options.get("seed", 0)),
@@ -77,8 +79,9 @@ class ScoringInputs:
     ``m255``: (N, 224, 224) uint8 maps after the canonical post-processing; ``slms``: (N, 224, 224)
     uint8 skin layer maps; ``image_ids`` (N); ``labels``, ``targets``: (N,) int64; ``ok``: (N,) bool,
     the images to score (None: all); ``empty``: (N,) bool, the images whose map was produced but is all
-    zero (failure ``empty_map``; None: none), scored too by the metrics with ``Metric.empty_maps``. Model-based metrics also need ``model`` (eval mode, on its
-    device) and ``images`` (N, 3, 224, 224) float in [0, 1] (numpy or torch, any device).
+    zero (failure ``empty_map``; None: none), scored too by the metrics with ``Metric.empty_maps``.
+    Model-based metrics also need ``model`` (eval mode, on its device) and ``images`` (N, 3, 224, 224) float
+    in [0, 1] (numpy or torch, any device).
     """
 
     m255: np.ndarray
@@ -139,7 +142,8 @@ class ScoringInputs:
         return replace(self, **changes)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per inputs object: lets several metrics share one intermediate (e.g. a histogram)."""
+        """``compute()`` once per inputs object: lets several metrics share one intermediate (e.g. a
+        histogram)."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]

@@ -120,7 +120,8 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def threshold_starts(thresholds: Sequence[float]) -> np.ndarray:
-    """For each t, the smallest m255 value v with (v / 255) > t / 100, i.e. 100·v > 255·t (exact for integer t)."""
+    """For each t, the smallest m255 value v with (v / 255) > t / 100, i.e. 100·v > 255·t (exact for integer
+    t)."""
     ts = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if ts.size == 0 or not np.isfinite(ts).all() or (ts < 0).any() or (ts > 100).any():
         raise HfusError(
@@ -178,7 +179,8 @@ def slm_coverage(maps: Any, slms: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mask_iou(maps: Any, slms: Any, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
-    """IoU of threshold masks with each SLM level: float64 (N, T, 5), levels (255, 128, 64, 32, 0) (PROTOCOL §4).
+    """IoU of threshold masks with each SLM level: float64 (N, T, 5), levels (255, 128, 64, 32, 0) (PROTOCOL
+    §4).
 
     "For t in {50, 55, …, 95}: mask M_t = (m255/255) > t/100; IoU(M_t, SLM == L) for each level L in
     {255, 128, 64, 32, 0}. An empty union gives NaN for that image." The strict ``>`` is evaluated

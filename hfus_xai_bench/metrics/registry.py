@@ -33,7 +33,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..constants import RANDOMISATION_COPIES, SLM_LEVELS, THRESHOLDS
+from ..constants import (
+    IMAGE_SIZE,
+    RANDOMISATION_COPIES,
+    RANDOMISATION_PASS_BELOW,
+    ROAD_FRACTIONS,
+    SLM_LEVELS,
+    THRESHOLDS,
+)
 from ..errors import HfusError
 
 Direction = Literal["higher", "lower", "none"]
@@ -45,6 +52,11 @@ Category = Literal["localisation", "faithfulness", "sanity", "model"]
 ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
 #: The headline output: tables are sorted and ranked by it.
 HEADLINE = "hit_rate@1"
+
+# protocol numbers as the definitions below print them (read from constants, never re-typed)
+_LEVELS = ", ".join(str(v) for v in SLM_LEVELS)
+_FRACTIONS = ", ".join(f"{p:g}" for p in ROAD_FRACTIONS)
+_RHO_BELOW = f"{RANDOMISATION_PASS_BELOW:g}"
 
 
 def resolve(ref: str | Callable) -> Callable:
@@ -130,8 +142,8 @@ class Metric:
     #: "image": per-image values independent of the other images scored with it; "fold": needs the whole
     #: (arch, fold) at once (scored after the gather; maps-only metrics only)
     scope: Scope = "image"
-    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False there),
-    #: e.g. ``randomisation@2`` counts their pairs as degenerate
+    #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False
+    #: there), e.g. ``randomisation@2`` counts their pairs as degenerate
     empty_maps: bool = False
     #: the id of the metric that replaces this one: kept so old records validate, render and verify, never
     #: scored for new records (``metrics()`` leaves it out)
@@ -297,12 +309,14 @@ _BUILTIN: tuple[Metric, ...] = (
                 "",
                 f"{_LOC}:iou_table",
                 _iou_table_schema(),
-                "mean IoU per threshold (50, 55, …, 95 %) × SLM level (255, 128, 64, 32, 0); NaNs counted",
+                f"mean IoU per threshold ({THRESHOLDS[0]}, {THRESHOLDS[1]}, …, {THRESHOLDS[-1]} %) "
+                f"× SLM level ({_LEVELS}); NaNs counted",
             ),
         ),
         description=(
-            "Mask IoU. For t in {50, 55, ..., 95}: mask M_t = (m255/255) > t/100 (strict); "
-            "IoU(M_t, SLM == L) for each level L in {255, 128, 64, 32, 0}. An empty union gives NaN "
+            f"Mask IoU. For t in {{{THRESHOLDS[0]}, {THRESHOLDS[1]}, ..., {THRESHOLDS[-1]}}}: mask M_t = "
+            f"(m255/255) > t/100 (strict); IoU(M_t, SLM == L) for each level L in {{{_LEVELS}}}. An empty "
+            "union gives NaN "
             "for that image, excluded from the mean and counted. IoU with level 255 is higher-better, "
             "with level 0 lower-better; the other levels are descriptive."
         ),
@@ -405,20 +419,20 @@ _BUILTIN: tuple[Metric, ...] = (
                 "pass",
                 f"{_RAND}:pass_table",
                 _pass_table_schema(),
-                "pass = the upper bound of the 95 % CI of mean ρ is below 0.5 (mean and bound as in "
-                "randomisation@1/rho)",
+                f"pass = the upper bound of the 95 % CI of mean ρ is below {_RHO_BELOW} "
+                "(mean and bound as in randomisation@1/rho)",
             ),
         ),
         description=(
-            "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). The "
-            "randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
-            "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the method "
-            "is built for it and explains the same images with the same targets. Per image rho = Spearman rank "
-            "correlation (average ranks for ties) of the two m255 maps over all pixels (exactly one constant: "
-            "0; both: 1); the randomised model's failures are counted separately and give NaN. cross_image = "
-            "rho between the trained model's maps of image i and of image pi(i), pi a seeded derangement "
-            "(seed 0) of the evaluated images of the (arch, fold): a fold-scope value. pass: the upper bound "
-            "of the 95 % CI of mean rho is below 0.5."
+            "Model-parameter randomisation (Adebayo et al. 2018; reference value as in Arun et al. 2021). "
+            "The randomised model is a copy of the evaluated model with every Conv2d / Linear re-initialised "
+            "(torch's default, seeded by the run seed) and every BatchNorm set to weight 1, bias 0; the "
+            "method is built for it and explains the same images with the same targets. Per image rho = "
+            "Spearman rank correlation (average ranks for ties) of the two m255 maps over all pixels "
+            "(exactly one constant: 0; both: 1); the randomised model's failures are counted separately and "
+            "give NaN. cross_image = rho between the trained model's maps of image i and of image pi(i), pi "
+            "a seeded derangement (seed 0) of the evaluated images of the (arch, fold): a fold-scope value. "
+            f"pass: the upper bound of the 95 % CI of mean rho is below {_RHO_BELOW}."
         ),
     ),
     Metric(
@@ -431,12 +445,14 @@ _BUILTIN: tuple[Metric, ...] = (
             Value("road_s0", definition="softmax probability of the target class on the clean image"),
             Value(
                 "road_morf_p",
-                (5,),
+                (len(ROAD_FRACTIONS),),
                 "s_MoRF(p): probability after removing (imputing) the top p of the map's "
-                "pixels, p = 0.1, 0.3, 0.5, 0.7, 0.9",
+                f"pixels, p = {_FRACTIONS}",
             ),
             Value(
-                "road_lerf_p", (5,), "s_LeRF(p): probability after removing the bottom p of the map's pixels"
+                "road_lerf_p",
+                (len(ROAD_FRACTIONS),),
+                "s_LeRF(p): probability after removing the bottom p of the map's pixels",
             ),
         ),
         outputs=(
@@ -470,13 +486,13 @@ _BUILTIN: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "RemOve And Debias (Rong et al. 2022). For p in {0.1, 0.3, 0.5, 0.7, 0.9}, k = round(p * 224^2) pixels "
-            "ordered by m255 descending, ties broken by a permutation seeded per image (run seed, image id); "
-            "MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear imputation "
-            "(8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, then N(0, 0.01^2) "
-            "noise seeded per image and fraction, clipped to [0, 1]). s = softmax probability of the target "
-            "class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = mean_p (s_LeRF(p) - s0) (higher), "
-            "combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
+            f"RemOve And Debias (Rong et al. 2022). For p in {{{_FRACTIONS}}}, k = round(p * {IMAGE_SIZE}^2) "
+            "pixels ordered by m255 descending, ties broken by a permutation seeded per image (run seed, "
+            "image id); MoRF removes the first k, LeRF the last k. Removed pixels are filled by noisy linear "
+            "imputation (8-neighbour weights 1/6 direct, 1/12 diagonal, solved to relative residual 1e-5, "
+            "then N(0, 0.01^2) noise seeded per image and fraction, clipped to [0, 1]). s = softmax "
+            "probability of the target class. morf = mean_p (s_MoRF(p) - s0) (lower is better), lerf = "
+            "mean_p (s_LeRF(p) - s0) (higher), combined = (lerf - morf) / 2 in -0.5..0.5 (higher is better)."
         ),
     ),
 )
@@ -486,7 +502,8 @@ METRICS: dict[str, Metric] = {}
 
 
 def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
-    """Raise HfusError if ``metric`` is malformed or collides with ``others`` (ids, record keys, value names)."""
+    """Raise HfusError if ``metric`` is malformed or collides with ``others`` (ids, record keys, value
+    names)."""
     name, _, version = metric.id.partition("@")
     if not name or not version.isdigit():
         raise HfusError(f"metric id {metric.id!r} must be name@version, e.g. hit_rate@2")
@@ -566,11 +583,6 @@ def output(key: str) -> tuple[Metric, Output]:
         if m.key(o) == key:
             return m, o
     raise HfusError(f"unknown score {key!r}; known: {', '.join(m.key(o) for m, o in outputs())}")
-
-
-def value_owner() -> dict[str, Metric]:
-    """Per-image value name -> the metric that produces it."""
-    return {v.name: m for m in METRICS.values() for v in m.values}
 
 
 def metrics_schema() -> dict[str, Any]:

@@ -70,7 +70,8 @@ SECTION9: tuple[Metric, ...] = (
                 "hit_gain",
                 "higher",
                 (-1.0, 1.0),
-                "hit of the trained model's map − mean hit of the randomised copies' maps (model-blind maps: 0)",
+                "hit of the trained model's map − mean hit of the randomised copies' maps "
+                "(model-blind maps: 0)",
                 "ev_hit_gain",
                 label="Δev hit rand.",
             ),
@@ -102,13 +103,14 @@ SECTION9: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "Evidence localisation (PROTOCOL §9). E = the image's class-evidence mask (dataset column evidence, "
-            "224x224, 0/255); images with an empty E (CG) are not applicable (NaN, never 0). P = the peak set of "
-            "hit_rate@1 (every pixel with m255 == 255, each weighing 1/|P|). hit = |P ∩ E| / |P|; mass = "
-            "sum of m255 over E / sum of m255 (relevance mass accuracy). An all-zero map has neither "
-            "(empty_map, counted). Model dependence: hit and mass are also scored on every randomised copy's "
-            "maps (§7.1.1, no extra passes); hit_gain / mass_gain = mean over the copies whose map has a value "
-            "(not failed, not all zero) of (trained value - copy value), NaN without such a copy (counted)."
+            "Evidence localisation (PROTOCOL §9). E = the image's class-evidence mask (dataset column "
+            "evidence, 224x224, 0/255); images with an empty E (CG) are not applicable (NaN, never 0). P = "
+            "the peak set of hit_rate@1 (every pixel with m255 == 255, each weighing 1/|P|). hit = |P ∩ E| / "
+            "|P|; mass = sum of m255 over E / sum of m255 (relevance mass accuracy). An all-zero map has "
+            "neither (empty_map, counted). Model dependence: hit and mass are also scored on every "
+            "randomised copy's maps (§7.1.1, no extra passes); hit_gain / mass_gain = mean over the copies "
+            "whose map has a value (not failed, not all zero) of (trained value - copy value), NaN without "
+            "such a copy (counted)."
         ),
     ),
     Metric(
@@ -148,12 +150,12 @@ SECTION9: tuple[Metric, ...] = (
             ),
         ),
         description=(
-            "Class sensitivity (PROTOCOL §9). r = the class with the highest trained-model logit other than the "
-            "target (lowest index on ties); the method explains each image once more for r, from the same random "
-            "state (§3). rho = Spearman rank correlation (average ranks) between the m255 maps for the target "
-            "and for r over all pixels. A pair is failed when the runner-up map failed (exception, shape, NaN), "
-            "else degenerate when either map is constant; neither gets a rho (counted apart). Lower is better; "
-            "a diagnostic, shown and never ranked."
+            "Class sensitivity (PROTOCOL §9). r = the class with the highest trained-model logit other than "
+            "the target (lowest index on ties); the method explains each image once more for r, from the "
+            "same random state (§3). rho = Spearman rank correlation (average ranks) between the m255 maps "
+            "for the target and for r over all pixels. A pair is failed when the runner-up map failed "
+            "(exception, shape, NaN), else degenerate when either map is constant; neither gets a rho "
+            "(counted apart). Lower is better; a diagnostic, shown and never ranked."
         ),
     ),
     Metric(
@@ -212,17 +214,17 @@ SECTION9: tuple[Metric, ...] = (
                 "counts",
                 f"{_CF}:case_count_table",
                 count_table_schema("n_applicable", "n_label_cg", "n_target_cg", "n_flip"),
-                "applicable images, CG-labelled images (not applicable), images with target CG (counted apart) "
-                "and applicable images with flip 1",
+                "applicable images, CG-labelled images (not applicable), images with target CG (counted "
+                "apart) and applicable images with flip 1",
             ),
         ),
         description=(
-            "Counterfactual effect (PROTOCOL §9; measures the model, not the method). For images whose label and "
-            "target class c are not CG: effect = p_c(image) - p_c(twin), softmax probabilities, the twin being "
-            "the same image rendered without its class evidence; flip = the prediction on the image is not CG "
-            "and on the twin is CG (argmax, lowest index on ties). CG-labelled images are not applicable; images "
-            "with target CG are counted apart. Unavailable (not scored, never 0) on data without twins. "
-            "flip_hit / flip_mass = evidence@1 hit / mass on the images with flip 1."
+            "Counterfactual effect (PROTOCOL §9; measures the model, not the method). For images whose label "
+            "and target class c are not CG: effect = p_c(image) - p_c(twin), softmax probabilities, the twin "
+            "being the same image rendered without its class evidence; flip = the prediction on the image is "
+            "not CG and on the twin is CG (argmax, lowest index on ties). CG-labelled images are not "
+            "applicable; images with target CG are counted apart. Unavailable (not scored, never 0) on data "
+            "without twins. flip_hit / flip_mass = evidence@1 hit / mass on the images with flip 1."
         ),
     ),
 )

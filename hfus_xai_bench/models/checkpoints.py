@@ -6,8 +6,8 @@ In the style of torchvision's ``Weights`` enums, :data:`REGISTRY` holds only che
 
 - the shipped ones: every card in the package folder ``hfus_xai_bench/checkpoints/`` (registering a
   checkpoint = dropping its ``.safetensors`` + ``.json`` there);
-- Hub entries: cards whose ``hub`` field names a Hugging Face repo id + pinned revision (listed in
-  :data:`HUB_CARDS` or shipped as a card without the weights file).
+- Hub entries: cards shipped in that folder without their weights file, whose ``hub`` field names a
+  Hugging Face repo id + pinned revision.
 
 Checkpoints written by ``hfus-bench train`` live in the user cache (``cache_dir()/checkpoints``) and are
 listed by :func:`list_checkpoints` next to the registry.
@@ -46,11 +46,9 @@ CARD_SCHEMA = "hfus-bench-checkpoint/1"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
-#: Cards of checkpoints that live only on the Hugging Face Hub (dicts in the card format, with ``hub``).
-HUB_CARDS: tuple[dict[str, Any], ...] = ()
-
 #: The card that marks a dataset folder as an audit build of the synthetic track (PROTOCOL §3; written by
-#: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See :func:`checkpoint_source`.
+#: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See
+#: :func:`checkpoint_source`.
 AUDIT_BUILD_CARD = "hfus-audit-build.json"
 AUDIT_BUILD_FORMAT = "hfus-xai-bench/audit-build@1"
 
@@ -162,10 +160,7 @@ def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
         return []
     entries = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise HfusError(f"unreadable checkpoint card {path}: {err}; delete or fix it") from err
+        card = load_json(path, "checkpoint card")
         if isinstance(card, dict) and card.get("schema") == CARD_SCHEMA:
             entries.append(Checkpoint.from_card(card, origin, path.parent))
     return entries
@@ -173,9 +168,6 @@ def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
 
 def _build_registry() -> dict[str, Checkpoint]:
     registry: dict[str, Checkpoint] = {}
-    for card in HUB_CARDS:
-        entry = Checkpoint.from_card(card, "hub")
-        registry[entry.name] = entry
     for entry in read_cards(PACKAGE_DIR, "package"):
         # a shipped card without its weights file is a Hub entry (if it names a repo) or not registered
         if (PACKAGE_DIR / entry.filename).is_file() or entry.hub_repo_id:
@@ -188,7 +180,8 @@ REGISTRY: dict[str, Checkpoint] = _build_registry()
 
 
 def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
-    """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user cache."""
+    """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user
+    cache."""
     entries = list(REGISTRY.values())
     if include_cache:
         names = {e.name for e in entries}
@@ -241,7 +234,8 @@ def resolve_file(entry: Checkpoint) -> Path:
         return _hub_download(entry)
     raise HfusError(
         f"weights file {entry.filename} of checkpoint {entry.name} not found (looked in {entry.card_dir}, "
-        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with `{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
+        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with "
+        f"`{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
     )
 
 
@@ -285,8 +279,8 @@ def checkpoint_source(dataset: str) -> tuple[str, str | None]:
 
 
 def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
-    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows the
-    default track's, :func:`checkpoint_source`)."""
+    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows
+    the default track's, :func:`checkpoint_source`)."""
     name = get_arch(arch).name
     source, revision = checkpoint_source(dataset)
     for entry in list_checkpoints(include_cache=True):
@@ -428,7 +422,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: dict[str, Any]) ->
     # the bytes (and the sha256) of identical weights differ between runs
     save_file(state, str(path), metadata={"format": "pt"})
     digest = sha256_file(path)
-    transform_input = getattr(model, "transform_input", None) if arch == "googlenet" else None
+    transform_input = getattr(model, "transform_input", None)  # GoogLeNet's input transform (models.zoo)
     full = {
         "schema": CARD_SCHEMA,
         "name": path.stem,

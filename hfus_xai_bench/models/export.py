@@ -1,7 +1,7 @@
 """Export checkpoints as a Hugging Face model-repo folder, ready for ``hf upload`` (PROTOCOL §2).
 
 ResNet101 and DenseNet201 are too large for the package; they are published on the Hub and registered
-as Hub entries (a card with ``hub = {"repo_id", "revision"}`` in ``checkpoints.HUB_CARDS``) only once a
+as Hub entries (a shipped card with ``hub = {"repo_id", "revision"}`` and no weights file) only once a
 real revision exists. The folder holds each ``<name>.safetensors`` (sha256 verified while copying), its
 ``<name>.json`` card unchanged, and a ``README.md`` model card with YAML metadata and one table row per
 checkpoint (arch, fold, dataset revision + content hash, test metrics, sha256).
@@ -62,7 +62,8 @@ def model_index(entries: Sequence[Checkpoint]) -> list[dict]:
 
 
 def eval_results_files(entries: Sequence[Checkpoint]) -> dict[str, str]:
-    """``.eval_results/<name>.yaml`` texts (the Hub's newer format): test accuracy in %, Hub dataset ids only."""
+    """``.eval_results/<name>.yaml`` texts (the Hub's newer format): test accuracy in %, Hub dataset ids
+    only."""
     files = {}
     for e in entries:
         if "/" not in e.dataset or e.accuracy is None:
@@ -89,8 +90,9 @@ def model_card(entries: Sequence[Checkpoint]) -> str:
         test = e.test_metrics
         rows.append(
             f"| `{e.name}.safetensors` | {e.arch} | {e.fold} | {e.dataset}@{e.dataset_revision} "
-            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | {_pct(test.get('f1'))} | "
-            f"{e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | {e.dtype} | `{e.sha256[:16]}` |"
+            f"(`{str(data.get('sha256', ''))[:16]}`) | {_pct(test.get('accuracy'))} | "
+            f"{_pct(test.get('f1'))} | {e.meta.get('init', '-')} / {e.meta.get('epochs', '-')} ep | "
+            f"{e.dtype} | `{e.sha256[:16]}` |"
         )
     front = "\n".join(
         [
@@ -133,9 +135,9 @@ The YAML header states each checkpoint's test-fold accuracy and weighted precisi
 ## Use
 
 `hfus-bench` loads these files through `huggingface_hub.hf_hub_download` at a pinned revision once
-they are registered as Hub entries (`hfus_xai_bench.models.checkpoints.HUB_CARDS`: the card plus
-`"hub": {{"repo_id": "<owner>/<repo>", "revision": "<commit sha>"}}`). Until then, put a file and its
-card into `~/.cache/hfus-xai-bench/checkpoints/`, where `hfus-bench` finds it.
+they are registered as Hub entries (the card, without the weights file, in the package's `checkpoints/`
+folder, plus `"hub": {{"repo_id": "<owner>/<repo>", "revision": "<commit sha>"}}`). Until then, put a
+file and its card into `~/.cache/hfus-xai-bench/checkpoints/`, where `hfus-bench` finds it.
 
 The numbers a model gives on the synthetic track `hfus-synth` are only comparable on the golden data:
 `hfus-bench data info` prints the content hash of the local copy and whether it matches.
@@ -167,7 +169,8 @@ def export_checkpoints(entries: Sequence[Checkpoint], out: str | Path) -> Path:
             shutil.copyfile(card_file, out / f"{e.name}.json")  # the card unchanged
         else:
             raise HfusError(
-                f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with `hfus-bench train`"
+                f"checkpoint {e.name} has no card file next to it ({e.card_dir}); re-create it with "
+                "`hfus-bench train`"
             )
     (out / "README.md").write_text(model_card(entries))
     results = eval_results_files(entries)

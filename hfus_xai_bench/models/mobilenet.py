@@ -1,8 +1,8 @@
 """MobileNetV2 as torchvision 0.29 builds it, without importing torchvision (PROTOCOL §2).
 
-``import torchvision`` imports every model, ``torchvision.ops`` and through it ``torch._dynamo`` (≈ 1.5–2.5 s
-and > 150 MB per process, measured on 2 CPU cores): a start-up cost every torchrun rank and shard would pay
-for the default architecture. This module is a copy of ``torchvision.models.mobilenetv2.MobileNetV2``
+``import torchvision`` imports every model, ``torchvision.ops`` and through it ``torch._dynamo``: a
+start-up cost in time and memory (benchmarks/README.md) every torchrun rank and shard would pay for the
+default architecture. This module is a copy of ``torchvision.models.mobilenetv2.MobileNetV2``
 (and the ``Conv2dNormActivation`` blocks it is made of) with the same modules in the same registration
 order, the same forward and the same weight initialisation, so that
 

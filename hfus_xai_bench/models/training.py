@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from torch import nn
 from ..constants import NUM_CLASSES, SYNTH_DATASET
 from ..data.folds import split_folds
 from ..errors import HfusError
+from ..jsonio import load_json
 from ..metrics.classification import classification_report
 from ..runtime import environment, resolve_device
+from ..seeding import seed_global
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
@@ -43,13 +45,6 @@ AUGMENTATION = (
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def augment_batch(
@@ -133,9 +128,7 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
     dtype = "float32"
     transform_input = None
     if card.is_file():
-        import json
-
-        meta = json.loads(card.read_text())
+        meta = load_json(card, "checkpoint card")
         dtype = meta.get("dtype", "float32")
         transform_input = meta.get("transform_input")
     model = build_model(arch, imagenet=False, transform_input=transform_input)
@@ -150,6 +143,7 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
     return model, f"path:{path.name}@sha256:{sha256_file(path)}"
 
 
+# train_model and train are ~85 lines, ~40 of them the recipe's keyword arguments and the docstring
 def train_model(
     arch: str,
     train_images: ArrayLike,
@@ -170,40 +164,35 @@ def train_model(
     progress: bool = True,
     eval_batch_size: int = 64,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``arch`` with the study recipe on tensors; return the best-validation model (eval mode, on
-    ``device``) and a history dict (``epochs``: per-epoch records, ``best_epoch``, ``init``, ...).
+    """Train ``arch`` with the study recipe on tensors. Seeded: the same inputs, seed and device give
+    identical weights.
 
-    Images: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1]; labels int (N,). Seeded: the same
-    inputs, seed and device give identical weights.
+    Args:
+        train_images, val_images: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1]; labels int (N,).
+        init: ``imagenet``, ``scratch`` or a safetensors path (:func:`init_model`).
+        lr, momentum, step_size, gamma, batch_size: the recipe (SGD, StepLR; defaults: the study's);
+            ``augment``: the train augmentation (:func:`augment_batch`).
+
+    Returns:
+        The best-validation model (eval mode, on ``device``) and a history dict (``epochs``: per-epoch
+        records, ``best_epoch``, ``best_val_acc``, ``best_val_loss``, ``init``, ``device``,
+        ``seconds_per_epoch``).
     """
     from tqdm.auto import tqdm
 
     if epochs < 1 or batch_size < 1:
         raise HfusError("--epochs and --batch-size must be >= 1")
     dev = resolve_device(device)
-    x_train, x_val = _as_tensor(train_images, dev), _as_tensor(val_images, dev)
-    y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64).to(dev)
-    y_val = torch.as_tensor(np.asarray(val_labels), dtype=torch.int64).to(dev)
-    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
-        raise HfusError("images and labels differ in length")
-    if len(x_train) == 0 or len(x_val) == 0:
-        raise HfusError("empty training or validation split; check the dataset's fold column")
-
-    previous_det = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    try:
-        seed_everything(seed)
+    x_train, y_train = _split_tensors(train_images, train_labels, dev)
+    x_val, y_val = _split_tensors(val_images, val_labels, dev)
+    with _deterministic(dev):
+        seed_global(seed)
         model, init_desc = init_model(arch, init)
         model = model.to(dev, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-        criterion = nn.CrossEntropyLoss()
+        step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment)
         shuffle_gen = torch.Generator().manual_seed(seed)
-        aug_gen = torch.Generator().manual_seed(seed + 1)
         steps = math.ceil(len(x_train) / batch_size)
         records: list[dict[str, Any]] = []
         best = (-1.0, math.inf)
@@ -215,53 +204,22 @@ def train_model(
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            order = torch.randperm(len(x_train), generator=shuffle_gen).to(dev)
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), device=dev, dtype=torch.int64)
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                xb, yb = _batch_input(x_train, idx), y_train[idx]
-                if augment:
-                    xb = augment_batch(xb, aug_gen).contiguous(memory_format=torch.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = criterion(logits, yb)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                bar.update(1)
-            lr_used = optimizer.param_groups[0]["lr"]
+            rec: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            rec["train_loss"], rec["train_acc"] = _epoch(step, x_train, y_train, batch_size, shuffle_gen, bar)
             scheduler.step()
-            val_logits = predict_logits(model, x_val, dev, eval_batch_size)
-            y_val_cpu = y_val.cpu()
-            val_loss = float(F.cross_entropy(val_logits, y_val_cpu))
-            val_acc = float((val_logits.argmax(1) == y_val_cpu).double().mean())
-            rec = {
-                "epoch": epoch,
-                "lr": lr_used,
-                "train_loss": float(loss_sum) / len(x_train),
-                "train_acc": float(correct) / len(x_train),
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "seconds": time.perf_counter() - t0,
-            }
+            rec["val_loss"], rec["val_acc"] = _validate(model, x_val, y_val, dev, eval_batch_size)
+            rec["seconds"] = time.perf_counter() - t0
             records.append(rec)
+            val_acc, val_loss = rec["val_acc"], rec["val_loss"]
             improved = val_acc > best[0] or (val_acc == best[0] and val_loss < best[1])
             if improved:
                 best, best_epoch = (val_acc, val_loss), epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if progress:
-                bar.write(
-                    f"epoch {epoch:3d}/{epochs} lr {lr_used:.0e} train loss {rec['train_loss']:.4f} "
-                    f"acc {rec['train_acc']:.4f} | val loss {val_loss:.4f} acc {val_acc:.4f}"
-                    f"{' *' if improved else ''} ({rec['seconds']:.1f} s)"
-                )
+                bar.write(_epoch_line(rec, epochs, improved))
         bar.close()
         model.load_state_dict(best_state)
         model = model.to(memory_format=torch.contiguous_format).eval()
-    finally:
-        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
     history = {
         "epochs": records,
         "best_epoch": best_epoch,
@@ -272,6 +230,101 @@ def train_model(
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in records])),
     }
     return model, history
+
+
+def _split_tensors(
+    images: ArrayLike, labels: ArrayLike, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's images and int64 labels on ``dev``, checked: equal lengths, not empty."""
+    x = _as_tensor(images, dev)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(dev)
+    if len(x) != len(y):
+        raise HfusError("images and labels differ in length")
+    if len(x) == 0:
+        raise HfusError("empty training or validation split; check the dataset's fold column")
+    return x, y
+
+
+def _epoch(
+    step: _Step, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle_gen: torch.Generator, bar: Any
+) -> tuple[float, float]:
+    """One pass over the training split in shuffled batches: mean loss and accuracy."""
+    order = torch.randperm(len(x), generator=shuffle_gen).to(x.device)
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        loss, hits = step(_batch_input(x, idx), y[idx])
+        loss_sum += loss * len(idx)
+        correct += hits
+        bar.update(1)
+    return float(loss_sum) / len(x), float(correct) / len(x)
+
+
+@contextmanager
+def _deterministic(dev: torch.device) -> Iterator[None]:
+    """Deterministic algorithms (warn only) inside; cuDNN benchmark off / deterministic on CUDA."""
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+
+
+class _Step:
+    """One SGD step on a batch (augmented if asked): returns the batch's mean loss and correct count."""
+
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, aug_gen: torch.Generator, augment: bool
+    ) -> None:
+        self.model, self.optimizer, self.aug_gen, self.augment = model, optimizer, aug_gen, augment
+        self.criterion = nn.CrossEntropyLoss()
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.augment:
+            xb = augment_batch(xb, self.aug_gen).contiguous(memory_format=torch.channels_last)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(xb)
+        loss = self.criterion(logits, yb)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), (logits.detach().argmax(1) == yb).sum()
+
+
+def _validate(
+    model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, dev: torch.device, batch_size: int
+) -> tuple[float, float]:
+    """Validation loss and accuracy."""
+    val_logits = predict_logits(model, x_val, dev, batch_size)
+    y_val_cpu = y_val.cpu()
+    val_loss = float(F.cross_entropy(val_logits, y_val_cpu))
+    return val_loss, float((val_logits.argmax(1) == y_val_cpu).double().mean())
+
+
+def _epoch_line(rec: dict[str, Any], epochs: int, improved: bool) -> str:
+    return (
+        f"epoch {rec['epoch']:3d}/{epochs} lr {rec['lr']:.0e} train loss {rec['train_loss']:.4f} "
+        f"acc {rec['train_acc']:.4f} | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}"
+        f"{' *' if improved else ''} ({rec['seconds']:.1f} s)"
+    )
+
+
+def _as_stored(model: nn.Module, dtype: str) -> nn.Module:
+    """What a checkpoint of ``dtype`` stores, upcast: float16 rounds a copy's weights; float32 is the
+    model."""
+    if dtype != "float16":
+        return model
+    stored = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in list(stored.parameters()) + list(stored.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    return stored
 
 
 def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
@@ -319,6 +372,13 @@ def train(
     arrays, provenance = _load_folds(dataset, revision, fold)
     dev = resolve_device(device)
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
+    recipe = {
+        "lr": lr,
+        "momentum": momentum,
+        "step_size": step_size,
+        "gamma": gamma,
+        "batch_size": batch_size,
+    }
     model, history = train_model(
         spec.name,
         tr.images,
@@ -329,21 +389,10 @@ def train(
         init=init,
         seed=seed,
         device=dev,
-        lr=lr,
-        momentum=momentum,
-        step_size=step_size,
-        gamma=gamma,
-        batch_size=batch_size,
         progress=progress,
+        **recipe,
     )
-    if dtype == "float16":  # evaluate what is stored: the float16-rounded weights, upcast
-        stored = copy.deepcopy(model)
-        with torch.no_grad():
-            for t in list(stored.parameters()) + list(stored.buffers()):
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
-    else:
-        stored = model
+    stored = _as_stored(model, dtype)
     y_test = np.asarray(te.labels)
     test_pred = predict_logits(stored, te.images, dev).argmax(1).numpy()
     val_pred = predict_logits(stored, va.images, dev).argmax(1).numpy()
@@ -359,11 +408,7 @@ def train(
         "dtype": dtype,
         "recipe": {
             **STUDY_RECIPE,
-            "lr": lr,
-            "momentum": momentum,
-            "step_size": step_size,
-            "gamma": gamma,
-            "batch_size": batch_size,
+            **recipe,
             "epochs": int(epochs),
             "augmentation": AUGMENTATION,
             "selection": SELECTION,
@@ -377,8 +422,8 @@ def train(
         "environment": {**environment(dev), "seconds_per_epoch": history["seconds_per_epoch"]},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if spec.name == "googlenet":
-        card["transform_input"] = bool(getattr(model, "transform_input", False))
+    if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
+        card["transform_input"] = bool(model.transform_input)
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
     stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
     save_checkpoint(model, out / f"{stem}.safetensors", card)
@@ -391,7 +436,6 @@ __all__: Sequence[str] = (
     "classification_report",
     "init_model",
     "predict_logits",
-    "seed_everything",
     "train",
     "train_model",
 )
