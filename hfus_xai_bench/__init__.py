@@ -8,7 +8,7 @@ Public API (imported lazily so that ``import hfus_xai_bench`` stays fast)::
     RunConfig(models=..., folds=..., limit=..., ...)     # one run's configuration
     check_method(method) -> CheckReport; verify_submission(folder) -> VerifyReport
     cite() -> str; cite_result(record) -> str; Result.load(path); METRICS (the metric registry)
-    load_results(source=None, table="scores") -> pandas.DataFrame   # the leaderboard's per-image scores / summary
+    load_results(source=None, table="scores") -> pandas.DataFrame   # the leaderboard's per-image scores
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: the default synthetic dataset (built once per machine in the user cache), an empty user cache.
+"""Shared fixtures: the default synthetic dataset (built once per machine in the user cache), an empty cache.
 
 Helpers shared by several test files live in ``helpers.py``.
 """

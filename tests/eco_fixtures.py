@@ -1,4 +1,4 @@
-"""Leaderboard entries for the export and rank tests: the committed ones, or fixtures while they are regenerated."""
+"""Leaderboard entries for the export and rank tests: the committed ones, or fixtures while regenerated."""
 
 from __future__ import annotations
 
