@@ -45,6 +45,8 @@ from .seeding import derive_seed
 #: the inputs the runner makes by explaining more (copies, runner-up)
 COPY_EXTRAS = ("m255_randomised", "randomised_ok")
 RUNNER_UP_EXTRAS = ("m255_runner_up", "runner_up_ok", "runner_up")
+#: extras a track provides from its dataset columns (where it has them): evidence masks and twins
+DATA_EXTRAS = ("evidence", "twins")
 
 
 @dataclass(frozen=True)
@@ -559,6 +561,7 @@ def repeat_first(job: FoldJob, first: BatchOutput, config: RunConfig) -> dict[st
 
 __all__ = [
     "COPY_EXTRAS",
+    "DATA_EXTRAS",
     "RUNNER_UP_EXTRAS",
     "Batch",
     "BatchOutput",

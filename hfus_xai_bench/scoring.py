@@ -54,16 +54,19 @@ def score_fold(
 ) -> dict[str, np.ndarray]:
     """Per-image values ``{"<metric id>/<value>": array (N, *shape)}`` of the chosen metrics (default: all).
 
-    Images with ``inputs.ok`` false get NaN (a metric with ``empty_maps`` also scores ``inputs.empty``). A
-    model-based metric without ``inputs.model`` is an error
-    (choose the metrics with :func:`select_metrics` ``(model=False)`` to score maps only).
+    Images with ``inputs.ok`` false get NaN (a metric with ``empty_maps`` also scores ``inputs.empty``, one
+    with ``every_image`` every image). A model-based metric without ``inputs.model`` is an error (choose
+    the metrics with :func:`select_metrics` ``(model=False)`` to score maps only).
     """
     config = config or ScoringConfig()
     entries = registry_metrics(metrics)
     n = len(inputs)
     out: dict[str, np.ndarray] = {}
     for metric in entries:
-        ok = inputs.ok | inputs.empty if metric.empty_maps else inputs.ok
+        if metric.every_image:
+            ok = np.ones(n, bool)
+        else:
+            ok = inputs.ok | inputs.empty if metric.empty_maps else inputs.ok
         scored = inputs if bool(ok.all()) else inputs.select(ok)
         if metric.needs == "model" and inputs.model is None:
             raise HfusError(

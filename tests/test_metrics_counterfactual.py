@@ -156,6 +156,26 @@ def test_registry_entry_and_flip_stratum() -> None:
     assert inputs.cost["counterfactual_forward_images"] == 8
     per_fold = [{v.name: values[cf.key(v)] for v in cf.values}]
     assert case_count_table(per_fold) == {"n_applicable": 4, "n_label_cg": 2, "n_target_cg": 1, "n_flip": 2}
+    # it measures the model: an image whose map failed keeps its effect and flip, not its evidence values
+    failed = ScoringInputs(
+        m255,
+        np.zeros_like(m255),
+        inputs.image_ids,
+        labels,
+        targets,
+        ok=np.arange(n) != 0,
+        model=model,
+        images=_float(images),
+        extras={"twins": twins, "evidence": evidence},
+    )
+    again = score_fold(failed, [cf], config=ScoringConfig(batch_size=4))
+    for name in ("cf_case", "cf_effect", "cf_flip", "cf_pred_twin"):
+        key = f"counterfactual@1/{name}"
+        np.testing.assert_array_equal(again[key], values[key])
+    assert np.isnan(again["counterfactual@1/cf_flip_hit"][0]) and np.isnan(
+        again["counterfactual@1/cf_flip_mass"][0]
+    )
+    np.testing.assert_array_equal(again["counterfactual@1/cf_flip_hit"][1:], flip_hit[1:])
     # no twins (real data): unavailable — not selected, and never scored as 0
     assert cf not in select_metrics(extras=("evidence",))
     bare = ScoringInputs(

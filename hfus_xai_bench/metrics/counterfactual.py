@@ -213,13 +213,14 @@ def score_counterfactual(inputs: ScoringInputs, config: ScoringConfig) -> dict[s
     cost["counterfactual_forward_images"] = cost.get("counterfactual_forward_images", 0.0) + res.n_forward
     hit, mass, _ = evidence_from_counts(shared_evidence_counts(inputs))
     flipped = res.flip == 1.0
+    mapped = flipped & np.asarray(inputs.ok, bool)  # scored on every image; the map's values where it has one
     return {
         "cf_case": res.case.astype(np.float64),
         "cf_effect": res.effect,
         "cf_flip": res.flip,
         "cf_pred_twin": res.pred_twin,
-        "cf_flip_hit": np.where(flipped, hit, np.nan),
-        "cf_flip_mass": np.where(flipped, mass, np.nan),
+        "cf_flip_hit": np.where(mapped, hit, np.nan),
+        "cf_flip_mass": np.where(mapped, mass, np.nan),
     }
 
 

@@ -145,6 +145,9 @@ class Metric:
     #: True: also scored on the images whose map is all zero (``empty_map``; ``ScoringInputs.ok`` False
     #: there), e.g. ``randomisation@2`` counts their pairs as degenerate
     empty_maps: bool = False
+    #: True: scored on every image whatever its map (the metric measures the model; its map-derived values
+    #: are NaN where ``ScoringInputs.ok`` is False), e.g. ``counterfactual@1``
+    every_image: bool = False
     #: the id of the metric that replaces this one: kept so old records validate, render and verify, never
     #: scored for new records (``metrics()`` leaves it out)
     superseded_by: str | None = None

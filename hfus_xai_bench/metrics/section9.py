@@ -165,6 +165,7 @@ SECTION9: tuple[Metric, ...] = (
         required=False,
         function=f"{_CF}:score_counterfactual",
         extras=("twins", "evidence"),
+        every_image=True,
         values=(
             Value(
                 "cf_case", definition="0 applicable, 1 CG label (not applicable), 2 target CG (counted apart)"
