@@ -7,7 +7,7 @@ and both are documented where they are used:
   (``get_2d_projection``), because the library leaves the sign to LAPACK.
 - Ablation-CAM: a cheap, map-identical handle. The library replaces its target module by an
   ``AblationLayer`` that ignores its input, so when the target module computes the whole network
-  up to the pinned activation (``model.features`` for MobileNetV2, as LIBRARY_COSTS §1 documents;
+  up to the pinned activation (``model.features`` for MobileNetV2;
   :class:`SplitModel` for the others), the ablation forwards run the head only.
 """
 
