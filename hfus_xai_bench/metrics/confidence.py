@@ -105,6 +105,34 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def _check_inputs(
+    model: nn.Module, images: Any, maps: Any, targets: Any, unit: str, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """:func:`confidence_change`'s arguments checked: images, m255 maps, targets (tensors), batch size."""
+    if unit not in UNITS:
+        raise HfusError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    if model.training:
+        raise HfusError(
+            "model is in training mode (batch-norm / dropout would change the scores); "
+            "call model.eval() first"
+        )
+    if int(batch_size) < 1:
+        raise HfusError(f"batch_size must be >= 1, got {batch_size}")
+    x = as_tensor(images, "images")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise HfusError(f"images: expected float (N, C, H, W) in [0, 1], got {tuple(x.shape)} {x.dtype}")
+    m = as_m255(maps)
+    n = x.shape[0]
+    if tuple(m.shape) != (n, *x.shape[-2:]):
+        raise HfusError(f"maps: shape {tuple(m.shape)} does not match the images {tuple(x.shape)}")
+    tg = as_tensor(targets, "targets")
+    if tg.ndim != 1 or tg.shape[0] != n or tg.is_floating_point() or tg.dtype == torch.bool:
+        raise HfusError(
+            f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}"
+        )
+    return x, m, tg, int(batch_size)
+
+
 def confidence_change(
     model: nn.Module,
     images: Any,
@@ -125,28 +153,8 @@ def confidence_change(
     class indices. ``batch_size`` bounds the number of images per forward pass (and so the perturbed
     images held at once). Returns a :class:`ConfidenceResult` of float64 numpy arrays.
     """
-    if unit not in UNITS:
-        raise HfusError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    if model.training:
-        raise HfusError(
-            "model is in training mode (batch-norm / dropout would change the scores); "
-            "call model.eval() first"
-        )
-    if int(batch_size) < 1:
-        raise HfusError(f"batch_size must be >= 1, got {batch_size}")
-    batch_size = int(batch_size)
-    x = as_tensor(images, "images")
-    if x.ndim != 4 or not x.is_floating_point():
-        raise HfusError(f"images: expected float (N, C, H, W) in [0, 1], got {tuple(x.shape)} {x.dtype}")
-    m = as_m255(maps)
+    x, m, tg, batch_size = _check_inputs(model, images, maps, targets, unit, batch_size)
     n = x.shape[0]
-    if tuple(m.shape) != (n, *x.shape[-2:]):
-        raise HfusError(f"maps: shape {tuple(m.shape)} does not match the images {tuple(x.shape)}")
-    tg = as_tensor(targets, "targets")
-    if tg.ndim != 1 or tg.shape[0] != n or tg.is_floating_point() or tg.dtype == torch.bool:
-        raise HfusError(
-            f"targets: expected (N,) = ({n},) integer class indices, got {tuple(tg.shape)} {tg.dtype}"
-        )
     starts = torch.as_tensor(threshold_starts(thresholds))
     nt = int(starts.numel())
     nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
