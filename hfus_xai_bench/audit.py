@@ -380,13 +380,13 @@ def _fold_scores(
     """The maps-only scores of one (arch, fold) of ``ds`` through the runner's batch path (only the metrics
     given: no randomised copy, runner-up, confidence or ROAD call). Unlike ``evaluate``, a side where every
     image fails is not an error: the verdict reports it (:attr:`AuditRow.verdict`)."""
-    from .runner import fold_meta, plan_run, run_share, score_fold_outputs
+    from .runner import fold_meta, fold_size, plan_run, run_share, score_fold_outputs
 
     device = config.resolve_device()
     plan = plan_run(ds, config, device)
     shared = run_share(method, config, ds, device, plan, progress=progress, desc=desc, metrics=metrics)
     ((arch, fold), entry), *_ = shared.folds.items()
-    meta = fold_meta(ds, arch, fold, config, entry["checkpoint"], entry["cost"])
+    meta = fold_meta(ds, arch, fold, fold_size(ds, fold, config), entry["checkpoint"], entry["cost"])
     return score_fold_outputs(meta, shared.outputs, config, keep_maps=False, metrics=metrics)
 
 
