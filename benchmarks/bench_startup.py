@@ -48,7 +48,11 @@ cfg = RunConfig(limit=1, device="cpu")
 method = load_method("random")
 dev = torch.device("cpu")
 plan = runner.plan_run(ds, cfg, dev)
-job = runner.prepare_fold(method, "mobilenet_v2", 0, ds, cfg, dev, plan); mark("prepare the fold")
+from hfus_xai_bench.batches import needed_extras, prepare_fold
+from hfus_xai_bench.calls import PassCounter
+n = plan[0].stop
+job = prepare_fold(method, "mobilenet_v2", 0, ds, cfg, dev, range(n), n,
+                   passes=PassCounter(dev), needs=needed_extras()); mark("prepare the fold")
 print(repr(out))
 """
 
