@@ -25,7 +25,7 @@ _LAZY = {
     "evaluate": "hfus_xai_bench.runner",
     "RunConfig": "hfus_xai_bench.config",
     "check_method": "hfus_xai_bench.check",
-    "verify_submission": "hfus_xai_bench.submission",
+    "verify_submission": "hfus_xai_bench.verify",
     "cite": "hfus_xai_bench.citation",
     "cite_result": "hfus_xai_bench.citation",
     "Result": "hfus_xai_bench.results",
