@@ -360,7 +360,7 @@ def road_scores(
             raise HfusError(f"s0 must be (N,) = ({n},) probabilities, got shape {clean.shape}")
 
     pending, pending_t, n_pending = [], [], 0
-    chunk = max(1, default_chunk(device) // per_image)  # CPU: one image (its 10 systems, two at a time)
+    chunk = max(1, default_chunk(device) // per_image)  # CPU: one image (its 10 systems in two solves)
     seconds_impute, start = 0.0, 0
     while start < n:
         # impute until a forward batch is full, all with the solver's thread setting (CPU: one thread,
