@@ -20,6 +20,7 @@ import numpy as np
 from ..constants import CLASSES, SYNTH_DATASET
 from ..errors import HfusError
 from . import portable
+from .layouts import STRUCTURES
 
 #: Default frame size (W, H): a quarter of the real 2067×1555 exports.
 DEFAULT_SIZE: tuple[int, int] = (517, 389)
@@ -188,3 +189,17 @@ def check_size(size: Sequence[int]) -> tuple[int, int]:
             f"e.g. {DEFAULT_SIZE}"
         )
     return w, h
+
+
+def structure_masks(masks: dict[str, np.ndarray | None], band: int) -> dict[str, np.ndarray]:
+    """A frame's structure masks (``STRUCTURES`` names → bool or None) as uint8 0/255, the left band of
+    ``band`` columns cleared in place; masks that are None or end up empty are left out."""
+    out: dict[str, np.ndarray] = {}
+    for name in STRUCTURES:
+        m = masks[name]
+        if m is None:
+            continue
+        m[:, :band] = False
+        if m.any():
+            out[name] = m.view(np.uint8) * np.uint8(255)
+    return out

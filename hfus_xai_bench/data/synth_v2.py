@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .layouts import STRUCTURES
 from .synth_ops import (
     FULL_SIZE,
     GEL_REFL,
@@ -28,6 +27,7 @@ from .synth_ops import (
     conv1d,
     curve,
     kernel,
+    structure_masks,
 )
 
 
@@ -294,12 +294,5 @@ def render(
     _shadows(rng, fp, g, env, layer, clump_x, ops)
     rgb, bw = _to_rgb(env, g, ops)
     masks = {"epidermis": layer == 1, "sleb": (layer == 2) if lay.has_sleb else None, "tumor": lay.tumor}
-    out: dict[str, np.ndarray] = {}
-    for name in STRUCTURES:
-        m = masks[name]
-        if m is None:
-            continue
-        m[:, :bw] = False
-        if m.any():
-            out[name] = m.view(np.uint8) * np.uint8(255)
+    out = structure_masks(masks, bw)
     return rgb, out

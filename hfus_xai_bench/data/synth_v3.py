@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from . import synth_ops as S  # the shared primitives (v2 arithmetic, curves, PSF, palette)
-from .layouts import STRUCTURES
 
 #: tan(8°): the largest probe tilt, as a slope (full-frame px down per px across). A literal, not libm.
 MAX_TILT_SLOPE = 0.14054083470239145
@@ -511,14 +510,7 @@ def render(rng: np.random.Generator, fp: dict[str, Any], size: tuple[int, int]) 
         twin = _to_rgb(idx, W, H)
     evidence = diff
     masks = {"epidermis": lay_i == 1, "sleb": lay_i == 2, "tumor": img_g.tumor}
-    out: dict[str, np.ndarray] = {}
-    for name in STRUCTURES:
-        m = masks[name]
-        if m is None:
-            continue
-        m[:, :bw] = False
-        if m.any():
-            out[name] = m.view(np.uint8) * np.uint8(255)
+    out = S.structure_masks(masks, bw)
     return Frame(rgb, out, evidence.view(np.uint8) * np.uint8(255), twin, (len(ka) // 2, len(kl) // 2))
 
 
