@@ -27,14 +27,12 @@ The seed is never printed, written to a file or used in a file name: the private
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,17 +239,6 @@ def build_key(seed: int, version: str, n: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def private_build(
     seed: int,
     *,
@@ -278,7 +265,7 @@ def private_build(
     final = root / build_key(seed, version, n)
     if (final / AUDIT_BUILD_CARD).is_file():
         return final
-    with _locked(root / ".build.lock"):
+    with data.file_lock(root / ".build.lock"):
         if (final / AUDIT_BUILD_CARD).is_file():  # built by another process meanwhile
             return final
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))

@@ -86,7 +86,8 @@ def is_dataset_folder(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (``flock`` on ``lock_path``, created with its folder)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -100,7 +101,7 @@ def _build_atomic(final: Path, build) -> Path:
     """Run ``build(tmp_dir) -> dataset_folder`` once and rename the result to ``final``."""
     if is_dataset_folder(final):
         return final
-    with _locked(final.parent / f".{final.name}.lock"):
+    with file_lock(final.parent / f".{final.name}.lock"):
         if is_dataset_folder(final):  # built by another process meanwhile
             return final
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
