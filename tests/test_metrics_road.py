@@ -127,27 +127,41 @@ def test_imputation_full_size_with_ghost_points() -> None:
 
 
 def batch_independence_report() -> dict[str, object]:
-    """Each image solved alone, in one batch and in chunks of 1-3: bitwise equal values and iterations?
+    """Each image solved alone, in one batch, in chunks of 1-3 and on 1 or 2 torch threads: bitwise equal?
 
-    The caller's thread count is 2 (the solver switches to its own one-thread solves, two chunks at a
-    time on threads of their own); "serial" solves with a caller at 1 thread (one chunk at a time).
-    Bitwise, not a tolerance, because the solver is batch-independent by design on the CPU (see the solver
-    module docstring: per-row kernels, per-system library calls on fresh buffers, per-system decisions,
-    every chunk a one-thread solve whichever thread runs it).
+    Bitwise, not a tolerance, because the solver is batch- and thread-independent by design on the CPU
+    (see the solver module docstring: elementwise ops, plane reductions split by output, per-system library
+    calls on aligned blocks of a fixed shape, per-system decisions). "one_channel" solves single-channel
+    images alone, whose plane sums would be split along the plane (by thread) if made in one reduction;
+    "repeated_channel": an image whose R = B, solved alone (B copied from R), equals its solve beside an
+    image with R != B (all three solved).
     """
     images, removed = _cases()  # 20×17: odd shapes, so batch offsets are not 64-byte aligned
+    grey = torch.rand(2, 1, 190, 190, generator=_gen(4))  # one plane of 193² > ATen's parallel grain
+    grey_removed = torch.rand(2, 190, 190, generator=_gen(5)) < 0.5
+    repeated = images.clone()
+    repeated[:2, 2] = repeated[:2, 0]  # R = B in images 0 and 1: solved once there when alone
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         whole = R.solve_imputation(images, removed)
         alone = [R.solve_imputation(images[i : i + 1], removed[i : i + 1]) for i in range(4)]
         chunked = {k: R.solve_imputation(images, removed, chunk=k) for k in (1, 2, 3)}
+        grey2 = R.solve_imputation(grey, grey_removed, chunk=1)
+        rep_whole = R.solve_imputation(repeated, removed)  # one chunk: image 2 has R != B, all solved
+        rep_alone = [R.solve_imputation(repeated[i : i + 1], removed[i : i + 1]) for i in range(2)]
         torch.set_num_threads(1)
-        serial = R.solve_imputation(images, removed, chunk=1)
+        one_thread = R.solve_imputation(images, removed, chunk=1)
+        grey1 = R.solve_imputation(grey, grey_removed, chunk=1)
     finally:
         torch.set_num_threads(threads)
     equal = {
-        "serial": torch.equal(whole.values, serial.values),
+        "one_thread": torch.equal(whole.values, one_thread.values),
+        "one_channel": torch.equal(grey1.values, grey2.values),
+        "repeated_channel": all(
+            torch.equal(rep_whole.values[i], a.values[0]) for i, a in enumerate(rep_alone)
+        )
+        and all(torch.equal(a.values[0, 2], a.values[0, 0]) for a in rep_alone),
         "alone": all(torch.equal(whole.values[i], a.values[0]) for i, a in enumerate(alone)),
         **{f"chunk{k}": torch.equal(whole.values, sol.values) for k, sol in chunked.items()},
         "iterations": all(int(whole.iterations[i]) == int(a.iterations[0]) for i, a in enumerate(alone)),
@@ -304,14 +318,3 @@ def test_road_scores_input_errors() -> None:
         R.road_scores(model, images, m255[:1], t, seeds=[1, 2])
     with pytest.raises(HfusError, match="targets"):
         R.road_scores(model, images, m255, t[:1], seeds=[1, 2])
-
-
-def test_cpu_solver_restores_the_thread_count() -> None:
-    images, removed = _cases(12, 11)
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        R.solve_imputation(images, removed)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(old)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,15 +64,12 @@ from ..constants import ROAD_FRACTIONS
 from ..errors import HfusError
 from ..seeding import derive_seed, torch_generator
 from .solver import (
-    SOLVER_CPU_THREADS,
     TOL,
     ImputationSolve,
     check_pair,
-    default_chunk,
     direct_imputation,
     imputation_residual,
     solve_imputation,
-    solver_threads,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +80,6 @@ __all__ = [
     "ROAD_FRACTIONS",
     "TOL",
     "ImputationSolve",
-    "SOLVER_CPU_THREADS",
     "RoadScores",
     "combined_values",
     "direct_imputation",
@@ -206,15 +203,33 @@ def noisy_linear_impute(
         raise HfusError(
             f"noisy_linear_impute: {len(noise_seeds)} noise seeds for {n} images; pass one per image"
         )
-    with solver_threads(images.device):
-        out = solve_imputation(images, removed, tol=tol).values
-        if noise_seeds is not None and noise_std:
-            noise = torch.stack(
-                [torch.randn(c, h, w, generator=torch_generator(int(s))) for s in noise_seeds]
-            )
-            noise = noise.to(device=images.device, dtype=out.dtype).mul_(float(noise_std))
-            out = torch.where(removed[:, None], out + noise, out)
-        return out.clamp_(0.0, 1.0)
+    out = solve_imputation(images, removed, tol=tol).values
+    if noise_seeds is not None and noise_std:
+        noise = _noise_fields(noise_seeds, (c, h, w)).to(device=images.device, dtype=out.dtype)
+        # + noise on the removed pixels only: kept ones get + 0 · noise = + 0 (bitwise unchanged)
+        out.addcmul_(removed[:, None].to(out.dtype), noise.mul_(float(noise_std)))
+    return out.clamp_(0.0, 1.0)
+
+
+def _noise_fields(seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
+    """(N, *shape) float32 on the CPU: ``torch.randn(*shape, generator=torch_generator(seed))`` per seed.
+
+    Each field has its own generator, so they are drawn on the caller's torch threads in parallel (a draw
+    does not depend on the thread that makes it).
+    """
+    out = torch.empty((len(seeds), *shape), dtype=torch.float32)
+
+    def draw(i: int) -> None:
+        torch.randn(shape, generator=torch_generator(int(seeds[i])), out=out[i])
+
+    workers = max(1, min(torch.get_num_threads(), len(seeds)))
+    if workers == 1:
+        for i in range(len(seeds)):
+            draw(i)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(draw, range(len(seeds))))
+    return out
 
 
 @dataclass
@@ -360,22 +375,18 @@ def road_scores(
             raise HfusError(f"s0 must be (N,) = ({n},) probabilities, got shape {clean.shape}")
 
     pending, pending_t, n_pending = [], [], 0
-    chunk = max(1, default_chunk(device) // per_image)  # CPU: one image (its 10 systems in two solves)
     seconds_impute, start = 0.0, 0
     while start < n:
-        # impute until a forward batch is full, all with the solver's thread setting (CPU: one thread,
-        # switched once per forward batch); then forward with the caller's setting
+        # impute the images that fill the next forward batch (in one call: the solver's chunks span images)
+        stop = min(n, start + max(1, -(-(batch_size - n_pending) // per_image)))
         _sync(device)
         tic = time.perf_counter()
-        with solver_threads(device):
-            while start < n and n_pending < batch_size:
-                stop = min(start + chunk, n)
-                pending.append(_imputed(images[start:stop], maps[start:stop], seeds[start:stop], counts))
-                pending_t.append(tgt[start:stop].repeat_interleave(per_image))
-                n_pending += pending[-1].shape[0]
-                start = stop
+        pending.append(_imputed(images[start:stop], maps[start:stop], seeds[start:stop], counts))
         _sync(device)
         seconds_impute += time.perf_counter() - tic
+        pending_t.append(tgt[start:stop].repeat_interleave(per_image))
+        n_pending += pending[-1].shape[0]
+        start = stop
         while n_pending >= batch_size or (start == n and n_pending):
             allx, allt = torch.cat(pending), torch.cat(pending_t)
             take = min(batch_size, n_pending)

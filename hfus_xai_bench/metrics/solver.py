@@ -23,34 +23,31 @@ with plain torch ops on the images' device:
   float64) on the coarsest grid (≤ 8×8).
 
 A few iterations reach the tolerance for any hole shape (benchmarks/README.md). Iterations run in
-float32; a system (image, removal set) stops when the recursive residual of each of its channels is
-≤ 0.8·tol and is then frozen; at the end the relative
-residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
+float32 from x = 0 with the float64 right-hand side rounded to float32; a system (image, removal set)
+stops when the recursive residual of each of its channels is ≤ 0.8·tol and is then frozen; at the end the
+relative residual ``‖b − A x‖₂ / ‖b‖₂`` (0 when b = 0) of every channel is recomputed in float64. A system
 above ``tol`` iterates again from its current value, and one that still misses it after ``max_iter``
 iterations is solved directly (scipy's sparse LU, float64), so the returned values always meet the
-tolerance. Deterministic on a given machine (no atomics, no random draws).
+tolerance. Deterministic on a given machine (no atomics, no random draws). Systems are solved in chunks
+of :func:`default_chunk`, grouped by their number of unknowns (systems of a similar size tend to need
+the same iterations, and a chunk iterates until its last system has converged); on the CPU each thread
+keeps one workspace (every array of a chunk) for the next chunk of the same shape.
 
-**Batch independence (CPU), by design.** An image's result does not depend on the other images solved
-with it or on the chunking: every decision (stop, iteration budget, retry, direct fallback) is taken
-per system; the arithmetic is elementwise ops and reductions over one system's rows (fixed length,
-contiguous), whose kernels treat each row alike whatever the batch size; and every call into a
-library that may choose its kernel by batch size or memory alignment (the Galerkin convolution, the
-coarsest-grid inverse and its products) is made per system on a fresh buffer of a fixed shape.
-Tested under other CPUs' kernel settings (``tests/test_portability_torch.py``). On the CPU the solver
-runs with :data:`SOLVER_CPU_THREADS` torch threads (the caller's setting restored afterwards; not
-thread-safe against other Python threads changing it meanwhile), so its result does not depend on the
-caller's thread count either. It keeps the caller's cores busy instead: :func:`solver_workers` chunks
-are solved at once, each on a thread of its own (a chunk's arithmetic does not depend on the thread that
-runs it, and chunks write disjoint rows). Cost: ``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
+**Batch and thread independence (CPU), by design.** An image's result does not depend on the other
+images solved with it, on the chunking or on the torch thread count: every decision (stop, iteration
+budget, retry, direct fallback) is taken per system; the arithmetic is elementwise ops (the same value
+whichever thread or vector lane computes an element) and reductions over one (system, channel) plane, made
+as a reduction over rows and then one over the row sums, so that each has more than one output (ATen
+splits such a reduction between threads by output; one to a single output it would split along its
+input); and every call into a library that may choose its kernel by batch size or memory alignment (the
+Galerkin convolution, the coarsest-grid inverse and its products) is made per system on a fresh buffer
+or a block of a fixed shape that starts 64-byte aligned. Tested under other CPUs' kernel settings
+(``tests/test_portability_torch.py``). Cost: ``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +64,6 @@ from .solver_system import (
 )
 
 __all__ = [
-    "SOLVER_CPU_THREADS",
     "TOL",
     "ImputationSolve",
     "check_pair",
@@ -75,16 +71,10 @@ __all__ = [
     "direct_imputation",
     "imputation_residual",
     "solve_imputation",
-    "solver_threads",
 ]
 
 #: relative residual the imputation must reach, per image, removal set and channel
 TOL = 1e-5
-
-#: torch threads the CPU solver runs with (restored afterwards; None = the caller's setting). One thread:
-#: the solver is thousands of small memory-bound ops, which more threads on shared cores run slower
-#: (benchmarks/README.md), and its result then does not depend on the caller's thread count.
-SOLVER_CPU_THREADS: int | None = 1
 
 _OMEGA_FINE, _OMEGA_COARSE = 1.0, 0.9
 _COARSEST = 8  # a grid with at most 8 points per side is solved densely
@@ -177,6 +167,15 @@ def _galerkin_weights() -> torch.Tensor:
 
 
 _GALERKIN = _galerkin_weights()
+_GALERKIN_CAST: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+
+
+def _galerkin(like: torch.Tensor) -> torch.Tensor:
+    """:data:`_GALERKIN` in ``like``'s dtype and device (cast once)."""
+    key = (like.dtype, str(like.device))
+    if key not in _GALERKIN_CAST:
+        _GALERKIN_CAST[key] = _GALERKIN.to(device=like.device, dtype=like.dtype)
+    return _GALERKIN_CAST[key]
 
 
 class _Level:
@@ -189,8 +188,7 @@ class _Level:
         self.me: torch.Tensor | None = None  # fine level: mask · (d + 1/3)
         self.mq: torch.Tensor | None = None  # fine level: −mask / 12
         self.dinv: torch.Tensor | None = None  # ω · mask / diagonal
-        self.inv: torch.Tensor | None = None  # coarsest on a GPU: (S, n, n) inverse
-        self.inv_parts: list[torch.Tensor] | None = None  # coarsest on the CPU: S fresh (n, n) inverses
+        self.inv: torch.Tensor | None = None  # coarsest level: (S, 1, n, n) inverse
 
     def apply(self, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor | None = None) -> torch.Tensor:
         """``out`` = A x (padded, ring zero); x must vanish outside the unknowns."""
@@ -207,11 +205,30 @@ class _Level:
                 o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
         return out
 
-    def fields(self) -> torch.Tensor:
-        """The operator as 9 padded coefficient fields (S, 9, h+3, w+3) (row u, column u + e_k)."""
+    def residual(
+        self, r: torch.Tensor, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor, s121: torch.Tensor
+    ) -> torch.Tensor:
+        """``out`` = r − A x (padded, ring zero), in one pass fewer than :meth:`apply` and a subtraction.
+
+        ``tmp``: as for :meth:`apply`; ``s121``: a padded array with a zero ring (fine level: the 121 sums).
+        """
         h, w = self.h, self.w
-        s = self.mask.shape[0]
-        out = _padded(s, 9, h, w, self.mask)
+        if self.stencil is None:
+            _sum121(x, s121, h, w, tmp)
+            torch.addcmul(r, self.me, x, value=-1.0, out=out)
+            return out.addcmul_(self.mq, s121, value=-1.0)
+        s = self.stencil
+        o = _interior(out, h, w)
+        torch.addcmul(_interior(r, h, w), s[:, 4:5], _interior(x, h, w), value=-1.0, out=o)
+        for k, (dy, dx) in enumerate(OFFSETS):
+            if k != 4:
+                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], value=-1.0)
+        return out
+
+    def fields(self, out: torch.Tensor) -> torch.Tensor:
+        """The operator as 9 padded coefficient fields (row u, column u + e_k), written into ``out``
+        (S, 9, h+3, w+3) whose ring is zero."""
+        h, w = self.h, self.w
         if self.stencil is not None:
             _interior(out, h, w).copy_(self.stencil)
             return out
@@ -227,25 +244,51 @@ class _Level:
         return out
 
 
-def _fine_level(mask: torch.Tensor, h: int, w: int) -> _Level:
+def _system_blocks(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """Zeros (S, c, h+3, w+3) whose per-system blocks each start 64-byte aligned: a library call on one
+    system's block sees the same alignment whatever the system's position in the batch."""
+    per = c * (h + 3) * (w + 3)
+    step = -(-per // (64 // like.element_size())) * (64 // like.element_size())
+    flat = torch.zeros(s * step, dtype=like.dtype, device=like.device)
+    return flat.as_strided((s, c, h + 3, w + 3), (step, (h + 3) * (w + 3), w + 3, 1))
+
+
+#: per (h, w, dtype, device): the fine level's constant fields (see :func:`_fine_constants`)
+_FINE_CONSTANTS: dict[tuple[int, int, torch.dtype, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _fine_constants(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d + 1/3, ω/d) on the padded h×w grid, d = the sum of the in-image neighbours' weights (1 inside,
+    2/3 on edges, 5/12 at corners); computed once per grid, dtype and device."""
+    key = (h, w, like.dtype, str(like.device))
+    if key not in _FINE_CONSTANTS:
+        ones = _padded(1, 1, h, w, like)
+        _interior(ones, h, w).fill_(1.0)
+        s121 = torch.zeros_like(ones)
+        _sum121(ones, s121, h, w)
+        d = s121 / 12.0 - ones / 3.0
+        dinv = torch.where(
+            d > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(d)
+        )
+        _FINE_CONSTANTS[key] = (d + 1.0 / 3.0, dinv)
+    return _FINE_CONSTANTS[key]
+
+
+def _fine_level(mask: torch.Tensor, h: int, w: int, smoother: bool = True) -> _Level:
+    d13, dinv = _fine_constants(h, w, mask)
     level = _Level(mask, h, w)
-    ones = _padded(1, 1, h, w, mask)
-    _interior(ones, h, w).fill_(1.0)
-    s121 = torch.zeros_like(ones)
-    _sum121(ones, s121, h, w)
-    d = (
-        s121 / 12.0 - ones / 3.0
-    )  # sum of the in-image neighbours' weights (1 inside, 2/3 edges, 5/12 corners)
-    level.me = mask * (d + 1.0 / 3.0)
+    level.me = mask * d13
     level.mq = mask * (-1.0 / 12.0)
-    level.dinv = torch.where(
-        mask > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(mask)
-    )
+    if smoother:
+        level.dinv = mask * dinv
     return level
 
 
-def _coarsen(fine: _Level) -> _Level:
-    """The Galerkin coarse level ``M_c Pᵀ A P M_c`` of ``fine`` (one stride-2 convolution of its 9 fields)."""
+def _coarsen(fine: _Level, fields: torch.Tensor) -> _Level:
+    """The Galerkin coarse level ``M_c Pᵀ A P M_c`` of ``fine`` (one stride-2 convolution of its 9 fields).
+
+    ``fields``: (S, 9, h+3, w+3) from :func:`_system_blocks`, ring zero (overwritten inside).
+    """
     h, w = fine.h, fine.w
     hc, wc = h // 2 + 1, w // 2 + 1
     s = fine.mask.shape[0]
@@ -254,20 +297,18 @@ def _coarsen(fine: _Level) -> _Level:
     ix = torch.clamp(torch.arange(wc, device=dev) * 2, max=w - 1) + 1
     mask_c = _padded(s, 1, hc, wc, fine.mask)
     _interior(mask_c, hc, wc).copy_(fine.mask[:, :, iy][:, :, :, ix])
-    weight = _GALERKIN.to(device=dev, dtype=fine.mask.dtype)
-    fields = fine.fields()[..., : 2 * hc + 1, : 2 * wc + 1]
+    weight = _galerkin(fine.mask)
+    fine.fields(fields)
     # a stride-2 convolution: output I reads padded rows 2I .. 2I+2 = fine rows 2I-1 .. 2I+1 (the extra
-    # padding row serves the ghost point of an even-sized grid); one system per call on a fresh copy, so
-    # neither the kernel nor the input's alignment depends on the batch the system came in
-    stencil = torch.cat(
-        [
-            F.conv2d(fields[i : i + 1].clone(memory_format=torch.contiguous_format), weight, stride=2)
-            for i in range(s)
-        ]
-    )
+    # padding row serves the ghost point of an even-sized grid; a last padded row no output reads is left
+    # over for an odd size); one system per call on its own aligned contiguous block, so neither the
+    # kernel nor the input's alignment depends on the batch the system came in
+    stencil = torch.cat([F.conv2d(fields[i : i + 1], weight, stride=2) for i in range(s)])
     rows = _interior(mask_c, hc, wc)
+    stencil.mul_(rows)
     for k, (dy, dx) in enumerate(OFFSETS):
-        stencil[:, k : k + 1].mul_(rows).mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
+        if k != 4:
+            stencil[:, k : k + 1].mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
     coarse = _Level(mask_c, hc, wc)
     coarse.stencil = stencil
     diag = torch.zeros_like(mask_c)
@@ -294,54 +335,95 @@ def _dense_inverse(level: _Level) -> None:
     if a.device.type == "cpu":
         # one LAPACK call per system on a fresh buffer of a fixed shape (a batched call may pick its
         # blocking or code path by batch size or by the alignment of a matrix in the batch)
-        level.inv_parts = [(torch.linalg.inv(a[i].clone()) * keep[i]).to(level.mask.dtype) for i in range(s)]
+        inv = torch.stack([torch.linalg.inv(a[i].clone()) for i in range(s)])
     else:
-        level.inv = (torch.linalg.inv(a) * keep).to(level.mask.dtype)
+        inv = torch.linalg.inv(a)
+    level.inv = (inv * keep).to(level.mask.dtype)[:, None]  # (S, 1, n, n)
 
 
 def _coarse_solve(level: _Level, r: torch.Tensor) -> torch.Tensor:
-    """(S, C, n) = the coarsest level's inverse applied to the interior of ``r`` (padded, S × C × n)."""
+    """(S, C, n) = the coarsest level's inverse applied to the interior of ``r`` (padded, S × C × n).
+
+    A product and a sum over its last axis rather than a matrix product: the same arithmetic for every
+    (system, channel) row whatever the number of systems or channels (a BLAS call may choose its kernel
+    by the number of rows).
+    """
     s, c = r.shape[:2]
-    rv = _interior(r, level.h, level.w).reshape(s, c, level.h * level.w)
-    if level.inv_parts is None:  # GPU: one batched call
-        return torch.matmul(rv, level.inv.transpose(1, 2))
-    # CPU: one BLAS call per system on fresh buffers, like the inverse
-    return torch.stack([torch.matmul(rv[i].clone(), part.t()) for i, part in enumerate(level.inv_parts)])
+    rv = _interior(r, level.h, level.w).reshape(s, c, 1, level.h * level.w)
+    return torch.mul(rv, level.inv).sum(dim=-1)
 
 
-def _hierarchy(mask: torch.Tensor, h: int, w: int) -> list[_Level]:
+def _level_sizes(h: int, w: int) -> list[tuple[int, int]]:
+    sizes = [(h, w)]
+    while max(sizes[-1]) > _COARSEST:
+        sizes.append((sizes[-1][0] // 2 + 1, sizes[-1][1] // 2 + 1))
+    return sizes
+
+
+def _hierarchy(mask: torch.Tensor, h: int, w: int, fields: list[torch.Tensor]) -> list[_Level]:
+    """The levels of a chunk (``fields``: the workspace's coefficient-field blocks, one per coarsening)."""
     levels = [_fine_level(mask, h, w)]
     while max(levels[-1].h, levels[-1].w) > _COARSEST:
-        levels.append(_coarsen(levels[-1]))
+        levels.append(_coarsen(levels[-1], fields[len(levels) - 1]))
     _dense_inverse(levels[-1])
     return levels
 
 
 class _Workspace:
-    """Per-level buffers of the V-cycle, allocated once per solve."""
+    """Every array of a solve of S systems × C channels on an h×w grid, allocated once.
 
-    def __init__(self, levels: list[_Level], c: int) -> None:
-        s = levels[0].mask.shape[0]
-        like = levels[0].mask
-        self.x = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.res = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.rhs = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.fine = [_padded(s, c, lv.h, lv.w, like) for lv in levels]
-        self.t121 = [like.new_empty(s, c, lv.h + 3, lv.w) for lv in levels]
-        self.trestrict = [like.new_empty(s, c, lv.h + 3, lv.w // 2 + 1) for lv in levels]
-        self.tprolong = [like.new_empty(s, c, cv.h + 3, 2 * cv.w) for cv in levels[1:]] + [None]
+    On the CPU the next chunk of the same shape reuses it (:func:`_workspace`): every use overwrites what it
+    later reads, and the zero rings of the padded arrays stay zero.
+    """
+
+    def __init__(self, s: int, c: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> None:
+        like = torch.empty(0, dtype=dtype, device=device)
+        sizes = _level_sizes(h, w)
+        # V-cycle, per level
+        self.x = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.res = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.rhs = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.fine = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.t121 = [like.new_empty(s, c, hh + 3, ww) for hh, ww in sizes]
+        self.trestrict = [like.new_empty(s, c, hh + 3, ww // 2 + 1) for hh, ww in sizes]
+        self.tprolong = [like.new_empty(s, c, hh + 3, 2 * ww) for hh, ww in sizes[1:]] + [None]
+        self.fields = [_system_blocks(s, 9, hh, ww, like) for hh, ww in sizes[:-1]]
+        # conjugate gradients on level 0
+        self.mask = _padded(s, 1, h, w, like)
+        self.solution, self.b, self.r, self.p, self.q = (_padded(s, c, h, w, like) for _ in range(5))
+        self.product = like.new_empty(s, c, h + 3, w + 3)
+        self.s121 = _padded(s, c, h, w, like)
+        # the float64 check
+        wide = like.to(torch.float64)
+        self.b64, self.x64, self.ax64 = (_padded(s, c, h, w, wide) for _ in range(3))
+        self.t121_64 = wide.new_empty(s, c, h + 3, w)
+
+
+#: the CPU workspaces of the current thread, by shape
+_WORKSPACES = threading.local()
+
+
+def _workspace(s: int, c: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> _Workspace:
+    """A workspace for this shape: on the CPU the thread's own (kept for the next chunk), else a new one."""
+    if device.type != "cpu":
+        return _Workspace(s, c, h, w, dtype, device)
+    cache = _WORKSPACES.__dict__.setdefault("by_shape", {})
+    key = (s, c, h, w, dtype)
+    if key not in cache:
+        cache.clear()  # one shape at a time: a solve's chunks share one size (but the last)
+        cache[key] = _Workspace(s, c, h, w, dtype, device)
+    return cache[key]
 
 
 def _vcycle(levels: list[_Level], ws: _Workspace, i: int, r: torch.Tensor) -> torch.Tensor:
     """One V(1,1)-cycle from x = 0 for right-hand side ``r`` on level ``i``; returns ws.x[i]."""
     lv, x = levels[i], ws.x[i]
-    if lv.inv is not None or lv.inv_parts is not None:
+    if lv.inv is not None:
         _interior(x, lv.h, lv.w).copy_(_coarse_solve(lv, r).reshape(x.shape[0], x.shape[1], lv.h, lv.w))
         return x
     res = ws.res[i]
     torch.mul(lv.dinv, r, out=x)  # pre-smoothing from zero
-    lv.apply(x, res, ws.t121[i])
-    torch.sub(r, res, out=res)
+    lv.residual(r, x, res, ws.t121[i], ws.s121)
     coarse = levels[i + 1]
     rc = ws.rhs[i + 1]
     _restrict(res, rc, coarse.h, coarse.w, ws.trestrict[i])
@@ -350,77 +432,97 @@ def _vcycle(levels: list[_Level], ws: _Workspace, i: int, r: torch.Tensor) -> to
     pf = ws.fine[i]
     _prolong(ec, pf, coarse.h, coarse.w, lv.h, lv.w, ws.tprolong[i])
     x.addcmul_(lv.mask, pf)
-    lv.apply(x, res, ws.t121[i])  # post-smoothing
-    torch.sub(r, res, out=res)
+    lv.residual(r, x, res, ws.t121[i], ws.s121)  # post-smoothing
     x.addcmul_(lv.dinv, res)
     return x
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per (system, channel) Σ a·b: the product, then one reduction over its contiguous row (what
-    ``linalg.vecdot`` does for real tensors, without its slower product kernel)."""
-    return torch.mul(a, b).flatten(2).sum(dim=2)
+def _plane_sum(a: torch.Tensor) -> torch.Tensor:
+    """(S, C): the sum over each (system, channel) plane, row by row and then over the row sums.
+
+    Two reductions with more than one output each: ATen splits such a reduction between threads by output
+    (one to a single output it splits along the input), so the sums do not depend on the thread count.
+    """
+    return a.sum(dim=-1).sum(dim=-1)
 
 
-def _rhs(fine: _Level, images_p: torch.Tensor) -> torch.Tensor:
-    """b = Σ_{kept v} w_uv x_v at the unknowns (padded)."""
-    kept = images_p * (1.0 - fine.mask)
-    b = torch.zeros_like(images_p)
-    _sum121(kept, b, fine.h, fine.w)
-    return b.mul_(fine.mask).mul_(1.0 / 12.0)
+def _plane_norm(a: torch.Tensor) -> torch.Tensor:
+    """(S, C): the 2-norm of each (system, channel) plane, in two reductions like :func:`_plane_sum`."""
+    return torch.linalg.vector_norm(torch.linalg.vector_norm(a, dim=-1), dim=-1)
 
 
-def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _dot(a: torch.Tensor, b: torch.Tensor, product: torch.Tensor) -> torch.Tensor:
+    """Per (system, channel) Σ a·b: the product (into ``product``), then :func:`_plane_sum`."""
+    return _plane_sum(torch.mul(a, b, out=product))
+
+
+def _rhs64(fine64: _Level, images: torch.Tensor, removed: torch.Tensor, ws: _Workspace) -> torch.Tensor:
+    """b = Σ_{kept v} w_uv x_v at the unknowns, in float64 (padded, in ``ws.b64``)."""
+    h, w = fine64.h, fine64.w
+    kept = ws.x64
+    torch.mul(images, ~removed[:, None], out=_interior(kept, h, w))
+    _sum121(kept, ws.b64, h, w, ws.t121_64)
+    return ws.b64.mul_(fine64.mask).mul_(1.0 / 12.0)
+
+
+def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor, ws: _Workspace) -> torch.Tensor:
     """Relative residual (S, C) of x (padded, zero outside the unknowns), computed in float64."""
-    ax = fine64.apply(x.to(torch.float64), torch.zeros_like(b64))
-    rn = torch.linalg.vector_norm((b64 - ax).flatten(2), dim=2)
-    bn = torch.linalg.vector_norm(b64.flatten(2), dim=2)
+    rn = _plane_norm(fine64.residual(b64, ws.x64.copy_(x), ws.x64, ws.t121_64, ws.ax64))
+    bn = _plane_norm(b64)
     return torch.where(
         bn > 0, rn / torch.where(bn > 0, bn, torch.ones_like(bn)), torch.where(rn > 0, torch.inf, 0.0)
     )
 
 
 def _pcg(
-    levels: list[_Level], b: torch.Tensor, x: torch.Tensor, tol: float, budget: torch.Tensor, ws: _Workspace
+    levels: list[_Level],
+    b: torch.Tensor,
+    x: torch.Tensor,
+    tol: float,
+    budget: torch.Tensor,
+    ws: _Workspace,
+    x_is_zero: bool = False,
 ) -> torch.Tensor:
     """Preconditioned CG on level 0 for all systems and channels, in place on ``x``.
 
     ``budget`` (S,) int64: the most iterations each system may take (0 = leave it as it is). Every
-    decision is per system, so a system's iterations never depend on the others. ``ws``: the V-cycle's
-    buffers for these levels (reused: every use overwrites their interiors, their zero rings stay zero).
+    decision is per system, so a system's iterations never depend on the others. ``ws``: the arrays for
+    these levels (reused: every use overwrites their interiors, their zero rings stay zero).
+    ``x_is_zero``: the caller's promise that x = 0 (then r = b without computing A x).
     Returns the iterations per system (S,) int64.
     """
     fine = levels[0]
-    r = fine.apply(x, torch.zeros_like(b), ws.t121[0])
-    torch.sub(b, r, out=r)
-    bn = torch.linalg.vector_norm(b.flatten(2), dim=2)
-    stop = tol * bn
+    r, p, q = ws.r, ws.p, ws.q
+    if x_is_zero:
+        r.copy_(b)
+    else:
+        fine.residual(b, x, r, ws.t121[0], ws.s121)
+    stop = tol * _plane_norm(b)
     spent = (budget <= 0)[:, None]
     # a system (all its channels) stops together, so its iterations do not depend on other systems
-    done = spent | (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
+    done = spent | (_plane_norm(r) <= stop).all(dim=1, keepdim=True)
     iterations = torch.zeros(b.shape[0], dtype=torch.long, device=b.device)
     if bool(done.all()):
         return iterations
     z = _vcycle(levels, ws, 0, r)
-    p = z.clone()
-    q = torch.zeros_like(b)
-    rz = _dot(r, z)
+    p.copy_(z)
+    rz = _dot(r, z, ws.product)
     zero = torch.zeros_like(rz)
     while True:
         iterations += (~done[:, 0]).long()
         fine.apply(p, q, ws.t121[0])
-        pq = _dot(p, q)
+        pq = _dot(p, q, ws.product)
         alpha = torch.where(~done & (pq > 0), rz / torch.where(pq > 0, pq, torch.ones_like(pq)), zero)
         x.addcmul_(p, alpha[..., None, None])
         r.addcmul_(q, -alpha[..., None, None])
-        converged = (torch.linalg.vector_norm(r.flatten(2), dim=2) <= stop).all(dim=1, keepdim=True)
+        converged = (_plane_norm(r) <= stop).all(dim=1, keepdim=True)
         done = done | converged | (iterations >= budget)[:, None]
         if bool(done.all()):
             return iterations
         z = _vcycle(levels, ws, 0, r)
-        rz_new = _dot(r, z)
+        rz_new = _dot(r, z, ws.product)
         beta = torch.where(~done & (rz > 0), rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), zero)
-        p.mul_(beta[..., None, None]).add_(z)
+        torch.addcmul(z, p, beta[..., None, None], out=p)
         rz = rz_new
 
 
@@ -440,37 +542,8 @@ class ImputationSolve:
 
 
 def default_chunk(device: torch.device) -> int:
-    """Systems solved together: 5 on the CPU (a ROAD image's ten systems in two solves, one per core of two;
-    the result does not depend on it), 320 on a GPU."""
+    """Systems solved together: 5 on the CPU, 320 on a GPU (the result does not depend on it)."""
     return 5 if device.type == "cpu" else 320
-
-
-#: the caller's torch thread count while :func:`solver_threads` has switched it (outermost first)
-_CALLER_THREADS: list[int] = []
-
-
-@contextmanager
-def solver_threads(device: torch.device) -> Iterator[None]:
-    """On the CPU, run the solver with :data:`SOLVER_CPU_THREADS` torch threads, restored afterwards."""
-    old = torch.get_num_threads()
-    if device.type != "cpu" or not SOLVER_CPU_THREADS or old == SOLVER_CPU_THREADS:
-        yield
-        return
-    torch.set_num_threads(SOLVER_CPU_THREADS)
-    _CALLER_THREADS.append(old)
-    try:
-        yield
-    finally:
-        _CALLER_THREADS.pop()
-        torch.set_num_threads(old)
-
-
-def solver_workers(device: torch.device) -> int:
-    """Chunks solved at once: on the CPU with one-thread solves, the caller's torch thread count (each chunk
-    on a thread of its own, so the cores the caller uses stay busy); else 1."""
-    if device.type != "cpu" or SOLVER_CPU_THREADS != 1:
-        return 1
-    return max(1, _CALLER_THREADS[0] if _CALLER_THREADS else torch.get_num_threads())
 
 
 def solve_imputation(
@@ -489,114 +562,89 @@ def solve_imputation(
     tolerance check.
     """
     images, removed = check_pair(images, removed)
-    n, c, h, w = images.shape
-    device = images.device
-    chunk = chunk or default_chunk(device)
+    n, c = images.shape[:2]
+    chunk = chunk or default_chunk(images.device)
     values = images.clone()
     rel = np.zeros((n, c), np.float64)
     iters = np.zeros(n, np.int64)
     direct = np.zeros(n, bool)
     work = torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
-    workers = solver_workers(device)
-    with solver_threads(device):
-        _solve_chunks(images, removed, values, rel, iters, direct, chunk, work, tol, max_iter, workers)
+    # chunks of systems with similar numbers of unknowns, which tend to need the same iterations (a chunk
+    # iterates until its last system has converged)
+    order = torch.argsort(removed.reshape(n, -1).sum(dim=1), stable=True).cpu()
+    for start in range(0, n, chunk):
+        idx = order[start : start + chunk].to(images.device)
+        part = images[idx]
+        r, it = _solve_chunk(part, removed[idx], part, work, tol, max_iter)
+        values[idx] = part
+        rel[idx.cpu().numpy()], iters[idx.cpu().numpy()] = r, it
+    for i in np.nonzero((rel > tol).any(axis=1))[0]:
+        values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
+        direct[i], iters[i] = True, 0
+        rel[i] = imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
     return ImputationSolve(values=values, rel_residual=rel, iterations=iters, direct=direct, tol=tol)
 
 
-def _solve_chunks(
-    images: torch.Tensor,
-    removed: torch.Tensor,
-    values: torch.Tensor,
-    rel: np.ndarray,
-    iters: np.ndarray,
-    direct: np.ndarray,
-    chunk: int,
-    work: torch.dtype,
-    tol: float,
-    max_iter: int,
-    workers: int = 1,
-) -> None:
-    """Solve every chunk of systems, ``workers`` chunks at a time (CPU threads of one torch thread each: a
-    chunk's arithmetic is the same whichever thread runs it; results go to disjoint rows)."""
-    n = images.shape[0]
-    chunks = [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
-    local = threading.local()
-
-    def run(sl: slice) -> None:
-        if torch.get_num_threads() != 1 and workers > 1:
-            torch.set_num_threads(1)  # a new worker thread: one torch thread, like the solve it shares
-        spaces = local.__dict__.setdefault("spaces", {})  # per thread and chunk size: V-cycle buffers
-        _solve_chunk(images, removed, values, rel, iters, direct, sl, work, tol, max_iter, spaces)
-
-    if workers <= 1 or len(chunks) <= 1:
-        for sl in chunks:
-            run(sl)
-        return
-    for future in [_executor().submit(run, sl) for sl in chunks]:
-        future.result()
+def _channel_sources(images: torch.Tensor) -> list[int]:
+    """For each channel, the first channel equal to it in every system of ``images`` (itself if none)."""
+    sources = list(range(images.shape[1]))
+    for j in range(1, len(sources)):
+        sources[j] = next(
+            (i for i in range(j) if sources[i] == i and torch.equal(images[:, j], images[:, i])), j
+        )
+    return sources
 
 
 def _solve_chunk(
     images: torch.Tensor,
     removed: torch.Tensor,
     values: torch.Tensor,
-    rel: np.ndarray,
-    iters: np.ndarray,
-    direct: np.ndarray,
-    sl: slice,
     work: torch.dtype,
     tol: float,
     max_iter: int,
-    spaces: dict[int, _Workspace],
-) -> None:
-    """The systems ``sl``: multigrid-preconditioned CG, the float64 check, the direct fallback."""
-    _, c, h, w = images.shape
-    device = images.device
-    s = sl.stop - sl.start
-    img = images[sl].to(work)
-    mask = _padded(s, 1, h, w, img)
-    _interior(mask, h, w).copy_(removed[sl, None])
-    img_p = _padded(s, c, h, w, img)
-    _interior(img_p, h, w).copy_(img)
-    x = torch.zeros_like(img_p)
-    fine64 = _fine_level(mask.to(torch.float64), h, w)
-    b64 = _rhs(fine64, img_p.to(torch.float64))
-    if bool(mask.any()):
-        levels = _hierarchy(mask, h, w)
-        b = _rhs(levels[0], img_p)
-        used = torch.zeros(s, dtype=torch.long, device=device)
-        budget = torch.full((s,), max_iter, dtype=torch.long, device=device)
-        for _ in range(3):  # normally once; again (from x) only for a system the float64 check rejects
-            if s not in spaces:
-                spaces[s] = _Workspace(levels, c)
-            used += _pcg(levels, b, x, _STOP * tol, budget, spaces[s])
-            res = _residual64(fine64, b64, x)
-            budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
-            if not bool((budget > 0).any()):
-                break
-        iters[sl] = used.cpu().numpy()
-    else:
-        res = _residual64(fine64, b64, x)
-    out = torch.where(mask > 0, x, img_p)
-    values[sl] = _interior(out, h, w).to(images.dtype)
-    bad = torch.nonzero((res > tol).any(dim=1)).flatten().tolist()
-    for j in bad:
-        i = sl.start + j
-        values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
-        direct[i], iters[i] = True, 0
-        res[j] = torch.as_tensor(
-            imputation_residual(images[i : i + 1], removed[i : i + 1], values[i : i + 1])[0]
-        )
-    rel[sl] = res.cpu().numpy()
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_solve_distinct` on the chunk's distinct channels (pseudo-colour images often repeat one,
+    e.g. R = B): a repeated channel is the same arithmetic on the same numbers, so it is solved once and
+    copied. Same arguments and results as :func:`_solve_distinct`."""
+    sources = _channel_sources(images)
+    distinct = sorted(set(sources))
+    if len(distinct) == len(sources):
+        return _solve_distinct(images, removed, values, work, tol, max_iter)
+    part = values[:, distinct]
+    res, used = _solve_distinct(images[:, distinct], removed, part, work, tol, max_iter)
+    where = [distinct.index(j) for j in sources]
+    values.copy_(part[:, where])
+    return res[:, where], used
 
 
-_EXECUTOR: list[ThreadPoolExecutor] = []
-
-
-def _executor() -> ThreadPoolExecutor:
-    """The process's pool of solver threads (created once; threads start when first needed)."""
-    if not _EXECUTOR:
-        _EXECUTOR.append(
-            ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="hfus-solver")
-        )
-    return _EXECUTOR[0]
+def _solve_distinct(
+    images: torch.Tensor,
+    removed: torch.Tensor,
+    values: torch.Tensor,
+    work: torch.dtype,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multigrid-preconditioned CG for one chunk of systems, with the float64 check; writes the removed
+    pixels of ``values`` (a view of the result). Returns the relative residuals (S, C) and iterations (S,)."""
+    s, c, h, w = images.shape
+    ws = _workspace(s, c, h, w, work, images.device)
+    mask = ws.mask
+    _interior(mask, h, w).copy_(removed[:, None])
+    fine64 = _fine_level(mask.to(torch.float64), h, w, smoother=False)
+    b64 = _rhs64(fine64, images, removed, ws)
+    x = ws.solution.zero_()
+    used = torch.zeros(s, dtype=torch.long, device=images.device)
+    if not bool(removed.any()):
+        return np.zeros((s, c)), used.cpu().numpy()
+    levels = _hierarchy(mask, h, w, ws.fields)
+    b = ws.b.copy_(b64)  # the float32 right-hand side: the float64 one, rounded
+    budget = torch.full((s,), max_iter, dtype=torch.long, device=images.device)
+    for attempt in range(3):  # normally once; again (from x) only for a system the float64 check rejects
+        used += _pcg(levels, b, x, _STOP * tol, budget, ws, x_is_zero=attempt == 0)
+        res = _residual64(fine64, b64, x, ws)
+        budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
+        if not bool((budget > 0).any()):
+            break
+    values.copy_(torch.where(removed[:, None], _interior(x, h, w).to(values.dtype), values))
+    return res.cpu().numpy(), used.cpu().numpy()
