@@ -42,7 +42,9 @@ splits such a reduction between threads by output; one to a single output it wou
 input); and every call into a library that may choose its kernel by batch size or memory alignment (the
 Galerkin convolution, the coarsest-grid inverse and its products) is made per system on a fresh buffer
 or a block of a fixed shape that starts 64-byte aligned. Tested under other CPUs' kernel settings
-(``tests/test_portability_torch.py``). Cost: ``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
+(``tests/test_portability_torch.py``). Across CPU kinds the values are not bit-identical (the convolution,
+the inverse and ``addcmul`` round differently there; docs/REPRODUCIBILITY.md). Cost:
+``benchmarks/bench_faithfulness.py`` and benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -52,12 +54,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .multigrid import (
+    Level,
+    coarse_solve,
+    fine_level,
+    hierarchy,
+    interior,
+    level_sizes,
+    padded,
+    prolong,
+    restrict,
+    sum121,
+    system_blocks,
+)
 from .solver_system import (
-    OFFSETS,
-    W_DIAGONAL,
-    W_DIRECT,
     check_pair,
     direct_imputation,
     imputation_residual,
@@ -76,297 +87,7 @@ __all__ = [
 #: relative residual the imputation must reach, per image, removal set and channel
 TOL = 1e-5
 
-_OMEGA_FINE, _OMEGA_COARSE = 1.0, 0.9
-_COARSEST = 8  # a grid with at most 8 points per side is solved densely
 _STOP = 0.8  # iterate until the float32 residual is <= _STOP * tol, then check in float64
-
-
-# ---------------------------------------------------------------------------------------------- solver
-#
-# Arrays of a grid level with h×w points are stored padded as (S, C, h + 3, w + 3): interior at
-# [1 : h + 1, 1 : w + 1], zeros around (one row/column before, two after, so that the stride-2
-# restriction of an even-sized grid can read one past the end). Masks are (S, 1, h + 3, w + 3).
-
-
-def _padded(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(s, c, h + 3, w + 3, dtype=like.dtype, device=like.device)
-
-
-def _interior(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return a[..., 1 : h + 1, 1 : w + 1]
-
-
-def _sum121(x: torch.Tensor, out: torch.Tensor, h: int, w: int, tmp: torch.Tensor | None = None) -> None:
-    """Interior of ``out`` = the [1 2 1]ᵀ[1 2 1] sum of ``x`` over each 3×3 neighbourhood (= 12 N(x) + 4 x).
-
-    ``tmp``: a buffer of shape x.shape[:-1] + (w,) (allocated when None).
-    """
-    if tmp is None:
-        tmp = x.new_empty(x.shape[:-1] + (w,))
-    torch.add(x[..., :, 0:w], x[..., :, 2 : w + 2], out=tmp)
-    tmp.add_(x[..., :, 1 : w + 1], alpha=2.0)
-    o = _interior(out, h, w)
-    torch.add(tmp[..., 0:h, :], tmp[..., 2 : h + 2, :], out=o)
-    o.add_(tmp[..., 1 : h + 1, :], alpha=2.0)
-
-
-def _restrict(f: torch.Tensor, out: torch.Tensor, hc: int, wc: int, tmp: torch.Tensor | None = None) -> None:
-    """Interior of ``out`` (coarse) = Pᵀ f: weights [1/2 1 1/2]ᵀ[1/2 1 1/2] around fine point 2I.
-
-    ``tmp``: a buffer of shape f.shape[:-1] + (wc,).
-    """
-    if tmp is None:
-        tmp = f.new_empty(f.shape[:-1] + (wc,))
-    torch.add(f[..., 0 : 2 * wc - 1 : 2], f[..., 2 : 2 * wc + 1 : 2], out=tmp)
-    tmp.mul_(0.5).add_(f[..., 1 : 2 * wc : 2])
-    o = _interior(out, hc, wc)
-    torch.add(tmp[..., 0 : 2 * hc - 1 : 2, :], tmp[..., 2 : 2 * hc + 1 : 2, :], out=o)
-    o.mul_(0.5).add_(tmp[..., 1 : 2 * hc : 2, :])
-
-
-def _prolong(
-    c: torch.Tensor, out: torch.Tensor, hc: int, wc: int, h: int, w: int, tmp: torch.Tensor | None = None
-) -> None:
-    """Interior of ``out`` (fine) = P c, bilinear: fine 2I = coarse I, fine 2I+1 = mean of coarse I, I+1.
-
-    ``tmp``: a buffer of shape c.shape[:-1] + (2 * wc,).
-    """
-    if tmp is None:
-        tmp = c.new_empty(c.shape[:-1] + (2 * wc,))
-    tmp[..., 0::2].copy_(c[..., 1 : wc + 1])
-    odd = tmp[..., 1::2]
-    torch.add(c[..., 1 : wc + 1], c[..., 2 : wc + 2], out=odd)
-    odd.mul_(0.5)
-    o = _interior(out, h, w)
-    n_even, n_odd = (h + 1) // 2, h // 2
-    o[..., 0::2, :].copy_(tmp[..., 1 : 1 + n_even, 0:w])
-    if n_odd:
-        oo = o[..., 1::2, :]
-        torch.add(tmp[..., 1 : 1 + n_odd, 0:w], tmp[..., 2 : 2 + n_odd, 0:w], out=oo)
-        oo.mul_(0.5)
-
-
-def _hat(a: int) -> float:
-    return {0: 1.0, 1: 0.5, -1: 0.5}.get(a, 0.0)
-
-
-def _galerkin_weights() -> torch.Tensor:
-    """conv2d weights (9 coarse offsets, 9 fine stencil entries, 3, 3) of the Galerkin product Pᵀ A P.
-
-    A_c[I, I + o] = Σ_t Σ_k S_k[2I + t] · p(t) · p(t + e_k − 2o), t ∈ {−1, 0, 1}², p = bilinear hat.
-    """
-    wt = torch.zeros(9, 9, 3, 3, dtype=torch.float64)
-    for oi, (oy, ox) in enumerate(OFFSETS):
-        for k, (ey, ex) in enumerate(OFFSETS):
-            for ty in (-1, 0, 1):
-                for tx in (-1, 0, 1):
-                    wt[oi, k, ty + 1, tx + 1] = (
-                        _hat(ty) * _hat(tx) * _hat(ty + ey - 2 * oy) * _hat(tx + ex - 2 * ox)
-                    )
-    return wt
-
-
-_GALERKIN = _galerkin_weights()
-_GALERKIN_CAST: dict[tuple[torch.dtype, str], torch.Tensor] = {}
-
-
-def _galerkin(like: torch.Tensor) -> torch.Tensor:
-    """:data:`_GALERKIN` in ``like``'s dtype and device (cast once)."""
-    key = (like.dtype, str(like.device))
-    if key not in _GALERKIN_CAST:
-        _GALERKIN_CAST[key] = _GALERKIN.to(device=like.device, dtype=like.dtype)
-    return _GALERKIN_CAST[key]
-
-
-class _Level:
-    """One grid level of a batch of S systems (same operator for every channel of a system)."""
-
-    def __init__(self, mask: torch.Tensor, h: int, w: int) -> None:
-        self.mask = mask  # (S, 1, h+3, w+3), 1 = unknown
-        self.h, self.w = h, w
-        self.stencil: torch.Tensor | None = None  # (S, 9, h, w): coefficient of x[u + e_k] in row u
-        self.me: torch.Tensor | None = None  # fine level: mask · (d + 1/3)
-        self.mq: torch.Tensor | None = None  # fine level: −mask / 12
-        self.dinv: torch.Tensor | None = None  # ω · mask / diagonal
-        self.inv: torch.Tensor | None = None  # coarsest level: (S, 1, n, n) inverse
-
-    def apply(self, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor | None = None) -> torch.Tensor:
-        """``out`` = A x (padded, ring zero); x must vanish outside the unknowns."""
-        h, w = self.h, self.w
-        if self.stencil is None:
-            _sum121(x, out, h, w, tmp)
-            out.mul_(self.mq).addcmul_(self.me, x)
-            return out
-        s = self.stencil
-        o = _interior(out, h, w)
-        torch.mul(s[:, 4:5], _interior(x, h, w), out=o)
-        for k, (dy, dx) in enumerate(OFFSETS):
-            if k != 4:
-                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
-        return out
-
-    def residual(
-        self, r: torch.Tensor, x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor, s121: torch.Tensor
-    ) -> torch.Tensor:
-        """``out`` = r − A x (padded, ring zero), in one pass fewer than :meth:`apply` and a subtraction.
-
-        ``tmp``: as for :meth:`apply`; ``s121``: a padded array with a zero ring (fine level: the 121 sums).
-        """
-        h, w = self.h, self.w
-        if self.stencil is None:
-            _sum121(x, s121, h, w, tmp)
-            torch.addcmul(r, self.me, x, value=-1.0, out=out)
-            return out.addcmul_(self.mq, s121, value=-1.0)
-        s = self.stencil
-        o = _interior(out, h, w)
-        torch.addcmul(_interior(r, h, w), s[:, 4:5], _interior(x, h, w), value=-1.0, out=o)
-        for k, (dy, dx) in enumerate(OFFSETS):
-            if k != 4:
-                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], value=-1.0)
-        return out
-
-    def fields(self, out: torch.Tensor) -> torch.Tensor:
-        """The operator as 9 padded coefficient fields (row u, column u + e_k), written into ``out``
-        (S, 9, h+3, w+3) whose ring is zero."""
-        h, w = self.h, self.w
-        if self.stencil is not None:
-            _interior(out, h, w).copy_(self.stencil)
-            return out
-        m = self.mask
-        for k, (dy, dx) in enumerate(OFFSETS):
-            o = _interior(out[:, k : k + 1], h, w)
-            if k == 4:
-                torch.add(self.me, self.mq, alpha=4.0, out=out[:, 4:5])  # mask · d
-                continue
-            wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
-            torch.mul(_interior(m, h, w), m[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], out=o)
-            o.mul_(-wt)
-        return out
-
-
-def _system_blocks(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    """Zeros (S, c, h+3, w+3) whose per-system blocks each start 64-byte aligned: a library call on one
-    system's block sees the same alignment whatever the system's position in the batch."""
-    per = c * (h + 3) * (w + 3)
-    step = -(-per // (64 // like.element_size())) * (64 // like.element_size())
-    flat = torch.zeros(s * step, dtype=like.dtype, device=like.device)
-    return flat.as_strided((s, c, h + 3, w + 3), (step, (h + 3) * (w + 3), w + 3, 1))
-
-
-#: per (h, w, dtype, device): the fine level's constant fields (see :func:`_fine_constants`)
-_FINE_CONSTANTS: dict[tuple[int, int, torch.dtype, str], tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _fine_constants(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d + 1/3, ω/d) on the padded h×w grid, d = the sum of the in-image neighbours' weights (1 inside,
-    2/3 on edges, 5/12 at corners); computed once per grid, dtype and device."""
-    key = (h, w, like.dtype, str(like.device))
-    if key not in _FINE_CONSTANTS:
-        ones = _padded(1, 1, h, w, like)
-        _interior(ones, h, w).fill_(1.0)
-        s121 = torch.zeros_like(ones)
-        _sum121(ones, s121, h, w)
-        d = s121 / 12.0 - ones / 3.0
-        dinv = torch.where(
-            d > 0, _OMEGA_FINE / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(d)
-        )
-        _FINE_CONSTANTS[key] = (d + 1.0 / 3.0, dinv)
-    return _FINE_CONSTANTS[key]
-
-
-def _fine_level(mask: torch.Tensor, h: int, w: int, smoother: bool = True) -> _Level:
-    d13, dinv = _fine_constants(h, w, mask)
-    level = _Level(mask, h, w)
-    level.me = mask * d13
-    level.mq = mask * (-1.0 / 12.0)
-    if smoother:
-        level.dinv = mask * dinv
-    return level
-
-
-def _coarsen(fine: _Level, fields: torch.Tensor) -> _Level:
-    """The Galerkin coarse level ``M_c Pᵀ A P M_c`` of ``fine`` (one stride-2 convolution of its 9 fields).
-
-    ``fields``: (S, 9, h+3, w+3) from :func:`_system_blocks`, ring zero (overwritten inside).
-    """
-    h, w = fine.h, fine.w
-    hc, wc = h // 2 + 1, w // 2 + 1
-    s = fine.mask.shape[0]
-    dev = fine.mask.device
-    iy = torch.clamp(torch.arange(hc, device=dev) * 2, max=h - 1) + 1
-    ix = torch.clamp(torch.arange(wc, device=dev) * 2, max=w - 1) + 1
-    mask_c = _padded(s, 1, hc, wc, fine.mask)
-    _interior(mask_c, hc, wc).copy_(fine.mask[:, :, iy][:, :, :, ix])
-    weight = _galerkin(fine.mask)
-    fine.fields(fields)
-    # a stride-2 convolution: output I reads padded rows 2I .. 2I+2 = fine rows 2I-1 .. 2I+1 (the extra
-    # padding row serves the ghost point of an even-sized grid; a last padded row no output reads is left
-    # over for an odd size); one system per call on its own aligned contiguous block, so neither the
-    # kernel nor the input's alignment depends on the batch the system came in
-    stencil = torch.cat([F.conv2d(fields[i : i + 1], weight, stride=2) for i in range(s)])
-    rows = _interior(mask_c, hc, wc)
-    stencil.mul_(rows)
-    for k, (dy, dx) in enumerate(OFFSETS):
-        if k != 4:
-            stencil[:, k : k + 1].mul_(mask_c[..., 1 + dy : 1 + dy + hc, 1 + dx : 1 + dx + wc])
-    coarse = _Level(mask_c, hc, wc)
-    coarse.stencil = stencil
-    diag = torch.zeros_like(mask_c)
-    _interior(diag, hc, wc).copy_(stencil[:, 4:5])
-    safe = torch.where(diag > 0, diag, torch.ones_like(diag))
-    coarse.dinv = torch.where(mask_c > 0, _OMEGA_COARSE / safe, torch.zeros_like(mask_c))
-    return coarse
-
-
-def _dense_inverse(level: _Level) -> None:
-    """The explicit inverse of the level's operator (identity on inactive points), float64 → stored dtype."""
-    h, w = level.h, level.w
-    n = h * w
-    s = level.mask.shape[0]
-    unit = _padded(s, n, h, w, level.mask)
-    _interior(unit, h, w).copy_(torch.eye(n, dtype=unit.dtype, device=unit.device).reshape(1, n, h, w))
-    unit.mul_(level.mask)
-    cols = level.apply(unit, torch.zeros_like(unit))  # cols[b, j] = A e_j
-    a = _interior(cols, h, w).reshape(s, n, n).transpose(1, 2).to(torch.float64)
-    a = 0.5 * (a + a.transpose(1, 2))
-    active = _interior(level.mask, h, w).reshape(s, n).to(torch.float64)
-    a = a * active[:, :, None] * active[:, None, :] + torch.diag_embed(1.0 - active)
-    keep = active[:, :, None] * active[:, None, :]
-    if a.device.type == "cpu":
-        # one LAPACK call per system on a fresh buffer of a fixed shape (a batched call may pick its
-        # blocking or code path by batch size or by the alignment of a matrix in the batch)
-        inv = torch.stack([torch.linalg.inv(a[i].clone()) for i in range(s)])
-    else:
-        inv = torch.linalg.inv(a)
-    level.inv = (inv * keep).to(level.mask.dtype)[:, None]  # (S, 1, n, n)
-
-
-def _coarse_solve(level: _Level, r: torch.Tensor) -> torch.Tensor:
-    """(S, C, n) = the coarsest level's inverse applied to the interior of ``r`` (padded, S × C × n).
-
-    A product and a sum over its last axis rather than a matrix product: the same arithmetic for every
-    (system, channel) row whatever the number of systems or channels (a BLAS call may choose its kernel
-    by the number of rows).
-    """
-    s, c = r.shape[:2]
-    rv = _interior(r, level.h, level.w).reshape(s, c, 1, level.h * level.w)
-    return torch.mul(rv, level.inv).sum(dim=-1)
-
-
-def _level_sizes(h: int, w: int) -> list[tuple[int, int]]:
-    sizes = [(h, w)]
-    while max(sizes[-1]) > _COARSEST:
-        sizes.append((sizes[-1][0] // 2 + 1, sizes[-1][1] // 2 + 1))
-    return sizes
-
-
-def _hierarchy(mask: torch.Tensor, h: int, w: int, fields: list[torch.Tensor]) -> list[_Level]:
-    """The levels of a chunk (``fields``: the workspace's coefficient-field blocks, one per coarsening)."""
-    levels = [_fine_level(mask, h, w)]
-    while max(levels[-1].h, levels[-1].w) > _COARSEST:
-        levels.append(_coarsen(levels[-1], fields[len(levels) - 1]))
-    _dense_inverse(levels[-1])
-    return levels
 
 
 class _Workspace:
@@ -378,24 +99,24 @@ class _Workspace:
 
     def __init__(self, s: int, c: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> None:
         like = torch.empty(0, dtype=dtype, device=device)
-        sizes = _level_sizes(h, w)
+        sizes = level_sizes(h, w)
         # V-cycle, per level
-        self.x = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
-        self.res = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
-        self.rhs = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
-        self.fine = [_padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.x = [padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.res = [padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.rhs = [padded(s, c, hh, ww, like) for hh, ww in sizes]
+        self.fine = [padded(s, c, hh, ww, like) for hh, ww in sizes]
         self.t121 = [like.new_empty(s, c, hh + 3, ww) for hh, ww in sizes]
         self.trestrict = [like.new_empty(s, c, hh + 3, ww // 2 + 1) for hh, ww in sizes]
         self.tprolong = [like.new_empty(s, c, hh + 3, 2 * ww) for hh, ww in sizes[1:]] + [None]
-        self.fields = [_system_blocks(s, 9, hh, ww, like) for hh, ww in sizes[:-1]]
+        self.fields = [system_blocks(s, 9, hh, ww, like) for hh, ww in sizes[:-1]]
         # conjugate gradients on level 0
-        self.mask = _padded(s, 1, h, w, like)
-        self.solution, self.b, self.r, self.p, self.q = (_padded(s, c, h, w, like) for _ in range(5))
+        self.mask = padded(s, 1, h, w, like)
+        self.solution, self.b, self.r, self.p, self.q = (padded(s, c, h, w, like) for _ in range(5))
         self.product = like.new_empty(s, c, h + 3, w + 3)
-        self.s121 = _padded(s, c, h, w, like)
+        self.s121 = padded(s, c, h, w, like)
         # the float64 check
         wide = like.to(torch.float64)
-        self.b64, self.x64, self.ax64 = (_padded(s, c, h, w, wide) for _ in range(3))
+        self.b64, self.x64, self.ax64 = (padded(s, c, h, w, wide) for _ in range(3))
         self.t121_64 = wide.new_empty(s, c, h + 3, w)
 
 
@@ -415,22 +136,22 @@ def _workspace(s: int, c: int, h: int, w: int, dtype: torch.dtype, device: torch
     return cache[key]
 
 
-def _vcycle(levels: list[_Level], ws: _Workspace, i: int, r: torch.Tensor) -> torch.Tensor:
+def _vcycle(levels: list[Level], ws: _Workspace, i: int, r: torch.Tensor) -> torch.Tensor:
     """One V(1,1)-cycle from x = 0 for right-hand side ``r`` on level ``i``; returns ws.x[i]."""
     lv, x = levels[i], ws.x[i]
     if lv.inv is not None:
-        _interior(x, lv.h, lv.w).copy_(_coarse_solve(lv, r).reshape(x.shape[0], x.shape[1], lv.h, lv.w))
+        interior(x, lv.h, lv.w).copy_(coarse_solve(lv, r).reshape(x.shape[0], x.shape[1], lv.h, lv.w))
         return x
     res = ws.res[i]
     torch.mul(lv.dinv, r, out=x)  # pre-smoothing from zero
     lv.residual(r, x, res, ws.t121[i], ws.s121)
     coarse = levels[i + 1]
     rc = ws.rhs[i + 1]
-    _restrict(res, rc, coarse.h, coarse.w, ws.trestrict[i])
+    restrict(res, rc, coarse.h, coarse.w, ws.trestrict[i])
     rc.mul_(coarse.mask)
     ec = _vcycle(levels, ws, i + 1, rc)
     pf = ws.fine[i]
-    _prolong(ec, pf, coarse.h, coarse.w, lv.h, lv.w, ws.tprolong[i])
+    prolong(ec, pf, coarse.h, coarse.w, lv.h, lv.w, ws.tprolong[i])
     x.addcmul_(lv.mask, pf)
     lv.residual(r, x, res, ws.t121[i], ws.s121)  # post-smoothing
     x.addcmul_(lv.dinv, res)
@@ -456,16 +177,16 @@ def _dot(a: torch.Tensor, b: torch.Tensor, product: torch.Tensor) -> torch.Tenso
     return _plane_sum(torch.mul(a, b, out=product))
 
 
-def _rhs64(fine64: _Level, images: torch.Tensor, removed: torch.Tensor, ws: _Workspace) -> torch.Tensor:
+def _rhs64(fine64: Level, images: torch.Tensor, removed: torch.Tensor, ws: _Workspace) -> torch.Tensor:
     """b = Σ_{kept v} w_uv x_v at the unknowns, in float64 (padded, in ``ws.b64``)."""
     h, w = fine64.h, fine64.w
     kept = ws.x64
-    torch.mul(images, ~removed[:, None], out=_interior(kept, h, w))
-    _sum121(kept, ws.b64, h, w, ws.t121_64)
+    torch.mul(images, ~removed[:, None], out=interior(kept, h, w))
+    sum121(kept, ws.b64, h, w, ws.t121_64)
     return ws.b64.mul_(fine64.mask).mul_(1.0 / 12.0)
 
 
-def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor, ws: _Workspace) -> torch.Tensor:
+def _residual64(fine64: Level, b64: torch.Tensor, x: torch.Tensor, ws: _Workspace) -> torch.Tensor:
     """Relative residual (S, C) of x (padded, zero outside the unknowns), computed in float64."""
     rn = _plane_norm(fine64.residual(b64, ws.x64.copy_(x), ws.x64, ws.t121_64, ws.ax64))
     bn = _plane_norm(b64)
@@ -475,7 +196,7 @@ def _residual64(fine64: _Level, b64: torch.Tensor, x: torch.Tensor, ws: _Workspa
 
 
 def _pcg(
-    levels: list[_Level],
+    levels: list[Level],
     b: torch.Tensor,
     x: torch.Tensor,
     tol: float,
@@ -630,14 +351,14 @@ def _solve_distinct(
     s, c, h, w = images.shape
     ws = _workspace(s, c, h, w, work, images.device)
     mask = ws.mask
-    _interior(mask, h, w).copy_(removed[:, None])
-    fine64 = _fine_level(mask.to(torch.float64), h, w, smoother=False)
+    interior(mask, h, w).copy_(removed[:, None])
+    fine64 = fine_level(mask.to(torch.float64), h, w, smoother=False)
     b64 = _rhs64(fine64, images, removed, ws)
     x = ws.solution.zero_()
     used = torch.zeros(s, dtype=torch.long, device=images.device)
     if not bool(removed.any()):
         return np.zeros((s, c)), used.cpu().numpy()
-    levels = _hierarchy(mask, h, w, ws.fields)
+    levels = hierarchy(mask, h, w, ws.fields)
     b = ws.b.copy_(b64)  # the float32 right-hand side: the float64 one, rounded
     budget = torch.full((s,), max_iter, dtype=torch.long, device=images.device)
     for attempt in range(3):  # normally once; again (from x) only for a system the float64 check rejects
@@ -646,5 +367,5 @@ def _solve_distinct(
         budget = torch.where((res <= tol).all(dim=1), 0, max_iter - used)  # per system
         if not bool((budget > 0).any()):
             break
-    values.copy_(torch.where(removed[:, None], _interior(x, h, w).to(values.dtype), values))
+    values.copy_(torch.where(removed[:, None], interior(x, h, w).to(values.dtype), values))
     return res.cpu().numpy(), used.cpu().numpy()
