@@ -108,7 +108,9 @@ def test_verify_passes_on_an_untouched_submission(env: None, sub: Path) -> None:
     names = [name for name, _, _ in report.checks]
     assert "maps_file.sha256" in names and "dataset.revision" in names and "metrics (re-aggregated)" in names
     assert any(
-        n.startswith("mobilenet_v2 fold 1: confidence@1, road@1 (3 images, within 0.0001 relative)")
+        n.startswith(
+            "mobilenet_v2 fold 1: confidence@1, road@1 (3 images, within 0.0001 relative; road@1 0.01)"
+        )
         for n in names
     )
     subset = verify_submission(sub, limit=1, progress=False)
@@ -246,12 +248,19 @@ def test_verify_rechecks_road_through_the_model(env: None, sub: Path, tmp_path: 
     folder = _copy(sub, tmp_path)
     _edit(
         folder,
-        lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 1e-3),
+        lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 0.05),
     )
     failures = verify_submission(folder, progress=False).failures
-    assert any("per_image[3].road_morf_p" in f and "tolerance 0.0001 relative" in f for f in failures), (
-        failures
+    # ROAD's own tolerance (registry verify_rtol: its imputation is not bit-identical across CPU kinds)
+    assert any("per_image[3].road_morf_p" in f and "tolerance 0.01 relative" in f for f in failures), failures
+    folder = _copy(sub, tmp_path / "small")
+    _edit(
+        folder,
+        lambda r: r["per_image"][3]["road_morf_p"].__setitem__(2, r["per_image"][3]["road_morf_p"][2] + 1e-3),
     )
+    report = verify_submission(folder, progress=False)
+    rescored = [ok for name, ok, _ in report.checks if "confidence@1, road@1" in name]
+    assert rescored and all(rescored), report.render()  # within ROAD's tolerance (the mean is still exact)
 
 
 def test_verify_scores_the_runners_batches(

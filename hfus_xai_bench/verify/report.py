@@ -100,12 +100,12 @@ def diff(
     return [f"{path}: recorded {recorded!r}, recomputed {recomputed!r} (tolerance {what})"]
 
 
-def model_tol(model_values: set[str]) -> Callable[[str], float | None]:
-    """Relative tolerance for per-image fields of model-based metrics, absolute elsewhere."""
+def model_tol(model_values: dict[str, float]) -> Callable[[str], float | None]:
+    """Per leaf path, the relative tolerance of a per-image field of a model-based metric (``model_values``:
+    field name → tolerance), None (absolute :data:`MAP_ATOL`) elsewhere."""
 
     def tol(path: str) -> float | None:
-        field_name = path.rsplit("/", 1)[-1].split("[", 1)[0]
-        return MODEL_RTOL if field_name in model_values else None
+        return model_values.get(path.rsplit("/", 1)[-1].split("[", 1)[0])
 
     return tol
 
@@ -116,29 +116,36 @@ def first_problems(problems: list[str]) -> str:
 
 
 def mismatches(
-    first: int, sel: np.ndarray, recorded: dict[str, np.ndarray], fresh: dict[str, np.ndarray]
+    first: int,
+    sel: np.ndarray,
+    recorded: dict[str, np.ndarray],
+    fresh: dict[str, np.ndarray],
+    rtols: dict[str, float] | None = None,
 ) -> list[str]:
-    """Per value, the first image of ``sel`` whose recomputed value is outside :data:`MODEL_RTOL`.
+    """Per value, the first image of ``sel`` whose recomputed value is outside its tolerance.
 
     Args:
         first: the index of the (arch, fold)'s first row in ``record["per_image"]`` (for the message).
         sel: the rows compared.
         recorded: ``{"<metric id>/<value>": (N, ...) array}`` from the record (NaN = None).
         fresh: the same keys, recomputed.
+        rtols: per metric id, the relative tolerance (absolute below magnitude 1); default
+            :data:`MODEL_RTOL`.
 
     Returns:
         One ``per_image[i].<value>: recorded …, recomputed …`` line per value that disagrees.
     """
     out = []
     for key, values in fresh.items():
-        name = key.rpartition("/")[2]  # the per_image column
+        metric_id, _, name = key.rpartition("/")  # name: the per_image column
+        rtol = (rtols or {}).get(metric_id, MODEL_RTOL)
         rec, new = recorded[key][sel], values[sel]
-        close = np.abs(rec - new) <= MODEL_RTOL * np.maximum(1.0, np.abs(new))
+        close = np.abs(rec - new) <= rtol * np.maximum(1.0, np.abs(new))
         off = ~(close | (np.isnan(rec) & np.isnan(new)))
         if off.any():
             pos = np.argwhere(off)[0]
             out.append(
                 f"per_image[{first + sel[pos[0]]}].{name}: recorded {rec[tuple(pos)]!r}, "
-                f"recomputed {new[tuple(pos)]!r} (tolerance {MODEL_RTOL:g} relative)"
+                f"recomputed {new[tuple(pos)]!r} (tolerance {rtol:g} relative)"
             )
     return out

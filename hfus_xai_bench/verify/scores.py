@@ -371,9 +371,11 @@ def _check_model(
         report.add(f"per_image[{f.first + bad[0]}].target", False, f"expected {expected[bad[0]]}")
     sel = np.flatnonzero(keep)
     if sel.size and metrics:
-        problems = mismatches(f.first, sel, recorded, fresh)
+        rtols = {m.id: m.verify_rtol or MODEL_RTOL for m in metrics}
+        problems = mismatches(f.first, sel, recorded, fresh, rtols)
         names = ", ".join(m.id for m in metrics)
-        what = f"{where}: {names} ({sel.size} images, within {MODEL_RTOL:g} relative)"
+        own = "".join(f"; {m.id} {m.verify_rtol:g}" for m in metrics if m.verify_rtol)
+        what = f"{where}: {names} ({sel.size} images, within {MODEL_RTOL:g} relative{own})"
         report.add(what, not problems, "; ".join(problems[:3]))
 
 
@@ -423,7 +425,7 @@ def rescore(
 
     Returns:
         The per-(arch, fold) scores: the maps-only metrics recomputed from the saved maps (exact), the
-        model-based ones as recorded (after :func:`rescore_model`'s check, within :data:`MODEL_RTOL`).
+        model-based ones as recorded (after :func:`rescore_model`'s check, within their tolerances).
     """
     from ..batches import scoring_config
     from ..config import RunConfig
