@@ -285,7 +285,7 @@ def solve_imputation(
     images, removed = check_pair(images, removed)
     n, c = images.shape[:2]
     chunk = chunk or default_chunk(images.device)
-    values = images.clone()
+    values = torch.empty_like(images)  # every row is written by its chunk
     rel = np.zeros((n, c), np.float64)
     iters = np.zeros(n, np.int64)
     direct = np.zeros(n, bool)
