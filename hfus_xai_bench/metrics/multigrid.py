@@ -9,6 +9,9 @@ coarse operators, the coarsest level's inverse and the level hierarchy of a chun
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -35,14 +38,34 @@ __all__ = [
 OMEGA_FINE, OMEGA_COARSE = 1.0, 0.9
 #: a grid with at most this many points per side is solved densely
 COARSEST = 8
+_NOT_CENTRE = tuple(k for k in range(9) if k != 4)
 
 
 def padded(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(s, c, h + 3, w + 3, dtype=like.dtype, device=like.device)
 
 
+def _kept(t: torch.Tensor, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """``make()`` once per tensor and ``key``, kept on the tensor itself: the views of it the solver takes
+    again and again (every V-cycle) live and die with it, and are not re-made by Python slicing each time."""
+    kept = t.__dict__.setdefault("_hfus_views", {})
+    found = kept.get(key)
+    if found is None:
+        found = kept[key] = make()
+    return found
+
+
 def interior(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return a[..., 1 : h + 1, 1 : w + 1]
+    return _kept(a, ("interior", h, w), lambda: a[..., 1 : h + 1, 1 : w + 1])
+
+
+def shifts(x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, ...]:
+    """The 9 views x[u + e_k] over the interior (k in :data:`OFFSETS` order)."""
+    return _kept(
+        x,
+        ("shifts", h, w),
+        lambda: tuple(x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS),
+    )
 
 
 def sum121(x: torch.Tensor, out: torch.Tensor, h: int, w: int, tmp: torch.Tensor | None = None) -> None:
@@ -52,11 +75,17 @@ def sum121(x: torch.Tensor, out: torch.Tensor, h: int, w: int, tmp: torch.Tensor
     """
     if tmp is None:
         tmp = x.new_empty(x.shape[:-1] + (w,))
-    torch.add(x[..., :, 0:w], x[..., :, 2 : w + 2], out=tmp)
-    tmp.add_(x[..., :, 1 : w + 1], alpha=2.0)
+    left, right, mid = _kept(
+        x, ("columns", w), lambda: (x[..., :, 0:w], x[..., :, 2 : w + 2], x[..., :, 1 : w + 1])
+    )
+    up, down, centre = _kept(
+        tmp, ("rows", h), lambda: (tmp[..., 0:h, :], tmp[..., 2 : h + 2, :], tmp[..., 1 : h + 1, :])
+    )
+    torch.add(left, right, out=tmp)
+    tmp.add_(mid, alpha=2.0)
     o = interior(out, h, w)
-    torch.add(tmp[..., 0:h, :], tmp[..., 2 : h + 2, :], out=o)
-    o.add_(tmp[..., 1 : h + 1, :], alpha=2.0)
+    torch.add(up, down, out=o)
+    o.add_(centre, alpha=2.0)
 
 
 def restrict(f: torch.Tensor, out: torch.Tensor, hc: int, wc: int, tmp: torch.Tensor | None = None) -> None:
@@ -66,11 +95,25 @@ def restrict(f: torch.Tensor, out: torch.Tensor, hc: int, wc: int, tmp: torch.Te
     """
     if tmp is None:
         tmp = f.new_empty(f.shape[:-1] + (wc,))
-    torch.add(f[..., 0 : 2 * wc - 1 : 2], f[..., 2 : 2 * wc + 1 : 2], out=tmp)
-    tmp.mul_(0.5).add_(f[..., 1 : 2 * wc : 2])
+    f0, f2, f1 = _kept(
+        f,
+        ("restrict", wc),
+        lambda: (f[..., 0 : 2 * wc - 1 : 2], f[..., 2 : 2 * wc + 1 : 2], f[..., 1 : 2 * wc : 2]),
+    )
+    t0, t2, t1 = _kept(
+        tmp,
+        ("restrict", hc),
+        lambda: (
+            tmp[..., 0 : 2 * hc - 1 : 2, :],
+            tmp[..., 2 : 2 * hc + 1 : 2, :],
+            tmp[..., 1 : 2 * hc : 2, :],
+        ),
+    )
+    torch.add(f0, f2, out=tmp)
+    tmp.mul_(0.5).add_(f1)
     o = interior(out, hc, wc)
-    torch.add(tmp[..., 0 : 2 * hc - 1 : 2, :], tmp[..., 2 : 2 * hc + 1 : 2, :], out=o)
-    o.mul_(0.5).add_(tmp[..., 1 : 2 * hc : 2, :])
+    torch.add(t0, t2, out=o)
+    o.mul_(0.5).add_(t1)
 
 
 def prolong(
@@ -146,12 +189,11 @@ class Level:
             sum121(x, out, h, w, tmp)
             out.mul_(self.mq).addcmul_(self.me, x)
             return out
-        s = self.stencil
+        s, xs = self.columns(), shifts(x, h, w)
         o = interior(out, h, w)
-        torch.mul(s[:, 4:5], interior(x, h, w), out=o)
-        for k, (dy, dx) in enumerate(OFFSETS):
-            if k != 4:
-                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
+        torch.mul(s[4], xs[4], out=o)
+        for k in _NOT_CENTRE:
+            o.addcmul_(s[k], xs[k])
         return out
 
     def residual(
@@ -166,13 +208,17 @@ class Level:
             sum121(x, s121, h, w, tmp)
             torch.addcmul(r, self.me, x, value=-1.0, out=out)
             return out.addcmul_(self.mq, s121, value=-1.0)
-        s = self.stencil
+        s, xs = self.columns(), shifts(x, h, w)
         o = interior(out, h, w)
-        torch.addcmul(interior(r, h, w), s[:, 4:5], interior(x, h, w), value=-1.0, out=o)
-        for k, (dy, dx) in enumerate(OFFSETS):
-            if k != 4:
-                o.addcmul_(s[:, k : k + 1], x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], value=-1.0)
+        torch.addcmul(interior(r, h, w), s[4], xs[4], value=-1.0, out=o)
+        for k in _NOT_CENTRE:
+            o.addcmul_(s[k], xs[k], value=-1.0)
         return out
+
+    def columns(self) -> tuple[torch.Tensor, ...]:
+        """The stencil's 9 coefficient fields as (S, 1, h, w) views."""
+        s = self.stencil
+        return _kept(s, ("columns",), lambda: tuple(s[:, k : k + 1] for k in range(9)))
 
     def fields(self, out: torch.Tensor) -> torch.Tensor:
         """The operator as 9 padded coefficient fields (row u, column u + e_k), written into ``out``
