@@ -10,12 +10,22 @@
 # The whole run stays inside BUDGET seconds (default 560: one `run` call is cut at 600 s): every step has its
 # own `timeout`, capped by what is left, and a step that cannot get MIN_STEP seconds is skipped. Outputs are
 # packed into $OUT after every phase (a cut run still returns what finished); the last lines list what ran.
-# Tiny CPU dry run:  DEVICE=cpu EPOCHS=1 LIMIT=2 OUT=/tmp/gpu_dry bash benchmarks/gpu_session.sh
+# Tiny CPU dry run (CPU defaults below; shorter lists: benchmarks/README.md):
+#   DEVICE=cpu EPOCHS=1 LIMIT=2 OUT=/tmp/gpu_dry bash benchmarks/gpu_session.sh
 set -u
 cd "$(dirname "$0")/.."
 START=$SECONDS
 OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cpu ]; then  # a dry run here: the dev venv, no device wheels, the user's dataset cache,
+  # records away from /tmp/lb, one thread per training and CPU-sized time limits
+  [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}
+  WHEELS=${WHEELS:-none} WORK=${WORK:-/tmp/hfus-gpu-dry} LB_DIR=${LB_DIR:-/tmp/hfus-gpu-dry-lb}
+  TRAIN_THREADS=${TRAIN_THREADS:-1} BUDGET=${BUDGET:-3600} TRAIN_LIMIT=${TRAIN_LIMIT:-1800}
+  BIG_LIMIT=${BIG_LIMIT:-2400} EVAL_LIMIT=${EVAL_LIMIT:-1800} BENCH_LIMIT=${BENCH_LIMIT:-900}
+else
+  export HFUS_BENCH_CACHE=${HFUS_BENCH_CACHE:-/tmp/hfus-cache}
+fi
 BUDGET=${BUDGET:-560}         # seconds for the whole script
 MIN_STEP=${MIN_STEP:-20}      # a step that cannot get this many seconds is skipped
 PY=${PY:-python3}
@@ -43,7 +53,7 @@ LOG=$OUT/log.txt
 STATUS=$WORK/status.txt
 : >"$LOG"
 : >"$STATUS"
-export HFUS_BENCH_CACHE=${HFUS_BENCH_CACHE:-/tmp/hfus-cache} PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1
 export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if [ "$WHEELS" != none ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
