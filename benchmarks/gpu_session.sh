@@ -1,36 +1,239 @@
 #!/usr/bin/env bash
-# One prepared GPU session (see benchmarks/README.md): build hfus-synth, train the four reference
-# architectures on fold 0 with the study recipe, then run the performance benchmarks at full size.
-# Every step has its own time limit so the whole fits one device call; outputs land in $OUT.
-# Needs the wheels of what the GPU image lacks in .whl/ (datasets, dill, multiprocess, grad-cam,
-# captum, ttach, platformdirs, jsonschema + its deps).
+# One prepared GPU session for issue 20 (benchmarks/README.md, "Preparing the GPU session"), in priority order:
+#   a) environment + the default track (hfus-synth synth-v3, built and hash-checked by `data info`)
+#   b) determinism: MobileNetV2 fold 1 trained twice with the shipped checkpoint's recipe, both sha256
+#   c) checkpoints: MobileNetV2 folds 1-4 (fold 1 = b's first run), GoogLeNet fold 0; then ResNet101 and
+#      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
+#   d) the default table's missing rows on MobileNetV2 fold 0: `hfus-bench evaluate` (PROTOCOL §4, §7 with
+#      randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
+#   e) speed: bench_evaluate.py (whole protocol vs its counted bound), bench_methods.py per architecture
+# The whole run stays inside BUDGET seconds (default 560: one `run` call is cut at 600 s): every step has its
+# own `timeout`, capped by what is left, and a step that cannot get MIN_STEP seconds is skipped. Outputs are
+# packed into $OUT after every phase (a cut run still returns what finished); the last lines list what ran.
+# Tiny CPU dry run (CPU defaults below; shorter lists: benchmarks/README.md):
+#   DEVICE=cpu EPOCHS=1 LIMIT=2 OUT=/tmp/gpu_dry bash benchmarks/gpu_session.sh
 set -u
+cd "$(dirname "$0")/.."
+START=$SECONDS
 OUT=${OUT:-gpu_out}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cpu ]; then  # a dry run here: the dev venv, no device wheels, the user's dataset cache,
+  # records away from /tmp/lb, one thread per training and CPU-sized time limits
+  [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}
+  WHEELS=${WHEELS:-none} WORK=${WORK:-/tmp/hfus-gpu-dry} LB_DIR=${LB_DIR:-/tmp/hfus-gpu-dry-lb}
+  TRAIN_THREADS=${TRAIN_THREADS:-1} BUDGET=${BUDGET:-3600} TRAIN_LIMIT=${TRAIN_LIMIT:-1800}
+  BIG_LIMIT=${BIG_LIMIT:-2400} EVAL_LIMIT=${EVAL_LIMIT:-1800} BENCH_LIMIT=${BENCH_LIMIT:-900}
+else
+  export HFUS_BENCH_CACHE=${HFUS_BENCH_CACHE:-/tmp/hfus-cache}
 fi
-export HFUS_BENCH_CACHE=${HFUS_BENCH_CACHE:-/tmp/hfus-cache} PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1
-export CUBLAS_WORKSPACE_CONFIG=:4096:8
-EPOCHS=${EPOCHS:-30}
+BUDGET=${BUDGET:-560}         # seconds for the whole script
+MIN_STEP=${MIN_STEP:-20}      # a step that cannot get this many seconds is skipped
+PY=${PY:-python3}
+WHEELS=${WHEELS:-.whl}        # wheels of what the image lacks (benchmarks/fetch_gpu_wheels.sh); 'none' skips
+WORK=${WORK:-/tmp/hfus-gpu}   # checkpoints and records before packing
+LIMIT=${LIMIT:-}              # images per evaluate (empty: all 126 test images)
+MOB_FOLDS=${MOB_FOLDS:-1 2 3 4}
+SMALL_ARCHS=${SMALL_ARCHS:-googlenet}
+BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
+EVAL_METHODS=${EVAL_METHODS:-ig occlusion45 occlusion30 occlusion15 scorecam}  # cheapest first
+BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
+BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
+BENCH_METHODS=${BENCH_METHODS:-all}
+STEPS=${STEPS:-train eval speed}  # a) always runs; e.g. STEPS=speed on a second, warm call
+TRAIN_LIMIT=${TRAIN_LIMIT:-300}   # seconds per training of b) and c) (MobileNetV2, SMALL_ARCHS)
+BIG_LIMIT=${BIG_LIMIT:-420}       # seconds per training of BIG_ARCHS
+EVAL_LIMIT=${EVAL_LIMIT:-400}     # seconds per evaluate of d)
+BENCH_LIMIT=${BENCH_LIMIT:-200}   # seconds per speed benchmark of e)
+RESERVE_SPEED=${RESERVE_SPEED:-45}  # seconds that d) and the big trainings leave for e)
+LB_DIR=${LB_DIR:-/tmp/lb}     # evaluate --out, as in the existing entries' commands
+TRAIN_THREADS=${TRAIN_THREADS:-2}  # CPU threads per training process (several share the machine)
+mkdir -p "$OUT" "$WORK"
+OUT=$(cd "$OUT" && pwd)
 LOG=$OUT/log.txt
-run() { local limit=$1; shift; echo "+ $*" | tee -a "$LOG"; timeout "$limit" "$@" 2>&1 | tee -a "$LOG"; }
+STATUS=$WORK/status.txt
+: >"$LOG"
+: >"$STATUS"
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1
+export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if [ "$WHEELS" != none ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$WHEELS"/*.whl || { echo "wheel install failed" | tee -a "$LOG"; exit 1; }
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+BENCH=("$PY" -m hfus_xai_bench)
+has() { [[ " $STEPS " == *" $1 "* ]]; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
-run 30 python3 -c "import torch, pyarrow, datasets, captum, pytorch_grad_cam; print(torch.__version__, torch.version.cuda, pyarrow.__version__, datasets.__version__)"
-run 120 python3 -m hfus_xai_bench data info
-# 1. per-method speed vs the libraries, all four architectures, random weights
-run 170 python3 benchmarks/bench_methods.py --warmup 1 --device cuda --archs mobilenet_v2,resnet101,googlenet,densenet201 --n 8 \
-  > "$OUT/bench_methods.txt"
-# 2. the other three architectures with the study recipe, side by side (the GPU is far from busy at
-#    batch 8); MobileNetV2 fold 0 ships with the package
-for arch in ${ARCHS:-googlenet resnet101 densenet201}; do
-  run "${TRAIN_LIMIT:-130}" python3 -m hfus_xai_bench train --models "$arch" --folds 0 --epochs "$EPOCHS" --init scratch \
-    --device cuda --quiet &
+left() { echo $((BUDGET - (SECONDS - START))); }
+log() { echo "[$((SECONDS - START))s] $*" | tee -a "$LOG"; }
+# step NAME WANT RESERVE CMD...: run CMD under `timeout min(WANT, left - RESERVE)`; its output is appended to
+# $WORK/NAME.log and the log; one status line per step (ok / failed / cut at the limit / skipped for time)
+step() {
+  local name=$1 want=$2 reserve=$3 limit t0 rc
+  shift 3
+  limit=$(($(left) - reserve))
+  [ "$limit" -gt "$want" ] && limit=$want
+  if [ "$limit" -lt "$MIN_STEP" ]; then
+    echo "skipped for time: $name" >>"$STATUS"
+    log "skip $name (only ${limit}s left for it)"
+    return 1
+  fi
+  log "start $name (limit ${limit}s): $*"
+  t0=$SECONDS
+  timeout -k 5 "$limit" "$@" >"$WORK/$name.log" 2>&1 </dev/null
+  rc=$?
+  cat "$WORK/$name.log" >>"$LOG"
+  case $rc in
+    0) echo "ok ($((SECONDS - t0))s): $name" >>"$STATUS" ;;
+    124 | 137) echo "cut at its ${limit}s limit: $name" >>"$STATUS" ;;
+    *) echo "failed (exit $rc, $((SECONDS - t0))s): $name" >>"$STATUS" ;;
+  esac
+  log "end $name: exit $rc after $((SECONDS - t0))s"
+  return "$rc"
+}
+# pack: cards, result records and logs (with bench/ and status.txt) into three tarballs, the returned weights
+# split into parts of <= 15 MiB: ckpt.tar.0, ckpt.tar.1, ... (`cat ckpt.tar.* | tar x`). With log.txt at most
+# 8 files come back (the limit: 8 files of 16 MiB, 64 MiB in all; MobileNetV2 x4 + GoogLeNet in float16 are
+# about 32 MB, three parts).
+pack() {
+  tar czf "$OUT/cards.tar.gz" -C "$WORK" --exclude='*.safetensors' ckpt det 2>/dev/null
+  tar czf "$OUT/results.tar.gz" -C "$WORK" lb 2>/dev/null
+  tar czf "$OUT/logs.tar.gz" -C "$WORK" --exclude=./ckpt --exclude=./det --exclude=./lb . 2>/dev/null
+  rm -f "$OUT"/ckpt.tar.*
+  (cd "$WORK/ckpt" 2>/dev/null && ls ./*.safetensors >/dev/null 2>&1) || return 0
+  # the weights that come back: MobileNetV2 folds and the small architectures (not the big ones)
+  local keep=()
+  for f in "$WORK"/ckpt/*.safetensors; do
+    case $(basename "$f") in resnet101_* | densenet201_*) ;; *) keep+=("$(basename "$f")") ;; esac
+  done
+  [ ${#keep[@]} -eq 0 ] && return 0
+  tar cf - -C "$WORK/ckpt" "${keep[@]}" | split -b 15m -d -a 1 - "$OUT/ckpt.tar."
+}
+sha() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
+
+# ---- a) environment and the default track -------------------------------------------------------------
+log "a) environment"
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi") | tee -a "$LOG"
+# GPU memory in use every 5 s for the whole run (side-by-side trainings and evaluates share the GPU)
+SMI_PID=
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -l 5 >"$WORK/gpu_memory.log" 2>&1 &
+  SMI_PID=$!
+fi
+trap '[ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null' EXIT
+step env 60 0 "$PY" -c "
+import importlib.metadata as m, sys, torch
+print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda,
+      'cudnn', torch.backends.cudnn.version(), 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name())
+for p in ('torchvision', 'numpy', 'pyarrow', 'datasets', 'fsspec', 'huggingface-hub', 'captum', 'grad-cam'):
+    print(p, m.version(p))
+import hfus_xai_bench, pytorch_grad_cam, captum, datasets, jsonschema, platformdirs
+"
+if ! step data 240 0 "${BENCH[@]}" data info; then
+  # no default track (e.g. its golden hashes differ on this machine): nothing comparable can be trained or
+  # scored; the per-method speed (random weights and inputs) needs no dataset
+  log "NO DATASET: b), c), d) and bench_evaluate are skipped; see data.log"
+  STEPS=methods_only
+fi
+# the recipe of the shipped checkpoint (fold 0), so that folds 1-4 are its cross-validation folds
+read -r EPOCHS_CARD INIT DTYPE SEED REVISION < <("$PY" -c "
+import json
+c = json.load(open('hfus_xai_bench/checkpoints/mobilenet_v2_hfus-synth_fold0.json'))
+print(c['epochs'], c['init'], c['dtype'], c['seed'], c['dataset']['revision'])")
+EPOCHS=${EPOCHS:-$EPOCHS_CARD}
+DET_EPOCHS=${DET_EPOCHS:-$EPOCHS}  # the two determinism runs (fold 1); the first one is fold 1's checkpoint
+log "recipe: epochs $EPOCHS (shipped card: $EPOCHS_CARD), init $INIT, dtype $DTYPE, seed $SEED, revision $REVISION"
+[ "$EPOCHS" != "$EPOCHS_CARD" ] && log "NOTE: EPOCHS=$EPOCHS differs from the shipped card's $EPOCHS_CARD: not the CV folds"
+train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
+  OMP_NUM_THREADS=$TRAIN_THREADS step "$1" "$6" "$7" "${BENCH[@]}" train --models "$2" --folds "$3" --epochs "$4" --init "$INIT" \
+    --device "$DEVICE" --dtype "$DTYPE" --seed "$SEED" --revision "$REVISION" --out "$5" --quiet
+}
+
+# ---- b) determinism + c) checkpoints, side by side on the one GPU -------------------------------------
+# the big architectures start too but are not waited for: they go on (capped) while d) runs
+SMALL_PIDS=()
+BIG_PIDS=()
+if has train; then
+  log "b) determinism (MobileNetV2 fold 1 twice, $DET_EPOCHS epochs) + c) folds $MOB_FOLDS, $SMALL_ARCHS fold 0"
+  log "   + ${BIG_ARCHS:-no big architecture} fold 0 (not waited for)"
+  if [ "$DET_EPOCHS" = "$EPOCHS" ]; then DET1=$WORK/ckpt; else DET1=$WORK/det/run1; fi  # run 1 = fold 1
+  mkdir -p "$WORK/ckpt" "$WORK/det" "$DET1"
+  train det_run1 mobilenet_v2 1 "$DET_EPOCHS" "$DET1" "$TRAIN_LIMIT" 0 &
+  SMALL_PIDS+=($!)
+  train det_run2 mobilenet_v2 1 "$DET_EPOCHS" "$WORK/det" "$TRAIN_LIMIT" 0 &
+  SMALL_PIDS+=($!)
+  for k in $MOB_FOLDS; do
+    [ "$k" = 1 ] && [ "$DET1" = "$WORK/ckpt" ] && continue  # fold 1 is det_run1
+    train "train_mobilenet_v2_fold$k" mobilenet_v2 "$k" "$EPOCHS" "$WORK/ckpt" "$TRAIN_LIMIT" 0 &
+    SMALL_PIDS+=($!)
+  done
+  for a in $SMALL_ARCHS; do
+    train "train_${a}_fold0" "$a" 0 "$EPOCHS" "$WORK/ckpt" "$TRAIN_LIMIT" 0 &
+    SMALL_PIDS+=($!)
+  done
+  for a in $BIG_ARCHS; do
+    train "train_${a}_fold0" "$a" 0 "$EPOCHS" "$WORK/ckpt" "$BIG_LIMIT" "$RESERVE_SPEED" &
+    BIG_PIDS+=($!)
+  done
+  wait "${SMALL_PIDS[@]}"
+  s1=$(sha "$DET1/mobilenet_v2_hfus-synth_fold1.safetensors")
+  s2=$(sha "$WORK/det/mobilenet_v2_hfus-synth_fold1.safetensors")
+  if [ -n "$s1" ] && [ "$s1" = "$s2" ]; then verdict="IDENTICAL"; else verdict="DIFFERENT or missing"; fi
+  log "determinism ($DEVICE, $DET_EPOCHS epochs): run 1 sha256 ${s1:-none}, run 2 sha256 ${s2:-none}: $verdict"
+  echo "determinism: $verdict (run 1 ${s1:-none}, run 2 ${s2:-none}, $DET_EPOCHS epochs, $DEVICE)" >>"$STATUS"
+  pack
+fi
+big_running() {
+  local p
+  for p in "${BIG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+
+# ---- d) the default table's missing rows (MobileNetV2 fold 0) -----------------------------------------
+if has eval; then
+  log "d) leaderboard rows: $EVAL_METHODS"
+  mkdir -p "$WORK/lb"
+  for m in $EVAL_METHODS; do
+    big_running && log "NOTE: eval_$m starts while ${BIG_ARCHS} train: its cost seconds include that contention"
+    rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
+    step "eval_$m" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models mobilenet_v2 --folds 0 \
+      --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
+    cp "$LB_DIR/$m.json" "$WORK/lb/" 2>/dev/null
+    pack
+  done
+fi
+if [ ${#BIG_PIDS[@]} -gt 0 ]; then
+  big_running && log "waiting for ${BIG_ARCHS}"
+  wait "${BIG_PIDS[@]}"
+fi
+for f in "$WORK"/ckpt/resnet101_*.json "$WORK"/ckpt/densenet201_*.json; do
+  [ -f "$f" ] && log "not returned (too large): $(basename "${f%.json}").safetensors sha256 $(sha "${f%.json}.safetensors")"
 done
-wait
-tar czf "$OUT/cards.tar.gz" --exclude='*.safetensors' -C "$HFUS_BENCH_CACHE" checkpoints
-# 3. the whole protocol, ours vs a library-only pipeline
-run 90 python3 benchmarks/bench_protocol.py --device cuda --archs all --n 8 --methods all > "$OUT/bench_protocol.txt"
+pack
+
+# ---- e) speed --------------------------------------------------------------------------------------------
+if has speed || has methods_only; then
+  log "e) speed"
+  mkdir -p "$WORK/bench"
+  if has speed; then
+    step bench_evaluate "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" \
+      ${LIMIT:+--limit "$LIMIT"}
+    cp "$WORK/bench_evaluate.log" "$WORK/bench/" 2>/dev/null
+    pack
+  fi
+  for a in $BENCH_ARCHS; do
+    step "bench_methods_$a" "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_methods.py --device "$DEVICE" --archs "$a" \
+      --n "$BENCH_N" --warmup 1 --methods "$BENCH_METHODS"
+    cp "$WORK/bench_methods_$a.log" "$WORK/bench/" 2>/dev/null
+    pack
+  done
+fi
+
+[ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null
+log "peak GPU memory used: $(awk -F, 'NR > 1 {gsub(/[^0-9]/, "", $2); if ($2 + 0 > m) m = $2 + 0} END {print m + 0}' \
+  "$WORK/gpu_memory.log" 2>/dev/null) MiB"
+log "done in $((SECONDS - START))s of the ${BUDGET}s budget (STEPS: $STEPS). What ran:"
+tee -a "$LOG" <"$STATUS"
+pack
+ls -l "$OUT" | tee -a "$LOG"
 exit 0

@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 from hfus_xai_bench import cli
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.models import checkpoints as C
+from hfus_xai_bench.models import pooling as P
 from hfus_xai_bench.models import training as T
 
 SIZE = 48  # tiny images: MobileNetV2 is fully convolutional + GAP, so the logic is the same as at 224
@@ -82,6 +83,65 @@ def test_training_is_deterministic_and_keeps_best_validation():
     assert not torch.equal(m3.state_dict()["classifier.1.weight"], s1["classifier.1.weight"])
 
 
+def _backward_ops(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind ``out``."""
+    seen, todo, names = set(), [out.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo.extend(n for n, _ in node.next_functions)
+    return names
+
+
+def test_spatial_mean_equals_global_adaptive_pooling_in_value_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 5, 7, 7), (3, 4, 6, 9), (1, 8, 1, 1)]:
+        x = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
+        w = torch.randn(shape[:2] + (1, 1), generator=g)
+        ref = torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        (gx_ref,) = torch.autograd.grad((ref * w).sum(), x)
+        with P.GlobalPoolAsMean():
+            out = torch.nn.AdaptiveAvgPool2d((1, 1))(x)
+            same = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+            other = torch.nn.functional.adaptive_avg_pool2d(x, (2, 2))  # not global: passed through
+        (gx,) = torch.autograd.grad((out * w).sum(), x)
+        # float32 sums of ≤ 54 values in a different order: a few ulps
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(same, ref, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(gx, gx_ref, atol=1e-7, rtol=1e-6)
+        assert "AdaptiveAvgPool2DBackward0" not in _backward_ops(out) | _backward_ops(same)
+        assert torch.equal(other, torch.nn.functional.adaptive_avg_pool2d(x, (2, 2)))
+        assert "AdaptiveAvgPool2DBackward0" in _backward_ops(other)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "googlenet"])  # F.adaptive_avg_pool2d / the module
+def test_training_step_with_pooling_as_mean_matches_the_standard_one(arch):
+    """The CUDA training path (pooling as a spatial mean) on the CPU: no adaptive-pooling backward left,
+    the same loss and the same updated weights as the standard step to float tolerance, model unchanged."""
+    torch.manual_seed(0)
+    model = T.build_model(arch).train()
+    twin = T.build_model(arch).train()
+    twin.load_state_dict(model.state_dict())
+    keys = list(model.state_dict())
+    x = torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3])
+    results = []
+    for m, as_mean in ((model, True), (twin, False)):
+        torch.manual_seed(2)  # the same dropout draw in both
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        step = T._Step(m, opt, torch.Generator().manual_seed(3), augment=True, pool_as_mean=as_mean)
+        results.append(step(x, y))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, twin.state_dict()[k], atol=1e-5, rtol=1e-4, msg=k)
+    assert list(model.state_dict()) == keys and type(model) is type(twin)
+    with P.GlobalPoolAsMean():
+        assert "AdaptiveAvgPool2DBackward0" not in _backward_ops(model(x))
+
+
 def test_init_from_path_and_errors(tmp_path, monkeypatch):
     torch.manual_seed(0)
     src = T.build_model("mobilenet_v2")
@@ -140,19 +200,8 @@ def fake_data(monkeypatch):
 
 
 def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeypatch):
-    card_path = T.train(
-        "mobilenet_v2",
-        fold=2,
-        epochs=1,
-        init="scratch",
-        device="cpu",
-        out_dir=tmp_path,
-        seed=0,
-        dtype="float16",
-        batch_size=4,
-        lr=0.01,
-        progress=False,
-    )
+    kw = dict(fold=2, epochs=1, init="scratch", device="cpu", seed=0, dtype="float16", batch_size=4, lr=0.01)
+    card_path = T.train("mobilenet_v2", out_dir=tmp_path, progress=False, **kw)
     assert card_path == tmp_path / "mobilenet_v2_hfus-synth_fold2.json"
     card = json.loads(card_path.read_text())
     weights = card_path.with_suffix(".safetensors")
@@ -169,6 +218,10 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
         card["init"] == "scratch" and card["seed"] == 0 and card["environment"]["torch"] == torch.__version__
     )
     assert card["environment"]["seconds_per_epoch"] > 0 and len(card["history"]) == 1
+    assert card["environment"]["deterministic"] == T.DETERMINISM_OTHER
+    # the same seed, data, device kind and torch: bitwise the same weights, so the same checkpoint sha256
+    again = json.loads(T.train("mobilenet_v2", out_dir=tmp_path / "again", progress=False, **kw).read_text())
+    assert again["sha256"] == card["sha256"] and not torch.are_deterministic_algorithms_enabled()
     assert set(card["metrics"]["test"]) >= {"accuracy", "precision", "recall", "f1"}
     # the recorded test accuracy is that of the stored (float16, upcast) weights
     model, info = C.load_model("mobilenet_v2", checkpoint=weights)

@@ -7,6 +7,10 @@ augmentation = random rotation ±15° (bilinear, black fill) + horizontal flip (
 batched on the device with one affine grid per batch. Folds for fold k: test = k, validation = (k+1) % 5,
 train = the other three.
 
+Deterministic: seeded data order, augmentation and initialisation; ``torch.use_deterministic_algorithms``
+(on CUDA strict, with global average pooling trained as a spatial mean: :mod:`.pooling`; elsewhere warn
+only), so the same inputs, seed, device kind and torch give the same checkpoint sha256.
+
 :func:`train_model` works on plain tensors / arrays (no ``datasets`` needed, e.g. on a GPU box);
 :func:`train` loads the dataset, trains, evaluates the test fold and writes a checkpoint + card.
 """
@@ -15,9 +19,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from ..metrics.classification import classification_report
 from ..runtime import environment, resolve_device
 from ..seeding import seed_global
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
+from .pooling import GlobalPoolAsMean
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
 
@@ -43,6 +49,8 @@ AUGMENTATION = (
     "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
 )
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
+DETERMINISM_CUDA = "use_deterministic_algorithms(True); global average pooling trained as a spatial mean"
+DETERMINISM_OTHER = "use_deterministic_algorithms(True, warn_only=True)"
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -191,7 +199,7 @@ def train_model(
         model = model.to(dev, memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-        step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment)
+        step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment, dev.type == "cuda")
         shuffle_gen = torch.Generator().manual_seed(seed)
         steps = math.ceil(len(x_train) / batch_size)
         records: list[dict[str, Any]] = []
@@ -227,6 +235,7 @@ def train_model(
         "best_val_loss": best[1],
         "init": init_desc,
         "device": str(dev),
+        "deterministic": DETERMINISM_CUDA if dev.type == "cuda" else DETERMINISM_OTHER,
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in records])),
     }
     return model, history
@@ -263,13 +272,16 @@ def _epoch(
 
 @contextmanager
 def _deterministic(dev: torch.device) -> Iterator[None]:
-    """Deterministic algorithms (warn only) inside; cuDNN benchmark off / deterministic on CUDA."""
+    """Deterministic algorithms inside: strict on CUDA (cuBLAS workspace pinned, cuDNN benchmark off /
+    deterministic on), warn only elsewhere (the CPU kernels we use are deterministic already)."""
     previous_det = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
     if dev.type == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace; read when the first handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=dev.type != "cuda")
     try:
         yield
     finally:
@@ -277,20 +289,34 @@ def _deterministic(dev: torch.device) -> Iterator[None]:
 
 
 class _Step:
-    """One SGD step on a batch (augmented if asked): returns the batch's mean loss and correct count."""
+    """One SGD step on a batch (augmented if asked): returns the batch's mean loss and correct count.
+
+    ``pool_as_mean``: the forward pools globally through a spatial mean (:class:`GlobalPoolAsMean`; CUDA's
+    ``adaptive_avg_pool2d`` backward is not deterministic). Off on the CPU, whose checkpoints stay as before.
+    """
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, aug_gen: torch.Generator, augment: bool
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        aug_gen: torch.Generator,
+        augment: bool,
+        pool_as_mean: bool = False,
     ) -> None:
         self.model, self.optimizer, self.aug_gen, self.augment = model, optimizer, aug_gen, augment
+        self.pool_as_mean = pool_as_mean
         self.criterion = nn.CrossEntropyLoss()
+
+    def _pooling(self) -> AbstractContextManager[Any]:
+        return GlobalPoolAsMean() if self.pool_as_mean else nullcontext()
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.augment:
             xb = augment_batch(xb, self.aug_gen).contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(xb)
-        loss = self.criterion(logits, yb)
+        with self._pooling():
+            logits = self.model(xb)
+            loss = self.criterion(logits, yb)
         loss.backward()
         self.optimizer.step()
         return loss.detach(), (logits.detach().argmax(1) == yb).sum()
@@ -419,7 +445,11 @@ def train(
             "val": classification_report(np.asarray(va.labels), val_pred),
         },
         "history": history["epochs"],
-        "environment": {**environment(dev), "seconds_per_epoch": history["seconds_per_epoch"]},
+        "environment": {
+            **environment(dev),
+            "seconds_per_epoch": history["seconds_per_epoch"],
+            "deterministic": history["deterministic"],
+        },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
