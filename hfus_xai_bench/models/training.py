@@ -368,6 +368,43 @@ def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str
     return arrays, dict(dataset_provenance(ds))
 
 
+def _card(
+    arch: str,
+    dataset: str,
+    provenance: dict[str, Any],
+    fold: int,
+    split: dict[str, Any],
+    arrays: dict[str, Any],
+    seed: int,
+    epochs: int,
+    dtype: str,
+    recipe: dict[str, Any],
+    history: dict[str, Any],
+) -> dict[str, Any]:
+    """The model card's first part (what was trained on what, how); :func:`train` adds the scores, the
+    history and the environment, in the card's key order."""
+    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
+    return {
+        "arch": arch,
+        "dataset": {**provenance, "id": provenance.get("id", dataset)},
+        "fold": int(fold),
+        "split": {**split, "n_train": len(tr.labels), "n_val": len(va.labels), "n_test": len(te.labels)},
+        "seed": int(seed),
+        "init": history["init"],
+        "epochs": int(epochs),
+        "best_epoch": history["best_epoch"],
+        "dtype": dtype,
+        "recipe": {
+            **STUDY_RECIPE,
+            **recipe,
+            "epochs": int(epochs),
+            "augmentation": AUGMENTATION,
+            "selection": SELECTION,
+            "image_size": int(np.asarray(te.images).shape[1]),
+        },
+    }
+
+
 def train(
     arch: str,
     dataset: str = SYNTH_DATASET,
@@ -419,39 +456,22 @@ def train(
         **recipe,
     )
     stored = _as_stored(model, dtype)
-    y_test = np.asarray(te.labels)
-    test_pred = predict_logits(stored, te.images, dev).argmax(1).numpy()
-    val_pred = predict_logits(stored, va.images, dev).argmax(1).numpy()
-    card: dict[str, Any] = {
-        "arch": spec.name,
-        "dataset": {**provenance, "id": provenance.get("id", dataset)},
-        "fold": int(fold),
-        "split": {**split, "n_train": len(tr.labels), "n_val": len(va.labels), "n_test": len(y_test)},
-        "seed": int(seed),
-        "init": history["init"],
-        "epochs": int(epochs),
-        "best_epoch": history["best_epoch"],
-        "dtype": dtype,
-        "recipe": {
-            **STUDY_RECIPE,
-            **recipe,
-            "epochs": int(epochs),
-            "augmentation": AUGMENTATION,
-            "selection": SELECTION,
-            "image_size": int(np.asarray(te.images).shape[1]),
-        },
-        "metrics": {
-            "test": classification_report(y_test, test_pred),
-            "val": classification_report(np.asarray(va.labels), val_pred),
-        },
-        "history": history["epochs"],
-        "environment": {
-            **environment(dev),
-            "seconds_per_epoch": history["seconds_per_epoch"],
-            "deterministic": history["deterministic"],
-        },
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    card = _card(spec.name, dataset, provenance, fold, split, arrays, seed, epochs, dtype, recipe, history)
+    card["metrics"] = {
+        "test": classification_report(
+            np.asarray(te.labels), predict_logits(stored, te.images, dev).argmax(1).numpy()
+        ),
+        "val": classification_report(
+            np.asarray(va.labels), predict_logits(stored, va.images, dev).argmax(1).numpy()
+        ),
     }
+    card["history"] = history["epochs"]
+    card["environment"] = {
+        **environment(dev),
+        "seconds_per_epoch": history["seconds_per_epoch"],
+        "deterministic": history["deterministic"],
+    }
+    card["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
         card["transform_input"] = bool(model.transform_input)
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
