@@ -227,15 +227,14 @@ class Level:
         if self.stencil is not None:
             interior(out, h, w).copy_(self.stencil)
             return out
-        m = self.mask
+        inner, shifted = interior(self.mask, h, w), shifts(self.mask, h, w)
+        weighted = {wt: inner * -wt for wt in (W_DIRECT, W_DIAGONAL)}  # −w · mask(u)
         for k, (dy, dx) in enumerate(OFFSETS):
-            o = interior(out[:, k : k + 1], h, w)
             if k == 4:
                 torch.add(self.me, self.mq, alpha=4.0, out=out[:, 4:5])  # mask · d
-                continue
-            wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
-            torch.mul(interior(m, h, w), m[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], out=o)
-            o.mul_(-wt)
+            else:
+                wt = W_DIRECT if dy == 0 or dx == 0 else W_DIAGONAL
+                torch.mul(weighted[wt], shifted[k], out=out[:, k : k + 1, 1 : h + 1, 1 : w + 1])
         return out
 
 
