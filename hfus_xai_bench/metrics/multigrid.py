@@ -202,6 +202,8 @@ class Level:
         """``out`` = r − A x (padded, ring zero), in one pass fewer than :meth:`apply` and a subtraction.
 
         ``tmp``: as for :meth:`apply`; ``s121``: a padded array with a zero ring (fine level: the 121 sums).
+        On the fine level ``out`` may be ``x`` (read by the 121 sums first, then elementwise); on a stencil
+        level it must not be.
         """
         h, w = self.h, self.w
         if self.stencil is None:

@@ -188,6 +188,7 @@ def _rhs64(fine64: Level, images: torch.Tensor, removed: torch.Tensor, ws: _Work
 
 def _residual64(fine64: Level, b64: torch.Tensor, x: torch.Tensor, ws: _Workspace) -> torch.Tensor:
     """Relative residual (S, C) of x (padded, zero outside the unknowns), computed in float64."""
+    # on the fine level the residual may overwrite its x (elementwise, after the 121 sums read it)
     rn = _plane_norm(fine64.residual(b64, ws.x64.copy_(x), ws.x64, ws.t121_64, ws.ax64))
     bn = _plane_norm(b64)
     return torch.where(
@@ -294,11 +295,11 @@ def solve_imputation(
     # iterates until its last system has converged)
     order = torch.argsort(removed.reshape(n, -1).sum(dim=1), stable=True).cpu()
     for start in range(0, n, chunk):
-        idx = order[start : start + chunk].to(images.device)
-        part = images[idx]
-        r, it = _solve_chunk(part, removed[idx], part, work, tol, max_iter)
+        rows = order[start : start + chunk]
+        idx = rows.to(images.device)
+        part = images[idx]  # a copy: the chunk's images, overwritten with its result
+        rel[rows.numpy()], iters[rows.numpy()] = _solve_chunk(part, removed[idx], part, work, tol, max_iter)
         values[idx] = part
-        rel[idx.cpu().numpy()], iters[idx.cpu().numpy()] = r, it
     for i in np.nonzero((rel > tol).any(axis=1))[0]:
         values[i : i + 1] = direct_imputation(images[i : i + 1], removed[i : i + 1])
         direct[i], iters[i] = True, 0
