@@ -7,8 +7,10 @@ Map metrics accept ``m255`` uint8 maps (float maps are quantised first); results
 
 from __future__ import annotations
 
+# the entry modules register in this order, which is the report order (table columns, record sections)
 from . import (
-    randomisation_entries,  # noqa: F401  (registers randomisation@2 after the registry's entries)
+    core_entries,  # noqa: F401  (registers the §4 / §7 entries: hit_rate@1 ... road@1)
+    randomisation_entries,  # noqa: F401  (registers randomisation@2 after them)
     section9,  # noqa: F401  (registers the §9 entries: evidence@1, class_sensitivity@1, counterfactual@1)
 )
 from .classification import classification_report, confusion_matrix

@@ -1,8 +1,8 @@
 """Registry entry of ``randomisation@2`` (PROTOCOL §7.1.1; functions in :mod:`.randomisation`).
 
 Registered into :data:`.registry.METRICS` when the ``metrics`` package is imported (``metrics/__init__.py``
-imports this module), after the entries of ``registry.py``; kept apart so the registry module stays a
-readable size. ``randomisation@1`` stays in ``registry.py``, superseded by this entry.
+imports this module), after the entries of :mod:`.core_entries`; kept apart so each module stays a readable
+size. ``randomisation@1`` stays in :mod:`.core_entries`, superseded by this entry.
 """
 
 from __future__ import annotations

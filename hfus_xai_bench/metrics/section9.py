@@ -3,7 +3,7 @@
 
 Registered into :data:`.registry.METRICS` when the ``metrics`` package is imported (``metrics/__init__.py``
 imports this module; every import of a ``metrics`` submodule runs the package first), after the entries of
-``registry.py``; kept apart so the registry module stays a readable size.
+:mod:`.core_entries` and :mod:`.randomisation_entries`; kept apart so each module stays a readable size.
 """
 
 from __future__ import annotations
