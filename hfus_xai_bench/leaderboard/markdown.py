@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..constants import (
@@ -21,6 +21,7 @@ from .tables import (
     IDENTICAL_TOL,
     UNRANKED_HEADINGS,
     Cell,
+    Column,
     accuracy_columns,
     build_tables,
     cell,
@@ -117,6 +118,81 @@ def not_applicable_text(table: dict[str, Any]) -> str:
     return f"n/a on {arch} (declared undefined there, so never run; PROTOCOL §5): {'; '.join(parts)}."
 
 
+def _table_lines(
+    headers: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    cells_of: Callable[[dict[str, Any]], list[str]],
+    first: int,
+) -> list[str]:
+    """A markdown table: the header, then each row's cells, a separator row before each kind of unranked
+    rows (its heading in column ``first``)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    previous = None
+    for row in rows:
+        lines += _group_row(row, previous, len(headers), first)
+        previous = row
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells_of(row)) + " |")
+    return lines
+
+
+def _links(row: dict[str, Any]) -> str:
+    links = []
+    if row["links"]["citation"]:
+        links.append(f"[BibTeX](#cite-{slug(row['method']).lower()})")
+    if row["links"]["code"]:
+        links.append(f"[code]({code_href(row['links']['code'])})")
+    return " · ".join(links)
+
+
+def _main_cells(row: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    """A row of the ranked table: rank, method, scores, rank columns, accuracy, cost, links, notes."""
+    ev = table["evidence"]
+    return [
+        rank_text(row["rank"]),
+        _method(row),
+        *(_score_text(row, c) for c in main_columns(ev)),
+        *(_joined(rank_cell(row, i)) for i in range(len(table["criteria"]))),
+        fmt_num(row["accuracy"]),
+        *(_score_text(row, c) for c in accuracy_columns(ev)),
+        row["evaluated"],
+        fe_text(row["fe"]),
+        fmt_num(row["seconds"], 4),
+        row["device"],
+        _links(row),
+        "; ".join(row["notes"]),
+    ]
+
+
+def _detail_cells(row: dict[str, Any], columns: Sequence[Column]) -> list[str]:
+    """A row of the table of gains and other scores: method, then a score per column."""
+    return [_method(row), *(_score_text(row, c) for c in columns)]
+
+
+def _section(table: dict[str, Any]) -> list[str]:
+    """One table's section: the ranked table, its legend and notes, the table of gains and other scores."""
+    ev, criteria = table["evidence"], table["criteria"]
+    lines = [f"## {table['title']}", ""]
+    lines += _table_lines(column_headers(ev, criteria), table["rows"], lambda r: _main_cells(r, table), 1)
+    legend, na = ranks_legend(criteria), not_applicable_text(table)
+    lines += [text for part in (legend, na) if part for text in ("", part)]
+    lines += ["", "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:", ""]
+    detail = detail_columns(ev)
+    lines += _table_lines(detail_headers(ev), table["rows"], lambda r: _detail_cells(r, detail), 0)
+    return [*lines, ""]
+
+
+def _citation_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """The citations section (an anchor and the BibTeX of each cited method); none without citations."""
+    cites = citations(entries)
+    if not cites:
+        return []
+    lines = ["## Citations", ""]
+    for name, bib in cites:
+        anchor = f'<a id="cite-{slug(name).lower()}"></a>'
+        lines += [anchor, "", f"**{name}**", "", "```bibtex", bib.strip(), "```", ""]
+    return lines
+
+
 def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
     """LEADERBOARD.md from the entries (deterministic)."""
     lines = [
@@ -139,63 +215,6 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
             "",
         ]
     for table in tables:
-        ev = table["evidence"]
-        criteria = table["criteria"]
-        head, main, after_acc = column_headers(ev, criteria), main_columns(ev), accuracy_columns(ev)
-        dhead, detail = detail_headers(ev), detail_columns(ev)
-        lines += [f"## {table['title']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        previous = None
-        for row in table["rows"]:
-            lines += _group_row(row, previous, len(head))
-            previous = row
-            links = []
-            if row["links"]["citation"]:
-                links.append(f"[BibTeX](#cite-{slug(row['method']).lower()})")
-            if row["links"]["code"]:
-                links.append(f"[code]({code_href(row['links']['code'])})")
-            cells = [
-                rank_text(row["rank"]),
-                _method(row),
-                *(_score_text(row, c) for c in main),
-                *(_joined(rank_cell(row, i)) for i in range(len(criteria))),
-                fmt_num(row["accuracy"]),
-                *(_score_text(row, c) for c in after_acc),
-                row["evaluated"],
-                fe_text(row["fe"]),
-                fmt_num(row["seconds"], 4),
-                row["device"],
-                " · ".join(links),
-                "; ".join(row["notes"]),
-            ]
-            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-        legend, na = ranks_legend(criteria), not_applicable_text(table)
-        lines += [text for part in (legend, na) if part for text in ("", part)]
-        lines += [
-            "",
-            "Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:",
-            "",
-            "| " + " | ".join(dhead) + " |",
-            "|" + "---|" * len(dhead),
-        ]
-        previous = None
-        for row in table["rows"]:
-            lines += _group_row(row, previous, len(dhead), first=0)
-            previous = row
-            cells = [_method(row), *(_score_text(row, c) for c in detail)]
-            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-        lines.append("")
-    cites = citations(entries)
-    if cites:
-        lines += ["## Citations", ""]
-        for name, bib in cites:
-            lines += [
-                f'<a id="cite-{slug(name).lower()}"></a>',
-                "",
-                f"**{name}**",
-                "",
-                "```bibtex",
-                bib.strip(),
-                "```",
-                "",
-            ]
+        lines += _section(table)
+    lines += _citation_lines(entries)
     return "\n".join(lines).rstrip() + "\n"
