@@ -11,7 +11,7 @@ written in Markdown (the rules, the notes) go through :func:`.mdtext.markdown_to
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
@@ -99,7 +99,9 @@ def _method_td(row: dict[str, Any]) -> str:
     return f'<td class="l m" data-v="{name}">{label}</td>'
 
 
-def _bodies(rows: Sequence[dict[str, Any]], width: int, render_row: Any) -> str:
+def _bodies(
+    rows: Sequence[dict[str, Any]], width: int, render_row: Callable[[dict[str, Any]], list[str]]
+) -> str:
     """One ``<tbody>`` per row status (ranked first), each unranked one led by a heading row."""
     out, current = [], None
     for row in rows:
@@ -153,6 +155,77 @@ def _rank_td(row: dict[str, Any], i: int) -> str:
     return _cell_td(c, f"rank per metric: {per_metric}" if per_metric else "")
 
 
+def _links_td(row: dict[str, Any]) -> str:
+    links = []
+    if row["links"]["citation"]:
+        links.append(f'<a href="#cite-{_e(slug(row["method"]).lower())}">BibTeX</a>')
+    if row["links"]["code"]:
+        links.append(f'<a href="{_e(code_href(row["links"]["code"]))}">code</a>')
+    return f'<td class="l" data-v="">{" · ".join(links)}</td>'
+
+
+def _main_row(row: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    """A row of the ranked table: rank, method, scores, rank columns, accuracy, cost, links, notes."""
+    ev = table["evidence"]
+    rank = row["rank"]
+    cells = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
+    cells += [_score_td(row, c) for c in main_columns(ev)]
+    cells += [_rank_td(row, i) for i in range(len(table["criteria"]))]
+    cells.append(f'<td data-v="{row["accuracy"]}">{fmt_num(row["accuracy"])}</td>')
+    cells += [_score_td(row, c) for c in accuracy_columns(ev)]
+    cells.append(f'<td data-v="{_e(row["evaluated"])}">{_e(row["evaluated"])}</td>')
+    fe = "" if row["fe"] is None else repr(float(row["fe"]))
+    cells.append(f'<td data-v="{fe}">{_e(fe_text(row["fe"]))}</td>')
+    cells.append(f'<td data-v="{row["seconds"]}">{fmt_num(row["seconds"], 4)}</td>')
+    cells.append(f'<td class="l" data-v="{_e(row["device"])}">{_e(row["device"])}</td>')
+    cells.append(_links_td(row))
+    notes = "; ".join(row["notes"])
+    cells.append(f'<td class="note" data-v="{_e(notes)}">{inline_html(notes)}</td>')
+    return cells
+
+
+def _detail_row(row: dict[str, Any], ev: bool) -> list[str]:
+    """A row of the table of gains and other scores: method, then a score per column."""
+    return [_method_td(row), *(_score_td(row, c) for c in detail_columns(ev))]
+
+
+def _section(table: dict[str, Any]) -> list[str]:
+    """One table's section: heading, ranked table, legend and notes, table of gains and other scores,
+    plots."""
+    ev = table["evidence"]
+    criteria = table["criteria"]
+    head, dhead = column_headers(ev, criteria), detail_headers(ev)
+    out = [f'<h2 id="{_e(table["anchor"])}">{_e(table["title"])}</h2>']
+    out.append(
+        '<table class="sortable main">'
+        + _head(head, ("method", "device", "links", "notes"), _rank_titles(criteria))
+        + _bodies(table["rows"], len(head), lambda row: _main_row(row, table))
+        + "</table>"
+    )
+    out += [markdown_to_html(t) for t in (ranks_legend(criteria), not_applicable_text(table)) if t]
+    out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
+    out.append(
+        '<table class="sortable detail">'
+        + _head(dhead, ("method",))
+        + _bodies(table["rows"], len(dhead), lambda row: _detail_row(row, ev))
+        + "</table>"
+    )
+    out.append(f'<div class="plots">{svg_forest(table)}{svg_scatter(table)}</div>')
+    return out
+
+
+def _citations(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """The citations section (a heading with an anchor and the BibTeX of each cited method); none without."""
+    cites = citations(entries)
+    if not cites:
+        return []
+    out = ["<h2>Citations</h2>"]
+    for name, bib in cites:
+        anchor = _e(slug(name).lower())
+        out.append(f'<h3 id="cite-{anchor}">{_e(name)}</h3><pre>{_e(bib.strip())}</pre>')
+    return out
+
+
 def render_html(entries: Sequence[dict[str, Any]]) -> str:
     """A self-contained static page (inline CSS, JS and SVG; no network)."""
     tables = build_tables(entries)
@@ -171,58 +244,8 @@ def render_html(entries: Sequence[dict[str, Any]]) -> str:
     ]
     if not tables:
         out.append("<p><em>No entries yet.</em></p>")
-
-    def main_row(row: dict[str, Any], table: dict[str, Any]) -> list[str]:
-        ev = table["evidence"]
-        rank = row["rank"]
-        cells = [f'<td data-v="{rank[0] if rank else ""}">{_e(rank_text(rank))}</td>', _method_td(row)]
-        cells += [_score_td(row, c) for c in main_columns(ev)]
-        cells += [_rank_td(row, i) for i in range(len(table["criteria"]))]
-        cells.append(f'<td data-v="{row["accuracy"]}">{fmt_num(row["accuracy"])}</td>')
-        cells += [_score_td(row, c) for c in accuracy_columns(ev)]
-        cells.append(f'<td data-v="{_e(row["evaluated"])}">{_e(row["evaluated"])}</td>')
-        fe = "" if row["fe"] is None else repr(float(row["fe"]))
-        cells.append(f'<td data-v="{fe}">{_e(fe_text(row["fe"]))}</td>')
-        cells.append(f'<td data-v="{row["seconds"]}">{fmt_num(row["seconds"], 4)}</td>')
-        cells.append(f'<td class="l" data-v="{_e(row["device"])}">{_e(row["device"])}</td>')
-        links = []
-        if row["links"]["citation"]:
-            links.append(f'<a href="#cite-{_e(slug(row["method"]).lower())}">BibTeX</a>')
-        if row["links"]["code"]:
-            links.append(f'<a href="{_e(code_href(row["links"]["code"]))}">code</a>')
-        cells.append(f'<td class="l" data-v="">{" · ".join(links)}</td>')
-        notes = "; ".join(row["notes"])
-        cells.append(f'<td class="note" data-v="{_e(notes)}">{inline_html(notes)}</td>')
-        return cells
-
-    def detail_row(row: dict[str, Any], ev: bool) -> list[str]:
-        return [_method_td(row), *(_score_td(row, c) for c in detail_columns(ev))]
-
     for table in tables:
-        ev = table["evidence"]
-        criteria = table["criteria"]
-        head, dhead = column_headers(ev, criteria), detail_headers(ev)
-        out.append(f'<h2 id="{_e(table["anchor"])}">{_e(table["title"])}</h2>')
-        out.append(
-            '<table class="sortable main">'
-            + _head(head, ("method", "device", "links", "notes"), _rank_titles(criteria))
-            + _bodies(table["rows"], len(head), lambda row, t=table: main_row(row, t))
-            + "</table>"
-        )
-        out += [markdown_to_html(t) for t in (ranks_legend(criteria), not_applicable_text(table)) if t]
-        out.append("<p>Paired gains over the sanity baselines (PROTOCOL §7.3) and the other scores:</p>")
-        out.append(
-            '<table class="sortable detail">'
-            + _head(dhead, ("method",))
-            + _bodies(table["rows"], len(dhead), lambda row, ev=ev: detail_row(row, ev))
-            + "</table>"
-        )
-        out.append(f'<div class="plots">{svg_forest(table)}{svg_scatter(table)}</div>')
-    cites = citations(entries)
-    if cites:
-        out.append("<h2>Citations</h2>")
-        for name, bib in cites:
-            anchor = _e(slug(name).lower())
-            out.append(f'<h3 id="cite-{anchor}">{_e(name)}</h3><pre>{_e(bib.strip())}</pre>')
+        out += _section(table)
+    out += _citations(entries)
     out.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(out) + "\n"
