@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,19 +70,71 @@ def _tick_text(v: float, step: float) -> str:
 # --------------------------------------------------------------------------------------- forest plot
 
 
-def svg_forest(table: dict[str, Any]) -> str:
-    """Dot-and-whisker plot: HR1 (axis −1…3) and ROAD combined (axis around the data, within −0.5…0.5),
-    one line per method in the table's order; unranked rows (below a dashed line) as open circles."""
-    rows = table["rows"]
-    panels: list[tuple[str, str, tuple[float, float], float]] = [
-        (HEADLINE, "HR1 (hit_rate@1)", (-1.0, 3.0), 1.0)
-    ]
+#: a forest plot panel: (record key, title, axis range, tick step)
+ForestPanel = tuple[str, str, tuple[float, float], float]
+
+
+def _forest_panels(rows: Sequence[dict[str, Any]]) -> list[ForestPanel]:
+    """HR1 on its full range; ROAD combined (when registered) on a range around the rows' CIs."""
+    panels: list[ForestPanel] = [(HEADLINE, "HR1 (hit_rate@1)", (-1.0, 3.0), 1.0)]
     if _known(ROAD):
         cis = [r["scores"].get(ROAD, (None, [None, None])) for r in rows]
         lows = [ci[0] for m, ci in cis if m is not None and ci[0] is not None]
         highs = [ci[1] for m, ci in cis if m is not None and ci[1] is not None]
         lo, hi = _nice_range(lows, highs, 0.1, (-0.5, 0.5))
         panels.append((ROAD, "ROAD combined (road@1)", (lo, hi), 0.1 if hi - lo <= 0.6 else 0.2))
+    return panels
+
+
+def _forest_panel(
+    panel: ForestPanel,
+    x0: float,
+    width: float,
+    top: float,
+    h: float,
+    rows: Sequence[dict[str, Any]],
+    y_of: Callable[[int], float],
+) -> list[str]:
+    """One panel at ``x0``: its title, ticks and tick labels, a whisker and a dot per row (at ``y_of(i)``)."""
+    key, title, (lo_v, hi_v), tick_step = panel
+
+    def x(v: float) -> float:
+        return x0 + (min(max(v, lo_v), hi_v) - lo_v) / (hi_v - lo_v) * width
+
+    parts = [f'<text class="panel" x="{x0}" y="30" font-size="11">{_e(title)}</text>']
+    for tick in _ticks(lo_v, hi_v, tick_step):
+        stroke = "#999" if tick == 0 else "#ddd"
+        parts.append(
+            f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" '
+            f'stroke="{stroke}"/>'
+            f'<text x="{_f1(x(tick))}" y="{h - 10}" font-size="10" text-anchor="middle">'
+            f"{_tick_text(tick, tick_step)}</text>"
+        )
+    for i, row in enumerate(rows):
+        y = y_of(i)
+        mean, (lo, hi) = row["scores"].get(key, (None, [None, None]))
+        colour = _colour(row)
+        if lo is not None and hi is not None:
+            parts.append(
+                f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" '
+                f'stroke="{colour}" stroke-width="2"/>'
+            )
+        if mean is not None:
+            fill = colour if row["status"] == "ranked" else "#fff"
+            parts.append(
+                f'<circle cx="{_f1(x(mean))}" cy="{_f1(y)}" r="4" fill="{fill}" stroke="{colour}" '
+                'stroke-width="1.5"/>'
+            )
+        elif key != HEADLINE:
+            parts.append(f'<text x="{x0 + 4}" y="{_f1(y + 4)}" font-size="10" fill="#999">n/a</text>')
+    return parts
+
+
+def svg_forest(table: dict[str, Any]) -> str:
+    """Dot-and-whisker plot: HR1 (axis −1…3) and ROAD combined (axis around the data, within −0.5…0.5),
+    one line per method in the table's order; unranked rows (below a dashed line) as open circles."""
+    rows = table["rows"]
+    panels = _forest_panels(rows)
     left, pw, gap, right, top, step = 130, 250, 30, 16, 40, 18
     w = left + len(panels) * pw + (len(panels) - 1) * gap + right
     n_ranked = sum(1 for r in rows if r["status"] == "ranked")
@@ -108,38 +160,8 @@ def svg_forest(table: dict[str, Any]) -> str:
         parts.append(
             f'<line x1="4" y1="{ys}" x2="{w - right}" y2="{ys}" stroke="#999" stroke-dasharray="4 3"/>'
         )
-    for p, (key, title, (lo_v, hi_v), tick_step) in enumerate(panels):
-        x0 = left + p * (pw + gap)
-
-        def x(v: float, x0: float = x0, lo_v: float = lo_v, hi_v: float = hi_v) -> float:
-            return x0 + (min(max(v, lo_v), hi_v) - lo_v) / (hi_v - lo_v) * pw
-
-        parts.append(f'<text class="panel" x="{x0}" y="30" font-size="11">{_e(title)}</text>')
-        for tick in _ticks(lo_v, hi_v, tick_step):
-            stroke = "#999" if tick == 0 else "#ddd"
-            parts.append(
-                f'<line x1="{_f1(x(tick))}" y1="{top - 4}" x2="{_f1(x(tick))}" y2="{h - 24}" '
-                f'stroke="{stroke}"/>'
-                f'<text x="{_f1(x(tick))}" y="{h - 10}" font-size="10" text-anchor="middle">'
-                f"{_tick_text(tick, tick_step)}</text>"
-            )
-        for i, row in enumerate(rows):
-            y = y_of(i)
-            mean, (lo, hi) = row["scores"].get(key, (None, [None, None]))
-            colour = _colour(row)
-            if lo is not None and hi is not None:
-                parts.append(
-                    f'<line x1="{_f1(x(lo))}" y1="{_f1(y)}" x2="{_f1(x(hi))}" y2="{_f1(y)}" '
-                    f'stroke="{colour}" stroke-width="2"/>'
-                )
-            if mean is not None:
-                fill = colour if row["status"] == "ranked" else "#fff"
-                parts.append(
-                    f'<circle cx="{_f1(x(mean))}" cy="{_f1(y)}" r="4" fill="{fill}" stroke="{colour}" '
-                    'stroke-width="1.5"/>'
-                )
-            elif key != HEADLINE:
-                parts.append(f'<text x="{x0 + 4}" y="{_f1(y + 4)}" font-size="10" fill="#999">n/a</text>')
+    for p, panel in enumerate(panels):
+        parts += _forest_panel(panel, left + p * (pw + gap), pw, top, h, rows, y_of)
     parts.append("</svg>")
     return "".join(parts)
 
