@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU session for issue 20 (benchmarks/README.md, "Preparing the GPU session"), in priority order:
 #   a) environment + the default track (hfus-synth synth-v3, built and hash-checked by `data info`)
-#   b) determinism: MobileNetV2 fold 1 trained twice with the shipped checkpoint's recipe, both sha256
-#   c) checkpoints: MobileNetV2 folds 1-4 (fold 1 = b's first run), GoogLeNet fold 0; then ResNet101 and
+#   b) determinism: GoogLeNet fold 0 trained twice with the shipped checkpoint's recipe, both sha256 (the
+#      first run is GoogLeNet's fold-0 checkpoint)
+#   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then ResNet101 and
 #      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
 #   d) the default table's missing rows on MobileNetV2 fold 0: `hfus-bench evaluate` (PROTOCOL §4, §7 with
 #      randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
@@ -32,8 +33,13 @@ PY=${PY:-python3}
 WHEELS=${WHEELS:-.whl}        # wheels of what the image lacks (benchmarks/fetch_gpu_wheels.sh); 'none' skips
 WORK=${WORK:-/tmp/hfus-gpu}   # checkpoints and records before packing
 LIMIT=${LIMIT:-}              # images per evaluate (empty: all 126 test images)
-MOB_FOLDS=${MOB_FOLDS:-1 2 3 4}
-SMALL_ARCHS=${SMALL_ARCHS:-googlenet}
+# MobileNetV2 folds without a registered card (hfus_xai_bench/checkpoints/); "none" trains none
+MOB_FOLDS=${MOB_FOLDS:-$(cd hfus_xai_bench/checkpoints && for k in 1 2 3 4; do
+  [ -f "mobilenet_v2_hfus-synth_fold$k.json" ] || printf '%s ' "$k"; done)}
+[ "$MOB_FOLDS" = none ] && MOB_FOLDS=
+DET_ARCH=${DET_ARCH:-googlenet}  # b): trained twice on fold DET_FOLD; the first run is its checkpoint
+DET_FOLD=${DET_FOLD:-0}
+SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
 BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
 EVAL_METHODS=${EVAL_METHODS:-ig occlusion45 occlusion30 occlusion15 scorecam}  # cheapest first
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
@@ -154,20 +160,21 @@ train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
 SMALL_PIDS=()
 BIG_PIDS=()
 if has train; then
-  log "b) determinism (MobileNetV2 fold 1 twice, $DET_EPOCHS epochs) + c) folds $MOB_FOLDS, $SMALL_ARCHS fold 0"
-  log "   + ${BIG_ARCHS:-no big architecture} fold 0 (not waited for)"
-  if [ "$DET_EPOCHS" = "$EPOCHS" ]; then DET1=$WORK/ckpt; else DET1=$WORK/det/run1; fi  # run 1 = fold 1
+  log "b) determinism ($DET_ARCH fold $DET_FOLD twice, $DET_EPOCHS epochs) + c) MobileNetV2 folds ${MOB_FOLDS:-none}"
+  log "   + ${SMALL_ARCHS:-no other small architecture} + ${BIG_ARCHS:-no big architecture} fold 0 (not waited for)"
+  if [ "$DET_EPOCHS" = "$EPOCHS" ]; then DET1=$WORK/ckpt; else DET1=$WORK/det/run1; fi  # run 1 = the checkpoint
   mkdir -p "$WORK/ckpt" "$WORK/det" "$DET1"
-  train det_run1 mobilenet_v2 1 "$DET_EPOCHS" "$DET1" "$TRAIN_LIMIT" 0 &
+  train det_run1 "$DET_ARCH" "$DET_FOLD" "$DET_EPOCHS" "$DET1" "$TRAIN_LIMIT" 0 &
   SMALL_PIDS+=($!)
-  train det_run2 mobilenet_v2 1 "$DET_EPOCHS" "$WORK/det" "$TRAIN_LIMIT" 0 &
+  train det_run2 "$DET_ARCH" "$DET_FOLD" "$DET_EPOCHS" "$WORK/det" "$TRAIN_LIMIT" 0 &
   SMALL_PIDS+=($!)
   for k in $MOB_FOLDS; do
-    [ "$k" = 1 ] && [ "$DET1" = "$WORK/ckpt" ] && continue  # fold 1 is det_run1
+    [ "$DET_ARCH $DET_FOLD" = "mobilenet_v2 $k" ] && [ "$DET1" = "$WORK/ckpt" ] && continue  # det_run1
     train "train_mobilenet_v2_fold$k" mobilenet_v2 "$k" "$EPOCHS" "$WORK/ckpt" "$TRAIN_LIMIT" 0 &
     SMALL_PIDS+=($!)
   done
   for a in $SMALL_ARCHS; do
+    [ "$DET_ARCH $DET_FOLD" = "$a 0" ] && [ "$DET1" = "$WORK/ckpt" ] && continue  # det_run1
     train "train_${a}_fold0" "$a" 0 "$EPOCHS" "$WORK/ckpt" "$TRAIN_LIMIT" 0 &
     SMALL_PIDS+=($!)
   done
@@ -176,11 +183,11 @@ if has train; then
     BIG_PIDS+=($!)
   done
   wait "${SMALL_PIDS[@]}"
-  s1=$(sha "$DET1/mobilenet_v2_hfus-synth_fold1.safetensors")
-  s2=$(sha "$WORK/det/mobilenet_v2_hfus-synth_fold1.safetensors")
+  s1=$(sha "$DET1/${DET_ARCH}_hfus-synth_fold$DET_FOLD.safetensors")
+  s2=$(sha "$WORK/det/${DET_ARCH}_hfus-synth_fold$DET_FOLD.safetensors")
   if [ -n "$s1" ] && [ "$s1" = "$s2" ]; then verdict="IDENTICAL"; else verdict="DIFFERENT or missing"; fi
-  log "determinism ($DEVICE, $DET_EPOCHS epochs): run 1 sha256 ${s1:-none}, run 2 sha256 ${s2:-none}: $verdict"
-  echo "determinism: $verdict (run 1 ${s1:-none}, run 2 ${s2:-none}, $DET_EPOCHS epochs, $DEVICE)" >>"$STATUS"
+  log "determinism ($DET_ARCH fold $DET_FOLD, $DEVICE, $DET_EPOCHS epochs): run 1 sha256 ${s1:-none}, run 2 sha256 ${s2:-none}: $verdict"
+  echo "determinism: $verdict ($DET_ARCH fold $DET_FOLD: run 1 ${s1:-none}, run 2 ${s2:-none}, $DET_EPOCHS epochs, $DEVICE)" >>"$STATUS"
   pack
 fi
 big_running() {

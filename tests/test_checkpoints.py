@@ -14,6 +14,7 @@ import torch
 from hfus_xai_bench import cli
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.models import checkpoints as C
+from hfus_xai_bench.models import reference as R
 from hfus_xai_bench.models.zoo import build_model
 
 HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -175,6 +176,105 @@ def test_dropping_card_and_weights_into_package_folder_registers(tmp_path, model
     assert info.sha256 == sha
 
 
+def _register(pkg: Path, model, name: str, published: str, fold: int, keep_weights: bool) -> str:
+    """A package card of the default track (weights kept or removed) in the registry; its sha256."""
+    from hfus_xai_bench.data.dataset import synth_revision
+
+    card = _card(
+        dataset={"id": "hfus-synth", "revision": synth_revision()},
+        fold=fold,
+        epochs=30,
+        init="scratch",
+        seed=0,
+        dtype="float16",
+        published=published,
+        environment={"device": "cuda", "device_name": "NVIDIA H200"},
+    )
+    sha = C.save_checkpoint(model, pkg / name, card)
+    if not keep_weights:
+        (pkg / f"{name}.safetensors").unlink()
+    C.REGISTRY.clear()
+    C.REGISTRY.update(C._build_registry())
+    return sha
+
+
+def test_registered_by_sha256_only_says_how_to_make_it(tmp_path, model, capsys):
+    pkg = tmp_path / "package"
+    _register(pkg, model, "mobilenet_v2_hfus-synth_fold0", "package", 0, keep_weights=True)
+    sha = _register(pkg, model, "mobilenet_v2_hfus-synth_fold3", "no", 3, keep_weights=False)
+    entry = C.REGISTRY["mobilenet_v2_hfus-synth_fold3"]
+    assert entry.published == "no" and not C.is_available(entry)
+    command = (
+        "hfus-bench train --models mobilenet_v2 --folds 3 --revision synth-v3-seed0 --epochs 30 "
+        "--init scratch --seed 0 --dtype float16 --device cuda"
+    )
+    assert C.reproduce_command(entry) == command
+    with pytest.raises(HfusError) as err:
+        C.load_model("mobilenet_v2", fold=3)
+    assert "registered by its sha256 only" in str(err.value) and f"`{command}`" in str(err.value)
+    assert f"NVIDIA H200 and the card's torch this gives sha256 {sha[:12]}" in str(err.value)
+    # the reference set: fold 0 here, fold 3 not published, folds 1, 2, 4 and the other architectures
+    # not trained yet, each architecture's missing folds on one line with the default model's recipe
+    slots = R.reference_set()
+    assert len(slots) == 20 and [s.status for s in slots if s.arch == "mobilenet_v2"] == [
+        "here",
+        "not trained",
+        "not trained",
+        "not published",
+        "not trained",
+    ]
+    lines = [line for line in R.missing_reference(slots) if line.startswith("mobilenet_v2")]
+    assert lines[0] == (
+        "mobilenet_v2 folds 1,2,4: not trained yet: `hfus-bench train --models mobilenet_v2 --folds 1,2,4 "
+        "--revision synth-v3-seed0 --epochs 30 --init scratch --seed 0 --dtype float16`"
+    )
+    assert lines[1].startswith(
+        "mobilenet_v2 fold 3: not published: mobilenet_v2_hfus-synth_fold3 is registered"
+    )
+    assert len(R.missing_reference(slots)) == 5  # + densenet201, googlenet, resnet101 folds 0,1,2,3,4
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "registry (no)" in out and "1 of 20 here" in out and lines[1] in out
+    # a reproduction in the user cache with other weights stands in for it, under its own card and sha256
+    torch.manual_seed(1)
+    other = build_model("mobilenet_v2")
+    mine = C.save_checkpoint(
+        other,
+        C.user_checkpoint_dir() / "mobilenet_v2_hfus-synth_fold3",
+        dict(C.REGISTRY["mobilenet_v2_hfus-synth_fold3"].meta, arch="mobilenet_v2", fold=3, published=None),
+    )
+    assert mine != sha and C.REGISTRY["mobilenet_v2_hfus-synth_fold3"].local_path() is None
+    _, info = C.load_model("mobilenet_v2", fold=3)
+    assert info.sha256 == mine and info.checkpoint.origin == "cache"
+    assert [s.status for s in R.reference_set() if s.arch == "mobilenet_v2"][3] == "here"
+
+
+def test_repository_only_weights_name_the_checkout(tmp_path, model):
+    pkg = tmp_path / "package"
+    _register(pkg, model, "mobilenet_v2_hfus-synth_fold2", "repository", 2, keep_weights=True)
+    _, info = C.load_model("mobilenet_v2", fold=2)  # a git checkout: the weights are next to the card
+    assert info.path == pkg / "mobilenet_v2_hfus-synth_fold2.safetensors"
+    (pkg / "mobilenet_v2_hfus-synth_fold2.safetensors").unlink()  # a wheel install: the card only
+    with pytest.raises(HfusError, match=r"published in the repository.*not in the wheel.*git checkout"):
+        C.load_model("mobilenet_v2", fold=2)
+    assert [s.status for s in R.reference_set() if s.arch == "mobilenet_v2"][2] == "not here"
+
+
+def test_bad_published_field_is_a_clear_error(tmp_path, model):
+    C.save_checkpoint(model, tmp_path / "m", _card(published="somewhere"))
+    with pytest.raises(HfusError, match="'published' must be one of package, repository, hub, no"):
+        C.load_model("mobilenet_v2", checkpoint=tmp_path / "m.json")
+
+
+def test_shipped_cards_reproduce_their_own_command():
+    """The derived reproduce command of each shipped card has the flags its recorded ``command`` has."""
+    for entry in C._build_registry().values():
+        recorded = entry.meta.get("command")
+        if recorded:
+            flags = set(C.reproduce_command(entry).split(" --")[1:])
+            assert flags == set(recorded.split(" --")[1:]) - {"out DIR"}, entry.name
+
+
 def _hub_entry(sha: str, revision: str) -> C.Checkpoint:
     return C.Checkpoint.from_card(
         {
@@ -213,8 +313,11 @@ def test_hub_download_from_prepopulated_offline_cache(tmp_path, model):
 
 
 def _shipped_synth_entries() -> list[C.Checkpoint]:
-    entries = [e for e in C._build_registry().values() if e.origin == "package" and e.dataset == "hfus-synth"]
-    return entries
+    return [
+        e
+        for e in C._build_registry().values()
+        if e.dataset == "hfus-synth" and (C.PACKAGE_DIR / e.filename).is_file()
+    ]
 
 
 SHIPPED = _shipped_synth_entries()
@@ -254,6 +357,32 @@ def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
     assert abs(accuracy - recorded) <= 2 / len(test.labels) + 1e-9, (accuracy, recorded)
 
 
-def test_card_paths_are_package_data():
-    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert "checkpoints/*.safetensors" in pyproject and "checkpoints/*.json" in pyproject
+def test_wheel_ships_the_weights_the_cards_say():
+    """pyproject's package data: every card, and the weights of exactly the cards published in the package
+    (the others' weights stay in the git checkout, `published: repository`, or are not published)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data["hfus_xai_bench"]
+    assert "checkpoints/*.json" in patterns
+    shipped = {p for p in patterns if p.endswith(".safetensors")}
+    registry = C.read_cards(root / "hfus_xai_bench" / "checkpoints", "package")
+    assert shipped == {f"checkpoints/{e.filename}" for e in registry if e.published == "package"}
+    for entry in registry:  # a git checkout holds the weights of every published card
+        weights = root / "hfus_xai_bench" / "checkpoints" / entry.filename
+        assert weights.is_file() == (entry.published in ("package", "repository")), entry.name
+
+
+def test_verify_names_an_unknown_checkpoint_and_where_it_goes(tmp_path, model):
+    from hfus_xai_bench.verify import load_checkpoint_model
+
+    sha = _register(tmp_path / "package", model, "mobilenet_v2_hfus-synth_fold1", "no", 1, keep_weights=False)
+    with pytest.raises(HfusError) as err:
+        load_checkpoint_model("mobilenet_v2", 1, "ab" * 32, "hfus-synth", "cpu")
+    assert f"has sha256 {'ab' * 32}" in str(err.value) and str(C.user_checkpoint_dir()) in str(err.value)
+    assert "--no-model" in str(err.value)
+    with pytest.raises(
+        HfusError, match=r"registered by its sha256 only.*hfus-bench train --models mobilenet_v2"
+    ):
+        load_checkpoint_model("mobilenet_v2", 1, sha, "hfus-synth", "cpu")  # registered: how to make it

@@ -411,6 +411,25 @@ def test_separate_tables_for_another_checkpoint(records: dict[str, dict]) -> Non
     assert len({t["anchor"] for t in tables}) == 2
 
 
+def test_a_checkpoint_registered_but_not_published_is_marked(
+    records: dict[str, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table whose checkpoint is registered by sha256 only (a card with ``published: no``) says so in its
+    title; the shipped checkpoint's table does not."""
+    from hfus_xai_bench.models import checkpoints as C
+
+    other = copy.deepcopy(records["scorecam"])
+    for fold in other["checkpoints"]["mobilenet_v2"].values():
+        fold["sha256"] = "f" * 64
+    card = {"name": "big", "arch": "resnet101", "dataset": "hfus-synth", "fold": 0, "file": "big.safetensors"}
+    monkeypatch.setitem(
+        C.REGISTRY, "big", C.Checkpoint.from_card({**card, "sha256": "F" * 64, "published": "no"}, "package")
+    )
+    tables = build_tables([entry_from_result(records["gradcam"]), entry_from_result(other)])
+    marked = [t["title"].endswith(" · checkpoint not published") for t in tables]
+    assert marked == [t["checkpoints"][0][1] == "f" * 64 for t in tables] and sum(marked) == 1
+
+
 def test_a_new_registry_column_reaches_the_second_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """Columns come from the registry: a metric with a label that is not a §7.4 column is shown in the second
     table of each section (after the four paired gains), with its mean and CI."""

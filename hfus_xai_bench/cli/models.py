@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..constants import ARCH_NAMES, NUM_FOLDS, SYNTH_DATASET
 from .common import add_device, add_quiet
@@ -13,6 +14,62 @@ def _fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _entry_json(e: Any) -> dict[str, Any]:
+    from ..models.checkpoints import is_available
+
+    return {
+        "name": e.name,
+        "arch": e.arch,
+        "dataset": e.dataset,
+        "dataset_revision": e.dataset_revision,
+        "fold": e.fold,
+        "accuracy": e.accuracy,
+        "f1": e.f1,
+        "sha256": e.sha256,
+        "dtype": e.dtype,
+        "origin": e.origin,
+        "published": e.published,
+        "local": e.local_path() is not None,
+        "available": is_available(e),
+    }
+
+
+def _entry_row(e: Any) -> list[str]:
+    local = e.local_path()
+    size = local.stat().st_size if local else e.meta.get("size_bytes")
+    return [
+        e.name,
+        e.arch,
+        e.dataset,
+        str(e.fold),
+        _fmt_pct(e.accuracy),
+        _fmt_pct(e.f1),
+        "-" if size is None else f"{size / 1e6:.1f} MB",
+        e.dtype,
+        e.origin if e.origin != "package" else f"registry ({e.published})",
+        "yes" if local else "no",
+        e.sha256[:12],
+    ]
+
+
+_HEADERS = ["name", "arch", "dataset", "fold", "acc %", "F1 %", "size", "dtype", "source", "local", "sha256"]
+
+
+def _reference_lines() -> list[str]:
+    """The reference set (every architecture × fold of the default track): how many are here, and how to
+    get or make each missing one."""
+    from ..data.dataset import synth_revision
+    from ..models.reference import missing_reference, reference_set
+
+    slots = reference_set()
+    here = sum(s.here for s in slots)
+    head = (
+        f"reference checkpoints ({SYNTH_DATASET} {synth_revision()}, {len(ARCH_NAMES)} architectures × "
+        f"{NUM_FOLDS} folds, PROTOCOL §2): {here} of {len(slots)} here"
+    )
+    return [head] + [f"  {line}" for line in missing_reference(slots)]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -20,72 +77,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     entries = list_checkpoints(include_cache=not args.registry_only)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": e.name,
-                        "arch": e.arch,
-                        "dataset": e.dataset,
-                        "dataset_revision": e.dataset_revision,
-                        "fold": e.fold,
-                        "accuracy": e.accuracy,
-                        "f1": e.f1,
-                        "sha256": e.sha256,
-                        "dtype": e.dtype,
-                        "origin": e.origin,
-                        "local": e.local_path() is not None,
-                    }
-                    for e in entries
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([_entry_json(e) for e in entries], indent=2))
         return 0
-    if not entries:
-        print(
-            "no checkpoints registered or cached; train one with "
-            "`hfus-bench train --models mobilenet_v2 --folds 0`"
-        )
-        return 0
-    rows = []
-    for e in entries:
-        local = e.local_path()
-        size = local.stat().st_size if local else e.meta.get("size_bytes")
-        rows.append(
-            [
-                e.name,
-                e.arch,
-                e.dataset,
-                e.fold,
-                _fmt_pct(e.accuracy),
-                _fmt_pct(e.f1),
-                "-" if size is None else f"{size / 1e6:.1f} MB",
-                e.dtype,
-                e.origin,
-                "yes" if local else "no",
-                e.sha256[:12],
-            ]
-        )
-    print(
-        tabulate(
-            rows,
-            headers=[
-                "name",
-                "arch",
-                "dataset",
-                "fold",
-                "acc %",
-                "F1 %",
-                "size",
-                "dtype",
-                "source",
-                "local",
-                "sha256",
-            ],
-            disable_numparse=True,
-        )
-    )
+    if entries:
+        print(tabulate([_entry_row(e) for e in entries], headers=_HEADERS, disable_numparse=True))
+        print()
+    else:
+        print("no checkpoints registered or cached")
+    print("\n".join(_reference_lines()))
     return 0
 
 

@@ -39,6 +39,7 @@ from ..errors import HfusError
 from ..explainers.registry import BUILTINS, SANITY_METHODS
 from ..metrics import registry
 from ..metrics.registry import HEADLINE
+from ..models.checkpoints import published
 from .entries import slug
 from .ranks import CriterionRanks, rank_header, table_ranks
 
@@ -540,6 +541,8 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         title = f"{track} · {ARCH_LABELS.get(arch, arch)} · {setting_text(cond)}"
         if rev:
             title += f" · rev {rev}"
+        if any(published(sha) == "no" for _, sha in ckpts):
+            title += " · checkpoint not published"
         tables.append(
             {
                 "title": title,

@@ -2,12 +2,14 @@
 
 A checkpoint is a ``<name>.safetensors`` weights file plus a ``<name>.json`` card (arch, dataset +
 revision, fold, sha256 of the weights file, storage dtype, recipe, test metrics, environment).
-In the style of torchvision's ``Weights`` enums, :data:`REGISTRY` holds only checkpoints that exist:
-
-- the shipped ones: every card in the package folder ``hfus_xai_bench/checkpoints/`` (registering a
-  checkpoint = dropping its ``.safetensors`` + ``.json`` there);
-- Hub entries: cards shipped in that folder without their weights file, whose ``hub`` field names a
-  Hugging Face repo id + pinned revision.
+In the style of torchvision's ``Weights`` enums, :data:`REGISTRY` holds every card in the package folder
+``hfus_xai_bench/checkpoints/`` (registering a checkpoint = dropping its ``.json`` card there, with its
+``.safetensors`` where it is published). A card's ``published`` field says where its weights are
+(:data:`PUBLISHED`): ``package`` (next to the card, in the wheel), ``repository`` (next to the card in a
+git checkout, left out of the wheel for its size), ``hub`` (its ``hub`` field names a Hugging Face repo id +
+pinned revision) or ``no`` (registered by sha256 only, with the card's recipe and ``command`` to reproduce
+it). :func:`missing_weights` says, for a checkpoint whose weights are not here, where to get or how to make
+them.
 
 Checkpoints written by ``hfus-bench train`` live in the user cache (``cache_dir()/checkpoints``) and are
 listed by :func:`list_checkpoints` next to the registry.
@@ -39,12 +41,15 @@ from ..errors import HfusError
 from ..hashing import sha256_file
 from ..jsonio import load_json
 from ..runtime import hub_offline
+from .recipe import STUDY_RECIPE
 from .zoo import ArchSpec, build_model, get_arch
 
 CARD_SCHEMA = "hfus-bench-checkpoint/1"
 #: The package-data folder of shipped checkpoints.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+#: Where a registered checkpoint's weights are published (the card's ``published`` field).
+PUBLISHED = ("package", "repository", "hub", "no")
 
 #: The card that marks a dataset folder as an audit build of the synthetic track (PROTOCOL §3; written by
 #: :mod:`hfus_xai_bench.audit`): format, generator and its version, never the seed. See
@@ -73,6 +78,8 @@ class Checkpoint:
     transform_input: bool | None = None
     hub_repo_id: str | None = None
     hub_revision: str | None = None
+    #: where the weights are published (:data:`PUBLISHED`); None for a card that is not in the registry
+    published: str | None = None
     #: where the card was found: "package", "cache", "hub", "path"
     origin: str = "package"
     #: folder of the card (None for Hub-only entries); the weights file is looked up next to it
@@ -94,14 +101,19 @@ class Checkpoint:
         return self.test_metrics.get("f1")
 
     def local_path(self) -> Path | None:
-        """The weights file if it is on disk already (package data or user cache), else None."""
+        """The weights file if it is on disk already, else None: next to the card, in the package folder,
+        or in the user cache where its card there names the same sha256 (a reproduction of this very file;
+        a file of the same name with other weights is another checkpoint, listed by its own card)."""
         candidates = []
         if self.card_dir is not None:
             candidates.append(self.card_dir / self.filename)
-        candidates += [PACKAGE_DIR / self.filename, user_checkpoint_dir() / self.filename]
+        candidates.append(PACKAGE_DIR / self.filename)
         for path in candidates:
             if path.is_file():
                 return path
+        cached = user_checkpoint_dir() / self.filename
+        if cached.is_file() and (self.origin == "cache" or _card_sha256(cached) == self.sha256):
+            return cached
         return None
 
     @classmethod
@@ -113,6 +125,9 @@ class Checkpoint:
                 dataset = {"id": dataset}
             hub = card.get("hub") or {}
             known = {"name", "arch", "dataset", "fold", "file", "sha256", "dtype", "transform_input", "hub"}
+            published = card.get("published")
+            if published is not None and published not in PUBLISHED:
+                raise ValueError(f"'published' must be one of {', '.join(PUBLISHED)}, got {published!r}")
             return cls(
                 name=str(card["name"]),
                 arch=get_arch(card["arch"]).name,
@@ -125,6 +140,7 @@ class Checkpoint:
                 transform_input=card.get("transform_input"),
                 hub_repo_id=hub.get("repo_id"),
                 hub_revision=hub.get("revision"),
+                published="hub" if hub.get("repo_id") and published is None else published,
                 origin=origin,
                 card_dir=card_dir,
                 meta={"dataset": dict(dataset), **{k: v for k, v in card.items() if k not in known}},
@@ -166,36 +182,106 @@ def read_cards(folder: str | Path, origin: str) -> list[Checkpoint]:
     return entries
 
 
+def _card_sha256(weights: Path) -> str | None:
+    """The sha256 the card next to ``weights`` names (None without a readable card)."""
+    try:
+        return str(json.loads(weights.with_suffix(".json").read_text())["sha256"]).lower()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _build_registry() -> dict[str, Checkpoint]:
     registry: dict[str, Checkpoint] = {}
     for entry in read_cards(PACKAGE_DIR, "package"):
-        # a shipped card without its weights file is a Hub entry (if it names a repo) or not registered
-        if (PACKAGE_DIR / entry.filename).is_file() or entry.hub_repo_id:
-            registry[entry.name] = entry
+        if entry.published is None:  # a card without the field registers with its weights only
+            if not (PACKAGE_DIR / entry.filename).is_file():
+                continue
+            entry = replace(entry, published="package")
+        registry[entry.name] = entry
     return registry
 
 
-#: name -> Checkpoint, for the shipped and Hub checkpoints (only ones that exist).
+#: name -> Checkpoint: every card of the package folder, published or registered by sha256 only.
 REGISTRY: dict[str, Checkpoint] = _build_registry()
 
 
 def list_checkpoints(include_cache: bool = True) -> list[Checkpoint]:
     """Registered checkpoints, then (``include_cache``) the ones ``hfus-bench train`` wrote to the user
-    cache."""
+    cache (a cached card of a registered checkpoint's very weights is not listed twice)."""
     entries = list(REGISTRY.values())
     if include_cache:
-        names = {e.name for e in entries}
-        entries += [e for e in read_cards(user_checkpoint_dir(), "cache") if e.name not in names]
+        known = {(e.name, e.sha256) for e in entries}
+        entries += [e for e in read_cards(user_checkpoint_dir(), "cache") if (e.name, e.sha256) not in known]
     return entries
 
 
-def _train_hint(arch: str, fold: int, dataset: str) -> str:
+def is_available(entry: Checkpoint) -> bool:
+    """Whether ``entry``'s weights can be had without training: on disk or on the Hub."""
+    return entry.local_path() is not None or bool(entry.hub_repo_id)
+
+
+def preferred(matches: list[Checkpoint]) -> Checkpoint | None:
+    """The first of ``matches`` whose weights are here or on the Hub, else the first (registered ones come
+    first: a reproduction in the user cache stands in for a registered checkpoint that is not published)."""
+    return min(matches, key=lambda e: not is_available(e)) if matches else None  # min: the first of equals
+
+
+def published(sha256: str) -> str | None:
+    """Where the registered checkpoint with ``sha256`` is published (:data:`PUBLISHED`); None: not
+    registered."""
+    return next((e.published for e in REGISTRY.values() if e.sha256 == sha256.lower()), None)
+
+
+def reproduce_command(entry: Checkpoint, arch: str | None = None, fold: int | str | None = None) -> str:
+    """The ``hfus-bench train`` command of ``entry``'s card (architecture, fold, dataset + revision, epochs,
+    init, seed, storage dtype, device, and every recipe value that is not the study's); ``arch`` / ``fold``:
+    the same recipe for another architecture or fold (the reference set's missing checkpoints)."""
+    meta = entry.meta
+    parts = [
+        "hfus-bench train",
+        f"--models {arch or entry.arch}",
+        f"--folds {entry.fold if fold is None else fold}",
+    ]
+    if entry.dataset != SYNTH_DATASET:
+        parts.append(f"--dataset {entry.dataset}")
+    if entry.dataset_revision:
+        parts.append(f"--revision {entry.dataset_revision}")
+    parts += [f"--{key} {meta[key]}" for key in ("epochs", "init", "seed") if key in meta]
+    parts.append(f"--dtype {entry.dtype}")
+    recipe = meta.get("recipe", {})
+    parts += [
+        f"--{key.replace('_', '-')} {recipe[key]}"
+        for key in ("lr", "momentum", "step_size", "gamma", "batch_size")
+        if key in recipe and recipe[key] != STUDY_RECIPE[key]
+    ]
+    device = meta.get("environment", {}).get("device")
+    if device and arch is None:
+        parts.append(f"--device {device}")
+    return " ".join(parts)
+
+
+def missing_weights(entry: Checkpoint) -> str:
+    """One line: why ``entry``'s weights are not here and how to get or make them."""
+    make = f"reproduce it with `{reproduce_command(entry)}`"
+    made_on = entry.meta.get("environment", {}).get("device_name")
+    same = f" (on {made_on} and the card's torch this gives sha256 {entry.sha256[:12]}…)" if made_on else ""
+    if entry.published == "repository":
+        return (
+            f"the weights of {entry.name} are published in the repository's hfus_xai_bench/checkpoints/, not "
+            f"in the wheel (their size): install from a git checkout (`pip install -e .`), or {make}{same}"
+        )
+    if entry.published == "no":
+        return f"{entry.name} is registered by its sha256 only (its weights are not published): {make}{same}"
+    return f"weights file {entry.filename} of checkpoint {entry.name} not found; {make}"
+
+
+def train_hint(arch: str, fold: int | str, dataset: str) -> str:
     ds = "" if dataset == SYNTH_DATASET else f" --dataset {dataset}"
     return f"hfus-bench train --models {arch}{ds} --folds {fold}"
 
 
 def _hub_download(entry: Checkpoint) -> Path:
-    hint = _train_hint(entry.arch, entry.fold, entry.dataset)
+    hint = train_hint(entry.arch, entry.fold, entry.dataset)
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:  # pragma: no cover
@@ -232,11 +318,7 @@ def resolve_file(entry: Checkpoint) -> Path:
         return local
     if entry.hub_repo_id:
         return _hub_download(entry)
-    raise HfusError(
-        f"weights file {entry.filename} of checkpoint {entry.name} not found (looked in {entry.card_dir}, "
-        f"{PACKAGE_DIR}, {user_checkpoint_dir()}); train it with "
-        f"`{_train_hint(entry.arch, entry.fold, entry.dataset)}`"
-    )
+    raise HfusError(missing_weights(entry))
 
 
 def verify_sha256(path: str | Path, expected: str) -> str:
@@ -279,19 +361,23 @@ def checkpoint_source(dataset: str) -> tuple[str, str | None]:
 
 
 def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
-    """The checkpoint for (arch, dataset, fold): registry first, then the user cache (an audit build borrows
-    the default track's, :func:`checkpoint_source`)."""
+    """The checkpoint for (arch, dataset, fold): registry first, then the user cache, one whose weights can
+    be had first (:func:`preferred`); an audit build borrows the default track's
+    (:func:`checkpoint_source`)."""
     name = get_arch(arch).name
     source, revision = checkpoint_source(dataset)
-    for entry in list_checkpoints(include_cache=True):
-        if (
-            entry.arch == name
-            and entry.dataset == source
-            and entry.fold == int(fold)
-            and revision in (None, entry.dataset_revision)
-        ):
-            return entry
-    hint = _train_hint(name, int(fold), source)
+    matches = [
+        entry
+        for entry in list_checkpoints(include_cache=True)
+        if entry.arch == name
+        and entry.dataset == source
+        and entry.fold == int(fold)
+        and revision in (None, entry.dataset_revision)
+    ]
+    entry = preferred(matches)
+    if entry is not None:
+        return entry
+    hint = train_hint(name, int(fold), source)
     offline = " (offline)" if hub_offline() else ""
     if revision is not None:
         raise HfusError(

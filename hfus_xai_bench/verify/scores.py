@@ -44,15 +44,18 @@ def load_checkpoint_model(arch: str, fold: int, sha256: str | None, dataset: str
     Returns:
         The model in eval mode; HfusError when no installed checkpoint has that sha256.
     """
-    from ..models.checkpoints import list_checkpoints, load_model
+    from ..models.checkpoints import is_available, list_checkpoints, load_model, user_checkpoint_dir
 
     matches = [c for c in list_checkpoints() if c.sha256 == sha256 and c.arch == arch]
     if not matches:
         raise HfusError(
-            f"no {arch} checkpoint with sha256 {sha256} is installed (fold {fold}, {dataset}); "
-            "install the checkpoint the submission was made with, or pass --no-model"
+            f"no registered or cached {arch} checkpoint has sha256 {sha256} (fold {fold}, {dataset}): put "
+            f"the weights the record was made with and their card into {user_checkpoint_dir()} (`hfus-bench "
+            "models` lists what is here), or pass --no-model"
         )
-    model, _info = load_model(arch, dataset=dataset, fold=fold, checkpoint=matches[0], device=device)
+    # a registered checkpoint whose weights are not here says where to get them or how to make them
+    entry = min(matches, key=lambda c: not is_available(c))
+    model, _info = load_model(arch, dataset=dataset, fold=fold, checkpoint=entry, device=device)
     return model
 
 
