@@ -496,13 +496,8 @@ def not_applicable(arch: str, shown: Sequence[str] = ()) -> list[tuple[str, list
     return sorted((why, sorted(names)) for why, names in by_reason.items())
 
 
-def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...],
-    "criteria", "not_applicable", …}``; the ranked rows first (sorted by HR1, with rank ranges), then the
-    unranked ones by kind (:data:`ORDER`; ``row["status"]``; rank None). ``criteria``: the table's
-    per-criterion ranks (:func:`.ranks.table_ranks`, among the ranked rows; each ranked row's
-    ``row["criterion_ranks"]`` holds its cells, None elsewhere); ``not_applicable``: the built-ins declared
-    undefined on the architecture (:func:`not_applicable`)."""
+def _groups(entries: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """The entries of each table, keyed by (track, revision, arch, setting, dataset sha256, checkpoints)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for entry in entries:
         for arch in entry["options"]["models"]:
@@ -515,28 +510,58 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 _checkpoint_key(entry, arch),
             )
             groups.setdefault(key, []).append(entry)
+    return groups
+
+
+def _in_table_order(members: Sequence[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
+    """The rows by kind (:data:`ORDER`: the ranked ones first), within a kind by HR1, highest first (no HR1
+    last), then by method name."""
+
+    def sort_key(e: dict[str, Any]) -> tuple:
+        mean = score(e, HEADLINE, arch)[0]
+        return (ORDER.index(status(e, arch)), mean is None, -(mean or 0.0), e["method"]["name"])
+
+    return sorted(members, key=sort_key)
+
+
+def _table_rows(
+    members: Sequence[dict[str, Any]],
+    ranked: Sequence[dict[str, Any]],
+    arch: str,
+    scores: Mapping[int, Any],
+    evidence: bool,
+) -> tuple[list[dict[str, Any]], list[CriterionRanks]]:
+    """The table's rows (the ranked ones with their HR1 rank range) and its per-criterion ranks (each
+    ranked row's cells in ``row["criterion_ranks"]``)."""
+    ranks = rank_ranges([tuple(score(e, HEADLINE, arch)[1]) for e in ranked])
+    refs = {e["method"]["name"]: e for e in members if e["method"]["name"] in gain_references(evidence)}
+    rows = [
+        _row(e, arch, ranks[i] if i < len(ranked) else None, members, refs, scores, evidence)
+        for i, e in enumerate(members)
+    ]
+    criteria, cells = table_ranks(ranked, arch)
+    for row, row_cells in zip(rows, cells, strict=False):  # the ranked rows come first
+        row["criterion_ranks"] = row_cells
+    return rows, criteria
+
+
+def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...],
+    "criteria", "not_applicable", …}``; the ranked rows first (sorted by HR1, with rank ranges), then the
+    unranked ones by kind (:data:`ORDER`; ``row["status"]``; rank None). ``criteria``: the table's
+    per-criterion ranks (:func:`.ranks.table_ranks`, among the ranked rows; each ranked row's
+    ``row["criterion_ranks"]`` holds its cells, None elsewhere); ``not_applicable``: the built-ins declared
+    undefined on the architecture (:func:`not_applicable`)."""
+    groups = _groups(entries)
     scores = {id(e): image_scores(e) for e in entries}
     tables = []
     for (track, revision, arch, cond, data_sha, ckpts), members in sorted(
         groups.items(), key=lambda kv: repr(kv[0])
     ):
-
-        def sort_key(e: dict[str, Any], arch: str = arch) -> tuple:
-            mean = score(e, HEADLINE, arch)[0]
-            return (ORDER.index(status(e, arch)), mean is None, -(mean or 0.0), e["method"]["name"])
-
-        members = sorted(members, key=sort_key)
+        members = _in_table_order(members, arch)
         evidence = is_evidence_track(members, arch)
         ranked = [e for e in members if status(e, arch) == "ranked"]
-        ranks = rank_ranges([tuple(score(e, HEADLINE, arch)[1]) for e in ranked])
-        refs = {e["method"]["name"]: e for e in members if e["method"]["name"] in gain_references(evidence)}
-        rows = [
-            _row(e, arch, ranks[i] if i < len(ranked) else None, members, refs, scores, evidence)
-            for i, e in enumerate(members)
-        ]
-        criteria, cells = table_ranks(ranked, arch)
-        for row, row_cells in zip(rows, cells, strict=False):  # the ranked rows come first
-            row["criterion_ranks"] = row_cells
+        rows, criteria = _table_rows(members, ranked, arch, scores, evidence)
         rev = revision[:12] if re.fullmatch(r"[0-9a-f]{40}", revision) else revision
         title = f"{track} · {ARCH_LABELS.get(arch, arch)} · {setting_text(cond)}"
         if rev:
