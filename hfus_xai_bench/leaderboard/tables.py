@@ -501,21 +501,14 @@ def _groups(entries: Sequence[dict[str, Any]]) -> dict[tuple, list[dict[str, Any
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for entry in entries:
         for arch in entry["options"]["models"]:
-            key = (
-                entry["track"],
-                entry["dataset"]["revision"] or "",
-                arch,
-                setting(entry),
-                entry["dataset"].get("sha256") or "",
-                _checkpoint_key(entry, arch),
-            )
-            groups.setdefault(key, []).append(entry)
+            data = entry["dataset"]
+            key = (entry["track"], data["revision"] or "", arch, setting(entry), data.get("sha256") or "")
+            groups.setdefault((*key, _checkpoint_key(entry, arch)), []).append(entry)
     return groups
 
 
 def _in_table_order(members: Sequence[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
-    """The rows by kind (:data:`ORDER`: the ranked ones first), within a kind by HR1, highest first (no HR1
-    last), then by method name."""
+    """By kind (:data:`ORDER`: ranked first), then by HR1 (highest first, none last), then by name."""
 
     def sort_key(e: dict[str, Any]) -> tuple:
         mean = score(e, HEADLINE, arch)[0]
