@@ -91,10 +91,11 @@ def register_checkpoints(work: Path, checks: dict[str, dict], apply: bool) -> li
         weights = card_path.with_suffix(".safetensors")
         if weights.is_file() and sha256(weights) != card["sha256"]:
             sys.exit(f"{weights.name}: sha256 differs from its card: the transfer is broken; fetch it again")
-        if (PACKAGE / card_path.name).exists():
-            print(
-                f"kept the registered {card_path.stem} (not replaced by the GPU run's {card['sha256'][:12]})"
-            )
+        if (PACKAGE / card_path.name).exists():  # a reproduction: the same sha256 on the same device kind
+            known = json.loads((PACKAGE / card_path.name).read_text())
+            same = "the same sha256" if known["sha256"] == card["sha256"] else "ANOTHER sha256"
+            where = f"{known['environment'].get('device_name')} → {card['environment'].get('device_name')}"
+            print(f"kept the registered {card_path.stem}; the GPU run gave {same} ({where})")
             continue
         card["published"] = "repository" if weights.is_file() else "no"
         if card["name"] in checks:
@@ -108,11 +109,23 @@ def register_checkpoints(work: Path, checks: dict[str, dict], apply: bool) -> li
     return registered
 
 
-def add_entries(work: Path, apply: bool) -> None:
-    """`hfus-bench leaderboard add` for every returned record, then `leaderboard render`."""
+def add_entries(work: Path, registered: set[str], apply: bool) -> None:
+    """`hfus-bench leaderboard add` for every returned record whose checkpoints are all registered (sha256 in
+    ``registered``), then `leaderboard render`."""
     bench = [sys.executable, "-m", "hfus_xai_bench"]
-    records = sorted((work / "lb").glob("*.json"))
-    for record in records:
+    records = []
+    for record in sorted((work / "lb").glob("*.json")):
+        checkpoints = json.loads(record.read_text())["checkpoints"]
+        unknown = [
+            f"{a} fold {k}"
+            for a, folds in checkpoints.items()
+            for k, c in folds.items()
+            if c["sha256"] not in registered
+        ]
+        if unknown:
+            print(f"not added {record.name}: its checkpoints of {', '.join(unknown)} are not registered")
+            continue
+        records.append(record)
         print(f"leaderboard add {record.name}")
         if apply:
             subprocess.run([*bench, "leaderboard", "add", str(record)], check=True, cwd=ROOT)
@@ -130,7 +143,9 @@ def main() -> None:
         unpack(args.files_at, work)
         checks = determinism(work)
         names = register_checkpoints(work, checks, args.apply)
-        add_entries(work, args.apply)
+        cards = [*PACKAGE.glob("*.json"), *(work / "ckpt").glob("*.json")]
+        shas = {json.loads(c.read_text())["sha256"] for c in cards if c.stem in names or c.parent == PACKAGE}
+        add_entries(work, shas, args.apply)
     verb = "registered" if args.apply else "would register"
     print(f"{verb} {len(names)} checkpoint(s); then: `make test`, commit the cards, weights and entries")
 

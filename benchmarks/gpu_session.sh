@@ -42,6 +42,8 @@ DET_FOLD=${DET_FOLD:-0}
 SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
 BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
 EVAL_METHODS=${EVAL_METHODS:-ig occlusion45 occlusion30 occlusion15 scorecam}  # cheapest first
+EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2}  # d)'s --models (e.g. all: the checkpoints trained in c) are used)
+EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
 BENCH_METHODS=${BENCH_METHODS:-all}
@@ -195,6 +197,17 @@ big_running() {
   for p in "${BIG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
   return 1
 }
+# d) on other architectures than MobileNetV2 evaluates with c)'s checkpoints: wait for them, then give evaluate a
+# cache holding them next to (links to) everything of the usual cache but its checkpoints
+if has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; then
+  [ ${#BIG_PIDS[@]} -gt 0 ] && { log "waiting for ${BIG_ARCHS} (d evaluates $EVAL_MODELS)"; wait "${BIG_PIDS[@]}"; BIG_PIDS=(); }
+  real_cache=$("$PY" -c "from hfus_xai_bench.constants import cache_dir; print(cache_dir())")
+  mkdir -p "$WORK/cache/checkpoints"
+  for x in "$real_cache"/*; do [ "$(basename "$x")" = checkpoints ] || ln -sfn "$x" "$WORK/cache/"; done
+  for x in "$WORK"/ckpt/*; do [ -e "$x" ] && ln -sf "$x" "$WORK/cache/checkpoints/"; done
+  export HFUS_BENCH_CACHE=$WORK/cache
+  log "d) uses the checkpoints of c): $(ls "$WORK/cache/checkpoints" | grep -c json) cards in $HFUS_BENCH_CACHE"
+fi
 
 # ---- d) the default table's missing rows (MobileNetV2 fold 0) -----------------------------------------
 if has eval; then
@@ -203,7 +216,7 @@ if has eval; then
   for m in $EVAL_METHODS; do
     big_running && log "NOTE: eval_$m starts while ${BIG_ARCHS} train: its cost seconds include that contention"
     rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
-    step "eval_$m" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models mobilenet_v2 --folds 0 \
+    step "eval_$m" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$EVAL_MODELS" --folds "$EVAL_FOLDS" \
       --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
     cp "$LB_DIR/$m.json" "$WORK/lb/" 2>/dev/null
     pack
