@@ -6,6 +6,10 @@ the agreement of the maps (Pearson r). Random weights (seeded): speed does not d
 
     python benchmarks/bench_methods.py                      # CPU sizes: MobileNetV2, 2 images
     python benchmarks/bench_methods.py --device cuda --archs all --n 32   # GPU, full size
+
+``--precision bf16``: ours and the pass bound run under autocast (``calls.set_precision``), the library on
+the float32 model (grad-cam cannot run in bf16, PROTOCOL §5.1): its speed-up is against the library in fp32,
+its r the agreement of our bf16 maps with the library's fp32 ones.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
+from hfus_xai_bench.calls import set_precision
+from hfus_xai_bench.config import PRECISIONS
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import ATTRIBUTION_METHODS, CAM_METHODS
@@ -161,6 +167,9 @@ def main() -> None:
         "--warmup", type=int, default=1, help="untimed calls before each timed one (0 on slow CPU runs)"
     )
     parser.add_argument("--skip-library", default="", help="methods whose library side is skipped (too slow)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="ours and the bound (module doc)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -172,16 +181,21 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; "
-        f"library batch={batch}"
+        f"library batch={batch}; precision {args.precision}"
     )
     rows = []
     for arch in archs:
         spec = get_arch(arch)
-        model = make_model(arch, device)
+        lib_model = make_model(arch, device)  # float32: the library as a user runs it
+        model = (
+            lib_model
+            if args.precision == "fp32"
+            else set_precision(make_model(arch, device), args.precision, device)
+        )
         gen = torch.Generator().manual_seed(1)
         x = torch.rand(args.n, 3, 224, 224, generator=gen).to(device)
         with torch.no_grad():  # not inference_mode: the targets are used under autograd later
-            t = model(x).argmax(1)
+            t = lib_model(x).argmax(1)  # the same targets in both precisions
         t_fwd, t_bwd = pass_bounds(model, x, device, chunk=batch if device.type == "cuda" else 16)
         print(f"{arch}: forward {1 / t_fwd:.1f} img/s, forward+input-grad {1 / t_bwd:.1f} img/s")
         for method in methods:
@@ -205,7 +219,7 @@ def main() -> None:
             if method in skip:
                 t_lib, r = float("nan"), float("nan")
             else:
-                lib = library_call(method, model, spec.resolve_target_layer(model), batch)
+                lib = library_call(method, lib_model, spec.resolve_target_layer(lib_model), batch)
                 try:
                     t_lib, m_lib = timed(lambda lib=lib, x=x, t=t: lib(x, t), device, warmup=args.warmup)
                 except Exception as err:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .calls import Call, Explanation, PassCounter, explain, fingerprint, stage_of
+from .calls import Call, Explanation, PassCounter, explain, fingerprint, set_precision, stage_of
 from .config import RunConfig
 from .errors import HfusError
 from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree
@@ -294,7 +294,8 @@ def prepare_fold(
     count_build: bool = True,
 ) -> FoldJob:
     """Load (arch, fold)'s checkpoint, decode the test images ``rows``, build the K randomised copies from
-    the pristine model, fingerprint every model, then build the method for each.
+    the pristine model, set the run's precision on every model (:func:`~hfus_xai_bench.calls.set_precision`:
+    every pass of the run goes through one of them), fingerprint every model, then build the method for each.
 
     Args:
         rows: the test images this process evaluates (indices < ``n``).
@@ -322,7 +323,8 @@ def prepare_fold(
     on = {"spec": spec, "config": config, "device": device, "prior": prior, "sample": sample}
     counting, passes.counting = passes.counting, count_build
     try:
-        for net in (model, *copies):
+        for net in (model, *copies):  # copies first built from the float32 model, then each set alike
+            set_precision(net, config.precision, device)
             passes.watch(net)
         with passes.stage("method"):
             trained = _build(method, "the trained model", model, **on)

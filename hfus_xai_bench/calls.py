@@ -15,6 +15,11 @@ runner-up class's (§9) and §3's repeat — goes through :func:`explain`, which
 5. post-processes the output (§3.1) into ``m255`` and one failure reason per image.
 
 A library warning raised inside the method is re-issued as coming from the method.
+
+The run's precision is set once per model, where the model and its copies are prepared
+(:func:`set_precision`): with ``bf16`` every pass through the root module of the model or a copy (the
+prediction, the method's own passes, the metrics' passes) runs under ``torch.autocast`` and its logits
+leave the model as float32, so everything after the model (maps, post-processing, metrics) stays float32.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ from .seeding import seed_global
 STAGES, FE_EXCLUDED = COST_STAGES, FE_EXCLUDED_STAGES
 
 __all__ = [
+    "AUTOCAST_DTYPES",
     "FE_EXCLUDED",
     "STAGES",
+    "AutocastForward",
     "Call",
     "Explanation",
     "ModelChanged",
@@ -48,6 +55,7 @@ __all__ = [
     "explain",
     "fingerprint",
     "set_call_state",
+    "set_precision",
     "stage_of",
 ]
 
@@ -61,6 +69,53 @@ def set_call_state(seed: int, context: ExplainContext | None = None) -> None:
     seed_global(seed)
     if context is not None:
         context.seed = int(seed)
+
+
+# ------------------------------------------------------------------------------------------- precision
+
+#: the autocast dtype of each precision of ``config.PRECISIONS`` other than fp32 (fp32: no autocast)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
+
+
+def _float32(output: Any) -> Any:
+    """Floating tensors of a model's output (a tensor, or a tuple/list of them) as float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, tuple | list):
+        items = [_float32(o) for o in output]
+        return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)
+    return output
+
+
+class AutocastForward:
+    """A model's ``forward`` under ``torch.autocast(device_type, dtype)``; its output leaves as float32."""
+
+    def __init__(self, forward: Any, device_type: str, dtype: torch.dtype) -> None:
+        self.forward, self.device_type, self.dtype = forward, device_type, dtype
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            output = self.forward(*args, **kwargs)
+        return _float32(output)
+
+
+def set_precision(model: nn.Module, precision: str, device: torch.device | str) -> nn.Module:
+    """Run every pass through the root module of ``model`` in ``precision`` (in place; returns ``model``).
+
+    ``fp32`` leaves the model as it is. ``bf16`` replaces the instance's ``forward`` with
+    :class:`AutocastForward`: the parameters stay float32 (the fingerprint and the checkpoint hashes are
+    unchanged), hooks on the root module still see every pass, and the logits leave as float32. Passes a
+    method makes through submodules directly (e.g. Ablation-CAM's head) are not under autocast.
+    """
+    if precision == "fp32":
+        return model
+    if precision not in AUTOCAST_DTYPES:
+        known = ", ".join(["fp32", *AUTOCAST_DTYPES])
+        raise HfusError(f"--precision must be one of {known}, got {precision!r}")
+    if isinstance(model.__dict__.get("forward"), AutocastForward):
+        raise HfusError("internal: the model's precision was set twice; please report it")
+    model.forward = AutocastForward(model.forward, torch.device(device).type, AUTOCAST_DTYPES[precision])
+    return model
 
 
 # ------------------------------------------------------------------------------------ model fingerprint

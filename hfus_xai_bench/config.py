@@ -21,10 +21,22 @@ if TYPE_CHECKING:
 TARGETS = ("pred", "label")
 SIGNS = ("pos", "abs", "neg")
 CONFIDENCE_UNITS = ("logit", "prob")
-#: Precisions a run can use now. ``bf16`` is a known value of the record schema, not implemented yet.
-PRECISIONS = ("fp32",)
+#: Precisions of a run: ``bf16`` runs the model passes under autocast, everything after them in float32
+#: (``calls.set_precision``).
+PRECISIONS = ("fp32", "bf16")
+#: The precision of the leaderboard's tables and of submissions.
+LEADERBOARD_PRECISION = "fp32"
 #: Images per explainer call when ``batch_size`` is not given.
 DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 64}
+
+
+def require_leaderboard_precision(precision: str, what: str) -> None:
+    """HfusError unless ``precision`` is the leaderboard's (``what``: the record or run it names)."""
+    if precision != LEADERBOARD_PRECISION:
+        raise HfusError(
+            f"{what} was run with --precision {precision}; the leaderboard is {LEADERBOARD_PRECISION}: "
+            "rerun without --precision"
+        )
 
 
 def parse_list(value: str | Sequence[Any] | None, all_values: Sequence[Any]) -> list[str]:
@@ -52,7 +64,8 @@ class RunConfig:
     test images of each fold (None = all); ``target``: explain the predicted class or the label;
     ``sign``: sign policy for signed attributions; ``confidence``: unit of DiC/IiC; ``device``: ``auto``
     (CUDA when available), ``cpu`` or ``cuda[:N]``; ``batch_size``: images per explainer call (None =
-    16 on CPU, 64 on GPU); ``seed``: the run seed; ``precision``: ``fp32``; ``dataset`` + ``revision``;
+    16 on CPU, 64 on GPU); ``seed``: the run seed; ``precision``: ``fp32``, or ``bf16`` (model passes under
+    autocast, maps and metrics in float32; not for the leaderboard); ``dataset`` + ``revision``;
     ``randomisations``: K, the randomised copies of PROTOCOL §7.1.1 (only K = RANDOMISATION_COPIES rows are
     ranked).
     """
@@ -100,11 +113,6 @@ class RunConfig:
         _choice("target", self.target, TARGETS)
         _choice("sign", self.sign, SIGNS)
         _choice("confidence", self.confidence, CONFIDENCE_UNITS)
-        if self.precision == "bf16":
-            raise HfusError(
-                "--precision bf16 is not supported yet (the CAM methods break in bf16, PROTOCOL §5.1); "
-                "use fp32"
-            )
         _choice("precision", self.precision, PRECISIONS)
         if not str(self.device):
             raise HfusError("--device must be auto, cpu or cuda[:N]")

@@ -167,7 +167,8 @@ def profile_table(cost: Mapping[str, Any], times: RowTimes, n_images: int) -> st
 
 def profile_record(record: Mapping[str, Any], repeat: int = 3) -> str:
     """:func:`profile_table` for every architecture of a result record, row times measured on its fold-0 model
-    (or its first fold) on the record's device."""
+    (or its first fold) on the record's device, in its precision."""
+    from .calls import set_precision
     from .metrics.inputs import ScoringConfig
     from .models.checkpoints import load_model
 
@@ -180,6 +181,7 @@ def profile_record(record: Mapping[str, Any], repeat: int = 3) -> str:
         )
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
+        set_precision(model, options.get("precision", "fp32"), device)  # the bound in the run's precision
         times = measure_row_times(
             model, device, int(options["batch_size"]), ScoringConfig().forward_batch(device), repeat
         )

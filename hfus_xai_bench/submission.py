@@ -149,7 +149,7 @@ def submit(
         (the folder, the result).
     """
     from .check import check_method
-    from .config import RunConfig
+    from .config import RunConfig, require_leaderboard_precision
     from .explainers.loader import load_file
     from .runner import evaluate
 
@@ -157,6 +157,7 @@ def submit(
         config = RunConfig.build(**options)
     elif options:
         config = config.replace(**options)
+    require_leaderboard_precision(config.precision, "this submission")
     file = Path(method)
     loaded = load_file(file)
     folder = Path(out) if out is not None else Path("submissions") / loaded.name

@@ -36,7 +36,6 @@ def test_defaults_and_parsing() -> None:
         ({"target": "argmax"}, "--target must be one of pred, label"),
         ({"sign": "both"}, "--sign must be one of"),
         ({"confidence": "z"}, "--confidence must be one of logit, prob"),
-        ({"precision": "bf16"}, "bf16 is not supported yet"),
         ({"precision": "fp8"}, "--precision must be one of fp32"),
         ({"models": "resnet101,resnet"}, "must not repeat"),
     ],

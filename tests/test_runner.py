@@ -269,8 +269,6 @@ def test_cli_evaluate_writes_result(synth_ds, tmp_path, capsys):
 def test_run_options_are_checked(synth_ds):
     with pytest.raises(HfusError, match="unknown run option"):
         evaluate("center", limits=3)
-    with pytest.raises(HfusError, match="bf16 is not supported yet"):
-        evaluate("center", precision="bf16")
     with pytest.raises(HfusError, match="--precision must be one of fp32"):
         evaluate("center", precision="fp16")
 

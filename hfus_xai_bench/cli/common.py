@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..config import PRECISIONS
 from ..constants import SYNTH_DATASET
 
 if TYPE_CHECKING:
@@ -145,7 +146,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=None, help="images per explainer call (default 16 CPU / 64 GPU)"
     )
     p.add_argument("--seed", type=int, default=0, help="the run seed (default 0)")
-    p.add_argument("--precision", default="fp32", help="fp32 (the only precision supported now)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default; the leaderboard's), or bf16: model passes under autocast, maps and metrics in "
+        "fp32 (for GPU speed; not for the leaderboard or submissions)",
+    )
 
 
 def run_config(args: argparse.Namespace, **changes: Any) -> RunConfig:

@@ -319,13 +319,17 @@ def _affine_head_ablation(
     targets: torch.Tensor,
     values: torch.Tensor,
     logits: torch.Tensor,
+    *,
+    exact_logits: bool = True,
 ) -> torch.Tensor | None:
     """Ablated target scores (B, C) in closed form when ``head`` is global average pooling + affine.
 
     Then ablating channel c (all its h×w values set to v) moves the target logit by
     ``W[t, c] * (v - mean(A_c))``. W and b are read off the head on 1×1 unit activations; the
-    closed form is used only if it reproduces the real logits of the batch and the head's output on a
-    sample of real ablated copies, else None (the caller runs the head on every ablated copy).
+    closed form is used only if it reproduces the real logits of the batch (``exact_logits`` False: the
+    model ran in a lower precision than the head, so the head's own output on ``acts`` is checked
+    instead) and the head's output on a sample of real ablated copies, else None (the caller runs the
+    head on every ablated copy).
     """
     b, c = acts.shape[:2]
     with torch.no_grad():
@@ -339,10 +343,11 @@ def _affine_head_ablation(
         bias = probe[0]
         weight = (probe[1:] - bias).T  # (K, C)
         pooled = acts.float().mean(dim=(2, 3))
-        if not _close(pooled @ weight.T + bias, logits.float()):
+        reference = logits if exact_logits else head(acts)
+        if not _close(pooled @ weight.T + bias, reference.float()):
             return None
         w_t = weight[targets]  # (B, C)
-        original = target_scores(logits, targets).float()
+        original = target_scores(reference, targets).float()
         new = original[:, None] - w_t * (pooled - values.float())
         # spot-check against the head on real ablated copies: first, last and most extreme channels
         check = torch.unique(
@@ -355,6 +360,8 @@ def _affine_head_ablation(
         direct = target_scores(head(ablated), targets[img]).float()
         if not _close(new[img, ch], direct):
             return None
+        if not exact_logits:  # the same drops, from the model's own logits
+            new = new + (target_scores(logits, targets).float() - original)[:, None]
     return new
 
 
@@ -511,6 +518,7 @@ class ScoreCAM(CAMBase):
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         images, targets = check_batch(images, targets)
         _, acts = _activations(self.model, self.target_layer, images)
+        acts = acts.float()  # bf16 under autocast: the masks and the CAM in float32 (no-op in fp32)
         chunk = _chunk_size(self.context, images.device)
         weights = _score_cam_weights(self.model, images, targets, acts, chunk)
         return library_postprocess(_weighted_sum(weights, acts.float()), images.shape[-2:])
@@ -543,13 +551,16 @@ class AblationCAM(CAMBase):
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         images, targets = check_batch(images, targets)
-        logits, acts = _activations(self.model, self.target_layer, images)
+        logits, low = _activations(self.model, self.target_layer, images)
+        acts = low.float()  # bf16 under autocast: the ablation and the CAM in float32 (no-op in fp32)
         original = target_scores(logits, targets).float()
         values = _ablation_values(acts)
         _, c, h, w = acts.shape
         head = self.context.head
         if head is not None:
-            new = _affine_head_ablation(head, acts, targets, values, logits)
+            # logits of a lower precision than the head's (autocast) cannot check the closed form
+            exact = low.dtype == acts.dtype
+            new = _affine_head_ablation(head, acts, targets, values, logits, exact_logits=exact)
             if new is None:  # the head is not GAP + affine: run it on every ablated copy
                 budget = _ABLATION_ELEMENTS["cuda" if acts.device.type == "cuda" else "cpu"]
                 per_call = max(1, budget // (c * h * w))
@@ -558,7 +569,7 @@ class AblationCAM(CAMBase):
             per_call = _chunk_size(self.context, images.device)
 
             def full_model(img: torch.Tensor, ablated: torch.Tensor) -> torch.Tensor:
-                with _hook(self.target_layer, lambda _m, _i, _o: ablated):
+                with _hook(self.target_layer, lambda _m, _i, out: ablated.to(out.dtype)):
                     return self.model(images[img])
 
             new = _ablated_scores(acts, targets, values, full_model, per_call)

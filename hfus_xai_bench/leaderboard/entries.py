@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compare import entry_scores
+from ..config import require_leaderboard_precision
 from ..constants import LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
 from ..errors import HfusError
 from ..explainers.registry import BUILTIN_METHODS
@@ -61,8 +62,9 @@ def entry_from_result(
 ) -> dict[str, Any]:
     """A leaderboard entry: the record minus ``per_image``, plus ``track`` (default: the dataset id),
     ``links`` and ``per_image_scores`` (the per-image values of every reported output, for the paired
-    gains)."""
+    gains). A record of another precision than the leaderboard's (fp32) is refused."""
     validate(record, source="result")
+    require_leaderboard_precision(record["options"].get("precision", "fp32"), "this record")
     entry = {k: v for k, v in record.items() if k != "per_image"}
     scores = entry_scores(record)
     if scores is not None:

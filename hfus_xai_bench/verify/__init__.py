@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import require_leaderboard_precision
 from ..errors import HfusError
 from ..hashing import sha256_file
 from ..metrics import registry
@@ -80,6 +81,8 @@ def _open_record(folder: Path, report: VerifyReport) -> dict[str, Any] | None:
         )
     record = Result.load(folder / "result.json").record
     report.add("result.json schema", True)
+    # submissions are fp32; a bf16 record is refused, not re-scored in fp32 (docs/REPRODUCIBILITY.md)
+    require_leaderboard_precision(record["options"].get("precision", "fp32"), str(folder / "result.json"))
     maps_file = record["maps_file"]
     if maps_file is None:
         what = "the record names no maps file; re-run with --save-maps (hfus-bench submit does)"
