@@ -7,7 +7,8 @@
 #      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
 #   d) the default table's missing rows on MobileNetV2 fold 0: `hfus-bench evaluate` (PROTOCOL §4, §7 with
 #      randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
-#   e) speed: bench_evaluate.py (whole protocol vs its counted bound), bench_methods.py per architecture
+#   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
+#      architecture, bench_precision.py (bf16 against fp32: maps r, HR1)
 # The whole run stays inside BUDGET seconds (default 560: one `run` call is cut at 600 s): every step has its
 # own `timeout`, capped by what is left, and a step that cannot get MIN_STEP seconds is skipped. Outputs are
 # packed into $OUT after every phase (a cut run still returns what finished); the last lines list what ran.
@@ -47,6 +48,8 @@ EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
 BENCH_METHODS=${BENCH_METHODS:-all}
+PRECISIONS=${PRECISIONS:-fp32 bf16}  # e)'s whole-protocol runs (bench_evaluate.py --precision)
+PREC_N=${PREC_N:-32}          # images per method x architecture in bench_precision.py (fp32 vs bf16)
 STEPS=${STEPS:-train eval speed}  # a) always runs; e.g. STEPS=speed on a second, warm call
 TRAIN_LIMIT=${TRAIN_LIMIT:-300}   # seconds per training of b) and c) (MobileNetV2, SMALL_ARCHS)
 BIG_LIMIT=${BIG_LIMIT:-420}       # seconds per training of BIG_ARCHS
@@ -235,11 +238,13 @@ pack
 if has speed || has methods_only; then
   log "e) speed"
   mkdir -p "$WORK/bench"
-  if has speed; then
-    step bench_evaluate "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" \
-      ${LIMIT:+--limit "$LIMIT"}
-    cp "$WORK/bench_evaluate.log" "$WORK/bench/" 2>/dev/null
-    pack
+  if has speed; then  # the whole protocol against its bound, fp32 then bf16 (each against its own bound)
+    for prec in $PRECISIONS; do
+      step "bench_evaluate_$prec" "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" \
+        --precision "$prec" ${LIMIT:+--limit "$LIMIT"}
+      cp "$WORK/bench_evaluate_$prec.log" "$WORK/bench/" 2>/dev/null
+      pack
+    done
   fi
   for a in $BENCH_ARCHS; do
     step "bench_methods_$a" "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_methods.py --device "$DEVICE" --archs "$a" \
@@ -247,6 +252,12 @@ if has speed || has methods_only; then
     cp "$WORK/bench_methods_$a.log" "$WORK/bench/" 2>/dev/null
     pack
   done
+  if has speed && [[ " $PRECISIONS " == *" bf16 "* ]]; then  # bf16's agreement with fp32 (maps r, HR1)
+    step bench_precision "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_precision.py --device "$DEVICE" \
+      --archs "$(echo $BENCH_ARCHS | tr ' ' ,)" --n "$PREC_N" --out "$WORK/bench/precision.json"
+    cp "$WORK/bench_precision.log" "$WORK/bench/" 2>/dev/null
+    pack
+  fi
 fi
 
 [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null
