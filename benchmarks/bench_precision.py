@@ -187,7 +187,7 @@ def run_arch(
         row |= compare(out["fp32"], out["bf16"], test, targets.cpu().numpy(), n)
         row["pred_differs"] = int((preds["fp32"] != preds["bf16"]).sum())
         rows.append(row)
-        print("  ", _cells(row), flush=True)
+        print("  " + "  ".join(_cells(row)), flush=True)
     return rows
 
 
