@@ -109,11 +109,12 @@ def test_entry_from_result_drops_per_image_and_adds_track_and_links(entries: lis
     assert e["links"]["code"] == "hfus_xai_bench/explainers/cam.py"
     assert e["command"] == "hfus-bench evaluate gradcam --folds 0,1"
     assert isinstance(e["metrics"]["hit_rate@1"]["mobilenet_v2"]["mean"], float)
-    assert entry_filename(e) == "gradcam.json"
+    assert entry_filename(e) == "gradcam.folds-0-1.json"  # folds other than fold 0 alone: in the name
+    assert entry_filename({**e, "options": {**e["options"], "folds": [0]}}) == "gradcam.json"
     other = entry_from_result(
         fake_record("gradcam", 2.0, 1), track="real/hfus", url="https://x.org", code="a/b.py"
     )
-    assert entry_filename(other) == "gradcam.real-hfus.json"
+    assert entry_filename(other) == "gradcam.real-hfus.folds-0-1.json"
     assert other["links"]["url"] == "https://x.org" and other["links"]["code"] == "a/b.py"
 
 
@@ -597,8 +598,15 @@ def test_write_load_render_roundtrip(tmp_path: Path, entries: list[dict]) -> Non
     assert stale_files(folder, tmp_path) == []
     md_path.write_text(md_path.read_text() + "edited\n")
     assert stale_files(folder, tmp_path) == [str(md_path)]
-    (folder / "gradcam.json").rename(folder / "grad.json")
-    with pytest.raises(HfusError, match="must be named gradcam.json"):
+    # a fold-0 entry of the same method sits next to the two-fold one (another table)
+    fold0 = copy.deepcopy(next(e for e in entries if e["method"]["name"] == "gradcam"))
+    fold0["options"]["folds"] = [0]
+    write_entry(fold0, folder)
+    assert sorted(p.name for p in folder.glob("gradcam*")) == ["gradcam.folds-0-1.json", "gradcam.json"]
+    assert len(load_entries(folder)) == len(entries) + 1
+    (folder / "gradcam.json").unlink()
+    (folder / "gradcam.folds-0-1.json").rename(folder / "grad.json")
+    with pytest.raises(HfusError, match="must be named gradcam.folds-0-1.json"):
         load_entries(folder)
     (folder / "grad.json").write_text("{")
     with pytest.raises(HfusError, match="not valid JSON"):
@@ -628,7 +636,8 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
         == 0
     )
     assert (
-        json.loads((entries_dir / "scorecam.json").read_text())["links"]["citation"] == "@misc{x, title={X}}"
+        json.loads((entries_dir / "scorecam.folds-0-1.json").read_text())["links"]["citation"]
+        == "@misc{x, title={X}}"
     )
     assert (
         _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 1

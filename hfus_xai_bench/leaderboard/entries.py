@@ -5,8 +5,9 @@
 reported output (:func:`hfus_xai_bench.compare.entry_scores`): what the paired gains of PROTOCOL §7.3
 and ``hfus-bench compare`` read. Entries made before it was kept have no such section (their gains show
 ``n/a``). An entry (``leaderboard/entries/<method>.json``; ``<method>.<track>.json`` for tracks other than
-``hfus-synth``) follows ``schemas/entry.schema.json`` (its ``metrics`` section generated from the
-metric registry, like the result schema's).
+``hfus-synth``; ``.folds-0-1-2-3-4`` before ``.json`` for folds other than fold 0 alone, so a method can have
+a fold-0 entry and a 5-fold one, in two tables) follows ``schemas/entry.schema.json`` (its ``metrics``
+section generated from the metric registry, like the result schema's).
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ def slug(text: str) -> str:
 
 
 def entry_filename(entry: dict[str, Any]) -> str:
-    """``<method>.json`` on the synthetic track, ``<method>.<track>.json`` on others."""
+    """``<method>.json`` on the synthetic track, ``<method>.<track>.json`` on others; folds other than fold 0
+    alone add ``.folds-<f1>-<f2>…`` (e.g. ``gradcam.folds-0-1-2-3-4.json``)."""
     name = slug(entry["method"]["name"])
-    return f"{name}.json" if entry["track"] == SYNTH_DATASET else f"{name}.{slug(entry['track'])}.json"
+    if entry["track"] != SYNTH_DATASET:
+        name += f".{slug(entry['track'])}"
+    folds = [int(f) for f in entry["options"]["folds"]]
+    if folds != [0]:
+        name += ".folds-" + "-".join(map(str, folds))
+    return f"{name}.json"
 
 
 def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
@@ -103,7 +110,8 @@ def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) ->
 
 
 def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
-    """Every ``*.json`` in ``entries_dir``, validated, sorted by file name; one entry per method and track."""
+    """Every ``*.json`` in ``entries_dir``, validated, sorted by file name; one entry per method, track and
+    set of folds."""
     folder = Path(entries_dir)
     if not folder.is_dir():
         raise HfusError(f"entries folder not found: {folder}; pass --entries")
@@ -116,10 +124,11 @@ def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
                 f"{path}: an entry for {entry['method']['name']!r} on {entry['track']!r} must be named "
                 f"{entry_filename(entry)}; rename it"
             )
-        key = (entry["method"]["name"], entry["track"])
+        key = (entry["method"]["name"], entry["track"], tuple(entry["options"]["folds"]))
         if key in seen:
             raise HfusError(
-                f"{path}: a second entry for {key[0]!r} on {key[1]!r} (first: {seen[key]}); keep one"
+                f"{path}: a second entry for {key[0]!r} on {key[1]!r}, folds {list(key[2])} (first: "
+                f"{seen[key]}); keep one"
             )
         seen[key] = path.name
         entries.append(entry)
