@@ -253,6 +253,7 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert rc == 0 and fake_data["load"] == ("hfus-synth", None)
     out = capsys.readouterr().out
     assert "test fold 1: accuracy" in out and "mobilenet_v2_hfus-synth_fold1_seed3.safetensors" in out
+    monkeypatch.setattr(C, "REGISTRY", {})  # else the registered fold 1 comes first (find_checkpoint)
     _, info = C.load_model("mobilenet_v2", fold=1)
     assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
     # ImageNet init without the torchvision weights in the local cache: one-line error, exit code 2
