@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from hfus_xai_bench.models import reference as R
 from hfus_xai_bench.models.zoo import build_model
 
 HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
+#: the user cache of the test session (the default track is built there once), before `isolated` empties it
+SESSION_CACHE = os.environ.get("HFUS_BENCH_CACHE")
 
 
 @pytest.fixture(autouse=True)
@@ -335,6 +338,11 @@ def test_shipped_checkpoint_accuracy(entry: C.Checkpoint, monkeypatch):
     from hfus_xai_bench.models.training import predict_logits
 
     monkeypatch.setattr(C, "PACKAGE_DIR", C.Path(C.__file__).resolve().parent.parent / "checkpoints")
+    # the session's dataset cache, not `isolated`'s empty one (which would rebuild the track for every entry)
+    if SESSION_CACHE is None:
+        monkeypatch.delenv("HFUS_BENCH_CACHE")
+    else:
+        monkeypatch.setenv("HFUS_BENCH_CACHE", SESSION_CACHE)
     path = C.PACKAGE_DIR / entry.filename
     assert path.stat().st_size <= 5e6 or entry.arch != "mobilenet_v2", (
         "the shipped MobileNetV2 must stay <= 5 MB"
