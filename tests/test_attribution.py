@@ -19,6 +19,7 @@ from torch import nn
 
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.explainers import attribution as A
+from hfus_xai_bench.explainers import contract
 from hfus_xai_bench.explainers.baselines import image_seeds
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.models.zoo import ARCHS, get_arch
@@ -192,7 +193,7 @@ def test_ig_completeness_and_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
     t = torch.tensor([2, 0, 1])
     ig = A.IntegratedGradients(model, _context("tiny", model))
     a16 = ig(x, t)
-    monkeypatch.setattr(A, "CPU_POINTS_GRAD", 7)  # chunks that straddle images
+    monkeypatch.setattr(contract, "CPU_POINTS_GRAD", 7)  # chunks that straddle images
     a7 = ig(x, t)
     torch.testing.assert_close(a16, a7, rtol=1e-5, atol=1e-7)
     with torch.no_grad():

@@ -214,6 +214,23 @@ def test_scorecam_matches_library(setup: Setup) -> None:
     _assert_conform(ours_map, scale_cam_image(ref_map), f"{setup.arch}/scorecam-subset")
 
 
+def test_masked_forward_chunks_follow_memory_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Score-CAM's masked images per forward: the images per call on the CPU; on CUDA as many as half
+    the free memory holds at a quarter of the architecture's forward+backward bytes (8…1024), whatever
+    the images per call. CUDA's free memory is faked, so this runs on any machine."""
+    layer = nn.Identity()
+    cpu = ExplainContext(arch="mobilenet_v2", target_layer=layer, device=torch.device("cpu"), batch_size=16)
+    assert cam._chunk_size(cpu, cpu.device, 224, 224) == 16
+    gpu = ExplainContext(arch="mobilenet_v2", target_layer=layer, device=torch.device("cuda"), batch_size=64)
+    gib = 1 << 30
+    for free, expected in ((2 * gib, 71), (16 * gib, 572), (80 * gib, 1024), (gib // 64, 8)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device, free=free: (free, 80 * gib))
+        # MobileNetV2: 60e6 bytes per 224×224 image with gradients, a quarter without
+        assert cam._chunk_size(gpu, gpu.device, 224, 224) == expected
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: (2 * gib, 80 * gib))
+    assert cam._chunk_size(gpu, gpu.device, 112, 112) == 286  # a quarter of the pixels: 4× the images
+
+
 @pytest.mark.slow
 def test_hirescam_equals_gradcam_only_without_relu_before_pooling(setup: Setup) -> None:
     """HiRes-CAM == Grad-CAM when only GAP + linear follows the target (PROTOCOL §5.1).

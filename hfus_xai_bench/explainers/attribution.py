@@ -35,10 +35,9 @@ import torch.nn.functional as F
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
-from ..constants import ARCHITECTURES
 from ..errors import HfusError
 from .baselines import image_seeds
-from .contract import ExplainContext, MapKind, check_batch, frozen_parameters
+from .contract import ExplainContext, MapKind, check_batch, frozen_parameters, points_per_forward
 
 #: protocol parameters (PROTOCOL §5)
 IG_STEPS = 50
@@ -48,29 +47,6 @@ GS_STDEVS = 0.09
 GS_BASELINE_STD = 0.001
 SALIENCY_ABS = True
 OCCLUSION_STRIDE = 9
-
-#: points (images) per forward on the CPU (chosen by measurement: benchmarks/README.md)
-CPU_POINTS_GRAD = 16
-CPU_POINTS_FORWARD = 16
-
-#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32), per architecture
-#: (:data:`~hfus_xai_bench.constants.ARCHITECTURES`); another model is sized as the largest
-_GRAD_BYTES_224 = {a.name: a.grad_bytes_224 for a in ARCHITECTURES}
-_DEFAULT_GRAD_BYTES_224 = max(_GRAD_BYTES_224.values())
-_FORWARD_FRACTION = 0.25  # a no-grad forward keeps only a few live activations
-_MAX_POINTS = 1024
-
-
-def points_per_forward(context: ExplainContext, height: int, width: int, grad: bool) -> int:
-    """Images per forward chunk: 16 on the CPU; on CUDA sized to half the free memory (8…1024)."""
-    device = torch.device(context.device)
-    if device.type != "cuda":
-        return CPU_POINTS_GRAD if grad else CPU_POINTS_FORWARD
-    free, _ = torch.cuda.mem_get_info(device)
-    per = _GRAD_BYTES_224.get(context.arch, _DEFAULT_GRAD_BYTES_224) * (height * width) / (224 * 224)
-    if not grad:
-        per *= _FORWARD_FRACTION
-    return int(min(_MAX_POINTS, max(8, 0.5 * free // per)))
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ computed with batched torch ops on the images' device:
   of grads·acts, with the protocol's sign rule (PROTOCOL §5.1): the projection is flipped when it
   correlates negatively with the channel sum of grads·acts. The library leaves the sign to LAPACK.
 - Score-CAM: masked inputs for all (image, channel) pairs of the batch are built chunk by chunk
-  (``context.batch_size`` masked images per forward, images mixed), scores stay on the device;
+  (on CUDA as many masked images per forward as half the free memory holds, up to 1024; on the CPU
+  ``context.batch_size``; images mixed), scores stay on the device;
   weights are the softmax over channels of the raw target logit, as in the library. One deliberate
   difference: a channel that is constant over h×w gets its exact all-zero mask; the library's mask
   for it is bilinear rounding noise stretched to [0, 1] (it depends on the tensor shape).
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext, check_batch, frozen_parameters
+from .contract import ExplainContext, check_batch, frozen_parameters, points_per_forward
 
 __all__ = [
     "AblationCAM",
@@ -65,8 +66,8 @@ _LIBRARY_ABLATION_BATCH = 32
 
 #: elements of ablated activations per head call (Ablation-CAM); 128 MB of fp32 on CPU, 512 MB on GPU
 _ABLATION_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 27}
-#: masked images per forward when ``context.batch_size`` is not positive (Score-CAM)
-_DEFAULT_CHUNK = {"cpu": 32, "cuda": 256}
+#: masked images per forward on the CPU when ``context.batch_size`` is not positive (Score-CAM)
+_DEFAULT_CPU_CHUNK = 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,10 +241,15 @@ def gradient_cams(
 # Score-CAM and Ablation-CAM internals
 
 
-def _chunk_size(context: ExplainContext, device: torch.device) -> int:
+def _chunk_size(context: ExplainContext, device: torch.device, height: int, width: int) -> int:
+    """Masked or ablated inputs per model forward: on CUDA sized to the free memory like the attribution
+    methods' chunks (the images per call, 64 by default, would leave a large GPU mostly idle); on the CPU
+    ``context.batch_size`` (the images per call)."""
+    if device.type == "cuda":
+        return points_per_forward(context, height, width, grad=False)
     if context.batch_size and context.batch_size > 0:
         return int(context.batch_size)
-    return _DEFAULT_CHUNK["cuda" if device.type == "cuda" else "cpu"]
+    return _DEFAULT_CPU_CHUNK
 
 
 def _score_cam_weights(
@@ -519,7 +525,7 @@ class ScoreCAM(CAMBase):
         images, targets = check_batch(images, targets)
         _, acts = _activations(self.model, self.target_layer, images)
         acts = acts.float()  # bf16 under autocast: the masks and the CAM in float32 (no-op in fp32)
-        chunk = _chunk_size(self.context, images.device)
+        chunk = _chunk_size(self.context, images.device, *images.shape[-2:])
         weights = _score_cam_weights(self.model, images, targets, acts, chunk)
         return library_postprocess(_weighted_sum(weights, acts.float()), images.shape[-2:])
 
@@ -566,7 +572,7 @@ class AblationCAM(CAMBase):
                 per_call = max(1, budget // (c * h * w))
                 new = _ablated_scores(acts, targets, values, lambda _img, ablated: head(ablated), per_call)
         else:
-            per_call = _chunk_size(self.context, images.device)
+            per_call = _chunk_size(self.context, images.device, *images.shape[-2:])
 
             def full_model(img: torch.Tensor, ablated: torch.Tensor) -> torch.Tensor:
                 with _hook(self.target_layer, lambda _m, _i, out: ablated.to(out.dtype)):

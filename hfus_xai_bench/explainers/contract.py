@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import IMAGE_SIZE
+from ..constants import ARCHITECTURES, IMAGE_SIZE
 from ..errors import HfusError
 
 MapKind = Literal["map", "attribution"]
@@ -69,6 +69,31 @@ class ExplainContext:
     #: whose METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,
     #: ``oracle@grid``, METADATA ``"reference": "oracle"``) may; the loader refuses it in any other method
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: points (images) per forward on the CPU (chosen by measurement: benchmarks/README.md)
+CPU_POINTS_GRAD = 16
+CPU_POINTS_FORWARD = 16
+
+#: rough bytes per 224×224 image for a forward+input-backward with frozen weights (fp32), per architecture
+#: (:data:`~hfus_xai_bench.constants.ARCHITECTURES`); another model is sized as the largest
+_GRAD_BYTES_224 = {a.name: a.grad_bytes_224 for a in ARCHITECTURES}
+_DEFAULT_GRAD_BYTES_224 = max(_GRAD_BYTES_224.values())
+_FORWARD_FRACTION = 0.25  # a no-grad forward keeps only a few live activations
+_MAX_POINTS = 1024
+
+
+def points_per_forward(context: ExplainContext, height: int, width: int, grad: bool) -> int:
+    """Images per forward chunk inside a method: 16 on the CPU; on CUDA sized to half the free memory
+    (8…1024), whatever the images per call (``context.batch_size``)."""
+    device = torch.device(context.device)
+    if device.type != "cuda":
+        return CPU_POINTS_GRAD if grad else CPU_POINTS_FORWARD
+    free, _ = torch.cuda.mem_get_info(device)
+    per = _GRAD_BYTES_224.get(context.arch, _DEFAULT_GRAD_BYTES_224) * (height * width) / (224 * 224)
+    if not grad:
+        per *= _FORWARD_FRACTION
+    return int(min(_MAX_POINTS, max(8, 0.5 * free // per)))
 
 
 class Explainer(Protocol):
