@@ -170,10 +170,13 @@ def confidence_change(
     ).reshape(-1)
 
     total = n * nv
-    scores = torch.empty(total, dtype=torch.float64)
+    # scores stay on the device until the end (no host round trip per chunk); MPS has no float64
+    acc = torch.float32 if device.type == "mps" else torch.float64
+    scores = torch.empty(total, dtype=acc, device=device)
     tg_dev = tg.to(device, torch.int64)
     if n and (bool((tg_dev < 0).any())):
         raise HfusError("targets: negative class index")
+    top = int(tg_dev.max()) if n else -1
     with torch.inference_mode():
         for start in range(0, total, batch_size):
             job = torch.arange(start, min(start + batch_size, total), device=device)
@@ -185,14 +188,13 @@ def confidence_change(
             logits = model(xb)
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xb.shape[0]:
                 raise HfusError("model: expected logits (B, num_classes) from a forward pass")
-            tb = tg_dev[img]
-            if bool((tb >= logits.shape[1]).any()):
+            if top >= logits.shape[1]:
                 raise HfusError(f"targets: class index >= number of model outputs ({logits.shape[1]})")
-            out = logits.double() if logits.device.type != "mps" else logits.float()
+            out = logits.to(acc)
             if unit == "prob":
                 out = torch.softmax(out, dim=1)
-            scores[start : start + xb.shape[0]] = out.gather(1, tb.view(-1, 1)).view(-1).cpu().double()
-    s = scores.view(n, nv).numpy()
+            scores[start : start + xb.shape[0]] = out.gather(1, tg_dev[img].view(-1, 1)).view(-1)
+    s = scores.cpu().double().view(n, nv).numpy()
     return ConfidenceResult(
         s0=s[:, 0].copy(),
         s_keep=s[:, 1].copy(),
