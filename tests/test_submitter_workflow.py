@@ -1,8 +1,8 @@
 """A submitter's workflow with a third-party library (torchcam): method file, check, evaluate, submit, verify,
 then the row ranked with intervals next to a built-in (PROTOCOL §7.4 per-criterion mean ranks).
 
-torchcam is not a dependency: the test runs where it is importable (e.g. ``pip install --target DIR
-torchcam`` and ``PYTHONPATH=DIR``) and is skipped otherwise. As in tests/test_submission.py, the dataset
+torchcam is not a dependency of the package, only of its test extra (``make install`` installs it, so CI
+runs this test); elsewhere the test is skipped when torchcam is not importable. As in tests/test_submission.py, the dataset
 and the checkpoint are the in-memory fakes of helpers.py (real runner, scoring, submit and verify);
 ``check`` runs on the packaged MobileNetV2 checkpoint.
 """
