@@ -2,9 +2,9 @@
 then the row ranked with intervals next to a built-in (PROTOCOL §7.4 per-criterion mean ranks).
 
 torchcam is not a dependency of the package, only of its test extra (``make install`` installs it, so CI
-runs this test); elsewhere the test is skipped when torchcam is not importable. As in tests/test_submission.py, the dataset
-and the checkpoint are the in-memory fakes of helpers.py (real runner, scoring, submit and verify);
-``check`` runs on the packaged MobileNetV2 checkpoint.
+runs this test); elsewhere the test is skipped when torchcam is not importable. As in
+tests/test_submission.py, the dataset and the checkpoint are the in-memory fakes of helpers.py (real
+runner, scoring, submit and verify); ``check`` runs on the packaged MobileNetV2 checkpoint.
 """
 
 from __future__ import annotations

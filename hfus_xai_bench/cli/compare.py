@@ -10,7 +10,7 @@ from typing import Any
 
 
 def _fmt(x: float | None, digits: int, signed: bool = False) -> str:
-    from ..leaderboard.tables import fmt_num, fmt_signed
+    from ..leaderboard.numbers import fmt_num, fmt_signed
 
     return fmt_signed(x, digits) if signed else fmt_num(x, digits)
 
@@ -90,7 +90,7 @@ def _print_header(c: Any, path_a: str, path_b: str) -> None:
 def _print_arch(c: Any, arch: str) -> None:
     from tabulate import tabulate
 
-    from ..leaderboard.tables import fe_text
+    from ..leaderboard.numbers import fe_text
     from ..metrics import registry
 
     arrows = {"higher": "↑", "lower": "↓", "none": ""}

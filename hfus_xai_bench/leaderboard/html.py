@@ -18,6 +18,7 @@ from ..constants import BENCHMARK_VERSION, PROTOCOL_VERSION
 from .entries import slug
 from .markdown import RULES_MD, not_applicable_text
 from .mdtext import inline_html, markdown_to_html
+from .numbers import fe_text, fmt_num, rank_text
 from .plots import svg_forest, svg_scatter
 from .ranks import CriterionRanks, metric_label, rank_header, ranks_legend
 from .tables import (
@@ -32,11 +33,8 @@ from .tables import (
     column_headers,
     detail_columns,
     detail_headers,
-    fe_text,
-    fmt_num,
     main_columns,
     rank_cell,
-    rank_text,
 )
 
 _CSS = (

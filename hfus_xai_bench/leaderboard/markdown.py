@@ -15,6 +15,7 @@ from ..constants import (
 )
 from ..metrics.registry import HEADLINE
 from .entries import slug
+from .numbers import fe_text, fmt_num, rank_text
 from .ranks import ranks_legend
 from .tables import (
     ARCH_LABELS,
@@ -30,11 +31,8 @@ from .tables import (
     column_headers,
     detail_columns,
     detail_headers,
-    fe_text,
-    fmt_num,
     main_columns,
     rank_cell,
-    rank_text,
 )
 
 RULES_MD = f"""Headline metric: **`{HEADLINE}` (HR1, range −1…3, higher is better)**; \
