@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.metrics import multigrid
 from hfus_xai_bench.metrics import road as R
 from hfus_xai_bench.seeding import item_seed
 
@@ -110,6 +111,19 @@ def test_imputation_matches_direct_sparse_solve() -> None:
     # kept pixels are bitwise unchanged (copied, never computed)
     keep = ~removed[:, None].expand_as(images)
     assert torch.equal(sol.values[keep], images[keep])
+
+
+def test_imputation_with_batched_calls_as_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU the Galerkin convolution and the coarsest inverse run once per chunk instead of once per
+    system: forced here on the CPU, the solve still meets the tolerance, matches the direct sparse solve
+    and differs from the per-system solve by rounding only."""
+    images, removed = _cases()
+    per_system = R.solve_imputation(images, removed)
+    monkeypatch.setattr(multigrid, "per_system", lambda _device: False)
+    batched = R.solve_imputation(images, removed)
+    assert (R.imputation_residual(images, removed, batched.values) <= 1e-5).all()
+    assert (batched.values - R.direct_imputation(images, removed)).abs().max() < 2e-5
+    assert (batched.values - per_system.values).abs().max() < 2e-5
 
 
 def test_imputation_full_size_with_ghost_points() -> None:

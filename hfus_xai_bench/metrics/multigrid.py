@@ -278,6 +278,13 @@ def fine_level(mask: torch.Tensor, h: int, w: int, smoother: bool = True) -> Lev
     return level
 
 
+def per_system(device: torch.device) -> bool:
+    """Whether the calls whose kernel may depend on the batch (the Galerkin convolution, the coarsest
+    inverse) run one system at a time: on the CPU, for batch-independent results; on a GPU one batched
+    call each (a loop of small calls there costs a kernel launch per system)."""
+    return device.type == "cpu"
+
+
 def coarsen(fine: Level, fields: torch.Tensor) -> Level:
     """The Galerkin coarse level ``M_c Pᵀ A P M_c`` of ``fine`` (one stride-2 convolution of its 9 fields).
 
@@ -295,9 +302,12 @@ def coarsen(fine: Level, fields: torch.Tensor) -> Level:
     fine.fields(fields)
     # a stride-2 convolution: output I reads padded rows 2I .. 2I+2 = fine rows 2I-1 .. 2I+1 (the extra
     # padding row serves the ghost point of an even-sized grid; a last padded row no output reads is left
-    # over for an odd size); one system per call on its own aligned contiguous block, so neither the
-    # kernel nor the input's alignment depends on the batch the system came in
-    stencil = torch.cat([F.conv2d(fields[i : i + 1], weight, stride=2) for i in range(s)])
+    # over for an odd size); on the CPU one system per call on its own aligned contiguous block, so neither
+    # the kernel nor the input's alignment depends on the batch the system came in; elsewhere one call
+    if per_system(fields.device):
+        stencil = torch.cat([F.conv2d(fields[i : i + 1], weight, stride=2) for i in range(s)])
+    else:
+        stencil = F.conv2d(fields, weight, stride=2)
     rows = interior(mask_c, hc, wc)
     stencil.mul_(rows)
     for k, (dy, dx) in enumerate(OFFSETS):
@@ -326,7 +336,7 @@ def dense_inverse(level: Level) -> None:
     active = interior(level.mask, h, w).reshape(s, n).to(torch.float64)
     a = a * active[:, :, None] * active[:, None, :] + torch.diag_embed(1.0 - active)
     keep = active[:, :, None] * active[:, None, :]
-    if a.device.type == "cpu":
+    if per_system(a.device):
         # one LAPACK call per system on a fresh buffer of a fixed shape (a batched call may pick its
         # blocking or code path by batch size or by the alignment of a matrix in the batch)
         inv = torch.stack([torch.linalg.inv(a[i].clone()) for i in range(s)])
