@@ -5,7 +5,8 @@
 #      first run is GoogLeNet's fold-0 checkpoint)
 #   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then ResNet101 and
 #      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
-#   d) the default table's missing rows on MobileNetV2 fold 0: `hfus-bench evaluate` (PROTOCOL §4, §7 with
+#   d) the default table's missing rows on MobileNetV2 fold 0 (those without an entry in leaderboard/entries/):
+#      `hfus-bench evaluate` (PROTOCOL §4, §7 with
 #      randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
 #   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
 #      architecture, bench_precision.py (bf16 against fp32: maps r, HR1)
