@@ -52,6 +52,8 @@ BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
 BENCH_METHODS=${BENCH_METHODS:-all}
 PRECISIONS=${PRECISIONS:-fp32 bf16}  # e)'s whole-protocol runs (bench_evaluate.py --precision)
+BENCH_EVAL_METHODS=${BENCH_EVAL_METHODS:-gradcam}     # their --method (a comma list or all: the whole protocol)
+BENCH_EVAL_MODELS=${BENCH_EVAL_MODELS:-mobilenet_v2}  # their --models (all needs every checkpoint, e.g. c)'s)
 PREC_N=${PREC_N:-32}          # images per method x architecture in bench_precision.py (fp32 vs bf16)
 STEPS=${STEPS:-train eval speed}  # a) always runs; e.g. STEPS=speed on a second, warm call
 TRAIN_LIMIT=${TRAIN_LIMIT:-300}   # seconds per training of b) and c) (MobileNetV2, SMALL_ARCHS)
@@ -203,10 +205,10 @@ big_running() {
   for p in "${BIG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
   return 1
 }
-# d) on other architectures than MobileNetV2 evaluates with c)'s checkpoints: wait for them, then give evaluate a
-# cache holding them next to (links to) everything of the usual cache but its checkpoints
-if has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; then
-  [ ${#BIG_PIDS[@]} -gt 0 ] && { log "waiting for ${BIG_ARCHS} (d evaluates $EVAL_MODELS)"; wait "${BIG_PIDS[@]}"; BIG_PIDS=(); }
+# d) and e)'s bench_evaluate on other architectures than MobileNetV2 evaluate with c)'s checkpoints: wait for
+# them, then give evaluate a cache holding them next to (links to) everything of the usual cache but its checkpoints
+if { has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; } || { has speed && [ "$BENCH_EVAL_MODELS" != mobilenet_v2 ]; }; then
+  [ ${#BIG_PIDS[@]} -gt 0 ] && { log "waiting for ${BIG_ARCHS} (d/e evaluate $EVAL_MODELS / $BENCH_EVAL_MODELS)"; wait "${BIG_PIDS[@]}"; BIG_PIDS=(); }
   real_cache=$("$PY" -c "from hfus_xai_bench.constants import cache_dir; print(cache_dir())")
   mkdir -p "$WORK/cache/checkpoints"
   for x in "$real_cache"/*; do [ "$(basename "$x")" = checkpoints ] || ln -sfn "$x" "$WORK/cache/"; done
@@ -244,7 +246,7 @@ if has speed || has methods_only; then
   if has speed; then  # the whole protocol against its bound, fp32 then bf16 (each against its own bound)
     for prec in $PRECISIONS; do
       step "bench_evaluate_$prec" "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" \
-        --precision "$prec" ${LIMIT:+--limit "$LIMIT"}
+        --precision "$prec" --method "$BENCH_EVAL_METHODS" --models "$BENCH_EVAL_MODELS" ${LIMIT:+--limit "$LIMIT"}
       cp "$WORK/bench_evaluate_$prec.log" "$WORK/bench/" 2>/dev/null
       pack
     done
