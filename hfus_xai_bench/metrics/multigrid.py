@@ -45,18 +45,21 @@ def padded(s: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(s, c, h + 3, w + 3, dtype=like.dtype, device=like.device)
 
 
-def _kept(t: torch.Tensor, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-    """``make()`` once per tensor and ``key``, kept on the tensor itself: the views of it the solver takes
-    again and again (every V-cycle) live and die with it, and are not re-made by Python slicing each time."""
+def _kept(t: torch.Tensor, key: tuple[Any, ...], make: Callable[[torch.Tensor], Any]) -> Any:
+    """``make(alias)`` once per tensor and ``key``, kept on the tensor itself: the views of it the solver
+    takes again and again (every V-cycle) live and die with it, and are not re-made by Python slicing each
+    time. ``alias`` is ``t.detach()`` (the same memory): a view of ``t`` itself would hold ``t`` alive from
+    C++ while ``t`` holds the view, a cycle Python's garbage collector cannot see (every solve's tensors
+    would leak)."""
     kept = t.__dict__.setdefault("_hfus_views", {})
     found = kept.get(key)
     if found is None:
-        found = kept[key] = make()
+        found = kept[key] = make(t.detach())
     return found
 
 
 def interior(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return _kept(a, ("interior", h, w), lambda: a[..., 1 : h + 1, 1 : w + 1])
+    return _kept(a, ("interior", h, w), lambda v: v[..., 1 : h + 1, 1 : w + 1])
 
 
 def shifts(x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, ...]:
@@ -64,7 +67,7 @@ def shifts(x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, ...]:
     return _kept(
         x,
         ("shifts", h, w),
-        lambda: tuple(x[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS),
+        lambda v: tuple(v[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in OFFSETS),
     )
 
 
@@ -76,10 +79,10 @@ def sum121(x: torch.Tensor, out: torch.Tensor, h: int, w: int, tmp: torch.Tensor
     if tmp is None:
         tmp = x.new_empty(x.shape[:-1] + (w,))
     left, right, mid = _kept(
-        x, ("columns", w), lambda: (x[..., :, 0:w], x[..., :, 2 : w + 2], x[..., :, 1 : w + 1])
+        x, ("columns", w), lambda v: (v[..., :, 0:w], v[..., :, 2 : w + 2], v[..., :, 1 : w + 1])
     )
     up, down, centre = _kept(
-        tmp, ("rows", h), lambda: (tmp[..., 0:h, :], tmp[..., 2 : h + 2, :], tmp[..., 1 : h + 1, :])
+        tmp, ("rows", h), lambda v: (v[..., 0:h, :], v[..., 2 : h + 2, :], v[..., 1 : h + 1, :])
     )
     torch.add(left, right, out=tmp)
     tmp.add_(mid, alpha=2.0)
@@ -98,15 +101,15 @@ def restrict(f: torch.Tensor, out: torch.Tensor, hc: int, wc: int, tmp: torch.Te
     f0, f2, f1 = _kept(
         f,
         ("restrict", wc),
-        lambda: (f[..., 0 : 2 * wc - 1 : 2], f[..., 2 : 2 * wc + 1 : 2], f[..., 1 : 2 * wc : 2]),
+        lambda v: (v[..., 0 : 2 * wc - 1 : 2], v[..., 2 : 2 * wc + 1 : 2], v[..., 1 : 2 * wc : 2]),
     )
     t0, t2, t1 = _kept(
         tmp,
         ("restrict", hc),
-        lambda: (
-            tmp[..., 0 : 2 * hc - 1 : 2, :],
-            tmp[..., 2 : 2 * hc + 1 : 2, :],
-            tmp[..., 1 : 2 * hc : 2, :],
+        lambda v: (
+            v[..., 0 : 2 * hc - 1 : 2, :],
+            v[..., 2 : 2 * hc + 1 : 2, :],
+            v[..., 1 : 2 * hc : 2, :],
         ),
     )
     torch.add(f0, f2, out=tmp)
@@ -220,7 +223,7 @@ class Level:
     def columns(self) -> tuple[torch.Tensor, ...]:
         """The stencil's 9 coefficient fields as (S, 1, h, w) views."""
         s = self.stencil
-        return _kept(s, ("columns",), lambda: tuple(s[:, k : k + 1] for k in range(9)))
+        return _kept(s, ("columns",), lambda v: tuple(v[:, k : k + 1] for k in range(9)))
 
     def fields(self, out: torch.Tensor) -> torch.Tensor:
         """The operator as 9 padded coefficient fields (row u, column u + e_k), written into ``out``
