@@ -34,7 +34,7 @@ from tabulate import tabulate
 
 from hfus_xai_bench.allocator import keep_freed_memory
 from hfus_xai_bench.calls import set_precision
-from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, PRECISIONS
+from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, PRECISIONS, parse_list
 from hfus_xai_bench.constants import ARCH_NAMES
 from hfus_xai_bench.data.dataset import load_dataset
 from hfus_xai_bench.errors import HfusError
@@ -53,7 +53,7 @@ def mean_row_times(a: RowTimes, b: RowTimes) -> RowTimes:
 
 
 def _names(text: str, every: tuple[str, ...] | list[str], what: str) -> list[str]:
-    names = list(every) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    names = parse_list(text, every)
     unknown = [n for n in names if n not in every]
     if unknown:
         raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(every)})")

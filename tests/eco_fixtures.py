@@ -8,7 +8,7 @@ from pathlib import Path
 from leaderboard_fixtures import s7_record
 
 from hfus_xai_bench.jsonio import load_json
-from hfus_xai_bench.leaderboard import entry_from_result, load_entries, write_entry
+from hfus_xai_bench.leaderboard import entry_from_result, write_entry
 from hfus_xai_bench.leaderboard.entries import ENTRIES_DIR
 from hfus_xai_bench.leaderboard.tables import status
 
@@ -22,13 +22,11 @@ def leaderboard_entries(tmp: Path) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     committed = REPO / ENTRIES_DIR
     if committed.is_dir():
-        default = [p for p in sorted(committed.glob("*.json")) if load_json(p)["options"]["folds"] == [0]]
-        for path in default:
-            shutil.copyfile(path, tmp / path.name)
-        if sum(status(e, "mobilenet_v2") == "ranked" for e in load_entries(tmp)) >= 2:
+        default = {p: e for p in committed.glob("*.json") if (e := load_json(p))["options"]["folds"] == [0]}
+        if sum(status(e, "mobilenet_v2") == "ranked" for e in default.values()) >= 2:
+            for path in default:
+                shutil.copyfile(path, tmp / path.name)
             return tmp
-        for path in default:
-            (tmp / path.name).unlink()
     for rec in (
         s7_record("gradcam", 2.0, 1),
         s7_record("saliency", 1.2, 2, road=0.05),
