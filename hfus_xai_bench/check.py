@@ -135,13 +135,28 @@ def _score_line(
     return not bad, text if not bad else text + "; " + "; ".join(bad)
 
 
+def _difference(first: Explanation, again: Explanation) -> str:
+    """Where two explanations of the same batch differ: the first image whose reason or map changed."""
+    for i, (r1, r2) in enumerate(zip(first.reasons, again.reasons, strict=True)):
+        if r1 != r2:
+            return f"image {i}: {r1 or 'a map'!s} on the first run, {r2 or 'a map'!s} on the second"
+    d = (first.m255.short() - again.m255.short()).abs().flatten(1).cpu()
+    i = int((d.amax(1) > 0).int().argmax())
+    return (
+        f"{int((d.amax(1) > 0).sum())} of {len(d)} maps; image {i}: {int((d[i] > 0).sum())} pixels, "
+        f"up to {int(d[i].max())} levels of 255"
+    )
+
+
 def _determinism_line(dev: torch.device, first: Explanation, again: Explanation) -> tuple[bool, str]:
     if all(r is not None for r in first.reasons):
         return False, "determinism not checked: no map was produced"
     if dev.type == "cpu":  # the CPU run is the bitwise reference (PROTOCOL §5.1)
         same = bool(torch.equal(first.m255, again.m255)) and first.reasons == again.reasons
         return same, (
-            "deterministic for a fixed seed" if same else "maps differ between two runs with the same seed"
+            "deterministic for a fixed seed"
+            if same
+            else f"maps differ between two runs with the same seed ({_difference(first, again)})"
         )
     # GPU backward passes are not bitwise reproducible: the re-run tolerance of `verify --rerun`
     same = bool(maps_agree(first.m255.cpu().numpy(), again.m255.cpu().numpy())[0].all())

@@ -36,8 +36,27 @@ def test_nondeterministic_method_fails(tmp_path, capsys):
         "    return torch.rand(len(images), 224, 224, generator=noise)\n"
     )
     report = check_method(path)
-    assert not report.ok and any("differ" in text for ok, text in report.lines if not ok)
+    failed = [text for ok, text in report.lines if not ok]
+    # two uniform draws on the 4 phantom images: nearly every pixel of every map differs
+    assert any("maps differ" in text and "4 of 4 maps; image 0: " in text for text in failed), failed
     assert main(["check", str(path)]) == 1
+
+
+def test_a_method_failing_on_one_run_only_is_named_with_its_reasons(tmp_path):
+    path = tmp_path / "once.py"
+    path.write_text(
+        "import torch\n"
+        "CALLS = []\n"
+        "def explain(model, images, targets, *, context):\n"
+        "    CALLS.append(1)\n"
+        "    maps = torch.ones(len(images), 224, 224)\n"
+        "    if len(CALLS) == 2:\n"
+        "        maps[1] = 0  # the repeat call returns an empty map for image 1\n"
+        "    return maps\n"
+    )
+    report = check_method(path)
+    failed = [text for ok, text in report.lines if not ok]
+    assert any("image 1: a map on the first run, empty_map on the second" in t for t in failed), failed
 
 
 HOOKED = """
