@@ -34,7 +34,7 @@ from tabulate import tabulate
 
 from hfus_xai_bench.allocator import keep_freed_memory
 from hfus_xai_bench.calls import set_precision
-from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, PRECISIONS, parse_list
+from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, PRECISIONS, parse_known
 from hfus_xai_bench.constants import ARCH_NAMES
 from hfus_xai_bench.data.dataset import load_dataset
 from hfus_xai_bench.errors import HfusError
@@ -50,14 +50,6 @@ def mean_row_times(a: RowTimes, b: RowTimes) -> RowTimes:
     """The mean of two measurements at the same batch sizes (before and after the run)."""
     fields = ("forward_call", "backward_call", "forward_score", "backward_score")
     return RowTimes(a.call_batch, a.score_batch, *((getattr(a, f) + getattr(b, f)) / 2 for f in fields))
-
-
-def _names(text: str, every: tuple[str, ...] | list[str], what: str) -> list[str]:
-    names = parse_list(text, every)
-    unknown = [n for n in names if n not in every]
-    if unknown:
-        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(every)})")
-    return names
 
 
 def _arch_model(arch: str, device: torch.device, precision: str) -> torch.nn.Module:
@@ -163,8 +155,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     args = parser.parse_args()
-    methods = _names(args.method, sorted(BUILTINS), "method")
-    archs = _names(args.models, ARCH_NAMES, "architecture")
+    methods = parse_known(args.method, sorted(BUILTINS), "method")
+    archs = parse_known(args.models, ARCH_NAMES, "architecture")
     load_dataset()  # built and cached before timing
     device = resolve_device(args.device)
     if device.type == "cpu":

@@ -27,7 +27,7 @@ import torch
 from tabulate import tabulate
 
 from hfus_xai_bench.calls import set_precision
-from hfus_xai_bench.config import PRECISIONS
+from hfus_xai_bench.config import PRECISIONS, parse_known
 from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import ATTRIBUTION_METHODS, CAM_METHODS
@@ -174,9 +174,10 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    archs = list(ARCHS) if args.archs == "all" else args.archs.split(",")
-    methods = [*CAM_METHODS, *ATTRIBUTION_METHODS] if args.methods == "all" else args.methods.split(",")
-    skip = set(filter(None, args.skip_library.split(",")))
+    archs = parse_known(args.archs, list(ARCHS), "architecture")
+    study = [*CAM_METHODS, *ATTRIBUTION_METHODS]
+    methods = parse_known(args.methods, study, "method")
+    skip = set(parse_known(args.skip_library, study, "method to skip"))
     batch = args.batch or (256 if device.type == "cuda" else 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(

@@ -39,7 +39,7 @@ from tabulate import tabulate
 
 from hfus_xai_bench.batches import Batch, call_seed, model_input, training_sample
 from hfus_xai_bench.calls import Call, PassCounter, explain, fingerprint, set_precision
-from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, RunConfig
+from hfus_xai_bench.config import DEFAULT_BATCH_SIZE, RunConfig, parse_known
 from hfus_xai_bench.data.dataset import depth_prior, fold_arrays, load_dataset
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.explainers.contract import ExplainContext
@@ -240,9 +240,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
     device = torch.device(args.device)
-    archs = list(ARCHS) if args.archs == "all" else args.archs.split(",")
-    study = [*CAM_METHODS, *ATTRIBUTION_METHODS]
-    methods = study if args.methods == "all" else args.methods.split(",")
+    archs = parse_known(args.archs, list(ARCHS), "architecture")
+    methods = parse_known(args.methods, [*CAM_METHODS, *ATTRIBUTION_METHODS], "method")
     batch = args.batch_size or DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE["cpu"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     device_line = (

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from bench_methods import library_call, timed
 
+from hfus_xai_bench.config import parse_known
 from hfus_xai_bench.constants import THRESHOLDS
 from hfus_xai_bench.data.dataset import fold_arrays, load_dataset
 from hfus_xai_bench.explainers.contract import ExplainContext
@@ -89,13 +90,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    archs = list(ARCHS) if args.archs == "all" else args.archs.split(",")
-    if args.methods == "all":
-        methods = [*CAM_METHODS, *ATTRIBUTION_METHODS, *SANITY_METHODS]
-    elif args.methods == "cheap":
-        methods = [*CHEAP, *SANITY_METHODS]
-    else:
-        methods = args.methods.split(",")
+    archs = parse_known(args.archs, list(ARCHS), "architecture")
+    every = [*CAM_METHODS, *ATTRIBUTION_METHODS, *SANITY_METHODS]
+    methods = (
+        [*CHEAP, *SANITY_METHODS] if args.methods == "cheap" else parse_known(args.methods, every, "method")
+    )
     batch = args.batch or (256 if device.type == "cuda" else 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; archs {archs}; {len(methods)} methods; n={args.n}")

@@ -50,6 +50,15 @@ def parse_list(value: str | Sequence[Any] | None, all_values: Sequence[Any]) -> 
     return items
 
 
+def parse_known(value: str | Sequence[Any] | None, known: Sequence[Any], what: str) -> list[str]:
+    """:func:`parse_list` whose items must all be in ``known``; HfusError naming the unknown ones."""
+    names = parse_list(value, known)
+    unknown = [n for n in names if n not in {str(k) for k in known}]
+    if unknown:
+        raise HfusError(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(map(str, known))})")
+    return names
+
+
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise HfusError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")

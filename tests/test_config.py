@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hfus_xai_bench.config import RunConfig, parse_list
+from hfus_xai_bench.config import RunConfig, parse_known, parse_list
 from hfus_xai_bench.constants import ARCH_NAMES
 from hfus_xai_bench.errors import HfusError
 
@@ -22,6 +22,14 @@ def test_defaults_and_parsing() -> None:
     assert c.models == ARCH_NAMES and c.folds == (0, 3) and c.limit == 8
     assert RunConfig(models=["MobileNet", "resnet"]).models == ("mobilenet_v2", "resnet101")
     assert parse_list(" a, b ,", ["x"]) == ["a", "b"] and parse_list("all", [1, 2]) == ["1", "2"]
+
+
+def test_parse_known_names_every_unknown_item() -> None:
+    assert parse_known("all", ARCH_NAMES, "architecture") == list(ARCH_NAMES)
+    assert parse_known("googlenet, resnet101", ARCH_NAMES, "architecture") == ["googlenet", "resnet101"]
+    assert parse_known("", ARCH_NAMES, "architecture") == []
+    with pytest.raises(HfusError, match=r"^unknown architecture: vgg16, alexnet \(known: densenet201, "):
+        parse_known("vgg16,googlenet,alexnet", sorted(ARCH_NAMES), "architecture")
 
 
 @pytest.mark.parametrize(
