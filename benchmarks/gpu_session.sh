@@ -43,7 +43,7 @@ DET_ARCH=${DET_ARCH:-googlenet}  # b): trained twice on fold DET_FOLD; the first
 DET_FOLD=${DET_FOLD:-0}
 SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
 BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
-EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2}  # d)'s --models (e.g. all: the checkpoints trained in c) are used)
+EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2}  # d)'s --models (e.g. googlenet,resnet101,densenet201: c)'s checkpoints)
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
 # d)'s methods, cheapest first; on the default table (MobileNetV2, fold 0) those without an entry yet
 EVAL_METHODS=${EVAL_METHODS:-$(for m in ig occlusion45 occlusion30 occlusion15 scorecam; do

@@ -604,6 +604,24 @@ def test_write_load_render_roundtrip(tmp_path: Path, entries: list[dict]) -> Non
     write_entry(fold0, folder)
     assert sorted(p.name for p in folder.glob("gradcam*")) == ["gradcam.folds-0-1.json", "gradcam.json"]
     assert len(load_entries(folder)) == len(entries) + 1
+    # an entry of another architecture sits next to them (its rows go to that architecture's table) ...
+    other_arch = copy.deepcopy(fold0)
+    other_arch["options"]["models"] = ["googlenet"]
+    assert write_entry(other_arch, folder).name == "gradcam.models-googlenet.json"
+    assert len(load_entries(folder)) == len(entries) + 2
+    # ... one holding a row another file holds is refused when added, and when placed by hand
+    both = copy.deepcopy(fold0)
+    both["options"]["models"] = ["googlenet", "resnet101"]
+    with pytest.raises(HfusError, match=r"gradcam.models-googlenet.json already holds 'gradcam' on "):
+        write_entry(both, folder)
+    assert not (folder / "gradcam.models-googlenet-resnet101.json").exists()
+    (folder / "gradcam.models-googlenet-resnet101.json").write_text(json.dumps(both))
+    with pytest.raises(
+        HfusError, match=r"a second entry for 'gradcam' on 'hfus-synth', GoogLeNet, folds \[0\]"
+    ):
+        load_entries(folder)
+    (folder / "gradcam.models-googlenet-resnet101.json").unlink()
+    (folder / "gradcam.models-googlenet.json").unlink()
     (folder / "gradcam.json").unlink()
     (folder / "gradcam.folds-0-1.json").rename(folder / "grad.json")
     with pytest.raises(HfusError, match="must be named gradcam.folds-0-1.json"):

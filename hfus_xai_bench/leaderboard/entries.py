@@ -5,9 +5,11 @@
 reported output (:func:`hfus_xai_bench.compare.entry_scores`): what the paired gains of PROTOCOL §7.3
 and ``hfus-bench compare`` read. Entries made before it was kept have no such section (their gains show
 ``n/a``). An entry (``leaderboard/entries/<method>.json``; ``<method>.<track>.json`` for tracks other than
-``hfus-synth``; ``.folds-0-1-2-3-4`` before ``.json`` for folds other than fold 0 alone, so a method can have
-a fold-0 entry and a 5-fold one, in two tables) follows ``schemas/entry.schema.json`` (its ``metrics``
-section generated from the metric registry, like the result schema's).
+``hfus-synth``; ``.models-<arch>-…`` for architectures other than the default one alone; ``.folds-0-1-2-3-4``
+before ``.json`` for folds other than fold 0 alone, so a method can have a fold-0 entry and a 5-fold one,
+and an entry per architecture, each row in its table) follows ``schemas/entry.schema.json`` (its
+``metrics`` section generated from the metric registry, like the result schema's). No two entries may hold
+the same method, track, architecture and folds (:func:`entry_keys`): the table would show it twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from ..compare import entry_scores
 from ..config import require_leaderboard_precision
-from ..constants import LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
+from ..constants import ARCH_DISPLAY_NAMES, DEFAULT_ARCH, LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
 from ..errors import HfusError
 from ..explainers.registry import BUILTIN_METHODS
 from ..jsonio import load_json
@@ -90,28 +92,54 @@ def slug(text: str) -> str:
 
 
 def entry_filename(entry: dict[str, Any]) -> str:
-    """``<method>.json`` on the synthetic track, ``<method>.<track>.json`` on others; folds other than fold 0
-    alone add ``.folds-<f1>-<f2>…`` (e.g. ``gradcam.folds-0-1-2-3-4.json``)."""
+    """``<method>.json`` on the synthetic track, ``<method>.<track>.json`` on others; architectures other than
+    the default one alone add ``.models-<a1>-<a2>…`` (e.g. ``gradcam.models-googlenet.json``), folds other
+    than fold 0 alone ``.folds-<f1>-<f2>…`` (e.g. ``gradcam.folds-0-1-2-3-4.json``)."""
     name = slug(entry["method"]["name"])
     if entry["track"] != SYNTH_DATASET:
         name += f".{slug(entry['track'])}"
+    models = list(entry["options"]["models"])
+    if models != [DEFAULT_ARCH]:
+        name += ".models-" + "-".join(slug(m) for m in models)
     folds = [int(f) for f in entry["options"]["folds"]]
     if folds != [0]:
         name += ".folds-" + "-".join(map(str, folds))
     return f"{name}.json"
 
 
+def entry_keys(entry: dict[str, Any]) -> set[tuple[str, str, str, tuple[int, ...]]]:
+    """(method, track, architecture, folds) of each table row the entry makes; unique over the entries."""
+    method, track = entry["method"]["name"], entry["track"]
+    folds = tuple(int(f) for f in entry["options"]["folds"])
+    return {(method, track, arch, folds) for arch in entry["options"]["models"]}
+
+
+def _key_text(key: tuple[str, str, str, tuple[int, ...]]) -> str:
+    method, track, arch, folds = key
+    return f"{method!r} on {track!r}, {ARCH_DISPLAY_NAMES.get(arch, arch)}, folds {list(folds)}"
+
+
 def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
+    """Write the entry as :func:`entry_filename` in ``entries_dir``, replacing the file of that name; an
+    HfusError if another file there holds one of its rows (:func:`entry_keys`)."""
     validate_entry(entry)
     path = Path(entries_dir) / entry_filename(entry)
+    keys = entry_keys(entry)
+    for other in sorted(Path(entries_dir).glob("*.json")):
+        both = keys & entry_keys(load_json(other, "leaderboard entry")) if other.name != path.name else set()
+        if both:
+            raise HfusError(
+                f"{other} already holds {_key_text(min(both))}; remove it first, or add a record of the "
+                "other architectures or folds only"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n")
     return path
 
 
 def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
-    """Every ``*.json`` in ``entries_dir``, validated, sorted by file name; one entry per method, track and
-    set of folds."""
+    """Every ``*.json`` in ``entries_dir``, validated, sorted by file name; one entry per method, track,
+    architecture and set of folds."""
     folder = Path(entries_dir)
     if not folder.is_dir():
         raise HfusError(f"entries folder not found: {folder}; pass --entries")
@@ -124,12 +152,9 @@ def load_entries(entries_dir: str | Path = ENTRIES_DIR) -> list[dict[str, Any]]:
                 f"{path}: an entry for {entry['method']['name']!r} on {entry['track']!r} must be named "
                 f"{entry_filename(entry)}; rename it"
             )
-        key = (entry["method"]["name"], entry["track"], tuple(entry["options"]["folds"]))
-        if key in seen:
-            raise HfusError(
-                f"{path}: a second entry for {key[0]!r} on {key[1]!r}, folds {list(key[2])} (first: "
-                f"{seen[key]}); keep one"
-            )
-        seen[key] = path.name
+        for key in sorted(entry_keys(entry)):
+            if key in seen:
+                raise HfusError(f"{path}: a second entry for {_key_text(key)} (first: {seen[key]}); keep one")
+            seen[key] = path.name
         entries.append(entry)
     return entries
