@@ -16,7 +16,9 @@ FILES_AT is the folder the device call's files came back to (`cards.tar.gz`, `re
    `hfus_xai_bench/checkpoints/` with `published` = `repository` (weights returned: kept in the git
    checkout, not in the wheel) or `no` (registered by sha256 only); an existing card of the same name is
    never replaced (a checkpoint trained earlier stays the reference);
-4. adds each returned result record as a leaderboard entry (`hfus-bench leaderboard add`) and re-renders.
+4. adds each returned result record as a leaderboard entry (`hfus-bench leaderboard add`) and re-renders;
+   it says why it skips a record: a checkpoint not registered, a `--limit` (dry-run) record, or a row that
+   another entry already holds (`leaderboard.entry_conflict`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from hfus_xai_bench.leaderboard import entry_conflict, entry_from_result
+from hfus_xai_bench.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hfus_xai_bench" / "checkpoints"
@@ -110,20 +115,27 @@ def register_checkpoints(work: Path, checks: dict[str, dict], apply: bool) -> li
 
 
 def add_entries(work: Path, registered: set[str], apply: bool) -> None:
-    """`hfus-bench leaderboard add` for every returned record whose checkpoints are all registered (sha256 in
-    ``registered``), then `leaderboard render`."""
+    """`hfus-bench leaderboard add` for every returned record of all test images whose checkpoints are all
+    registered (sha256 in ``registered``) and whose rows no other entry holds, then `leaderboard render`."""
     bench = [sys.executable, "-m", "hfus_xai_bench"]
     records = []
     for record in sorted((work / "lb").glob("*.json")):
-        checkpoints = json.loads(record.read_text())["checkpoints"]
+        loaded = Result.load(record).record
         unknown = [
             f"{a} fold {k}"
-            for a, folds in checkpoints.items()
+            for a, folds in loaded["checkpoints"].items()
             for k, c in folds.items()
             if c["sha256"] not in registered
         ]
         if unknown:
             print(f"not added {record.name}: its checkpoints of {', '.join(unknown)} are not registered")
+            continue
+        if loaded["options"]["limit"] is not None:
+            print(f"not added {record.name}: only the first {loaded['options']['limit']} images (a dry run)")
+            continue
+        conflict = entry_conflict(entry_from_result(loaded))
+        if conflict:
+            print(f"not added {record.name}: {conflict}")
             continue
         records.append(record)
         print(f"leaderboard add {record.name}")

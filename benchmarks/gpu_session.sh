@@ -222,12 +222,15 @@ if has eval; then
   log "d) leaderboard rows: $EVAL_METHODS"
   mkdir -p "$WORK/lb"
   for m in $EVAL_METHODS; do
-    big_running && log "NOTE: eval_$m starts while ${BIG_ARCHS} train: its cost seconds include that contention"
-    rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
-    step "eval_$m" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$EVAL_MODELS" --folds "$EVAL_FOLDS" \
-      --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
-    cp "$LB_DIR/$m.json" "$WORK/lb/" 2>/dev/null
-    pack
+    for a in ${EVAL_MODELS//,/ }; do  # one run (and entry) per architecture: a cut run loses only its own rows
+      [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
+      big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
+      rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
+      step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$a" --folds "$EVAL_FOLDS" \
+        --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
+      cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
+      pack
+    done
   done
 fi
 if [ ${#BIG_PIDS[@]} -gt 0 ]; then

@@ -24,6 +24,7 @@ from ..constants import LEADERBOARD_DIR
 from .entries import (
     ENTRIES_DIR,
     default_links,
+    entry_conflict,
     entry_filename,
     entry_from_result,
     load_entries,
@@ -44,6 +45,7 @@ __all__ = [
     "RULES_MD",
     "build_tables",
     "default_links",
+    "entry_conflict",
     "entry_filename",
     "entry_from_result",
     "load_entries",

@@ -119,19 +119,28 @@ def _key_text(key: tuple[str, str, str, tuple[int, ...]]) -> str:
     return f"{method!r} on {track!r}, {ARCH_DISPLAY_NAMES.get(arch, arch)}, folds {list(folds)}"
 
 
-def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
-    """Write the entry as :func:`entry_filename` in ``entries_dir``, replacing the file of that name; an
-    HfusError if another file there holds one of its rows (:func:`entry_keys`)."""
-    validate_entry(entry)
-    path = Path(entries_dir) / entry_filename(entry)
-    keys = entry_keys(entry)
+def entry_conflict(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> str | None:
+    """Why ``entry`` cannot be written to ``entries_dir`` (another file there holds one of its rows,
+    :func:`entry_keys`), or None; the file of its own name would be replaced."""
+    keys, name = entry_keys(entry), entry_filename(entry)
     for other in sorted(Path(entries_dir).glob("*.json")):
-        both = keys & entry_keys(load_json(other, "leaderboard entry")) if other.name != path.name else set()
+        both = keys & entry_keys(load_json(other, "leaderboard entry")) if other.name != name else set()
         if both:
-            raise HfusError(
+            return (
                 f"{other} already holds {_key_text(min(both))}; remove it first, or add a record of the "
                 "other architectures or folds only"
             )
+    return None
+
+
+def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
+    """Write the entry as :func:`entry_filename` in ``entries_dir``, replacing the file of that name; an
+    HfusError where :func:`entry_conflict` says why not."""
+    validate_entry(entry)
+    path = Path(entries_dir) / entry_filename(entry)
+    conflict = entry_conflict(entry, entries_dir)
+    if conflict:
+        raise HfusError(conflict)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n")
     return path
