@@ -5,9 +5,9 @@
 #      first run is GoogLeNet's fold-0 checkpoint)
 #   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then ResNet101 and
 #      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
-#   d) the default table's missing rows on MobileNetV2 fold 0 (those without an entry in leaderboard/entries/):
-#      `hfus-bench evaluate` (PROTOCOL §4, §7 with
-#      randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
+#   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0); one `hfus-bench
+#      evaluate` per (method, architecture) that no entry holds yet (benchmarks/gpu_plan.py; PROTOCOL §4, §7
+#      with randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
 #   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
 #      architecture, bench_precision.py (bf16 against fp32: maps r, HR1)
 # The whole run stays inside BUDGET seconds (default 560: one `run` call is cut at 600 s): every step has its
@@ -45,9 +45,9 @@ SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come bac
 BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
 EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2}  # d)'s --models (e.g. googlenet,resnet101,densenet201: c)'s checkpoints)
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
-# d)'s methods, cheapest first; on the default table (MobileNetV2, fold 0) those without an entry yet
-EVAL_METHODS=${EVAL_METHODS:-$(for m in ig occlusion45 occlusion30 occlusion15 scorecam; do
-  [ "$EVAL_MODELS/$EVAL_FOLDS" = mobilenet_v2/0 ] && [ -f "leaderboard/entries/$m.json" ] || printf '%s ' "$m"; done)}
+# d)'s methods (or all: every built-in); benchmarks/gpu_plan.py orders the runs cheapest first and leaves out
+# the (method, architecture) pairs that are n/a or whose row a leaderboard entry already holds
+EVAL_METHODS=${EVAL_METHODS:-ig occlusion45 occlusion30 occlusion15 scorecam}
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
 BENCH_METHODS=${BENCH_METHODS:-all}
@@ -219,19 +219,22 @@ fi
 
 # ---- d) the default table's missing rows (MobileNetV2 fold 0) -----------------------------------------
 if has eval; then
-  log "d) leaderboard rows: $EVAL_METHODS"
+  # one run (record, entry) per (method, architecture): a cut run loses only its own rows
+  PLAN=$("$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" --folds "$EVAL_FOLDS" \
+    2>"$WORK/plan.log")
+  log "d) leaderboard rows ($EVAL_METHODS on $EVAL_MODELS, folds $EVAL_FOLDS): $(echo $PLAN | tr '\n' ' ')"
+  sed 's/^/   /' "$WORK/plan.log" >>"$LOG"
   mkdir -p "$WORK/lb"
-  for m in $EVAL_METHODS; do
-    for a in ${EVAL_MODELS//,/ }; do  # one run (and entry) per architecture: a cut run loses only its own rows
-      [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
-      big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
-      rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
-      step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$a" --folds "$EVAL_FOLDS" \
-        --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
-      cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
-      pack
-    done
-  done
+  while read -r m a; do
+    [ -n "$m" ] || continue
+    [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
+    big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
+    rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
+    step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$a" --folds "$EVAL_FOLDS" \
+      --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
+    cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
+    pack
+  done <<<"$PLAN"
 fi
 if [ ${#BIG_PIDS[@]} -gt 0 ]; then
   big_running && log "waiting for ${BIG_ARCHS}"

@@ -1,0 +1,75 @@
+"""The evaluate runs of `gpu_session.sh`'s step d): a line ``<method> <architecture>``, cheapest first.
+
+    python benchmarks/gpu_plan.py --methods "ig scorecam" --models googlenet,resnet101 --folds 0
+
+``--methods``: names separated by spaces or commas, or ``all`` (every built-in). A (method, architecture)
+is left out, and said so on stderr, where the method is undefined on the architecture (n/a, PROTOCOL §5)
+or a leaderboard entry already holds its row (method, track ``hfus-synth``, architecture, folds). Order:
+the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
+methods without one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
+given; architectures in the order given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hfus_xai_bench.config import RunConfig, parse_known
+from hfus_xai_bench.constants import SYNTH_DATASET
+from hfus_xai_bench.explainers.loader import load_builtin
+from hfus_xai_bench.explainers.registry import BUILTINS
+from hfus_xai_bench.leaderboard import load_entries
+from hfus_xai_bench.leaderboard.entries import entry_keys
+
+ENTRIES = Path(__file__).resolve().parent.parent / "leaderboard" / "entries"
+#: the study's costliest methods, cheapest first (forwards per explanation: 400 / 484 / 576 / channels)
+COSTLIEST = ("occlusion45", "occlusion30", "occlusion15", "scorecam")
+
+
+def default_table_cost(entries: list[dict]) -> dict[str, float]:
+    """FE/img per method of the default table (MobileNetV2, fold 0, hfus-synth)."""
+    return {
+        e["method"]["name"]: e["cost"]["mobilenet_v2"]["fe_per_image"]
+        for e in entries
+        if e["track"] == SYNTH_DATASET and e["options"]["folds"] == [0] and "mobilenet_v2" in e["cost"]
+    }
+
+
+def plan(methods: list[str], models: tuple[str, ...], folds: tuple[int, ...]) -> list[tuple[str, str]]:
+    """The (method, architecture) runs left to do, cheapest first; what is left out goes to stderr."""
+    entries = load_entries(ENTRIES)
+    done = set().union(*(entry_keys(e) for e in entries))
+    cost = default_table_cost(entries)
+    last = {m: k for k, m in enumerate(COSTLIEST)}
+    order = sorted(
+        range(len(methods)), key=lambda i: (cost.get(methods[i], float("inf")), last.get(methods[i], -1), i)
+    )
+    runs = []
+    for m in (methods[i] for i in order):
+        method = load_builtin(m)
+        for arch in models:
+            if not method.applicable(arch):
+                print(f"skip {m} on {arch}: n/a ({method.not_applicable(arch)})", file=sys.stderr)
+            elif (m, SYNTH_DATASET, arch, folds) in done:
+                print(f"skip {m} on {arch}: a leaderboard entry holds it", file=sys.stderr)
+            else:
+                runs.append((m, arch))
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", required=True, help="built-ins (spaces or commas) or 'all'")
+    parser.add_argument("--models", default="mobilenet_v2", help="architectures: a comma list or 'all'")
+    parser.add_argument("--folds", default="0", help="a comma list of folds or 'all'")
+    args = parser.parse_args()
+    methods = parse_known(args.methods.replace(" ", ","), list(BUILTINS), "method")
+    config = RunConfig.build(models=args.models, folds=args.folds)
+    for m, arch in plan(methods, config.models, config.folds):
+        print(m, arch)
+
+
+if __name__ == "__main__":
+    main()
