@@ -15,17 +15,21 @@ With several methods or architectures (``--method gradcam,ig`` or ``all``: every
 mobilenet_v2,googlenet`` or ``all``) each (method, architecture) is its own `evaluate` run against its own
 bound (row times of that architecture, measured before its first and after its last run), one line each,
 then the whole protocol: Σ wall / Σ bound (issue 20: ≤ 1.3× in fp32). A method undefined on an architecture
-(PROTOCOL §5) is listed as n/a there, not run.
+(PROTOCOL §5) is listed as n/a there, not run. ``--profiles F.profile.json …`` runs nothing: the same table
+and line from the files `hfus-bench evaluate --profile` wrote (e.g. the leaderboard runs of a GPU session).
 
     .venv/bin/python benchmarks/bench_evaluate.py [--method gradcam|M1,M2|all]
         [--models mobilenet_v2|A1,A2|all] [--limit N] [--device cpu|cuda] [--precision fp32|bf16]
+    .venv/bin/python benchmarks/bench_evaluate.py --profiles DIR/*.profile.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -147,6 +151,44 @@ def _arch_runs(arch: str, methods: list[str], args: argparse.Namespace, device: 
     return rows
 
 
+def profile_rows(paths: list[Path]) -> tuple[list[list], str, str]:
+    """One summary row per (profile file, architecture) of `hfus-bench evaluate --profile` runs (wall time of
+    a single-architecture run; of a run over several, each architecture's stage seconds), their device and
+    precision (one of each, else SystemExit)."""
+    rows, devices, precisions = [], set(), set()
+    for path in paths:
+        profile = json.loads(path.read_text())
+        devices.add(profile["device"])
+        precisions.add(profile["precision"])
+        for arch, p in profile["archs"].items():
+            total = p["stages"][-1]
+            wall = profile["wall_seconds"] if len(profile["archs"]) == 1 else total["seconds"]
+            n = p["n_images"]
+            rows.append([profile["method"], arch, n, f"{p['fe_per_image']:.1f}", wall, total["bound"]])
+    if len(devices) != 1 or len(precisions) != 1:
+        raise SystemExit(
+            f"profiles of one device and precision, got {sorted(devices)} / {sorted(precisions)}"
+        )
+    return [[*r, r[4] / r[5]] for r in rows], devices.pop(), precisions.pop()
+
+
+def whole_protocol(rows: list[list], precision: str, what: str) -> None:
+    """The runs' table, then Σ wall / Σ bound over those that ran (issue 20: ≤ 1.3× in fp32)."""
+    done = [r for r in rows if r[2] != "n/a"]
+    wall, bound = sum(r[4] for r in done), sum(r[5] for r in done)
+    print(
+        tabulate(
+            [[*r[:4], *(f"{x:.1f}" for x in r[4:6]), f"{r[6]:.2f}"] if r[2] != "n/a" else r for r in rows],
+            headers=["method", "arch", "images", "FE/img", "wall s", "bound s", "ratio"],
+        )
+    )
+    target = 1.5 if precision == "bf16" else 1.3
+    print(
+        f"whole protocol ({len(done)} runs: {what}, {precision}): {wall:.1f} s; counted bound {bound:.1f} s; "
+        f"ratio {wall / bound:.2f} (target <= {target})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="gradcam", help="a built-in, a comma list or 'all'")
@@ -154,7 +196,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument(
+        "--profiles", nargs="+", type=Path, help="run nothing: sum these `evaluate --profile` JSON files"
+    )
     args = parser.parse_args()
+    if args.profiles:
+        rows, device, precision = profile_rows(args.profiles)
+        print(f"device: {device}; {len(args.profiles)} profile files")
+        whole_protocol(rows, precision, "from evaluate --profile")
+        return
     methods = parse_known(args.method, sorted(BUILTINS), "method")
     archs = parse_known(args.models, ARCH_NAMES, "architecture")
     load_dataset()  # built and cached before timing
@@ -166,22 +216,8 @@ def main() -> None:
     )
     print(f"device: {name}; precision {args.precision}; load average {os.getloadavg()[0]:.2f}")
     rows = [row for arch in archs for row in _arch_runs(arch, methods, args, device)]
-    if len(rows) == 1:
-        return
-    done = [r for r in rows if r[2] != "n/a"]
-    wall, bound = sum(r[4] for r in done), sum(r[5] for r in done)
-    print(
-        tabulate(
-            [[*r[:4], *(f"{x:.1f}" for x in r[4:6]), f"{r[6]:.2f}"] if r[2] != "n/a" else r for r in rows],
-            headers=["method", "arch", "images", "FE/img", "wall s", "bound s", "ratio"],
-        )
-    )
-    target = 1.5 if args.precision == "bf16" else 1.3
-    print(
-        f"whole protocol ({len(done)} runs: {len(methods)} methods x {len(archs)} architectures, "
-        f"{args.precision}): {wall:.1f} s; counted bound {bound:.1f} s; ratio {wall / bound:.2f} "
-        f"(target <= {target})"
-    )
+    if len(rows) > 1:
+        whole_protocol(rows, args.precision, f"{len(methods)} methods x {len(archs)} architectures")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,10 @@ train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
     --device "$DEVICE" --dtype "$DTYPE" --seed "$SEED" --revision "$REVISION" --out "$5" --quiet
 }
 
+# d)'s run list (benchmarks/gpu_plan.py reads every leaderboard entry: seconds of CPU) while b) and c) train
+has eval && { "$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" \
+  --folds "$EVAL_FOLDS" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
+
 # ---- b) determinism + c) checkpoints, side by side on the one GPU -------------------------------------
 # the big architectures start too but are not waited for: they go on (capped) while d) runs
 SMALL_PIDS=()
@@ -220,21 +224,25 @@ fi
 # ---- d) the default table's missing rows (MobileNetV2 fold 0) -----------------------------------------
 if has eval; then
   # one run (record, entry) per (method, architecture): a cut run loses only its own rows
-  PLAN=$("$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" --folds "$EVAL_FOLDS" \
-    2>"$WORK/plan.log")
+  wait "$PLAN_PID"
+  PLAN=$(cat "$WORK/plan.txt")
   log "d) leaderboard rows ($EVAL_METHODS on $EVAL_MODELS, folds $EVAL_FOLDS): $(echo $PLAN | tr '\n' ' ')"
   sed 's/^/   /' "$WORK/plan.log" >>"$LOG"
-  mkdir -p "$WORK/lb"
+  mkdir -p "$WORK/lb" "$WORK/prof"
   while read -r m a; do
     [ -n "$m" ] || continue
     [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
     big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
-    rm -f "$LB_DIR/$m.json"  # never return an older record (a second call on a warm machine)
+    rm -f "$LB_DIR/$m.json" "$LB_DIR/$m.profile.json"  # never return an older record (a second, warm call)
     step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$a" --folds "$EVAL_FOLDS" \
       --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
     cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
+    cp "$LB_DIR/$m.profile.json" "$WORK/prof/$m.$a.json" 2>/dev/null  # wall, stages, bound (logs.tar.gz)
     pack
   done <<<"$PLAN"
+  # these runs' wall time against their counted bound, summed (the whole-protocol line when d) ran everything)
+  ls "$WORK"/prof/*.json >/dev/null 2>&1 &&
+    "$PY" benchmarks/bench_evaluate.py --profiles "$WORK"/prof/*.json 2>&1 | tee -a "$LOG" >/dev/null
 fi
 if [ ${#BIG_PIDS[@]} -gt 0 ]; then
   big_running && log "waiting for ${BIG_ARCHS}"

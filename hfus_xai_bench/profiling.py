@@ -1,6 +1,8 @@
 """Where a run's time goes: its counted passes (PROTOCOL §6) against forward/backward row times measured here.
 
-``hfus-bench evaluate --profile`` and ``benchmarks/bench_evaluate.py`` print the same table: per stage the
+``hfus-bench evaluate --profile`` (which also writes it as ``<method>.profile.json``, with the run's wall
+time: ``benchmarks/bench_evaluate.py --profiles`` sums such files into the whole-protocol line) and
+``benchmarks/bench_evaluate.py`` print the same table: per stage the
 seconds the run spent, its forward and backward rows, the **bound** = forward rows × the time of one forward
 row + backward rows × the time of one backward row, and seconds / bound. The row times are measured on the
 run's model after a warm-up, at the run's batch sizes (the explanation batch for the call stages, the
@@ -12,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -165,28 +167,67 @@ def profile_table(cost: Mapping[str, Any], times: RowTimes, n_images: int) -> st
     return table + "\n" + notes
 
 
-def profile_record(record: Mapping[str, Any], repeat: int = 3) -> str:
-    """:func:`profile_table` for every architecture of a result record, row times measured on its fold-0 model
-    (or its first fold) on the record's device, in its precision."""
+def record_row_times(record: Mapping[str, Any], repeat: int = 3) -> dict[str, RowTimes]:
+    """Per architecture of a result record: :class:`RowTimes` measured here on its fold-0 model (or its first
+    fold) on the record's device, in its precision, at its batch sizes."""
     from .calls import set_precision
     from .metrics.inputs import ScoringConfig
     from .models.checkpoints import load_model
 
     options = record["options"]
     device = torch.device(options["device"])
-    out = []
-    for arch, cost in record["cost"].items():
+    times = {}
+    for arch in record["cost"]:
         model, _ = load_model(
             arch, dataset=record["dataset"]["id"], fold=int(options["folds"][0]), device=str(device)
         )
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
         set_precision(model, options.get("precision", "fp32"), device)  # the bound in the run's precision
-        times = measure_row_times(
-            model, device, int(options["batch_size"]), ScoringConfig().forward_batch(device), repeat
-        )
-        out.append(f"{arch}:\n" + profile_table(cost, times, record["counts"][arch]["n_images"]))
-    return "\n".join(out)
+        batches = (int(options["batch_size"]), ScoringConfig().forward_batch(device))
+        times[arch] = measure_row_times(model, device, *batches, repeat=repeat)
+    return times
 
 
-__all__ = ["CALL_STAGES", "RowTimes", "measure_row_times", "profile_record", "profile_table", "stage_rows"]
+def profile_record(record: Mapping[str, Any], times: Mapping[str, RowTimes]) -> str:
+    """:func:`profile_table` per architecture of a result record (``times``: :func:`record_row_times`)."""
+    return "\n".join(
+        f"{arch}:\n" + profile_table(cost, times[arch], record["counts"][arch]["n_images"])
+        for arch, cost in record["cost"].items()
+    )
+
+
+def profile_summary(
+    record: Mapping[str, Any], times: Mapping[str, RowTimes], wall_seconds: float
+) -> dict[str, Any]:
+    """What ``evaluate --profile`` writes next to the record (``<method>.profile.json``): the run's wall time
+    and device, and per architecture its row times and :func:`stage_rows` (whose last row is the total)."""
+    env = record["environment"]
+    return {
+        "method": record["method"]["name"],
+        "command": record["command"],
+        "device": f"{env['device']} ({env.get('device_name')})",
+        "precision": record["options"].get("precision", "fp32"),
+        "wall_seconds": wall_seconds,
+        "archs": {
+            arch: {
+                "n_images": record["counts"][arch]["n_images"],
+                "fe_per_image": cost["fe_per_image"],
+                "row_times": asdict(times[arch]),
+                "stages": stage_rows(cost, times[arch]),
+            }
+            for arch, cost in record["cost"].items()
+        },
+    }
+
+
+__all__ = [
+    "CALL_STAGES",
+    "RowTimes",
+    "measure_row_times",
+    "profile_record",
+    "profile_summary",
+    "profile_table",
+    "record_row_times",
+    "stage_rows",
+]

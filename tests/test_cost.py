@@ -8,6 +8,7 @@ from helpers import FAKE_DATASET, make_fakes, patch_fakes
 from hfus_xai_bench.config import RunConfig
 from hfus_xai_bench.distributed import Shard
 from hfus_xai_bench.merge import evaluate_shard, merge_shards
+from hfus_xai_bench.profiling import CALL_STAGES
 from hfus_xai_bench.results import forward_equivalents
 from hfus_xai_bench.runner import evaluate
 
@@ -57,3 +58,16 @@ def test_cli_profile_prints_the_stage_table(fakes, tmp_path, capsys):
     record = json.loads((tmp_path / "center.json").read_text())
     assert record["options"]["randomisations"] == 1
     assert record["cost"]["mobilenet_v2"]["forward_rows/randomisation"] == 0  # a map baseline makes no passes
+    # the same numbers as JSON next to the record, with the run's wall time (bench_evaluate.py --profiles)
+    profile = json.loads((tmp_path / "center.profile.json").read_text())
+    assert profile["method"] == "center" and profile["precision"] == "fp32" and profile["wall_seconds"] > 0
+    arch = profile["archs"]["mobilenet_v2"]
+    total, cost, rt = arch["stages"][-1], record["cost"]["mobilenet_v2"], arch["row_times"]
+    assert total["stage"] == "all stages" and total["forward_rows"] == cost["forward_rows"]
+    kind = {True: "call", False: "score"}
+    expected = sum(
+        r["forward_rows"] * rt[f"forward_{kind[r['stage'] in CALL_STAGES]}"]
+        + r["backward_rows"] * rt[f"backward_{kind[r['stage'] in CALL_STAGES]}"]
+        for r in arch["stages"][:-1]
+    )
+    assert total["bound"] == pytest.approx(expected) and total["ratio"] == total["seconds"] / total["bound"]
