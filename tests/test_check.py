@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hfus_xai_bench.check import check_method, phantom_batch
 from hfus_xai_bench.cli import main
@@ -27,36 +28,39 @@ def test_examples_pass(capsys):
     assert "[ok] deterministic" in capsys.readouterr().out
 
 
-def test_nondeterministic_method_fails(tmp_path, capsys):
-    path = tmp_path / "noisy.py"
-    path.write_text(
-        "import torch\n"
-        "def explain(model, images, targets, *, context):\n"
-        "    noise = torch.Generator().manual_seed(torch.seed())\n"
-        "    return torch.rand(len(images), 224, 224, generator=noise)\n"
-    )
-    report = check_method(path)
-    failed = [text for ok, text in report.lines if not ok]
-    # two uniform draws on the 4 phantom images: nearly every pixel of every map differs
-    assert any("maps differ" in text and "4 of 4 maps; image 0: " in text for text in failed), failed
-    assert main(["check", str(path)]) == 1
+NOISY = """
+import torch
+def explain(model, images, targets, *, context):
+    noise = torch.Generator().manual_seed(torch.seed())
+    return torch.rand(len(images), 224, 224, generator=noise)
+"""
+
+EMPTY_ON_REPEAT = """
+import torch
+CALLS = []
+def explain(model, images, targets, *, context):
+    CALLS.append(1)
+    maps = torch.ones(len(images), 224, 224)
+    if len(CALLS) == 2:
+        maps[1] = 0  # the repeat call returns an empty map for image 1
+    return maps
+"""
 
 
-def test_a_method_failing_on_one_run_only_is_named_with_its_reasons(tmp_path):
-    path = tmp_path / "once.py"
-    path.write_text(
-        "import torch\n"
-        "CALLS = []\n"
-        "def explain(model, images, targets, *, context):\n"
-        "    CALLS.append(1)\n"
-        "    maps = torch.ones(len(images), 224, 224)\n"
-        "    if len(CALLS) == 2:\n"
-        "        maps[1] = 0  # the repeat call returns an empty map for image 1\n"
-        "    return maps\n"
-    )
-    report = check_method(path)
-    failed = [text for ok, text in report.lines if not ok]
-    assert any("image 1: a map on the first run, empty_map on the second" in t for t in failed), failed
+@pytest.mark.parametrize(
+    ("source", "detail"),
+    [
+        (NOISY, "4 of 4 maps; image 0: "),  # two uniform draws: nearly every pixel of every map differs
+        (EMPTY_ON_REPEAT, "image 1: a map on the first run, empty_map on the second"),
+    ],
+)
+def test_a_nondeterministic_method_fails_naming_where_its_runs_differ(tmp_path, source, detail):
+    path = tmp_path / "method.py"
+    path.write_text(source)
+    failed = [text for ok, text in check_method(path).lines if not ok]
+    assert any("maps differ between two runs" in t and detail in t for t in failed), failed
+    if source is NOISY:
+        assert main(["check", str(path)]) == 1
 
 
 HOOKED = """
