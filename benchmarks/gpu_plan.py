@@ -16,8 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from hfus_xai_bench.compare import fe_per_image
 from hfus_xai_bench.config import RunConfig, parse_known
-from hfus_xai_bench.constants import SYNTH_DATASET
+from hfus_xai_bench.constants import DEFAULT_ARCH, SYNTH_DATASET
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import BUILTINS
 from hfus_xai_bench.leaderboard import load_entries
@@ -30,11 +31,12 @@ COSTLIEST = ("occlusion45", "occlusion30", "occlusion15", "scorecam")
 
 def default_table_cost(entries: list[dict]) -> dict[str, float]:
     """FE/img per method of the default table (MobileNetV2, fold 0, hfus-synth)."""
-    return {
-        e["method"]["name"]: e["cost"]["mobilenet_v2"]["fe_per_image"]
+    costs = {
+        e["method"]["name"]: fe_per_image(e, DEFAULT_ARCH)
         for e in entries
-        if e["track"] == SYNTH_DATASET and e["options"]["folds"] == [0] and "mobilenet_v2" in e["cost"]
+        if e["track"] == SYNTH_DATASET and e["options"]["folds"] == [0]
     }
+    return {name: fe for name, fe in costs.items() if fe is not None}
 
 
 def plan(methods: list[str], models: tuple[str, ...], folds: tuple[int, ...]) -> list[tuple[str, str]]:
