@@ -5,7 +5,8 @@
 ``--methods``: names separated by spaces or commas, or ``all`` (every built-in). A (method, architecture)
 is left out, and said so on stderr, where the method is undefined on the architecture (n/a, PROTOCOL §5)
 or a leaderboard entry already holds its row (method, track ``hfus-synth``, architecture, folds). Order:
-the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
+the default architecture's runs first (the default table's missing rows), then the others'; within each,
+by the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
 methods without one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
 given; architectures in the order given.
 """
@@ -40,7 +41,8 @@ def default_table_cost(entries: list[dict]) -> dict[str, float]:
 
 
 def plan(methods: list[str], models: tuple[str, ...], folds: tuple[int, ...]) -> list[tuple[str, str]]:
-    """The (method, architecture) runs left to do, cheapest first; what is left out goes to stderr."""
+    """The (method, architecture) runs left to do, the default architecture's first, then cheapest first;
+    what is left out goes to stderr."""
     entries = load_entries(ENTRIES)
     done = set().union(*(entry_keys(e) for e in entries))
     cost = default_table_cost(entries)
@@ -58,7 +60,7 @@ def plan(methods: list[str], models: tuple[str, ...], folds: tuple[int, ...]) ->
                 print(f"skip {m} on {arch}: a leaderboard entry holds it", file=sys.stderr)
             else:
                 runs.append((m, arch))
-    return runs
+    return sorted(runs, key=lambda run: run[1] != DEFAULT_ARCH)  # stable: cost order within each group
 
 
 def main() -> None:

@@ -5,7 +5,8 @@
 #      first run is GoogLeNet's fold-0 checkpoint)
 #   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then ResNet101 and
 #      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
-#   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0); one `hfus-bench
+#   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0), then GoogLeNet's
+#      table (b's checkpoint), cheapest first, as far as the budget goes; one `hfus-bench
 #      evaluate` per (method, architecture) that no entry holds yet (benchmarks/gpu_plan.py; PROTOCOL §4, §7
 #      with randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
 #   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
@@ -43,11 +44,13 @@ DET_ARCH=${DET_ARCH:-googlenet}  # b): trained twice on fold DET_FOLD; the first
 DET_FOLD=${DET_FOLD:-0}
 SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
 BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
-EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2}  # d)'s --models (e.g. googlenet,resnet101,densenet201: c)'s checkpoints)
+# d)'s --models: by default the default table's missing rows, then GoogLeNet's table with b)'s checkpoint
+# (resnet101/densenet201 or all: d) waits for c)'s big trainings first)
+EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet}
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
-# d)'s methods (or all: every built-in); benchmarks/gpu_plan.py orders the runs cheapest first and leaves out
-# the (method, architecture) pairs that are n/a or whose row a leaderboard entry already holds
-EVAL_METHODS=${EVAL_METHODS:-ig occlusion45 occlusion30 occlusion15 scorecam}
+# d)'s methods (all: every built-in); benchmarks/gpu_plan.py orders the runs (MobileNetV2's first, then
+# cheapest first) and leaves out the (method, architecture) pairs that are n/a or whose row an entry holds
+EVAL_METHODS=${EVAL_METHODS:-all}
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
 BENCH_METHODS=${BENCH_METHODS:-all}
@@ -211,8 +214,19 @@ big_running() {
 }
 # d) and e)'s bench_evaluate on other architectures than MobileNetV2 evaluate with c)'s checkpoints: wait for
 # them, then give evaluate a cache holding them next to (links to) everything of the usual cache but its checkpoints
+# (only the big trainings that d) or e) evaluate are waited for)
+uses() {  # uses ARCH: d) or e) evaluates ARCH
+  { has eval && [[ ",$EVAL_MODELS," == *",$1,"* || "$EVAL_MODELS" = all ]]; } ||
+    { has speed && [[ ",$BENCH_EVAL_MODELS," == *",$1,"* || "$BENCH_EVAL_MODELS" = all ]]; }
+}
 if { has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; } || { has speed && [ "$BENCH_EVAL_MODELS" != mobilenet_v2 ]; }; then
-  [ ${#BIG_PIDS[@]} -gt 0 ] && { log "waiting for ${BIG_ARCHS} (d/e evaluate $EVAL_MODELS / $BENCH_EVAL_MODELS)"; wait "${BIG_PIDS[@]}"; BIG_PIDS=(); }
+  wait_big=0
+  for a in $BIG_ARCHS; do uses "$a" && wait_big=1; done
+  if [ "$wait_big" = 1 ] && [ ${#BIG_PIDS[@]} -gt 0 ]; then
+    log "waiting for ${BIG_ARCHS} (d/e evaluate $EVAL_MODELS / $BENCH_EVAL_MODELS)"
+    wait "${BIG_PIDS[@]}"
+    BIG_PIDS=()
+  fi
   real_cache=$("$PY" -c "from hfus_xai_bench.constants import cache_dir; print(cache_dir())")
   mkdir -p "$WORK/cache/checkpoints"
   for x in "$real_cache"/*; do [ "$(basename "$x")" = checkpoints ] || ln -sfn "$x" "$WORK/cache/"; done
@@ -221,7 +235,7 @@ if { has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; } || { has speed && [ "$BEN
   log "d) uses the checkpoints of c): $(ls "$WORK/cache/checkpoints" | grep -c json) cards in $HFUS_BENCH_CACHE"
 fi
 
-# ---- d) the default table's missing rows (MobileNetV2 fold 0) -----------------------------------------
+# ---- d) the default table's missing rows (MobileNetV2 fold 0), then the other architectures' tables ------
 if has eval; then
   # one run (record, entry) per (method, architecture): a cut run loses only its own rows
   wait "$PLAN_PID"
@@ -231,6 +245,10 @@ if has eval; then
   mkdir -p "$WORK/lb" "$WORK/prof"
   while read -r m a; do
     [ -n "$m" ] || continue
+    if [ "$a" != mobilenet_v2 ] && ! ls "$WORK/ckpt/${a}"_*.safetensors >/dev/null 2>&1; then
+      echo "skipped, no $a checkpoint from b)/c): eval_${m}_$a" >>"$STATUS"  # say so, don't fail 20 times
+      continue
+    fi
     [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
     big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
     rm -f "$LB_DIR/$m.json" "$LB_DIR/$m.profile.json"  # never return an older record (a second, warm call)
