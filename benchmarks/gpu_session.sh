@@ -245,8 +245,13 @@ if has eval; then
   mkdir -p "$WORK/lb" "$WORK/prof"
   while read -r m a; do
     [ -n "$m" ] || continue
-    if [ "$a" != mobilenet_v2 ] && ! ls "$WORK/ckpt/${a}"_*.safetensors >/dev/null 2>&1; then
-      echo "skipped, no $a checkpoint from b)/c): eval_${m}_$a" >>"$STATUS"  # say so, don't fail 20 times
+    if [ -f "$WORK/lb/$m.$a.json" ]; then  # an earlier call on this warm machine made it (in results.tar.gz)
+      echo "skipped, record from an earlier call: eval_${m}_$a" >>"$STATUS"
+      continue
+    fi
+    if [ "$a" != mobilenet_v2 ] && ! compgen -G "$WORK/ckpt/${a}_*.safetensors" >/dev/null &&
+      ! compgen -G "hfus_xai_bench/checkpoints/${a}_*.safetensors" >/dev/null; then
+      echo "skipped, no $a checkpoint (b/c or registered): eval_${m}_$a" >>"$STATUS"  # not 20 failures
       continue
     fi
     [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
