@@ -40,10 +40,12 @@ def default_table_cost(entries: list[dict]) -> dict[str, float]:
     return {name: fe for name, fe in costs.items() if fe is not None}
 
 
-def plan(methods: list[str], models: tuple[str, ...], folds: tuple[int, ...]) -> list[tuple[str, str]]:
+def plan(
+    methods: list[str], models: tuple[str, ...], folds: tuple[int, ...], entries_dir: Path = ENTRIES
+) -> list[tuple[str, str]]:
     """The (method, architecture) runs left to do, the default architecture's first, then cheapest first;
     what is left out goes to stderr."""
-    entries = load_entries(ENTRIES)
+    entries = load_entries(entries_dir)
     done = set().union(*(entry_keys(e) for e in entries))
     cost = default_table_cost(entries)
     last = {m: k for k, m in enumerate(COSTLIEST)}
