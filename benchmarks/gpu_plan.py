@@ -1,10 +1,12 @@
 """The evaluate runs of `gpu_session.sh`'s step d): a line ``<method> <architecture>``, cheapest first.
 
-    python benchmarks/gpu_plan.py --methods "ig scorecam" --models googlenet,resnet101 --folds 0
+    python benchmarks/gpu_plan.py --methods "ig scorecam" --models googlenet,resnet101 --folds 0 \
+        --records /tmp/hfus-gpu/lb
 
 ``--methods``: names separated by spaces or commas, or ``all`` (every built-in). A (method, architecture)
 is left out, and said so on stderr, where the method is undefined on the architecture (n/a, PROTOCOL §5)
-or a leaderboard entry already holds its row (method, track ``hfus-synth``, architecture, folds). Order:
+or its row (method, track ``hfus-synth``, architecture, folds) is held: by a leaderboard entry, or by a
+result record in ``--records`` (an earlier call on the same machine made it). Order:
 the default architecture's runs first (the default table's missing rows), then the others'; within each,
 by the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
 methods without one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
@@ -22,8 +24,9 @@ from hfus_xai_bench.config import RunConfig, parse_known
 from hfus_xai_bench.constants import DEFAULT_ARCH, SYNTH_DATASET
 from hfus_xai_bench.explainers.loader import load_builtin
 from hfus_xai_bench.explainers.registry import BUILTINS
+from hfus_xai_bench.jsonio import load_json
 from hfus_xai_bench.leaderboard import load_entries
-from hfus_xai_bench.leaderboard.entries import entry_keys
+from hfus_xai_bench.leaderboard.entries import entry_from_result, entry_keys
 
 ENTRIES = Path(__file__).resolve().parent.parent / "leaderboard" / "entries"
 #: the study's costliest methods, cheapest first (forwards per explanation: 400 / 484 / 576 / channels)
@@ -40,13 +43,27 @@ def default_table_cost(entries: list[dict]) -> dict[str, float]:
     return {name: fe for name, fe in costs.items() if fe is not None}
 
 
+def held_rows(entries: list[dict], records_dir: Path | None) -> dict[tuple, str]:
+    """Why each held row (:func:`entry_keys`) is held: by an entry, or by a record in ``records_dir``."""
+    held = {key: "a leaderboard entry holds it" for e in entries for key in entry_keys(e)}
+    for path in sorted(records_dir.glob("*.json")) if records_dir else ():
+        record = load_json(path, "result record")
+        for key in entry_keys(entry_from_result(record)):
+            held.setdefault(key, f"the record {path.name} of an earlier call holds it")
+    return held
+
+
 def plan(
-    methods: list[str], models: tuple[str, ...], folds: tuple[int, ...], entries_dir: Path = ENTRIES
+    methods: list[str],
+    models: tuple[str, ...],
+    folds: tuple[int, ...],
+    entries_dir: Path = ENTRIES,
+    records_dir: Path | None = None,
 ) -> list[tuple[str, str]]:
     """The (method, architecture) runs left to do, the default architecture's first, then cheapest first;
     what is left out goes to stderr."""
     entries = load_entries(entries_dir)
-    done = set().union(*(entry_keys(e) for e in entries))
+    held = held_rows(entries, records_dir)
     cost = default_table_cost(entries)
     last = {m: k for k, m in enumerate(COSTLIEST)}
     order = sorted(
@@ -58,8 +75,8 @@ def plan(
         for arch in models:
             if not method.applicable(arch):
                 print(f"skip {m} on {arch}: n/a ({method.not_applicable(arch)})", file=sys.stderr)
-            elif (m, SYNTH_DATASET, arch, folds) in done:
-                print(f"skip {m} on {arch}: a leaderboard entry holds it", file=sys.stderr)
+            elif (m, SYNTH_DATASET, arch, folds) in held:
+                print(f"skip {m} on {arch}: {held[m, SYNTH_DATASET, arch, folds]}", file=sys.stderr)
             else:
                 runs.append((m, arch))
     return sorted(runs, key=lambda run: run[1] != DEFAULT_ARCH)  # stable: cost order within each group
@@ -70,10 +87,11 @@ def main() -> None:
     parser.add_argument("--methods", required=True, help="built-ins (spaces or commas) or 'all'")
     parser.add_argument("--models", default="mobilenet_v2", help="architectures: a comma list or 'all'")
     parser.add_argument("--folds", default="0", help="a comma list of folds or 'all'")
+    parser.add_argument("--records", type=Path, help="a folder of result records whose rows are held too")
     args = parser.parse_args()
     methods = parse_known(args.methods.replace(" ", ","), list(BUILTINS), "method")
     config = RunConfig.build(models=args.models, folds=args.folds)
-    for m, arch in plan(methods, config.models, config.folds):
+    for m, arch in plan(methods, config.models, config.folds, records_dir=args.records):
         print(m, arch)
 
 

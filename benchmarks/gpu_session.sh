@@ -169,8 +169,9 @@ train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
 }
 
 # d)'s run list (benchmarks/gpu_plan.py reads every leaderboard entry: seconds of CPU) while b) and c) train
+# (rows that entries or $WORK/lb's records of an earlier call on this warm machine hold are left out)
 has eval && { "$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" \
-  --folds "$EVAL_FOLDS" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
+  --folds "$EVAL_FOLDS" --records "$WORK/lb" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
 
 # ---- b) determinism + c) checkpoints, side by side on the one GPU -------------------------------------
 # the big architectures start too but are not waited for: they go on (capped) while d) runs
@@ -242,13 +243,10 @@ if has eval; then
   PLAN=$(cat "$WORK/plan.txt")
   log "d) leaderboard rows ($EVAL_METHODS on $EVAL_MODELS, folds $EVAL_FOLDS): $(echo $PLAN | tr '\n' ' ')"
   sed 's/^/   /' "$WORK/plan.log" >>"$LOG"
+  grep "earlier call" "$WORK/plan.log" >>"$STATUS"  # rows whose records results.tar.gz holds already
   mkdir -p "$WORK/lb" "$WORK/prof"
   while read -r m a; do
     [ -n "$m" ] || continue
-    if [ -f "$WORK/lb/$m.$a.json" ]; then  # an earlier call on this warm machine made it (in results.tar.gz)
-      echo "skipped, record from an earlier call: eval_${m}_$a" >>"$STATUS"
-      continue
-    fi
     if [ "$a" != mobilenet_v2 ] && ! compgen -G "$WORK/ckpt/${a}_*.safetensors" >/dev/null &&
       ! compgen -G "hfus_xai_bench/checkpoints/${a}_*.safetensors" >/dev/null; then
       echo "skipped, no $a checkpoint (b/c or registered): eval_${m}_$a" >>"$STATUS"  # not 20 failures

@@ -1,19 +1,19 @@
 """benchmarks/gpu_plan.py: the device session's evaluate runs, in the order the issue asks for (the default
-table's missing rows first, then the other architectures cheapest first), without the rows entries hold."""
+table's missing rows first, then the other architectures cheapest first), without the rows entries or an
+earlier call's records hold."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from gpu_plan import ENTRIES, main, plan
+from leaderboard_fixtures import s7_record
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-from gpu_plan import ENTRIES, main, plan  # noqa: E402
-
-from hfus_xai_bench.errors import HfusError  # noqa: E402
+from hfus_xai_bench.errors import HfusError
 
 
 def test_plan_orders_default_arch_first_then_by_cost_and_skips_held_rows(tmp_path: Path, capsys) -> None:
@@ -48,3 +48,25 @@ def test_main_names_unknown_methods_and_architectures(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["gpu_plan.py", "--methods", "gradcam", "--models", "vgg16"])
     with pytest.raises(HfusError, match="vgg16"):
         main()
+
+
+def test_plan_leaves_out_rows_whose_records_an_earlier_call_made(tmp_path: Path, capsys) -> None:
+    entries, records = tmp_path / "entries", tmp_path / "lb"
+    entries.mkdir()
+    records.mkdir()
+    record = s7_record("gradcam", 0.5, 1, archs=("googlenet",), folds=(0,))
+    (records / "gradcam.googlenet.json").write_text(json.dumps(record))
+    runs = plan(["gradcam", "random"], ("mobilenet_v2", "googlenet"), (0,), entries, records)
+    assert runs == [("gradcam", "mobilenet_v2"), ("random", "mobilenet_v2"), ("random", "googlenet")]
+    err = capsys.readouterr().err
+    assert "skip gradcam on googlenet: the record gradcam.googlenet.json of an earlier call holds it" in err
+    # a record of other folds holds nothing, and a folder not made yet (a first call) holds nothing
+    assert plan(["gradcam"], ("googlenet",), (0, 1), entries, records) == [("gradcam", "googlenet")]
+    assert plan(["gradcam"], ("googlenet",), (0,), entries, tmp_path / "none") == [("gradcam", "googlenet")]
+
+
+def test_plan_refuses_a_file_that_is_no_result_record(tmp_path: Path) -> None:
+    (tmp_path / "lb").mkdir()
+    (tmp_path / "lb" / "gradcam.googlenet.json").write_text('{"method": "gradcam"}')
+    with pytest.raises(HfusError):
+        plan(["gradcam"], ("googlenet",), (0,), tmp_path, tmp_path / "lb")

@@ -12,10 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from gpu_register import PACKAGE, main  # noqa: E402
+from gpu_register import PACKAGE, main
 
 RECIPE = json.loads((PACKAGE / "mobilenet_v2_hfus-synth_fold0.json").read_text())
 
