@@ -49,7 +49,8 @@ BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
 EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet}
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
 # d)'s methods (all: every built-in); benchmarks/gpu_plan.py orders the runs (MobileNetV2's first, then
-# cheapest first) and leaves out the (method, architecture) pairs that are n/a or whose row an entry holds
+# cheapest first) and leaves out the (method, architecture) pairs that are n/a or whose row an entry or an
+# earlier call's record ($WORK/lb) holds
 EVAL_METHODS=${EVAL_METHODS:-all}
 BENCH_ARCHS=${BENCH_ARCHS:-mobilenet_v2 googlenet resnet101 densenet201}
 BENCH_N=${BENCH_N:-8}         # images per call in bench_methods.py
