@@ -170,7 +170,6 @@ train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
 }
 
 # d)'s run list (benchmarks/gpu_plan.py reads every leaderboard entry: seconds of CPU) while b) and c) train
-# (rows that entries or $WORK/lb's records of an earlier call on this warm machine hold are left out)
 has eval && { "$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" \
   --folds "$EVAL_FOLDS" --records "$WORK/lb" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
 
