@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One prepared GPU session for issue 20 (benchmarks/README.md, "Preparing the GPU session"), in priority order:
 #   a) environment + the default track (hfus-synth synth-v3, built and hash-checked by `data info`)
-#   b) determinism: GoogLeNet fold 0 trained twice with the shipped checkpoint's recipe, both sha256 (the
-#      first run is GoogLeNet's fold-0 checkpoint)
-#   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then ResNet101 and
-#      DenseNet201 fold 0 (cards only come back: their weights exceed the device's return limit)
-#   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0), then GoogLeNet's
-#      table (b's checkpoint), cheapest first, as far as the budget goes; one `hfus-bench
+#   b) determinism: ResNet101 fold 0 trained twice with the shipped checkpoint's recipe, both sha256 (the
+#      first run is ResNet101's fold-0 checkpoint: its weights exceed the device's return limit, so its card
+#      and sha256 come back, and the two runs show that the card's reproduce command gives that sha256)
+#   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then DenseNet201 fold 0
+#      (its card only comes back, as ResNet101's)
+#   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0), then the rows of
+#      GoogLeNet's table (registered checkpoint) and ResNet101's (b's) that no entry holds, cheapest first, as
+#      far as the budget goes; one `hfus-bench
 #      evaluate` per (method, architecture) that no entry holds yet (benchmarks/gpu_plan.py; PROTOCOL §4, §7
 #      with randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
 #   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
@@ -40,13 +42,13 @@ LIMIT=${LIMIT:-}              # images per evaluate (empty: all 126 test images)
 MOB_FOLDS=${MOB_FOLDS:-$(cd hfus_xai_bench/checkpoints && for k in 1 2 3 4; do
   [ -f "mobilenet_v2_hfus-synth_fold$k.json" ] || printf '%s ' "$k"; done)}
 [ "$MOB_FOLDS" = none ] && MOB_FOLDS=
-DET_ARCH=${DET_ARCH:-googlenet}  # b): trained twice on fold DET_FOLD; the first run is its checkpoint
+DET_ARCH=${DET_ARCH:-resnet101}  # b): trained twice on fold DET_FOLD; the first run is its checkpoint
 DET_FOLD=${DET_FOLD:-0}
 SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
-BIG_ARCHS=${BIG_ARCHS:-resnet101 densenet201}
-# d)'s --models: by default the default table's missing rows, then GoogLeNet's table with b)'s checkpoint
-# (resnet101/densenet201 or all: d) waits for c)'s big trainings first)
-EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet}
+BIG_ARCHS=${BIG_ARCHS:-densenet201}  # fold-0 trainings whose weights stay on the device (besides DET_ARCH)
+# d)'s --models: by default the default table's missing rows, then GoogLeNet's (registered checkpoint) and
+# ResNet101's (b's checkpoint) tables (densenet201 or all: d) waits for c)'s big trainings first)
+EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet,resnet101}
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
 # d)'s methods (all: every built-in); benchmarks/gpu_plan.py orders the runs (MobileNetV2's first, then
 # cheapest first) and leaves out the (method, architecture) pairs that are n/a or whose row an entry or an
@@ -113,8 +115,8 @@ step() {
 }
 # pack: cards, result records and logs (with bench/ and status.txt) into three tarballs, the returned weights
 # split into parts of <= 15 MiB: ckpt.tar.0, ckpt.tar.1, ... (`cat ckpt.tar.* | tar x`). With log.txt at most
-# 8 files come back (the limit: 8 files of 16 MiB, 64 MiB in all; MobileNetV2 x4 + GoogLeNet in float16 are
-# about 32 MB, three parts).
+# 8 files come back (the limit: 8 files of 16 MiB, 64 MiB in all; MobileNetV2 x4 + GoogLeNet in float16 would
+# be about 32 MB, three parts; both are registered already, so by default no weights come back).
 pack() {
   tar czf "$OUT/cards.tar.gz" -C "$WORK" --exclude='*.safetensors' ckpt det 2>/dev/null
   tar czf "$OUT/results.tar.gz" -C "$WORK" lb 2>/dev/null

@@ -7,10 +7,12 @@ import copy
 import hashlib
 import io
 import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
 
+import gpu_register
 import pytest
 from gpu_register import PACKAGE, main
 
@@ -53,31 +55,55 @@ def _run(monkeypatch, files_at: Path) -> None:
     main()
 
 
-def test_dry_run_registers_only_new_default_recipe_checkpoints(tmp_path: Path, monkeypatch, capsys) -> None:
-    before = sorted(p.name for p in PACKAGE.iterdir())
-    goo, res, mob1, short = b"googlenet weights", b"resnet weights", b"another fold 1", b"1 epoch"
+def _returned(tmp: Path) -> tuple[Path, dict[str, dict]]:
+    """What a default device call returns: ResNet101 fold 0 trained twice (b: its weights stay there), a
+    DenseNet201 card (c), a run of a registered checkpoint and a 1-epoch run that is not the recipe."""
+    res, den, goo, short = b"resnet weights", b"densenet weights", b"googlenet on the GPU", b"1 epoch"
     cards = {
-        "googlenet_hfus-synth_fold0": _card("googlenet_hfus-synth_fold0", goo),
-        "resnet101_hfus-synth_fold0": _card("resnet101_hfus-synth_fold0", res),  # its weights stay there
-        "mobilenet_v2_hfus-synth_fold1": _card("mobilenet_v2_hfus-synth_fold1", mob1),  # registered already
+        "resnet101_hfus-synth_fold0": _card("resnet101_hfus-synth_fold0", res),
+        "densenet201_hfus-synth_fold0": _card("densenet201_hfus-synth_fold0", den),
+        "googlenet_hfus-synth_fold0": _card("googlenet_hfus-synth_fold0", goo),  # registered already (CPU)
         "googlenet_hfus-synth_fold1": _card("googlenet_hfus-synth_fold1", short, epochs=1),  # not the recipe
     }
-    det = {"googlenet_hfus-synth_fold0": cards["googlenet_hfus-synth_fold0"]}  # the second run: same sha256
-    weights = {
-        "googlenet_hfus-synth_fold0": goo,
-        "mobilenet_v2_hfus-synth_fold1": mob1,
-        "googlenet_hfus-synth_fold1": short,
-    }
-    _run(monkeypatch, _files_at(tmp_path, cards, det, weights))
+    det = {"resnet101_hfus-synth_fold0": cards["resnet101_hfus-synth_fold0"]}  # the second run: same sha256
+    weights = {"googlenet_hfus-synth_fold0": goo, "googlenet_hfus-synth_fold1": short}
+    return _files_at(tmp, cards, det, weights), cards
+
+
+def test_dry_run_registers_only_new_default_recipe_checkpoints(tmp_path: Path, monkeypatch, capsys) -> None:
+    before = sorted(p.name for p in PACKAGE.iterdir())
+    files_at, cards = _returned(tmp_path)
+    _run(monkeypatch, files_at)
     out = capsys.readouterr().out
-    sha_goo = hashlib.sha256(goo).hexdigest()
-    assert "determinism: googlenet_hfus-synth_fold0: IDENTICAL" in out
-    assert f"register googlenet_hfus-synth_fold0: sha256 {sha_goo[:12]}, published repository" in out
-    assert "published no" in out and "register resnet101_hfus-synth_fold0" in out
-    assert "kept the registered mobilenet_v2_hfus-synth_fold1; the GPU run gave ANOTHER sha256" in out
+    sha_res = cards["resnet101_hfus-synth_fold0"]["sha256"]
+    assert "determinism: resnet101_hfus-synth_fold0: IDENTICAL" in out
+    assert f"register resnet101_hfus-synth_fold0: sha256 {sha_res[:12]}, published no" in out
+    assert "register densenet201_hfus-synth_fold0" in out
+    assert "kept the registered googlenet_hfus-synth_fold0; the GPU run gave ANOTHER sha256" in out
     assert "skipped googlenet_hfus-synth_fold1: recipe or data not the default model's: ['epochs']" in out
     assert "would register 2 checkpoint(s)" in out
     assert sorted(p.name for p in PACKAGE.iterdir()) == before  # a dry run changes nothing
+
+
+def test_apply_writes_the_determinism_check_into_the_unpublished_card(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "package"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("*.safetensors"))  # the cards
+    monkeypatch.setattr(gpu_register, "PACKAGE", package)
+    files_at, cards = _returned(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["gpu_register.py", str(files_at), "--apply"])
+    gpu_register.main()
+    card = json.loads((package / "resnet101_hfus-synth_fold0.json").read_text())
+    sha = cards["resnet101_hfus-synth_fold0"]["sha256"]
+    assert card["published"] == "no" and card["sha256"] == sha
+    assert card["environment"]["determinism"] == {
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "runs_sha256": [sha, sha],
+        "identical": True,
+    }
+    assert not (package / "resnet101_hfus-synth_fold0.safetensors").exists()  # registered by sha256 only
+    assert json.loads((package / "googlenet_hfus-synth_fold0.json").read_text()) == json.loads(
+        (PACKAGE / "googlenet_hfus-synth_fold0.json").read_text()
+    )  # a registered card is never replaced
 
 
 def test_weights_that_differ_from_their_card_stop_the_registration(tmp_path: Path, monkeypatch) -> None:
