@@ -412,6 +412,13 @@ def test_separate_tables_for_another_checkpoint(records: dict[str, dict]) -> Non
     assert len({t["anchor"] for t in tables}) == 2
 
 
+def test_the_default_architecture_s_table_comes_first(records: dict[str, dict]) -> None:
+    """Another architecture's table (GoogLeNet sorts before MobileNetV2 by name) follows the default one's."""
+    other = json.loads(json.dumps(records["gradcam"]).replace('"mobilenet_v2"', '"googlenet"'))
+    tables = build_tables([entry_from_result(other), entry_from_result(records["gradcam"])])
+    assert [t["arch"] for t in tables] == ["mobilenet_v2", "googlenet"]
+
+
 def test_a_checkpoint_registered_but_not_published_is_marked(
     records: dict[str, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compare import Difference, differences, fe_per_image, gate, image_scores, paired_difference
-from ..constants import ARCH_DISPLAY_NAMES, ARCH_NAMES
+from ..constants import ARCH_DISPLAY_NAMES, ARCH_NAMES, DEFAULT_ARCH
 from ..errors import HfusError
 from ..explainers.registry import BUILTINS, SANITY_METHODS
 from ..metrics import registry
@@ -518,12 +518,13 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     unranked ones by kind (:data:`ORDER`; ``row["status"]``; rank None). ``criteria``: the table's
     per-criterion ranks (:func:`.ranks.table_ranks`, among the ranked rows; each ranked row's
     ``row["criterion_ranks"]`` holds its cells, None elsewhere); ``not_applicable``: the built-ins declared
-    undefined on the architecture (:func:`not_applicable`)."""
+    undefined on the architecture (:func:`not_applicable`). Per track and revision, the default
+    architecture's tables come first."""
     groups = _groups(entries)
     scores = {id(e): image_scores(e) for e in entries}
     tables = []
     for (track, revision, arch, cond, data_sha, ckpts), members in sorted(
-        groups.items(), key=lambda kv: repr(kv[0])
+        groups.items(), key=lambda kv: (kv[0][:2], kv[0][2] != DEFAULT_ARCH, repr(kv[0]))
     ):
         members = _in_table_order(members, arch)
         evidence = is_evidence_track(members, arch)
