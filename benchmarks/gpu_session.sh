@@ -62,7 +62,7 @@ BENCH_EVAL_METHODS=${BENCH_EVAL_METHODS:-gradcam}     # their --method (a comma 
 BENCH_EVAL_MODELS=${BENCH_EVAL_MODELS:-mobilenet_v2}  # their --models (all needs every checkpoint, e.g. c)'s)
 PREC_N=${PREC_N:-32}          # images per method x architecture in bench_precision.py (fp32 vs bf16)
 STEPS=${STEPS:-train eval speed}  # a) always runs; e.g. STEPS=speed on a second, warm call
-TRAIN_LIMIT=${TRAIN_LIMIT:-300}   # seconds per training of b) and c) (MobileNetV2, SMALL_ARCHS)
+TRAIN_LIMIT=${TRAIN_LIMIT:-300}   # seconds per training of b) (DET_ARCH) and c) (MobileNetV2, SMALL_ARCHS)
 BIG_LIMIT=${BIG_LIMIT:-420}       # seconds per training of BIG_ARCHS
 EVAL_LIMIT=${EVAL_LIMIT:-400}     # seconds per evaluate of d)
 BENCH_LIMIT=${BENCH_LIMIT:-200}   # seconds per speed benchmark of e)

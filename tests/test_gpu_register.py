@@ -1,5 +1,6 @@
-"""benchmarks/gpu_register.py (dry run): what a device session returned is reassembled, checked against its
-cards' sha256 and registered only where it is the default recipe and no card of its name exists."""
+"""benchmarks/gpu_register.py (dry run; --apply on a copy of the cards): what a device session returned is
+reassembled, checked against its cards' sha256 and registered only where it is the default recipe and no
+card of its name exists."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def _files_at(tmp: Path, cards: dict[str, dict], det: dict[str, dict], weights: 
     return files_at
 
 
-def _run(monkeypatch, files_at: Path) -> None:
-    monkeypatch.setattr(sys, "argv", ["gpu_register.py", str(files_at)])
+def _run(monkeypatch, files_at: Path, *flags: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["gpu_register.py", str(files_at), *flags])
     main()
 
 
@@ -90,8 +91,7 @@ def test_apply_writes_the_determinism_check_into_the_unpublished_card(tmp_path: 
     shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("*.safetensors"))  # the cards
     monkeypatch.setattr(gpu_register, "PACKAGE", package)
     files_at, cards = _returned(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["gpu_register.py", str(files_at), "--apply"])
-    gpu_register.main()
+    _run(monkeypatch, files_at, "--apply")
     card = json.loads((package / "resnet101_hfus-synth_fold0.json").read_text())
     sha = cards["resnet101_hfus-synth_fold0"]["sha256"]
     assert card["published"] == "no" and card["sha256"] == sha
