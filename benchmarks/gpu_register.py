@@ -6,7 +6,8 @@ Usage (in the repository root, after the device call):
     .venv/bin/python benchmarks/gpu_register.py FILES_AT --apply    # change it
 
 FILES_AT is the folder the device call's files came back to (`cards.tar.gz`, `results.tar.gz`,
-`ckpt.tar.0`, ...). It
+`ckpt.tar.0`, ...), or a folder that `hfus-bench train --out FILES_AT` wrote (cards and weights as they are:
+a checkpoint trained on the CPU registers the same way). It
 
 1. unpacks them into a temporary folder, reassembles the weights and checks every returned weights file
    against its card's sha256;
@@ -34,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from hfus_xai_bench.leaderboard import entry_conflict, entry_from_result
+from hfus_xai_bench.models.checkpoints import CARD_SCHEMA
 from hfus_xai_bench.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +51,8 @@ def sha256(path: Path) -> str:
 
 
 def unpack(files_at: Path, work: Path) -> None:
-    """The tarballs into ``work`` (``ckpt/``, ``det/``, ``lb/``); the weights' parts joined first."""
+    """The tarballs into ``work`` (``ckpt/``, ``det/``, ``lb/``), the weights' parts joined first; cards
+    that lie in ``files_at`` itself (`hfus-bench train --out`) go to ``ckpt/`` with their weights."""
     for name in ("cards.tar.gz", "results.tar.gz"):
         if (files_at / name).is_file():
             with tarfile.open(files_at / name) as tar:
@@ -63,6 +66,12 @@ def unpack(files_at: Path, work: Path) -> None:
         (work / "ckpt").mkdir(exist_ok=True)
         with tarfile.open(joined) as tar:
             tar.extractall(work / "ckpt", filter="data")
+    for card in sorted(files_at.glob("*.json")):
+        if json.loads(card.read_text()).get("schema") == CARD_SCHEMA:
+            (work / "ckpt").mkdir(exist_ok=True)
+            for path in (card, card.with_suffix(".safetensors")):
+                if path.is_file():
+                    shutil.copyfile(path, work / "ckpt" / path.name)
 
 
 def determinism(work: Path) -> dict[str, dict]:
@@ -106,6 +115,9 @@ def register_checkpoints(work: Path, checks: dict[str, dict], apply: bool) -> li
         if card["name"] in checks:
             card["environment"]["determinism"] = checks[card["name"]]
         print(f"register {card['name']}: sha256 {card['sha256'][:12]}, published {card['published']}")
+        unrecorded = [key for key in ("command", "counterfactual") if key not in card]
+        if unrecorded:
+            print(f"  its card has no {' and no '.join(unrecorded)}: trained before `train` recorded them")
         registered.append(card["name"])
         if apply:
             (PACKAGE / card_path.name).write_text(json.dumps(card, indent=2) + "\n")

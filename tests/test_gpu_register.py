@@ -1,6 +1,6 @@
-"""benchmarks/gpu_register.py (dry run; --apply on a copy of the cards): what a device session returned is
-reassembled, checked against its cards' sha256 and registered only where it is the default recipe and no
-card of its name exists."""
+"""benchmarks/gpu_register.py (dry run; --apply on a copy of the cards): what a device session returned (or
+`hfus-bench train --out` wrote on the CPU) is reassembled, checked against its cards' sha256 and registered
+only where it is the default recipe and no card of its name exists."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def _returned(tmp: Path) -> tuple[Path, dict[str, dict]]:
         "googlenet_hfus-synth_fold0": _card("googlenet_hfus-synth_fold0", goo),  # registered already (CPU)
         "googlenet_hfus-synth_fold1": _card("googlenet_hfus-synth_fold1", short, epochs=1),  # not the recipe
     }
+    del cards["densenet201_hfus-synth_fold0"]["counterfactual"]  # as cards written before `train` recorded it
     det = {"resnet101_hfus-synth_fold0": cards["resnet101_hfus-synth_fold0"]}  # the second run: same sha256
     weights = {"googlenet_hfus-synth_fold0": goo, "googlenet_hfus-synth_fold1": short}
     return _files_at(tmp, cards, det, weights), cards
@@ -80,6 +81,7 @@ def test_dry_run_registers_only_new_default_recipe_checkpoints(tmp_path: Path, m
     assert "determinism: resnet101_hfus-synth_fold0: IDENTICAL" in out
     assert f"register resnet101_hfus-synth_fold0: sha256 {sha_res[:12]}, published no" in out
     assert "register densenet201_hfus-synth_fold0" in out
+    assert "its card has no counterfactual: trained before `train` recorded them" in out
     assert "kept the registered googlenet_hfus-synth_fold0; the GPU run gave ANOTHER sha256" in out
     assert "skipped googlenet_hfus-synth_fold1: recipe or data not the default model's: ['epochs']" in out
     assert "would register 2 checkpoint(s)" in out
@@ -111,3 +113,21 @@ def test_weights_that_differ_from_their_card_stop_the_registration(tmp_path: Pat
     files_at = _files_at(tmp_path, {card["name"]: card}, {}, {card["name"]: b"what came back"})
     with pytest.raises(SystemExit, match="sha256 differs from its card: the transfer is broken"):
         _run(monkeypatch, files_at)
+
+
+def test_a_folder_that_train_wrote_registers_with_its_weights(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "package"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("*.safetensors"))
+    monkeypatch.setattr(gpu_register, "PACKAGE", package)
+    trained = tmp_path / "trained"  # `hfus-bench train --models googlenet --folds 1 --out trained` on the CPU
+    trained.mkdir()
+    card = _card("googlenet_hfus-synth_fold1", b"cpu weights")
+    del card["published"]  # `train` does not say where weights will be published
+    (trained / "googlenet_hfus-synth_fold1.json").write_text(json.dumps(card))
+    (trained / "googlenet_hfus-synth_fold1.safetensors").write_bytes(b"cpu weights")
+    (trained / "gradcam.json").write_text(json.dumps({"schema": "a result record"}))  # not a card: ignored
+    _run(monkeypatch, trained, "--apply")
+    registered = json.loads((package / "googlenet_hfus-synth_fold1.json").read_text())
+    assert registered["published"] == "repository" and registered["counterfactual"] == card["counterfactual"]
+    assert (package / "googlenet_hfus-synth_fold1.safetensors").read_bytes() == b"cpu weights"
+    assert not (package / "gradcam.json").exists()

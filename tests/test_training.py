@@ -256,7 +256,49 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     monkeypatch.setattr(C, "REGISTRY", {})  # else the registered fold 1 comes first (find_checkpoint)
     _, info = C.load_model("mobilenet_v2", fold=1)
     assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
+    # the card records the command as typed; the library call above recorded none; no twins, no flip block
+    assert info.checkpoint.meta["command"].startswith(
+        "hfus-bench train --models mobilenet --folds 1 --epochs 1"
+    )
+    assert "command" not in card and "counterfactual" not in card
     # ImageNet init without the torchvision weights in the local cache: one-line error, exit code 2
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert cli.main(["train", "--models", "mobilenet", "--folds", "0", "--init", "imagenet", "--quiet"]) == 2
     assert "--init scratch" in capsys.readouterr().err
+
+
+def test_twin_flip_block_counts_correct_non_cg_images_whose_twin_is_cg():
+    """A stand-in model whose logits are read off the image: the block counts by hand."""
+    from hfus_xai_bench.data.dataset import FoldArrays
+
+    class ByPixel(torch.nn.Module):  # logits: one-hot of the class coded in the red channel of pixel (0, 0)
+        def forward(self, x):
+            return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 255).round().long(), 4).float()
+
+    def images(classes):
+        out = np.zeros((len(classes), 8, 8, 3), np.uint8)
+        out[:, 0, 0, 0] = classes
+        return out
+
+    labels = np.array([0, 0, 2, 3, 3, 1])  # AD AD PS ST ST CG
+    preds = [0, 2, 2, 3, 3, 1]  # the second AD is misclassified
+    twins = [1, 1, 0, 1, 3, 1]  # PS's twin is not CG; the second ST's twin neither
+    test = FoldArrays(list("abcdef"), images(preds), labels, np.zeros((6, 8, 8), np.uint8), ["g"] * 6)
+    assert T.twin_flip_block(ByPixel(), test, 3, "cpu") is None  # no twins: real data
+    test.twins = images(twins)
+    block = T.twin_flip_block(ByPixel(), test, 3, "cpu")
+    assert block["per_class"] == {
+        "AD": {"flipped": 1, "n": 1},
+        "PS": {"flipped": 0, "n": 1},
+        "ST": {"flipped": 1, "n": 2},
+    }
+    assert block["n"] == 4 and block["twin_flip_rate"] == 0.5 and "(fold 3)" in block["definition"]
+
+
+def test_twin_flip_block_reproduces_the_shipped_card(synth_ds):
+    """The shipped fold-0 card's block was computed before the card recorded it itself: the same counts."""
+    from hfus_xai_bench.data.dataset import fold_arrays
+
+    model, info = C.load_model("mobilenet_v2", fold=0)
+    block = T.twin_flip_block(model, fold_arrays(synth_ds, 0, split="test"), 0, "cpu")
+    assert block == info.checkpoint.meta["counterfactual"]

@@ -123,6 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 gamma=args.gamma,
                 batch_size=args.batch_size,
                 progress=not args.quiet,
+                command=args.command_line,
             )
             meta = load_json(card, "model card")
             test = meta["metrics"]["test"]

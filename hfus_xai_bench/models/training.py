@@ -25,18 +25,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import NUM_CLASSES, SYNTH_DATASET
+from ..constants import CLASSES, NUM_CLASSES, SYNTH_DATASET
 from ..data.folds import split_folds
 from ..errors import HfusError
 from ..jsonio import load_json
 from ..metrics.classification import classification_report
+from ..metrics.counterfactual import CG, predict_lowest
 from ..runtime import environment, resolve_device
 from ..seeding import seed_global
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
@@ -51,6 +52,9 @@ AUGMENTATION = (
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
 DETERMINISM_CUDA = "use_deterministic_algorithms(True); global average pooling trained as a spatial mean"
 DETERMINISM_OTHER = "use_deterministic_algorithms(True, warn_only=True)"
+
+if TYPE_CHECKING:
+    from ..data.dataset import FoldArrays
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -368,6 +372,37 @@ def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str
     return arrays, dict(dataset_provenance(ds))
 
 
+def twin_flip_block(
+    model: nn.Module, test: FoldArrays, fold: int, device: str | torch.device
+) -> dict[str, Any] | None:
+    """The card's ``counterfactual`` block: of the correctly classified AD/PS/ST test images, how many twins
+    (the same image with its class evidence removed, PROTOCOL §9) the model predicts CG, per class and in all
+    (argmax, lowest index on ties). None where the dataset has no twins (real data)."""
+    if test.twins is None:
+        return None
+    labels = np.asarray(test.labels, dtype=np.int64)
+    pred = predict_lowest(predict_logits(model, test.images, device)).numpy()
+    twin_is_cg = predict_lowest(predict_logits(model, test.twins, device)).numpy() == CG
+    kept = (pred == labels) & (labels != CG)
+    per_class = {
+        name: {
+            "flipped": int((kept & twin_is_cg & (labels == c)).sum()),
+            "n": int((kept & (labels == c)).sum()),
+        }
+        for c, name in enumerate(CLASSES)
+        if c != CG
+    }
+    n, flipped = int(kept.sum()), int((kept & twin_is_cg).sum())
+    return {
+        "definition": (
+            f"share of the twins of correctly classified AD/PS/ST test images (fold {fold}) predicted CG"
+        ),
+        "twin_flip_rate": flipped / n if n else None,
+        "n": n,
+        "per_class": per_class,
+    }
+
+
 def _card(
     arch: str,
     dataset: str,
@@ -424,9 +459,14 @@ def train(
     batch_size: int = STUDY_RECIPE["batch_size"],
     name: str | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> Path:
     """Train (arch, dataset, fold), evaluate on the test fold, write ``<name>.safetensors`` + ``<name>.json``
-    into ``out_dir`` (default: the user cache, where :func:`load_model` finds it); return the card path."""
+    into ``out_dir`` (default: the user cache, where :func:`load_model` finds it); return the card path.
+
+    The card records ``command`` (what the CLI was given) and, where the dataset has twins, the twin flip
+    block (:func:`twin_flip_block`): both are measured where the weights are, which matters for a checkpoint
+    registered by sha256 only."""
     if dtype not in ("float32", "float16"):
         raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
     spec = get_arch(arch)
@@ -472,8 +512,13 @@ def train(
         "deterministic": history["deterministic"],
     }
     card["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if command:
+        card["command"] = command
     if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
         card["transform_input"] = bool(model.transform_input)
+    flips = twin_flip_block(stored, te, fold, dev)
+    if flips is not None:
+        card["counterfactual"] = flips
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
     stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
     save_checkpoint(model, out / f"{stem}.safetensors", card)
@@ -488,4 +533,5 @@ __all__: Sequence[str] = (
     "predict_logits",
     "train",
     "train_model",
+    "twin_flip_block",
 )
