@@ -512,6 +512,13 @@ def _table_rows(
     return rows, criteria
 
 
+def _table_order(group: tuple[tuple, Any]) -> tuple:
+    """Sort key of a table's group: track and revision, then the default architecture first, then the rest
+    of the group's key."""
+    (track, revision, arch, *_), _members = group
+    return track, revision, arch != DEFAULT_ARCH, repr(group[0])
+
+
 def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group entries into tables: ``{"title", "anchor", "track", "arch", "evidence", "rows": [...],
     "criteria", "not_applicable", …}``; the ranked rows first (sorted by HR1, with rank ranges), then the
@@ -523,9 +530,7 @@ def build_tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups = _groups(entries)
     scores = {id(e): image_scores(e) for e in entries}
     tables = []
-    for (track, revision, arch, cond, data_sha, ckpts), members in sorted(
-        groups.items(), key=lambda kv: (kv[0][:2], kv[0][2] != DEFAULT_ARCH, repr(kv[0]))
-    ):
+    for (track, revision, arch, cond, data_sha, ckpts), members in sorted(groups.items(), key=_table_order):
         members = _in_table_order(members, arch)
         evidence = is_evidence_track(members, arch)
         ranked = [e for e in members if status(e, arch) == "ranked"]
