@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from hfus_xai_bench import cli
+from hfus_xai_bench.config import parse_list
+from hfus_xai_bench.constants import ARCH_NAMES, NUM_FOLDS, arch_name
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.models import checkpoints as C
 from hfus_xai_bench.models import reference as R
@@ -269,15 +272,41 @@ def test_bad_published_field_is_a_clear_error(tmp_path, model):
         C.load_model("mobilenet_v2", checkpoint=tmp_path / "m.json")
 
 
+#: the `train` options that make the recipe (the card's); --out, --device and --quiet do not
+RECIPE_OPTIONS = ("dataset", "revision", "epochs", "init", "seed", "dtype", "lr", "momentum", "step_size")
+RECIPE_OPTIONS += ("gamma", "batch_size")
+
+
+def _train_options(command: str) -> dict:
+    """The recipe options of a `hfus-bench train` command line, as the CLI parses them (no revision: the
+    default track's)."""
+    from hfus_xai_bench.data.dataset import synth_revision
+
+    args = cli.build_parser().parse_args(shlex.split(command)[1:])
+    options = {name: getattr(args, name) for name in RECIPE_OPTIONS}
+    options["revision"] = options["revision"] or synth_revision()
+    return options
+
+
 def test_shipped_cards_reproduce_their_own_command():
-    """The derived reproduce command of each shipped card has the flags its recorded ``command`` has (but
-    where the files went and whether bars were shown)."""
+    """Each shipped card's recorded ``command`` (as typed, maybe for several architectures or folds) trained
+    the card's architecture and fold with the recipe of the reproduce command derived from the card."""
     for entry in C._build_registry().values():
         recorded = entry.meta.get("command")
         if recorded:
-            flags = set(C.reproduce_command(entry).split(" --")[1:])
-            kept = {f for f in recorded.split(" --")[1:] if f != "quiet" and not f.startswith("out ")}
-            assert flags == kept, entry.name
+            args = cli.build_parser().parse_args(shlex.split(recorded)[1:])
+            assert entry.arch in [arch_name(a) for a in parse_list(args.models, ARCH_NAMES)], entry.name
+            assert str(entry.fold) in parse_list(args.folds, range(NUM_FOLDS)), entry.name
+            assert _train_options(recorded) == _train_options(C.reproduce_command(entry)), entry.name
+
+
+def test_the_recipe_comparison_reads_commands_as_the_cli_does():
+    typed = "hfus-bench train --models mobilenet,googlenet --folds all --epochs 30 --init scratch --out DIR"
+    derived = (
+        "hfus-bench train --models googlenet --folds 3 --revision synth-v3-seed0 --epochs 30 --init scratch"
+    )
+    assert _train_options(typed) == _train_options(derived)
+    assert _train_options(typed) != _train_options(derived + " --lr 0.01")
 
 
 def _hub_entry(sha: str, revision: str) -> C.Checkpoint:
