@@ -45,6 +45,9 @@ from .pooling import GlobalPoolAsMean
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
 
+if TYPE_CHECKING:
+    from ..data.dataset import FoldArrays
+
 MAX_ROTATION_DEG = 15.0
 AUGMENTATION = (
     "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
@@ -52,9 +55,6 @@ AUGMENTATION = (
 SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
 DETERMINISM_CUDA = "use_deterministic_algorithms(True); global average pooling trained as a spatial mean"
 DETERMINISM_OTHER = "use_deterministic_algorithms(True, warn_only=True)"
-
-if TYPE_CHECKING:
-    from ..data.dataset import FoldArrays
 
 ArrayLike = np.ndarray | torch.Tensor
 
