@@ -41,6 +41,14 @@ def test_plan_orders_default_arch_first_then_by_cost_and_skips_held_rows(tmp_pat
     assert ("gradcam", "mobilenet_v2") in plan(["gradcam"], ("mobilenet_v2",), (0, 1, 2, 3, 4), tmp_path)
 
 
+def test_another_architecture_s_entry_leaves_the_default_table_s_cost(tmp_path: Path) -> None:
+    """GoogLeNet's gradcam entry (read after MobileNetV2's) has no MobileNetV2 cost: gradcam stays cheap."""
+    for name in ("gradcam.json", "gradcam.models-googlenet.json", "ig.json"):  # committed entries
+        shutil.copy(ENTRIES / name, tmp_path / name)
+    runs = plan(["ig", "gradcam"], ("resnet101",), (0,), tmp_path)
+    assert runs == [("gradcam", "resnet101"), ("ig", "resnet101")]
+
+
 def test_main_names_unknown_methods_and_architectures(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["gpu_plan.py", "--methods", "gradcam nope"])
     with pytest.raises(HfusError, match="unknown method: nope"):
