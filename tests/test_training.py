@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -188,6 +189,7 @@ def fake_data(monkeypatch):
             labels,
             np.zeros((n, SIZE, SIZE), np.uint8),
             [split] * n,
+            twins=images[::-1].copy() if calls.get("twins") else None,  # a track with twins
         )
 
     def dataset_provenance(ds):
@@ -229,7 +231,8 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     acc = float(np.mean(T.predict_logits(model, images).argmax(1).numpy() == labels))
     assert acc == card["metrics"]["test"]["accuracy"] and info.checkpoint.dataset == "hfus-synth"
 
-    # CLI: into the user cache, where load_model finds it by (arch, dataset, fold)
+    # CLI: into the user cache, where load_model finds it by (arch, dataset, fold); a track with twins
+    fake_data["twins"] = True
     rc = cli.main(
         [
             "train",
@@ -253,14 +256,17 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert rc == 0 and fake_data["load"] == ("hfus-synth", None)
     out = capsys.readouterr().out
     assert "test fold 1: accuracy" in out and "mobilenet_v2_hfus-synth_fold1_seed3.safetensors" in out
+    assert re.search(r"twins of correctly classified AD/PS/ST test images predicted CG: \d+/\d+\n", out)
     monkeypatch.setattr(C, "REGISTRY", {})  # else the registered fold 1 comes first (find_checkpoint)
     _, info = C.load_model("mobilenet_v2", fold=1)
     assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
-    # the card records the command as typed; the library call above recorded none; no twins, no flip block
+    # the card records the command as typed (the library call above recorded none) and, with twins, the
+    # flip block (the library call's data had none)
     assert info.checkpoint.meta["command"].startswith(
         "hfus-bench train --models mobilenet --folds 1 --epochs 1"
     )
     assert "command" not in card and "counterfactual" not in card
+    assert set(info.checkpoint.meta["counterfactual"]["per_class"]) == {"AD", "PS", "ST"}
     # ImageNet init without the torchvision weights in the local cache: one-line error, exit code 2
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert cli.main(["train", "--models", "mobilenet", "--folds", "0", "--init", "imagenet", "--quiet"]) == 2

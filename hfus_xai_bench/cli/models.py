@@ -133,6 +133,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
                 f"(best epoch {meta['best_epoch']}/{meta['epochs']})"
             )
+            flips = meta.get("counterfactual")
+            if flips:
+                flipped = sum(c["flipped"] for c in flips["per_class"].values())
+                print(
+                    f"twins of correctly classified AD/PS/ST test images predicted CG: {flipped}/{flips['n']}"
+                )
             print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
     return 0
 
