@@ -290,9 +290,11 @@ def test_twin_flip_block_counts_correct_non_cg_images_whose_twin_is_cg():
     preds = [0, 2, 2, 3, 3, 1]  # the second AD is misclassified
     twins = [1, 1, 0, 1, 3, 1]  # PS's twin is not CG; the second ST's twin neither
     test = FoldArrays(list("abcdef"), images(preds), labels, np.zeros((6, 8, 8), np.uint8), ["g"] * 6)
-    assert T.twin_flip_block(ByPixel(), test, 3, "cpu") is None  # no twins: real data
+    assert (
+        T.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images)) is None
+    )  # no twins: real data
     test.twins = images(twins)
-    block = T.twin_flip_block(ByPixel(), test, 3, "cpu")
+    block = T.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images))
     assert block["per_class"] == {
         "AD": {"flipped": 1, "n": 1},
         "PS": {"flipped": 0, "n": 1},
@@ -306,5 +308,6 @@ def test_twin_flip_block_reproduces_the_shipped_card(synth_ds):
     from hfus_xai_bench.data.dataset import fold_arrays
 
     model, info = C.load_model("mobilenet_v2", fold=0)
-    block = T.twin_flip_block(model, fold_arrays(synth_ds, 0, split="test"), 0, "cpu")
+    test = fold_arrays(synth_ds, 0, split="test")
+    block = T.twin_flip_block(model, test, 0, T.predict_logits(model, test.images))
     assert block == info.checkpoint.meta["counterfactual"]

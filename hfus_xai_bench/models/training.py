@@ -37,7 +37,7 @@ from ..data.folds import split_folds
 from ..errors import HfusError
 from ..jsonio import load_json
 from ..metrics.classification import classification_report
-from ..metrics.counterfactual import CG, predict_lowest
+from ..metrics.counterfactual import CASE_APPLICABLE, CG, counterfactual_scores, predict_lowest
 from ..runtime import environment, resolve_device
 from ..seeding import seed_global
 from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
@@ -373,17 +373,19 @@ def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str
 
 
 def twin_flip_block(
-    model: nn.Module, test: FoldArrays, fold: int, device: str | torch.device
+    model: nn.Module, test: FoldArrays, fold: int, logits: torch.Tensor
 ) -> dict[str, Any] | None:
     """The card's ``counterfactual`` block: of the correctly classified AD/PS/ST test images, how many twins
-    (the same image with its class evidence removed, PROTOCOL §9) the model predicts CG, per class and in all
-    (argmax, lowest index on ties). None where the dataset has no twins (real data)."""
+    (the same image with its class evidence removed) the model predicts CG, per class and in all: PROTOCOL
+    §9's ``flip`` (:func:`.counterfactual_scores`) with the prediction as target. ``logits``: the model's
+    on the test images. None where the dataset has no twins (real data)."""
     if test.twins is None:
         return None
     labels = np.asarray(test.labels, dtype=np.int64)
-    pred = predict_lowest(predict_logits(model, test.images, device)).numpy()
-    twin_is_cg = predict_lowest(predict_logits(model, test.twins, device)).numpy() == CG
-    kept = (pred == labels) & (labels != CG)
+    pred = predict_lowest(logits).numpy()
+    res = counterfactual_scores(model.eval(), None, test.twins, labels, pred, logits=logits)
+    kept = (pred == labels) & (res.case == CASE_APPLICABLE)
+    twin_is_cg = res.flip == 1.0
     per_class = {
         name: {
             "flipped": int((kept & twin_is_cg & (labels == c)).sum()),
@@ -497,10 +499,9 @@ def train(
     )
     stored = _as_stored(model, dtype)
     card = _card(spec.name, dataset, provenance, fold, split, arrays, seed, epochs, dtype, recipe, history)
+    test_logits = predict_logits(stored, te.images, dev)
     card["metrics"] = {
-        "test": classification_report(
-            np.asarray(te.labels), predict_logits(stored, te.images, dev).argmax(1).numpy()
-        ),
+        "test": classification_report(np.asarray(te.labels), test_logits.argmax(1).numpy()),
         "val": classification_report(
             np.asarray(va.labels), predict_logits(stored, va.images, dev).argmax(1).numpy()
         ),
@@ -516,7 +517,7 @@ def train(
         card["command"] = command
     if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
         card["transform_input"] = bool(model.transform_input)
-    flips = twin_flip_block(stored, te, fold, dev)
+    flips = twin_flip_block(stored, te, fold, test_logits)
     if flips is not None:
         card["counterfactual"] = flips
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
