@@ -10,7 +10,9 @@ result record in ``--records`` (an earlier call on the same machine made it). Or
 the default architecture's runs first (the default table's missing rows), then the others'; within each,
 by the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
 methods without one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
-given; architectures in the order given.
+given. Among the other architectures the cheap runs (at most :data:`CHEAP_FE` FE/img) come first, one
+architecture after the other in the order given (a checkpoint trained in the same session is waited for only
+when its architecture's turn comes), then the costly ones of every architecture, cheapest first.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from hfus_xai_bench.leaderboard.entries import entry_from_result, entry_keys
 ENTRIES = Path(__file__).resolve().parent.parent / "leaderboard" / "entries"
 #: the study's costliest methods, cheapest first (forwards per explanation: 400 / 484 / 576 / channels)
 COSTLIEST = ("occlusion45", "occlusion30", "occlusion15", "scorecam")
+#: FE/img up to which a run is cheap (the sanity baselines, CAMs and one-pass gradient methods: 27-111)
+CHEAP_FE = 200.0
 
 
 def default_table_cost(entries: list[dict]) -> dict[str, float]:
@@ -62,8 +66,8 @@ def plan(
     entries_dir: Path = ENTRIES,
     records_dir: Path | None = None,
 ) -> list[tuple[str, str]]:
-    """The (method, architecture) runs left to do, the default architecture's first, then cheapest first;
-    what is left out goes to stderr."""
+    """The (method, architecture) runs left to do, the default architecture's first, then the others' cheap
+    runs architecture by architecture, then cheapest first; what is left out goes to stderr."""
     entries = load_entries(entries_dir)
     held = held_rows(entries, records_dir)
     cost = default_table_cost(entries)
@@ -81,7 +85,12 @@ def plan(
                 print(f"skip {m} on {arch}: {held[m, SYNTH_DATASET, arch, folds]}", file=sys.stderr)
             else:
                 runs.append((m, arch))
-    return sorted(runs, key=lambda run: run[1] != DEFAULT_ARCH)  # stable: cost order within each group
+
+    def group(run: tuple[str, str]) -> tuple[bool, bool, int]:
+        cheap = cost.get(run[0], float("inf")) <= CHEAP_FE
+        return run[1] != DEFAULT_ARCH, not cheap, models.index(run[1]) if cheap else 0
+
+    return sorted(runs, key=group)  # stable: cost order within each group
 
 
 def main() -> None:
@@ -90,10 +99,13 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2", help="architectures: a comma list or 'all'")
     parser.add_argument("--folds", default="0", help="a comma list of folds or 'all'")
     parser.add_argument("--records", type=Path, help="a folder of result records whose rows are held too")
+    parser.add_argument(
+        "--entries", type=Path, default=ENTRIES, help="the leaderboard entries (default: the repo's)"
+    )
     args = parser.parse_args()
     methods = parse_known(args.methods.replace(" ", ","), list(BUILTINS), "method")
     config = RunConfig.build(models=args.models, folds=args.folds)
-    for m, arch in plan(methods, config.models, config.folds, records_dir=args.records):
+    for m, arch in plan(methods, config.models, config.folds, args.entries, args.records):
         print(m, arch)
 
 

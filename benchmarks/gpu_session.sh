@@ -7,10 +7,11 @@
 #   c) checkpoints: the MobileNetV2 folds that have no card in the package yet; then DenseNet201 fold 0
 #      (its card only comes back, as ResNet101's)
 #   d) leaderboard rows: by default the default table's missing ones (MobileNetV2 fold 0), then the rows of
-#      GoogLeNet's table (registered checkpoint) and ResNet101's (b's) that no entry holds, cheapest first, as
-#      far as the budget goes; one `hfus-bench
-#      evaluate` per (method, architecture) that no entry holds yet (benchmarks/gpu_plan.py; PROTOCOL §4, §7
-#      with randomisation@2, §9), the result records as the existing leaderboard entries were made (+ --profile)
+#      GoogLeNet's (registered checkpoint), ResNet101's (b's) and DenseNet201's (c's) tables that no entry
+#      holds: the cheap ones architecture by architecture, then the costly ones cheapest first, as far as the
+#      budget goes; one `hfus-bench evaluate` per (method, architecture), EVAL_JOBS of them side by side
+#      (benchmarks/gpu_plan.py; PROTOCOL §4, §7 with randomisation@2, §9), the result records as the existing
+#      leaderboard entries were made (+ --profile)
 #   e) speed: bench_evaluate.py (whole protocol vs its counted bound, fp32 and bf16), bench_methods.py per
 #      architecture, bench_precision.py (bf16 against fp32: maps r, HR1)
 # The whole run stays inside BUDGET seconds (default 560: one `run` call is cut at 600 s): every step has its
@@ -27,7 +28,7 @@ if [ "$DEVICE" = cpu ]; then  # a dry run here: the dev venv, no device wheels, 
   # records away from /tmp/lb, one thread per training and CPU-sized time limits
   [ -x .venv/bin/python ] && PY=${PY:-.venv/bin/python}
   WHEELS=${WHEELS:-none} WORK=${WORK:-/tmp/hfus-gpu-dry} LB_DIR=${LB_DIR:-/tmp/hfus-gpu-dry-lb}
-  TRAIN_THREADS=${TRAIN_THREADS:-1} BUDGET=${BUDGET:-3600} TRAIN_LIMIT=${TRAIN_LIMIT:-1800}
+  TRAIN_THREADS=${TRAIN_THREADS:-1} EVAL_JOBS=${EVAL_JOBS:-1} EVAL_THREADS=${EVAL_THREADS:-2} BUDGET=${BUDGET:-3600} TRAIN_LIMIT=${TRAIN_LIMIT:-1800}
   BIG_LIMIT=${BIG_LIMIT:-2400} EVAL_LIMIT=${EVAL_LIMIT:-1800} BENCH_LIMIT=${BENCH_LIMIT:-900}
 else
   export HFUS_BENCH_CACHE=${HFUS_BENCH_CACHE:-/tmp/hfus-cache}
@@ -46,10 +47,13 @@ DET_ARCH=${DET_ARCH:-resnet101}  # b): trained twice on fold DET_FOLD; the first
 DET_FOLD=${DET_FOLD:-0}
 SMALL_ARCHS=${SMALL_ARCHS:-}      # more fold-0 trainings whose weights come back (besides DET_ARCH)
 BIG_ARCHS=${BIG_ARCHS:-densenet201}  # fold-0 trainings whose weights stay on the device (besides DET_ARCH)
-# d)'s --models: by default the default table's missing rows, then GoogLeNet's (registered checkpoint) and
-# ResNet101's (b's checkpoint) tables (densenet201 or all: d) waits for c)'s big trainings first)
-EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet,resnet101}
+# d)'s --models: by default the default table's missing rows, then GoogLeNet's (registered checkpoint),
+# ResNet101's (b's checkpoint) and DenseNet201's (c's, waited for when its first run comes) tables
+EVAL_MODELS=${EVAL_MODELS:-mobilenet_v2,googlenet,resnet101,densenet201}
 EVAL_FOLDS=${EVAL_FOLDS:-0}               # d)'s --folds
+PLAN_ENTRIES=${PLAN_ENTRIES:-leaderboard/entries}  # the rows they hold are not planned (a dry run: an empty folder)
+EVAL_JOBS=${EVAL_JOBS:-3}       # d)'s evaluates side by side on the one device (never two of one method)
+EVAL_THREADS=${EVAL_THREADS:-4}  # CPU threads per evaluate
 # d)'s methods (all: every built-in); benchmarks/gpu_plan.py orders the runs (MobileNetV2's first, then
 # cheapest first) and leaves out the (method, architecture) pairs that are n/a or whose row an entry or an
 # earlier call's record ($WORK/lb) holds
@@ -173,12 +177,13 @@ train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE
 
 # d)'s run list (benchmarks/gpu_plan.py reads every leaderboard entry: seconds of CPU) while b) and c) train
 has eval && { "$PY" benchmarks/gpu_plan.py --methods "$EVAL_METHODS" --models "$EVAL_MODELS" \
-  --folds "$EVAL_FOLDS" --records "$WORK/lb" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
+  --folds "$EVAL_FOLDS" --records "$WORK/lb" --entries "$PLAN_ENTRIES" >"$WORK/plan.txt" 2>"$WORK/plan.log" & PLAN_PID=$!; }
 
 # ---- b) determinism + c) checkpoints, side by side on the one GPU -------------------------------------
 # the big architectures start too but are not waited for: they go on (capped) while d) runs
 SMALL_PIDS=()
 BIG_PIDS=()
+BIG_NAMES=()  # the architecture of each of BIG_PIDS
 if has train; then
   log "b) determinism ($DET_ARCH fold $DET_FOLD twice, $DET_EPOCHS epochs) + c) MobileNetV2 folds ${MOB_FOLDS:-none}"
   log "   + ${SMALL_ARCHS:-no other small architecture} + ${BIG_ARCHS:-no big architecture} fold 0 (not waited for)"
@@ -201,6 +206,7 @@ if has train; then
   for a in $BIG_ARCHS; do
     train "train_${a}_fold0" "$a" 0 "$EPOCHS" "$WORK/ckpt" "$BIG_LIMIT" "$RESERVE_SPEED" &
     BIG_PIDS+=($!)
+    BIG_NAMES+=("$a")
   done
   wait "${SMALL_PIDS[@]}"
   s1=$(sha "$DET1/${DET_ARCH}_hfus-synth_fold$DET_FOLD.safetensors")
@@ -215,40 +221,81 @@ big_running() {
   for p in "${BIG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
   return 1
 }
-# d) and e)'s bench_evaluate on other architectures than MobileNetV2 evaluate with c)'s checkpoints: wait for
-# them, then give evaluate a cache holding them next to (links to) everything of the usual cache but its checkpoints
-# (only the big trainings that d) or e) evaluate are waited for)
-uses() {  # uses ARCH: d) or e) evaluates ARCH
-  { has eval && [[ ",$EVAL_MODELS," == *",$1,"* || "$EVAL_MODELS" = all ]]; } ||
-    { has speed && [[ ",$BENCH_EVAL_MODELS," == *",$1,"* || "$BENCH_EVAL_MODELS" = all ]]; }
-}
-if { has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; } || { has speed && [ "$BENCH_EVAL_MODELS" != mobilenet_v2 ]; }; then
-  wait_big=0
-  for a in $BIG_ARCHS; do uses "$a" && wait_big=1; done
-  if [ "$wait_big" = 1 ] && [ ${#BIG_PIDS[@]} -gt 0 ]; then
-    log "waiting for ${BIG_ARCHS} (d/e evaluate $EVAL_MODELS / $BENCH_EVAL_MODELS)"
-    wait "${BIG_PIDS[@]}"
-    BIG_PIDS=()
-  fi
-  real_cache=$("$PY" -c "from hfus_xai_bench.constants import cache_dir; print(cache_dir())")
+# d) and e)'s bench_evaluate on other architectures than MobileNetV2 evaluate with b)/c)'s checkpoints: a cache
+# holding them next to (links to) everything of the usual cache but its checkpoints; linked again before each
+# run (a big training that ends during d adds its files)
+link_checkpoints() {
   mkdir -p "$WORK/cache/checkpoints"
   for x in "$real_cache"/*; do [ "$(basename "$x")" = checkpoints ] || ln -sfn "$x" "$WORK/cache/"; done
   for x in "$WORK"/ckpt/*; do [ -e "$x" ] && ln -sf "$x" "$WORK/cache/checkpoints/"; done
+}
+if { has eval && [ "$EVAL_MODELS" != mobilenet_v2 ]; } || { has speed && [ "$BENCH_EVAL_MODELS" != mobilenet_v2 ]; }; then
+  real_cache=$("$PY" -c "from hfus_xai_bench.constants import cache_dir; print(cache_dir())")
+  link_checkpoints
   export HFUS_BENCH_CACHE=$WORK/cache
-  log "d) uses the checkpoints of c): $(ls "$WORK/cache/checkpoints" | grep -c json) cards in $HFUS_BENCH_CACHE"
+  log "d) uses the checkpoints of b)/c): $(ls "$WORK/cache/checkpoints" | grep -c json) cards in $HFUS_BENCH_CACHE so far"
 fi
 
 # ---- d) the default table's missing rows (MobileNetV2 fold 0), then the other architectures' tables ------
+LANE_PIDS=()
+LANE_METHODS=()
+lanes_running() {  # the number of d)'s runs going
+  local i n=0
+  for i in "${!LANE_PIDS[@]}"; do kill -0 "${LANE_PIDS[$i]}" 2>/dev/null && n=$((n + 1)); done
+  echo "$n"
+}
+method_running() {  # method_running METHOD: a run of METHOD is going (their records share a file name)
+  local i
+  for i in "${!LANE_PIDS[@]}"; do
+    [ "${LANE_METHODS[$i]}" = "$1" ] && kill -0 "${LANE_PIDS[$i]}" 2>/dev/null && return 0
+  done
+  return 1
+}
+training() {  # training ARCH: c)'s training of ARCH still runs
+  local i
+  for i in "${!BIG_PIDS[@]}"; do
+    [ "${BIG_NAMES[$i]}" = "$1" ] && kill -0 "${BIG_PIDS[$i]}" 2>/dev/null && return 0
+  done
+  return 1
+}
+evaluate_row() {  # evaluate_row NAME METHOD ARCH: one leaderboard row, its record and profile kept in $WORK
+  local name=$1 m=$2 a=$3
+  rm -f "$LB_DIR/$m.json" "$LB_DIR/$m.profile.json"  # never return an older record (a second, warm call)
+  OMP_NUM_THREADS=$EVAL_THREADS step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" \
+    --models "$a" --folds "$EVAL_FOLDS" --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" \
+    --no-figure --quiet --profile
+  cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
+  cp "$LB_DIR/$m.profile.json" "$WORK/prof/$m.$a.json" 2>/dev/null  # wall, stages, bound (logs.tar.gz)
+}
 if has eval; then
-  # one run (record, entry) per (method, architecture): a cut run loses only its own rows
+  # one run (record, entry) per (method, architecture): a cut run loses only its own rows; EVAL_JOBS runs side
+  # by side (start-up, data and ROAD on the CPU overlap the others' model passes), never two of one method
   wait "$PLAN_PID"
   PLAN=$(cat "$WORK/plan.txt")
-  log "d) leaderboard rows ($EVAL_METHODS on $EVAL_MODELS, folds $EVAL_FOLDS): $(echo $PLAN | tr '\n' ' ')"
+  log "d) leaderboard rows ($EVAL_METHODS on $EVAL_MODELS, folds $EVAL_FOLDS, $EVAL_JOBS side by side): $(echo $PLAN | tr '\n' ' ')"
+  [ "$EVAL_JOBS" -gt 1 ] && log "NOTE: d)'s runs share the device $EVAL_JOBS at a time: their cost seconds include that contention"
   sed 's/^/   /' "$WORK/plan.log" >>"$LOG"
   grep "earlier call" "$WORK/plan.log" >>"$STATUS"  # rows whose records results.tar.gz holds already
   mkdir -p "$WORK/lb" "$WORK/prof"
-  while read -r m a; do
-    [ -n "$m" ] || continue
+  mapfile -t PENDING < <(grep . <<<"$PLAN")
+  # the first pending run whose method is not going and whose architecture is not training starts when a lane
+  # is free (the plan's order otherwise); a run of an architecture still training waits for it
+  while [ ${#PENDING[@]} -gt 0 ]; do
+    pick=
+    if [ "$(lanes_running)" -lt "$EVAL_JOBS" ]; then
+      for i in "${!PENDING[@]}"; do
+        read -r m a <<<"${PENDING[$i]}"
+        method_running "$m" || training "$a" || { pick=$i; break; }
+      done
+    fi
+    if [ -z "$pick" ]; then
+      sleep 1
+      continue
+    fi
+    unset 'PENDING[pick]'
+    PENDING=("${PENDING[@]}")
+    pack
+    [ -n "${real_cache:-}" ] && link_checkpoints
     if [ "$a" != mobilenet_v2 ] && ! compgen -G "$WORK/ckpt/${a}_*.safetensors" >/dev/null &&
       ! compgen -G "hfus_xai_bench/checkpoints/${a}_*.safetensors" >/dev/null; then
       echo "skipped, no $a checkpoint (b/c or registered): eval_${m}_$a" >>"$STATUS"  # not 20 failures
@@ -256,21 +303,21 @@ if has eval; then
     fi
     [ "$EVAL_MODELS" = "$a" ] && name=eval_$m || name=eval_${m}_$a
     big_running && log "NOTE: $name starts while ${BIG_ARCHS} train: its cost seconds include that contention"
-    rm -f "$LB_DIR/$m.json" "$LB_DIR/$m.profile.json"  # never return an older record (a second, warm call)
-    step "$name" "$EVAL_LIMIT" "$RESERVE_SPEED" "${BENCH[@]}" evaluate "$m" --models "$a" --folds "$EVAL_FOLDS" \
-      --device "$DEVICE" ${LIMIT:+--limit "$LIMIT"} --out "$LB_DIR" --no-figure --quiet --profile
-    cp "$LB_DIR/$m.json" "$WORK/lb/$m.$a.json" 2>/dev/null
-    cp "$LB_DIR/$m.profile.json" "$WORK/prof/$m.$a.json" 2>/dev/null  # wall, stages, bound (logs.tar.gz)
-    pack
-  done <<<"$PLAN"
+    evaluate_row "$name" "$m" "$a" &
+    LANE_PIDS+=($!)
+    LANE_METHODS+=("$m")
+  done
+  [ ${#LANE_PIDS[@]} -gt 0 ] && wait "${LANE_PIDS[@]}"
+  pack
   # these runs' wall time against their counted bound, summed (the whole-protocol line when d) ran everything)
   ls "$WORK"/prof/*.json >/dev/null 2>&1 &&
     "$PY" benchmarks/bench_evaluate.py --profiles "$WORK"/prof/*.json 2>&1 | tee -a "$LOG" >/dev/null
 fi
-if [ ${#BIG_PIDS[@]} -gt 0 ]; then
-  big_running && log "waiting for ${BIG_ARCHS}"
-  wait "${BIG_PIDS[@]}"
+if big_running; then
+  log "waiting for ${BIG_ARCHS}"
+  for p in "${BIG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && wait "$p"; done
 fi
+[ -n "${real_cache:-}" ] && link_checkpoints  # e)'s bench_evaluate may use them
 for f in "$WORK"/ckpt/resnet101_*.json "$WORK"/ckpt/densenet201_*.json; do
   [ -f "$f" ] && log "not returned (too large): $(basename "${f%.json}").safetensors sha256 $(sha "${f%.json}.safetensors")"
 done

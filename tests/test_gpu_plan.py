@@ -49,6 +49,36 @@ def test_another_architecture_s_entry_leaves_the_default_table_s_cost(tmp_path: 
     assert runs == [("gradcam", "resnet101"), ("ig", "resnet101")]
 
 
+def test_other_architectures_cheap_runs_come_one_architecture_after_the_other(tmp_path: Path) -> None:
+    """ResNet101's cheap rows all before DenseNet201's (whose checkpoint may still be training), then the
+    costly rows of both, cheapest first; a method without a default-table cost is not taken for cheap."""
+    for name in (
+        "gradcam.json",
+        "saliency.json",
+        "ig.json",
+        "occlusion45.json",
+    ):  # MobileNetV2 fold-0 entries
+        shutil.copy(ENTRIES / name, tmp_path / name)
+    runs = plan(
+        ["occlusion45", "ig", "guidedbackprop", "saliency", "gradcam"],
+        ("resnet101", "densenet201"),
+        (0,),
+        tmp_path,
+    )
+    assert runs == [
+        ("saliency", "resnet101"),  # 50.7 FE/img each: in the order given
+        ("gradcam", "resnet101"),
+        ("saliency", "densenet201"),
+        ("gradcam", "densenet201"),
+        ("ig", "resnet101"),
+        ("ig", "densenet201"),
+        ("occlusion45", "resnet101"),
+        ("occlusion45", "densenet201"),
+        ("guidedbackprop", "resnet101"),  # no cost known: last
+        ("guidedbackprop", "densenet201"),
+    ]
+
+
 def test_main_names_unknown_methods_and_architectures(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["gpu_plan.py", "--methods", "gradcam nope"])
     with pytest.raises(HfusError, match="unknown method: nope"):
