@@ -27,7 +27,6 @@ do depend on the batch: calling it on a whole batch draws the noise for all imag
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from torch import nn
 
 from ..errors import HfusError
 from .baselines import image_seeds
-from .contract import ExplainContext, MapKind, check_batch, frozen_parameters, points_per_forward
+from .contract import ExplainContext, MapKind, check_batch, chunked, frozen_parameters, points_per_forward
 
 #: protocol parameters (PROTOCOL §5)
 IG_STEPS = 50
@@ -70,22 +69,6 @@ def input_grad(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torc
         x = x.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(_target_logit(model, x, targets).sum(), x)
     return grad
-
-
-def chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> None:
-    """Call ``run(start, stop)`` over [0, n) in chunks; on CUDA OOM halve the chunk and retry."""
-    start = 0
-    while start < n:
-        stop = min(n, start + chunk)
-        try:
-            run(start, stop)
-        except torch.cuda.OutOfMemoryError:
-            if device.type != "cuda" or chunk == 1:
-                raise
-            torch.cuda.empty_cache()
-            chunk = max(1, chunk // 2)
-            continue
-        start = stop
 
 
 class CaptumLike:

@@ -33,9 +33,9 @@ from torch import nn
 
 from ..constants import TRAINING_SAMPLE_SIZE
 from ..errors import HfusError
-from .attribution import CaptumLike, GradientShap, chunked, input_grad, points_per_forward
+from .attribution import CaptumLike, GradientShap, input_grad
 from .baselines import image_seeds
-from .contract import ExplainContext
+from .contract import ExplainContext, chunked, points_per_forward
 
 __all__ = ["DeepLift", "ExpectedGradients", "GuidedBackprop", "InputXGradient", "SmoothGrad"]
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext, check_batch, frozen_parameters, points_per_forward
+from .contract import ExplainContext, check_batch, chunked, frozen_parameters, points_per_forward
 
 __all__ = [
     "AblationCAM",
@@ -260,22 +260,24 @@ def _score_cam_weights(
     size = images.shape[-2:]
     flat = acts.reshape(b * c, 1, h, w)
     scores = torch.empty(b * c, device=images.device, dtype=torch.float32)
+
+    def run(start: int, stop: int) -> None:
+        img = torch.arange(start, stop, device=images.device) // c
+        # nn.UpsamplingBilinear2d == align_corners=True, then per-map (x - min) / (max - min + 1e-8)
+        up = F.interpolate(flat[start:stop], size=tuple(size), mode="bilinear", align_corners=True)
+        lo = up.amin(dim=(2, 3), keepdim=True)
+        hi = up.amax(dim=(2, 3), keepdim=True)
+        up = (up - lo) / (hi - lo + _SCORECAM_EPS)
+        # a channel constant at h×w upsamples to a constant: its exact mask is 0. (The library's is
+        # interpolation rounding noise scaled to [0, 1], which depends on the tensor's shape.)
+        src = flat[start:stop]
+        constant = src.amax(dim=(2, 3), keepdim=True) == src.amin(dim=(2, 3), keepdim=True)
+        up = torch.where(constant, torch.zeros_like(up), up)
+        masked = images[img] * up.to(images.dtype)
+        scores[start:stop] = target_scores(model(masked), targets[img]).float()
+
     with torch.no_grad():
-        for start in range(0, b * c, chunk):
-            stop = min(start + chunk, b * c)
-            img = torch.arange(start, stop, device=images.device) // c
-            # nn.UpsamplingBilinear2d == align_corners=True, then per-map (x - min) / (max - min + 1e-8)
-            up = F.interpolate(flat[start:stop], size=tuple(size), mode="bilinear", align_corners=True)
-            lo = up.amin(dim=(2, 3), keepdim=True)
-            hi = up.amax(dim=(2, 3), keepdim=True)
-            up = (up - lo) / (hi - lo + _SCORECAM_EPS)
-            # a channel constant at h×w upsamples to a constant: its exact mask is 0. (The library's is
-            # interpolation rounding noise scaled to [0, 1], which depends on the tensor's shape.)
-            src = flat[start:stop]
-            constant = src.amax(dim=(2, 3), keepdim=True) == src.amin(dim=(2, 3), keepdim=True)
-            up = torch.where(constant, torch.zeros_like(up), up)
-            masked = images[img] * up.to(images.dtype)
-            scores[start:stop] = target_scores(model(masked), targets[img]).float()
+        chunked(run, b * c, chunk, images.device)
     return torch.softmax(scores.view(b, c), dim=-1)
 
 
