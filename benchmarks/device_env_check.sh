@@ -19,8 +19,13 @@ if [ ! -x "$ENV_DIR/bin/python" ]; then
   python3 -m venv "$ENV_DIR"
   "$ENV_DIR/bin/pip" install -q --upgrade pip
 fi
-# shellcheck disable=SC2086
-"$ENV_DIR/bin/pip" install -q $DEVICE_PINS "${carried[@]}" tabulate tqdm pillow pytest pytest-xdist torchcam
+# the project's dependencies and test extras as pyproject.toml declares them, held to those versions
+pins=$(mktemp)
+trap 'rm -f "$pins"' EXIT
+printf '%s\n' $DEVICE_PINS "${carried[@]}" >"$pins"
+read -r -a wanted < <(python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']
+print(' '.join(p['dependencies'] + p['optional-dependencies']['test']))")
+"$ENV_DIR/bin/pip" install -q -c "$pins" "${wanted[@]}"
 "$ENV_DIR/bin/python" -c "
 import importlib.metadata as m, sys
 print('python', sys.version.split()[0], *(f'{p} {m.version(p)}' for p in
