@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import HfusError
 
-__all__ = ["from_json_numbers", "json_number", "json_numbers", "load_json"]
+__all__ = ["dumps_compact_lists", "from_json_numbers", "json_number", "json_numbers", "load_json"]
 
 
 def json_number(value: Any) -> float | None:
@@ -37,6 +37,24 @@ def json_numbers(value: Any) -> Any:
 def from_json_numbers(value: Any) -> np.ndarray:
     """The inverse of :func:`json_numbers`: nested lists with None → a float64 array with NaN."""
     return np.array(value, dtype=np.float64) if value is not None else np.array(np.nan)
+
+
+def dumps_compact_lists(value: Any) -> str:
+    """``value`` as JSON with sorted keys, one key or nested container per line (indent 1), and every list
+    of scalars on one line: a file a reviewer can diff by key, without one line per number. NaN and
+    infinity are errors; ``json.loads`` gives ``value`` back."""
+    return _dumps(value, "")
+
+
+def _dumps(value: Any, pad: str) -> str:
+    inner = pad + " "
+    if isinstance(value, dict) and value:
+        keys = sorted(value)
+        lines = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dumps(value[k], inner)}" for k in keys]
+        return "{\n" + ",\n".join(lines) + "\n" + pad + "}"
+    if isinstance(value, list) and any(isinstance(x, (dict, list)) for x in value):
+        return "[\n" + ",\n".join(inner + _dumps(x, inner) for x in value) + "\n" + pad + "]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def load_json(path: str | Path, what: str = "file") -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.jsonio import from_json_numbers, json_number, json_numbers, load_json
+from hfus_xai_bench.jsonio import dumps_compact_lists, from_json_numbers, json_number, json_numbers, load_json
 
 
 def test_numbers_round_trip_with_nan_as_null() -> None:
@@ -33,3 +33,16 @@ def test_load_json_or_fail_with_one_message(tmp_path) -> None:
     bad.write_text("{not json")
     with pytest.raises(HfusError, match="is not valid JSON"):
         load_json(bad, "result file")
+
+
+def test_compact_lists_one_key_per_line_and_each_scalar_list_on_one_line() -> None:
+    value = {"b": [1.5, None, "x"], "a": {"ids": ["i1", "i2"], "rows": [{"z": [], "y": {}}], "é": True}}
+    text = dumps_compact_lists(value)
+    assert json.loads(text) == value
+    assert text == (
+        '{\n "a": {\n  "ids": ["i1", "i2"],\n  "rows": [\n   {\n    "y": {},\n    "z": []\n   }\n  ],\n'
+        '  "é": true\n },\n "b": [1.5, null, "x"]\n}'
+    )
+    assert dumps_compact_lists([1 / 3]) == "[0.3333333333333333]"  # repr: float64 exactly
+    with pytest.raises(ValueError):
+        dumps_compact_lists({"x": [float("nan")]})

@@ -18,6 +18,7 @@ from hfus_xai_bench.cli import main
 from hfus_xai_bench.compare import compare, image_scores
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.explainers.registry import SANITY_METHODS
+from hfus_xai_bench.jsonio import dumps_compact_lists
 from hfus_xai_bench.leaderboard import (
     entry_filename,
     entry_from_result,
@@ -643,6 +644,16 @@ def test_committed_pages_match_a_fresh_render() -> None:
     for e in load_entries(entries_dir):  # committed entries come from real runs: the command is recorded
         assert e["command"] and e["command"].startswith("hfus-bench "), e["method"]["name"]
     assert stale_files(entries_dir, out) == [], "run `hfus-bench leaderboard render` and commit the result"
+
+
+def test_committed_entries_are_written_as_add_writes_them() -> None:
+    """``leaderboard add`` writes an entry with :func:`dumps_compact_lists` (a list of per-image values on
+    one line); a committed entry in another form was edited by hand or written by an older version."""
+    for path in sorted((REPO / "leaderboard" / "entries").glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        assert text == dumps_compact_lists(json.loads(text)) + "\n", (
+            f"{path.name}: rewrite it with write_entry"
+        )
 
 
 def _cli(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ from ..config import require_leaderboard_precision
 from ..constants import ARCH_DISPLAY_NAMES, DEFAULT_ARCH, LEADERBOARD_ENTRIES_DIR, SYNTH_DATASET
 from ..errors import HfusError
 from ..explainers.registry import BUILTIN_METHODS
-from ..jsonio import load_json
+from ..jsonio import dumps_compact_lists, load_json
 from ..results import validate
 
 ENTRIES_DIR = Path(LEADERBOARD_ENTRIES_DIR)
@@ -134,15 +134,16 @@ def entry_conflict(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR)
 
 
 def write_entry(entry: dict[str, Any], entries_dir: str | Path = ENTRIES_DIR) -> Path:
-    """Write the entry as :func:`entry_filename` in ``entries_dir``, replacing the file of that name; an
-    HfusError where :func:`entry_conflict` says why not."""
+    """Write the entry as :func:`entry_filename` in ``entries_dir`` (:func:`dumps_compact_lists`: a list of
+    per-image values on one line), replacing the file of that name; an HfusError where
+    :func:`entry_conflict` says why not."""
     validate_entry(entry)
     path = Path(entries_dir) / entry_filename(entry)
     conflict = entry_conflict(entry, entries_dir)
     if conflict:
         raise HfusError(conflict)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entry, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n")
+    path.write_text(dumps_compact_lists(entry) + "\n")
     return path
 
 
