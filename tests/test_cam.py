@@ -30,7 +30,7 @@ from torch import nn  # noqa: E402
 
 from hfus_xai_bench.errors import HfusError  # noqa: E402
 from hfus_xai_bench.explainers import cam  # noqa: E402
-from hfus_xai_bench.explainers.contract import ExplainContext, chunked  # noqa: E402
+from hfus_xai_bench.explainers.contract import ExplainContext  # noqa: E402
 from hfus_xai_bench.explainers.registry import BUILTIN_METHODS, CAM_METHODS  # noqa: E402
 from hfus_xai_bench.models.zoo import get_arch  # noqa: E402
 
@@ -229,23 +229,6 @@ def test_masked_forward_chunks_follow_memory_on_cuda(monkeypatch: pytest.MonkeyP
         assert cam._chunk_size(gpu, gpu.device, 224, 224) == expected
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: (2 * gib, 80 * gib))
     assert cam._chunk_size(gpu, gpu.device, 112, 112) == 286  # a quarter of the pixels: 4× the images
-
-
-def test_chunks_halve_when_cuda_runs_out_of_memory() -> None:
-    """Score-CAM's and the attribution methods' chunk loop (contract.chunked): on CUDA an out-of-memory
-    chunk is halved and retried (another process on the device may have taken the memory the chunk was
-    sized for), every index is covered once, in order; on the CPU the error is raised."""
-    done: list[tuple[int, int]] = []
-
-    def run(start: int, stop: int) -> None:
-        if stop - start > 3:
-            raise torch.cuda.OutOfMemoryError("fake")
-        done.append((start, stop))
-
-    chunked(run, 10, 16, torch.device("cuda"))  # no CUDA call but empty_cache, a no-op without a GPU
-    assert done == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
-    with pytest.raises(torch.cuda.OutOfMemoryError):
-        chunked(run, 10, 16, torch.device("cpu"))
 
 
 @pytest.mark.slow

@@ -35,8 +35,9 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from ..errors import HfusError
+from ..runtime import chunked
 from .baselines import image_seeds
-from .contract import ExplainContext, MapKind, check_batch, chunked, frozen_parameters, points_per_forward
+from .contract import ExplainContext, MapKind, check_batch, frozen_parameters, points_per_forward
 
 #: protocol parameters (PROTOCOL §5)
 IG_STEPS = 50

@@ -33,9 +33,10 @@ from torch import nn
 
 from ..constants import TRAINING_SAMPLE_SIZE
 from ..errors import HfusError
+from ..runtime import chunked
 from .attribution import CaptumLike, GradientShap, input_grad
 from .baselines import image_seeds
-from .contract import ExplainContext, chunked, points_per_forward
+from .contract import ExplainContext, points_per_forward
 
 __all__ = ["DeepLift", "ExpectedGradients", "GuidedBackprop", "InputXGradient", "SmoothGrad"]
 

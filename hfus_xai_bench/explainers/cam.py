@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import HfusError
-from .contract import ExplainContext, check_batch, chunked, frozen_parameters, points_per_forward
+from ..runtime import chunked
+from .contract import ExplainContext, check_batch, frozen_parameters, points_per_forward
 
 __all__ = [
     "AblationCAM",

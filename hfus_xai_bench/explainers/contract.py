@@ -96,23 +96,6 @@ def points_per_forward(context: ExplainContext, height: int, width: int, grad: b
     return int(min(_MAX_POINTS, max(8, 0.5 * free // per)))
 
 
-def chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> None:
-    """Call ``run(start, stop)`` over [0, n) in chunks; on CUDA OOM halve the chunk and retry (a chunk sized
-    by :func:`points_per_forward` can meet memory that another process took meanwhile)."""
-    start = 0
-    while start < n:
-        stop = min(n, start + chunk)
-        try:
-            run(start, stop)
-        except torch.cuda.OutOfMemoryError:
-            if device.type != "cuda" or chunk == 1:
-                raise
-            torch.cuda.empty_cache()
-            chunk = max(1, chunk // 2)
-            continue
-        start = stop
-
-
 class Explainer(Protocol):
     """A class-based method: constructed once per model, called per batch."""
 

@@ -23,6 +23,7 @@ from torch import nn
 from ..constants import THRESHOLDS
 from ..errors import HfusError
 from ..jsonio import json_number
+from ..runtime import ForwardInPieces
 from .localisation import as_m255, threshold_starts
 from .postprocess import as_tensor
 from .stats import nanmean0
@@ -177,6 +178,7 @@ def confidence_change(
     if n and (bool((tg_dev < 0).any())):
         raise HfusError("targets: negative class index")
     top = int(tg_dev.max()) if n else -1
+    forward = ForwardInPieces(model, device)
     with torch.inference_mode():
         for start in range(0, total, batch_size):
             job = torch.arange(start, min(start + batch_size, total), device=device)
@@ -185,7 +187,7 @@ def confidence_change(
             mult = torch.take(lut, mb.to(torch.int64).add_((var * 256).view(-1, 1, 1)))
             xb = x.index_select(0, img.to(x.device)).to(device, dtype)
             xb.mul_(mult.unsqueeze(1))
-            logits = model(xb)
+            logits = forward(xb)
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != xb.shape[0]:
                 raise HfusError("model: expected logits (B, num_classes) from a forward pass")
             if top >= logits.shape[1]:

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..constants import CLASSES
 from ..errors import HfusError
+from ..runtime import ForwardInPieces
 from .postprocess import as_tensor
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward(model: ForwardInPieces, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         logits = model(x)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
@@ -152,12 +153,13 @@ def counterfactual_scores(
     idx = np.flatnonzero(case == CASE_APPLICABLE)
     step = max(1, int(batch_size) // (1 if given is not None else 2))
     img_logits, twin_logits = [], []
+    forward = ForwardInPieces(model, device)
     for start in range(0, idx.size, step):
         sel = torch.from_numpy(idx[start : start + step])
         batch = [tw.index_select(0, sel.to(tw.device))]
         if x is not None:
             batch.insert(0, x.index_select(0, sel.to(x.device)))
-        out = _forward(model, torch.cat([b.to(device, dtype) for b in batch])).cpu()
+        out = _forward(forward, torch.cat([b.to(device, dtype) for b in batch])).cpu()
         twin_logits.append(out[-sel.numel() :])
         img_logits.append(given.index_select(0, sel) if given is not None else out[: sel.numel()])
     res = CounterfactualResult(

@@ -62,6 +62,7 @@ from torch import nn
 
 from ..constants import ROAD_FRACTIONS
 from ..errors import HfusError
+from ..runtime import ForwardInPieces
 from ..seeding import derive_seed, torch_generator
 from .solver import (
     TOL,
@@ -274,7 +275,7 @@ class _Forwards:
     """Target-class softmax probabilities of image batches, timed (``model`` in eval mode)."""
 
     def __init__(self, model: nn.Module, device: torch.device, fmt: torch.memory_format) -> None:
-        self.model, self.device, self.fmt = model, device, fmt
+        self.model, self.device, self.fmt = ForwardInPieces(model, device), device, fmt
         self.probs: list[torch.Tensor] = []
         self.seconds = 0.0
 
