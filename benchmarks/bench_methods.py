@@ -6,6 +6,8 @@ the agreement of the maps (Pearson r). Random weights (seeded): speed does not d
 
     python benchmarks/bench_methods.py                      # CPU sizes: MobileNetV2, 2 images
     python benchmarks/bench_methods.py --device cuda --archs all --n 32   # GPU, full size
+    python benchmarks/bench_methods.py --device cuda --archs googlenet --out goo.json   # also as JSON
+    python benchmarks/bench_methods.py --markdown mob.json goo.json   # one markdown table of such files
 
 ``--precision bf16``: ours and the pass bound run under autocast (``calls.set_precision``), the library on
 the float32 model (grad-cam cannot run in bf16, PROTOCOL §5.1): its speed-up is against the library in fp32,
@@ -15,10 +17,14 @@ its r the agreement of our bf16 maps with the library's fp32 ones.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import subprocess
 import time
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -154,6 +160,127 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(r.min())
 
 
+def measure_arch(arch: str, methods: list[str], args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """One row per method on ``arch``: library, ours and bound seconds per image, min Pearson r."""
+    spec = get_arch(arch)
+    lib_model = make_model(arch, device)  # float32: the library as a user runs it
+    model = (
+        lib_model
+        if args.precision == "fp32"
+        else set_precision(make_model(arch, device), args.precision, device)
+    )
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(args.n, 3, 224, 224, generator=gen).to(device)
+    with torch.no_grad():  # not inference_mode: the targets are used under autograd later
+        t = lib_model(x).argmax(1)  # the same targets in both precisions
+    t_fwd, t_bwd = pass_bounds(model, x, device, chunk=args.batch if device.type == "cuda" else 16)
+    print(f"{arch}: forward {1 / t_fwd:.1f} img/s, forward+input-grad {1 / t_bwd:.1f} img/s")
+    rows = []
+    for method in methods:
+        n_pass, kind = passes(method, spec.channels)
+        ctx = ExplainContext(
+            arch=spec.name,
+            target_layer=spec.resolve_target_layer(model),
+            device=device,
+            head=spec.head(model),
+            seed=0,
+            batch_size=args.batch,
+        )
+        try:
+            ours = load_builtin(method).build(model, ctx)
+            t_ours, m_ours = timed(lambda ours=ours, x=x, t=t: ours(x, t), device, warmup=args.warmup)
+        except Exception as err:  # keep measuring the other methods
+            print(f"   {arch} {method}: ours failed: {type(err).__name__}: {err}", flush=True)
+            continue
+        t_lib, r = math.nan, math.nan
+        if method not in args.skip:
+            lib = library_call(method, lib_model, spec.resolve_target_layer(lib_model), args.batch)
+            try:
+                t_lib, m_lib = timed(lambda lib=lib, x=x, t=t: lib(x, t), device, warmup=args.warmup)
+            except Exception as err:
+                print(f"   {arch} {method}: library failed: {type(err).__name__}: {err}", flush=True)
+                continue
+            m_lib = torch.as_tensor(np.asarray(m_lib.detach().cpu() if torch.is_tensor(m_lib) else m_lib))
+            # GradientShap: ours seeds each image from its content (batch-independent), the batched
+            # library call draws per batch, so maps differ by design; tests/test_attribution.py checks it
+            r = math.nan if method == "gradientshap" else pearson(m_ours, m_lib)
+            if method == "eigengradcam":
+                r = abs(r)
+        rows.append(
+            {
+                "arch": arch,
+                "method": method,
+                "library_s": t_lib / args.n,
+                "ours_s": t_ours / args.n,
+                "bound_s": n_pass * (t_fwd if kind == "fwd" else t_bwd),
+                "min_r": r,
+            }
+        )
+        print("  ", *table_cells(rows[-1]), flush=True)
+    return rows
+
+
+HEADERS = [
+    "method",
+    "arch",
+    "library s/img",
+    "ours s/img",
+    "bound s/img",
+    "ours / bound",
+    "speed-up",
+    "min r",
+]
+
+
+def table_cells(row: dict) -> list[str]:
+    """A row as the table's cells (NaN: the library side was skipped or r is n/a)."""
+    lib, ours, bound, r = row["library_s"], row["ours_s"], row["bound_s"], row["min_r"]
+    skipped = lib is None or math.isnan(lib)
+    return [
+        row["method"],
+        row["arch"],
+        "skipped" if skipped else f"{lib:.4g}",
+        f"{ours:.4g}",
+        f"{bound:.4g}",
+        f"{ours / bound:.2f}",
+        "-" if skipped else f"{lib / ours:.1f}x",
+        "n/a" if r is None or math.isnan(r) else f"{r:.5f}",
+    ]
+
+
+def markdown_table(records: list[dict]) -> str:
+    """One markdown table from ``--out`` files of one device, precision and commit (e.g. one per
+    architecture): a line naming them, then a row per (method, architecture), methods in the order run."""
+    keys = {(r["device"], r["precision"], r["commit"], r["torch"]) for r in records}
+    if len(keys) != 1:
+        raise SystemExit(f"--markdown: files of one device, precision, commit and torch, got {sorted(keys)}")
+    device, precision, commit, version = keys.pop()
+    rows = [row for r in records for row in r["rows"]]
+    order = {m: i for i, m in enumerate(dict.fromkeys(row["method"] for row in rows))}
+    rows.sort(key=lambda row: (order[row["method"]], row["arch"]))
+    dates = sorted({r["date"] for r in records})
+    lines = [
+        f"{device}, {precision}, torch {version}, commit {commit}, {dates[0]}"
+        + (f" to {dates[-1]}" if len(dates) > 1 else "")
+        + f"; {records[0]['n']} images per call, warm-up {records[0]['warmup']}",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -170,87 +297,44 @@ def main() -> None:
     parser.add_argument(
         "--precision", default="fp32", choices=PRECISIONS, help="ours and the bound (module doc)"
     )
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--markdown", nargs="+", type=Path, help="measure nothing: one markdown table from these --out files"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table([json.loads(p.read_text()) for p in args.markdown]))
+        return
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     archs = parse_known(args.archs, list(ARCHS), "architecture")
     study = [*CAM_METHODS, *ATTRIBUTION_METHODS]
     methods = parse_known(args.methods, study, "method")
-    skip = set(parse_known(args.skip_library, study, "method to skip"))
-    batch = args.batch or (256 if device.type == "cuda" else 64)
+    args.skip = set(parse_known(args.skip_library, study, "method to skip"))
+    args.batch = args.batch or (256 if device.type == "cuda" else 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; n={args.n}; "
-        f"library batch={batch}; precision {args.precision}"
+        f"library batch={args.batch}; precision {args.precision}"
     )
-    rows = []
-    for arch in archs:
-        spec = get_arch(arch)
-        lib_model = make_model(arch, device)  # float32: the library as a user runs it
-        model = (
-            lib_model
-            if args.precision == "fp32"
-            else set_precision(make_model(arch, device), args.precision, device)
-        )
-        gen = torch.Generator().manual_seed(1)
-        x = torch.rand(args.n, 3, 224, 224, generator=gen).to(device)
-        with torch.no_grad():  # not inference_mode: the targets are used under autograd later
-            t = lib_model(x).argmax(1)  # the same targets in both precisions
-        t_fwd, t_bwd = pass_bounds(model, x, device, chunk=batch if device.type == "cuda" else 16)
-        print(f"{arch}: forward {1 / t_fwd:.1f} img/s, forward+input-grad {1 / t_bwd:.1f} img/s")
-        for method in methods:
-            n_pass, kind = passes(method, spec.channels)
-            bound = n_pass * (t_fwd if kind == "fwd" else t_bwd)
-            ctx = ExplainContext(
-                arch=spec.name,
-                target_layer=spec.resolve_target_layer(model),
-                device=device,
-                head=spec.head(model),
-                seed=0,
-                batch_size=batch,
-            )
-            try:
-                ours = load_builtin(method).build(model, ctx)
-                t_ours, m_ours = timed(lambda ours=ours, x=x, t=t: ours(x, t), device, warmup=args.warmup)
-            except Exception as err:  # keep measuring the other methods
-                print(f"   {arch} {method}: ours failed: {type(err).__name__}: {err}", flush=True)
-                continue
-            t_ours /= args.n
-            if method in skip:
-                t_lib, r = float("nan"), float("nan")
-            else:
-                lib = library_call(method, lib_model, spec.resolve_target_layer(lib_model), batch)
-                try:
-                    t_lib, m_lib = timed(lambda lib=lib, x=x, t=t: lib(x, t), device, warmup=args.warmup)
-                except Exception as err:
-                    print(f"   {arch} {method}: library failed: {type(err).__name__}: {err}", flush=True)
-                    continue
-                t_lib /= args.n
-                m_lib = torch.as_tensor(np.asarray(m_lib.detach().cpu() if torch.is_tensor(m_lib) else m_lib))
-                # GradientShap: ours seeds each image from its content (batch-independent), the batched
-                # library call draws per batch, so maps differ by design; tests/test_attribution.py checks it
-                r = float("nan") if method == "gradientshap" else pearson(m_ours, m_lib)
-                if method == "eigengradcam":
-                    r = abs(r)
-            rows.append(
-                [
-                    arch,
-                    method,
-                    f"{1 / t_lib:.2f}" if t_lib == t_lib else "skipped",
-                    f"{1 / t_ours:.2f}",
-                    f"{t_lib / t_ours:.1f}x" if t_lib == t_lib else "-",
-                    f"{t_ours / bound:.2f}",
-                    f"{r:.5f}",
-                ]
-            )
-            print("  ", *rows[-1], flush=True)
-    print(
-        tabulate(
-            rows,
-            headers=["arch", "method", "library img/s", "ours img/s", "speed-up", "ours / bound", "min r"],
-        )
-    )
+    rows = [row for arch in archs for row in measure_arch(arch, methods, args, device)]
+    print(tabulate([table_cells(row) for row in rows], headers=HEADERS))
+    if args.out:
+        record = {
+            "device": name,
+            "torch": torch.__version__,
+            "precision": args.precision,
+            "commit": git_commit(),
+            "date": date.today().isoformat(),
+            "n": args.n,
+            "warmup": args.warmup,
+            "rows": [
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in rows
+            ],
+        }
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -337,8 +337,10 @@ if has speed || has methods_only; then
   fi
   for a in $BENCH_ARCHS; do
     step "bench_methods_$a" "$BENCH_LIMIT" 0 "$PY" benchmarks/bench_methods.py --device "$DEVICE" --archs "$a" \
-      --n "$BENCH_N" --warmup 1 --methods "$BENCH_METHODS"
+      --n "$BENCH_N" --warmup 1 --methods "$BENCH_METHODS" --out "$WORK/bench/methods_$a.json"
     cp "$WORK/bench_methods_$a.log" "$WORK/bench/" 2>/dev/null
+    # the table of every architecture measured so far (benchmarks/README's speed table)
+    "$PY" benchmarks/bench_methods.py --markdown "$WORK"/bench/methods_*.json >"$WORK/bench/methods.md" 2>&1
     pack
   done
   if has speed && [[ " $PRECISIONS " == *" bf16 "* ]]; then  # bf16's agreement with fp32 (maps r, HR1)
