@@ -1,8 +1,6 @@
-"""The machine a run happens on: device resolution, environment capture, the offline switch, and work
-in pieces that shrink when the GPU runs out of memory.
+"""The machine a run happens on: device resolution, environment capture, the offline switch.
 
-One helper each, used by the runner, ``check``, ``verify``, training, the data/checkpoint loaders, the
-built-in methods and the model-based metrics.
+One helper each, used by the runner, ``check``, ``verify``, training and the data/checkpoint loaders.
 torch and huggingface_hub are imported inside the functions (the CLI parser must stay light).
 """
 
@@ -11,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +17,6 @@ from .errors import HfusError
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 #: Values of ``HF_HUB_OFFLINE`` that mean "offline" (huggingface_hub's own rule).
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -86,52 +82,3 @@ def hub_offline() -> bool:
     except ImportError:  # pragma: no cover - a dependency; without it nothing can be downloaded
         return True
     return bool(constants.HF_HUB_OFFLINE)
-
-
-def chunked(run: Callable[[int, int], None], n: int, chunk: int, device: torch.device) -> int:
-    """Call ``run(start, stop)`` over [0, n) in chunks of at most ``chunk``; on CUDA out of memory halve the
-    chunk and retry it (a chunk sized from the free memory can meet memory another process took meanwhile).
-    Elsewhere, or at a chunk of one, the error is raised. Returns the chunk size it ended with."""
-    import torch
-
-    start = 0
-    while start < n:
-        stop = min(n, start + chunk)
-        try:
-            run(start, stop)
-            start = stop
-            continue
-        except torch.cuda.OutOfMemoryError:
-            if device.type != "cuda" or stop - start == 1:
-                raise
-        # outside the handler: the failed chunk's tensors, held by the traceback there, are released now
-        torch.cuda.empty_cache()
-        chunk = max(1, (stop - start) // 2)
-    return chunk
-
-
-class ForwardInPieces:
-    """``self(x)`` = ``model(x)`` (logits, along the batch axis), run in pieces of the batch that halve on a
-    CUDA out-of-memory error, down to one image; the piece size found is kept for the next calls, so a
-    metric's fixed forward batch (512 on CUDA) survives runs side by side on one GPU. Outputs of a split
-    batch agree with one forward up to the last bits (batch shape); only OOM ever splits."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self.model, self.device = model, device
-        self.piece: int | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        n = x.shape[0]
-        outputs: list[torch.Tensor] = []
-
-        def run(start: int, stop: int) -> None:
-            outputs.append(self.model(x[start:stop]))
-
-        piece = chunked(run, n, min(n, self.piece or n), self.device)
-        if piece < n:
-            self.piece = piece
-        if len(outputs) == 1:
-            return outputs[0]
-        return torch.cat(outputs) if outputs else self.model(x)

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
+from ..chunking import chunked
 from ..errors import HfusError
-from ..runtime import chunked
 from .baselines import image_seeds
 from .contract import ExplainContext, MapKind, check_batch, frozen_parameters, points_per_forward
 

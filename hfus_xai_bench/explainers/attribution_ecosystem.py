@@ -31,9 +31,9 @@ from captum.attr import DeepLift as CaptumDeepLift
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from torch import nn
 
+from ..chunking import chunked
 from ..constants import TRAINING_SAMPLE_SIZE
 from ..errors import HfusError
-from ..runtime import chunked
 from .attribution import CaptumLike, GradientShap, input_grad
 from .baselines import image_seeds
 from .contract import ExplainContext, points_per_forward

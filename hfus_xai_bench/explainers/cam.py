@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..chunking import chunked
 from ..errors import HfusError
-from ..runtime import chunked
 from .contract import ExplainContext, check_batch, frozen_parameters, points_per_forward
 
 __all__ = [

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..chunking import ForwardInPieces
 from ..constants import THRESHOLDS
 from ..errors import HfusError
 from ..jsonio import json_number
-from ..runtime import ForwardInPieces
 from .localisation import as_m255, threshold_starts
 from .postprocess import as_tensor
 from .stats import nanmean0

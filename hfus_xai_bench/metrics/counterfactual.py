@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..chunking import ForwardInPieces
 from ..constants import CLASSES
 from ..errors import HfusError
-from ..runtime import ForwardInPieces
 from .postprocess import as_tensor
 
 if TYPE_CHECKING:

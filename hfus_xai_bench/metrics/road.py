@@ -60,9 +60,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..chunking import ForwardInPieces
 from ..constants import ROAD_FRACTIONS
 from ..errors import HfusError
-from ..runtime import ForwardInPieces
 from ..seeding import derive_seed, torch_generator
 from .solver import (
     TOL,

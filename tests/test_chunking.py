@@ -1,4 +1,4 @@
-"""runtime: work in pieces that halve when CUDA runs out of memory (the built-in methods' chunks and the
+"""chunking: work in pieces that halve when CUDA runs out of memory (the built-in methods' chunks and the
 model-based metrics' forwards). No GPU is needed: the out-of-memory error is raised by a fake model, and
 ``torch.cuda.empty_cache`` is a no-op without one."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from hfus_xai_bench.runtime import ForwardInPieces, chunked
+from hfus_xai_bench.chunking import ForwardInPieces, chunked
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
