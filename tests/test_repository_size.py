@@ -15,7 +15,7 @@ MIB = 1 << 20
 DEVICE_TREE_LIMIT = 64 * MIB
 #: benchmarks/fetch_gpu_wheels.sh's wheels (2.2 MB on 2026-12-06), with room to grow
 WHEELS_ALLOWANCE = 4 * MIB
-#: what one device session adds before the next call (leaderboard entries of ~70 KB per row, cards)
+#: what one device session adds before the next call (leaderboard entries of ~50 KB per fold-0 row, cards)
 SESSION_ALLOWANCE = 4 * MIB
 
 
