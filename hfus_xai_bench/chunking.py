@@ -45,6 +45,8 @@ class ForwardInPieces:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
+        if n == 0:
+            return self.model(x)
         outputs: list[torch.Tensor] = []
 
         def run(start: int, stop: int) -> None:
@@ -53,6 +55,4 @@ class ForwardInPieces:
         piece = chunked(run, n, min(n, self.piece or n), self.device)
         if piece < n:
             self.piece = piece
-        if len(outputs) == 1:
-            return outputs[0]
-        return torch.cat(outputs) if outputs else self.model(x)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

@@ -275,7 +275,7 @@ class _Forwards:
     """Target-class softmax probabilities of image batches, timed (``model`` in eval mode)."""
 
     def __init__(self, model: nn.Module, device: torch.device, fmt: torch.memory_format) -> None:
-        self.model, self.device, self.fmt = ForwardInPieces(model, device), device, fmt
+        self.logits, self.device, self.fmt = ForwardInPieces(model, device), device, fmt
         self.probs: list[torch.Tensor] = []
         self.seconds = 0.0
 
@@ -283,7 +283,7 @@ class _Forwards:
         _sync(self.device)
         tic = time.perf_counter()
         with torch.inference_mode():
-            logits = self.model(batch.contiguous(memory_format=self.fmt))
+            logits = self.logits(batch.contiguous(memory_format=self.fmt))
             p = torch.softmax(logits.float(), dim=1).gather(1, targets.to(logits.device)[:, None])[:, 0]
         self.probs.append(p.double().cpu())
         _sync(self.device)
