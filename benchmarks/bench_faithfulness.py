@@ -55,10 +55,7 @@ def sync(device: torch.device) -> None:
 
 
 def gradcam_m255(model, spec, device, images, targets, batch_size: int) -> torch.Tensor:
-    context = ExplainContext(
-        arch=spec.name, target_layer=spec.resolve_target_layer(model), device=device, head=spec.head(model),
-        batch_size=batch_size,
-    )  # fmt: skip
+    context = ExplainContext.for_model(spec, model, device, batch_size=batch_size)
     explainer = load_builtin("gradcam").build(model, context)
     out = []
     for start in range(0, len(images), batch_size):

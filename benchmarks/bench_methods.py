@@ -178,14 +178,7 @@ def measure_arch(arch: str, methods: list[str], args: argparse.Namespace, device
     rows = []
     for method in methods:
         n_pass, kind = passes(method, spec.channels)
-        ctx = ExplainContext(
-            arch=spec.name,
-            target_layer=spec.resolve_target_layer(model),
-            device=device,
-            head=spec.head(model),
-            seed=0,
-            batch_size=args.batch,
-        )
+        ctx = ExplainContext.for_model(spec, model, device, seed=0, batch_size=args.batch)
         try:
             ours = load_builtin(method).build(model, ctx)
             t_ours, m_ours = timed(lambda ours=ours, x=x, t=t: ours(x, t), device, warmup=args.warmup)

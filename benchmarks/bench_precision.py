@@ -172,11 +172,10 @@ def run_arch(
         method = load_builtin(name)
         out = {}
         for precision, model in models.items():
-            context = ExplainContext(
-                arch=spec.name,
-                target_layer=spec.resolve_target_layer(model),
-                device=device,
-                head=spec.head(model),
+            context = ExplainContext.for_model(
+                spec,
+                model,
+                device,
                 seed=0,
                 batch_size=batch,
                 depth_prior=prior,

@@ -48,10 +48,10 @@ def library_pipeline(arch: str, methods: list[str], n: int, device: torch.device
         if (
             method in SANITY_METHODS
         ):  # no library has them: our maps (the prior here only for timing), rest as below
-            ctx = ExplainContext(
-                arch=spec.name,
-                target_layer=spec.resolve_target_layer(model),
-                device=device,
+            ctx = ExplainContext.for_model(
+                spec,
+                model,
+                device,
                 depth_prior=torch.from_numpy(slms.mean(0) / 255).float().to(device),
             )
             baseline = load_builtin(method).build(model, ctx)

@@ -230,11 +230,10 @@ def _build(
     sample: torch.Tensor | None,
 ) -> Call:
     """The method built for ``model`` (the trained model or a copy), with its context and fingerprint."""
-    context = ExplainContext(
-        arch=spec.name,
-        target_layer=spec.resolve_target_layer(model),
-        device=device,
-        head=spec.head(model),
+    context = ExplainContext.for_model(
+        spec,
+        model,
+        device,
         seed=config.seed,
         batch_size=config.resolved_batch_size(device),
         depth_prior=prior,

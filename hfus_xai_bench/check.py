@@ -241,8 +241,8 @@ def check_method(
     state = derive_seed(seed, "batch", spec.name, 0, 0)
 
     def make(label: str, net: torch.nn.Module) -> Call:
-        context = ExplainContext(
-            spec.name, spec.resolve_target_layer(net), dev, spec.head(net), seed, n_images, prior, x
+        context = ExplainContext.for_model(
+            spec, net, dev, seed=seed, batch_size=n_images, depth_prior=prior, training_sample=x
         )  # the phantom batch stands in for the training sample (Expected Gradients' baselines)
         reference = fingerprint(net)
         return Call(label, net, loaded.build(net, context), context, reference)

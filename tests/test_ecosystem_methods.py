@@ -53,12 +53,10 @@ def _images(n: int, seed: int) -> torch.Tensor:
 
 
 def _context(arch: str, model: nn.Module, sample: torch.Tensor | None = None) -> ExplainContext:
-    spec = get_arch(arch)
-    return ExplainContext(
-        arch=arch,
-        target_layer=spec.resolve_target_layer(model),
-        device=torch.device("cpu"),
-        head=spec.head(model),
+    return ExplainContext.for_model(
+        get_arch(arch),
+        model,
+        "cpu",
         seed=7,
         batch_size=16,
         training_sample=sample,

@@ -85,14 +85,7 @@ def mobilenet():
 
 def _explain(cls: type, model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     spec = get_arch("mobilenet_v2")
-    context = ExplainContext(
-        arch=spec.name,
-        target_layer=spec.resolve_target_layer(model),
-        device=torch.device("cpu"),
-        head=spec.head(model),
-        seed=0,
-        batch_size=2,
-    )
+    context = ExplainContext.for_model(spec, model, "cpu", seed=0, batch_size=2)
     return cls(model, context)(x.clone(), targets.clone())
 
 
@@ -135,9 +128,7 @@ def test_bf16_evaluate_records_bf16_and_agrees_with_fp32(bf16_run, mobilenet, sy
         ours = npz["mobilenet_v2__fold0__maps"]
     spec = get_arch("mobilenet_v2")
     model = models["fp32"]
-    context = ExplainContext(
-        arch=spec.name, target_layer=spec.resolve_target_layer(model), device=torch.device("cpu")
-    )
+    context = ExplainContext.for_model(spec, model, "cpu")
     outputs = run_method(GradCAM(model, context), x[:1].clone(), targets[:1].clone())
     reference, _ = to_m255(outputs, 1, "map", "pos", torch.device("cpu"))
     assert _pearson(ours, reference.numpy()).min() > CAM_MIN_R

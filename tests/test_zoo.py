@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.explainers.contract import ExplainContext
 from hfus_xai_bench.models.zoo import ARCHS, build_model, get_arch
 
 EXPECTED_CHANNELS = {"densenet201": 1920, "googlenet": 1024, "mobilenet_v2": 1280, "resnet101": 2048}
@@ -128,3 +129,21 @@ def test_the_default_architecture_does_not_import_torchvision() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+def test_a_context_for_a_model_carries_its_target_layer_and_head(x224: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    spec = get_arch("mobilenet_v2")
+    model = spec.build()
+    context = ExplainContext.for_model(spec, model, "cpu", seed=3, batch_size=5)
+    assert (context.arch, context.device, context.seed, context.batch_size) == (
+        "mobilenet_v2",
+        torch.device("cpu"),
+        3,
+        5,
+    )
+    assert context.target_layer is spec.resolve_target_layer(model)
+    logits, acts = _forward_with_target(model, context.target_layer, x224)
+    with torch.no_grad():
+        torch.testing.assert_close(context.head(acts), logits, rtol=1e-4, atol=1e-5)
+    assert context.depth_prior is None and context.training_sample is None and context.extra == {}

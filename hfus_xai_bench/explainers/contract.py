@@ -47,6 +47,16 @@ FAIL_EXCEPTION, FAIL_SHAPE, FAIL_NONFINITE, FAIL_EMPTY = "exception", "wrong_sha
 FAIL_TYPE = "wrong_type"
 
 
+class Architecture(Protocol):
+    """What a context needs of an architecture (:class:`~hfus_xai_bench.models.zoo.ArchSpec`)."""
+
+    name: str
+
+    def resolve_target_layer(self, model: nn.Module) -> nn.Module: ...
+
+    def head(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]: ...
+
+
 @dataclass
 class ExplainContext:
     """Everything an explainer may use besides the model and the batch."""
@@ -69,6 +79,20 @@ class ExplainContext:
     #: whose METADATA declares ``"reads": ("evidence",)`` — only the built-in reference rows (``oracle``,
     #: ``oracle@grid``, METADATA ``"reference": "oracle"``) may; the loader refuses it in any other method
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_model(
+        cls, spec: Architecture, model: nn.Module, device: torch.device | str, **options: Any
+    ) -> ExplainContext:
+        """The context for ``model`` of architecture ``spec``: its name, pinned target layer and head;
+        ``options`` sets the other fields (seed, batch_size, depth_prior, training_sample, extra)."""
+        return cls(
+            arch=spec.name,
+            target_layer=spec.resolve_target_layer(model),
+            device=torch.device(device),
+            head=spec.head(model),
+            **options,
+        )
 
 
 #: points (images) per forward on the CPU (chosen by measurement: benchmarks/README.md)
