@@ -1,0 +1,82 @@
+"""benchmarks/cpu_rows.sh: shards run once each (a later call resumes), one thread each, then one merge.
+
+The script's logic is tested against a stand-in for `hfus-bench` that logs its calls and writes the files
+the real command writes; the real evaluate/merge pair is tested in tests/test_runner.py and
+docs/SCALING.md's guarantees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_rows.sh"
+
+FAKE = """#!/usr/bin/env bash
+echo "$OMP_NUM_THREADS $*" >> "$CALLS"
+if [ "$1" = evaluate ]; then
+  while [ $# -gt 0 ]; do
+    case $1 in --out) out=$2; shift ;; --shard) shard=$2; shift ;; esac
+    shift
+  done
+  [ "$shard" = "${FAIL_SHARD:-none}" ] && exit 3
+  touch "$out/$METHOD_STEM.shard-${shard%/*}-of-${shard#*/}.json"
+else
+  mkdir -p "${@: -2:1}"
+  touch "${@: -2:1}/merged.json"
+fi
+"""
+
+
+def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    fake = tmp_path / "hfus-bench"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    environ = {
+        **os.environ,
+        "HFUS_BENCH": str(fake),
+        "CALLS": str(tmp_path / "calls.log"),
+        "OUT": str(tmp_path / "shards"),
+        "METHOD_STEM": "scorecam",
+        "JOBS": "2",
+        **env,
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), "scorecam", "googlenet", "0"], env=environ, capture_output=True, text=True
+    )
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    return sorted((tmp_path / "calls.log").read_text().splitlines())
+
+
+def test_each_shard_runs_once_with_one_thread_then_one_merge(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "scorecam.shard-1-of-8.json").touch()  # a shard finished before a stop
+    done = _run(tmp_path)
+    assert done.returncode == 0, done.stderr
+    evaluations = [c for c in _calls(tmp_path) if " evaluate " in c]
+    assert sorted(c.split("--shard ")[1].split()[0] for c in evaluations) == [
+        f"{i}/8" for i in (0, 2, 3, 4, 5, 6, 7)
+    ]
+    assert all(
+        c.startswith("1 evaluate scorecam --models googlenet --folds 0 --device cpu") for c in evaluations
+    )
+    merges = [c for c in _calls(tmp_path) if " merge " in c]
+    assert len(merges) == 1 and merges[0].count(".shard-") == 8
+    assert "shard 1/8: done before" in done.stdout and "leaderboard add" in done.stdout
+
+    again = _run(tmp_path)  # everything is there: only the merge runs again
+    assert again.returncode == 0
+    assert len(_calls(tmp_path)) == len(evaluations) + 2
+
+
+def test_a_failed_shard_stops_before_the_merge(tmp_path: Path) -> None:
+    failed = _run(tmp_path, FAIL_SHARD="5/8", SHARDS="8")
+    assert failed.returncode != 0
+    assert "shard 5/8: failed, see" in failed.stderr
+    assert not any(" merge " in c for c in _calls(tmp_path))
+    resumed = _run(tmp_path)  # the failed shard (only) runs again, then the merge
+    assert resumed.returncode == 0
+    assert sum("--shard 5/8" in c for c in _calls(tmp_path)) == 2
+    assert sum(" merge " in c for c in _calls(tmp_path)) == 1
