@@ -16,6 +16,7 @@ from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.models import checkpoints as C
 from hfus_xai_bench.models import pooling as P
 from hfus_xai_bench.models import training as T
+from hfus_xai_bench.models import training_run as R
 
 SIZE = 48  # tiny images: MobileNetV2 is fully convolutional + GAP, so the logic is the same as at 224
 
@@ -164,7 +165,7 @@ def test_init_from_path_and_errors(tmp_path, monkeypatch):
     with pytest.raises(HfusError, match="--init scratch"):
         T.init_model("mobilenet_v2", "imagenet")
     with pytest.raises(HfusError, match="float32 or float16"):
-        T.train("mobilenet_v2", dtype="bfloat16")
+        R.train("mobilenet_v2", dtype="bfloat16")
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def fake_data(monkeypatch):
 
 def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeypatch):
     kw = dict(fold=2, epochs=1, init="scratch", device="cpu", seed=0, dtype="float16", batch_size=4, lr=0.01)
-    card_path = T.train("mobilenet_v2", out_dir=tmp_path, progress=False, **kw)
+    card_path = R.train("mobilenet_v2", out_dir=tmp_path, progress=False, **kw)
     assert card_path == tmp_path / "mobilenet_v2_hfus-synth_fold2.json"
     card = json.loads(card_path.read_text())
     weights = card_path.with_suffix(".safetensors")
@@ -222,7 +223,7 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert card["environment"]["seconds_per_epoch"] > 0 and len(card["history"]) == 1
     assert card["environment"]["deterministic"] == T.DETERMINISM_OTHER
     # the same seed, data, device kind and torch: bitwise the same weights, so the same checkpoint sha256
-    again = json.loads(T.train("mobilenet_v2", out_dir=tmp_path / "again", progress=False, **kw).read_text())
+    again = json.loads(R.train("mobilenet_v2", out_dir=tmp_path / "again", progress=False, **kw).read_text())
     assert again["sha256"] == card["sha256"] and not torch.are_deterministic_algorithms_enabled()
     assert set(card["metrics"]["test"]) >= {"accuracy", "precision", "recall", "f1"}
     # the recorded test accuracy is that of the stored (float16, upcast) weights
@@ -291,10 +292,10 @@ def test_twin_flip_block_counts_correct_non_cg_images_whose_twin_is_cg():
     twins = [1, 1, 0, 1, 3, 1]  # PS's twin is not CG; the second ST's twin neither
     test = FoldArrays(list("abcdef"), images(preds), labels, np.zeros((6, 8, 8), np.uint8), ["g"] * 6)
     assert (
-        T.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images)) is None
+        R.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images)) is None
     )  # no twins: real data
     test.twins = images(twins)
-    block = T.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images))
+    block = R.twin_flip_block(ByPixel(), test, 3, T.predict_logits(ByPixel(), test.images))
     assert block["per_class"] == {
         "AD": {"flipped": 1, "n": 1},
         "PS": {"flipped": 0, "n": 1},
@@ -309,5 +310,5 @@ def test_twin_flip_block_reproduces_the_shipped_card(synth_ds):
 
     model, info = C.load_model("mobilenet_v2", fold=0)
     test = fold_arrays(synth_ds, 0, split="test")
-    block = T.twin_flip_block(model, test, 0, T.predict_logits(model, test.images))
+    block = R.twin_flip_block(model, test, 0, T.predict_logits(model, test.images))
     assert block == info.checkpoint.meta["counterfactual"]

@@ -93,7 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..constants import arch_name
     from ..errors import HfusError
     from ..jsonio import load_json
-    from ..models.training import train
+    from ..models.training_run import train
 
     archs = [arch_name(a) for a in parse_list(args.models, ARCH_NAMES)]
     try:

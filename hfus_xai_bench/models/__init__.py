@@ -27,7 +27,7 @@ _LAZY = {
     "load_model": "checkpoints",
     "save_checkpoint": "checkpoints",
     "sha256_file": "checkpoints",
-    "train": "training",
+    "train": "training_run",
     "train_model": "training",
 }
 

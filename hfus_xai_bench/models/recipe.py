@@ -17,3 +17,8 @@ STUDY_RECIPE: dict[str, Any] = {
     "epochs": 100,
 }
 DEFAULT_EPOCHS = STUDY_RECIPE["epochs"]
+#: How the recipe augments and selects (recorded in every card's recipe).
+AUGMENTATION = (
+    "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
+)
+SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"

@@ -12,51 +12,41 @@ Deterministic: seeded data order, augmentation and initialisation; ``torch.use_d
 only), so the same inputs, seed, device kind and torch give the same checkpoint sha256.
 
 :func:`train_model` works on plain tensors / arrays (no ``datasets`` needed, e.g. on a GPU box);
-:func:`train` loads the dataset, trains, evaluates the test fold and writes a checkpoint + card.
+:func:`.training_run.train` loads the dataset, trains, scores the test fold and writes a checkpoint + card.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import CLASSES, NUM_CLASSES, SYNTH_DATASET
-from ..data.folds import split_folds
+from ..constants import NUM_CLASSES
 from ..errors import HfusError
 from ..jsonio import load_json
-from ..metrics.classification import classification_report
-from ..metrics.counterfactual import CASE_APPLICABLE, CG, counterfactual_scores, predict_lowest
-from ..runtime import environment, resolve_device
+from ..runtime import resolve_device
 from ..seeding import seed_global
-from .checkpoints import load_state_dict, save_checkpoint, sha256_file, user_checkpoint_dir
+from .checkpoints import load_state_dict, sha256_file
 from .pooling import GlobalPoolAsMean
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 from .zoo import build_model, get_arch
 
-if TYPE_CHECKING:
-    from ..data.dataset import FoldArrays
-
 MAX_ROTATION_DEG = 15.0
-AUGMENTATION = (
-    "random rotation ±15° (bilinear, zero fill) + horizontal flip p=0.5, batched affine grid, 224×224"
-)
-SELECTION = "best validation accuracy (ties: lower validation loss, then earlier epoch)"
 DETERMINISM_CUDA = "use_deterministic_algorithms(True); global average pooling trained as a spatial mean"
 DETERMINISM_OTHER = "use_deterministic_algorithms(True, warn_only=True)"
 
 ArrayLike = np.ndarray | torch.Tensor
+Split = tuple[torch.Tensor, torch.Tensor]  # images and int64 labels on the device
 
 
 def augment_batch(
@@ -155,7 +145,6 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
     return model, f"path:{path.name}@sha256:{sha256_file(path)}"
 
 
-# train_model and train are ~85 lines, ~40 of them the recipe's keyword arguments and the docstring
 def train_model(
     arch: str,
     train_images: ArrayLike,
@@ -190,13 +179,11 @@ def train_model(
         records, ``best_epoch``, ``best_val_acc``, ``best_val_loss``, ``init``, ``device``,
         ``seconds_per_epoch``).
     """
-    from tqdm.auto import tqdm
-
     if epochs < 1 or batch_size < 1:
         raise HfusError("--epochs and --batch-size must be >= 1")
     dev = resolve_device(device)
-    x_train, y_train = _split_tensors(train_images, train_labels, dev)
-    x_val, y_val = _split_tensors(val_images, val_labels, dev)
+    train_split = _split_tensors(train_images, train_labels, dev)
+    val_split = _split_tensors(val_images, val_labels, dev)
     with _deterministic(dev):
         seed_global(seed)
         model, init_desc = init_model(arch, init)
@@ -204,39 +191,15 @@ def train_model(
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment, dev.type == "cuda")
-        shuffle_gen = torch.Generator().manual_seed(seed)
-        steps = math.ceil(len(x_train) / batch_size)
-        records: list[dict[str, Any]] = []
-        best = (-1.0, math.inf)
-        best_state: dict[str, torch.Tensor] = {}
-        best_epoch = 0
-        bar = tqdm(
-            total=epochs * steps, desc=f"train {get_arch(arch).name}", unit="step", disable=not progress
-        )
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            rec: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-            rec["train_loss"], rec["train_acc"] = _epoch(step, x_train, y_train, batch_size, shuffle_gen, bar)
-            scheduler.step()
-            rec["val_loss"], rec["val_acc"] = _validate(model, x_val, y_val, dev, eval_batch_size)
-            rec["seconds"] = time.perf_counter() - t0
-            records.append(rec)
-            val_acc, val_loss = rec["val_acc"], rec["val_loss"]
-            improved = val_acc > best[0] or (val_acc == best[0] and val_loss < best[1])
-            if improved:
-                best, best_epoch = (val_acc, val_loss), epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if progress:
-                bar.write(_epoch_line(rec, epochs, improved))
-        bar.close()
-        model.load_state_dict(best_state)
+        loop = _EpochLoop(step, scheduler, torch.Generator().manual_seed(seed), batch_size, eval_batch_size)
+        records, best = loop.run(train_split, val_split, epochs, f"train {get_arch(arch).name}", progress)
+        model.load_state_dict(best.state)
         model = model.to(memory_format=torch.contiguous_format).eval()
     history = {
         "epochs": records,
-        "best_epoch": best_epoch,
-        "best_val_acc": best[0],
-        "best_val_loss": best[1],
+        "best_epoch": best.epoch,
+        "best_val_acc": best.acc,
+        "best_val_loss": best.loss,
         "init": init_desc,
         "device": str(dev),
         "deterministic": DETERMINISM_CUDA if dev.type == "cuda" else DETERMINISM_OTHER,
@@ -245,9 +208,66 @@ def train_model(
     return model, history
 
 
-def _split_tensors(
-    images: ArrayLike, labels: ArrayLike, dev: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class _Best:
+    """The best validation epoch so far and a copy of its weights: the highest accuracy, ties to the lower
+    loss, then to the earlier epoch."""
+
+    acc: float = -1.0
+    loss: float = math.inf
+    epoch: int = 0
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def offer(self, model: nn.Module, rec: dict[str, Any]) -> bool:
+        """Keep ``model``'s weights if epoch ``rec`` is better; return whether it was."""
+        acc, loss = rec["val_acc"], rec["val_loss"]
+        improved = acc > self.acc or (acc == self.acc and loss < self.loss)
+        if improved:
+            self.acc, self.loss, self.epoch = acc, loss, rec["epoch"]
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return improved
+
+
+@dataclass
+class _EpochLoop:
+    """Epochs of training (:func:`_epoch`), a scheduler step and validation each, the best one kept."""
+
+    step: _Step
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    shuffle_gen: torch.Generator
+    batch_size: int
+    eval_batch_size: int
+
+    def run(
+        self, train: Split, val: Split, epochs: int, desc: str, progress: bool
+    ) -> tuple[list[dict[str, Any]], _Best]:
+        """Per-epoch records and the best epoch."""
+        from tqdm.auto import tqdm
+
+        model, dev = self.step.model, train[0].device
+        steps = math.ceil(len(train[0]) / self.batch_size)
+        records: list[dict[str, Any]] = []
+        best = _Best()
+        bar = tqdm(total=epochs * steps, desc=desc, unit="step", disable=not progress)
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            rec: dict[str, Any] = {"epoch": epoch, "lr": self.step.optimizer.param_groups[0]["lr"]}
+            rec["train_loss"], rec["train_acc"] = _epoch(
+                self.step, *train, self.batch_size, self.shuffle_gen, bar
+            )
+            self.scheduler.step()
+            rec["val_loss"], rec["val_acc"] = _validate(model, *val, dev, self.eval_batch_size)
+            rec["seconds"] = time.perf_counter() - t0
+            records.append(rec)
+            improved = best.offer(model, rec)
+            if progress:
+                bar.write(_epoch_line(rec, epochs, improved))
+        bar.close()
+        return records, best
+
+
+def _split_tensors(images: ArrayLike, labels: ArrayLike, dev: torch.device) -> Split:
     """A split's images and int64 labels on ``dev``, checked: equal lengths, not empty."""
     x = _as_tensor(images, dev)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(dev)
@@ -344,195 +364,10 @@ def _epoch_line(rec: dict[str, Any], epochs: int, improved: bool) -> str:
     )
 
 
-def _as_stored(model: nn.Module, dtype: str) -> nn.Module:
-    """What a checkpoint of ``dtype`` stores, upcast: float16 rounds a copy's weights; float32 is the
-    model."""
-    if dtype != "float16":
-        return model
-    stored = copy.deepcopy(model)
-    with torch.no_grad():
-        for t in list(stored.parameters()) + list(stored.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.half().float())
-    return stored
-
-
-def checkpoint_name(arch: str, dataset: str, fold: int, seed: int = 0) -> str:
-    """``<arch>_<dataset>_fold<k>[_seed<s>]`` (file-name safe)."""
-    ds = dataset.replace("/", "--").replace(" ", "_")
-    return f"{get_arch(arch).name}_{ds}_fold{fold}" + (f"_seed{seed}" if seed else "")
-
-
-def _load_folds(dataset: str, revision: str | None, fold: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from ..data.dataset import dataset_provenance, fold_arrays, load_dataset
-
-    split_folds(fold)  # validates the fold number before loading anything heavy
-    ds = load_dataset(source=dataset, revision=revision)
-    arrays = {name: fold_arrays(ds, fold, split=name) for name in ("train", "val", "test")}
-    return arrays, dict(dataset_provenance(ds))
-
-
-def twin_flip_block(
-    model: nn.Module, test: FoldArrays, fold: int, logits: torch.Tensor
-) -> dict[str, Any] | None:
-    """The card's ``counterfactual`` block: of the correctly classified AD/PS/ST test images, how many twins
-    (the same image with its class evidence removed) the model predicts CG, per class and in all: PROTOCOL
-    §9's ``flip`` (:func:`.counterfactual_scores`) with the prediction as target. ``logits``: the model's
-    on the test images. None where the dataset has no twins (real data)."""
-    if test.twins is None:
-        return None
-    labels = np.asarray(test.labels, dtype=np.int64)
-    pred = predict_lowest(logits).numpy()
-    res = counterfactual_scores(model.eval(), None, test.twins, labels, pred, logits=logits)
-    kept = (pred == labels) & (res.case == CASE_APPLICABLE)
-    twin_is_cg = res.flip == 1.0
-    per_class = {
-        name: {
-            "flipped": int((kept & twin_is_cg & (labels == c)).sum()),
-            "n": int((kept & (labels == c)).sum()),
-        }
-        for c, name in enumerate(CLASSES)
-        if c != CG
-    }
-    n, flipped = int(kept.sum()), int((kept & twin_is_cg).sum())
-    return {
-        "definition": (
-            f"share of the twins of correctly classified AD/PS/ST test images (fold {fold}) predicted CG"
-        ),
-        "twin_flip_rate": flipped / n if n else None,
-        "n": n,
-        "per_class": per_class,
-    }
-
-
-def _card(
-    arch: str,
-    dataset: str,
-    provenance: dict[str, Any],
-    fold: int,
-    split: dict[str, Any],
-    arrays: dict[str, Any],
-    seed: int,
-    epochs: int,
-    dtype: str,
-    recipe: dict[str, Any],
-    history: dict[str, Any],
-) -> dict[str, Any]:
-    """The model card's first part (what was trained on what, how); :func:`train` adds the scores, the
-    history and the environment, in the card's key order."""
-    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
-    return {
-        "arch": arch,
-        "dataset": {**provenance, "id": provenance.get("id", dataset)},
-        "fold": int(fold),
-        "split": {**split, "n_train": len(tr.labels), "n_val": len(va.labels), "n_test": len(te.labels)},
-        "seed": int(seed),
-        "init": history["init"],
-        "epochs": int(epochs),
-        "best_epoch": history["best_epoch"],
-        "dtype": dtype,
-        "recipe": {
-            **STUDY_RECIPE,
-            **recipe,
-            "epochs": int(epochs),
-            "augmentation": AUGMENTATION,
-            "selection": SELECTION,
-            "image_size": int(np.asarray(te.images).shape[1]),
-        },
-    }
-
-
-def train(
-    arch: str,
-    dataset: str = SYNTH_DATASET,
-    fold: int = 0,
-    epochs: int = DEFAULT_EPOCHS,
-    init: str | Path = "imagenet",
-    device: str = "auto",
-    out_dir: str | Path | None = None,
-    seed: int = 0,
-    *,
-    revision: str | None = None,
-    dtype: str = "float32",
-    lr: float = STUDY_RECIPE["lr"],
-    momentum: float = STUDY_RECIPE["momentum"],
-    step_size: int = STUDY_RECIPE["step_size"],
-    gamma: float = STUDY_RECIPE["gamma"],
-    batch_size: int = STUDY_RECIPE["batch_size"],
-    name: str | None = None,
-    progress: bool = True,
-    command: str | None = None,
-) -> Path:
-    """Train (arch, dataset, fold), evaluate on the test fold, write ``<name>.safetensors`` + ``<name>.json``
-    into ``out_dir`` (default: the user cache, where :func:`load_model` finds it); return the card path.
-
-    The card records ``command`` (what the CLI was given) and, where the dataset has twins, the twin flip
-    block (:func:`twin_flip_block`): both are measured where the weights are, which matters for a checkpoint
-    registered by sha256 only."""
-    if dtype not in ("float32", "float16"):
-        raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
-    spec = get_arch(arch)
-    folds = split_folds(fold)
-    split = {"test": folds["test"][0], "val": folds["val"][0], "train": folds["train"]}
-    arrays, provenance = _load_folds(dataset, revision, fold)
-    dev = resolve_device(device)
-    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
-    recipe = {
-        "lr": lr,
-        "momentum": momentum,
-        "step_size": step_size,
-        "gamma": gamma,
-        "batch_size": batch_size,
-    }
-    model, history = train_model(
-        spec.name,
-        tr.images,
-        tr.labels,
-        va.images,
-        va.labels,
-        epochs=epochs,
-        init=init,
-        seed=seed,
-        device=dev,
-        progress=progress,
-        **recipe,
-    )
-    stored = _as_stored(model, dtype)
-    card = _card(spec.name, dataset, provenance, fold, split, arrays, seed, epochs, dtype, recipe, history)
-    test_logits = predict_logits(stored, te.images, dev)
-    card["metrics"] = {
-        "test": classification_report(np.asarray(te.labels), test_logits.argmax(1).numpy()),
-        "val": classification_report(
-            np.asarray(va.labels), predict_logits(stored, va.images, dev).argmax(1).numpy()
-        ),
-    }
-    card["history"] = history["epochs"]
-    card["environment"] = {
-        **environment(dev),
-        "seconds_per_epoch": history["seconds_per_epoch"],
-        "deterministic": history["deterministic"],
-    }
-    card["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if command:
-        card["command"] = command
-    if hasattr(model, "transform_input"):  # GoogLeNet's input transform (models.zoo)
-        card["transform_input"] = bool(model.transform_input)
-    flips = twin_flip_block(stored, te, fold, test_logits)
-    if flips is not None:
-        card["counterfactual"] = flips
-    out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
-    stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
-    save_checkpoint(model, out / f"{stem}.safetensors", card)
-    return out / f"{stem}.json"
-
-
 __all__: Sequence[str] = (
     "STUDY_RECIPE",
     "augment_batch",
-    "classification_report",
     "init_model",
     "predict_logits",
-    "train",
     "train_model",
-    "twin_flip_block",
 )
