@@ -366,15 +366,49 @@ def road_scores(
     device = images.device
     channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
     forward = _Forwards(model, device, torch.channels_last if channels_last else torch.contiguous_format)
+    clean = _clean_probabilities(forward, images, tgt, s0, batch_size)
+    seconds_impute = _forward_imputed(forward, images, maps, tgt, seeds, counts, batch_size)
+    scores = forward.take().reshape(n, per_image) if n else np.zeros((0, per_image))
+    return RoadScores(
+        fractions=fractions,
+        s0=clean,
+        morf=scores[:, : len(fractions)].copy(),
+        lerf=scores[:, len(fractions) :].copy(),
+        seconds_impute=seconds_impute,
+        seconds_forward=forward.seconds,
+        n_forward=n * (per_image + (1 if s0 is None else 0)),
+        counts=counts,
+    )
+
+
+def _clean_probabilities(
+    forward: _Forwards, images: torch.Tensor, tgt: torch.Tensor, s0: Any, batch_size: int
+) -> np.ndarray:
+    """The clean images' target-class probabilities: ``s0`` where the caller has them, else forwarded."""
+    n = images.shape[0]
     if s0 is None:
         for start in range(0, n, batch_size):
             forward(images[start : start + batch_size], tgt[start : start + batch_size])
-        clean = forward.take()
-    else:
-        clean = np.asarray(s0.detach().cpu().double() if isinstance(s0, torch.Tensor) else s0, np.float64)
-        if clean.shape != (n,):
-            raise HfusError(f"s0 must be (N,) = ({n},) probabilities, got shape {clean.shape}")
+        return forward.take()
+    clean = np.asarray(s0.detach().cpu().double() if isinstance(s0, torch.Tensor) else s0, np.float64)
+    if clean.shape != (n,):
+        raise HfusError(f"s0 must be (N,) = ({n},) probabilities, got shape {clean.shape}")
+    return clean
 
+
+def _forward_imputed(
+    forward: _Forwards,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    tgt: torch.Tensor,
+    seeds: Sequence[int],
+    counts: Sequence[int],
+    batch_size: int,
+) -> float:
+    """Impute the images' 2F removals a forward batch at a time and forward them in batches of
+    ``batch_size`` (image-major); return the seconds spent imputing."""
+    n, per_image = images.shape[0], 2 * len(counts)
+    device = images.device
     pending, pending_t, n_pending = [], [], 0
     seconds_impute, start = 0.0, 0
     while start < n:
@@ -394,17 +428,7 @@ def road_scores(
             forward(allx[:take], allt[:take])
             pending, pending_t = [allx[take:]], [allt[take:]]
             n_pending -= take
-    scores = forward.take().reshape(n, per_image) if n else np.zeros((0, per_image))
-    return RoadScores(
-        fractions=fractions,
-        s0=clean,
-        morf=scores[:, : len(fractions)].copy(),
-        lerf=scores[:, len(fractions) :].copy(),
-        seconds_impute=seconds_impute,
-        seconds_forward=forward.seconds,
-        n_forward=n * (per_image + (1 if s0 is None else 0)),
-        counts=counts,
-    )
+    return seconds_impute
 
 
 # ----------------------------------------------------------------------------- registry entry points
