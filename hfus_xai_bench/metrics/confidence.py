@@ -161,15 +161,45 @@ def confidence_change(
     nv = 1 + 2 + 2 * nt  # original, keep, remove, keep_t..., remove_t...
 
     device, dtype = _model_device_dtype(model)
-    # multiplier of each variant as a function of the m255 value v (a (nv, 256) lookup table):
-    # original 1 | keep h = v/255 | remove 1 - h | keep_t M_t = [v >= start_t] | remove_t 1 - M_t
+    lut = _variant_multipliers(starts, device, dtype)
+    scores = _variant_scores(model, x, m, tg, lut, nv, unit, batch_size)
+    s = scores.view(n, nv).numpy()
+    return ConfidenceResult(
+        s0=s[:, 0].copy(),
+        s_keep=s[:, 1].copy(),
+        s_remove=s[:, 2].copy(),
+        s_keep_t=s[:, 3 : 3 + nt].copy(),
+        s_remove_t=s[:, 3 + nt :].copy(),
+        thresholds=tuple(thresholds),
+        unit=unit,
+    )
+
+
+def _variant_multipliers(starts: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Each variant's pixel multiplier as a function of the m255 value v, a flat (nv · 256) lookup table:
+    original 1 | keep h = v/255 | remove 1 − h | keep_t M_t = [v ≥ start_t] | remove_t 1 − M_t."""
     v = torch.arange(256, device=device)
     heat = v.to(dtype) / 255.0
     masks = (v[None, :] >= starts.to(device)[:, None]).to(dtype)
-    lut = torch.cat(
+    return torch.cat(
         [torch.ones_like(heat)[None], heat[None], (1.0 - heat)[None], masks, 1.0 - masks]
     ).reshape(-1)
 
+
+def _variant_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    m: torch.Tensor,
+    tg: torch.Tensor,
+    lut: torch.Tensor,
+    nv: int,
+    unit: Unit,
+    batch_size: int,
+) -> torch.Tensor:
+    """``s`` of every (image, variant), image-major, float64 on the CPU: the variants are made and
+    forwarded ``batch_size`` at a time on the model's device."""
+    device, dtype = lut.device, lut.dtype
+    n = x.shape[0]
     total = n * nv
     # scores stay on the device until the end (no host round trip per chunk); MPS has no float64
     acc = torch.float32 if device.type == "mps" else torch.float64
@@ -196,16 +226,7 @@ def confidence_change(
             if unit == "prob":
                 out = torch.softmax(out, dim=1)
             scores[start : start + xb.shape[0]] = out.gather(1, tg_dev[img].view(-1, 1)).view(-1)
-    s = scores.cpu().double().view(n, nv).numpy()
-    return ConfidenceResult(
-        s0=s[:, 0].copy(),
-        s_keep=s[:, 1].copy(),
-        s_remove=s[:, 2].copy(),
-        s_keep_t=s[:, 3 : 3 + nt].copy(),
-        s_remove_t=s[:, 3 + nt :].copy(),
-        thresholds=tuple(thresholds),
-        unit=unit,
-    )
+    return scores.cpu().double()
 
 
 # ----------------------------------------------------------------------- registry entry points
