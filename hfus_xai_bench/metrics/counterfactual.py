@@ -143,7 +143,6 @@ def counterfactual_scores(
     if tw.shape[0] != n:
         raise HfusError(f"twins: {tw.shape[0]} twins for {n} images")
     tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64).reshape(-1))
-    device, dtype = _device_dtype(model)
     given = None if logits is None else as_tensor(logits, "logits").double().cpu()
     if given is not None and (given.ndim != 2 or given.shape[0] != n):
         raise HfusError(f"logits: expected (N, C) = ({n}, C), got {tuple(given.shape)}")
@@ -151,17 +150,6 @@ def counterfactual_scores(
     if x is not None and (x.ndim != 4 or x.shape[0] != n or not x.is_floating_point()):
         raise HfusError(f"images: expected float (N, 3, H, W) with N = {n}, got {tuple(x.shape)}")
     idx = np.flatnonzero(case == CASE_APPLICABLE)
-    step = max(1, int(batch_size) // (1 if given is not None else 2))
-    img_logits, twin_logits = [], []
-    forward = ForwardInPieces(model, device)
-    for start in range(0, idx.size, step):
-        sel = torch.from_numpy(idx[start : start + step])
-        batch = [tw.index_select(0, sel.to(tw.device))]
-        if x is not None:
-            batch.insert(0, x.index_select(0, sel.to(x.device)))
-        out = _forward(forward, torch.cat([b.to(device, dtype) for b in batch])).cpu()
-        twin_logits.append(out[-sel.numel() :])
-        img_logits.append(given.index_select(0, sel) if given is not None else out[: sel.numel()])
     res = CounterfactualResult(
         case=case,
         effect=np.full(n, np.nan),
@@ -172,18 +160,50 @@ def counterfactual_scores(
         n_forward=int(idx.size * (1 if given is not None else 2)),
     )
     if idx.size:
-        li, lt = torch.cat(img_logits), torch.cat(twin_logits)
-        t = tgt.index_select(0, torch.from_numpy(idx)).view(-1, 1)
-        if bool((t >= li.shape[1]).any()) or bool((t < 0).any()):
-            raise HfusError(f"targets: class index outside 0..{li.shape[1] - 1}")
-        p_img = torch.softmax(li, 1).gather(1, t)[:, 0].numpy()
-        p_tw = torch.softmax(lt, 1).gather(1, t)[:, 0].numpy()
-        pred_img, pred_tw = predict_lowest(li).numpy(), predict_lowest(lt).numpy()
-        res.p_image[idx], res.p_twin[idx] = p_img, p_tw
-        res.effect[idx] = p_img - p_tw
-        res.flip[idx] = ((pred_img != CG) & (pred_tw == CG)).astype(np.float64)
-        res.pred_twin[idx] = pred_tw
+        li, lt = _image_and_twin_logits(model, x, tw, given, idx, int(batch_size))
+        _score_applicable(res, idx, li, lt, tgt)
     return res
+
+
+def _image_and_twin_logits(
+    model: nn.Module,
+    x: torch.Tensor | None,
+    tw: torch.Tensor,
+    given: torch.Tensor | None,
+    idx: np.ndarray,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of the images ``idx`` (``given``'s rows, else forwarded) and of their twins, on the CPU;
+    an image and its twin go through the same forward."""
+    device, dtype = _device_dtype(model)
+    step = max(1, batch_size // (1 if given is not None else 2))
+    img_logits, twin_logits = [], []
+    forward = ForwardInPieces(model, device)
+    for start in range(0, idx.size, step):
+        sel = torch.from_numpy(idx[start : start + step])
+        batch = [tw.index_select(0, sel.to(tw.device))]
+        if x is not None:
+            batch.insert(0, x.index_select(0, sel.to(x.device)))
+        out = _forward(forward, torch.cat([b.to(device, dtype) for b in batch])).cpu()
+        twin_logits.append(out[-sel.numel() :])
+        img_logits.append(given.index_select(0, sel) if given is not None else out[: sel.numel()])
+    return torch.cat(img_logits), torch.cat(twin_logits)
+
+
+def _score_applicable(
+    res: CounterfactualResult, idx: np.ndarray, li: torch.Tensor, lt: torch.Tensor, tgt: torch.Tensor
+) -> None:
+    """Fill ``res``'s rows ``idx`` from the image logits ``li`` and twin logits ``lt``."""
+    t = tgt.index_select(0, torch.from_numpy(idx)).view(-1, 1)
+    if bool((t >= li.shape[1]).any()) or bool((t < 0).any()):
+        raise HfusError(f"targets: class index outside 0..{li.shape[1] - 1}")
+    p_img = torch.softmax(li, 1).gather(1, t)[:, 0].numpy()
+    p_tw = torch.softmax(lt, 1).gather(1, t)[:, 0].numpy()
+    pred_img, pred_tw = predict_lowest(li).numpy(), predict_lowest(lt).numpy()
+    res.p_image[idx], res.p_twin[idx] = p_img, p_tw
+    res.effect[idx] = p_img - p_tw
+    res.flip[idx] = ((pred_img != CG) & (pred_tw == CG)).astype(np.float64)
+    res.pred_twin[idx] = pred_tw
 
 
 # ----------------------------------------------------------------------------- registry entry point
