@@ -196,11 +196,35 @@ def cite_result(record: dict[str, Any]) -> str:
         for arch, folds in sorted(record["checkpoints"].items())
         for fold, c in sorted(folds.items())
     ]
-    where = method["source"] + (f", sha256 {method['sha256']}" if method.get("sha256") else "")
+    year = str(record.get("timestamp", ""))[:4]
+    fields = [
+        ("title", f"hfus-xai-bench result: {_bib_text(method['name'])} on {_bib_text(ds['id'])}"),
+        ("author", "{" + _bib_text(_authors(method)) + "}"),
+        (
+            "howpublished",
+            f"result record of hfus-xai-bench {record['benchmark_version']} "
+            f"(protocol v{record['protocol_version']})",
+        ),
+        ("year", year if year.isdigit() else None),
+        ("note", _result_note(record, ckpts)),
+    ]
+    parts = [
+        bibtex_entry("misc", _result_key(record, ckpts), fields),
+        benchmark_bibtex(version=record["benchmark_version"]),
+    ]
+    if method.get("citation"):
+        parts.append(str(method["citation"]).strip())
+    return "\n\n".join(parts) + "\n"
+
+
+def _result_key(record: dict[str, Any], ckpts: list[str]) -> str:
+    """``hfus_result_<method>_<8 hex>``: a hash of what makes the result (benchmark version, data, weights,
+    method, options), so the same result gets the same key."""
+    method = record["method"]
     fingerprint = json.dumps(
         [
             record["benchmark_version"],
-            ds.get("sha256"),
+            record["dataset"].get("sha256"),
             ckpts,
             method["name"],
             method.get("sha256"),
@@ -208,55 +232,34 @@ def cite_result(record: dict[str, Any]) -> str:
         ],
         sort_keys=True,
     )
-    key = (
-        "hfus_result_"
-        + re.sub(r"[^0-9A-Za-z]+", "_", method["name"])
-        + "_"
-        + hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
-    )
-    year = str(record.get("timestamp", ""))[:4]
+    name = re.sub(r"[^0-9A-Za-z]+", "_", method["name"])
+    return f"hfus_result_{name}_{hashlib.sha256(fingerprint.encode()).hexdigest()[:8]}"
+
+
+def _authors(method: dict[str, Any]) -> str:
+    """The method's authors as BibTeX joins them (``unknown`` where it names none)."""
+    authors = method.get("authors")
+    if isinstance(authors, str):
+        return authors
+    return " and ".join(authors or []) or "unknown"
+
+
+def _result_note(record: dict[str, Any], ckpts: list[str]) -> str:
+    """The ``note`` field: dataset, checkpoints, method, headline, command, time; unpublished."""
+    method, ds = record["method"], record["dataset"]
+    where = method["source"] + (f", sha256 {method['sha256']}" if method.get("sha256") else "")
     headline = "; ".join(
         f"{arch}: {s['mean']:.3f}"
         for arch, s in record["metrics"].get("hit_rate@1", {}).items()
         if s["mean"] is not None
     )
-    fields = [
-        ("title", f"hfus-xai-bench result: {_bib_text(method['name'])} on {_bib_text(ds['id'])}"),
-        (
-            "author",
-            "{"
-            + _bib_text(
-                method.get("authors")
-                if isinstance(method.get("authors"), str)
-                else " and ".join(method.get("authors") or []) or "unknown"
-            )
-            + "}",
-        ),
-        (
-            "howpublished",
-            f"result record of hfus-xai-bench {record['benchmark_version']} "
-            f"(protocol v{record['protocol_version']})",
-        ),
-        ("year", year if year.isdigit() else None),
-        (
-            "note",
-            "; ".join(
-                part
-                for part in (
-                    f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, "
-                    f"content sha256 {ds.get('sha256')}",
-                    "checkpoints: " + ", ".join(ckpts),
-                    f"method {_bib_text(method['name'])} ({_bib_text(where)})",
-                    f"hit_rate@1 {headline}" if headline else "",
-                    f"command: {_bib_text(record['command'])}" if record.get("command") else "",
-                    f"recorded {record.get('timestamp', '')}",
-                    UNPUBLISHED,
-                )
-                if part
-            ),
-        ),
-    ]
-    parts = [bibtex_entry("misc", key, fields), benchmark_bibtex(version=record["benchmark_version"])]
-    if method.get("citation"):
-        parts.append(str(method["citation"]).strip())
-    return "\n\n".join(parts) + "\n"
+    parts = (
+        f"dataset {_bib_text(ds['id'])} revision {ds.get('revision')}, content sha256 {ds.get('sha256')}",
+        "checkpoints: " + ", ".join(ckpts),
+        f"method {_bib_text(method['name'])} ({_bib_text(where)})",
+        f"hit_rate@1 {headline}" if headline else "",
+        f"command: {_bib_text(record['command'])}" if record.get("command") else "",
+        f"recorded {record.get('timestamp', '')}",
+        UNPUBLISHED,
+    )
+    return "; ".join(part for part in parts if part)
