@@ -92,19 +92,11 @@ def score_fold_outputs(
         keep_maps: keep the m255 maps (the model's, every copy's, the runner-up's) in the scores.
         metrics: the run's metrics (default: every current registry metric).
     """
-    outputs = sorted(outputs, key=lambda o: o.batch.start)
-    n = len(job.image_ids)
-    starts, stops = [o.batch.start for o in outputs], [o.batch.stop for o in outputs]
-    if not outputs or starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1]:
-        raise HfusError(
-            f"{job.arch} fold {job.fold}: the batch outputs do not cover images 0..{n} exactly once"
-        )
+    outputs = _in_batch_order(job, outputs)
     m255 = np.concatenate([o.m255 for o in outputs])
     failed = [r for o in outputs for r in o.failed]
     targets = np.concatenate([o.targets for o in outputs]).astype(np.int64)
-    extras: dict[str, Any] = {}
-    for key in {k for o in outputs for k in o.extras}:
-        extras[key] = np.concatenate([o.extras[key] for o in outputs])
+    extras = _concatenated(outputs, "extras")
     if job.evidence is not None:
         extras["evidence"] = job.evidence
     inputs = ScoringInputs(
@@ -119,8 +111,7 @@ def score_fold_outputs(
     )
     chosen = [m for m in fold_metrics(metrics) if set(m.extras) <= set(extras)]
     values = score_fold(inputs, chosen, config=scoring_config(config))
-    for key in {k for o in outputs for k in o.values}:
-        values[key] = np.concatenate([o.values[key] for o in outputs])
+    values.update(_concatenated(outputs, "values"))
     cost = dict(job.cost)
     for o in outputs:
         for key, value in o.cost.items():
@@ -145,6 +136,24 @@ def score_fold_outputs(
         runner_up_maps=extras.get("m255_runner_up") if keep_maps else None,
         cost=cost,
     )
+
+
+def _in_batch_order(job: FoldMeta, outputs: Sequence[BatchOutput]) -> list[BatchOutput]:
+    """``outputs`` sorted by their first image, checked to cover the fold's images 0..n exactly once."""
+    ordered = sorted(outputs, key=lambda o: o.batch.start)
+    n = len(job.image_ids)
+    starts, stops = [o.batch.start for o in ordered], [o.batch.stop for o in ordered]
+    if not ordered or starts[0] != 0 or stops[-1] != n or starts[1:] != stops[:-1]:
+        raise HfusError(
+            f"{job.arch} fold {job.fold}: the batch outputs do not cover images 0..{n} exactly once"
+        )
+    return ordered
+
+
+def _concatenated(outputs: Sequence[BatchOutput], field: str) -> dict[str, np.ndarray]:
+    """The per-image arrays in the outputs' ``field`` (``values`` or ``extras``), joined in batch order."""
+    keys = {k for o in outputs for k in getattr(o, field)}
+    return {key: np.concatenate([getattr(o, field)[key] for o in outputs]) for key in keys}
 
 
 #: suffixes of the per-(arch, fold) arrays of a maps file besides ``__maps`` and ``__image_ids``: every copy's
