@@ -460,6 +460,29 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
     if diffs:
         raise HfusError(not_comparable_message(diffs))
     archs = [m for m in a["options"]["models"] if m in b["options"]["models"]]
+    out = {arch: _output_differences(a, b, sa, sb, arch) for arch in archs}
+    n_images = {arch: int(a["counts"][arch]["n_images"]) for arch in archs}
+    checkpoints = {
+        arch: {str(f): a["checkpoints"][arch][str(f)]["sha256"] for f in _folds(a, arch)} for arch in archs
+    }
+    return Comparison(
+        a=a["method"]["name"],
+        b=b["method"]["name"],
+        dataset=dict(a["dataset"]),
+        checkpoints=checkpoints,
+        n_images=n_images,
+        differences=out,
+        notes=tuple(_compare_notes(a, b, sa, sb)),
+        gates={arch: (gate(a, arch), gate(b, arch)) for arch in archs},
+        fe={arch: (fe_per_image(a, arch), fe_per_image(b, arch)) for arch in archs},
+    )
+
+
+def _compare_notes(
+    a: Mapping[str, Any], b: Mapping[str, Any], sa: Scores | None, sb: Scores | None
+) -> list[str]:
+    """The notes of a comparison: settings that differ, architectures in one only, sides without per-image
+    values (``sa`` / ``sb``: their :func:`image_scores`)."""
     notes = setting_notes([a, b])
     only = sorted(set(a["options"]["models"]) ^ set(b["options"]["models"]))
     if only:
@@ -471,48 +494,42 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
                 "re-add it from its result JSON with `hfus-bench leaderboard add`): differences of the "
                 "means, no CI"
             )
-    out: dict[str, tuple[Difference, ...]] = {}
-    n_images: dict[str, int] = {}
-    for arch in archs:
-        rows = []
-        for m, o in registry.outputs():
-            key = m.key(o)
-            d = (
-                paired_difference(sa[arch], sb[arch], key)
-                if sa and sb and arch in sa and arch in sb
-                else None
-            )
-            if d is None:
-                ma, mb = a["metrics"].get(key, {}).get(arch), b["metrics"].get(key, {}).get(arch)
-                if ma is None or mb is None:
-                    continue
-                x, y = ma["mean"], mb["mean"]
-                d = Difference(
-                    key=key,
-                    label=o.label or key,
-                    direction=o.direction,
-                    mean_a=x,
-                    mean_b=y,
-                    diff=None if x is None or y is None else x - y,
-                    ci95=(None, None),
-                    n=0,
-                    n_excluded=0,
-                    paired=False,
-                )
+    return notes
+
+
+def _output_differences(
+    a: Mapping[str, Any], b: Mapping[str, Any], sa: Scores | None, sb: Scores | None, arch: str
+) -> tuple[Difference, ...]:
+    """A − B on ``arch`` for every registered output both report: paired where both sides keep per-image
+    values, else the unpaired difference of the means."""
+    rows = []
+    for m, o in registry.outputs():
+        key = m.key(o)
+        d = paired_difference(sa[arch], sb[arch], key) if sa and sb and arch in sa and arch in sb else None
+        if d is None:
+            d = _unpaired_difference(a, b, arch, key, o)
+        if d is not None:
             rows.append(d)
-        out[arch] = tuple(rows)
-        n_images[arch] = int(a["counts"][arch]["n_images"])
-    checkpoints = {
-        arch: {str(f): a["checkpoints"][arch][str(f)]["sha256"] for f in _folds(a, arch)} for arch in archs
-    }
-    return Comparison(
-        a=a["method"]["name"],
-        b=b["method"]["name"],
-        dataset=dict(a["dataset"]),
-        checkpoints=checkpoints,
-        n_images=n_images,
-        differences=out,
-        notes=tuple(notes),
-        gates={arch: (gate(a, arch), gate(b, arch)) for arch in archs},
-        fe={arch: (fe_per_image(a, arch), fe_per_image(b, arch)) for arch in archs},
+    return tuple(rows)
+
+
+def _unpaired_difference(
+    a: Mapping[str, Any], b: Mapping[str, Any], arch: str, key: str, output: registry.Output
+) -> Difference | None:
+    """The difference of the two means of ``key`` on ``arch`` (no CI); None when a side lacks it."""
+    ma, mb = a["metrics"].get(key, {}).get(arch), b["metrics"].get(key, {}).get(arch)
+    if ma is None or mb is None:
+        return None
+    x, y = ma["mean"], mb["mean"]
+    return Difference(
+        key=key,
+        label=output.label or key,
+        direction=output.direction,
+        mean_a=x,
+        mean_b=y,
+        diff=None if x is None or y is None else x - y,
+        ci95=(None, None),
+        n=0,
+        n_excluded=0,
+        paired=False,
     )
