@@ -164,8 +164,6 @@ def audit_statistic(
     the same private images for every method. ``m``: comparisons audited together (default: the methods
     here). Pure: no I/O; the rule is the module docstring's.
     """
-    from .metrics.stats import bootstrap_ci
-
     names = list(public)
     missing = [r for r in references if r not in public or r not in private]
     if missing or set(private) != set(names):
@@ -188,36 +186,66 @@ def audit_statistic(
         )
     d_ref = float(np.mean([d[r] for r in references]))
     ref_boot = np.mean([d_boot[r] for r in references], axis=0)
-    rows = []
-    for k in names:
-        excess = d_boot[k] - ref_boot
-        ok = np.isfinite(excess)
-        tail = 100.0 * (1.0 - level) / 2.0
-        low, high = np.percentile(excess[ok], [tail, 100.0 - tail]) if ok.any() else (np.nan, np.nan)
-        ci_pub, ci_priv = bootstrap_ci(pub[k], n_resamples, seed), bootstrap_ci(priv[k], n_resamples, seed)
-        rows.append(
-            AuditRow(
-                method=k,
-                score=score,
-                reference=k in references,
-                public_mean=_side_mean(pub[k]),
-                private_mean=_side_mean(priv[k]),
-                public_ci=(ci_pub.low, ci_pub.high),
-                private_ci=(ci_priv.low, ci_priv.high),
-                n_public=ci_pub.n,
-                n_private=ci_priv.n,
-                d=d[k],
-                d_ref=d_ref,
-                excess=d[k] - d_ref,
-                low=float(low),
-                high=float(high),
-                level=level,
-                dropped=int(np.count_nonzero(~ok)),
-                images_public=pub[k].size,
-                images_private=priv[k].size,
-            )
+    return [
+        _audit_row(
+            k,
+            pub[k],
+            priv[k],
+            score=score,
+            reference=k in references,
+            d=d[k],
+            d_ref=d_ref,
+            excess=d_boot[k] - ref_boot,
+            level=level,
+            n_resamples=n_resamples,
+            seed=seed,
         )
-    return rows
+        for k in names
+    ]
+
+
+def _audit_row(
+    method: str,
+    pub: np.ndarray,
+    priv: np.ndarray,
+    *,
+    score: str,
+    reference: bool,
+    d: float,
+    d_ref: float,
+    excess: np.ndarray,
+    level: float,
+    n_resamples: int,
+    seed: int,
+) -> AuditRow:
+    """One method's audit row: its side means and CIs (``n_resamples``, ``seed``), d − d_ref, and the
+    ``level`` CI of the bootstrapped ``excess`` (resamples without a value dropped and counted)."""
+    from .metrics.stats import bootstrap_ci
+
+    ok = np.isfinite(excess)
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(excess[ok], [tail, 100.0 - tail]) if ok.any() else (np.nan, np.nan)
+    ci_pub, ci_priv = bootstrap_ci(pub, n_resamples, seed), bootstrap_ci(priv, n_resamples, seed)
+    return AuditRow(
+        method=method,
+        score=score,
+        reference=reference,
+        public_mean=_side_mean(pub),
+        private_mean=_side_mean(priv),
+        public_ci=(ci_pub.low, ci_pub.high),
+        private_ci=(ci_priv.low, ci_priv.high),
+        n_public=ci_pub.n,
+        n_private=ci_priv.n,
+        d=d,
+        d_ref=d_ref,
+        excess=d - d_ref,
+        low=float(low),
+        high=float(high),
+        level=level,
+        dropped=int(np.count_nonzero(~ok)),
+        images_public=pub.size,
+        images_private=priv.size,
+    )
 
 
 # ------------------------------------------------------------------------------------------- the build
@@ -471,6 +499,51 @@ def _cost(pub: FoldScores, parts: Sequence[FoldScores]) -> dict[str, float]:
     return out
 
 
+@dataclass
+class _Sides:
+    """Every target's per-image values on the public and the private side (score → method → values), its
+    cost, and the one checkpoint both sides used."""
+
+    public: dict[str, dict[str, np.ndarray]]
+    private: dict[str, dict[str, np.ndarray]]
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    n_private: int = 0
+
+
+def _score_sides(
+    targets: Sequence[AuditTarget],
+    ds_public: datasets.Dataset,
+    folder: Path,
+    views: list[tuple[int, datasets.Dataset]],
+    scores: Sequence[str],
+    progress: bool,
+    log: Callable[[str, dict[str, float]], None] | None,
+) -> _Sides:
+    """Run every target on both sides (``log(name, cost)`` after each); all must use one checkpoint."""
+    from .metrics import registry
+
+    metrics = list({registry.output(key)[0].id: registry.output(key)[0] for key in scores}.values())
+    sides = _Sides(public={key: {} for key in scores}, private={key: {} for key in scores})
+    checkpoints: set[str] = set()
+    for t in targets:
+        pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
+        checkpoints |= {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
+        if len(checkpoints) != 1:
+            raise HfusError(
+                "the public and private sides were scored with different checkpoints; install the one "
+                "checkpoint of the default track of the current generator version"
+            )
+        sides.checkpoint, sides.n_private = dict(pub.checkpoint), sum(len(p.image_ids) for p in parts)
+        for key in scores:
+            sides.public[key][t.name] = pub.output(key)
+            sides.private[key][t.name] = np.concatenate([p.output(key) for p in parts])
+        sides.cost[t.name] = _cost(pub, parts)
+        if log is not None:
+            log(t.name, sides.cost[t.name])
+    return sides
+
+
 def audit(
     specs: Sequence[str | Path],
     seed: int,
@@ -492,7 +565,6 @@ def audit(
     from .config import RunConfig
     from .data.dataset import dataset_provenance, load_dataset
     from .data.synth import SYNTH_VERSION
-    from .metrics import registry
 
     base = RunConfig(models=(arch,), folds=(fold,), limit=limit, device=device)
     targets = resolve_targets(specs, base)
@@ -500,28 +572,8 @@ def audit(
     folder = private_build(seed, n=n, progress=progress)
     views = partition_views(load_dataset(str(folder)), base.folds[0])
     scores = _audited_scores(ds_public, views[0][1])
-    metrics = list({registry.output(key)[0].id: registry.output(key)[0] for key in scores}.values())
-    public: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
-    private: dict[str, dict[str, np.ndarray]] = {key: {} for key in scores}
-    checkpoints: set[str] = set()
-    checkpoint: dict[str, Any] = {}
-    cost: dict[str, dict[str, float]] = {}
-    n_private = 0
-    for t in targets:
-        pub, parts = _score_target(t, ds_public, folder, views, metrics, progress)
-        checkpoints |= {pub.checkpoint["sha256"], *(p.checkpoint["sha256"] for p in parts)}
-        if len(checkpoints) != 1:
-            raise HfusError(
-                "the public and private sides were scored with different checkpoints; install the one "
-                "checkpoint of the default track of the current generator version"
-            )
-        checkpoint, n_private = dict(pub.checkpoint), sum(len(p.image_ids) for p in parts)
-        for key in scores:
-            public[key][t.name] = pub.output(key)
-            private[key][t.name] = np.concatenate([p.output(key) for p in parts])
-        cost[t.name] = _cost(pub, parts)
-        if log is not None:
-            log(t.name, cost[t.name])
+    sides = _score_sides(targets, ds_public, folder, views, scores, progress, log)
+    public, private, cost = sides.public, sides.private, sides.cost
     m = len(targets) * len(scores)
     rows = [
         replace(
@@ -539,9 +591,9 @@ def audit(
         fold=base.folds[0],
         version=SYNTH_VERSION,
         revision=str(dataset_provenance(ds_public)["revision"]),
-        checkpoint=checkpoint,
+        checkpoint=sides.checkpoint,
         n_public=len(next(iter(public[scores[0]].values()))) if scores else 0,
-        n_private=n_private,
+        n_private=sides.n_private,
         scores=scores,
         public=public,
         private=private,
