@@ -115,11 +115,7 @@ def evaluate_shard(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = shard_name(loaded.name, shard)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    data = buffer.getvalue()
-    maps_path = out_dir / f"{stem}.maps.npz"
-    _replace(maps_path, data)
+    maps_file = _write_maps(out_dir / f"{stem}.maps.npz", arrays)
     record = {
         "kind": SHARD_KIND,
         "schema_version": SHARD_SCHEMA_VERSION,
@@ -143,11 +139,20 @@ def evaluate_shard(
         ),
         "command": command,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "maps_file": {"path": maps_path.name, "sha256": hashlib.sha256(data).hexdigest()},
+        "maps_file": maps_file,
     }
     path = out_dir / f"{stem}.json"
     _replace(path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     return path
+
+
+def _write_maps(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write a shard's arrays to ``path`` (compressed npz, replaced atomically); its name and sha256."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    data = buffer.getvalue()
+    _replace(path, data)
+    return {"path": path.name, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _replace(path: Path, data: bytes) -> None:
