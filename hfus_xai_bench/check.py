@@ -199,6 +199,29 @@ def _randomised_side(
     }
 
 
+def _phantom_inputs(
+    model: torch.nn.Module, n_images: int, seed: int, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
+    """The phantom batch as the method sees it (B, 3, H, W in [0, 1]), the model's predictions as targets,
+    the layer maps and their mean as the depth prior."""
+    images, _, slms = phantom_batch(n_images, seed)
+    x = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.inference_mode():
+        targets = model(x).argmax(1)
+    prior = torch.from_numpy(slms.astype(np.float32).mean(0) / 255.0).to(dev)
+    return x, targets, slms, prior
+
+
+def _maps_lines(failed: list[str], what: str) -> list[tuple[bool, str]]:
+    """The report lines on the maps of the first call (``failed``: the reasons of the images that failed)."""
+    if not failed:
+        return [(True, f"{what}: one finite, non-empty map per image")]
+    lines = [(False, f"{what}: {len(failed)} failed, e.g. {failed[0]}")]
+    if all(r == FAIL_EMPTY for r in failed):
+        lines.append((False, "all-zero maps have no peak: Hit Rate is undefined for them"))
+    return lines
+
+
 def check_method(
     method: str | Path | Method,
     *,
@@ -232,11 +255,7 @@ def check_method(
     copies = [
         randomised_model(model, seed=derive_seed(0, "randomisation", k)) for k in range(RANDOMISATION_COPIES)
     ]
-    images, _, slms = phantom_batch(n_images, seed)
-    x = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
-    with torch.inference_mode():
-        targets = model(x).argmax(1)
-    prior = torch.from_numpy(slms.astype(np.float32).mean(0) / 255.0).to(dev)
+    x, targets, slms, prior = _phantom_inputs(model, n_images, seed, dev)
     passes = PassCounter(dev)
     state = derive_seed(seed, "batch", spec.name, 0, 0)
 
@@ -259,15 +278,8 @@ def check_method(
         return report
     report.seconds_per_image = first.seconds / n_images
     failed = [r for r in first.reasons if r is not None]
-    report.add(
-        not failed,
-        f"{n_images} phantom images on {spec.display_name} ({origin}): "
-        + (
-            "one finite, non-empty map per image" if not failed else f"{len(failed)} failed, e.g. {failed[0]}"
-        ),
-    )
-    if failed and all(r == FAIL_EMPTY for r in failed):
-        report.add(False, "all-zero maps have no peak: Hit Rate is undefined for them")
+    for line in _maps_lines(failed, f"{n_images} phantom images on {spec.display_name} ({origin})"):
+        report.add(*line)
     report.add(*_determinism_line(dev, first, again))
     extras = _randomised_side(loaded, copies, make, run, report)
     if not failed and extras is not None:
