@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..constants import ARCH_NAMES, NUM_FOLDS, SYNTH_DATASET
@@ -92,7 +93,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..config import parse_list
     from ..constants import arch_name
     from ..errors import HfusError
-    from ..jsonio import load_json
     from ..models.training_run import train
 
     archs = [arch_name(a) for a in parse_list(args.models, ARCH_NAMES)]
@@ -125,22 +125,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 command=args.command_line,
             )
-            meta = load_json(card, "model card")
-            test = meta["metrics"]["test"]
-            print(
-                f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, "
-                "weighted P/R/F1 "
-                f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
-                f"(best epoch {meta['best_epoch']}/{meta['epochs']})"
-            )
-            flips = meta.get("counterfactual")
-            if flips:
-                flipped = sum(c["flipped"] for c in flips["per_class"].values())
-                print(
-                    f"twins of correctly classified AD/PS/ST test images predicted CG: {flipped}/{flips['n']}"
-                )
-            print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
+            _print_trained(card)
     return 0
+
+
+def _print_trained(card: Path) -> None:
+    """The lines `hfus-bench train` prints for one trained checkpoint (from its card)."""
+    from ..jsonio import load_json
+
+    meta = load_json(card, "model card")
+    test = meta["metrics"]["test"]
+    print(
+        f"{meta['arch']} test fold {meta['fold']}: accuracy {100 * test['accuracy']:.2f} %, "
+        "weighted P/R/F1 "
+        f"{100 * test['precision']:.2f} / {100 * test['recall']:.2f} / {100 * test['f1']:.2f} % "
+        f"(best epoch {meta['best_epoch']}/{meta['epochs']})"
+    )
+    flips = meta.get("counterfactual")
+    if flips:
+        flipped = sum(c["flipped"] for c in flips["per_class"].values())
+        print(f"twins of correctly classified AD/PS/ST test images predicted CG: {flipped}/{flips['n']}")
+    print(f"wrote {card.with_suffix('.safetensors')} (sha256 {meta['sha256']}) and {card}")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
