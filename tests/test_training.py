@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -142,6 +143,83 @@ def test_training_step_with_pooling_as_mean_matches_the_standard_one(arch):
     assert list(model.state_dict()) == keys and type(model) is type(twin)
     with P.GlobalPoolAsMean():
         assert "AdaptiveAvgPool2DBackward0" not in _backward_ops(model(x))
+
+
+# ATen ops without a deterministic CUDA kernel: under use_deterministic_algorithms(True) they raise on CUDA
+# (torch.use_deterministic_algorithms' docs, the "will throw a RuntimeError" list, as ATen op names; the
+# forward of grid_sample / adaptive pooling is deterministic, only these backward passes are not)
+CUDA_NONDETERMINISTIC = {
+    "_adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool2d_backward",
+    "adaptive_max_pool3d_backward",
+    "avg_pool3d_backward",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d_backward",
+    "max_unpool2d",
+    "max_unpool3d",
+    "upsample_linear1d_backward",
+    "upsample_bilinear2d_backward",
+    "_upsample_bilinear2d_aa_backward",
+    "upsample_bicubic2d_backward",
+    "_upsample_bicubic2d_aa_backward",
+    "upsample_trilinear3d_backward",
+    "reflection_pad1d_backward",
+    "reflection_pad2d_backward",
+    "reflection_pad3d_backward",
+    "nll_loss2d_forward",
+    "_ctc_loss_backward",
+    "_embedding_bag_backward",
+    "put_",
+    "histc",
+    "bincount",
+    "median",
+    "nanmedian",
+    "grid_sampler_2d_backward",
+    "grid_sampler_3d_backward",
+    "scatter_reduce",
+}
+
+
+class _AtenOps(TorchDispatchMode):
+    """Records the name of every ATen op run inside it (forward and autograd's backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _training_step_ops(arch: str) -> set[str]:
+    """The ATen ops of one augmented training step of ``arch`` as the CUDA path runs it, then a prediction."""
+    torch.manual_seed(0)
+    model = T.build_model(arch).train().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    step = T._Step(model, opt, torch.Generator().manual_seed(1), augment=True, pool_as_mean=True)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with _AtenOps() as ops:
+        step(x, torch.tensor([0, 3]))
+        T.predict_logits(model.eval(), x, torch.device("cpu"), 2)
+    return ops.names
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "googlenet", "resnet101", "densenet201"])
+def test_the_cuda_training_step_uses_no_op_without_a_deterministic_cuda_kernel(arch):
+    """GPU-free guard for deterministic CUDA training (issue 20): every op of the CUDA path's training step,
+    traced on the CPU, has a deterministic CUDA kernel, so strict use_deterministic_algorithms does not raise
+    for these ops. On CUDA batch norm and convolutions run through cuDNN instead, deterministic under the
+    training's cudnn.deterministic switch; only the device itself can show the two runs' sha256 agree."""
+    ops = _training_step_ops(arch)
+    assert {"convolution_backward", "nll_loss_backward", "mean"} <= ops  # the backward pass was traced
+    assert ops & CUDA_NONDETERMINISTIC == set()
+    # the tracer names backward ops as the list does: pooling that is not global runs the one that raises
+    x = torch.rand(1, 2, 6, 6, requires_grad=True)
+    with _AtenOps() as ops:
+        torch.nn.functional.adaptive_avg_pool2d(x, (2, 3)).sum().backward()
+    assert ops.names & CUDA_NONDETERMINISTIC == {"_adaptive_avg_pool2d_backward"}
 
 
 def test_init_from_path_and_errors(tmp_path, monkeypatch):
