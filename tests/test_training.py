@@ -390,3 +390,72 @@ def test_twin_flip_block_reproduces_the_shipped_card(synth_ds):
     test = fold_arrays(synth_ds, 0, split="test")
     block = R.twin_flip_block(model, test, 0, T.predict_logits(model, test.images))
     assert block == info.checkpoint.meta["counterfactual"]
+
+
+def _interrupt_at_epoch(monkeypatch, n: int) -> list[int]:
+    """Make the n-th training epoch raise KeyboardInterrupt (a killed run); return the epoch call log."""
+    calls: list[int] = []
+    real = T._epoch
+
+    def epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "_epoch", epoch)
+    return calls
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    # exact claim: same process, threads and shapes, so the resumed epochs run the same operations on the
+    # same (restored, bit-exact) tensors as the uninterrupted run's. MobileNetV2's dropout draws from the
+    # global generator and the scheduler's step after epoch 3 (resumed) lowers the learning rate only if
+    # its restored epoch count says so: all of the state is covered.
+    xtr, ytr = _toy(8, 0)
+    xva, yva = _toy(4, 1)
+    kw = dict(epochs=4, init="scratch", seed=0, device="cpu", batch_size=4, step_size=3, progress=False)
+    full, h_full = T.train_model("mobilenet_v2", xtr, ytr, xva, yva, **kw)
+    state, real_epoch = tmp_path / "m.resume.pt", T._epoch
+    _interrupt_at_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_model("mobilenet_v2", xtr, ytr, xva, yva, state_path=state, state_every=0, **kw)
+    saved = torch.load(state, weights_only=True)
+    assert len(saved["records"]) == 2 and saved["fingerprint"]["arch"] == "mobilenet_v2"
+    monkeypatch.setattr(T, "_epoch", real_epoch)
+    calls = _interrupt_at_epoch(monkeypatch, 99)  # only counts
+    resumed, h_res = T.train_model("mobilenet_v2", xtr, ytr, xva, yva, state_path=state, **kw)
+    assert len(calls) == 2  # it continued after epoch 2 rather than starting over
+    a, b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in h_full["epochs"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in h_res["epochs"]]
+    assert [r["lr"] for r in h_res["epochs"]] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
+    assert h_res["best_epoch"] == h_full["best_epoch"]
+
+
+def test_train_refuses_a_stale_or_foreign_state_and_resumes_with_resume(tmp_path, fake_data, monkeypatch):
+    from hfus_xai_bench.models import resume as RS
+
+    monkeypatch.setattr(RS, "RESUME_INTERVAL_S", 0.0)
+    kw = dict(fold=0, epochs=2, init="scratch", device="cpu", seed=0, batch_size=4, progress=False)
+    card = json.loads(R.train("mobilenet_v2", out_dir=tmp_path / "full", **kw).read_text())
+    out, real_epoch = tmp_path / "cut", T._epoch
+    state = out / "mobilenet_v2_hfus-synth_fold0.resume.pt"
+    _interrupt_at_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        R.train("mobilenet_v2", out_dir=out, **kw)
+    assert state.is_file() and not (out / "mobilenet_v2_hfus-synth_fold0.json").exists()
+    monkeypatch.setattr(T, "_epoch", real_epoch)
+    with pytest.raises(HfusError, match="add --resume to continue it, or delete the file"):
+        R.train("mobilenet_v2", out_dir=out, **kw)
+    with pytest.raises(HfusError, match="written by a run with another recipe"):
+        R.train("mobilenet_v2", out_dir=out, resume=True, **{**kw, "lr": 0.01})
+    # the state is still there after both refusals; --resume finishes the run with the same checkpoint
+    resumed = R.train("mobilenet_v2", out_dir=out, resume=True, **kw)
+    assert json.loads(resumed.read_text())["sha256"] == card["sha256"] and not state.exists()
+    # a truncated state file: a one-line error, never a silent start from scratch
+    state.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(HfusError, match=r"not a readable training state \(.*\); delete it") as err:
+        R.train("mobilenet_v2", out_dir=out, resume=True, **kw)
+    assert "\n" not in str(err.value)

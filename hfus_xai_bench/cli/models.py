@@ -124,6 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=not args.quiet,
                 command=args.command_line,
+                resume=args.resume,
             )
             _print_trained(card)
     return 0
@@ -238,5 +239,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--step-size", type=int, default=STUDY_RECIPE["step_size"])
     t.add_argument("--gamma", type=float, default=STUDY_RECIPE["gamma"])
     t.add_argument("--batch-size", type=int, default=STUDY_RECIPE["batch_size"])
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the state it keeps next to the checkpoint "
+        "(<name>.resume.pt, written at most every 10 minutes); on the same machine the weights equal an "
+        "uninterrupted run's",
+    )
     add_quiet(t)
     t.set_defaults(func=_cmd_train)

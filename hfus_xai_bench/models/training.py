@@ -39,6 +39,7 @@ from ..seeding import seed_global
 from .checkpoints import load_state_dict, sha256_file
 from .pooling import GlobalPoolAsMean
 from .recipe import DEFAULT_EPOCHS, STUDY_RECIPE
+from .resume import ResumeFile, data_sha256
 from .zoo import build_model, get_arch
 
 MAX_ROTATION_DEG = 15.0
@@ -164,6 +165,8 @@ def train_model(
     augment: bool = True,
     progress: bool = True,
     eval_batch_size: int = 64,
+    state_path: Path | None = None,
+    state_every: float | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``arch`` with the study recipe on tensors. Seeded: the same inputs, seed and device give
     identical weights.
@@ -173,6 +176,9 @@ def train_model(
         init: ``imagenet``, ``scratch`` or a safetensors path (:func:`init_model`).
         lr, momentum, step_size, gamma, batch_size: the recipe (SGD, StepLR; defaults: the study's);
             ``augment``: the train augmentation (:func:`augment_batch`).
+        state_path: keep the run's resumable state there (at most every ``state_every`` seconds, default
+            :data:`.resume.RESUME_INTERVAL_S`) and continue from a state found there (:mod:`.resume`); the
+            caller deletes it.
 
     Returns:
         The best-validation model (eval mode, on ``device``) and a history dict (``epochs``: per-epoch
@@ -192,6 +198,19 @@ def train_model(
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment, dev.type == "cuda")
         loop = _EpochLoop(step, scheduler, torch.Generator().manual_seed(seed), batch_size, eval_batch_size)
+        if state_path is not None:
+            fingerprint = {
+                "arch": get_arch(arch).name,
+                "init": init_desc,
+                "seed": seed,
+                "epochs": epochs,
+                "recipe": [lr, momentum, step_size, gamma, batch_size, augment],
+                "device": dev.type,
+                "torch": str(torch.__version__),
+                "data": data_sha256(train_images, train_labels, val_images, val_labels),
+            }
+            every = {} if state_every is None else {"interval": state_every}
+            loop.resume = ResumeFile(Path(state_path), fingerprint, **every)
         records, best = loop.run(train_split, val_split, epochs, f"train {get_arch(arch).name}", progress)
         model.load_state_dict(best.state)
         model = model.to(memory_format=torch.contiguous_format).eval()
@@ -237,19 +256,24 @@ class _EpochLoop:
     shuffle_gen: torch.Generator
     batch_size: int
     eval_batch_size: int
+    resume: ResumeFile | None = None
 
     def run(
         self, train: Split, val: Split, epochs: int, desc: str, progress: bool
     ) -> tuple[list[dict[str, Any]], _Best]:
-        """Per-epoch records and the best epoch."""
+        """Per-epoch records and the best epoch (continued from :attr:`resume`'s state where it has one)."""
         from tqdm.auto import tqdm
 
         model, dev = self.step.model, train[0].device
         steps = math.ceil(len(train[0]) / self.batch_size)
-        records: list[dict[str, Any]] = []
-        best = _Best()
-        bar = tqdm(total=epochs * steps, desc=desc, unit="step", disable=not progress)
-        for epoch in range(1, epochs + 1):
+        saved = self.resume.load() if self.resume is not None else None
+        records, best = self._restore(saved, dev) if saved is not None else ([], _Best())
+        bar = tqdm(
+            total=epochs * steps, initial=len(records) * steps, desc=desc, unit="step", disable=not progress
+        )
+        if saved is not None and progress:
+            bar.write(f"resumed after epoch {len(records)} from {self.resume.path}")
+        for epoch in range(len(records) + 1, epochs + 1):
             t0 = time.perf_counter()
             model.train()
             rec: dict[str, Any] = {"epoch": epoch, "lr": self.step.optimizer.param_groups[0]["lr"]}
@@ -263,8 +287,41 @@ class _EpochLoop:
             improved = best.offer(model, rec)
             if progress:
                 bar.write(_epoch_line(rec, epochs, improved))
+            if self.resume is not None and epoch < epochs:
+                self.resume.save_due(lambda: self._state(records, best))
         bar.close()
         return records, best
+
+    def _state(self, records: list[dict[str, Any]], best: _Best) -> dict[str, Any]:
+        """Everything the following epochs depend on, for :class:`.ResumeFile`."""
+        step = self.step
+        dev = next(step.model.parameters()).device
+        return {
+            "model": step.model.state_dict(),
+            "optimizer": step.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "shuffle_rng": self.shuffle_gen.get_state(),
+            "augment_rng": step.aug_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "records": records,
+            "best": {"acc": best.acc, "loss": best.loss, "epoch": best.epoch, "state": best.state},
+        }
+
+    def _restore(self, saved: dict[str, Any], dev: torch.device) -> tuple[list[dict[str, Any]], _Best]:
+        """Put a :meth:`_state` back; return its records and best epoch."""
+        step = self.step
+        step.model.load_state_dict(saved["model"])
+        step.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.shuffle_gen.set_state(saved["shuffle_rng"])
+        step.aug_gen.set_state(saved["augment_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], dev)
+        b = saved["best"]
+        best = _Best(b["acc"], b["loss"], b["epoch"], {k: v.to(dev) for k, v in b["state"].items()})
+        return list(saved["records"]), best
 
 
 def _split_tensors(images: ArrayLike, labels: ArrayLike, dev: torch.device) -> Split:

@@ -21,6 +21,7 @@ from ..metrics.counterfactual import CASE_APPLICABLE, CG, counterfactual_scores,
 from ..runtime import environment, resolve_device
 from .checkpoints import save_checkpoint, user_checkpoint_dir
 from .recipe import AUGMENTATION, DEFAULT_EPOCHS, SELECTION, STUDY_RECIPE
+from .resume import refuse_stale_state, resume_path
 from .training import predict_logits, train_model
 from .zoo import get_arch
 
@@ -177,19 +178,25 @@ def train(
     name: str | None = None,
     progress: bool = True,
     command: str | None = None,
+    resume: bool = False,
 ) -> Path:
     """Train (arch, dataset, fold), evaluate on the test fold, write ``<name>.safetensors`` + ``<name>.json``
     into ``out_dir`` (default: the user cache, where :func:`load_model` finds it); return the card path.
 
     The card records ``command`` (what the CLI was given) and, where the dataset has twins, the twin flip
     block (:func:`twin_flip_block`): both are measured where the weights are, which matters for a checkpoint
-    registered by sha256 only."""
+    registered by sha256 only. The run keeps a resumable state next to the checkpoint until it is written
+    (:mod:`.resume`); ``resume`` continues from it, and without ``resume`` a state found there is an error."""
     if dtype not in ("float32", "float16"):
         raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
     spec = get_arch(arch)
     folds = split_folds(fold)
     split = {"test": folds["test"][0], "val": folds["val"][0], "train": folds["train"]}
     arrays, provenance = _load_folds(dataset, revision, fold)
+    out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
+    stem = name or checkpoint_name(spec.name, provenance.get("id", dataset), fold, seed)
+    state_path = resume_path(out, stem)
+    refuse_stale_state(state_path, resume)
     dev = resolve_device(device)
     tr, va = arrays["train"], arrays["val"]
     recipe = {
@@ -210,6 +217,7 @@ def train(
         seed=seed,
         device=dev,
         progress=progress,
+        state_path=state_path,
         **recipe,
     )
     stored = _as_stored(model, dtype)
@@ -217,9 +225,8 @@ def train(
     card.update(_measured(stored, arrays, fold, dev, history))
     if command:
         card["command"] = command
-    out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
-    stem = name or checkpoint_name(spec.name, card["dataset"]["id"], fold, seed)
     save_checkpoint(model, out / f"{stem}.safetensors", card)
+    state_path.unlink(missing_ok=True)
     return out / f"{stem}.json"
 
 

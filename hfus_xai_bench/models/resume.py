@@ -1,0 +1,108 @@
+"""The resumable state of a training run (``hfus-bench train --resume``).
+
+After an epoch, at most once per ``interval`` seconds, everything the following epochs depend on (weights,
+optimizer and scheduler state, the data-order, augmentation and global random generators, the epoch
+records and the best epoch's weights) is written atomically to ``<out>/<name>.resume.pt``. A run with the
+same fingerprint (architecture, init, seed, recipe, epochs, device kind, torch, data) continues from it and
+ends with the same weights as an uninterrupted run: the remaining epochs perform the same operations on the
+same tensors. The file is deleted once the checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import HfusError
+
+RESUME_SUFFIX = ".resume.pt"
+#: seconds between two writes of the state (a write of ResNet101's costs about a second)
+RESUME_INTERVAL_S = 600.0
+
+
+def resume_path(out_dir: Path, stem: str) -> Path:
+    """Where the run that writes ``<out_dir>/<stem>.safetensors`` keeps its resumable state."""
+    return out_dir / f"{stem}{RESUME_SUFFIX}"
+
+
+def refuse_stale_state(path: Path, resume: bool) -> None:
+    """Stop before any work when an interrupted run left its state at ``path`` and ``--resume`` was not
+    given: starting over would silently overwrite it."""
+    if path.is_file() and not resume:
+        raise HfusError(
+            f"{path}: an interrupted run of this checkpoint left its state here; add --resume to continue "
+            "it, or delete the file to start over"
+        )
+
+
+def data_sha256(*arrays: Any) -> str:
+    """sha256 over the arrays' shapes, dtypes and bytes (the training and validation data)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class ResumeFile:
+    """The state file of one run: ``fingerprint`` must match for a saved state to be used."""
+
+    path: Path
+    fingerprint: dict[str, Any]
+    interval: float = field(default_factory=lambda: RESUME_INTERVAL_S)
+    _last_write: float = field(default_factory=time.monotonic)
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None where there is none; a state of another run is an error."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say which, never start over silently
+            why = (str(err).splitlines() or [type(err).__name__])[0]
+            raise HfusError(
+                f"{self.path}: not a readable training state ({why}); delete it to start over"
+            ) from err
+        saved = state.get("fingerprint", {})
+        differ = sorted(k for k in {*saved, *self.fingerprint} if saved.get(k) != self.fingerprint.get(k))
+        if differ:
+            raise HfusError(
+                f"{self.path} was written by a run with another {', '.join(differ)}: give that run's "
+                "arguments to continue it, or delete the file to start over"
+            )
+        return state
+
+    def save_due(self, make_state: Callable[[], dict[str, Any]]) -> bool:
+        """Write ``make_state()`` if ``interval`` seconds have passed since the last write; return whether."""
+        if time.monotonic() - self._last_write < self.interval:
+            return False
+        state = {**make_state(), "fingerprint": self.fingerprint}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+        self._last_write = time.monotonic()
+        return True
+
+    def remove(self) -> None:
+        """Delete the state (the run has written its checkpoint)."""
+        self.path.unlink(missing_ok=True)
+
+
+__all__: Sequence[str] = (
+    "RESUME_INTERVAL_S",
+    "ResumeFile",
+    "data_sha256",
+    "refuse_stale_state",
+    "resume_path",
+)
