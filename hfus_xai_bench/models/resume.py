@@ -33,14 +33,15 @@ def resume_path(out_dir: Path, stem: str) -> Path:
     return out_dir / f"{stem}{RESUME_SUFFIX}"
 
 
-def refuse_stale_state(path: Path, resume: bool) -> None:
-    """Stop before any work when an interrupted run left its state at ``path`` and ``--resume`` was not
-    given: starting over would silently overwrite it."""
+def refuse_stale_state(path: Path, resume: bool) -> Path:
+    """``path``, unless an interrupted run left its state there and ``--resume`` was not given (an error:
+    starting over would silently overwrite it)."""
     if path.is_file() and not resume:
         raise HfusError(
             f"{path}: an interrupted run of this checkpoint left its state here; add --resume to continue "
             "it, or delete the file to start over"
         )
+    return path
 
 
 def data_sha256(*arrays: Any) -> str:

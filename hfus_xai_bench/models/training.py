@@ -199,16 +199,9 @@ def train_model(
         step = _Step(model, optimizer, torch.Generator().manual_seed(seed + 1), augment, dev.type == "cuda")
         loop = _EpochLoop(step, scheduler, torch.Generator().manual_seed(seed), batch_size, eval_batch_size)
         if state_path is not None:
-            fingerprint = {
-                "arch": get_arch(arch).name,
-                "init": init_desc,
-                "seed": seed,
-                "epochs": epochs,
-                "recipe": [lr, momentum, step_size, gamma, batch_size, augment],
-                "device": dev.type,
-                "torch": str(torch.__version__),
-                "data": data_sha256(train_images, train_labels, val_images, val_labels),
-            }
+            recipe = [lr, momentum, step_size, gamma, batch_size, augment]
+            data = data_sha256(train_images, train_labels, val_images, val_labels)
+            fingerprint = _fingerprint(arch, init_desc, seed, epochs, recipe, dev, data)
             every = {} if state_every is None else {"interval": state_every}
             loop.resume = ResumeFile(Path(state_path), fingerprint, **every)
         records, best = loop.run(train_split, val_split, epochs, f"train {get_arch(arch).name}", progress)
@@ -225,6 +218,22 @@ def train_model(
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in records])),
     }
     return model, history
+
+
+def _fingerprint(
+    arch: str, init: str, seed: int, epochs: int, recipe: list[Any], dev: torch.device, data: str
+) -> dict[str, Any]:
+    """What a resumable state must share with the run that continues it (:class:`.ResumeFile`)."""
+    return {
+        "arch": get_arch(arch).name,
+        "init": init,
+        "seed": seed,
+        "epochs": epochs,
+        "recipe": recipe,
+        "device": dev.type,
+        "torch": str(torch.__version__),
+        "data": data,
+    }
 
 
 @dataclass

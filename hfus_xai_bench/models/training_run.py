@@ -195,8 +195,7 @@ def train(
     arrays, provenance = _load_folds(dataset, revision, fold)
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
     stem = name or checkpoint_name(spec.name, provenance.get("id", dataset), fold, seed)
-    state_path = resume_path(out, stem)
-    refuse_stale_state(state_path, resume)
+    state_path = refuse_stale_state(resume_path(out, stem), resume)
     dev = resolve_device(device)
     tr, va = arrays["train"], arrays["val"]
     recipe = {
