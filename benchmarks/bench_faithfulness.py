@@ -23,6 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -80,20 +83,20 @@ def forward_seconds(
     return time.perf_counter() - tic
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=16, help="test images of fold 0")
-    parser.add_argument(
-        "--direct", type=int, default=2, help="images whose 10 systems are also solved by scipy"
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
-    device = torch.device(args.device)
+@dataclass
+class _Inputs:
+    """The first N fold-0 test images with the shipped MobileNetV2, its predictions and the item seeds."""
 
-    ds = load_dataset()
-    test = fold_arrays(ds, 0, "test")
-    n = min(args.n, len(test.image_ids))
+    model: torch.nn.Module
+    spec: Any
+    images: torch.Tensor
+    targets: torch.Tensor
+    seeds: list[int]
+
+
+def _inputs(n: int, device: torch.device) -> _Inputs:
+    test = fold_arrays(load_dataset(), 0, "test")
+    n = min(n, len(test.image_ids))
     model, info = load_model("mobilenet_v2", fold=0, device=str(device))
     channels_last = device.type == "cpu"
     if channels_last:
@@ -104,51 +107,67 @@ def main() -> None:
     with torch.no_grad():
         targets = model(images).argmax(1)
     seeds = [item_seed(0, image_id) for image_id in test.image_ids[:n]]
-    bs = args.batch_size
+    return _Inputs(model, info.spec, images, targets, seeds)
+
+
+def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its seconds, the device synchronised before and after."""
+    sync(device)
+    tic = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - tic
+
+
+def _direct_comparison(inp: _Inputs, m255: torch.Tensor, nd: int) -> dict[str, Any]:
+    """scipy's direct solve of the first ``nd`` images' ROAD systems (no noise) and ours on the same ones."""
+    from hfus_xai_bench.metrics.road import order_seed
+
+    counts = removal_counts(224 * 224)
+    order = removal_order(m255[:nd], [order_seed(s) for s in inp.seeds[:nd]])
+    masks = removal_masks(order, counts, 224, 224).reshape(-1, 224, 224)
+    reps = inp.images[:nd].contiguous().cpu().repeat_interleave(2 * len(counts), dim=0)
+    tic = time.perf_counter()
+    ref = direct_imputation(reps, masks)
+    t_direct = time.perf_counter() - tic
+    tic = time.perf_counter()
+    sol = solve_imputation(reps, masks)
+    t_ours = time.perf_counter() - tic
+    its = sol.iterations.tolist()
+    max_diff = (sol.values - ref).abs().max().item()
+    return {"nd": nd, "direct": t_direct, "ours": t_ours, "its": its, "max_diff": max_diff}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=16, help="test images of fold 0")
+    parser.add_argument(
+        "--direct", type=int, default=2, help="images whose 10 systems are also solved by scipy"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    device, bs = torch.device(args.device), args.batch_size
+    inp = _inputs(args.n, device)
+    model, images, targets = inp.model, inp.images, inp.targets
 
     # trained Grad-CAM (the run this is added to)
-    sync(device)
-    tic = time.perf_counter()
-    m255 = gradcam_m255(model, info.spec, device, images, targets, bs)
-    sync(device)
-    t_gradcam = time.perf_counter() - tic
-
+    m255, t_gradcam = _timed(device, lambda: gradcam_m255(model, inp.spec, device, images, targets, bs))
     # §7.1: randomised copy + Grad-CAM on it + ρ, ρ_cross
-    tic = time.perf_counter()
-    rand = randomised_model(model, seed=0)
-    sync(device)
-    t_build = time.perf_counter() - tic
-    tic = time.perf_counter()
-    m255_rand = gradcam_m255(rand, info.spec, device, images, targets, bs)
-    rho = spearman_maps(m255, m255_rand)
-    rho_cross = cross_image_rho(m255)
-    sync(device)
-    t_rand = time.perf_counter() - tic
+    rand, t_build = _timed(device, lambda: randomised_model(model, seed=0))
 
+    def randomised() -> tuple[np.ndarray, np.ndarray]:
+        m255_rand = gradcam_m255(rand, inp.spec, device, images, targets, bs)
+        return spearman_maps(m255, m255_rand), cross_image_rho(m255)
+
+    (rho, rho_cross), t_rand = _timed(device, randomised)
     # §7.2: ROAD
-    scores = road_scores(model, images, m255, targets, seeds=seeds, batch_size=bs)
+    scores = road_scores(model, images, m255, targets, seeds=inp.seeds, batch_size=bs)
     t_bound = forward_seconds(model, images, 2 * len(ROAD_FRACTIONS), bs, device)
+    nd = min(args.direct, len(images))
+    direct = _direct_comparison(inp, m255, nd) if nd else None
 
-    # scipy's direct solve of the same systems (no noise), and our solver on them
-    nd = min(args.direct, n)
-    t_direct = t_ours = float("nan")
-    its: list[int] = []
-    if nd:
-        counts = removal_counts(224 * 224)
-        from hfus_xai_bench.metrics.road import order_seed
-
-        order = removal_order(m255[:nd], [order_seed(s) for s in seeds[:nd]])
-        masks = removal_masks(order, counts, 224, 224).reshape(-1, 224, 224)
-        reps = images[:nd].contiguous().cpu().repeat_interleave(2 * len(counts), dim=0)
-        tic = time.perf_counter()
-        ref = direct_imputation(reps, masks)
-        t_direct = time.perf_counter() - tic
-        tic = time.perf_counter()
-        sol = solve_imputation(reps, masks)
-        t_ours = time.perf_counter() - tic
-        its = sol.iterations.tolist()
-        max_diff = (sol.values - ref).abs().max().item()
-
+    n = len(images)
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -168,17 +187,22 @@ def main() -> None:
     bound = t_bound * per
     print(f"bound (10 forwards / img, same run): {bound:.3f} s/img; imputation / bound = {imp / bound:.2f}, "
           f"ROAD forwards / bound = {fwd / bound:.2f}")  # fmt: skip
-    if nd:
-        sys_n = nd * 2 * len(ROAD_FRACTIONS)
-        print(
-            f"scipy direct solve: {t_direct / nd:.3f} s/img "
-            f"({t_direct / sys_n:.3f} s per image and fraction); "
-            f"ours on the same systems {t_ours / nd:.3f} s/img: {t_direct / t_ours:.1f}x faster; "
-            f"CG iterations {min(its)}-{max(its)}; max |ours - direct| = {max_diff:.1e}"
-        )
+    if direct:
+        _print_direct(direct)
     print(f"mean rho {np.mean(rho):+.3f}, rho_cross {np.nanmean(rho_cross):+.3f}, ROAD combined "
           f"{scores.combined.mean():+.3f} (morf {scores.morf_mean.mean():+.3f}, "
           f"lerf {scores.lerf_mean.mean():+.3f})")  # fmt: skip
+
+
+def _print_direct(d: dict[str, Any]) -> None:
+    nd, its = d["nd"], d["its"]
+    sys_n = nd * 2 * len(ROAD_FRACTIONS)
+    print(
+        f"scipy direct solve: {d['direct'] / nd:.3f} s/img "
+        f"({d['direct'] / sys_n:.3f} s per image and fraction); "
+        f"ours on the same systems {d['ours'] / nd:.3f} s/img: {d['direct'] / d['ours']:.1f}x faster; "
+        f"CG iterations {min(its)}-{max(its)}; max |ours - direct| = {d['max_diff']:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -89,11 +89,15 @@ def main() -> None:
         f"load average {load:.1f} on {os.cpu_count()} CPUs "
         "(timings are best of 3; a busy machine inflates them)"
     )
-
-    # 1. map-only metrics -----------------------------------------------------------------------
     dev = torch.device(args.device)
-    maps = torch.rand(args.n, IMAGE_SIZE, IMAGE_SIZE, device=dev)
-    slms = torch.from_numpy(synthetic_slms(args.n, IMAGE_SIZE, rng)).to(dev)
+    m255 = map_metrics(args.n, dev, rng)
+    confidence_vs_forward(args.model, args.n_conf, args.batch_size, dev, m255)
+
+
+def map_metrics(n: int, dev: torch.device, rng: np.random.Generator) -> torch.Tensor:
+    """Part 1: the map-only metrics on ``n`` random maps; returns their m255."""
+    maps = torch.rand(n, IMAGE_SIZE, IMAGE_SIZE, device=dev)
+    slms = torch.from_numpy(synthetic_slms(n, IMAGE_SIZE, rng)).to(dev)
 
     def separate():
         m255 = quantize(maps)
@@ -107,23 +111,27 @@ def main() -> None:
     t_iou, _ = timed(lambda: mask_iou(m255, slms))
     t_all, _ = timed(separate)
     t_one, _ = timed(lambda: localisation_metrics(quantize(maps), slms))
-    print(f"map metrics, {args.n} maps {IMAGE_SIZE}x{IMAGE_SIZE}, {len(THRESHOLDS)} thresholds:")
+    print(f"map metrics, {n} maps {IMAGE_SIZE}x{IMAGE_SIZE}, {len(THRESHOLDS)} thresholds:")
     print(
         f"  quantize {t_q:.3f} s | hit_rate {t_hr:.3f} s | slm_coverage {t_cov:.3f} s | "
         f"mask_iou {t_iou:.3f} s"
     )
     print(f"  total (four calls) {t_all:.3f} s = {t_all / TARGET_S:.2f} x the {TARGET_S:.0f} s target")
     print(f"  quantize + localisation_metrics (one pass) {t_one:.3f} s = {t_one / TARGET_S:.2f} x target")
+    return m255
 
-    # 2. confidence_change vs plain forward -------------------------------------------------------
-    if args.model == "small":
+
+def confidence_vs_forward(
+    model_name: str, n: int, batch_size: int, dev: torch.device, m255: torch.Tensor
+) -> None:
+    """Part 2: ``confidence_change`` on ``n`` images against a plain forward of as many inputs."""
+    if model_name == "small":
         model = SmallCNN()
     else:
         import torchvision
 
-        model = getattr(torchvision.models, args.model)(num_classes=4)
+        model = getattr(torchvision.models, model_name)(num_classes=4)
     model = model.eval().to(dev)
-    n = args.n_conf
     images = torch.rand(n, 3, IMAGE_SIZE, IMAGE_SIZE, device=dev)
     cm = m255[:n]
     targets = torch.randint(0, 4, (n,), device=dev)
@@ -132,13 +140,13 @@ def main() -> None:
 
     def plain():
         with torch.inference_mode():
-            for s in range(0, plain_inputs.shape[0], args.batch_size):
-                model(plain_inputs[s : s + args.batch_size])
+            for s in range(0, plain_inputs.shape[0], batch_size):
+                model(plain_inputs[s : s + batch_size])
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
     def conf():
-        r = confidence_change(model, images, cm, targets, batch_size=args.batch_size)
+        r = confidence_change(model, images, cm, targets, batch_size=batch_size)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return r
@@ -149,7 +157,7 @@ def main() -> None:
     n_fwd = n * per_image
     print(
         f"confidence_change, {n} images x {per_image} inputs = {n_fwd} forwards "
-        f"({args.model}, batch {args.batch_size}):"
+        f"({model_name}, batch {batch_size}):"
     )
     print(
         f"  confidence_change {t_conf:.3f} s ({n_fwd / t_conf:.0f} img/s) | plain forward {t_plain:.3f} s "
