@@ -84,35 +84,12 @@ def main() -> None:
     # RUSAGE_CHILDREN's maxrss is the largest child so far: measure the small command first
     floor = min(timed([py, "-c", "import torch"])[:2] for _ in range(args.repeat))
     print(f"floor (import torch):                     {floor[0]:6.2f} s  {floor[1]:6.0f} MB")
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeat):
-            wall, rss, _ = timed(
-                [
-                    py,
-                    "-m",
-                    "hfus_xai_bench",
-                    "evaluate",
-                    "random",
-                    "--limit",
-                    "1",
-                    "--no-figure",
-                    "--quiet",
-                    "--device",
-                    "cpu",
-                    "--out",
-                    tmp,
-                ]
-            )
-            cost = json.loads((Path(tmp) / "random.json").read_text())["cost"]["mobilenet_v2"]
-            work = sum(v for k, v in cost.items() if k.startswith("seconds_"))
-            runs.append((wall, rss, work))
-    wall, rss, work = min(runs)
+    wall, rss, work = _evaluate_one_image(py, args.repeat)
     fixed = wall - work
     print(f"evaluate random --limit 1 (total):        {wall:6.2f} s  {rss:6.0f} MB")
     print(
         f"  work on the one image (record's cost):  {work:6.2f} s  "
-        "(method + confidence + ROAD + randomised model)"
+        "(the stages: method, §4 confidence, §7 randomisation and ROAD, §9, prediction)"
     )
     print(
         f"  fixed cost:                             {fixed:6.2f} s  "
@@ -129,10 +106,29 @@ def main() -> None:
     )
     print(f"check random:                             {check:6.2f} s")
     if not args.no_phases:
-        proc = subprocess.run([py, "-c", PHASES], cwd=REPO, capture_output=True, text=True, check=True)
-        print("phases in one process (cumulative wall, peak RSS):")
-        for what, t, mb in eval(proc.stdout.strip().splitlines()[-1]):  # noqa: S307 (our own repr)
-            print(f"  {what:38s} {t:6.2f} s  {mb:6.0f} MB")
+        _print_phases(py)
+
+
+def _evaluate_one_image(py: str, repeat: int) -> tuple[float, float, float]:
+    """The fastest of ``repeat`` runs of ``evaluate random --limit 1``: (wall s, peak RSS MB, the seconds
+    of the record's stages on the image, ``cost``'s ``seconds/<stage>``)."""
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [py, "-m", "hfus_xai_bench", "evaluate", "random", "--limit", "1", "--no-figure", "--quiet"]
+        for _ in range(repeat):
+            wall, rss, _ = timed([*cmd, "--device", "cpu", "--out", tmp])
+            cost = json.loads((Path(tmp) / "random.json").read_text())["cost"]["mobilenet_v2"]
+            work = sum(v for k, v in cost.items() if k.startswith("seconds/"))  # the stages' seconds
+            runs.append((wall, rss, work))
+    return min(runs)
+
+
+def _print_phases(py: str) -> None:
+    """The in-process phases (:data:`PHASES`), cumulative wall and peak RSS."""
+    proc = subprocess.run([py, "-c", PHASES], cwd=REPO, capture_output=True, text=True, check=True)
+    print("phases in one process (cumulative wall, peak RSS):")
+    for what, t, mb in eval(proc.stdout.strip().splitlines()[-1]):  # noqa: S307 (our own repr)
+        print(f"  {what:38s} {t:6.2f} s  {mb:6.0f} MB")
 
 
 if __name__ == "__main__":
