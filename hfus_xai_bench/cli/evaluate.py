@@ -8,13 +8,17 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..constants import RANDOMISATION_COPIES
 from .common import add_run_options, add_scope, run_config, warn
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..distributed import Shard, detect, process_rank
+    from ..distributed import process_rank
     from ..errors import HfusError
     from ..runner import evaluate
 
@@ -22,27 +26,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         config = run_config(args, randomisations=args.randomisations)
         if args.shard is not None:
-            if detect() is not None:
-                raise HfusError(
-                    "--shard splits a run into independent jobs; under torchrun the ranks already split it: "
-                    "use one or the other"
-                )
-            from ..merge import evaluate_shard
-
-            path = evaluate_shard(
-                args.method,
-                config,
-                Shard.parse(args.shard),
-                out=args.out,
-                save_maps=args.save_maps,
-                progress=not args.quiet,
-                command=args.command_line,
-            )
-            print(
-                f"shard record: {path} (merge all shards with "
-                f"`hfus-bench merge {Path(args.out) / '*.shard-*.json'} --out DIR`)"
-            )
-            return 0
+            return _evaluate_shard(args, config)
         tic = time.perf_counter()
         result = evaluate(
             args.method,
@@ -62,6 +46,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     _print_result(result, Path(args.out) / (result.record["method"]["name"] + ".json"))
     if args.profile:
         _profile(result.record, time.perf_counter() - tic, Path(args.out))
+    return 0
+
+
+def _evaluate_shard(args: argparse.Namespace, config: RunConfig) -> int:
+    """``evaluate --shard I/N``: one shard's record (never under torchrun)."""
+    from ..distributed import Shard, detect
+    from ..errors import HfusError
+    from ..merge import evaluate_shard
+
+    if detect() is not None:
+        raise HfusError(
+            "--shard splits a run into independent jobs; under torchrun the ranks already split it: "
+            "use one or the other"
+        )
+    path = evaluate_shard(
+        args.method,
+        config,
+        Shard.parse(args.shard),
+        out=args.out,
+        save_maps=args.save_maps,
+        progress=not args.quiet,
+        command=args.command_line,
+    )
+    print(
+        f"shard record: {path} (merge all shards with "
+        f"`hfus-bench merge {Path(args.out) / '*.shard-*.json'} --out DIR`)"
+    )
     return 0
 
 
