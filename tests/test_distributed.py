@@ -358,11 +358,16 @@ def test_merge_refuses_shards_that_do_not_belong_together(shard_files, tmp_path)
     assert not (tmp_path / "gradcam.json").exists()
 
 
-def test_cli_shard_and_merge(shard_files, tmp_path, capsys) -> None:
+def test_cli_shard_and_merge(shard_files, tmp_path, capsys, monkeypatch) -> None:
     from hfus_xai_bench.cli import main
 
     assert main(["evaluate", "gradcam", "--shard", "3/3"]) == 2
     assert "--shard must be I/N with 0 <= I < N" in capsys.readouterr().err
+    with monkeypatch.context() as env:  # rank 0 of a torchrun job: shards and ranks do not mix
+        env.setenv("WORLD_SIZE", "2")
+        env.setenv("RANK", "0")
+        assert main(["evaluate", "gradcam", "--shard", "0/2"]) == 2
+    assert "under torchrun the ranks already split it: use one or the other" in capsys.readouterr().err
     assert main(["merge", str(shard_files[0]), "--out", str(tmp_path)]) == 2
     assert "missing" in capsys.readouterr().err
     assert main(["merge", *map(str, shard_files), "--out", str(tmp_path), "--no-figure"]) == 0
