@@ -241,6 +241,7 @@ def test_registered_by_sha256_only_says_how_to_make_it(tmp_path, model, capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "registry (no)" in out and "1 of 20 here" in out and lines[1] in out
+    assert "the same command with --resume)" in out.splitlines()[-1]
     # a reproduction in the user cache with other weights stands in for it, under its own card and sha256
     torch.manual_seed(1)
     other = build_model("mobilenet_v2")

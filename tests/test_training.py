@@ -454,6 +454,16 @@ def test_train_refuses_a_stale_or_foreign_state_and_resumes_with_resume(tmp_path
     # the state is still there after both refusals; --resume finishes the run with the same checkpoint
     resumed = R.train("mobilenet_v2", out_dir=out, resume=True, **kw)
     assert json.loads(resumed.read_text())["sha256"] == card["sha256"] and not state.exists()
+    # --resume again: the finished checkpoint is kept, nothing trains (an epoch would raise)
+    _interrupt_at_epoch(monkeypatch, 1)
+    assert R.train("mobilenet_v2", out_dir=out, resume=True, **kw) == resumed
+    with pytest.raises(HfusError, match=r"a checkpoint of another run \(epochs differ\); delete it"):
+        R.train("mobilenet_v2", out_dir=out, resume=True, **{**kw, "epochs": 3})
+    weights = resumed.with_suffix(".safetensors")
+    weights.write_bytes(weights.read_bytes()[:-1] + b"x")
+    with pytest.raises(HfusError, match="not its card's sha256; delete mobilenet_v2_hfus-synth_fold0.json"):
+        R.train("mobilenet_v2", out_dir=out, resume=True, **kw)
+    monkeypatch.setattr(T, "_epoch", real_epoch)
     # a truncated state file: a one-line error, never a silent start from scratch
     state.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(HfusError, match=r"not a readable training state \(.*\); delete it") as err:

@@ -68,7 +68,13 @@ def _reference_lines() -> list[str]:
         f"reference checkpoints ({SYNTH_DATASET} {synth_revision()}, {len(ARCH_NAMES)} architectures × "
         f"{NUM_FOLDS} folds, PROTOCOL §2): {here} of {len(slots)} here"
     )
-    return [head] + [f"  {line}" for line in missing_reference(slots)]
+    missing = [f"  {line}" for line in missing_reference(slots)]
+    if missing:
+        missing.append(
+            "  (a stopped `hfus-bench train` goes on from its last saved epoch, keeping the checkpoints it "
+            "finished: the same command with --resume)"
+        )
+    return [head, *missing]
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -243,8 +249,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue an interrupted run from the state it keeps next to the checkpoint "
-        "(<name>.resume.pt, written at most every 10 minutes); on the same machine the weights equal an "
-        "uninterrupted run's",
+        "(<name>.resume.pt, written at most every 10 minutes; on the same machine the weights equal an "
+        "uninterrupted run's) and keep the checkpoints the same command finished before",
     )
     add_quiet(t)
     t.set_defaults(func=_cmd_train)

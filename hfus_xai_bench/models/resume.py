@@ -1,5 +1,8 @@
 """The resumable state of a training run (``hfus-bench train --resume``).
 
+A finished run is kept: with ``--resume`` a checkpoint whose card says it was made by the same run is not
+trained again (a multi-fold command continues with the fold it stopped in).
+
 After an epoch, at most once per ``interval`` seconds, everything the following epochs depend on (weights,
 optimizer and scheduler state, the data-order, augmentation and global random generators, the epoch
 records and the best epoch's weights) is written atomically to ``<out>/<name>.resume.pt``. A run with the
@@ -22,6 +25,8 @@ import numpy as np
 import torch
 
 from ..errors import HfusError
+from ..jsonio import load_json
+from .checkpoints import sha256_file
 
 RESUME_SUFFIX = ".resume.pt"
 #: seconds between two writes of the state (a write of ResNet101's costs about a second)
@@ -52,6 +57,34 @@ def data_sha256(*arrays: Any) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def finished_run(card_path: Path, expected: dict[str, Any]) -> bool:
+    """Whether ``card_path`` is the card of a finished run with the ``expected`` values (dotted keys, e.g.
+    ``recipe.lr``) and its weights are intact. A card of another run, or weights that are missing or not the
+    card's sha256, is an error: ``--resume`` never overwrites a checkpoint silently."""
+    if not card_path.is_file():
+        return False
+    card = load_json(card_path, "checkpoint card")
+    differ = [key for key, value in expected.items() if _dotted(card, key) != value]
+    if differ:
+        raise HfusError(
+            f"{card_path} is a checkpoint of another run ({', '.join(differ)} differ); delete it or choose "
+            "another --out"
+        )
+    weights = card_path.with_suffix(".safetensors")
+    if not weights.is_file() or sha256_file(weights) != card.get("sha256"):
+        raise HfusError(
+            f"{weights}: missing or not its card's sha256; delete {card_path.name} to train again"
+        )
+    return True
+
+
+def _dotted(card: dict[str, Any], key: str) -> Any:
+    value: Any = card
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 @dataclass
@@ -104,6 +137,7 @@ __all__: Sequence[str] = (
     "RESUME_INTERVAL_S",
     "ResumeFile",
     "data_sha256",
+    "finished_run",
     "refuse_stale_state",
     "resume_path",
 )

@@ -119,14 +119,12 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
 
     Returns the model and the init description recorded in the card.
     """
-    key = str(init)
+    key = init_description(init)
     if key == "imagenet":
         return build_model(arch, imagenet=True), "imagenet"
     if key == "scratch":
         return build_model(arch, imagenet=False), "scratch"
     path = Path(init).expanduser()
-    if not path.is_file():
-        raise HfusError(f"--init {init}: not 'imagenet', 'scratch' or an existing .safetensors file")
     card = path.with_suffix(".json")
     dtype = "float32"
     transform_input = None
@@ -143,7 +141,17 @@ def init_model(arch: str, init: str | Path = "imagenet") -> tuple[nn.Module, str
             f"--init {path}: no tensor fits {get_arch(arch).name}; is it a checkpoint of this architecture?"
         )
     model.load_state_dict(fitting, strict=False)
-    return model, f"path:{path.name}@sha256:{sha256_file(path)}"
+    return model, key
+
+
+def init_description(init: str | Path) -> str:
+    """The card's ``init``: ``imagenet``, ``scratch`` or ``path:<file name>@sha256:<its sha256>``."""
+    if str(init) in ("imagenet", "scratch"):
+        return str(init)
+    path = Path(init).expanduser()
+    if not path.is_file():
+        raise HfusError(f"--init {init}: not 'imagenet', 'scratch' or an existing .safetensors file")
+    return f"path:{path.name}@sha256:{sha256_file(path)}"
 
 
 def train_model(
@@ -433,6 +441,7 @@ def _epoch_line(rec: dict[str, Any], epochs: int, improved: bool) -> str:
 __all__: Sequence[str] = (
     "STUDY_RECIPE",
     "augment_batch",
+    "init_description",
     "init_model",
     "predict_logits",
     "train_model",

@@ -21,8 +21,8 @@ from ..metrics.counterfactual import CASE_APPLICABLE, CG, counterfactual_scores,
 from ..runtime import environment, resolve_device
 from .checkpoints import save_checkpoint, user_checkpoint_dir
 from .recipe import AUGMENTATION, DEFAULT_EPOCHS, SELECTION, STUDY_RECIPE
-from .resume import refuse_stale_state, resume_path
-from .training import predict_logits, train_model
+from .resume import finished_run, refuse_stale_state, resume_path
+from .training import init_description, predict_logits, train_model
 from .zoo import get_arch
 
 if TYPE_CHECKING:
@@ -158,6 +158,17 @@ def _measured(
     return measured
 
 
+def _finished(
+    card_path: Path, run: dict[str, Any], recipe: dict[str, Any], provenance: dict[str, Any]
+) -> bool:
+    """Whether ``card_path`` is the card of the run ``run`` (arch, fold, seed, epochs, dtype, init) with
+    ``recipe`` on the data ``provenance``, finished before (:func:`.resume.finished_run`)."""
+    values = {**run, "init": init_description(run["init"])}
+    values.update({f"recipe.{k}": v for k, v in recipe.items()})
+    values.update({f"dataset.{k}": provenance[k] for k in ("revision", "sha256") if k in provenance})
+    return finished_run(card_path, values)
+
+
 def train(
     arch: str,
     dataset: str = SYNTH_DATASET,
@@ -186,7 +197,8 @@ def train(
     The card records ``command`` (what the CLI was given) and, where the dataset has twins, the twin flip
     block (:func:`twin_flip_block`): both are measured where the weights are, which matters for a checkpoint
     registered by sha256 only. The run keeps a resumable state next to the checkpoint until it is written
-    (:mod:`.resume`); ``resume`` continues from it, and without ``resume`` a state found there is an error."""
+    (:mod:`.resume`); ``resume`` continues from it (without ``resume`` a state found there is an error) and
+    keeps a checkpoint that the same run finished before (:func:`.resume.finished_run`)."""
     if dtype not in ("float32", "float16"):
         raise HfusError(f"--dtype must be float32 or float16, got {dtype!r}")
     spec = get_arch(arch)
@@ -196,8 +208,6 @@ def train(
     out = Path(out_dir).expanduser() if out_dir is not None else user_checkpoint_dir()
     stem = name or checkpoint_name(spec.name, provenance.get("id", dataset), fold, seed)
     state_path = refuse_stale_state(resume_path(out, stem), resume)
-    dev = resolve_device(device)
-    tr, va = arrays["train"], arrays["val"]
     recipe = {
         "lr": lr,
         "momentum": momentum,
@@ -205,6 +215,11 @@ def train(
         "gamma": gamma,
         "batch_size": batch_size,
     }
+    run = {"arch": spec.name, "fold": fold, "seed": seed, "epochs": epochs, "dtype": dtype, "init": init}
+    if resume and not state_path.is_file() and _finished(out / f"{stem}.json", run, recipe, provenance):
+        return out / f"{stem}.json"
+    dev = resolve_device(device)
+    tr, va = arrays["train"], arrays["val"]
     model, history = train_model(
         spec.name,
         tr.images,
