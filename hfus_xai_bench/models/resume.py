@@ -6,9 +6,9 @@ trained again (a multi-fold command continues with the fold it stopped in).
 After an epoch, at most once per ``interval`` seconds, everything the following epochs depend on (weights,
 optimizer and scheduler state, the data-order, augmentation and global random generators, the epoch
 records and the best epoch's weights) is written atomically to ``<out>/<name>.resume.pt``. A run with the
-same fingerprint (architecture, init, seed, recipe, epochs, device kind, torch, data) continues from it and
-ends with the same weights as an uninterrupted run: the remaining epochs perform the same operations on the
-same tensors. The file is deleted once the checkpoint is written.
+same fingerprint (architecture, init, seed, recipe, epochs, device kind and GPU name, torch, data)
+continues from it and ends with the same weights as an uninterrupted run on that machine: the remaining
+epochs perform the same operations on the same tensors. The file is deleted once the checkpoint is written.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from ..jsonio import load_json
 from .checkpoints import sha256_file
 
 RESUME_SUFFIX = ".resume.pt"
-#: seconds between two writes of the state (a write of ResNet101's costs about a second)
+#: seconds between two writes of the state (it holds a model's weights three times: the weights, the
+#: momentum buffers and the best epoch's weights)
 RESUME_INTERVAL_S = 600.0
 
 
@@ -127,10 +128,6 @@ class ResumeFile:
         os.replace(tmp, self.path)
         self._last_write = time.monotonic()
         return True
-
-    def remove(self) -> None:
-        """Delete the state (the run has written its checkpoint)."""
-        self.path.unlink(missing_ok=True)
 
 
 __all__: Sequence[str] = (

@@ -238,7 +238,7 @@ def _fingerprint(
         "seed": seed,
         "epochs": epochs,
         "recipe": recipe,
-        "device": dev.type,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
         "torch": str(torch.__version__),
         "data": data,
     }
