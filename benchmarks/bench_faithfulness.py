@@ -40,6 +40,7 @@ from hfus_xai_bench.metrics.randomisation import cross_image_rho, randomised_mod
 from hfus_xai_bench.metrics.road import (
     ROAD_FRACTIONS,
     direct_imputation,
+    order_seed,
     removal_counts,
     removal_masks,
     removal_order,
@@ -121,8 +122,6 @@ def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def _direct_comparison(inp: _Inputs, m255: torch.Tensor, nd: int) -> dict[str, Any]:
     """scipy's direct solve of the first ``nd`` images' ROAD systems (no noise) and ours on the same ones."""
-    from hfus_xai_bench.metrics.road import order_seed
-
     counts = removal_counts(224 * 224)
     order = removal_order(m255[:nd], [order_seed(s) for s in inp.seeds[:nd]])
     masks = removal_masks(order, counts, 224, 224).reshape(-1, 224, 224)
