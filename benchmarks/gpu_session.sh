@@ -122,7 +122,9 @@ step() {
 # 8 files come back (the limit: 8 files of 16 MiB, 64 MiB in all; MobileNetV2 x4 + GoogLeNet in float16 would
 # be about 32 MB, three parts; both are registered already, so by default no weights come back).
 pack() {
-  tar czf "$OUT/cards.tar.gz" -C "$WORK" --exclude='*.safetensors' ckpt det 2>/dev/null
+  # not the weights, nor the resumable state that a training cut at its limit leaves (models/resume.py;
+  # hundreds of MB for the big architectures: it would push the cards over the return limit)
+  tar czf "$OUT/cards.tar.gz" -C "$WORK" --exclude='*.safetensors' --exclude='*.resume.pt' ckpt det 2>/dev/null
   tar czf "$OUT/results.tar.gz" -C "$WORK" lb 2>/dev/null
   tar czf "$OUT/logs.tar.gz" -C "$WORK" --exclude=./ckpt --exclude=./det --exclude=./lb . 2>/dev/null
   rm -f "$OUT"/ckpt.tar.*
