@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # One leaderboard row on the CPU, as shards that survive interruption: `hfus-bench evaluate --shard I/N`
 # with one thread per shard, JOBS shards at a time, a shard that already has its record is skipped (so
-# the same command resumes after a stop, in a later session too), then `hfus-bench merge`.
+# the same command resumes after a stop), then `hfus-bench merge`. On a machine that does not outlive the
+# session, KEEP names a folder that does (e.g. one in the checkout, committed as shards finish): records
+# there are copied into OUT first and each new record is copied there.
 #
 #   bash benchmarks/cpu_rows.sh METHOD [MODELS] [FOLDS]     e.g. scorecam googlenet 0
 #
 # Environment: SHARDS (default 8 per architecture and fold: 126 test images in batches of 16, so every
 # shard has one batch; more shards than batches leave some empty, which merge accepts), JOBS (default:
-# the CPU count), OUT (default ~/.cache/hfus-bench/shards/METHOD.MODELS.FOLDS), HFUS_BENCH (the command;
-# default .venv/bin/hfus-bench), EVAL_ARGS (more `evaluate` options, e.g. `--limit 2`). With an editable install, run it from a snapshot (`git worktree add`)
-# so that edits to the checkout do not reach shards still running. After the merge it prints the
+# the CPU count), OUT (default ~/.cache/hfus-bench/shards/METHOD.MODELS.FOLDS), KEEP (default: none),
+# HFUS_BENCH (the command; default .venv/bin/hfus-bench), EVAL_ARGS (more `evaluate` options, e.g.
+# `--limit 2`). With an editable install, run it from a snapshot (`git worktree add`) so that edits to the
+# checkout do not reach shards still running. After the merge it prints the
 # `leaderboard add` command; nothing is added by itself.
 set -euo pipefail
 
@@ -22,8 +25,15 @@ SHARDS=${SHARDS:-$((8 * n_models * n_folds))}
 JOBS=${JOBS:-$(nproc)}
 OUT=${OUT:-$HOME/.cache/hfus-bench/shards/$METHOD.$MODELS.$FOLDS}
 HFUS_BENCH=${HFUS_BENCH:-.venv/bin/hfus-bench}
+KEEP=${KEEP:-}
 stem=$(basename "$METHOD" .py)
 mkdir -p "$OUT"
+if [ -n "$KEEP" ]; then
+  mkdir -p "$KEEP"
+  for kept in "$KEEP/$stem".shard-*-of-"$SHARDS".json; do
+    if [ -f "$kept" ] && [ ! -f "$OUT/$(basename "$kept")" ]; then cp "$kept" "$OUT/"; fi
+  done
+fi
 
 run_shard() {
   local i=$1 record="$OUT/$stem.shard-$1-of-$SHARDS.json"
@@ -35,13 +45,14 @@ run_shard() {
   if OMP_NUM_THREADS=1 "$HFUS_BENCH" evaluate "$METHOD" --models "$MODELS" --folds "$FOLDS" --device cpu \
     --out "$OUT" --no-figure --quiet --shard "$i/$SHARDS" ${EVAL_ARGS:-} >"$OUT/shard-$i.log" 2>&1; then
     echo "shard $i/$SHARDS: $((SECONDS - start)) s"
+    if [ -n "$KEEP" ]; then cp "$record" "$KEEP/"; fi
   else
     echo "shard $i/$SHARDS: failed, see $OUT/shard-$i.log" >&2
     return 1
   fi
 }
 export -f run_shard
-export OUT SHARDS METHOD MODELS FOLDS HFUS_BENCH EVAL_ARGS stem
+export OUT KEEP SHARDS METHOD MODELS FOLDS HFUS_BENCH EVAL_ARGS stem
 
 echo "$METHOD on $MODELS, folds $FOLDS: $SHARDS shards, $JOBS at a time, in $OUT"
 seq 0 $((SHARDS - 1)) | xargs -P "$JOBS" -I{} bash -c 'run_shard {}'
