@@ -3,7 +3,7 @@
 # with one thread per shard, JOBS shards at a time, a shard that already has its record is skipped (so
 # the same command resumes after a stop), then `hfus-bench merge`. On a machine that does not outlive the
 # session, KEEP names a folder that does (e.g. one in the checkout, committed as shards finish): records
-# there are copied into OUT first and each new record is copied there.
+# there (with their maps files) are copied into OUT first and each new record is copied there.
 #
 #   bash benchmarks/cpu_rows.sh METHOD [MODELS] [FOLDS]     e.g. scorecam googlenet 0
 #
@@ -30,7 +30,7 @@ stem=$(basename "$METHOD" .py)
 mkdir -p "$OUT"
 if [ -n "$KEEP" ]; then
   mkdir -p "$KEEP"
-  for kept in "$KEEP/$stem".shard-*-of-"$SHARDS".json; do
+  for kept in "$KEEP/$stem".shard-*-of-"$SHARDS".json "$KEEP/$stem".shard-*-of-"$SHARDS".maps.npz; do
     if [ -f "$kept" ] && [ ! -f "$OUT/$(basename "$kept")" ]; then cp "$kept" "$OUT/"; fi
   done
 fi
@@ -45,7 +45,7 @@ run_shard() {
   if OMP_NUM_THREADS=1 "$HFUS_BENCH" evaluate "$METHOD" --models "$MODELS" --folds "$FOLDS" --device cpu \
     --out "$OUT" --no-figure --quiet --shard "$i/$SHARDS" ${EVAL_ARGS:-} >"$OUT/shard-$i.log" 2>&1; then
     echo "shard $i/$SHARDS: $((SECONDS - start)) s"
-    if [ -n "$KEEP" ]; then cp "$record" "$KEEP/"; fi
+    if [ -n "$KEEP" ]; then cp "${record%.json}.maps.npz" "$record" "$KEEP/"; fi  # the maps first
   else
     echo "shard $i/$SHARDS: failed, see $OUT/shard-$i.log" >&2
     return 1

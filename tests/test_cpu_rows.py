@@ -20,6 +20,7 @@ if [ "$1" = evaluate ]; then
     shift
   done
   [ "$shard" = "${FAIL_SHARD:-none}" ] && exit 3
+  touch "$out/$METHOD_STEM.shard-${shard%/*}-of-${shard#*/}.maps.npz"
   touch "$out/$METHOD_STEM.shard-${shard%/*}-of-${shard#*/}.json"
 else
   mkdir -p "${@: -2:1}"
@@ -86,15 +87,18 @@ def test_keep_carries_the_records_to_a_new_machine(tmp_path: Path) -> None:
     keep = tmp_path / "kept"
     failed = _run(tmp_path, KEEP=str(keep), FAIL_SHARD="5/8")  # the first machine stops after 7 shards
     assert failed.returncode != 0
-    assert sorted(p.name for p in keep.iterdir()) == [
-        f"scorecam.shard-{i}-of-8.json" for i in (0, 1, 2, 3, 4, 6, 7)
-    ]
+    assert sorted(p.name for p in keep.iterdir()) == sorted(
+        f"scorecam.shard-{i}-of-8.{ext}" for i in (0, 1, 2, 3, 4, 6, 7) for ext in ("json", "maps.npz")
+    )
 
     new_machine = tmp_path / "new"
     new_machine.mkdir()
     resumed = _run(new_machine, KEEP=str(keep))  # an empty OUT there: the kept records are copied in
     assert resumed.returncode == 0, resumed.stderr
     assert [c.split("--shard ")[1].split()[0] for c in _calls(new_machine) if " evaluate " in c] == ["5/8"]
-    assert (keep / "scorecam.shard-5-of-8.json").is_file()
+    assert (keep / "scorecam.shard-5-of-8.json").is_file() and (
+        keep / "scorecam.shard-5-of-8.maps.npz"
+    ).is_file()
+    assert len(list((new_machine / "shards").glob("*.maps.npz"))) == 8  # each record's maps are there
     assert sum(" merge " in c for c in _calls(new_machine)) == 1
     assert resumed.stdout.count("done before") == 7
