@@ -200,6 +200,76 @@ def per_image_rows(runs: Sequence[FoldScores]) -> list[dict[str, Any]]:
     return rows
 
 
+def fold_scores_from_record(record: dict[str, Any]) -> list[FoldScores]:
+    """The per-(arch, fold) scores a result record carries, in record order: the inverse of
+    :func:`per_image_rows` (ids, classes, failures, every registry value its rows hold, runner-up) with the
+    record's checkpoints and cost. Maps are not read (``maps`` stays None). An architecture's cost block is
+    a sum over its folds: it goes to its first fold (rows and seconds per stage, the other counters as
+    totals), so :func:`cost_block` over the same folds gives its rows back."""
+    from .batches import scoring_config
+    from .config import RunConfig
+    from .jsonio import from_json_numbers
+
+    config = scoring_config(RunConfig.from_record(record))
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in record["per_image"]:
+        groups.setdefault((row["arch"], int(row["fold"])), []).append(row)
+    runs, costed = [], set()
+    for (arch, fold), rows in groups.items():
+        values = {}
+        for metric in registry.METRICS.values():
+            if all(v.name in rows[0] for v in metric.values):
+                for v in metric.values:
+                    nan = np.full(v.dims(config.thresholds, config.randomisations), np.nan)
+                    stacked = [nan if r[v.name] is None else from_json_numbers(r[v.name]) for r in rows]
+                    values[metric.key(v)] = np.stack(stacked)
+        block = record["cost"].get(arch, {}) if arch not in costed else {}
+        costed.add(arch)
+        runs.append(_fold_scores(record, arch, fold, rows, values, block))
+    return runs
+
+
+def _fold_scores(
+    record: dict[str, Any],
+    arch: str,
+    fold: int,
+    rows: list[dict[str, Any]],
+    values: dict[str, np.ndarray],
+    cost: dict[str, Any],
+) -> FoldScores:
+    """One :class:`FoldScores` of :func:`fold_scores_from_record`; ``cost``: the arch's block, or {}."""
+    n = sum(r["arch"] == arch for r in record["per_image"])
+    counters = {
+        k: float(v)
+        for k, v in cost.items()
+        if k.startswith(("forward_rows/", "backward_rows/", "seconds/")) and k.split("/", 1)[1] in COST_STAGES
+    }
+    special = {"seconds_per_image", "forward_images_per_image", "fe_per_image"}
+    for key, value in cost.items():
+        if key.endswith("_per_image") and key not in special and value is not None:
+            counters[key.removesuffix("_per_image")] = float(value) * n
+    runner_up = all("runner_up" in r for r in rows)
+    return FoldScores(
+        arch=arch,
+        fold=fold,
+        checkpoint=record["checkpoints"].get(arch, {}).get(str(fold), {}),
+        image_ids=[r["image_id"] for r in rows],
+        labels=np.array([r["label"] for r in rows], np.int64),
+        preds=np.array([r["pred"] for r in rows], np.int64),
+        targets=np.array([r["target"] for r in rows], np.int64),
+        failed=[r["failed"] for r in rows],
+        values=values,
+        seconds=float(cost.get("seconds_per_image") or 0.0) * n,
+        forward_images=float(cost.get("forward_images_per_image") or 0.0) * n,
+        randomised_failed=[r["randomised_failed"] for r in rows]
+        if all("randomised_failed" in r for r in rows)
+        else None,
+        runner_up_failed=[r["runner_up_failed"] for r in rows] if runner_up else None,
+        runner_up=np.array([r["runner_up"] for r in rows], np.int64) if runner_up else None,
+        cost=counters,
+    )
+
+
 def forward_equivalents(cost: dict[str, Any], n_images: int) -> float | None:
     """PROTOCOL §6's FE/img of one architecture's ``cost`` block: (forward_rows + 2 · backward_rows, the
     integrity check's repeat excluded) / images (all folds, failures included); None without row counts."""

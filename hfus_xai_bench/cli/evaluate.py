@@ -101,9 +101,14 @@ def _print_result(result, path: Path) -> None:  # noqa: ANN001
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from ..combine import combine_records, is_result_record
+    from ..jsonio import load_json
     from ..merge import merge_shards
 
-    result = merge_shards(args.shards, out=args.out, figure=not args.no_figure, command=args.command_line)
+    if is_result_record(load_json(args.shards[0], "record")):
+        result = combine_records(args.shards, out=args.out, command=args.command_line)
+    else:
+        result = merge_shards(args.shards, out=args.out, figure=not args.no_figure, command=args.command_line)
     _print_result(result, Path(args.out) / (result.record["method"]["name"] + ".json"))
     return 0
 
@@ -167,13 +172,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_evaluate)
 
     mg = sub.add_parser(
-        "merge", help="merge the shard records of `evaluate --shard I/N` jobs into one result record"
+        "merge",
+        help="merge the shard records of `evaluate --shard I/N` jobs, or the result records of disjoint "
+        "folds or architectures of one configuration, into one result record",
     )
-    mg.add_argument("shards", nargs="+", help="the N shard records (<method>.shard-I-of-N.json)")
+    mg.add_argument(
+        "shards",
+        nargs="+",
+        metavar="records",
+        help="the N shard records (<method>.shard-I-of-N.json), or result records (<method>.json) whose "
+        "(architecture, fold) pairs together form models × folds",
+    )
     mg.add_argument(
         "--out", default="results", help="folder for the result JSON, figure and maps (default: results)"
     )
-    mg.add_argument("--no-figure", action="store_true", help="skip the best/worst PNG figure")
+    mg.add_argument(
+        "--no-figure", action="store_true", help="skip the best/worst PNG figure (combined records draw none)"
+    )
     mg.set_defaults(func=_merge)
 
     ck = sub.add_parser("check", help="validate a method file in seconds on phantom images")

@@ -1,0 +1,209 @@
+"""Result records of disjoint (architecture, fold) pairs of one configuration, combined into the record of
+the run that covers them all (``hfus-bench merge A.json B.json ...``, PROTOCOL §8): a row whose folds ran
+in different sessions or on different machines, e.g. ``benchmarks/cpu_rows.sh`` one fold at a time.
+
+:func:`combine_records` checks that the records belong together — the same method (record and method-file
+sha256), dataset (id, revision, content hash) and options (precision and device kind included) but
+``models`` and ``folds``, disjoint (arch, fold) pairs that together form the grid ``models × folds``, maps
+files on all or on none — and refuses otherwise with a message naming the record and the field. The
+combined record is aggregated from the per-image values the records carry
+(:func:`hfus_xai_bench.results.fold_scores_from_record`), so its ``metrics``, ``classification``,
+``counts``, ``per_image`` and pass counts are those of one run over the grid that gave the same per-image
+values; ``environment.run`` lists the records it was combined from; timestamp, command and measured seconds
+are the other differences. With maps files, the combined record's maps file holds every record's arrays
+(they are per architecture and fold). No figure is drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .constants import ARCH_NAMES
+from .errors import HfusError
+from .hashing import sha256_file
+from .results import Result, build_result, fold_scores_from_record, validate
+
+#: the options that may differ between the records (they are the union's)
+GRID_OPTIONS = ("models", "folds")
+
+
+def is_result_record(record: Any) -> bool:
+    """Whether a loaded JSON file is a result record (not a shard record)."""
+    return isinstance(record, dict) and "per_image" in record and "kind" not in record
+
+
+def combine_records(paths: Sequence[str | Path], *, out: str | Path, command: str | None = None) -> Result:
+    """Check that the result records ``paths`` are disjoint parts of one run (module docstring), combine
+    them and write ``<method>.json`` (+ ``<method>.maps.npz`` when they carry maps) under ``out``."""
+    if len(paths) < 2:
+        raise HfusError("give two or more result records to combine (the folds or architectures of one run)")
+    records = [_load(p) for p in paths]
+    for rec in records[1:]:
+        _check_same(records[0], rec)
+    pairs = _check_disjoint(records)
+    models = [a for a in ARCH_NAMES if any(arch == a for arch, _ in pairs)]
+    folds = sorted({fold for _, fold in pairs})
+    missing = [f"{a} fold {f}" for a in models for f in folds if (a, f) not in pairs]
+    if missing:
+        raise HfusError(
+            f"the records cover {len(pairs)} (architecture, fold) pairs, not the grid of "
+            f"{', '.join(models)} × folds {', '.join(map(str, folds))}: {', '.join(missing)} missing"
+        )
+    runs = {(r.arch, r.fold): r for rec in records for r in fold_scores_from_record(rec)}
+    first = records[0]
+    options = {**first["options"], "models": models, "folds": folds}
+    result = build_result(
+        first["method"],
+        [runs[(a, f)] for a in models for f in folds],
+        options=options,
+        dataset=first["dataset"],
+        environment={**first["environment"], "run": _provenance(records)},
+        command=_grid_command(first.get("command"), first["options"], models, folds),
+    )
+    _write(result, records, Path(out))
+    return result
+
+
+def _load(path: str | Path) -> dict[str, Any]:
+    from .jsonio import load_json
+
+    path = Path(path)
+    record = load_json(path, "result file")
+    if not is_result_record(record):
+        raise HfusError(f"{path} is not a result record (`hfus-bench evaluate` or `merge` writes one)")
+    validate(record, source=str(path))
+    record["_path"] = str(path)
+    record["_sha256"] = sha256_file(path)
+    return record
+
+
+def _check_same(first: dict[str, Any], rec: dict[str, Any]) -> None:
+    """Raise HfusError unless ``rec`` has ``first``'s method, dataset and options (but the grid's)."""
+    name0, name = Path(first["_path"]).name, Path(rec["_path"]).name
+    dataset_keys = ("id", "revision", "sha256", "n_images")
+    parts = (
+        ("method", "method (METADATA, file sha256)", first["method"], rec["method"]),
+        (
+            "dataset",
+            "dataset (id, revision, content hash)",
+            {k: first["dataset"].get(k) for k in dataset_keys},
+            {k: rec["dataset"].get(k) for k in dataset_keys},
+        ),
+        ("options", "options", _run_options(first), _run_options(rec)),
+    )
+    for _, what, a, b in parts:
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise HfusError(
+                f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
+                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not parts of one run"
+            )
+    if (rec["maps_file"] is None) != (first["maps_file"] is None):
+        with_maps = name0 if first["maps_file"] is not None else name
+        raise HfusError(
+            f"{with_maps} carries a maps file and the other does not: combine records made with the same "
+            "--save-maps"
+        )
+
+
+def _run_options(record: dict[str, Any]) -> dict[str, Any]:
+    """The options every part must share: all but the grid's, the device by its kind (cuda:1 = cuda)."""
+    options = {k: v for k, v in record["options"].items() if k not in GRID_OPTIONS}
+    options["device"] = str(options.get("device", "")).split(":")[0]
+    return options
+
+
+def _check_disjoint(records: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
+    """Every record's (arch, fold) pairs, checked to be disjoint; pair → the record's file name."""
+    pairs: dict[tuple[str, int], str] = {}
+    for rec in records:
+        name = Path(rec["_path"]).name
+        for arch, by_fold in rec["checkpoints"].items():
+            for fold in by_fold:
+                pair = (arch, int(fold))
+                if pair in pairs:
+                    raise HfusError(f"{arch} fold {fold} is in both {pairs[pair]} and {name}")
+                pairs[pair] = name
+    return pairs
+
+
+def _provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``environment.run`` of the combined record: each part's file, sha256, pairs, command and run."""
+    return {
+        "launcher": "combined",
+        "parts": [
+            {
+                "file": Path(rec["_path"]).name,
+                "sha256": rec["_sha256"],
+                "pairs": [[a, int(f)] for a, by_fold in rec["checkpoints"].items() for f in by_fold],
+                "command": rec.get("command"),
+                "timestamp": rec.get("timestamp"),
+                "run": rec.get("environment", {}).get("run"),
+            }
+            for rec in records
+        ],
+    }
+
+
+def _grid_command(
+    command: str | None, options: dict[str, Any], models: list[str], folds: list[int]
+) -> str | None:
+    """``command`` (a part's evaluate command, run with ``options``) changed to give the grid: its
+    ``--models`` and ``--folds`` replaced, or added where the part's value (a default) is not the grid's."""
+    if not command:
+        return command
+    tokens = shlex.split(command)
+    for flag, value, part in (
+        ("--models", models, options["models"]),
+        ("--folds", folds, options["folds"]),
+    ):
+        text = ",".join(map(str, value))
+        if any(t.startswith(f"{flag}=") for t in tokens):
+            tokens = [f"{flag}={text}" if t.startswith(f"{flag}=") else t for t in tokens]
+        elif flag in tokens[:-1]:
+            tokens[tokens.index(flag) + 1] = text
+        elif list(part) != list(value):
+            tokens += [flag, text]
+    return shlex.join(tokens)
+
+
+def _write(result: Result, records: list[dict[str, Any]], out: Path) -> None:
+    """Write the combined record (+ the union of the parts' maps files), each file renamed into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = result.record["method"]["name"]
+    if records[0]["maps_file"] is not None:
+        data = _union_maps(records)
+        tmp = out / f".{name}.maps.npz.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, out / f"{name}.maps.npz")
+        result.record["maps_file"] = {"path": f"{name}.maps.npz", "sha256": hashlib.sha256(data).hexdigest()}
+    tmp = out / f".{name}.json.tmp"
+    result.save(tmp)
+    os.replace(tmp, out / f"{name}.json")
+
+
+def _union_maps(records: list[dict[str, Any]]) -> bytes:
+    """Every part's maps-file arrays in one compressed npz (each part's sha256 checked first)."""
+    arrays: dict[str, np.ndarray] = {}
+    for rec in records:
+        path = Path(rec["_path"]).parent / rec["maps_file"]["path"]
+        if not path.is_file():
+            raise HfusError(f"{rec['_path']}: its maps file {path.name} is missing")
+        if sha256_file(path) != rec["maps_file"]["sha256"]:
+            raise HfusError(f"{rec['_path']}: maps file {path.name} does not match the sha256 it records")
+        with np.load(path, allow_pickle=False) as npz:
+            arrays.update({k: npz[k] for k in npz.files})
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+__all__: Sequence[str] = ("GRID_OPTIONS", "combine_records", "is_result_record")

@@ -1,0 +1,155 @@
+"""`hfus-bench merge` of result records: folds run apart combine into the record of the run over all of them.
+
+On the 15-image fake dataset with a seeded TinyNet (tests/helpers.py). The combined record is compared with
+the record of one run over both folds: every section but the run's provenance, command, timestamp and
+measured seconds identical, per-image values bitwise (JSON keeps float64 exactly). Bitwise holds because
+each fold's images go through the same batches (same shapes, kernels and threads: one process, one
+machine) in the parts as in the whole run, and combining only aggregates the per-image values again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import FAKE_DATASET, make_fakes, patch_fakes
+
+from hfus_xai_bench.cli import main
+from hfus_xai_bench.combine import combine_records
+from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.results import validate
+from hfus_xai_bench.runner import evaluate
+
+#: measured or about how the record was made; everything else must be the same
+MAY_DIFFER = {"environment", "command", "timestamp", "cost", "maps_file"}
+
+
+def _evaluate(method: str, folds: str, out: Path, **options) -> Path:
+    command = f"hfus-bench evaluate {method} --dataset {FAKE_DATASET} --folds {folds} --save-maps"
+    evaluate(
+        method,
+        dataset=FAKE_DATASET,
+        folds=folds,
+        device="cpu",
+        out=out,
+        save_maps=True,
+        figure=False,
+        progress=False,
+        command=command,
+        **options,
+    )
+    return out / f"{method}.json"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """gradcam over folds 0 and 1 in one run, and each fold apart."""
+    mp = pytest.MonkeyPatch()
+    patch_fakes(mp, make_fakes())
+    base = tmp_path_factory.mktemp("combine")
+    try:
+        return {
+            folds: _evaluate("gradcam", folds, base / folds.replace(",", "_")) for folds in ("0,1", "0", "1")
+        }
+    finally:
+        mp.undo()
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def test_folds_run_apart_combine_into_the_record_of_one_run(runs, tmp_path) -> None:
+    whole = json.loads(runs["0,1"].read_text())
+    combined = combine_records([runs["1"], runs["0"]], out=tmp_path, command="hfus-bench merge ...").record
+    validate(combined)
+    assert set(combined) == set(whole)
+    for key in set(whole) - MAY_DIFFER:
+        assert combined[key] == whole[key], key
+    assert len(combined["per_image"]) == 6 and combined["options"]["folds"] == [0, 1]
+    counted = [k for k in whole["cost"]["mobilenet_v2"] if "rows" in k or k == "fe_per_image"]
+    assert counted and all(
+        combined["cost"]["mobilenet_v2"][k] == whole["cost"]["mobilenet_v2"][k] for k in counted
+    )
+    assert combined["command"] == (
+        f"hfus-bench evaluate gradcam --dataset {FAKE_DATASET} --folds 0,1 --save-maps"
+    )
+    parts = combined["environment"]["run"]["parts"]
+    assert combined["environment"]["run"]["launcher"] == "combined"
+    assert [p["pairs"] for p in parts] == [[["mobilenet_v2", 1]], [["mobilenet_v2", 0]]]
+    assert [p["command"] for p in parts] == [json.loads(runs[f].read_text())["command"] for f in ("1", "0")]
+    maps = _arrays(tmp_path / "gradcam.maps.npz")
+    reference = _arrays(runs["0,1"].parent / "gradcam.maps.npz")
+    assert sorted(maps) == sorted(reference)
+    assert all(np.array_equal(maps[k], reference[k]) for k in reference)
+    assert json.loads((tmp_path / "gradcam.json").read_text()) == combined
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    """A copy of record ``src`` (and its maps file) in ``dst``, changed by ``edit(record)``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    record = json.loads(src.read_text())
+    edit(record)
+    if record["maps_file"] is not None:
+        maps = src.parent / record["maps_file"]["path"]
+        (dst / maps.name).write_bytes(maps.read_bytes())
+    (dst / src.name).write_text(json.dumps(record))
+    return dst / src.name
+
+
+def _rename_arch(record: dict) -> None:
+    record["checkpoints"] = {"googlenet": record["checkpoints"]["mobilenet_v2"]}
+    for row in record["per_image"]:
+        row["arch"] = "googlenet"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["options"].update(seed=1), "differ in the options: seed"),
+        (lambda r: r["method"].update(hyperparameters={"k": 1}), "differ in the method"),
+        (lambda r: r["dataset"].update(sha256="0" * 64), "differ in the dataset"),
+        (lambda r: r.update(maps_file=None), "carries a maps file and the other does not"),
+        (
+            _rename_arch,
+            "googlenet, mobilenet_v2 × folds 0, 1: googlenet fold 0, mobilenet_v2 fold 1 missing",
+        ),
+    ],
+)
+def test_records_of_other_runs_are_refused(runs, tmp_path, edit, message) -> None:
+    other = _edited(runs["1"], tmp_path / "other", edit)
+    with pytest.raises(HfusError, match=message):
+        combine_records([runs["0"], other], out=tmp_path / "out")
+    assert not (tmp_path / "out" / "gradcam.json").exists()
+
+
+def test_overlap_a_missing_maps_file_and_a_shard_record_are_refused(runs, tmp_path) -> None:
+    with pytest.raises(HfusError, match="mobilenet_v2 fold 0 is in both"):
+        combine_records([runs["0"], runs["0,1"]], out=tmp_path)
+    with pytest.raises(HfusError, match="two or more"):
+        combine_records([runs["0"]], out=tmp_path)
+    lost = _edited(runs["1"], tmp_path / "lost", lambda r: None)
+    (lost.parent / "gradcam.maps.npz").unlink()
+    with pytest.raises(HfusError, match="its maps file gradcam.maps.npz is missing"):
+        combine_records([runs["0"], lost], out=tmp_path / "out")
+    tampered = _edited(runs["1"], tmp_path / "tampered", lambda r: None)
+    (tampered.parent / "gradcam.maps.npz").write_bytes(b"not the maps")
+    with pytest.raises(HfusError, match="does not match the sha256 it records"):
+        combine_records([runs["0"], tampered], out=tmp_path / "out")
+    shard = tmp_path / "shard.json"
+    shard.write_text(json.dumps({"kind": "hfus-xai-bench shard"}))
+    with pytest.raises(HfusError, match="is not a result record"):
+        combine_records([runs["0"], shard], out=tmp_path)
+
+
+def test_cli_merge_takes_result_records(runs, tmp_path, capsys) -> None:
+    out = tmp_path / "merged"
+    assert main(["merge", str(runs["0"]), str(runs["1"]), "--out", str(out)]) == 0
+    assert f"result: {out / 'gradcam.json'}" in capsys.readouterr().out
+    assert json.loads((out / "gradcam.json").read_text())["options"]["folds"] == [0, 1]
+    assert main(["merge", str(runs["0"]), str(runs["0"]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mobilenet_v2 fold 0 is in both" in err
