@@ -2,8 +2,10 @@
 # One leaderboard row on the CPU, as shards that survive interruption: `hfus-bench evaluate --shard I/N`
 # with one thread per shard, JOBS shards at a time, a shard that already has its record is skipped (so
 # the same command resumes after a stop), then `hfus-bench merge`. On a machine that does not outlive the
-# session, KEEP names a folder that does (e.g. one in the checkout, committed as shards finish): records
-# there (with their maps files) are copied into OUT first and each new record is copied there.
+# session (a job's scratch disk), KEEP names a folder that does: records there (with their maps files)
+# are copied into OUT first and each new record is copied there. Where nothing outlives the session but
+# the git checkout, run a long row one fold at a time and commit each fold's merged record (small: the
+# shards' maps stay out of git), then combine the folds with `hfus-bench merge` (leaderboard/parts/).
 #
 #   bash benchmarks/cpu_rows.sh METHOD [MODELS] [FOLDS]     e.g. scorecam googlenet 0
 #
