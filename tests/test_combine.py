@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FAKE_DATASET, make_fakes, patch_fakes
+from helpers import FAKE_DATASET, make_fakes, patch_fakes, write_method
 
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.combine import combine_records
@@ -26,7 +26,26 @@ from hfus_xai_bench.runner import evaluate
 MAY_DIFFER = {"environment", "command", "timestamp", "cost", "maps_file"}
 
 
-def _evaluate(method: str, folds: str, out: Path, **options) -> Path:
+#: gradient × input that fails (a NaN map) on the first image of every batch: failures in the parts
+FAILING = """
+import torch
+
+METADATA = {"name": "failing-gxi", "authors": "tests", "url": "", "licence": "MIT", "hyperparameters": {},
+            "tuning_split": "none", "kind": "attribution"}
+
+
+def explain(model, images, targets, *, context):
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        score = model(x).gather(1, targets.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(score, x)
+    maps = (grad * x).detach()
+    maps[0] = float("nan")
+    return maps
+"""
+
+
+def _evaluate(method: Path, folds: str, out: Path) -> Path:
     command = f"hfus-bench evaluate {method} --dataset {FAKE_DATASET} --folds {folds} --save-maps"
     evaluate(
         method,
@@ -38,20 +57,20 @@ def _evaluate(method: str, folds: str, out: Path, **options) -> Path:
         figure=False,
         progress=False,
         command=command,
-        **options,
     )
-    return out / f"{method}.json"
+    return out / "failing-gxi.json"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """gradcam over folds 0 and 1 in one run, and each fold apart."""
+    """FAILING over folds 0 and 1 in one run, and each fold apart."""
     mp = pytest.MonkeyPatch()
     patch_fakes(mp, make_fakes())
     base = tmp_path_factory.mktemp("combine")
+    method = write_method(base, FAILING)
     try:
         return {
-            folds: _evaluate("gradcam", folds, base / folds.replace(",", "_")) for folds in ("0,1", "0", "1")
+            folds: _evaluate(method, folds, base / folds.replace(",", "_")) for folds in ("0,1", "0", "1")
         }
     finally:
         mp.undo()
@@ -70,22 +89,25 @@ def test_folds_run_apart_combine_into_the_record_of_one_run(runs, tmp_path) -> N
     for key in set(whole) - MAY_DIFFER:
         assert combined[key] == whole[key], key
     assert len(combined["per_image"]) == 6 and combined["options"]["folds"] == [0, 1]
+    assert combined["counts"]["total"]["n_failed"] == 2  # the first image of each fold's one batch
     counted = [k for k in whole["cost"]["mobilenet_v2"] if "rows" in k or k == "fe_per_image"]
     assert counted and all(
         combined["cost"]["mobilenet_v2"][k] == whole["cost"]["mobilenet_v2"][k] for k in counted
     )
-    assert combined["command"] == (
-        f"hfus-bench evaluate gradcam --dataset {FAKE_DATASET} --folds 0,1 --save-maps"
+    method = runs["0"].parent.parent / "method.py"
+    assert (
+        combined["command"]
+        == f"hfus-bench evaluate {method} --dataset {FAKE_DATASET} --folds 0,1 --save-maps"
     )
     parts = combined["environment"]["run"]["parts"]
     assert combined["environment"]["run"]["launcher"] == "combined"
     assert [p["pairs"] for p in parts] == [[["mobilenet_v2", 1]], [["mobilenet_v2", 0]]]
     assert [p["command"] for p in parts] == [json.loads(runs[f].read_text())["command"] for f in ("1", "0")]
-    maps = _arrays(tmp_path / "gradcam.maps.npz")
-    reference = _arrays(runs["0,1"].parent / "gradcam.maps.npz")
+    maps = _arrays(tmp_path / "failing-gxi.maps.npz")
+    reference = _arrays(runs["0,1"].parent / "failing-gxi.maps.npz")
     assert sorted(maps) == sorted(reference)
     assert all(np.array_equal(maps[k], reference[k]) for k in reference)
-    assert json.loads((tmp_path / "gradcam.json").read_text()) == combined
+    assert json.loads((tmp_path / "failing-gxi.json").read_text()) == combined
 
 
 def _edited(src: Path, dst: Path, edit) -> Path:
@@ -123,7 +145,7 @@ def test_records_of_other_runs_are_refused(runs, tmp_path, edit, message) -> Non
     other = _edited(runs["1"], tmp_path / "other", edit)
     with pytest.raises(HfusError, match=message):
         combine_records([runs["0"], other], out=tmp_path / "out")
-    assert not (tmp_path / "out" / "gradcam.json").exists()
+    assert not (tmp_path / "out" / "failing-gxi.json").exists()
 
 
 def test_overlap_a_missing_maps_file_and_a_shard_record_are_refused(runs, tmp_path) -> None:
@@ -132,11 +154,11 @@ def test_overlap_a_missing_maps_file_and_a_shard_record_are_refused(runs, tmp_pa
     with pytest.raises(HfusError, match="two or more"):
         combine_records([runs["0"]], out=tmp_path)
     lost = _edited(runs["1"], tmp_path / "lost", lambda r: None)
-    (lost.parent / "gradcam.maps.npz").unlink()
-    with pytest.raises(HfusError, match="its maps file gradcam.maps.npz is missing"):
+    (lost.parent / "failing-gxi.maps.npz").unlink()
+    with pytest.raises(HfusError, match="its maps file failing-gxi.maps.npz is missing"):
         combine_records([runs["0"], lost], out=tmp_path / "out")
     tampered = _edited(runs["1"], tmp_path / "tampered", lambda r: None)
-    (tampered.parent / "gradcam.maps.npz").write_bytes(b"not the maps")
+    (tampered.parent / "failing-gxi.maps.npz").write_bytes(b"not the maps")
     with pytest.raises(HfusError, match="does not match the sha256 it records"):
         combine_records([runs["0"], tampered], out=tmp_path / "out")
     shard = tmp_path / "shard.json"
@@ -148,8 +170,8 @@ def test_overlap_a_missing_maps_file_and_a_shard_record_are_refused(runs, tmp_pa
 def test_cli_merge_takes_result_records(runs, tmp_path, capsys) -> None:
     out = tmp_path / "merged"
     assert main(["merge", str(runs["0"]), str(runs["1"]), "--out", str(out)]) == 0
-    assert f"result: {out / 'gradcam.json'}" in capsys.readouterr().out
-    assert json.loads((out / "gradcam.json").read_text())["options"]["folds"] == [0, 1]
+    assert f"result: {out / 'failing-gxi.json'}" in capsys.readouterr().out
+    assert json.loads((out / "failing-gxi.json").read_text())["options"]["folds"] == [0, 1]
     assert main(["merge", str(runs["0"]), str(runs["0"]), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "mobilenet_v2 fold 0 is in both" in err
