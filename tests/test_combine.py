@@ -19,7 +19,7 @@ from helpers import FAKE_DATASET, make_fakes, patch_fakes, write_method
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.combine import combine_records
 from hfus_xai_bench.errors import HfusError
-from hfus_xai_bench.results import validate
+from hfus_xai_bench.results import aggregate, fold_scores_from_record, validate
 from hfus_xai_bench.runner import evaluate
 
 #: measured or about how the record was made; everything else must be the same
@@ -175,3 +175,22 @@ def test_cli_merge_takes_result_records(runs, tmp_path, capsys) -> None:
     assert main(["merge", str(runs["0"]), str(runs["0"]), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "mobilenet_v2 fold 0 is in both" in err
+
+
+def test_a_record_gives_its_scores_back(runs) -> None:
+    """fold_scores_from_record inverts the record: aggregated again, a two-fold record's sections come back
+    (its cost block is a sum over folds: the first fold carries it, so the rows add up again)."""
+    record = json.loads(runs["0,1"].read_text())
+    runs_back = fold_scores_from_record(record)
+    assert [(r.arch, r.fold, len(r.image_ids)) for r in runs_back] == [
+        ("mobilenet_v2", 0, 3),
+        ("mobilenet_v2", 1, 3),
+    ]
+    again = json.loads(json.dumps(aggregate(runs_back), default=float))
+    for key in ("metrics", "classification", "counts"):
+        assert again[key] == record[key], key
+    cost, cost_back = record["cost"]["mobilenet_v2"], again["cost"]["mobilenet_v2"]
+    assert {k: v for k, v in cost_back.items() if "rows" in k} == {
+        k: v for k, v in cost.items() if "rows" in k
+    }
+    assert cost_back["seconds_per_image"] == pytest.approx(cost["seconds_per_image"], rel=1e-12)
