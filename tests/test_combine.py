@@ -194,3 +194,32 @@ def test_a_record_gives_its_scores_back(runs) -> None:
         k: v for k, v in cost.items() if "rows" in k
     }
     assert cost_back["seconds_per_image"] == pytest.approx(cost["seconds_per_image"], rel=1e-12)
+
+
+PARTS = Path(__file__).resolve().parents[1] / "leaderboard" / "parts"
+
+
+def test_committed_parts_are_named_records_that_combine(tmp_path) -> None:
+    """leaderboard/parts/METHOD.ARCH.foldK.json: each a valid record of that method, architecture and fold;
+    the parts of a row are parts of one run (they combine), so the last session's merge cannot fail."""
+    parts = sorted(PARTS.glob("*.json"))
+    if not parts:
+        pytest.skip("no row is in progress (leaderboard/parts/ holds no record)")
+    rows: dict[tuple[str, str], list[Path]] = {}
+    for path in parts:
+        method, arch, fold = path.name.removesuffix(".json").rsplit(".", 2)
+        record = json.loads(path.read_text())
+        validate(record, source=str(path))
+        assert record["method"]["name"] == method, path.name
+        assert (record["options"]["models"], record["options"]["folds"]) == (
+            [arch],
+            [int(fold.removeprefix("fold"))],
+        )
+        assert record["options"]["limit"] is None, f"{path.name}: a --limit run is not a leaderboard part"
+        rows.setdefault((method, arch), []).append(path)
+    for (method, _), paths in rows.items():
+        if len(paths) > 1:
+            combined = combine_records(paths, out=tmp_path / method).record
+            assert len(combined["per_image"]) == sum(
+                len(json.loads(p.read_text())["per_image"]) for p in paths
+            )
