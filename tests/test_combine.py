@@ -10,6 +10,7 @@ machine) in the parts as in the whole run, and combining only aggregates the per
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from hfus_xai_bench.combine import combine_records
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.results import aggregate, fold_scores_from_record, validate
 from hfus_xai_bench.runner import evaluate
+from hfus_xai_bench.verify import verify_submission
 
 #: measured or about how the record was made; everything else must be the same
 MAY_DIFFER = {"environment", "command", "timestamp", "cost", "maps_file"}
@@ -223,3 +225,20 @@ def test_committed_parts_are_named_records_that_combine(tmp_path) -> None:
             assert len(combined["per_image"]) == sum(
                 len(json.loads(p.read_text())["per_image"]) for p in paths
             )
+
+
+def test_a_combined_record_verifies_as_a_submission(runs, tmp_path, monkeypatch) -> None:
+    """The combined record and the union of the parts' maps files pass `verify`: every maps-only metric
+    re-scored from the maps, the model-based ones re-run through the (fake) checkpoint."""
+    patch_fakes(monkeypatch, make_fakes())
+    combine_records([runs["0"], runs["1"]], out=tmp_path / "combined")
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    record = json.loads((tmp_path / "combined" / "failing-gxi.json").read_text())
+    shutil.copy(tmp_path / "combined" / record["maps_file"]["path"], folder / "maps.npz")
+    record["maps_file"]["path"] = "maps.npz"
+    (folder / "result.json").write_text(json.dumps(record))
+    shutil.copy(runs["0"].parent.parent / "method.py", folder / "method.py")
+    (folder / "README.md").write_text("# failing-gxi\n")
+    report = verify_submission(folder, progress=False)
+    assert report.ok, report.failures
