@@ -3,15 +3,15 @@ the run that covers them all (``hfus-bench merge A.json B.json ...``, PROTOCOL �
 in different sessions or on different machines, e.g. ``benchmarks/cpu_rows.sh`` one fold at a time.
 
 :func:`combine_records` checks that the records belong together — the same method (record and method-file
-sha256), dataset (id, revision, content hash) and options (precision and device kind included) but
-``models`` and ``folds``, disjoint (arch, fold) pairs that together form the grid ``models × folds``, maps
-files on all or on none — and refuses otherwise with a message naming the record and the field. The
-combined record is aggregated from the per-image values the records carry
-(:func:`hfus_xai_bench.results.fold_scores_from_record`), so its ``metrics``, ``classification``,
-``counts``, ``per_image`` and pass counts are those of one run over the grid that gave the same per-image
-values; ``environment.run`` lists the records it was combined from; timestamp, command and measured seconds
-are the other differences. With maps files, the combined record's maps file holds every record's arrays
-(they are per architecture and fold). No figure is drawn.
+sha256), dataset (id, revision, content hash), per-image columns and options (precision and device kind
+included) but ``models`` and ``folds``, this package's protocol version, disjoint (arch, fold) pairs that
+together form the grid ``models × folds``, maps files on all or on none — and refuses otherwise with a
+message naming the record and the field. The combined record is aggregated from the per-image values the
+records carry (:func:`hfus_xai_bench.results.fold_scores_from_record`), so its ``metrics``,
+``classification``, ``counts``, ``per_image`` and pass counts are those of one run over the grid that gave
+the same per-image values; ``environment.run`` lists the records it was combined from; timestamp, command
+and measured seconds are the other differences. With maps files, the combined record's maps file holds
+every record's arrays (they are per architecture and fold). No figure is drawn.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import ARCH_NAMES
+from .constants import ARCH_NAMES, PROTOCOL_VERSION
 from .errors import HfusError
 from .hashing import sha256_file
 from .results import Result, build_result, fold_scores_from_record, validate
@@ -80,6 +80,11 @@ def _load(path: str | Path) -> dict[str, Any]:
     if not is_result_record(record):
         raise HfusError(f"{path} is not a result record (`hfus-bench evaluate` or `merge` writes one)")
     validate(record, source=str(path))
+    if record["protocol_version"] != PROTOCOL_VERSION:
+        raise HfusError(
+            f"{path} was scored under protocol {record['protocol_version']}, this package scores "
+            f"{PROTOCOL_VERSION}: combine it with the version that made it"
+        )
     record["_path"] = str(path)
     record["_sha256"] = sha256_file(path)
     return record
@@ -90,16 +95,16 @@ def _check_same(first: dict[str, Any], rec: dict[str, Any]) -> None:
     name0, name = Path(first["_path"]).name, Path(rec["_path"]).name
     dataset_keys = ("id", "revision", "sha256", "n_images")
     parts = (
-        ("method", "method (METADATA, file sha256)", first["method"], rec["method"]),
+        ("method (METADATA, file sha256)", first["method"], rec["method"]),
         (
-            "dataset",
             "dataset (id, revision, content hash)",
             {k: first["dataset"].get(k) for k in dataset_keys},
             {k: rec["dataset"].get(k) for k in dataset_keys},
         ),
-        ("options", "options", _run_options(first), _run_options(rec)),
+        ("options", _run_options(first), _run_options(rec)),
+        ("per-image columns (metrics scored)", _columns(first), _columns(rec)),
     )
-    for _, what, a, b in parts:
+    for what, a, b in parts:
         if a != b:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise HfusError(
@@ -112,6 +117,11 @@ def _check_same(first: dict[str, Any], rec: dict[str, Any]) -> None:
             f"{with_maps} carries a maps file and the other does not: combine records made with the same "
             "--save-maps"
         )
+
+
+def _columns(record: dict[str, Any]) -> dict[str, bool]:
+    """The per-image columns of a record (a part without a metric's values would drop it from the grid)."""
+    return dict.fromkeys(record["per_image"][0] if record["per_image"] else (), True)
 
 
 def _run_options(record: dict[str, Any]) -> dict[str, Any]:

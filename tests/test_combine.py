@@ -137,6 +137,8 @@ def _rename_arch(record: dict) -> None:
         (lambda r: r["method"].update(hyperparameters={"k": 1}), "differ in the method"),
         (lambda r: r["dataset"].update(sha256="0" * 64), "differ in the dataset"),
         (lambda r: r.update(maps_file=None), "carries a maps file and the other does not"),
+        (lambda r: [row.pop("hr1") for row in r["per_image"]], "differ in the per-image columns"),
+        (lambda r: r.update(protocol_version="0.0"), "scored under protocol 0.0"),
         (
             _rename_arch,
             "googlenet, mobilenet_v2 × folds 0, 1: googlenet fold 0, mobilenet_v2 fold 1 missing",
