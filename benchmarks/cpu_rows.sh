@@ -5,7 +5,7 @@
 # session (a job's scratch disk), KEEP names a folder that does: records there (with their maps files)
 # are copied into OUT first and each new record is copied there. Where nothing outlives the session but
 # the git checkout, run a long row one fold at a time and commit each fold's merged record (small: the
-# shards' maps stay out of git), then combine the folds with `hfus-bench merge` (leaderboard/parts/).
+# shards' maps stay out of git), then combine the folds: benchmarks/cpu_folds.sh does both.
 #
 #   bash benchmarks/cpu_rows.sh METHOD [MODELS] [FOLDS]     e.g. scorecam googlenet 0
 #

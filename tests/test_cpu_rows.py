@@ -6,6 +6,7 @@ docs/SCALING.md's guarantees."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,17 +15,19 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_rows.sh"
 
 FAKE = """#!/usr/bin/env bash
 echo "$OMP_NUM_THREADS $*" >> "$CALLS"
-if [ "$1" = evaluate ]; then
-  while [ $# -gt 0 ]; do
-    case $1 in --out) out=$2; shift ;; --shard) shard=$2; shift ;; esac
-    shift
-  done
+command=$1
+while [ $# -gt 0 ]; do
+  case $1 in --out) out=$2; shift ;; --shard) shard=$2; shift ;; --folds) folds=$2; shift ;; esac
+  shift
+done
+if [ "$command" = evaluate ]; then
   [ "$shard" = "${FAIL_SHARD:-none}" ] && exit 3
+  [ "$folds" = "${FAIL_FOLD:-none}" ] && exit 3
   touch "$out/$METHOD_STEM.shard-${shard%/*}-of-${shard#*/}.maps.npz"
   touch "$out/$METHOD_STEM.shard-${shard%/*}-of-${shard#*/}.json"
 else
-  mkdir -p "${@: -2:1}"
-  touch "${@: -2:1}/merged.json"
+  mkdir -p "$out"
+  printf '{"merged": "%s"}' "$out" > "$out/$METHOD_STEM.json"
 fi
 """
 
@@ -102,3 +105,54 @@ def test_keep_carries_the_records_to_a_new_machine(tmp_path: Path) -> None:
     assert len(list((new_machine / "shards").glob("*.maps.npz"))) == 8  # each record's maps are there
     assert sum(" merge " in c for c in _calls(new_machine)) == 1
     assert resumed.stdout.count("done before") == 7
+
+
+FOLDS_SCRIPT = SCRIPT.parent / "cpu_folds.sh"
+
+
+def _run_folds(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    fake = tmp_path / "hfus-bench"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    environ = {
+        **os.environ,
+        "HFUS_BENCH": str(fake),
+        "CALLS": str(tmp_path / "calls.log"),
+        "OUT": str(tmp_path / "work"),
+        "PARTS": str(tmp_path / "parts"),
+        "METHOD_STEM": "scorecam",
+        "JOBS": "2",
+        "SHARDS": "2",
+        **env,
+    }
+    return subprocess.run(
+        ["bash", str(FOLDS_SCRIPT), "scorecam", "mobilenet_v2", "0 1 2"],
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_folds_become_parts_one_at_a_time_then_one_combine(tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    stopped = _run_folds(tmp_path, FAIL_FOLD="1")  # a session ends (or a shard fails) in fold 1
+    assert stopped.returncode != 0
+    assert sorted(p.name for p in parts.iterdir()) == ["scorecam.mobilenet_v2.fold0.json"]
+    assert json.loads((parts / "scorecam.mobilenet_v2.fold0.json").read_text()) == {
+        "merged": str(tmp_path / "work" / "fold0" / "merged")
+    }
+
+    (tmp_path / "calls.log").unlink()
+    done = _run_folds(
+        tmp_path
+    )  # the next session: fold 0's part is kept, folds 1 and 2 run, then the combine
+    assert done.returncode == 0, done.stderr
+    assert "fold 0: part there" in done.stdout and "leaderboard add" in done.stdout
+    evaluated = {c.split("--folds ")[1].split()[0] for c in _calls(tmp_path) if " evaluate " in c}
+    assert evaluated == {"1", "2"}
+    assert sorted(p.name for p in parts.iterdir()) == [
+        f"scorecam.mobilenet_v2.fold{k}.json" for k in (0, 1, 2)
+    ]
+    combine = [c for c in _calls(tmp_path) if " merge " in c and "/parts/" in c]
+    assert len(combine) == 1 and combine[0].count("/parts/scorecam.mobilenet_v2.fold") == 3
+    assert (tmp_path / "work" / "combined" / "scorecam.json").is_file()
