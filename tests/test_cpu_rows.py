@@ -32,7 +32,8 @@ fi
 """
 
 
-def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, args: tuple[str, ...] = (SCRIPT.name, "scorecam", "googlenet", "0"), **env: str):
+    """Run a benchmarks/ script (``args``: its file name and arguments) with the stand-in `hfus-bench`."""
     fake = tmp_path / "hfus-bench"
     fake.write_text(FAKE)
     fake.chmod(0o755)
@@ -45,8 +46,9 @@ def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
         "JOBS": "2",
         **env,
     }
+    script, *rest = args
     return subprocess.run(
-        ["bash", str(SCRIPT), "scorecam", "googlenet", "0"], env=environ, capture_output=True, text=True
+        ["bash", str(SCRIPT.parent / script), *rest], env=environ, capture_output=True, text=True
     )
 
 
@@ -107,30 +109,9 @@ def test_keep_carries_the_records_to_a_new_machine(tmp_path: Path) -> None:
     assert resumed.stdout.count("done before") == 7
 
 
-FOLDS_SCRIPT = SCRIPT.parent / "cpu_folds.sh"
-
-
 def _run_folds(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    fake = tmp_path / "hfus-bench"
-    fake.write_text(FAKE)
-    fake.chmod(0o755)
-    environ = {
-        **os.environ,
-        "HFUS_BENCH": str(fake),
-        "CALLS": str(tmp_path / "calls.log"),
-        "OUT": str(tmp_path / "work"),
-        "PARTS": str(tmp_path / "parts"),
-        "METHOD_STEM": "scorecam",
-        "JOBS": "2",
-        "SHARDS": "2",
-        **env,
-    }
-    return subprocess.run(
-        ["bash", str(FOLDS_SCRIPT), "scorecam", "mobilenet_v2", "0 1 2"],
-        env=environ,
-        capture_output=True,
-        text=True,
-    )
+    work = {"OUT": str(tmp_path / "work"), "PARTS": str(tmp_path / "parts"), "SHARDS": "2"}
+    return _run(tmp_path, ("cpu_folds.sh", "scorecam", "mobilenet_v2", "0 1 2"), **{**work, **env})
 
 
 def test_folds_become_parts_one_at_a_time_then_one_combine(tmp_path: Path) -> None:
