@@ -32,7 +32,9 @@ fi
 """
 
 
-def _run(tmp_path: Path, args: tuple[str, ...] = (SCRIPT.name, "scorecam", "googlenet", "0"), **env: str):
+def _run(
+    tmp_path: Path, args: tuple[str, ...] = (SCRIPT.name, "scorecam", "googlenet", "0"), **env: str
+) -> subprocess.CompletedProcess:
     """Run a benchmarks/ script (``args``: its file name and arguments) with the stand-in `hfus-bench`."""
     fake = tmp_path / "hfus-bench"
     fake.write_text(FAKE)
