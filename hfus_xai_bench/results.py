@@ -225,11 +225,11 @@ def fold_scores_from_record(record: dict[str, Any]) -> list[FoldScores]:
                     values[metric.key(v)] = np.stack(stacked)
         block = record["cost"].get(arch, {}) if arch not in costed else {}
         costed.add(arch)
-        runs.append(_fold_scores(record, arch, fold, rows, values, block))
+        runs.append(_recorded_fold(record, arch, fold, rows, values, block))
     return runs
 
 
-def _fold_scores(
+def _recorded_fold(
     record: dict[str, Any],
     arch: str,
     fold: int,
