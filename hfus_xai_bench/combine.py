@@ -29,6 +29,7 @@ import numpy as np
 from .constants import ARCH_NAMES, PROTOCOL_VERSION
 from .errors import HfusError
 from .hashing import sha256_file
+from .merge import device_kind, differ_message, require_same_source
 from .results import Result, build_result, fold_scores_from_record, validate
 
 #: the options that may differ between the records (they are the union's)
@@ -91,26 +92,16 @@ def _load(path: str | Path) -> dict[str, Any]:
 
 
 def _check_same(first: dict[str, Any], rec: dict[str, Any]) -> None:
-    """Raise HfusError unless ``rec`` has ``first``'s method, dataset and options (but the grid's)."""
+    """Raise HfusError unless ``rec`` has ``first``'s method, dataset, options (but the grid's), per-image
+    columns and maps-file presence."""
+    require_same_source(first, rec, "parts")
     name0, name = Path(first["_path"]).name, Path(rec["_path"]).name
-    dataset_keys = ("id", "revision", "sha256", "n_images")
-    parts = (
-        ("method (METADATA, file sha256)", first["method"], rec["method"]),
-        (
-            "dataset (id, revision, content hash)",
-            {k: first["dataset"].get(k) for k in dataset_keys},
-            {k: rec["dataset"].get(k) for k in dataset_keys},
-        ),
+    for label, a, b in (
         ("options", _run_options(first), _run_options(rec)),
         ("per-image columns (metrics scored)", _columns(first), _columns(rec)),
-    )
-    for what, a, b in parts:
+    ):
         if a != b:
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise HfusError(
-                f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
-                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not parts of one run"
-            )
+            raise HfusError(differ_message(name, name0, label, a, b, "parts"))
     if (rec["maps_file"] is None) != (first["maps_file"] is None):
         with_maps = name0 if first["maps_file"] is not None else name
         raise HfusError(
@@ -126,9 +117,7 @@ def _columns(record: dict[str, Any]) -> dict[str, bool]:
 
 def _run_options(record: dict[str, Any]) -> dict[str, Any]:
     """The options every part must share: all but the grid's, the device by its kind (cuda:1 = cuda)."""
-    options = {k: v for k, v in record["options"].items() if k not in GRID_OPTIONS}
-    options["device"] = str(options.get("device", "")).split(":")[0]
-    return options
+    return device_kind({k: v for k, v in record["options"].items() if k not in GRID_OPTIONS})
 
 
 def _check_disjoint(records: list[dict[str, Any]]) -> dict[tuple[str, int], str]:

@@ -50,7 +50,16 @@ if TYPE_CHECKING:
 SHARD_KIND = "hfus-xai-bench shard"
 SHARD_SCHEMA_VERSION = 1
 
-__all__ = ["SHARD_KIND", "evaluate_shard", "load_shard", "merge_shards", "shard_name"]
+__all__ = [
+    "SHARD_KIND",
+    "device_kind",
+    "differ_message",
+    "evaluate_shard",
+    "load_shard",
+    "merge_shards",
+    "require_same_source",
+    "shard_name",
+]
 
 
 def shard_name(method: str, shard: Shard) -> str:
@@ -238,8 +247,34 @@ def load_shard(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def _device_kind(options: dict[str, Any]) -> dict[str, Any]:
+def device_kind(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the device by its kind (``cuda:1`` → ``cuda``): what parts of one run must share."""
     return {**options, "device": str(options.get("device", "")).split(":")[0]}
+
+
+def require_same_source(first: dict[str, Any], other: dict[str, Any], what: str) -> None:
+    """Raise HfusError unless records ``first`` and ``other`` (``_path`` set) have the same method and dataset
+    (id, revision, content hash, size); the message names both files and calls them ``what`` of one run."""
+    name0, name = Path(first["_path"]).name, Path(other["_path"]).name
+    for key, label in (
+        ("method", "method (METADATA, file sha256)"),
+        ("dataset", "dataset (id, revision, content hash)"),
+    ):
+        a, b = first[key], other[key]
+        if key == "dataset":
+            a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
+            b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
+        if a != b:
+            raise HfusError(differ_message(name, name0, label, a, b, what))
+
+
+def differ_message(name: str, name0: str, label: str, a: dict[str, Any], b: dict[str, Any], what: str) -> str:
+    """The one-line refusal for two records (files ``name``, ``name0``) whose ``label`` sections differ."""
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return (
+        f"{name} and {name0} differ in the {label}: {', '.join(diff)} "
+        f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not {what} of one run"
+    )
 
 
 def _check_together(shards: list[dict[str, Any]]) -> None:
@@ -276,21 +311,8 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
 def _check_same(first: dict[str, Any], sh: dict[str, Any]) -> None:
     """Raise HfusError unless shard ``sh`` has ``first``'s method, dataset, options, count and flags."""
     name0, name = Path(first["_path"]).name, Path(sh["_path"]).name
-    for key, what in (
-        ("method", "method (METADATA, file sha256)"),
-        ("dataset", "dataset (id, revision, content hash)"),
-    ):
-        a, b = first[key], sh[key]
-        if key == "dataset":
-            a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
-            b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
-        if a != b:
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise HfusError(
-                f"{name} and {name0} differ in the {what}: {', '.join(diff)} "
-                f"({b.get(diff[0])!r} vs {a.get(diff[0])!r}); they are not shards of one run"
-            )
-    mine, theirs = _device_kind(sh["options"]), _device_kind(first["options"])
+    require_same_source(first, sh, "shards")
+    mine, theirs = device_kind(sh["options"]), device_kind(first["options"])
     if mine != theirs:
         diff = sorted(k for k in first["options"] if mine.get(k) != theirs.get(k))
         raise HfusError(
