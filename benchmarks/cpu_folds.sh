@@ -7,7 +7,7 @@
 #   bash benchmarks/cpu_folds.sh METHOD [ARCH] [FOLDS]      e.g. scorecam mobilenet_v2 "0 1 2 3 4"
 #
 # Environment: PARTS (default leaderboard/parts), OUT (default ~/.cache/hfus-bench/folds/METHOD.ARCH),
-# HFUS_BENCH (default .venv/bin/hfus-bench) and cpu_rows.sh's JOBS, SHARDS, EVAL_ARGS. Run it from a
+# HFUS_BENCH (default .venv/bin/hfus-bench) and cpu_rows.sh's JOBS, SHARDS, KEEP, EVAL_ARGS. Run it from a
 # snapshot (`git worktree add`) with PARTS in the checkout, as cpu_rows.sh says.
 set -euo pipefail
 

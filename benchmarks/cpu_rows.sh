@@ -2,8 +2,9 @@
 # One leaderboard row on the CPU, as shards that survive interruption: `hfus-bench evaluate --shard I/N`
 # with one thread per shard, JOBS shards at a time, a shard that already has its record is skipped (so
 # the same command resumes after a stop), then `hfus-bench merge`. On a machine that does not outlive the
-# session (a job's scratch disk), KEEP names a folder that does: records there (with their maps files)
-# are copied into OUT first and each new record is copied there. Where nothing outlives the session but
+# session (a job's scratch disk), KEEP names a folder that does: records in its subfolder for this run
+# (KEEP/METHOD.MODELS.FOLDS, so one KEEP serves many rows and folds; with their maps files) are copied into
+# OUT first and each new record is copied there. Where nothing outlives the session but
 # the git checkout, run a long row one fold at a time and commit each fold's merged record (small: the
 # shards' maps stay out of git), then combine the folds: benchmarks/cpu_folds.sh does both.
 #
@@ -29,6 +30,7 @@ OUT=${OUT:-$HOME/.cache/hfus-bench/shards/$METHOD.$MODELS.$FOLDS}
 HFUS_BENCH=${HFUS_BENCH:-.venv/bin/hfus-bench}
 KEEP=${KEEP:-}
 stem=$(basename "$METHOD" .py)
+[ -z "$KEEP" ] || KEEP="$KEEP/$stem.$MODELS.$FOLDS"  # shard file names do not say the folds: one folder per run
 mkdir -p "$OUT"
 if [ -n "$KEEP" ]; then
   mkdir -p "$KEEP"

@@ -91,8 +91,8 @@ def test_a_failed_shard_stops_before_the_merge(tmp_path: Path) -> None:
 
 
 def test_keep_carries_the_records_to_a_new_machine(tmp_path: Path) -> None:
-    keep = tmp_path / "kept"
-    failed = _run(tmp_path, KEEP=str(keep), FAIL_SHARD="5/8")  # the first machine stops after 7 shards
+    keep = tmp_path / "kept" / "scorecam.googlenet.0"  # one subfolder per row and folds
+    failed = _run(tmp_path, KEEP=str(keep.parent), FAIL_SHARD="5/8")  # the first machine stops after 7 shards
     assert failed.returncode != 0
     assert sorted(p.name for p in keep.iterdir()) == sorted(
         f"scorecam.shard-{i}-of-8.{ext}" for i in (0, 1, 2, 3, 4, 6, 7) for ext in ("json", "maps.npz")
@@ -100,7 +100,7 @@ def test_keep_carries_the_records_to_a_new_machine(tmp_path: Path) -> None:
 
     new_machine = tmp_path / "new"
     new_machine.mkdir()
-    resumed = _run(new_machine, KEEP=str(keep))  # an empty OUT there: the kept records are copied in
+    resumed = _run(new_machine, KEEP=str(keep.parent))  # an empty OUT there: the kept records are copied in
     assert resumed.returncode == 0, resumed.stderr
     assert [c.split("--shard ")[1].split()[0] for c in _calls(new_machine) if " evaluate " in c] == ["5/8"]
     assert (keep / "scorecam.shard-5-of-8.json").is_file() and (
@@ -139,3 +139,14 @@ def test_folds_become_parts_one_at_a_time_then_one_combine(tmp_path: Path) -> No
     combine = [c for c in _calls(tmp_path) if " merge " in c and "/parts/" in c]
     assert len(combine) == 1 and combine[0].count("/parts/scorecam.mobilenet_v2.fold") == 3
     assert (tmp_path / "work" / "combined" / "scorecam.json").is_file()
+
+
+def test_folds_keep_their_shards_apart(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    done = _run_folds(tmp_path, KEEP=str(keep))
+    assert done.returncode == 0, done.stderr
+    assert "done before" not in done.stdout  # fold 1 did not take fold 0's kept shards for its own
+    evaluated = [c.split("--folds ")[1].split()[0] for c in _calls(tmp_path) if " evaluate " in c]
+    assert sorted(evaluated) == ["0", "0", "1", "1", "2", "2"]
+    assert sorted(p.name for p in keep.iterdir()) == [f"scorecam.mobilenet_v2.{k}" for k in (0, 1, 2)]
+    assert all(len(list(run.iterdir())) == 4 for run in keep.iterdir())  # 2 shards: record + maps each
