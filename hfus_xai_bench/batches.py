@@ -30,7 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .calls import Call, Explanation, PassCounter, explain, fingerprint, set_precision, stage_of
+from .calls import (
+    Call,
+    Explanation,
+    PassCounter,
+    explain,
+    fingerprint,
+    harness_passes,
+    set_precision,
+    stage_of,
+)
 from .config import RunConfig
 from .errors import HfusError
 from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree
@@ -431,7 +440,7 @@ def score_model_metrics(
     for metric in metrics:
         if not set(metric.extras) <= set(inputs.extras):
             continue
-        with passes.stage(stage_of(metric)):
+        with passes.stage(stage_of(metric)), harness_passes(inputs.model):
             values.update(score_fold(inputs, [metric], config=config))
     return values
 
@@ -486,7 +495,7 @@ def run_batch(
     before = job.passes.snapshot()
     sl = slice(batch.start, batch.stop)
     x = model_input(job.images[sl], job.device)
-    with job.passes.stage("predict"), torch.inference_mode():
+    with job.passes.stage("predict"), harness_passes(job.model), torch.inference_mode():
         logits = job.model(x)
     preds = logits.argmax(1)
     targets = preds if config.target == "pred" else torch.from_numpy(job.labels[sl]).to(job.device)

@@ -11,7 +11,8 @@ runner-up class's (§9) and §3's repeat — goes through :func:`explain`, which
    module of the model or a copy, seconds);
 4. compares the model's :func:`fingerprint` (every parameter, buffer and module) with the one taken when
    the model was loaded or built, and stops the run with one line naming the method and the first changed
-   tensor (:class:`ModelChanged`); hooks a method leaves are not a change;
+   tensor or module (:class:`ModelChanged`); hooks a method leaves are not a change, and the harness's own
+   passes (prediction, metrics) run with them suspended (:func:`harness_passes`);
 5. post-processes the output (§3.1) into ``m255`` and one failure reason per image.
 
 A library warning raised inside the method is re-issued as coming from the method.
@@ -54,6 +55,7 @@ __all__ = [
     "PassCounter",
     "explain",
     "fingerprint",
+    "harness_passes",
     "set_call_state",
     "set_precision",
     "stage_of",
@@ -167,10 +169,10 @@ def _summaries(tensors: Sequence[torch.Tensor]) -> list[tuple[int, tuple[int, ..
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a method must leave unchanged: the module tree and every parameter and buffer (values
-    included)."""
+    """What a method must leave unchanged: the module tree (with any ``forward`` set on an instance) and
+    every parameter and buffer (values included)."""
 
-    modules: tuple[tuple[str, str, int, bool], ...]
+    modules: tuple[tuple[str, str, int, bool, int], ...]
     tensors: tuple[tuple[str, int, str, tuple[int, ...], int, tuple[int, ...]], ...]
 
     def first_change(self, other: Fingerprint) -> str | None:
@@ -188,6 +190,8 @@ class Fingerprint:
                         if b is None
                         else "was replaced"
                         if a[1:3] != b[1:3]
+                        else "had its forward replaced"
+                        if a[4] != b[4]
                         else f"was switched to {'training' if b[3] else 'eval'} mode"
                     )
                     return f"module {name or '(root)'!r} {what}"
@@ -204,10 +208,13 @@ class Fingerprint:
 
 
 def fingerprint(model: nn.Module) -> Fingerprint:
-    """The :class:`Fingerprint` of ``model``: module names, types, identities and training flags; per
-    parameter and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled
-    digest."""
-    modules = tuple((name, type(m).__name__, id(m), bool(m.training)) for name, m in model.named_modules())
+    """The :class:`Fingerprint` of ``model``: module names, types, identities, training flags and the
+    identity of a ``forward`` set on the instance (0: none); per parameter and buffer its name, identity,
+    dtype, shape, the exact sum of its bit patterns and a sampled digest."""
+    modules = tuple(
+        (name, type(m).__name__, id(m), bool(m.training), id(m.__dict__.get("forward", 0)))
+        for name, m in model.named_modules()
+    )
     named = [(f"parameter {n}", t) for n, t in model.named_parameters()]
     named += [(f"buffer {n}", t) for n, t in model.named_buffers()]
     summaries = _summaries([t for _, t in named])
@@ -279,6 +286,7 @@ class PassCounter:
             if out is not None and out.requires_grad:
                 out.register_hook(lambda grad: self._count(self.backward, int(grad.shape[0])))
 
+        pre.harness = post.harness = True  # kept by harness_passes
         self._handles.append(model.register_forward_pre_hook(pre, with_kwargs=True))
         self._handles.append(model.register_forward_hook(post))
 
@@ -334,6 +342,52 @@ def stage_of(metric: Any) -> str:
             "declare its stage"
         )
     return stage
+
+
+# ------------------------------------------------------------------------------ hooks left by a method
+
+#: the module hook dicts a forward or backward pass runs (torch's ``nn.Module`` attributes)
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
+def _suspend(hooks: dict[int, Any]) -> tuple[list[int], dict[int, Any]]:
+    """Remove the hooks not marked ``harness`` from ``hooks`` (in place); the key order and the removed."""
+    order = list(hooks)
+    removed = {k: h for k, h in hooks.items() if not getattr(h, "harness", False)}
+    for key in removed:
+        del hooks[key]
+    return order, removed
+
+
+def _restore(hooks: dict[int, Any], order: list[int], removed: dict[int, Any]) -> None:
+    """Put the removed hooks back in their order (hooks added meanwhile stay, after them)."""
+    current = dict(hooks)
+    hooks.clear()
+    for key in order:
+        if key in removed or key in current:
+            hooks[key] = removed[key] if key in removed else current.pop(key)
+    hooks.update(current)
+
+
+@contextmanager
+def harness_passes(model: nn.Module | None) -> Iterator[None]:
+    """The harness's own passes through ``model`` (prediction, the metrics' passes): the module hooks a
+    method left on any of its modules, and torch's global module hooks, are suspended inside and put back
+    after, so a hook a method keeps (allowed, PROTOCOL §3) cannot change what the metrics measure. Hooks
+    whose function has ``harness = True`` stay: the pass counter's, an outside observer's."""
+    if model is None:
+        yield
+        return
+    import torch.nn.modules.module as torch_module
+
+    dicts = [getattr(m, name) for m in model.modules() for name in _HOOK_DICTS]
+    dicts += [getattr(torch_module, f"_global{name}") for name in _HOOK_DICTS]
+    saved = [_suspend(hooks) for hooks in dicts]
+    try:
+        yield
+    finally:
+        for hooks, (order, removed) in zip(dicts, saved, strict=True):
+            _restore(hooks, order, removed)
 
 
 # ------------------------------------------------------------------------------------------ the call

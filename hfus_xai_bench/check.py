@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .calls import Call, Explanation, PassCounter, explain, fingerprint
+from .calls import Call, Explanation, PassCounter, explain, fingerprint, harness_passes
+from .config import check_limit
 from .constants import CLASSES, IMAGE_SIZE, N_IMAGES, NUM_FOLDS, RANDOMISATION_COPIES
 from .errors import HfusError
-from .explainers.contract import FAIL_EMPTY, ExplainContext, maps_agree
+from .explainers.contract import FAIL_EMPTY, NEGATIVE_MAP, EmptyMap, ExplainContext, maps_agree
 from .explainers.loader import Method, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.randomisation import randomised_model
@@ -117,7 +118,8 @@ def _score_line(
         extras=extras,
     )
     chosen = select_metrics(extras=extras)  # a metric needing other runner-made extras is skipped here
-    values = score_fold(inputs, chosen)
+    with harness_passes(model):
+        values = score_fold(inputs, chosen)
     bad, shown = [], []
     for metric, out in outputs():
         if metric not in chosen:
@@ -217,7 +219,9 @@ def _maps_lines(failed: list[str], what: str) -> list[tuple[bool, str]]:
     if not failed:
         return [(True, f"{what}: one finite, non-empty map per image")]
     lines = [(False, f"{what}: {len(failed)} failed, e.g. {failed[0]}")]
-    if all(r == FAIL_EMPTY for r in failed):
+    if any(isinstance(r, EmptyMap) for r in failed):
+        lines.append((False, f"all-zero maps ({NEGATIVE_MAP})"))
+    elif all(r == FAIL_EMPTY for r in failed):
         lines.append((False, "all-zero maps have no peak: Hit Rate is undefined for them"))
     return lines
 
@@ -246,9 +250,12 @@ def check_method(
     built (PROTOCOL §7.1.1), and every call goes through :func:`hfus_xai_bench.calls.explain` (one random
     state, clones of the inputs, the model's fingerprint checked, the method's warnings named as its own).
     """
+    check_limit(n_images)
     loaded = method if isinstance(method, Method) else load_method(method)
     report = CheckReport(loaded.name)
     report.add(True, f"loaded {loaded.source} (kind={loaded.kind})")
+    if loaded.unused:
+        report.add(True, f"defines both `{loaded.unused}` and `Explainer`: uses the class `Explainer`")
     dev = resolve_device(device)
     spec = get_arch(arch)
     model, origin = _model(spec.name, dev)

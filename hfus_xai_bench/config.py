@@ -39,6 +39,12 @@ def require_leaderboard_precision(precision: str, what: str) -> None:
         )
 
 
+def check_limit(limit: int | None) -> None:
+    """``--limit N`` (every command: only the first N images) must be None (all) or at least 1."""
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise HfusError(f"--limit must be at least 1, got {limit}")
+
+
 def parse_list(value: str | Sequence[Any] | None, all_values: Sequence[Any]) -> list[str]:
     """Comma-separated text or a sequence → list of strings; ``"all"`` → ``all_values``."""
     if value is None:
@@ -112,8 +118,7 @@ class RunConfig:
             )
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "folds", folds)
-        if self.limit is not None and (isinstance(self.limit, bool) or int(self.limit) < 1):
-            raise HfusError(f"--limit must be at least 1, got {self.limit}")
+        check_limit(self.limit)
         if isinstance(self.randomisations, bool) or int(self.randomisations) < 1:
             raise HfusError(f"--randomisations must be at least 1, got {self.randomisations}")
         object.__setattr__(self, "randomisations", int(self.randomisations))

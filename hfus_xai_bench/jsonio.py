@@ -1,4 +1,5 @@
-"""JSON helpers every module uses: numbers with NaN as ``null`` and loading a file or failing clearly.
+"""JSON helpers every module uses: numbers with NaN as ``null``, loading a file or failing clearly, the
+plain JSON value of a record part and its check against a shipped JSON schema.
 
 A leaf (imports only :mod:`.errors`), so the scoring core may use it too.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,17 @@ import numpy as np
 
 from .errors import HfusError
 
-__all__ = ["dumps_compact_lists", "from_json_numbers", "json_number", "json_numbers", "load_json"]
+__all__ = [
+    "check_schema",
+    "dumps_compact_lists",
+    "from_json_numbers",
+    "json_default",
+    "json_number",
+    "json_numbers",
+    "load_json",
+    "plain_json",
+    "shipped_schema",
+]
 
 
 def json_number(value: Any) -> float | None:
@@ -66,3 +78,39 @@ def load_json(path: str | Path, what: str = "file") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise HfusError(f"{path} is not valid JSON ({err}); pass a {what} written by hfus-bench") from err
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps``' ``default`` for records: numpy scalars as Python numbers, paths as strings; anything
+    else is a TypeError."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples → lists, numpy scalars → numbers); TypeError for a value
+    JSON cannot hold."""
+    return json.loads(json.dumps(value, default=json_default))
+
+
+def shipped_schema(name: str) -> dict[str, Any]:
+    """The JSON schema file ``hfus_xai_bench/schemas/<name>.schema.json`` as shipped with the package."""
+    return json.loads(
+        resources.files("hfus_xai_bench").joinpath("schemas", f"{name}.schema.json").read_text()
+    )
+
+
+def check_schema(value: Any, schema: dict[str, Any], source: str) -> None:
+    """Raise HfusError ``"<source>: invalid at <field>: <why>"`` for the first field of ``value`` that breaks
+    ``schema``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise HfusError(f"{source}: invalid at {where}: {err.message}")

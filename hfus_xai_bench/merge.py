@@ -110,8 +110,9 @@ def evaluate_shard(
     from .explainers.loader import Method as MethodType
     from .explainers.loader import load_method
     from .results import method_record
-    from .runner import run_environment, run_share
+    from .runner import out_folder, run_environment, run_share
 
+    out_dir = out_folder(out)
     loaded = method if isinstance(method, MethodType) else load_method(method)
     device = config.resolve_device()
     ds = load_dataset(config.dataset, revision=config.revision)
@@ -121,7 +122,6 @@ def evaluate_shard(
     result = run_share(loaded, config, ds, device, mine, progress=progress, desc=desc)
     arrays: dict[str, np.ndarray] = {}
     outputs = [_output_entry(j, o, arrays) for j, o in enumerate(result.outputs)]
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = shard_name(loaded.name, shard)
     maps_file = _write_maps(out_dir / f"{stem}.maps.npz", arrays)

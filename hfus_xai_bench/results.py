@@ -35,7 +35,7 @@ from .constants import (
     PROTOCOL_VERSION,
 )
 from .errors import HfusError
-from .jsonio import json_number, json_numbers, load_json
+from .jsonio import check_schema, json_number, json_numbers, load_json, plain_json, shipped_schema
 from .metrics import registry
 from .metrics.stats import fold_bootstrap
 
@@ -462,16 +462,8 @@ def build_result(
     }
     for block in record["cost"].values():
         block.update(device=str(options.get("device")), precision=str(options.get("precision", "fp32")))
-    record = json.loads(json.dumps(record, default=_json_default))
+    record = plain_json(record)
     return Result(record)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 SCHEMA_NAMES = ("result", "entry")
@@ -481,8 +473,7 @@ def schema_file(name: str = "result") -> dict[str, Any]:
     """A JSON schema file as shipped with the package (``schemas/<name>.schema.json``)."""
     if name not in SCHEMA_NAMES:
         raise HfusError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
-    text = resources.files("hfus_xai_bench").joinpath("schemas", f"{name}.schema.json").read_text()
-    return json.loads(text)
+    return shipped_schema(name)
 
 
 def schema(name: str = "result") -> dict[str, Any]:
@@ -511,11 +502,4 @@ def write_schema_files(folder: str | Path | None = None) -> list[Path]:
 
 def validate(record: dict[str, Any], source: str = "result", name: str = "result") -> None:
     """Raise HfusError naming the first field that breaks the schema."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema(name))
-    errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise HfusError(f"{source}: invalid at {where}: {err.message}")
+    check_schema(record, schema(name), source)

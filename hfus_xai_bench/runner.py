@@ -61,7 +61,7 @@ from .batches import (
 from .calls import PassCounter
 from .config import RunConfig
 from .errors import HfusError
-from .explainers.contract import FAIL_EMPTY
+from .explainers.contract import FAIL_EMPTY, describe_reason
 from .explainers.loader import Method, applicable_archs, load_method
 from .metrics.inputs import ScoringInputs
 from .metrics.registry import Metric
@@ -336,7 +336,7 @@ def score_shares(
             meta, by_fold.get((arch, fold), []), config, keep_maps=keep_maps, metrics=metrics
         )
         if all(r is not None for r in scores.failed):
-            reason = Counter(scores.failed).most_common(1)[0][0]
+            reason = describe_reason(Counter(scores.failed).most_common(1)[0][0])
             raise HfusError(f"method {method_name!r} failed on every image of {arch} fold {fold}: {reason}")
         runs.append(scores)
     return runs
@@ -385,6 +385,14 @@ def run_environment(
     return env
 
 
+def out_folder(out: str | Path) -> Path:
+    """``--out`` as a folder: HfusError when it exists and is not one (checked before a run starts)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise HfusError(f"--out {path} is not a folder: give a folder (created if missing) for the results")
+    return path
+
+
 def write_outputs(
     result: Result,
     runs: Sequence[FoldScores],
@@ -399,7 +407,7 @@ def write_outputs(
     ``out``: each file is written to a temporary name first and renamed into place, record last."""
     import os
 
-    out_dir = Path(out)
+    out_dir = out_folder(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if save_maps:
         maps_path = out_dir / f"{name}.maps.npz"
@@ -448,6 +456,8 @@ def evaluate(
         config = RunConfig.build(**options)
     elif options:
         config = config.replace(**options)
+    if out is not None:
+        out_folder(out)
     outputs = _Outputs(out, save_maps, figure, command)
     ctx = distributed.detect()
     if ctx is not None:
@@ -565,6 +575,7 @@ __all__ = [
     "fold_metrics",
     "fold_sizes",
     "model_input",
+    "out_folder",
     "plan_batches",
     "plan_run",
     "prepare_fold",

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import FAKE_DATASET, TinyNet, make_fakes, patch_fakes, write_method
 
-from hfus_xai_bench.calls import PassCounter, fingerprint, set_call_state
+from hfus_xai_bench.calls import PassCounter, fingerprint, harness_passes, set_call_state
 from hfus_xai_bench.constants import COST_STAGES, RANDOMISATION_COPIES, ROAD_FRACTIONS, THRESHOLDS
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.metrics import registry
@@ -95,6 +95,63 @@ def test_hooks_a_method_leaves_are_not_a_change():
     assert before.first_change(fingerprint(model)) == "module '(root)' was switched to training mode"
 
 
+def test_a_forward_a_method_sets_on_a_module_is_a_change():
+    model = TinyNet().eval()
+    before = fingerprint(model)
+    model.features[0].forward = lambda x: torch.zeros(len(x), 8, 28, 28)
+    assert before.first_change(fingerprint(model)) == "module 'features.0' had its forward replaced"
+
+
+def test_harness_passes_suspend_the_hooks_a_method_left_and_keep_the_counters():
+    model = TinyNet().eval()
+    x = torch.rand(2, 3, 224, 224)
+    clean = model(x)
+    passes = PassCounter()
+    passes.watch(model)
+    seen = []
+    zero = model.features[-1].register_forward_hook(lambda m, i, o: o * 0)
+    first = model.register_forward_pre_hook(lambda m, a: seen.append("first"), prepend=True)
+    hooked = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m)))
+    try:
+        with passes.stage("predict"), torch.no_grad():
+            with harness_passes(model):
+                inside = model(x)
+            outside = model(x)
+        assert torch.equal(inside, clean) and not torch.equal(outside, clean)  # the zeroing hook is back
+        assert seen[0] == "first" and len(seen) > 1  # only the pass outside saw the method's hooks, in order
+        assert passes.forward["predict"] == 4  # the counter saw both passes
+        assert list(model._forward_pre_hooks)[0] == first.id
+    finally:
+        for handle in (zero, first, hooked):
+            handle.remove()
+        passes.close()
+    assert torch.equal(model(x), clean)  # the method's handles still remove their hooks
+
+
+LEAKY_HOOK = """
+def explain(model, images, targets, *, context):
+    if not context.target_layer._forward_hooks:  # once per model: a hook that zeroes the target layer
+        context.target_layer.register_forward_hook(lambda module, inputs, output: output * 0)
+    return images.mean(1)
+"""
+
+
+def test_a_hook_a_method_leaves_does_not_change_the_metrics(monkeypatch, tmp_path):
+    """The same maps with and without a leaked hook that zeroes the target layer: the same record."""
+    records = []
+    for name, source in (("leaky", LEAKY_HOOK), ("plain", LEAKY_HOOK.replace("if not", "if False and"))):
+        patch_fakes(monkeypatch, make_fakes())  # a fresh model: the fakes hand one model to every load
+        path = write_method(tmp_path, source, f"{name}.py")
+        records.append(evaluate(path, out=tmp_path / name, **RUN).record)
+    leaky, plain = records
+
+    def scores(record):
+        return [{k: v for k, v in row.items() if not k.startswith("seconds")} for row in record["per_image"]]
+
+    assert leaky["metrics"] == plain["metrics"]
+    assert scores(leaky) == scores(plain)
+
+
 REPEAT = """
 import torch
 
@@ -128,6 +185,7 @@ def _outside_forward_rows() -> tuple[list[int], object]:
         if isinstance(module, TinyNet):
             rows[0] += int(args[0].shape[0])
 
+    hook.harness = True  # an observer: kept through the harness's own passes (calls.harness_passes)
     return rows, torch.nn.modules.module.register_module_forward_pre_hook(hook)
 
 

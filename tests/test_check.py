@@ -9,6 +9,7 @@ import pytest
 
 from hfus_xai_bench.check import check_method, phantom_batch
 from hfus_xai_bench.cli import main
+from hfus_xai_bench.explainers.contract import NEGATIVE_MAP
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -134,3 +135,43 @@ def test_a_library_warning_is_named_as_the_methods(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "hfus-bench: warning: method 'noisy_lib' warned (DeprecationWarning at" in err
     assert err.count("deprecated thing") == 1  # once, though the method is called many times
+
+
+def test_exit_in_explain_is_a_failed_image_not_a_silent_exit_0(tmp_path, capsys):
+    path = tmp_path / "quits.py"
+    path.write_text("import sys\ndef explain(model, images, targets, *, context):\n    sys.exit(0)\n")
+    assert main(["check", str(path), "--limit", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 failed, e.g. exception: SystemExit: the method called exit(0) (at quits.py:3)" in out
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_limit_below_one_is_one_line_as_in_evaluate(tmp_path, capsys, limit):
+    path = EXAMPLES / "gradient_x_input.py"
+    assert main(["check", str(path), "--limit", limit]) == 2
+    check_err = capsys.readouterr().err
+    assert check_err == f"hfus-bench: error: --limit must be at least 1, got {limit}\n"
+    assert main(["evaluate", str(path), "--limit", limit, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == check_err
+
+
+def test_all_negative_maps_of_kind_map_are_explained(tmp_path):
+    path = tmp_path / "negative.py"
+    path.write_text("def explain(model, images, targets, *, context):\n    return -images.mean(1)\n")
+    lines = check_method(path, n_images=1).lines
+    assert (False, f"all-zero maps ({NEGATIVE_MAP})") in lines
+    assert not any("Hit Rate is undefined" in text for _, text in lines)
+    path.write_text("def explain(model, images, targets, *, context):\n    return images.mean(1) * 0\n")
+    zero = check_method(path, n_images=1).lines
+    assert (False, "all-zero maps have no peak: Hit Rate is undefined for them") in zero
+
+
+def test_a_file_with_both_forms_says_which_one_is_used(tmp_path):
+    path = tmp_path / "both.py"
+    path.write_text(
+        "def explain(model, images, targets, *, context):\n    return images.mean(1)\n"
+        "class Explainer:\n    def __init__(self, model, context):\n        pass\n"
+        "    def __call__(self, images, targets):\n        return images.mean(1)\n"
+    )
+    report = check_method(path, n_images=1)
+    assert report.lines[1] == (True, "defines both `explain` and `Explainer`: uses the class `Explainer`")

@@ -144,6 +144,19 @@ def test_missing_checkpoint_offline_names_the_train_command():
         C.find_checkpoint("googlenet", dataset="owner/data", fold=1)
 
 
+def test_missing_checkpoint_hint_names_only_what_exists(capsys):
+    """The hint names the cache folder and `hfus-bench models`, never a flag no command has."""
+    with pytest.raises(HfusError) as err:
+        C.find_checkpoint("resnet101", fold=0)
+    message = str(err.value)
+    assert "--checkpoint" not in message and str(C.user_checkpoint_dir()) in message
+    assert "`hfus-bench models` lists the checkpoints found" in message
+    for command in ("evaluate", "check", "models"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "--checkpoint" not in capsys.readouterr().out
+
+
 def test_user_cache_is_found_and_listed(model, capsys):
     sha = C.save_checkpoint(model, C.user_checkpoint_dir() / "mine", _card(fold=2, dataset="toy"))
     loaded, info = C.load_model("mobilenet", dataset="toy", fold=2)

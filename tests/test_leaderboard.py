@@ -660,6 +660,17 @@ def _cli(argv: list[str]) -> int:
     return main(argv)
 
 
+def test_cli_add_missing_citation_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rec_path = tmp_path / "scorecam.json"
+    rec_path.write_text(json.dumps(fake_record("scorecam", 1.2, 2)))
+    missing = tmp_path / "nope.bib"
+    argv = ["leaderboard", "add", str(rec_path), "--entries", str(tmp_path / "e"), "--citation", str(missing)]
+    assert _cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hfus-bench: error: citation file not found: {missing}") and err.count("\n") == 1
+    assert not (tmp_path / "e").exists()
+
+
 def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rec = fake_record("scorecam", 1.2, 2)
     rec_path = tmp_path / "scorecam.json"

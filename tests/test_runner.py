@@ -255,6 +255,21 @@ def test_cli_unknown_method_and_missing_file(tmp_path, capsys):
     assert "method file not found" in capsys.readouterr().err
 
 
+def test_cli_out_that_is_a_file_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import hfus_xai_bench.runner as runner
+
+    monkeypatch.setattr(runner, "_load", lambda *a, **k: pytest.fail("the run started"))
+    existing = tmp_path / "good.py"
+    existing.write_text("x = 1\n")
+    assert main(["evaluate", "center", "--limit", "1", "--out", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"hfus-bench: error: --out {existing} is not a folder: give a folder")
+        and err.count("\n") == 1
+    )
+    assert existing.read_text() == "x = 1\n"
+
+
 def test_cli_evaluate_writes_result(synth_ds, tmp_path, capsys):
     argv = ["evaluate", "center", "--limit", "3", "--out", str(tmp_path), "--quiet", "--no-figure"]
     assert main(argv) == 0

@@ -29,13 +29,20 @@ def _add(args: argparse.Namespace) -> int:
     from ..leaderboard import entry_from_result, write_entry
     from ..results import Result
 
+    citation = None
+    if args.citation:
+        path = Path(args.citation)
+        if not path.is_file():
+            raise HfusError(
+                f"citation file not found: {path} (--citation takes a file holding the method's BibTeX)"
+            )
+        citation = path.read_text(encoding="utf-8")
     record = Result.load(args.result).record
     if not record["command"]:
         raise HfusError(
             f"{args.result} records no command; leaderboard entries come from `hfus-bench evaluate` "
             "(or `hfus-bench submit`) runs, re-run it from the command line"
         )
-    citation = Path(args.citation).read_text() if args.citation else None
     entry = entry_from_result(record, track=args.track, url=args.url, citation=citation, code=args.code)
     print(f"wrote {write_entry(entry, args.entries)}")
     return 0

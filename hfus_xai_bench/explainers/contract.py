@@ -46,6 +46,35 @@ MapKind = Literal["map", "attribution"]
 FAIL_EXCEPTION, FAIL_SHAPE, FAIL_NONFINITE, FAIL_EMPTY = "exception", "wrong_shape", "non_finite", "empty_map"
 FAIL_TYPE = "wrong_type"
 
+#: Why a map of kind "map" is all zero when it had values but none above 0 (it is clipped at 0, PROTOCOL §3.1)
+NEGATIVE_MAP = "all values ≤ 0: a map of kind 'map' is clipped at 0; signed outputs need kind = 'attribution'"
+
+
+class EmptyMap(str):
+    """The failure reason ``empty_map`` (equal to :data:`FAIL_EMPTY` wherever reasons are compared, counted,
+    recorded or pickled) that carries why the map is all zero (``why``), for :func:`describe_reason`."""
+
+    why: str
+
+    def __new__(cls, why: str) -> EmptyMap:
+        reason = super().__new__(cls, FAIL_EMPTY)
+        reason.why = why
+        return reason
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return EmptyMap, (self.why,)
+
+
+def describe_reason(reason: str) -> str:
+    """A failure reason for a message: ``empty_map (why)`` where :func:`to_m255` knows why, else as is."""
+    return f"{reason} ({reason.why})" if isinstance(reason, EmptyMap) else str(reason)
+
+
+#: What a method's code may raise that counts as its own failure (a failed image, a load or initialisation
+#: error naming it), never the end of the run: SystemExit included (a method's ``exit()``), KeyboardInterrupt
+#: not (Ctrl-C still stops the run)
+METHOD_ERRORS = (Exception, SystemExit)
+
 
 class Architecture(Protocol):
     """What a context needs of an architecture (:class:`~hfus_xai_bench.models.zoo.ArchSpec`)."""
@@ -183,6 +212,8 @@ def describe_error(err: BaseException, file: Path | None = None) -> str:
         ]
         if frames:
             where = f" (at {file.name}:{frames[-1].lineno})"
+    if isinstance(err, SystemExit):  # a method's exit(): str(err) is only the exit code
+        return f"SystemExit: the method called exit({'' if err.code is None else repr(err.code)}){where}"
     return f"{type(err).__name__}: {err}{where}"
 
 
@@ -235,7 +266,7 @@ def run_method(
         return [(explainer(images, targets), None)]
     except HfusError:
         raise
-    except Exception as err:
+    except METHOD_ERRORS as err:
         if len(images) == 1:
             return [(None, f"{FAIL_EXCEPTION}: {describe_error(err, file)}")]
     return [
@@ -252,7 +283,8 @@ def to_m255(
 
     PROTOCOL §3.1: attributions are reduced by ``normalize_attribution(sign)``, maps clipped at 0;
     maps of another size are upsampled bilinearly; NaN/Inf pixels count the image as ``non_finite``;
-    an all-zero result is ``empty_map``.
+    an all-zero result is ``empty_map`` (an :class:`EmptyMap` saying :data:`NEGATIVE_MAP` where a map of kind
+    ``"map"`` had values, all ≤ 0).
 
     Args:
         outputs: what :func:`run_method` returned: one (raw, error) for the batch, or one per image.
@@ -267,6 +299,7 @@ def to_m255(
 
     maps = torch.zeros(batch, IMAGE_SIZE, IMAGE_SIZE, device=device)
     reasons: list[str | None] = []
+    negative = torch.zeros(batch, dtype=torch.bool, device=device)
     start = 0
     for raw, error in outputs:
         n = batch if len(outputs) == 1 else 1
@@ -292,6 +325,8 @@ def to_m255(
             tensor = normalize_attribution(tensor, sign=sign)
         else:
             tensor = tensor.squeeze(1) if tensor.ndim == 4 else tensor
+            flat = tensor.flatten(1)
+            negative[start : start + n] = (flat <= 0).all(1) & (flat < 0).any(1)
             tensor = tensor.clamp(min=0)
         tensor = torch.as_tensor(tensor, device=device, dtype=torch.float32)
         if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -303,18 +338,22 @@ def to_m255(
         start += n
     m255 = torch.as_tensor(quantize(maps), device=device)
     empty = m255.flatten(1).amax(1) == 0
-    reasons = [FAIL_EMPTY if (r is None and e) else r for r, e in zip(reasons, empty.tolist(), strict=True)]
+    why = [EmptyMap(NEGATIVE_MAP) if neg else FAIL_EMPTY for neg in negative.tolist()]
+    reasons = [w if (r is None and e) else r for r, e, w in zip(reasons, empty.tolist(), why, strict=True)]
     return m255, reasons
 
 
 __all__: Sequence[str] = (
     "AGREE_MAX_DIFF",
     "AGREE_MIN_IDENTICAL",
+    "NEGATIVE_MAP",
     "FAIL_EMPTY",
     "FAIL_EXCEPTION",
     "FAIL_NONFINITE",
     "FAIL_SHAPE",
     "FAIL_TYPE",
+    "METHOD_ERRORS",
+    "EmptyMap",
     "ExplainContext",
     "Explainer",
     "MapKind",
@@ -322,6 +361,7 @@ __all__: Sequence[str] = (
     "check_batch",
     "check_shape",
     "describe_error",
+    "describe_reason",
     "frozen_parameters",
     "maps_agree",
     "run_method",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from torch import nn
 
 from ..errors import HfusError
 from ..hashing import sha256_file
-from .contract import ExplainContext, MapKind, describe_error
+from ..jsonio import check_schema, plain_json, shipped_schema
+from .contract import METHOD_ERRORS, ExplainContext, MapKind, describe_error
 from .registry import BUILTIN_METHODS, BUILTINS, FAMILY_METADATA
 
 ENTRY_POINT_GROUP = "hfus_xai_bench.explainers"
@@ -35,6 +38,10 @@ METADATA_KEYS = (
 #: METADATA keys only built-in reference rows declare (PROTOCOL §9: ``"reference": "oracle"``, ``"reads":
 #: ("evidence",)``, the runner then hands them the evidence masks); a method file or entry point may not
 RESERVED_KEYS = ("reference", "reads")
+#: A method name is a file name (``results/<name>.json``, ``.png``): letters, digits and ``_ . - @``,
+#: starting with a letter or a digit (so never a path, ``..`` or a hidden file)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+NAME_RULE = "letters, digits and _ . - @, starting with a letter or digit"
 
 
 @dataclass
@@ -49,6 +56,9 @@ class Method:
     file: Path | None = None
     #: sha256 of the method file (file methods; recorded as ``record["method"]["sha256"]``)
     sha256: str | None = None
+    #: the other form the file defines but the harness does not call (``explain`` beside a class
+    #: ``Explainer``, which wins), or None
+    unused: str | None = None
 
     def not_applicable(self, arch: str) -> str | None:
         """Why the method is undefined on ``arch`` (METADATA ``not_applicable``: arch -> reason), or None."""
@@ -65,16 +75,37 @@ class Method:
             return self.factory(model, context)
         except HfusError:
             raise
-        except Exception as err:
+        except METHOD_ERRORS as err:
             raise HfusError(
                 f"method {self.name!r} failed to initialise: {describe_error(err, self.file)}"
             ) from err
 
 
+def _metadata_schema() -> dict[str, Any]:
+    """The result schema's ``method`` part, as METADATA declares it (every key optional; unknown keys are
+    refused by name before)."""
+    schema = dict(shipped_schema("result")["properties"]["method"])
+    schema.pop("required", None)
+    schema.pop("additionalProperties", None)
+    return schema
+
+
 def _check_metadata(metadata: dict[str, Any], source: str) -> None:
+    """Refuse METADATA the result record could not hold: unknown keys, values JSON cannot hold, types other
+    than the result schema's ``method`` part, a malformed ``not_applicable``."""
     unknown = sorted(set(metadata) - set(METADATA_KEYS))
     if unknown:
         raise HfusError(f"{source}: unknown METADATA keys {unknown}; allowed: {', '.join(METADATA_KEYS)}")
+    for key, value in metadata.items():
+        try:
+            json.dumps(plain_json(value), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise HfusError(
+                f"METADATA in {source}: {key!r} must be JSON data (str, int, float, bool, None, lists, dicts "
+                f"with str keys; no NaN): {err}"
+            ) from err
+    record_part = {k: v for k, v in metadata.items() if k != "not_applicable"}
+    check_schema(plain_json(record_part), _metadata_schema(), f"METADATA in {source}")
     na = metadata.get("not_applicable")
     if na is not None and not (
         isinstance(na, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in na.items())
@@ -85,8 +116,30 @@ def _check_metadata(metadata: dict[str, Any], source: str) -> None:
         )
 
 
+def _check_name(name: Any, source: str) -> None:
+    """A method's name must be safe as a file name (:data:`NAME_PATTERN`)."""
+    if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+        raise HfusError(
+            f"{source}: method name {name!r} (METADATA['name'], else the file name) is not a safe file name: "
+            f"use only {NAME_RULE}"
+        )
+
+
+def _metadata_of(namespace: Any, source: str) -> dict[str, Any]:
+    """The namespace's METADATA dict (none: empty); HfusError when it is something else."""
+    metadata = getattr(namespace, "METADATA", None)
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise HfusError(
+            f"METADATA in {source} must be a dict, e.g. {{'name': 'my-method', 'kind': 'map'}}; "
+            f"got {type(metadata).__name__} {metadata!r:.60}"
+        )
+    return dict(metadata)
+
+
 def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -> Method:
-    metadata = dict(getattr(namespace, "METADATA", None) or {})
+    metadata = _metadata_of(namespace, source)
     reserved = sorted(set(metadata) & set(RESERVED_KEYS))
     if reserved:
         raise HfusError(
@@ -96,9 +149,11 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
     _check_metadata(metadata, source)
     cls = getattr(namespace, "Explainer", None)
     fn = getattr(namespace, "explain", None)
+    unused = None
     if cls is not None and inspect.isclass(cls):
         kind = metadata.get("kind", getattr(cls, "kind", "map"))
         factory = cls
+        unused = "explain" if callable(fn) else None
     elif callable(fn):
         kind = metadata.get("kind", getattr(fn, "kind", "map"))
 
@@ -112,6 +167,7 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
         )
     if kind not in ("map", "attribution"):
         raise HfusError(f"{source}: kind must be 'map' or 'attribution', got {kind!r}")
+    _check_name(metadata.get("name", name), source)
     return Method(
         name=metadata.get("name", name),
         source=source,
@@ -119,6 +175,7 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
         factory=factory,
         metadata=metadata,
         file=file,
+        unused=unused,
     )
 
 
@@ -139,7 +196,7 @@ def load_file(path: str | Path) -> Method:
         spec.loader.exec_module(module)
     except SyntaxError as err:
         raise HfusError(f"syntax error in {file.name}:{err.lineno}: {err.msg}") from err
-    except Exception as err:
+    except METHOD_ERRORS as err:
         raise HfusError(f"importing {file.name} failed: {describe_error(err, file)}") from err
     finally:
         sys.modules.pop(module_name, None)
@@ -164,7 +221,7 @@ def _entry_point(name: str) -> Method | None:
         if ep.name == name:
             try:
                 obj = ep.load()
-            except Exception as err:
+            except METHOD_ERRORS as err:
                 raise HfusError(
                     f"entry point {name!r} ({ep.value}) failed to load: {describe_error(err, None)}"
                 ) from err

@@ -387,7 +387,8 @@ def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> C
         )
     raise HfusError(
         f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
-        f"{user_checkpoint_dir()}; train one with `{hint}` (or pass --checkpoint PATH)"
+        f"{user_checkpoint_dir()}; train one with `{hint}`, or put a trained one there (its .safetensors and "
+        "card .json, as `hfus-bench train` writes them); `hfus-bench models` lists the checkpoints found"
     )
 
 

@@ -1,0 +1,53 @@
+"""The harness side of the explainer contract: a method's exit() is its failure, and why a map is empty."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+
+import pytest
+import torch
+
+from hfus_xai_bench.explainers.contract import (
+    FAIL_EMPTY,
+    NEGATIVE_MAP,
+    EmptyMap,
+    describe_reason,
+    run_method,
+    to_m255,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_exit_in_a_method_fails_its_images_and_the_run_goes_on():
+    images, targets = torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)
+    outputs = run_method(lambda x, t: sys.exit(0), images, targets)
+    assert outputs == [(None, "exception: SystemExit: the method called exit(0)")] * 2
+
+
+def test_ctrl_c_in_a_method_is_not_caught():
+    def interrupted(images, targets):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_method(interrupted, torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))
+
+
+def test_all_negative_maps_of_kind_map_say_they_were_clipped():
+    maps = torch.stack([-torch.rand(8, 8) - 0.1, torch.zeros(8, 8), torch.rand(8, 8) + 0.1])
+    m255, reasons = to_m255([(maps, None)], 3, "map", "pos", CPU)
+    assert reasons == [FAIL_EMPTY, FAIL_EMPTY, None] and not m255[:2].any()
+    assert isinstance(reasons[0], EmptyMap) and not isinstance(reasons[1], EmptyMap)
+    assert describe_reason(reasons[0]) == f"empty_map ({NEGATIVE_MAP})"
+    assert describe_reason(reasons[1]) == "empty_map"
+    # the reason code stays empty_map wherever it is compared, counted, recorded or pickled
+    again = pickle.loads(pickle.dumps(reasons[0]))
+    assert again == "empty_map" and again.why == NEGATIVE_MAP and str(again) == "empty_map"
+    assert {reasons[0]: 1} == {"empty_map": 1} and json.dumps(reasons[0]) == '"empty_map"'
+
+
+def test_negative_attributions_are_not_called_clipped():
+    m255, reasons = to_m255([(-torch.rand(1, 3, 8, 8) - 0.1, None)], 1, "attribution", "pos", CPU)
+    assert reasons == [FAIL_EMPTY] and not isinstance(reasons[0], EmptyMap)
