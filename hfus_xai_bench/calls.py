@@ -207,12 +207,19 @@ class Fingerprint:
         return None
 
 
+def _instance_forward(module: nn.Module) -> int:
+    """The identity of a ``forward`` set on ``module`` itself; 0: none, or the harness's precision wrapper."""
+    forward = module.__dict__.get("forward")
+    return 0 if forward is None or isinstance(forward, AutocastForward) else id(forward)
+
+
 def fingerprint(model: nn.Module) -> Fingerprint:
     """The :class:`Fingerprint` of ``model``: module names, types, identities, training flags and the
-    identity of a ``forward`` set on the instance (0: none); per parameter and buffer its name, identity,
-    dtype, shape, the exact sum of its bit patterns and a sampled digest."""
+    identity of a ``forward`` set on the instance (0: none, or the harness's :class:`AutocastForward`); per
+    parameter and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled
+    digest."""
     modules = tuple(
-        (name, type(m).__name__, id(m), bool(m.training), id(m.__dict__.get("forward", 0)))
+        (name, type(m).__name__, id(m), bool(m.training), _instance_forward(m))
         for name, m in model.named_modules()
     )
     named = [(f"parameter {n}", t) for n, t in model.named_parameters()]
