@@ -134,6 +134,8 @@ def _rename_arch(record: dict) -> None:
     ("edit", "message"),
     [
         (lambda r: r["options"].update(seed=1), "differ in the options: seed"),
+        # a CPU fold and a GPU fold are not parts of one run (their model outputs differ in the last bits)
+        (lambda r: r["options"].update(device="cuda"), "differ in the options: device"),
         (lambda r: r["method"].update(hyperparameters={"k": 1}), "differ in the method"),
         (lambda r: r["dataset"].update(sha256="0" * 64), "differ in the dataset"),
         (lambda r: r.update(maps_file=None), "carries a maps file and the other does not"),
