@@ -8,8 +8,9 @@ is left out, and said so on stderr, where the method is undefined on the archite
 or its row (method, track ``hfus-synth``, architecture, folds) is held: by a leaderboard entry, or by a
 result record in ``--records`` (an earlier call on the same machine made it). Order:
 the default architecture's runs first (the default table's missing rows), then the others'; within each,
-by the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent),
-methods without one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
+by the default table's FE/img of the method (its committed MobileNetV2 fold-0 entry; machine-independent;
+DeepLift and Guided Backprop, n/a there, at the cost of the method whose passes they make), methods without
+one after the others, those of :data:`COSTLIEST` last in its order, the rest in the order
 given. Among the other architectures the cheap runs (at most :data:`CHEAP_FE` FE/img) come first, one
 architecture after the other in the order given (a checkpoint trained in the same session is waited for only
 when its architecture's turn comes), then the costly ones of every architecture, cheapest first.
@@ -35,18 +36,23 @@ ENTRIES = Path(__file__).resolve().parent.parent / "leaderboard" / "entries"
 COSTLIEST = ("occlusion45", "occlusion30", "occlusion15", "scorecam")
 #: FE/img up to which a run is cheap (the sanity baselines, CAMs and one-pass gradient methods: 27-111)
 CHEAP_FE = 200.0
+#: built-ins without a default-table row (n/a on MobileNetV2 and GoogLeNet), ordered at the cost of the
+#: method whose passes they make: one forward and backward per explanation (DeepLift's over the image and
+#: its baseline together), so that they run with the cheap rows, not after Score-CAM
+PRICED_AS = {"deeplift": "inputxgradient", "guidedbackprop": "saliency"}
 
 
 def default_table_cost(entries: list[dict]) -> dict[str, float]:
-    """FE/img per method of the default table (MobileNetV2, fold 0, hfus-synth); another architecture's
-    fold-0 entry of the method has no MobileNetV2 cost and is passed over."""
-    return {
+    """FE/img per method of the default table (MobileNetV2, fold 0, hfus-synth), and of :data:`PRICED_AS`'s
+    methods; another architecture's fold-0 entry of the method has no MobileNetV2 cost and is passed over."""
+    cost = {
         e["method"]["name"]: fe
         for e in entries
         if e["track"] == SYNTH_DATASET
         and e["options"]["folds"] == [0]
         and (fe := fe_per_image(e, DEFAULT_ARCH)) is not None
     }
+    return cost | {m: cost[like] for m, like in PRICED_AS.items() if m not in cost and like in cost}
 
 
 def held_rows(entries: list[dict], records_dir: Path | None) -> dict[tuple, str]:

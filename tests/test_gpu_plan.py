@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpu_plan import ENTRIES, main, plan
+from gpu_plan import ENTRIES, PRICED_AS, default_table_cost, main, plan
 from leaderboard_fixtures import s7_record
 
 from hfus_xai_bench.errors import HfusError
+from hfus_xai_bench.explainers.registry import BUILTINS
+from hfus_xai_bench.leaderboard import load_entries
 
 
 def test_plan_orders_default_arch_first_then_by_cost_and_skips_held_rows(tmp_path: Path, capsys) -> None:
@@ -51,7 +53,8 @@ def test_another_architecture_s_entry_leaves_the_default_table_s_cost(tmp_path: 
 
 def test_other_architectures_cheap_runs_come_one_architecture_after_the_other(tmp_path: Path) -> None:
     """ResNet101's cheap rows all before DenseNet201's (whose checkpoint may still be training), then the
-    costly rows of both, cheapest first; a method without a default-table cost is not taken for cheap."""
+    costly rows of both, cheapest first; Guided Backprop (n/a on MobileNetV2) is priced as Saliency, whose
+    passes it makes; a method without a default-table cost is not taken for cheap."""
     for name in (
         "gradcam.json",
         "saliency.json",
@@ -60,22 +63,24 @@ def test_other_architectures_cheap_runs_come_one_architecture_after_the_other(tm
     ):  # MobileNetV2 fold-0 entries
         shutil.copy(ENTRIES / name, tmp_path / name)
     runs = plan(
-        ["occlusion45", "ig", "guidedbackprop", "saliency", "gradcam"],
+        ["occlusion45", "ig", "smoothgrad", "guidedbackprop", "saliency", "gradcam"],
         ("resnet101", "densenet201"),
         (0,),
         tmp_path,
     )
     assert runs == [
-        ("saliency", "resnet101"),  # 50.7 FE/img each: in the order given
+        ("guidedbackprop", "resnet101"),  # 50.7 FE/img each: in the order given
+        ("saliency", "resnet101"),
         ("gradcam", "resnet101"),
+        ("guidedbackprop", "densenet201"),
         ("saliency", "densenet201"),
         ("gradcam", "densenet201"),
         ("ig", "resnet101"),
         ("ig", "densenet201"),
         ("occlusion45", "resnet101"),
         ("occlusion45", "densenet201"),
-        ("guidedbackprop", "resnet101"),  # no cost known: last
-        ("guidedbackprop", "densenet201"),
+        ("smoothgrad", "resnet101"),  # no cost known (its entry is not in this folder): last
+        ("smoothgrad", "densenet201"),
     ]
 
 
@@ -108,3 +113,10 @@ def test_plan_refuses_a_file_that_is_no_result_record(tmp_path: Path) -> None:
     (tmp_path / "lb" / "gradcam.googlenet.json").write_text('{"method": "gradcam"}')
     with pytest.raises(HfusError):
         plan(["gradcam"], ("googlenet",), (0,), tmp_path, tmp_path / "lb")
+
+
+def test_priced_as_names_built_ins_and_the_committed_table_prices_them() -> None:
+    """Every built-in that is applicable to ResNet101 or DenseNet201 gets a cost from the committed entries:
+    none is left for after Score-CAM."""
+    assert set(PRICED_AS) | set(PRICED_AS.values()) <= set(BUILTINS)
+    assert set(BUILTINS) <= set(default_table_cost(load_entries(ENTRIES)))
