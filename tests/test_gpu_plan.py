@@ -116,7 +116,7 @@ def test_plan_refuses_a_file_that_is_no_result_record(tmp_path: Path) -> None:
 
 
 def test_priced_as_names_built_ins_and_the_committed_table_prices_them() -> None:
-    """Every built-in that is applicable to ResNet101 or DenseNet201 gets a cost from the committed entries:
-    none is left for after Score-CAM."""
+    """Every built-in gets a cost from the committed entries (DeepLift and Guided Backprop through
+    PRICED_AS), so none of the cheap ones is left for after Score-CAM."""
     assert set(PRICED_AS) | set(PRICED_AS.values()) <= set(BUILTINS)
     assert set(BUILTINS) <= set(default_table_cost(load_entries(ENTRIES)))
