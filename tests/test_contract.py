@@ -51,3 +51,28 @@ def test_all_negative_maps_of_kind_map_say_they_were_clipped():
 def test_negative_attributions_are_not_called_clipped():
     m255, reasons = to_m255([(-torch.rand(1, 3, 8, 8) - 0.1, None)], 1, "attribution", "pos", CPU)
     assert reasons == [FAIL_EMPTY] and not isinstance(reasons[0], EmptyMap)
+
+
+def test_per_image_outputs_fail_alone_and_keep_their_places():
+    """Outputs retried image by image: each failure reason lands on its own image, good maps on theirs."""
+    good = torch.zeros(1, 8, 8)
+    good[0, 2, 3] = 1.0
+    nan = good.clone()
+    nan[0, 0, 0] = float("nan")
+    outputs = [
+        (None, "exception: ValueError: x"),
+        ("not a map", None),
+        (torch.ones(2, 8, 8), None),
+        (nan, None),
+        (-torch.ones(1, 8, 8), None),
+        (good, None),
+    ]
+    m255, reasons = to_m255(outputs, 6, "map", "pos", CPU)
+    assert reasons[0] == "exception: ValueError: x"
+    assert reasons[1].startswith("wrong_type: ") and reasons[2].startswith("wrong_shape: ")
+    assert reasons[3] == "non_finite" and reasons[5] is None
+    assert reasons[4] == FAIL_EMPTY and reasons[4].why == NEGATIVE_MAP
+    assert not m255[:3].any() and not m255[4].any()
+    # NaN pixels are zeroed, the rest of that map is kept; both good maps peak where their 1 is upsampled to
+    assert torch.equal(m255[3], m255[5]) and m255[5].max() == 255
+    assert m255[5].flatten().argmax().item() // 224 in range(56, 112)

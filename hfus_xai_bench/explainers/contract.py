@@ -295,7 +295,7 @@ def to_m255(
     Returns:
         The m255 maps (zeros where failed) and per image None (ok) or a ``FAIL_*`` reason.
     """
-    from ..metrics import normalize_attribution, quantize
+    from ..metrics import quantize
 
     maps = torch.zeros(batch, IMAGE_SIZE, IMAGE_SIZE, device=device)
     reasons: list[str | None] = []
@@ -305,42 +305,52 @@ def to_m255(
         n = batch if len(outputs) == 1 else 1
         if error is not None:
             reasons.append(error)
-            start += n
-            continue
-        try:
-            tensor = as_tensor(raw, device)
-        except HfusError as err:
-            reasons.extend([f"{FAIL_TYPE}: {err}"] * n)
-            start += n
-            continue
-        try:
-            check_shape(tensor, n, kind)
-        except HfusError as err:
-            reasons.extend([f"{FAIL_SHAPE}: {err}"] * n)
-            start += n
-            continue
-        finite = torch.isfinite(tensor.flatten(1)).all(1)
-        tensor = torch.where(torch.isfinite(tensor), tensor, torch.zeros((), device=device))
-        if kind == "attribution":
-            tensor = normalize_attribution(tensor, sign=sign)
         else:
-            tensor = tensor.squeeze(1) if tensor.ndim == 4 else tensor
-            flat = tensor.flatten(1)
-            negative[start : start + n] = (flat <= 0).all(1) & (flat < 0).any(1)
-            tensor = tensor.clamp(min=0)
-        tensor = torch.as_tensor(tensor, device=device, dtype=torch.float32)
-        if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            tensor = F.interpolate(
-                tensor[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
-            )[:, 0]
-        maps[start : start + n] = tensor
-        reasons.extend(None if ok else FAIL_NONFINITE for ok in finite.tolist())
+            tensor, output_reasons, output_negative = _output_map(raw, n, kind, sign, device)
+            reasons.extend(output_reasons)
+            if tensor is not None:
+                maps[start : start + n] = tensor
+                negative[start : start + n] = output_negative
         start += n
     m255 = torch.as_tensor(quantize(maps), device=device)
     empty = m255.flatten(1).amax(1) == 0
     why = [EmptyMap(NEGATIVE_MAP) if neg else FAIL_EMPTY for neg in negative.tolist()]
     reasons = [w if (r is None and e) else r for r, e, w in zip(reasons, empty.tolist(), why, strict=True)]
     return m255, reasons
+
+
+def _output_map(
+    raw: Any, n: int, kind: MapKind, sign: str, device: torch.device
+) -> tuple[torch.Tensor | None, list[str | None], torch.Tensor]:
+    """One raw output for ``n`` images → float (n, 224, 224) map (None where its type or shape fails), a
+    reason per image (None or a ``FAIL_*``) and per image whether a map of kind ``"map"`` was all ≤ 0 with a
+    value < 0 (NaN/Inf pixels are zeroed and fail their image)."""
+    from ..metrics import normalize_attribution
+
+    negative = torch.zeros(n, dtype=torch.bool, device=device)
+    try:
+        tensor = as_tensor(raw, device)
+    except HfusError as err:
+        return None, [f"{FAIL_TYPE}: {err}"] * n, negative
+    try:
+        check_shape(tensor, n, kind)
+    except HfusError as err:
+        return None, [f"{FAIL_SHAPE}: {err}"] * n, negative
+    finite = torch.isfinite(tensor.flatten(1)).all(1)
+    tensor = torch.where(torch.isfinite(tensor), tensor, torch.zeros((), device=device))
+    if kind == "attribution":
+        tensor = normalize_attribution(tensor, sign=sign)
+    else:
+        tensor = tensor.squeeze(1) if tensor.ndim == 4 else tensor
+        flat = tensor.flatten(1)
+        negative = (flat <= 0).all(1) & (flat < 0).any(1)
+        tensor = tensor.clamp(min=0)
+    tensor = torch.as_tensor(tensor, device=device, dtype=torch.float32)
+    if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        tensor = F.interpolate(
+            tensor[:, None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+        )[:, 0]
+    return tensor, [None if ok else FAIL_NONFINITE for ok in finite.tolist()], negative
 
 
 __all__: Sequence[str] = (
