@@ -151,6 +151,8 @@ def test_missing_checkpoint_hint_names_only_what_exists(capsys):
     message = str(err.value)
     assert "--checkpoint" not in message and str(C.user_checkpoint_dir()) in message
     assert "`hfus-bench models` lists the checkpoints found" in message
+    # no default model registered (this test's registry is empty): the command's defaults
+    assert "train one with `hfus-bench train --models resnet101 --folds 0`," in message
     for command in ("evaluate", "check", "models"):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
@@ -251,6 +253,11 @@ def test_registered_by_sha256_only_says_how_to_make_it(tmp_path, model, capsys):
         "mobilenet_v2 fold 3: not published: mobilenet_v2_hfus-synth_fold3 is registered"
     )
     assert len(R.missing_reference(slots)) == 5  # + densenet201, googlenet, resnet101 folds 0,1,2,3,4
+    # evaluating a missing one names the same reference recipe (the default model's registered card)
+    with pytest.raises(HfusError) as err:
+        C.find_checkpoint("resnet101", fold=0)
+    recipe = "--revision synth-v3-seed0 --epochs 30 --init scratch --seed 0 --dtype float16"
+    assert f"train one with `hfus-bench train --models resnet101 --folds 0 {recipe}`," in str(err.value)
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "registry (no)" in out and "1 of 20 here" in out and lines[1] in out

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..constants import SYNTH_DATASET, cache_dir
+from ..constants import DEFAULT_ARCH, SYNTH_DATASET, cache_dir
 from ..errors import HfusError
 from ..hashing import sha256_file
 from ..jsonio import load_json
@@ -276,8 +276,21 @@ def missing_weights(entry: Checkpoint) -> str:
 
 
 def train_hint(arch: str, fold: int | str, dataset: str) -> str:
+    """The shortest ``hfus-bench train`` command for (arch, fold) of ``dataset``: the command's defaults."""
     ds = "" if dataset == SYNTH_DATASET else f" --dataset {dataset}"
     return f"hfus-bench train --models {arch}{ds} --folds {fold}"
+
+
+def reference_train_command(arch: str, fold: int | str) -> str:
+    """The command that makes (arch, fold) of the default track with the reference recipe (PROTOCOL §2): the
+    recipe of the default model's registered fold-0 card on the current revision (:func:`reproduce_command`),
+    else :func:`train_hint`."""
+    from ..data.dataset import synth_revision
+
+    key = (DEFAULT_ARCH, 0, SYNTH_DATASET, synth_revision())
+    registered = (e for e in REGISTRY.values() if (e.arch, e.fold, e.dataset, e.dataset_revision) == key)
+    recipe = next(registered, None)
+    return reproduce_command(recipe, arch, fold) if recipe else train_hint(arch, fold, SYNTH_DATASET)
 
 
 def _hub_download(entry: Checkpoint) -> Path:
@@ -385,6 +398,8 @@ def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> C
             f"evaluated with the checkpoints of the default track of its generator version; train one with "
             f"`{hint}` on that revision"
         )
+    if dataset == SYNTH_DATASET:
+        hint = reference_train_command(name, int(fold))
     raise HfusError(
         f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
         f"{user_checkpoint_dir()}; train one with `{hint}`, or put a trained one there (its .safetensors and "

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..constants import ARCH_NAMES, DEFAULT_ARCH, NUM_FOLDS, SYNTH_DATASET
+from ..constants import ARCH_NAMES, NUM_FOLDS, SYNTH_DATASET
 from .checkpoints import (
     Checkpoint,
     is_available,
     list_checkpoints,
     missing_weights,
     preferred,
-    reproduce_command,
-    train_hint,
+    reference_train_command,
 )
 
 __all__ = ["ReferenceSlot", "missing_reference", "reference_set"]
@@ -61,17 +60,12 @@ def missing_reference(slots: list[ReferenceSlot]) -> list[str]:
     """One line per reference checkpoint of ``slots`` that is not here, saying how to get or make it; the
     folds of an architecture not trained yet share one line and one command (the recipe of the default
     model's registered checkpoint)."""
-    default = next((s.entry for s in slots if (s.arch, s.fold) == (DEFAULT_ARCH, 0) and s.entry), None)
     lines = []
     for arch in dict.fromkeys(s.arch for s in slots):
         untrained = [s.fold for s in slots if s.arch == arch and s.entry is None]
         if untrained:
             folds = ",".join(map(str, untrained))
-            command = (
-                reproduce_command(default, arch, folds)
-                if default is not None
-                else train_hint(arch, folds, SYNTH_DATASET)
-            )
+            command = reference_train_command(arch, folds)
             lines.append(f"{arch} fold{'s' * (len(untrained) > 1)} {folds}: not trained yet: `{command}`")
         lines += [
             f"{arch} fold {s.fold}: {s.status}: {missing_weights(s.entry)}"
