@@ -239,13 +239,13 @@ def run_share(
     by_fold: dict[tuple[str, int], list[Batch]] = {}
     for batch in batches:
         by_fold.setdefault((batch.arch, batch.fold), []).append(batch)
-    for mine in by_fold.values():
-        passes = PassCounter(device)
-        try:
-            outputs += _run_fold(method, config, ds, device, mine, passes, folds, bar, metrics, needs)
-        finally:
-            passes.close()  # the counting hooks leave the models even when a call stops the run
-    bar.close()
+    with bar:  # closed (its line cleared) before an error that stops the run is printed
+        for mine in by_fold.values():
+            passes = PassCounter(device)
+            try:
+                outputs += _run_fold(method, config, ds, device, mine, passes, folds, bar, metrics, needs)
+            finally:
+                passes.close()  # the counting hooks leave the models even when a call stops the run
     return ShareOutput(outputs=outputs, folds=folds, threads=torch.get_num_threads())
 
 
