@@ -54,9 +54,10 @@ class CheckReport:
         if np.isfinite(self.seconds_per_image):
             fold = N_IMAGES // NUM_FOLDS  # the images of one test fold
             est = self.seconds_per_image * fold
+            about = f"about {est:.0f} s" if est >= 1 else "under 1 s"
             out.append(
-                f"  time: {self.seconds_per_image:.3f} s/image here; about {est:.0f} s for one test fold "
-                f"({fold} images)"
+                f"  time: the method's calls {self.seconds_per_image:.3f} s/image here, {about} for one test "
+                f"fold ({fold} images); `evaluate` adds the metrics' passes (randomised copies, ROAD, §9)"
             )
         return "\n".join(out)
 

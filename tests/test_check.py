@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hfus_xai_bench.check import check_method, phantom_batch
+from hfus_xai_bench.check import CheckReport, check_method, phantom_batch
 from hfus_xai_bench.cli import main
 from hfus_xai_bench.explainers.contract import NEGATIVE_MAP
 
@@ -175,3 +175,12 @@ def test_a_file_with_both_forms_says_which_one_is_used(tmp_path):
     )
     report = check_method(path, n_images=1)
     assert report.lines[1] == (True, "defines both `explain` and `Explainer`: uses the class `Explainer`")
+
+
+def test_time_line_says_what_it_times():
+    """The estimate is the method's calls over one test fold (126 images), not what `evaluate` takes."""
+    report = CheckReport("m")
+    report.seconds_per_image = 0.5
+    assert "0.500 s/image here, about 63 s for one test fold (126 images); `evaluate` adds" in report.render()
+    report.seconds_per_image = 0.001
+    assert "under 1 s for one test fold" in report.render()
