@@ -294,7 +294,7 @@ def reference_train_command(arch: str, fold: int | str) -> str:
 
 
 def _hub_download(entry: Checkpoint) -> Path:
-    hint = train_hint(entry.arch, entry.fold, entry.dataset)
+    hint = reproduce_command(entry)  # the card's own recipe, as missing_weights gives it
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as err:  # pragma: no cover
