@@ -26,7 +26,7 @@ from .errors import HfusError
 from .jsonio import json_number, load_json
 from .metrics import registry
 from .metrics.stats import paired_bootstrap
-from .results import per_image_output, validate
+from .results import per_image_output, require_record, validate
 
 N_RESAMPLES = BOOTSTRAP_RESAMPLES
 CI_SEED = BOOTSTRAP_SEED
@@ -131,8 +131,7 @@ def load_record(path: str | Path) -> dict[str, Any]:
     """A result record or a leaderboard entry from a JSON file, validated against its schema."""
     path = Path(path)
     record = load_json(path, "result record")
-    if not isinstance(record, dict):
-        raise HfusError(f"{path} is not a result record (a JSON object from `hfus-bench evaluate`)")
+    require_record(record, path, entries=True)
     validate(record, source=str(path), name="entry" if "track" in record else "result")
     return record
 

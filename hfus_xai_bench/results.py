@@ -349,6 +349,7 @@ class Result:
     def load(cls, path: str | Path) -> Result:
         path = Path(path)
         record = load_json(path, "result file")
+        require_record(record, path)
         validate(record, source=str(path))
         return cls(record)
 
@@ -498,6 +499,18 @@ def write_schema_files(folder: str | Path | None = None) -> list[Path]:
         path.write_text(json.dumps(schema(name), indent=1, ensure_ascii=False) + "\n")
         written.append(path)
     return written
+
+
+def require_record(value: Any, path: str | Path, entries: bool = False) -> None:
+    """Raise HfusError unless ``value`` looks like a result record (or, with ``entries``, a leaderboard
+    entry) at all, before the schema names its first wrong field."""
+    if isinstance(value, dict) and {"schema_version", "method"} <= value.keys():
+        return
+    what = "a result record or a leaderboard entry" if entries else "a result record"
+    raise HfusError(
+        f"{path} is not {what} (no `schema_version` and `method`): `hfus-bench evaluate` writes records "
+        "as <out>/<method>.json"
+    )
 
 
 def validate(record: dict[str, Any], source: str = "result", name: str = "result") -> None:

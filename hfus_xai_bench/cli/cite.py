@@ -1,5 +1,5 @@
 """`hfus-bench cite [RESULT.json]`: BibTeX for the benchmark, its data and the study, or for one exact
-result."""
+result (a result record or a leaderboard entry)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ def _cite(args: argparse.Namespace) -> int:
     from ..citation import cite, cite_result
 
     if args.result:
-        from ..results import Result
+        from ..compare import load_record
 
-        print(cite_result(Result.load(args.result).record), end="")
+        print(cite_result(load_record(args.result)), end="")
         return 0
     if args.benchmark_only:
         print(cite(dataset=False, study=False, paper=False), end="")
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         default=None,
         metavar="RESULT.json",
-        help="a result record: cite exactly that result (versions, dataset hash, checkpoints, method)",
+        help="a result record or leaderboard entry: cite exactly that result (versions, dataset hash, "
+        "checkpoints, method)",
     )
     ct.add_argument("--benchmark-only", action="store_true", help="only the benchmark (with its version)")
     ct.add_argument("--no-dataset", action="store_true")
