@@ -206,6 +206,7 @@ if has train; then
     SMALL_PIDS+=($!)
   done
   for a in $BIG_ARCHS; do
+    [ "$DET_ARCH $DET_FOLD" = "$a 0" ] && [ "$DET1" = "$WORK/ckpt" ] && continue  # det_run1
     train "train_${a}_fold0" "$a" 0 "$EPOCHS" "$WORK/ckpt" "$BIG_LIMIT" "$RESERVE_SPEED" &
     BIG_PIDS+=($!)
     BIG_NAMES+=("$a")
