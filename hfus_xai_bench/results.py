@@ -503,12 +503,17 @@ def write_schema_files(folder: str | Path | None = None) -> list[Path]:
 
 def require_record(value: Any, path: str | Path, entries: bool = False) -> None:
     """Raise HfusError unless ``value`` looks like a result record (or, with ``entries``, a leaderboard
-    entry) at all, before the schema names its first wrong field."""
-    if isinstance(value, dict) and {"schema_version", "method"} <= value.keys():
+    entry) at all; the schema then names the first wrong field of one that does."""
+    if isinstance(value, dict) and {"schema_version", "method"} & value.keys():
+        if "track" in value and not entries:
+            raise HfusError(
+                f"{path} is a leaderboard entry, not a result record: this command takes the "
+                "<out>/<method>.json that `hfus-bench evaluate` writes"
+            )
         return
     what = "a result record or a leaderboard entry" if entries else "a result record"
     raise HfusError(
-        f"{path} is not {what} (no `schema_version` and `method`): `hfus-bench evaluate` writes records "
+        f"{path} is not {what} (neither `schema_version` nor `method`): `hfus-bench evaluate` writes records "
         "as <out>/<method>.json"
     )
 

@@ -108,15 +108,3 @@ def test_cite_a_leaderboard_entry(capsys) -> None:
     assert main(["cite", str(path)]) == 0
     out = capsys.readouterr().out
     assert out == cite_result(entry) and entry["dataset"]["sha256"] in out and bibtex_balanced(out)
-
-
-@pytest.mark.parametrize("command", [["cite"], ["compare"], ["leaderboard", "add"]])
-@pytest.mark.parametrize("content", [{"foo": 1}, [1, 2]])
-def test_a_json_that_is_no_record_is_named_so(tmp_path, capsys, command, content) -> None:
-    path = tmp_path / "other.json"
-    path.write_text(json.dumps(content))
-    args = [*command, str(path)] + ([str(path)] if command == ["compare"] else [])
-    assert main(args) != 0
-    err = capsys.readouterr().err
-    assert f"{path} is not a result record" in err and "no `schema_version` and `method`" in err
-    assert len(err.strip().splitlines()) == 1

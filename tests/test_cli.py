@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
 
 import pytest
+from helpers import REPO
 
 from hfus_xai_bench.cli import build_parser, main
 from hfus_xai_bench.constants import BENCHMARK_VERSION
@@ -101,3 +103,26 @@ def test_entry_point_methods_load(tmp_path, monkeypatch) -> None:
         and method.kind == "map"
         and method.metadata["licence"] == "MIT"
     )
+
+
+@pytest.mark.parametrize("command", [["cite"], ["compare"], ["leaderboard", "add"]])
+@pytest.mark.parametrize("content", [{"foo": 1}, [1, 2]])
+def test_a_json_that_is_no_record_is_named_so(tmp_path, capsys, command, content) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(content))
+    args = [*command, str(path)] + ([str(path)] if command == ["compare"] else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not a result record" in err and "neither `schema_version` nor `method`" in err
+    assert err.count("\n") == 1
+
+
+def test_an_entry_or_a_file_where_a_record_or_folder_belongs(capsys) -> None:
+    """`leaderboard add` takes a record, not an entry (cite and compare take both); verify takes a folder."""
+    entry = str(REPO / "leaderboard" / "entries" / "gradcam.json")
+    assert main(["leaderboard", "add", entry]) == 2
+    err = capsys.readouterr().err
+    assert f"{entry} is a leaderboard entry, not a result record" in err and err.count("\n") == 1
+    assert main(["verify", entry]) == 2
+    err = capsys.readouterr().err
+    assert f"{entry} is a file: verify takes a submission folder" in err and err.count("\n") == 1

@@ -71,6 +71,11 @@ def _open_record(folder: Path, report: VerifyReport) -> dict[str, Any] | None:
     """The record of a complete folder whose maps file matches its recorded sha256; None (reported) if not."""
     from ..results import Result
 
+    if folder.is_file():
+        raise HfusError(
+            f"{folder} is a file: verify takes a submission folder (`hfus-bench submit` writes one; "
+            "`hfus-bench verify submissions/<name>`)"
+        )
     if not folder.is_dir():
         raise HfusError(f"submission folder not found: {folder}")
     missing = [f for f in SUBMISSION_FILES if not (folder / f).is_file()]
