@@ -207,3 +207,21 @@ def better_entry(entry: dict, name: str, deltas: dict[str, float] | float) -> di
                 step = delta if direction == "higher" else -delta
                 part["scores"][key] = [None if v is None else v + step for v in values]
     return out
+
+
+def fake_record(name: str, level: float, seed: int) -> dict:
+    """A record from ``helpers.fake_scores`` (plausible values, ρ near 0.1)."""
+    return record(name, [fake_scores("mobilenet_v2", f, level, seed + 10 * f) for f in (0, 1)])
+
+
+def sample_records() -> dict[str, dict]:
+    """Six records of one table: two identical CAMs (HiRes-CAM = Grad-CAM on MobileNetV2, PROTOCOL §5.1),
+    Score-CAM, and three sanity baselines."""
+    return {
+        "gradcam": s7_record("gradcam", 2.0, 1),
+        "hirescam": s7_record("hirescam", 2.0, 1),
+        "scorecam": s7_record("scorecam", 1.2, 2, road=0.05),
+        "depth_prior": s7_record("depth_prior", 2.4, 5, model_dependent=False, road=0.25),
+        "random": s7_record("random", 0.2, 3, model_dependent=False, road=0.0),
+        "sobel": s7_record("sobel", 0.9, 4, model_dependent=False),
+    }
