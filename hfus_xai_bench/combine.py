@@ -77,7 +77,7 @@ def _load(path: str | Path) -> dict[str, Any]:
     from .jsonio import load_json
 
     path = Path(path)
-    record = load_json(path, "result file")
+    record = load_json(path, "result record")
     if not is_result_record(record):
         raise HfusError(f"{path} is not a result record (`hfus-bench evaluate` or `merge` writes one)")
     validate(record, source=str(path))

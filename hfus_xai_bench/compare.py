@@ -130,7 +130,7 @@ def entry_scores(record: Mapping[str, Any]) -> dict[str, Any] | None:
 def load_record(path: str | Path) -> dict[str, Any]:
     """A result record or a leaderboard entry from a JSON file, validated against its schema."""
     path = Path(path)
-    record = load_json(path, "result record")
+    record = load_json(path, "result record or leaderboard entry")
     require_record(record, path, entries=True)
     validate(record, source=str(path), name="entry" if "track" in record else "result")
     return record

@@ -348,7 +348,7 @@ class Result:
     @classmethod
     def load(cls, path: str | Path) -> Result:
         path = Path(path)
-        record = load_json(path, "result file")
+        record = load_json(path, "result record")
         require_record(record, path)
         validate(record, source=str(path))
         return cls(record)

@@ -117,6 +117,22 @@ def test_a_json_that_is_no_record_is_named_so(tmp_path, capsys, command, content
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["cite"], "result record or leaderboard entry"),
+        (["compare"], "result record or leaderboard entry"),
+        (["leaderboard", "add"], "result record"),
+    ],
+)
+def test_a_missing_json_names_what_the_command_takes(tmp_path, capsys, command, expected) -> None:
+    path = tmp_path / "missing.json"
+    args = [*command, str(path)] + ([str(path)] if command == ["compare"] else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"hfus-bench: error: file not found: {path} (expected a {expected})\n"
+
+
 def test_an_entry_or_a_file_where_a_record_or_folder_belongs(capsys) -> None:
     """`leaderboard add` takes a record, not an entry (cite and compare take both); verify takes a folder."""
     entry = str(REPO / "leaderboard" / "entries" / "gradcam.json")
