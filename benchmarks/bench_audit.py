@@ -34,6 +34,7 @@ from statistics import NormalDist
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np
+import torch
 
 from hfus_xai_bench.audit import SEED_ENV, AuditRow, audit, audit_statistic
 from hfus_xai_bench.audit_report import format_report
@@ -211,7 +212,8 @@ def run_audit(args: argparse.Namespace, out: Path) -> Path:
     seed = take_seed()
     methods = args.methods.split(",") if args.methods else default_methods(args.arch)
     lookup = load_file(args.lookup).name
-    print(f"auditing {lookup} and {len(methods)} built-ins: {', '.join(methods)}", flush=True)
+    where = f"device {args.device}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    print(f"auditing {lookup} and {len(methods)} built-ins ({where}): {', '.join(methods)}", flush=True)
     print("building (or reusing) the private track, then one line per method ...", flush=True)
     tic = time.perf_counter()
     report = audit(

@@ -1,10 +1,11 @@
-"""Cost of PROTOCOL §7 (randomisation@1 + road@1) per image on top of a Grad-CAM run, on this machine.
+"""Cost of PROTOCOL §7 (one randomised copy + road@1) per image on top of a Grad-CAM run, on this machine.
 
 On the default data (hfus-synth, fold 0 test split, first N images) with the shipped MobileNetV2 and the
 built-in Grad-CAM, it measures per image:
 
-- randomised explanation: building the randomised copy (§7.1, once per run, shown apart) and Grad-CAM
-  on it, plus Spearman ρ and ρ_cross (negligible);
+- randomised explanation: building one randomised copy (§7.1, once per run, shown apart) and Grad-CAM
+  on it, plus Spearman ρ and ρ_cross (negligible); `randomisation@2` (§7.1.1) makes K = 3 such copies,
+  so a run pays this line three times;
 - ROAD imputation: orders, masks, the 10 multigrid-CG solves, noise (``road_scores`` timing);
 - ROAD forwards: the clean forward + 10 imputed images (``road_scores`` timing);
 - the bound: 10 forwards of one image, measured in the same run (batch ``--batch-size``,

@@ -169,7 +169,7 @@ import json
 c = json.load(open('hfus_xai_bench/checkpoints/mobilenet_v2_hfus-synth_fold0.json'))
 print(c['epochs'], c['init'], c['dtype'], c['seed'], c['dataset']['revision'])")
 EPOCHS=${EPOCHS:-$EPOCHS_CARD}
-DET_EPOCHS=${DET_EPOCHS:-$EPOCHS}  # the two determinism runs (fold 1); the first one is fold 1's checkpoint
+DET_EPOCHS=${DET_EPOCHS:-$EPOCHS}  # the two determinism runs (fold DET_FOLD); the first is its checkpoint
 log "recipe: epochs $EPOCHS (shipped card: $EPOCHS_CARD), init $INIT, dtype $DTYPE, seed $SEED, revision $REVISION"
 [ "$EPOCHS" != "$EPOCHS_CARD" ] && log "NOTE: EPOCHS=$EPOCHS differs from the shipped card's $EPOCHS_CARD: not the CV folds"
 train() {  # train NAME ARCH FOLD EPOCHS DIR WANT RESERVE

@@ -24,7 +24,8 @@ METADATA = {
 
 
 class Explainer:
-    """Constructed once per model; called once per batch."""
+    """Constructed once per model (the trained one, each randomised copy); called per batch, the trained
+    model's also with the runner-up classes as targets (PROTOCOL §9)."""
 
     kind = "map"
 

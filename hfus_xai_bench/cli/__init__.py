@@ -2,10 +2,10 @@
 prints.
 
 One module per area registers its sub-commands (``register(subparsers)``; each sets
-``func(args) -> int``): :mod:`.data` (``data synth|import|info``), :mod:`.models` (``models``,
-``train``), :mod:`.evaluate` (``evaluate``, ``check``, ``methods``), :mod:`.leaderboard`
-(``leaderboard render|add``), :mod:`.submission` (``submit``, ``verify``), :mod:`.audit` (``audit``),
-:mod:`.cite` (``cite``).
+``func(args) -> int``): :mod:`.data` (``data synth|import|info``), :mod:`.models` (``models [export]``,
+``train``), :mod:`.evaluate` (``evaluate``, ``merge``, ``check``, ``methods``), :mod:`.leaderboard`
+(``leaderboard render|add|export``), :mod:`.compare` (``compare``), :mod:`.submission` (``submit``,
+``verify``), :mod:`.audit` (``audit``), :mod:`.cite` (``cite``).
 Library modules are imported inside the command functions, so ``--help`` stays fast.
 
 Exit codes: 0 success; 1 a check failed (``check``, ``verify``, ``leaderboard render --check``, ``audit``

@@ -191,7 +191,8 @@ SECTION9: tuple[Metric, ...] = (
                 "flip",
                 "none",
                 (0.0, 1.0),
-                "share of images the model classifies as not CG whose twin it classifies as CG",
+                "share of the applicable images (label and target not CG) that the model classifies as not "
+                "CG and whose twin it classifies as CG",
                 "cf_flip",
                 label="CF flip",
             ),

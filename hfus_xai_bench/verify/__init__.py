@@ -11,9 +11,9 @@ runner's own :func:`results.aggregate`. What is exact and what is within a toler
 - exact: hashes (maps file, dataset content, checkpoint weights), counts (the randomised model's
   failures included), predictions and targets;
 - exact (compared to ``MAP_ATOL`` = 1e-6 absolute; the recomputation is deterministic): the maps-only
-  metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, randomisation ρ, ρ_cross and the pass rule,
-  re-scored from the saved maps, the randomised ones included) and everything aggregated from the
-  per-image values;
+  metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, randomisation ρ, r, ρ_cross and the verdict,
+  evidence hit and mass with their gains over the copies, class-sensitivity ρ; re-scored from the saved
+  maps, the randomised and runner-up ones included) and everything aggregated from the per-image values;
 - within ``MODEL_RTOL`` = 1e-4 relative (absolute below magnitude 1), or a metric's own ``verify_rtol``
   (ROAD: 1e-2): the model-based metrics (``needs="model"``: confidence, ROAD, counterfactual),
   re-computed from the saved maps through the checkpoint whose sha256 the record names.
