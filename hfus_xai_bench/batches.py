@@ -6,19 +6,21 @@ prepares the fold, runs its batches and (the process with the first batch) repea
 
 :func:`prepare_fold` loads the checkpoint, builds the K randomised copies from the model **as loaded**
 (PROTOCOL §7.1.1: copy k = ``randomised_model(model, seed=derive(0, "randomisation", k))``, before any
-explainer has touched the model; they do not depend on the run seed), fingerprints every model, and only
-then builds the method for each. :func:`run_batch` runs every explanation call of a batch through
-:func:`hfus_xai_bench.calls.explain` — trained model (stage ``method``), each copy (``randomisation``),
-the runner-up class (``runner_up``, §9) — from one random state, derive(run seed, "batch", arch, fold,
-first row), and scores the model-based metrics of the batch, each under its own stage. :func:`repeat_first`
-is §3's repeat: the trained model's call on the fold's first batch again, from the same state.
+explainer has touched the model; they do not depend on the run seed), sets the run's precision, then
+fingerprints each model just before it builds the method for it. :func:`run_batch` runs every explanation
+call of a batch through :func:`hfus_xai_bench.calls.explain` — trained model (stage ``method``), each copy
+(``randomisation``), the runner-up class (``runner_up``, §9) — from one random state, derive(run seed,
+"batch", arch, fold, first row), and scores the model-based metrics of the batch, each under its own stage.
+:func:`repeat_first` is §3's repeat: the trained model's call on the fold's first batch again, from the
+same state.
 
-The runner produces a metric input only if a metric of the run declares it (``Metric.extras``):
+The runner makes the inputs that take more explanation calls only if a metric of the run declares them
+(``Metric.extras``):
 ``m255_randomised`` (B, K, 224, 224) uint8 + ``randomised_ok`` (B, K) bool (False only where the copy's map
 failed: exception, shape, NaN; an all-zero map is not a failure); ``m255_runner_up`` (B, 224, 224) +
 ``runner_up_ok`` (B,) + ``runner_up`` (B,) int64 (the class with the highest logit other than the target,
-lowest index on ties); ``evidence`` (B, 224, 224) and ``twins`` (B, 224, 224, 3) from the dataset when it
-has them.
+lowest index on ties). It adds ``evidence`` (B, 224, 224) and ``twins`` (B, 224, 224, 3) from the dataset
+when it has them, and gives the model-based metrics the predict forward's ``logits`` (B, classes).
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def prepare_fold(
 ) -> FoldJob:
     """Load (arch, fold)'s checkpoint, decode the test images ``rows``, build the K randomised copies from
     the pristine model, set the run's precision on every model (:func:`~hfus_xai_bench.calls.set_precision`:
-    every pass of the run goes through one of them), fingerprint every model, then build the method for each.
+    every pass of the run goes through one of them), then fingerprint each model and build the method for it.
 
     Args:
         rows: the test images this process evaluates (indices < ``n``).

@@ -9,10 +9,10 @@ runner-up class's (§9) and §3's repeat — goes through :func:`explain`, which
 2. gives the method clones of the images and targets;
 3. runs it under a stage of :class:`PassCounter` (rows of every forward and backward through the root
    module of the model or a copy, seconds);
-4. compares the model's :func:`fingerprint` (every parameter, buffer and module) with the one taken when
-   the model was loaded or built, and stops the run with one line naming the method and the first changed
-   tensor or module (:class:`ModelChanged`); hooks a method leaves are not a change, and the harness's own
-   passes (prediction, metrics) run with them suspended (:func:`harness_passes`);
+4. compares the model's :func:`fingerprint` (every parameter, buffer and module) with the one taken just
+   before the method was built for it, and stops the run with one line naming the method and the first
+   changed tensor or module (:class:`ModelChanged`); hooks a method leaves are not a change, and the
+   harness's own passes (prediction, metrics) run with them suspended (:func:`harness_passes`);
 5. post-processes the output (§3.1) into ``m255`` and one failure reason per image.
 
 A library warning raised inside the method is re-issued as coming from the method.
@@ -216,8 +216,8 @@ def _instance_forward(module: nn.Module) -> int:
 def fingerprint(model: nn.Module) -> Fingerprint:
     """The :class:`Fingerprint` of ``model``: module names, types, identities, training flags and the
     identity of a ``forward`` set on the instance (0: none, or the harness's :class:`AutocastForward`); per
-    parameter and buffer its name, identity, dtype, shape, the exact sum of its bit patterns and a sampled
-    digest."""
+    parameter and buffer its name, identity, dtype, shape, the bit pattern of its L2 norm (float) or its
+    exact sum (integer, bool) and a sampled digest."""
     modules = tuple(
         (name, type(m).__name__, id(m), bool(m.training), _instance_forward(m))
         for name, m in model.named_modules()
@@ -340,15 +340,13 @@ def _sync(device: torch.device) -> None:
 
 
 def stage_of(metric: Any) -> str:
-    """The cost stage a model-based metric runs under: ``Metric.stage`` if declared, else its name."""
-    stage = getattr(metric, "stage", None) or metric.name
-    if stage not in STAGES:
+    """The cost stage a model-based metric runs under: its name, one of PROTOCOL §6's stages."""
+    if metric.name not in STAGES:
         raise HfusError(
             f"metric {metric.id} makes model passes under no cost stage of PROTOCOL §6 "
-            f"({', '.join(STAGES)}); "
-            "declare its stage"
+            f"({', '.join(STAGES)}); a new model-based metric needs its name added to constants.COST_STAGES"
         )
-    return stage
+    return metric.name
 
 
 # ------------------------------------------------------------------------------ hooks left by a method

@@ -2,9 +2,10 @@
 
 Checks the contract (loads, returns one finite, non-empty map per image of an accepted type and shape,
 leaves the model unchanged), determinism for a fixed seed, that the method also runs on the randomised
-copies of the model (PROTOCOL §7.1.1), that every metric of the registry (randomisation and ROAD
-included, on the few phantom images) scores its maps within the metric's declared range (the scoring
-core, as in ``evaluate``), and the time per image — before anyone runs the full benchmark.
+copies of the model (PROTOCOL §7.1.1), that every registry metric whose inputs the check makes
+(randomisation and ROAD included, on the few phantom images; not the §9 ones, which need evidence masks,
+twins or runner-up maps) scores its maps within the metric's declared range (the scoring core, as in
+``evaluate``), and the time per image — before anyone runs the full benchmark.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _score_line(
     reasons: list[str | None],
     extras: dict[str, Any],
 ) -> tuple[bool, str]:
-    """Score the phantom maps with the whole registry; every output must lie in its declared range."""
+    """Score the phantom maps with every registry metric whose inputs are here (not §9's); every output
+    must lie in its declared range."""
     ok = np.array([r is None for r in reasons], bool)
     if not ok.any():
         return False, "no map to score"

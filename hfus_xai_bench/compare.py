@@ -7,8 +7,8 @@ hash), the checkpoint sha256 of every (architecture, fold) both evaluated, and t
 (architecture, fold). For every reported output of the metric registry with per-image values, the
 paired difference A − B is the mean over the shared images of ``a_i − b_i`` (per fold, then the mean
 over folds, as the record's means) with a paired bootstrap 95 % CI (:func:`metrics.stats.paired_bootstrap`:
-1000 resamples of the shared images, seed 0). The leaderboard's gains over the depth prior and the
-random map are the same numbers (:func:`paired_difference`).
+1000 resamples of the shared images, seed 0). The leaderboard's gains over the depth prior, the
+random map and (on evidence tracks) the ``input`` map are the same numbers (:func:`paired_difference`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ returns). Everything below iterates over the metric registry (``metrics/registry
 - ``record["per_image"]``: one row per image with every registry value (column = the value name);
 - ``record["metrics"]``: record key of every output → arch → summary (mean of fold means, a
   fold-stratified bootstrap 95 % CI (``constants.BOOTSTRAP_RESAMPLES`` resamples, seed
-  ``BOOTSTRAP_SEED``), per fold, per class, correct / incorrect) and of every table (e.g.
+  ``BOOTSTRAP_SEED``) or the output's own (``Output.ci``, e.g. ``randomisation@2``'s copies-then-images
+  bootstrap), per fold, per class, correct / incorrect) and of every table (e.g.
   ``mask_iou@1``, ``confidence@1/thresholds``) → arch → section;
 - the ``metrics`` part of the JSON schema (:func:`schema`) is generated from the registry.
 """

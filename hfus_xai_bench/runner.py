@@ -212,8 +212,8 @@ def run_share(
     """Run a share of a run's plan in this process.
 
     Each (arch, fold) is prepared once, with only the images of these batches decoded; the model-based
-    metrics are scored per batch; the process that ran a fold's first batch repeats its call after the
-    fold's last batch (PROTOCOL §3) and counts the passes made while building the method (PROTOCOL §6:
+    metrics are scored per batch; the process that ran a fold's first batch repeats its call after its
+    last batch of the fold (PROTOCOL §3) and counts the passes made while building the method (PROTOCOL §6:
     split runs add up to one process).
 
     Args:

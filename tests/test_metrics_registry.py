@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers import FAKE_DATASET, make_fakes, patch_fakes
 
+from hfus_xai_bench.calls import stage_of
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.leaderboard import entry_from_result, render_html, render_markdown
 from hfus_xai_bench.metrics import registry
@@ -178,6 +179,11 @@ def test_entries_are_checked() -> None:
         registry.register(METRICS["hit_rate@1"])
     with pytest.raises(HfusError, match=r"value name\(s\) \['label'\]"):
         check_metric(Metric(**{**_toy().__dict__, "values": (Value("label"),)}))
+    with pytest.raises(HfusError, match=r"value name\(s\) \['runner_up'\]"):  # a per_image row column (§9)
+        check_metric(Metric(**{**_toy().__dict__, "values": (Value("runner_up"),)}))
+    with pytest.raises(HfusError, match="no cost stage of PROTOCOL §6 .*added to constants.COST_STAGES"):
+        stage_of(Metric(**{**_toy().__dict__, "needs": "model"}))
+    assert stage_of(METRICS["road@1"]) == "road"
 
 
 def test_a_toy_metric_in_one_place_reaches_record_table_and_verify(

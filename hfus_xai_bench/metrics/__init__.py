@@ -1,4 +1,4 @@
-"""Scoring protocol (PROTOCOL §3.1 and §4): pure, batched functions on maps, SLMs and models.
+"""Scoring protocol (PROTOCOL §3.1, §4, §7 and §9): pure, batched functions on maps, SLMs and models.
 
 Pipeline: ``normalize_attribution`` (signed attributions only) → ``quantize`` → ``m255`` (uint8) →
 ``hit_rate`` / ``slm_coverage`` / ``mask_iou`` / ``confidence_change`` → ``summarize`` / ``bootstrap_ci``.

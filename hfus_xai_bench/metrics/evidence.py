@@ -11,9 +11,9 @@
   is left out; with no such copy the image has no gain (NaN, counted). The gain is computed as the mean
   over those copies of (trained − copy), so a map that is the same for every model has a gain of exactly 0.
 - :func:`class_sensitivity`: "ρ = Spearman (average ranks) between the method's m255 for the target and
-  for r" (r = the runner-up class, second-highest trained-model logit, lowest index on ties; the runner
-  provides its map). A pair is **failed** when the runner-up map failed, else **degenerate** when either
-  map is constant (no ρ; it is not 0), else **scored** (as §7.1.1 counts pairs).
+  for r" (r = the runner-up class, the highest trained-model logit other than the target's, lowest index
+  on ties; the runner provides its map). A pair is **failed** when the runner-up map failed, else
+  **degenerate** when either map is constant (no ρ; it is not 0), else **scored** (as §7.1.1 counts pairs).
 
 Every count is an exact integer (one pass over the pixels per image, on the maps' device, chunked), so
 hit and mass are single roundings of exact fractions. Results are float64 numpy arrays on the CPU.

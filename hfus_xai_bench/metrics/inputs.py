@@ -2,7 +2,8 @@
 :class:`ScoringConfig`.
 
 A metric function (``Metric.function`` in :mod:`.registry`) is ``f(inputs, config) -> {value name: array}``
-and sees only the images that are scored (the evaluated ones: the scoring core selects them first), so
+and sees only the images that are scored (the evaluated ones, plus the all-zero maps for
+``Metric.empty_maps`` and every image for ``Metric.every_image``: the scoring core selects them first), so
 every per-image array in ``inputs`` has the same first axis N.
 
 ``extras`` holds metric-specific inputs. Per-image arrays (numpy or torch, first axis = image) are

@@ -9,7 +9,7 @@ Inputs (all functions):
 - ``slms``: (N, H, W) skin layer maps with levels {255, 128, 64, 32, 0} (uint8 preferred), same shape.
 
 Everything is computed from one joint histogram per image, ``counts[n, v, l]`` = number of pixels
-with ``m255 == v`` and ``SLM == SLM_LEVELS[l]`` (one ``bincount`` over the batch, on the maps' device),
+with ``m255 == v`` and ``SLM == SLM_LEVELS[l]`` (one ``bincount`` per chunk of images, on the maps' device),
 so the cost is one pass over the pixels whatever the number of thresholds. Results are float64
 numpy arrays on the CPU; undefined values are NaN (see each function).
 """

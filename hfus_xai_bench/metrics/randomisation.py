@@ -472,7 +472,8 @@ def score_randomisation2(inputs: ScoringInputs, config: ScoringConfig) -> dict[s
     Reads ``inputs.m255`` and ``extras["m255_randomised"]`` (N, K, H, W) uint8 (the copies' maps after §3.1),
     ``extras["randomised_ok"]`` (N, K) bool. The images given are the §7.1.1 pairs' images: every evaluated
     image and every image whose trained map is all zero (``inputs.ok`` False: ``empty_map``, degenerate with
-    every copy). ``rand2_cross`` is §7.1's ρ_cross over the evaluated images (``inputs.ok``), NaN elsewhere.
+    every copy whose map did not fail). ``rand2_cross`` is §7.1's ρ_cross over the evaluated images
+    (``inputs.ok``), NaN elsewhere.
     """
     inputs.require("randomisation@2", "m255_randomised", "randomised_ok")
     copies = inputs.extras["m255_randomised"]

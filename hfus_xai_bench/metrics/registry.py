@@ -1,6 +1,6 @@
 """The metric registry: the single source of truth for what is scored, stored, reported and verified.
 
-Every versioned metric (PROTOCOL §4, §7) is one :class:`Metric` entry in :data:`METRICS`:
+Every versioned metric (PROTOCOL §4, §7, §9) is one :class:`Metric` entry in :data:`METRICS`:
 
 - ``id`` (``name@version``), ``category``, ``needs`` (``"maps"``: maps + SLMs only, re-scored exactly
   from saved maps; ``"model"``: also the model, the images and the targets, re-checked through the
@@ -42,7 +42,18 @@ Scope = Literal["image", "fold"]
 Category = Literal["localisation", "faithfulness", "sanity", "model"]
 
 #: Columns of a ``per_image`` row that are not metric values.
-ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
+ROW_KEYS = (
+    "arch",
+    "fold",
+    "image_id",
+    "label",
+    "pred",
+    "target",
+    "failed",
+    "randomised_failed",
+    "runner_up",
+    "runner_up_failed",
+)
 #: The headline output: tables are sorted and ranked by it.
 HEADLINE = "hit_rate@1"
 

@@ -1,4 +1,5 @@
-"""Aggregation with uncertainty (PROTOCOL §4): bootstrap CI of the mean, per-class, correct/incorrect views.
+"""Aggregation with uncertainty (PROTOCOL §4): bootstrap CI of the mean, per-class, correct/incorrect views;
+also the paired bootstrap of §7.3 and the copies-then-images bootstrap of §7.1.1.
 
 Every headline number carries a bootstrap 95 % CI (``constants.BOOTSTRAP_RESAMPLES`` resamples of images,
 seed ``constants.BOOTSTRAP_SEED``: every function's defaults) and ``n_evaluated`` / ``n_failed``. NaN

@@ -8,7 +8,7 @@ included) and ``maps.npz`` (the uint8 m255 maps of the trained model, of every r
 record names, for every registry metric the record carries, and re-aggregates the record with the
 runner's own :func:`results.aggregate`. What is exact and what is within a tolerance:
 
-- exact: hashes (maps file, dataset content, checkpoint weights), counts (the randomised model's
+- exact: hashes (maps file, dataset content, checkpoint weights), counts (the randomised copies'
   failures included), predictions and targets;
 - exact (compared to ``MAP_ATOL`` = 1e-6 absolute; the recomputation is deterministic): the maps-only
   metrics (``needs="maps"``: Hit Rate, coverage, mask IoU, randomisation ρ, r, ρ_cross and the verdict,
@@ -25,9 +25,9 @@ runner's own :func:`results.aggregate`. What is exact and what is within a toler
   there; see docs/REPRODUCIBILITY.md). With ``limit`` only the first N evaluated images of each
   (arch, fold) are compared (CI uses this to stay fast); the other images keep their recorded values.
 - ``rerun``: the method is run again (on the first ``limit`` test images per (arch, fold), default
-  ``RERUN_DEFAULT_LIMIT``) on the model and on its randomised copies; each map must have ≥ 99 %
-  identical m255 pixels or differ by at most 1 level (``maps_agree``; GPU backward passes are not
-  bitwise reproducible).
+  ``RERUN_DEFAULT_LIMIT``) on the model, on its randomised copies and for the runner-up class; each map
+  must have ≥ 99 % identical m255 pixels or differ by at most 1 level (``maps_agree``; GPU backward passes
+  are not bitwise reproducible).
 """
 
 from __future__ import annotations
