@@ -15,7 +15,8 @@ the same threads per process every per-image value is bitwise the one a single p
 - ``hfus-bench evaluate ... --shard I/N`` (:class:`Shard`) and ``hfus-bench merge``
   (:mod:`hfus_xai_bench.merge`) for schedulers that start independent jobs (Slurm arrays).
 
-Seeds never depend on the rank: every draw is seeded from the run seed and the image id (§8).
+Seeds never depend on the rank: draws are seeded from the run seed and the image id, or (§3's per-call
+state) from the first row of the batch in the single-process plan (§8).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The metric reference (docs/METRICS.md), generated from the metric registry: one place for each definition.
 
 ``make docs`` writes it (:func:`write_metrics_doc`); ``tests/test_docs.py`` fails when the file in the
-repository differs from :func:`metrics_markdown`, as it does for LEADERBOARD.md.
+repository differs from :func:`metrics_markdown`, as ``tests/test_leaderboard_pages.py`` does for
+LEADERBOARD.md.
 """
 
 from __future__ import annotations

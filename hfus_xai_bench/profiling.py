@@ -168,8 +168,8 @@ def profile_table(cost: Mapping[str, Any], times: RowTimes, n_images: int) -> st
 
 
 def record_row_times(record: Mapping[str, Any], repeat: int = 3) -> dict[str, RowTimes]:
-    """Per architecture of a result record: :class:`RowTimes` measured here on its fold-0 model (or its first
-    fold) on the record's device, in its precision, at its batch sizes."""
+    """Per architecture of a result record: :class:`RowTimes` measured here on the model of its first fold
+    (``options["folds"][0]``) on the record's device, in its precision, at its batch sizes."""
     from .calls import set_precision
     from .metrics.inputs import ScoringConfig
     from .models.checkpoints import load_model

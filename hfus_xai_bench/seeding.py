@@ -1,13 +1,16 @@
 """Seeds for every random draw (PROTOCOL §8), derived from the run seed and the item, never from a rank.
 
 "Every random draw is seeded from (run seed, image id, and where needed the fraction or pass), never
-from a process rank or a batch position." A seed is the first 8 bytes (little endian) of the sha256
-of a canonical text, with the top bit cleared (so it fits a signed 64-bit integer: 0 ≤ seed < 2**63):
+from a process rank or a batch position", except §3's per-call state (``derive_seed(run_seed, "batch",
+arch, fold, first row of the batch)``: it follows the batch size, never the split) and §7.1.1's fixed
+randomised copies (``derive_seed(0, "randomisation", k)``). A seed is the first 8 bytes (little endian) of
+the sha256 of a canonical text, with the top bit cleared (so it fits a signed 64-bit integer:
+0 ≤ seed < 2**63):
 
 - :func:`item_seed` ``(run_seed, image_id, *tags)``: the text is
-  ``'hfus-xai-bench:item:' + json.dumps([run_seed, image_id, *tags])``;
+  ``'hfus-xai-bench:item:' + json.dumps([run_seed, image_id, *tags], separators=(",", ":"))``;
 - :func:`derive_seed` ``(seed, *tags)``: a sub-seed of an existing seed (e.g. one per ROAD fraction),
-  text ``'hfus-xai-bench:derive:' + json.dumps([seed, *tags])``.
+  text ``'hfus-xai-bench:derive:' + json.dumps([seed, *tags], separators=(",", ":"))``.
 
 JSON keeps the parts unambiguous (an image id containing ``:`` cannot collide with a tag, and the tag
 ``1`` differs from ``"1"``). Tags are ints or strings; pass fractions as strings (``"0.1"``) or indices.
@@ -68,8 +71,8 @@ def item_seed(run_seed: int, image_id: str, *tags: int | str) -> int:
 
 
 def derive_seed(seed: int, *tags: int | str) -> int:
-    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road-noise", "morf",
-    0)``)."""
+    """A sub-seed of ``seed`` for the purpose named by ``tags`` (e.g. ``derive_seed(s, "road", "noise",
+    "morf", 0)``)."""
     return _hash("derive", [_as_int(seed, "seed"), *(_check_part(t, "a seed tag") for t in tags)])
 
 

@@ -170,5 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=SYNTH_DATASET,
         help=f"{SYNTH_DATASET} (default), a dataset or archive folder, or a Hub id owner/name",
     )
-    p.add_argument("--revision", default=None, help="Hub revision (commit sha, tag or branch)")
+    p.add_argument(
+        "--revision", default=None, help="dataset revision (Hub datasets: commit sha, tag or branch)"
+    )
     p.set_defaults(func=_info)

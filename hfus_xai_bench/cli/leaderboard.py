@@ -1,4 +1,4 @@
-"""`hfus-bench leaderboard render|add`: the entries and the rendered pages."""
+"""`hfus-bench leaderboard render|add|export`: the entries, the rendered pages and the dataset export."""
 
 from __future__ import annotations
 

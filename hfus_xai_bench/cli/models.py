@@ -1,4 +1,5 @@
-"""`hfus-bench models` (the checkpoint registry) and `hfus-bench train` (the study recipe)."""
+"""`hfus-bench models` (the checkpoint registry; `models export`: a Hub model-repo folder) and
+`hfus-bench train` (the study recipe)."""
 
 from __future__ import annotations
 
@@ -186,7 +187,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``models`` and ``train``."""
+    """Add ``models`` (with ``models export``) and ``train``."""
     from ..models.recipe import DEFAULT_EPOCHS, STUDY_RECIPE
 
     p = sub.add_parser("models", help="list registered and locally trained checkpoints")

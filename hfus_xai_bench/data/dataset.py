@@ -4,9 +4,9 @@
 ``data/`` + card + manifest) and reads the shards into an in-memory ``datasets.Dataset``:
 
 * ``"hfus-synth"``: generated + imported once into
-  ``cache_dir()/datasets/hfus-synth-v<SYNTH_VERSION>-seed0`` (built in a temporary folder under a
-  file lock, then renamed into place atomically, so an interrupted build is never mistaken for a
-  finished one), then read from there offline;
+  ``cache_dir()/datasets/hfus-synth-v<version>-seed0`` (the revision's generator version, default
+  ``SYNTH_VERSION``; built in a temporary folder under a file lock, then renamed into place atomically,
+  so an interrupted build is never mistaken for a finished one), then read from there offline;
 * a local dataset folder (the output of ``hfus-bench data import``);
 * a raw archive folder: imported into ``cache_dir()/datasets/archive-<content sha256[:16]>``;
 * a Hub repo id ``owner/name``: the repo snapshot is resolved with ``huggingface_hub``'s
@@ -353,7 +353,8 @@ def content_sha256(ds: datasets.Dataset) -> str:
 
 
 def image_sha256s(ds: datasets.Dataset) -> dict[str, str]:
-    """Per image id: sha256 of id, label, group and the decoded image, masks and SLM (not the fold).
+    """Per image id: sha256 of id, label, group and the decoded image, masks, SLM, evidence and twin (not the
+    fold).
 
     The fold depends on which images are in the dataset; everything else of an image does not, so
     a partial build can be checked image by image against the golden hashes.

@@ -4,7 +4,8 @@ Discovery rules (DATASET.md "So the importer must discover"; docs/DATASET.md "Im
 archive" lists them for users), documented here because the real archive's layout is not published:
 
 * Folders whose name starts with ``_`` or ``.`` are ignored, and so are files starting with ``.``.
-* Images: files with extension png, bmp, jpg, jpeg, tif, tiff that are not masks. The class is
+* Images: files with extension png, bmp, jpg, jpeg, tif, tiff that are not masks (nor evidence masks
+  or twins, set aside and paired by :mod:`.evidence`). The class is
   the nearest enclosing folder that names a class (:func:`.layouts.class_of_folder`: a
   ``--class-map`` entry; the code AD/CG/PS/ST in any case; an upper-case code token such as
   ``AD_images``; a class name such as ``Atopic dermatitis``, ``Healthy controls``, ``Psoriasis``,

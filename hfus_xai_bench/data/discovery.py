@@ -73,7 +73,8 @@ class Discovery:
     unreferenced: list[str] = field(default_factory=list)  # --index: image/mask files not in the index
     index: dict | None = None  # {"path", "sha256", "rows"}
     untyped_cg: set[str] = field(default_factory=set)  # keys of untyped binary masks read as CG epidermis
-    #: mask key → {"values": [...], "shape": (h, w), "colour": bool} (untyped masks; all masks after a scan)
+    #: mask key → {"values", "codes", "colour", "shape"} (:func:`.masks.scan_mask`; untyped masks, all masks
+    #: after a scan)
     scans: dict[str, dict] = field(default_factory=dict)
     evidence_mode: str | None = None  # "file" | "derived" | None (no evidence column; see .evidence)
     twins: bool = False  # the dataset gets a twin column

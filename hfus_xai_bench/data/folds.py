@@ -5,7 +5,7 @@
 1. groups are shuffled with ``seed`` and sorted by size, largest first (stable, so the shuffle
    breaks ties);
 2. per class (a group's class = its majority label), each group goes to the fold with the fewest
-   items of that class, ties broken by fewest items overall, then by fold index;
+   items of that class, ties broken by fewest items overall, then by a seeded order of the folds;
 3. a repair pass moves (or swaps) groups from the largest to the smallest fold until all fold
    sizes differ by at most one, preferring the move that disturbs the class balance least.
 

@@ -268,8 +268,8 @@ def generate_image(
 
     Returns the RGB image (H, W, 3) uint8 and its masks ``{structure: (H, W) uint8 0/255}``;
     a structure the frame does not have is omitted (CG and ST have no SLEB, ~10 % of AD sessions
-    have none; only ST has a tumour). ``group_params`` (from ``sample_group_params``) is the
-    session's shared anatomy; without it the frame draws its own from the same generator.
+    have none in versions 1 and 2; only ST has a tumour). ``group_params`` (from ``sample_group_params``)
+    is the session's shared anatomy; without it the frame draws its own from the same generator.
     ``size`` is (W, H). ``version`` selects the generator (``SYNTH_VERSIONS``).
     """
     label = _check_label(label)

@@ -192,7 +192,8 @@ def generate_archive(
     """Write the synthetic archive to ``out`` and return ``out``.
 
     Layout: ``out/<CLASS>/<stem>.png`` (RGB), ``out/<CLASS>/masks/<stem>_<structure>.png`` (mode L,
-    0/255, only the structures present) and ``out/SYNTH_INFO.json`` (generator, version, seed, n,
+    0/255, only the structures present), from version 3 ``out/<CLASS>/masks/<stem>_evidence.png`` and
+    ``out/<CLASS>/twins/<stem>.png``, and ``out/SYNTH_INFO.json`` (generator, version, seed, n,
     size, class counts, files with sha256). A non-empty ``out`` is only overwritten when it holds
     a synthetic archive with the same settings; anything else raises ``HfusError``. ``workers``
     processes (default ``os.cpu_count()``) render in parallel; the result does not depend on it.

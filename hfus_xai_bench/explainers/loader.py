@@ -1,4 +1,6 @@
-"""Find a method by name, file or entry point, and turn its output into checked saliency maps."""
+"""Find a method by name, file or entry point, and check what it declares (METADATA, name, kind).
+
+Its outputs become checked ``m255`` maps in :mod:`.contract` (:func:`~.contract.to_m255`)."""
 
 from __future__ import annotations
 

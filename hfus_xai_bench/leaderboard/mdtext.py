@@ -1,7 +1,7 @@
 """A small, safe Markdown-to-HTML converter for the subset the leaderboard's texts use.
 
-Blocks: paragraphs (separated by blank lines) and ``- `` bullet lists (a line that does not start with
-``- `` continues the item above). Inline: ```code``` (its content shown as is), ``**bold**``, ``*em*``
+Blocks: paragraphs (separated by blank lines) and ``- `` or ``* `` bullet lists (a line that starts with
+neither continues the item above). Inline: ```code``` (its content shown as is), ``**bold**``, ``*em*``
 and ``[text](url)`` links whose url is relative, an ``#anchor`` or ``http(s)://`` / ``mailto:`` (any
 other scheme, e.g. ``javascript:``, stays text). Everything else is HTML-escaped, so no text can inject
 markup.

@@ -80,9 +80,9 @@ class Checkpoint:
     hub_revision: str | None = None
     #: where the weights are published (:data:`PUBLISHED`); None for a card that is not in the registry
     published: str | None = None
-    #: where the card was found: "package", "cache", "hub", "path"
+    #: where the card was found: "package", "cache", "path"
     origin: str = "package"
-    #: folder of the card (None for Hub-only entries); the weights file is looked up next to it
+    #: folder of the card (a Hub entry's is the package folder); the weights file is looked up next to it
     card_dir: Path | None = field(default=None, compare=False)
     #: everything else of the card: metrics, recipe, init, epochs, seed, environment ...
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)

@@ -43,8 +43,8 @@ class ReferenceSlot:
 
 
 def reference_set() -> list[ReferenceSlot]:
-    """Every architecture × fold of the default track, with the checkpoint :func:`find_checkpoint` would
-    use for it (registered or trained into the user cache; None: none yet)."""
+    """Every architecture × fold of the default track, with its checkpoint on the current revision, chosen as
+    :func:`find_checkpoint` chooses (registered or trained into the user cache; None: none yet)."""
     from ..data.dataset import synth_revision
 
     revision = synth_revision()

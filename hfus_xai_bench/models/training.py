@@ -191,7 +191,7 @@ def train_model(
     Returns:
         The best-validation model (eval mode, on ``device``) and a history dict (``epochs``: per-epoch
         records, ``best_epoch``, ``best_val_acc``, ``best_val_loss``, ``init``, ``device``,
-        ``seconds_per_epoch``).
+        ``deterministic``, ``seconds_per_epoch``).
     """
     if epochs < 1 or batch_size < 1:
         raise HfusError("--epochs and --batch-size must be >= 1")
