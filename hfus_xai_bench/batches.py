@@ -320,7 +320,9 @@ def prepare_fold(
     from .models.checkpoints import load_model
 
     spec = get_arch(arch)
-    model, info = load_model(spec.name, dataset=config.dataset, fold=fold, device=str(device))
+    model, info = load_model(
+        spec.name, dataset=config.dataset, fold=fold, device=str(device), revision=config.revision
+    )
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     k_copies = config.randomisations if needs & set(COPY_EXTRAS) else 0

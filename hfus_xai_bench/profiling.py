@@ -179,7 +179,11 @@ def record_row_times(record: Mapping[str, Any], repeat: int = 3) -> dict[str, Ro
     times = {}
     for arch in record["cost"]:
         model, _ = load_model(
-            arch, dataset=record["dataset"]["id"], fold=int(options["folds"][0]), device=str(device)
+            arch,
+            dataset=record["dataset"]["id"],
+            fold=int(options["folds"][0]),
+            device=str(device),
+            revision=record["dataset"].get("revision"),
         )
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)

@@ -133,7 +133,7 @@ def make_fakes() -> dict:
             raise HfusError(f"{FAKE_DATASET} has one revision, {FAKE_REVISION}; drop --revision")
         return ds
 
-    def load_model(arch, dataset=FAKE_DATASET, fold=0, checkpoint=None, device="cpu"):
+    def load_model(arch, dataset=FAKE_DATASET, fold=0, checkpoint=None, device="cpu", revision=None):
         return model, SimpleNamespace(checkpoint=card, sha256=FAKE_SHA)
 
     def load_checkpoint_model(arch, fold, sha256, dataset, device):

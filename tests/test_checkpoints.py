@@ -16,6 +16,7 @@ import torch
 from hfus_xai_bench import cli
 from hfus_xai_bench.config import parse_list
 from hfus_xai_bench.constants import ARCH_NAMES, NUM_FOLDS, arch_name
+from hfus_xai_bench.data.dataset import synth_revision
 from hfus_xai_bench.errors import HfusError
 from hfus_xai_bench.models import checkpoints as C
 from hfus_xai_bench.models import reference as R
@@ -175,7 +176,9 @@ def test_user_cache_is_found_and_listed(model, capsys):
 
 def test_dropping_card_and_weights_into_package_folder_registers(tmp_path, model):
     pkg = tmp_path / "package"
-    sha = C.save_checkpoint(model, pkg / "shipped", _card(dataset={"id": "hfus-synth", "revision": "v1"}))
+    sha = C.save_checkpoint(
+        model, pkg / "shipped", _card(dataset={"id": "hfus-synth", "revision": synth_revision()})
+    )
     # a card whose weights are absent (and with no Hub entry) does not register
     orphan = json.loads((pkg / "shipped.json").read_text())
     (pkg / "orphan.json").write_text(json.dumps({**orphan, "name": "orphan", "file": "orphan.safetensors"}))
@@ -195,6 +198,30 @@ def test_dropping_card_and_weights_into_package_folder_registers(tmp_path, model
     assert info.path == pkg / "shipped.safetensors"
     _, info = C.load_model("mobilenet_v2", checkpoint="shipped")  # by registry name
     assert info.sha256 == sha
+
+
+def test_the_synthetic_track_is_evaluated_with_checkpoints_of_its_own_revision(tmp_path, model, monkeypatch):
+    """Revisions of hfus-synth are different data (generator versions): a checkpoint trained on one never
+    evaluates another, wherever it was found (here the user cache)."""
+    monkeypatch.setattr(C, "REGISTRY", {})
+    cache = C.user_checkpoint_dir()
+    card = _card(dataset={"id": "hfus-synth", "revision": "synth-v2-seed0"}, fold=2, name="old")
+    C.save_checkpoint(model, cache / "old", card)
+    assert C.checkpoint_source("hfus-synth") == ("hfus-synth", synth_revision())
+    assert C.find_checkpoint("mobilenet_v2", fold=2, revision="synth-v2-seed0").name == "old"
+    with pytest.raises(HfusError) as err:
+        C.load_model("mobilenet_v2", fold=2)  # the current revision: the v2 one is not taken
+    assert f"no checkpoint for mobilenet_v2 on hfus-synth {synth_revision()} fold 2" in str(err.value)
+    with pytest.raises(HfusError) as err:
+        C.find_checkpoint("mobilenet_v2", fold=3, revision="synth-v2-seed0")
+    message = str(err.value)
+    assert "on hfus-synth synth-v2-seed0 fold 3" in message
+    assert (
+        "train one with `hfus-bench train --models mobilenet_v2 --folds 3 --revision synth-v2-seed0`"
+        in message
+    )
+    # another dataset takes its checkpoints whatever revision is asked for
+    assert C.checkpoint_source("owner/data", "abc") == ("owner/data", None)
 
 
 def _register(pkg: Path, model, name: str, published: str, fold: int, keep_weights: bool) -> str:

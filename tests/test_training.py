@@ -337,7 +337,7 @@ def test_train_writes_verified_card_and_cli(tmp_path, fake_data, capsys, monkeyp
     assert "test fold 1: accuracy" in out and "mobilenet_v2_hfus-synth_fold1_seed3.safetensors" in out
     assert re.search(r"twins of correctly classified AD/PS/ST test images predicted CG: \d+/\d+\n", out)
     monkeypatch.setattr(C, "REGISTRY", {})  # else the registered fold 1 comes first (find_checkpoint)
-    _, info = C.load_model("mobilenet_v2", fold=1)
+    _, info = C.load_model("mobilenet_v2", fold=1, revision="synth-test")  # the fake data's revision
     assert info.checkpoint.origin == "cache" and info.checkpoint.meta["seed"] == 3
     # the card records the command as typed (the library call above recorded none) and, with twins, the
     # flip block (the library call's data had none)

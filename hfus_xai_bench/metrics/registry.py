@@ -42,18 +42,9 @@ Scope = Literal["image", "fold"]
 Category = Literal["localisation", "faithfulness", "sanity", "model"]
 
 #: Columns of a ``per_image`` row that are not metric values.
-ROW_KEYS = (
-    "arch",
-    "fold",
-    "image_id",
-    "label",
-    "pred",
-    "target",
-    "failed",
-    "randomised_failed",
-    "runner_up",
-    "runner_up_failed",
-)
+ROW_KEYS = ("arch", "fold", "image_id", "label", "pred", "target", "failed", "randomised_failed")
+#: More such columns, in the rows of a run that explained the runner-up class (PROTOCOL §9).
+RUNNER_UP_ROW_KEYS = ("runner_up", "runner_up_failed")
 #: The headline output: tables are sorted and ranked by it.
 HEADLINE = "hit_rate@1"
 
@@ -197,7 +188,7 @@ def check_metric(metric: Metric, others: Iterable[Metric] = ()) -> None:
     if not metric.values:
         raise HfusError(f"metric {metric.id}: declare at least one per-image value")
     names = [v.name for v in metric.values]
-    taken = {v.name for m in others for v in m.values} | set(ROW_KEYS)
+    taken = {v.name for m in others for v in m.values} | set(ROW_KEYS) | set(RUNNER_UP_ROW_KEYS)
     clash = sorted((set(names) & taken) | {n for n in names if names.count(n) > 1})
     if clash:
         raise HfusError(

@@ -345,14 +345,20 @@ def verify_sha256(path: str | Path, expected: str) -> str:
     return actual
 
 
-def checkpoint_source(dataset: str) -> tuple[str, str | None]:
-    """The (dataset id, revision; None = any) whose checkpoints evaluate ``dataset``.
+def checkpoint_source(dataset: str, revision: str | None = None) -> tuple[str, str | None]:
+    """The (dataset id, revision; None = any) whose checkpoints evaluate ``dataset`` at ``revision``.
 
-    The rule (PROTOCOL §3): a folder holding :data:`AUDIT_BUILD_CARD` is the synthetic track rebuilt at an
-    unpublished seed with generator version V (an audit build); no checkpoint has seen any of its images, and
-    it is evaluated with the checkpoints trained on the default track of the same version (``hfus-synth``,
+    The rule (PROTOCOL §2, §3): the synthetic track's revisions are different data (generator versions), so
+    ``hfus-synth`` is evaluated only with checkpoints trained on the same revision (default: the current
+    one). A folder holding :data:`AUDIT_BUILD_CARD` is the synthetic track rebuilt at an unpublished seed
+    with generator version V (an audit build); no checkpoint has seen any of its images, and it is evaluated
+    with the checkpoints trained on the default track of the same version (``hfus-synth``,
     ``synth-vV-seed0``), never another version's. Every other dataset uses its own checkpoints.
     """
+    if str(dataset) == SYNTH_DATASET:
+        from ..data.dataset import synth_revision
+
+        return SYNTH_DATASET, revision or synth_revision()
     card_path = Path(str(dataset)).expanduser() / AUDIT_BUILD_CARD
     if not card_path.is_file():
         return str(dataset), None
@@ -373,12 +379,14 @@ def checkpoint_source(dataset: str) -> tuple[str, str | None]:
     return SYNTH_DATASET, synth_revision(version)
 
 
-def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> Checkpoint:
+def find_checkpoint(
+    arch: str, dataset: str = SYNTH_DATASET, fold: int = 0, revision: str | None = None
+) -> Checkpoint:
     """The checkpoint for (arch, dataset, fold): registry first, then the user cache, one whose weights can
-    be had first (:func:`preferred`); an audit build borrows the default track's
-    (:func:`checkpoint_source`)."""
+    be had first (:func:`preferred`); on ``hfus-synth`` one trained on ``revision`` (default: the current
+    one), and an audit build borrows the default track's (:func:`checkpoint_source`)."""
     name = get_arch(arch).name
-    source, revision = checkpoint_source(dataset)
+    source, revision = checkpoint_source(dataset, revision)
     matches = [
         entry
         for entry in list_checkpoints(include_cache=True)
@@ -390,21 +398,33 @@ def find_checkpoint(arch: str, dataset: str = SYNTH_DATASET, fold: int = 0) -> C
     entry = preferred(matches)
     if entry is not None:
         return entry
-    hint = train_hint(name, int(fold), source)
     offline = " (offline)" if hub_offline() else ""
-    if revision is not None:
+    if source != str(dataset):
         raise HfusError(
             f"no checkpoint for {name} on {source} {revision} fold {fold}{offline}: an audit build is "
             f"evaluated with the checkpoints of the default track of its generator version; train one with "
-            f"`{hint}` on that revision"
+            f"`{train_hint(name, int(fold), source)} --revision {revision}`"
         )
     if dataset == SYNTH_DATASET:
-        hint = reference_train_command(name, int(fold))
+        hint = _synth_train_command(name, int(fold), str(revision))
+        where = f"{dataset} {revision}"
+    else:
+        hint, where = train_hint(name, int(fold), str(dataset)), str(dataset)
     raise HfusError(
-        f"no checkpoint for {name} on {dataset} fold {fold}{offline}: none is registered or cached in "
+        f"no checkpoint for {name} on {where} fold {fold}{offline}: none is registered or cached in "
         f"{user_checkpoint_dir()}; train one with `{hint}`, or put a trained one there (its .safetensors and "
         "card .json, as `hfus-bench train` writes them); `hfus-bench models` lists the checkpoints found"
     )
+
+
+def _synth_train_command(arch: str, fold: int, revision: str) -> str:
+    """The reference recipe's command on the current revision (:func:`reference_train_command`); on an
+    older one the command's defaults on that revision."""
+    from ..data.dataset import synth_revision
+
+    if revision == synth_revision():
+        return reference_train_command(arch, fold)
+    return f"{train_hint(arch, fold, SYNTH_DATASET)} --revision {revision}"
 
 
 def _entry_for_path(path: Path, arch: str | None) -> Checkpoint:
@@ -463,17 +483,19 @@ def load_model(
     fold: int = 0,
     checkpoint: str | Path | Checkpoint | None = None,
     device: str | torch.device = "cpu",
+    revision: str | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
     """Load a verified reference model in eval mode on ``device``.
 
-    ``checkpoint``: None (the registered or cached checkpoint for (arch, dataset, fold)), a registry
-    name, a :class:`Checkpoint`, or a local path (``.safetensors`` with its ``.json`` card next to it,
-    or the card itself). The sha256 of the weights file is checked against the card before use.
+    ``checkpoint``: None (the registered or cached checkpoint for (arch, dataset, fold), on ``hfus-synth``
+    trained on ``revision``: :func:`find_checkpoint`), a registry name, a :class:`Checkpoint`, or a local
+    path (``.safetensors`` with its ``.json`` card next to it, or the card itself). The sha256 of the
+    weights file is checked against the card before use.
     """
     if isinstance(checkpoint, Checkpoint):
         entry = checkpoint
     elif checkpoint is None:
-        entry = find_checkpoint(arch, dataset, fold)
+        entry = find_checkpoint(arch, dataset, fold, revision)
     elif isinstance(checkpoint, str) and checkpoint in REGISTRY:
         entry = REGISTRY[checkpoint]
     else:
