@@ -79,7 +79,8 @@ def _info(args: argparse.Namespace) -> int:
     matches, status = golden_status(prov)
     print(f"id:       {prov['id']}")
     print(f"revision: {prov['revision']}")
-    print(f"sha256:   {prov['sha256']} (content hash: decoded pixels, masks, SLMs, ids, labels, folds)")
+    content = "decoded pixels, masks, SLMs, evidence, twins, ids, labels, folds, groups"
+    print(f"sha256:   {prov['sha256']} (content hash: {content})")
     print(f"golden:   {status}")
     print(f"images:   {prov['n_images']} ({n_classes} classes: {', '.join(ds.features['label'].names)})")
     print(describe(ds))

@@ -49,25 +49,25 @@ else *pass* when at least half are scored and the upper bounds of the 95 % CIs o
 the mean Pearson r between the maps of the trained model and of the copies are both below
 {RANDOMISATION_PASS_BELOW:g} (the CI resamples the copies, then the images), else *fail*. Below the ranked
 rows: *fail* rows (every sanity baseline by construction), marked *maps do not depend enough on the model*;
-*undetermined* rows, marked *randomisation undecided* with the degenerate share D; entries without §7 data;
-and, on tracks with class evidence, the oracle rows (the evidence mask itself, PROTOCOL §9): references,
-never ranked.
+*undetermined* rows, marked *randomisation undecided* with the degenerate share D; verdicts over another
+number of copies; entries without §7 data; and, on tracks with class evidence, the oracle rows (the evidence
+mask itself and at the 7×7 grid, PROTOCOL §9): references, never ranked.
 
 **Rank** is a range where confidence intervals overlap: for a ranked method with HR1 CI [l, u] among the
 ranked methods of the same table, rank = [1 + #methods whose CI lower bound is above u, #methods whose CI
 upper bound is at or above l] (itself included). A single number means no other method's CI overlaps.
 
-**Columns.** `ΔHR1 vs depth_prior` (and, in the second table of each section, ΔHR1 and ΔROAD vs `depth_prior`
-and vs `random`, plus Δ evidence hit and mass vs `input` on evidence tracks; PROTOCOL §7.3) is the mean over
-the shared images of the method's per-image value minus the baseline's on the same image, with a *paired*
-bootstrap 95 % CI: the rows of a table share the dataset revision and content hash, the checkpoints and the
-images. A CI above 0 means the method beats that baseline on these images. `ROAD` is `road@1/combined`
-((LeRF − MoRF) / 2, −0.5…0.5, higher is better). `ρ rand.` is the mean Spearman ρ between the maps of the
-trained model and of its randomised copies (lower is better; 1 for any map that does not depend on the
-model), with `ρ cross` in parentheses (the ρ between the maps of two different images, a reference for how
-much a map changes at all); `r rand.` is the same with Pearson's r, with the degenerate share D in
-parentheses. On evidence tracks (PROTOCOL §9) `ev. hit` / `ev. mass` score the map against where the class
-evidence is rendered, with their gains over the randomised copies (a model-blind map gains 0),
+**Columns.** `ΔHR1 vs depth_prior` (and, in the second table of each section, ΔHR1 and ΔROAD, on evidence
+tracks also Δ evidence hit and mass, each vs `depth_prior`, `random` and, on evidence tracks, `input`;
+PROTOCOL §7.3) is the mean over the shared images of the method's per-image value minus the baseline's on the
+same image, with a *paired* bootstrap 95 % CI: the rows of a table share the dataset revision and content
+hash, the checkpoints and the images. A CI above 0 means the method beats that baseline on these images.
+`ROAD` is `road@1/combined` ((LeRF − MoRF) / 2, −0.5…0.5, higher is better). `ρ rand.` is the mean Spearman ρ
+between the maps of the trained model and of its randomised copies (lower is better; 1 for any map that does
+not depend on the model), with `ρ cross` in parentheses (the ρ between the maps of two different images, a
+reference for how much a map changes at all); `r rand.` is the same with Pearson's r, with the degenerate
+share D in parentheses. On evidence tracks (PROTOCOL §9) `ev. hit` / `ev. mass` score the map against where
+the class evidence is rendered, with their gains over the randomised copies (a model-blind map gains 0),
 `class_sensitivity@1` flags maps that ignore the class, and `counterfactual@1` (measured on the model, not the
 method) is shown once, next to accuracy.
 

@@ -91,12 +91,13 @@ COUNTERFACTUAL_COLUMNS = ("counterfactual@1/effect", "counterfactual@1/flip")
 ORDER = ("ranked", "fail", "undetermined", "other_copies", "no_s7", "reference")
 UNRANKED_HEADINGS = {
     "fail": "not ranked — maps do not depend enough on the model (randomisation verdict fail: the 95 % CI of "
-    "ρ or r reaches 0.5; v1.1 entries: randomisation@1/pass false)",
+    "ρ or r reaches 0.5, or fewer than half the pairs are scored; v1.1 entries: randomisation@1/pass false)",
     "undetermined": "not ranked — randomisation undecided (more than half of the image × copy pairs are "
     "degenerate: a constant map on one side)",
     "other_copies": "not ranked — randomisation over another number of copies (ranking needs K = 3)",
     "no_s7": "not ranked — no §7 data (entries made before randomisation and road@1; re-run them)",
-    "reference": "references — never ranked (oracle rows: the evidence mask itself, PROTOCOL §9)",
+    "reference": "references — never ranked (oracle rows: the evidence mask itself and at the 7×7 grid, "
+    "PROTOCOL §9)",
 }
 _ARROWS = {"higher": " ↑", "lower": " ↓", "none": ""}
 
