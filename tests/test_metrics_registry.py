@@ -69,6 +69,8 @@ def test_builtin_entries() -> None:
         "class_sensitivity@1/rho",
         "counterfactual@1/effect",
         "counterfactual@1/flip",
+        "counterfactual@1/flip_hit",
+        "counterfactual@1/flip_mass",
     ]
     for m in METRICS.values():
         assert m.id == f"{m.name}@{m.version}" and len(m.description) > 80

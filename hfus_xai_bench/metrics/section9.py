@@ -202,6 +202,7 @@ SECTION9: tuple[Metric, ...] = (
                 (0.0, 1.0),
                 "evidence@1 hit on the images whose twin flips the model to CG",
                 "cf_flip_hit",
+                label="flip ev hit",
             ),
             Output(
                 "flip_mass",
@@ -209,6 +210,7 @@ SECTION9: tuple[Metric, ...] = (
                 (0.0, 1.0),
                 "evidence@1 mass on the images whose twin flips the model to CG",
                 "cf_flip_mass",
+                label="flip ev mass",
             ),
         ),
         tables=(
