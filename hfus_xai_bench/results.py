@@ -61,7 +61,7 @@ class FoldScores:
     values: dict[str, np.ndarray]
     seconds: float = 0.0
     forward_images: float = 0.0
-    maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed)
+    maps: np.ndarray | None = None  # uint8 m255 [N, 224, 224] (zeros where failed, non_finite aside)
     #: per image, per randomised copy: why the copy's map failed (PROTOCOL §7.1.1; None = ok), None if not
     #: run; records made before §7.1.1 hold one reason per image (one copy)
     randomised_failed: list[list[str | None]] | list[str | None] | None = None
@@ -104,31 +104,36 @@ def per_image_output(out: registry.Output, values: dict[str, np.ndarray]) -> np.
 def summarize(
     runs: Sequence[FoldScores], values: Sequence[np.ndarray], ci: Sequence[float] | None = None
 ) -> dict[str, Any]:
-    """Summary of one score over the folds of one arch: mean of fold means, fold-stratified CI (or ``ci``
-    when the output defines its own, ``Output.ci``), per fold; per class and correct/incorrect over the
-    pooled images (:func:`metrics.summarize`)."""
+    """Summary of one score over the folds of one arch (PROTOCOL §4: means over the images of each fold,
+    then over folds): mean of fold means, fold-stratified CI (or ``ci`` when the output defines its own,
+    ``Output.ci``), per fold, and per class and correct/incorrect as the mean over the folds that have
+    such images of their means (:func:`metrics.summarize`); ``n`` / ``n_nan`` count every fold's images."""
     from .metrics import summarize as summarize_images
 
-    fold_means = {
-        str(run.fold): summarize_images(v, n_resamples=1)["mean"] for run, v in zip(runs, values, strict=True)
-    }
-    finite = [m for m in fold_means.values() if m is not None]
-    labels = np.concatenate([run.labels for run in runs])
-    correct = np.concatenate([run.preds == run.labels for run in runs])
-    pooled = summarize_images(np.concatenate(values), labels=labels, correct=correct, n_resamples=1)
+    views = [
+        summarize_images(v, labels=run.labels, correct=run.preds == run.labels, n_resamples=1)
+        for run, v in zip(runs, values, strict=True)
+    ]
+    fold_means = {str(run.fold): view["mean"] for run, view in zip(runs, views, strict=True)}
     return {
-        "mean": json_number(np.mean(finite)) if finite else None,
+        "mean": _mean_over_folds(list(fold_means.values())),
         "ci95": [
             json_number(x)
             for x in (ci or fold_bootstrap(values, n_resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED))
         ],
         "per_fold": fold_means,
-        "per_class": pooled["per_class"],
-        "correct": pooled["correct"],
-        "incorrect": pooled["incorrect"],
-        "n": pooled["n"],
-        "n_nan": pooled["n_nan"],
+        "per_class": {c: _mean_over_folds([view["per_class"][c] for view in views]) for c in CLASSES},
+        "correct": _mean_over_folds([view["correct"] for view in views]),
+        "incorrect": _mean_over_folds([view["incorrect"] for view in views]),
+        "n": sum(view["n"] for view in views),
+        "n_nan": sum(view["n_nan"] for view in views),
     }
+
+
+def _mean_over_folds(means: Sequence[float | None]) -> float | None:
+    """The mean of the folds' means that exist (None: no fold has a value)."""
+    finite = [m for m in means if m is not None]
+    return json_number(np.mean(finite)) if finite else None
 
 
 def _classification(runs: Sequence[FoldScores]) -> dict[str, Any]:
@@ -310,6 +315,8 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
     by_arch: dict[str, list[FoldScores]] = {}
     for run in runs:
         by_arch.setdefault(run.arch, []).append(run)
+    for arch_runs in by_arch.values():  # folds ascending, whatever order they were run in (§4's CIs)
+        arch_runs.sort(key=lambda r: r.fold)
     metrics: dict[str, dict[str, Any]] = {}
     classification, counts, cost = {}, {}, {}
     for metric in registry.METRICS.values():
@@ -317,14 +324,12 @@ def aggregate(runs: Sequence[FoldScores]) -> dict[str, Any]:
             per_fold = [run.metric_values(metric) for run in arch_runs]
             if any(v is None for v in per_fold):
                 continue
-            folds = [run.fold for run in arch_runs]
-            ascending = [per_fold[i] for i in sorted(range(len(folds)), key=folds.__getitem__)]
             for out in metric.outputs:
                 values = [per_image_output(out, v) for v in per_fold]
-                ci = None if out.ci is None else registry.resolve(out.ci)(ascending)
+                ci = None if out.ci is None else registry.resolve(out.ci)(per_fold)
                 metrics.setdefault(metric.key(out), {})[arch] = summarize(arch_runs, values, ci)
             for table in metric.tables:
-                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(ascending)
+                metrics.setdefault(metric.key(table), {})[arch] = registry.resolve(table.summarise)(per_fold)
     for arch, arch_runs in by_arch.items():
         classification[arch] = _classification(arch_runs)
         counts[arch] = _counts(arch_runs)

@@ -15,6 +15,7 @@ from hfus_xai_bench.explainers.loader import Method
 from hfus_xai_bench.metrics import bootstrap_ci, fold_bootstrap, registry
 from hfus_xai_bench.results import (
     FoldScores,
+    aggregate,
     build_result,
     per_image_rows,
     schema,
@@ -87,10 +88,23 @@ def test_mean_of_fold_means_and_breakdowns():
     s = summarize(runs, [r.output("hit_rate@1") for r in runs])
     assert s["per_fold"] == {"0": 2.0, "1": 0.5}
     assert s["mean"] == pytest.approx(1.25)  # mean of fold means, not the pooled 1.0
-    assert s["per_class"] == {"AD": 1.0, "CG": 1.0, "PS": 0.0, "ST": 2.0}
-    assert s["correct"] == pytest.approx(0.6) and s["incorrect"] == pytest.approx(3.0)
+    # the views too are means of the folds' means, over the folds that have such images (PROTOCOL §4):
+    # CG = (3.0 + mean(0, 0)) / 2, not the pooled mean(3, 0, 0) = 1.0; correct = (1.0 + 0.5) / 2, not 0.6
+    assert s["per_class"] == {"AD": 1.0, "CG": 1.5, "PS": 0.0, "ST": 2.0}
+    assert s["correct"] == pytest.approx(0.75) and s["incorrect"] == pytest.approx(3.0)
+    assert s["n"] == 6 and s["n_nan"] == 0
     low, high = s["ci95"]
     assert 0.0 <= low <= s["mean"] <= high <= 3.0
+
+
+def test_the_summary_does_not_depend_on_the_order_the_folds_ran_in():
+    """`--folds 1,0` and `--folds 0,1` give the same record: the fold bootstrap draws folds ascending."""
+    runs = [fake_scores("mobilenet_v2", f, 2.0, 10 + f) for f in (0, 1, 2)]
+    forward, backward = aggregate(runs), aggregate(runs[::-1])
+    assert forward["metrics"] == backward["metrics"]
+    assert forward["metrics"]["hit_rate@1"]["mobilenet_v2"]["ci95"] == [
+        pytest.approx(x) for x in fold_bootstrap([r.output("hit_rate@1") for r in runs])
+    ]
 
 
 def test_nan_values_are_excluded_and_counted():
