@@ -145,6 +145,33 @@ def test_synth_build_refuses_data_that_differ_from_golden(cache, monkeypatch):
     assert not D.is_dataset_folder(D.synth_dataset_dir())  # nothing cached
 
 
+def test_a_cached_synth_copy_that_differs_from_golden_is_refused_on_load(cache, monkeypatch):
+    """PROTOCOL §1: never a silent other dataset, also for a copy changed after its build was checked."""
+    monkeypatch.setattr(D, "SYNTH_N", 8)
+    monkeypatch.setattr(D, "SYNTH_WORKERS", 1)
+    import hfus_xai_bench.data.golden as G
+
+    monkeypatch.setattr(G, "load_golden", lambda revision: None)  # build the small copy unchecked
+    ds = D.load_dataset("hfus-synth")
+    images, sha = D.image_sha256s(ds), D.dataset_provenance(ds)["sha256"]
+    golden = {"generator": {"n": 8}, "images": dict(images), "dataset_sha256": sha}
+    monkeypatch.setattr(G, "load_golden", lambda revision: golden)
+    assert len(D.load_dataset("hfus-synth")) == 8  # the golden copy loads
+    folder, first = D.synth_dataset_dir(), sorted(images)[0]
+    golden.update(images={**images, first: "0" * 64}, dataset_sha256="f" * 64)
+    with pytest.raises(
+        HfusError, match=rf"cached {D.synth_revision()} at {folder} differs .* in 1 images \({first}\)"
+    ):
+        D.load_dataset("hfus-synth")
+    golden.update(images=dict(images))  # every image matches, the content hash does not (e.g. swapped folds)
+    with pytest.raises(HfusError, match="labels, groups or folds .*delete that folder and run again"):
+        D.load_dataset("hfus-synth")
+    golden.update(generator={"n": 631})
+    monkeypatch.setattr(D, "SYNTH_N", 631)  # a full-size session meets a smaller build left in the cache
+    with pytest.raises(HfusError, match="holds 8 images, not 631; delete that folder"):
+        D.load_dataset("hfus-synth")
+
+
 def test_golden_status_lines():
     from hfus_xai_bench.data.golden import golden_status, load_golden
 

@@ -299,8 +299,36 @@ def load_dataset(source: str = SYNTH_DATASET, revision: str | None = None) -> da
         "shards": shards,
         "n_images": len(ds),
     }
+    if ident == SYNTH_DATASET:
+        _check_cached_synth(folder, ds, rev, prov["sha256"])
     attach_provenance(ds, prov)
     return ds
+
+
+def _check_cached_synth(folder: Path, ds: datasets.Dataset, revision: str, sha256: str) -> None:
+    """PROTOCOL §1: a cached copy of the synthetic track whose content differs from the golden hashes is an
+    error naming the images that differ, never a silent other dataset (the build checks them once; this
+    catches a copy changed or left by another build since). Skipped where no golden hash applies (a smaller
+    build, :data:`SYNTH_N`, in tests)."""
+    from .golden import load_golden, mismatches
+
+    golden = load_golden(revision)
+    n = golden["generator"]["n"] if golden else None
+    if golden is None or n != SYNTH_N or sha256 == golden["dataset_sha256"]:
+        return
+    if len(ds) != n:
+        what = f"holds {len(ds)} images, not {n}"
+    else:
+        bad = mismatches(golden["images"], image_sha256s(ds))
+        shown = ", ".join(bad[:10]) + (f", … ({len(bad) - 10} more)" if len(bad) > 10 else "")
+        what = (
+            f"differs from its golden hashes in {len(bad)} images ({shown})"
+            if bad
+            else ("differs from its golden content hash in labels, groups or folds (every image matches)")
+        )
+    raise HfusError(
+        f"the cached {revision} at {folder} {what}; delete that folder and run again to rebuild it"
+    )
 
 
 # Absent columns hash as b"" (a no-op), so adding evidence / twin left the v1 / v2 hashes unchanged.
