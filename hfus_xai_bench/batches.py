@@ -124,7 +124,7 @@ class BatchOutput:
     batch: Batch
     preds: np.ndarray
     targets: np.ndarray
-    m255: np.ndarray  # uint8 (B, 224, 224), zeros where failed
+    m255: np.ndarray  # uint8 (B, 224, 224), zeros where failed (non_finite: see to_m255)
     failed: list[str | None]
     seconds: float
     forward_images: int

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .constants import COST_STAGES, FE_EXCLUDED_STAGES
-from .errors import HfusError
+from .errors import HarnessError, HfusError
 from .explainers.contract import ExplainContext, run_method, to_m255
 from .seeding import seed_global
 
@@ -279,7 +279,9 @@ class PassCounter:
         if not self.counting:
             return
         if self.current is None:
-            raise HfusError("internal: a model pass outside any cost stage (PROTOCOL §6); please report it")
+            raise HarnessError(
+                "internal: a model pass outside any cost stage (PROTOCOL §6); please report it"
+            )
         kind[self.current] += rows
 
     def watch(self, model: nn.Module) -> None:

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from hfus_xai_bench.errors import HarnessError
 from hfus_xai_bench.explainers.contract import (
     FAIL_EMPTY,
     NEGATIVE_MAP,
@@ -17,6 +18,7 @@ from hfus_xai_bench.explainers.contract import (
     run_method,
     to_m255,
 )
+from hfus_xai_bench.metrics import normalize_attribution
 
 CPU = torch.device("cpu")
 
@@ -25,6 +27,28 @@ def test_exit_in_a_method_fails_its_images_and_the_run_goes_on():
     images, targets = torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)
     outputs = run_method(lambda x, t: sys.exit(0), images, targets)
     assert outputs == [(None, "exception: SystemExit: the method called exit(0)")] * 2
+
+
+def test_an_hfus_error_of_a_helper_the_method_calls_fails_that_image_only():
+    """PROTOCOL §3: an exception counts per image, an HfusError raised by a package helper included; only
+    the harness's own error (HarnessError) stops the run."""
+
+    def nan_on_first(images, targets):
+        a = torch.ones(len(images), 3, 8, 8)
+        if bool((targets == 0).any()):
+            a[0, 0, 0, 0] = float("nan")
+        return normalize_attribution(a)
+
+    images, targets = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])
+    outputs = run_method(nan_on_first, images, targets)
+    assert outputs[0][0] is None and outputs[0][1].startswith("exception: HfusError: ")
+    assert "NaN or Inf" in outputs[0][1] and outputs[1][1] is None and outputs[1][0].shape == (1, 8, 8)
+
+    def harness_fails(images, targets):
+        raise HarnessError("internal: a model pass outside any cost stage (PROTOCOL §6); please report it")
+
+    with pytest.raises(HarnessError, match="outside any cost stage"):
+        run_method(harness_fails, images, targets)
 
 
 def test_ctrl_c_in_a_method_is_not_caught():

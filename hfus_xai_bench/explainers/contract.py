@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import ARCHITECTURES, IMAGE_SIZE
-from ..errors import HfusError
+from ..errors import HarnessError, HfusError
 
 MapKind = Literal["map", "attribution"]
 
@@ -261,10 +261,11 @@ def run_method(
     explainer: Callable, images: torch.Tensor, targets: torch.Tensor, file: Path | None = None
 ) -> Outputs:
     """``[(raw output, None)]`` for the batch; on an exception the batch is retried image by image, so
-    failures are per image (``(None, "exception: ...")``). HfusError (a harness error) is raised."""
+    failures are per image (``(None, "exception: ...")``), an ``HfusError`` of a helper the method calls
+    included (PROTOCOL §3). A :class:`HarnessError` (the harness's own) is raised."""
     try:
         return [(explainer(images, targets), None)]
-    except HfusError:
+    except HarnessError:
         raise
     except METHOD_ERRORS as err:
         if len(images) == 1:
@@ -293,7 +294,8 @@ def to_m255(
         sign: the attribution reduction of ``normalize_attribution``.
 
     Returns:
-        The m255 maps (zeros where failed) and per image None (ok) or a ``FAIL_*`` reason.
+        The m255 maps (zeros where failed, but a ``non_finite`` map keeps its finite pixels, for
+        inspection; no metric reads a failed image's map) and per image None (ok) or a ``FAIL_*`` reason.
     """
     from ..metrics import quantize
 
