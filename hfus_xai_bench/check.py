@@ -84,14 +84,18 @@ def phantom_batch(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _model(arch: str, device: torch.device) -> tuple[torch.nn.Module, str]:
-    from .models.checkpoints import load_model
+    """The checkpoint of (arch, fold 0), else random weights where none is here; a checkpoint whose file is
+    corrupt or unreadable is an error, never replaced by random weights."""
+    from .models.checkpoints import find_checkpoint, load_model, resolve_file
 
     try:
-        model, _ = load_model(arch, device=str(device))
-        return model, "shipped checkpoint"
+        entry = find_checkpoint(arch)
+        resolve_file(entry)
     except HfusError:
         torch.manual_seed(0)
         return get_arch(arch).build().to(device), "random weights (no checkpoint available)"
+    model, _ = load_model(arch, checkpoint=entry, device=str(device))
+    return model, "shipped checkpoint"
 
 
 def _score_line(

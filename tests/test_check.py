@@ -184,3 +184,23 @@ def test_time_line_says_what_it_times():
     assert "0.500 s/image here, about 63 s for one test fold (126 images); `evaluate` adds" in report.render()
     report.seconds_per_image = 0.001
     assert "under 1 s for one test fold" in report.render()
+
+
+def test_a_corrupt_checkpoint_is_an_error_and_a_missing_one_random_weights(monkeypatch, capsys):
+    """`check` falls back to random weights only where no checkpoint is here, never over a corrupt one."""
+    from hfus_xai_bench.errors import HfusError
+    from hfus_xai_bench.models import checkpoints
+
+    def corrupt(path, expected):
+        raise HfusError(f"sha256 mismatch for {path}: the file is corrupt or was modified")
+
+    monkeypatch.setattr(checkpoints, "verify_sha256", corrupt)
+    assert main(["check", "random", "--limit", "1"]) == 2
+    assert "sha256 mismatch" in capsys.readouterr().err
+
+    def none_here(*args, **kwargs):
+        raise HfusError("no checkpoint for mobilenet_v2 on hfus-synth synth-v3-seed0 fold 0")
+
+    monkeypatch.setattr(checkpoints, "find_checkpoint", none_here)
+    report = check_method("random", n_images=1)
+    assert report.ok and any("random weights (no checkpoint available)" in text for _, text in report.lines)
