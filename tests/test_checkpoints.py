@@ -224,6 +224,21 @@ def test_the_synthetic_track_is_evaluated_with_checkpoints_of_its_own_revision(t
     assert C.checkpoint_source("owner/data", "abc") == ("owner/data", None)
 
 
+def test_a_local_dataset_finds_its_checkpoints_however_its_path_is_typed(tmp_path, model, monkeypatch):
+    """`train` names a local folder by its resolved path (load_dataset's id); a relative path finds it."""
+    data = tmp_path / "mydata"
+    data.mkdir()
+    C.save_checkpoint(model, C.user_checkpoint_dir() / "local", _card(dataset={"id": str(data.resolve())}))
+    monkeypatch.chdir(tmp_path)
+    assert C.checkpoint_source("mydata") == (str(data.resolve()), None)
+    assert (
+        C.find_checkpoint("mobilenet_v2", "mydata", 0).name
+        == C.find_checkpoint("mobilenet_v2", str(data), 0).name
+    )
+    with pytest.raises(HfusError, match="no checkpoint for mobilenet_v2 on mydata fold 1 .*--dataset mydata"):
+        C.find_checkpoint("mobilenet_v2", "mydata", 1)
+
+
 def _register(pkg: Path, model, name: str, published: str, fold: int, keep_weights: bool) -> str:
     """A package card of the default track (weights kept or removed) in the registry; its sha256."""
     from hfus_xai_bench.data.dataset import synth_revision

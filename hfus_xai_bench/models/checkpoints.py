@@ -353,15 +353,17 @@ def checkpoint_source(dataset: str, revision: str | None = None) -> tuple[str, s
     one). A folder holding :data:`AUDIT_BUILD_CARD` is the synthetic track rebuilt at an unpublished seed
     with generator version V (an audit build); no checkpoint has seen any of its images, and it is evaluated
     with the checkpoints trained on the default track of the same version (``hfus-synth``,
-    ``synth-vV-seed0``), never another version's. Every other dataset uses its own checkpoints.
+    ``synth-vV-seed0``), never another version's. Every other dataset uses its own checkpoints (a
+    local folder's id is its resolved path, as :func:`~hfus_xai_bench.data.dataset.load_dataset` names it).
     """
     if str(dataset) == SYNTH_DATASET:
         from ..data.dataset import synth_revision
 
         return SYNTH_DATASET, revision or synth_revision()
-    card_path = Path(str(dataset)).expanduser() / AUDIT_BUILD_CARD
-    if not card_path.is_file():
-        return str(dataset), None
+    folder = Path(str(dataset)).expanduser()
+    card_path = folder / AUDIT_BUILD_CARD
+    if not card_path.is_file():  # a local folder as its cards name it (load_dataset's id), however typed
+        return (str(folder.resolve()) if folder.is_dir() else str(dataset)), None
     from ..data.dataset import synth_revision
     from ..data.synth import SYNTH_VERSIONS
 
@@ -399,7 +401,7 @@ def find_checkpoint(
     if entry is not None:
         return entry
     offline = " (offline)" if hub_offline() else ""
-    if source != str(dataset):
+    if source == SYNTH_DATASET and str(dataset) != SYNTH_DATASET:
         raise HfusError(
             f"no checkpoint for {name} on {source} {revision} fold {fold}{offline}: an audit build is "
             f"evaluated with the checkpoints of the default track of its generator version; train one with "
