@@ -156,6 +156,11 @@ def fold_sizes(ds: Any, config: RunConfig) -> dict[tuple[str, int], int]:
     """Images evaluated per (arch, fold) in run order (architectures, then folds): the test split's size, or
     ``config.limit`` if smaller."""
     sizes = {fold: fold_size(ds, fold, config) for fold in config.folds}
+    empty = [fold for fold, n in sizes.items() if n == 0]
+    if empty:
+        raise HfusError(
+            f"test fold {empty[0]} of this dataset holds no image: nothing to evaluate; choose other --folds"
+        )
     return {(get_arch(arch).name, fold): sizes[fold] for arch in config.models for fold in config.folds}
 
 

@@ -100,3 +100,23 @@ def test_import_flag_errors_are_one_line(tmp_path, capsys, flags, message):
     assert main(["data", "import", str(root), "--quiet", "--workers", "1", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hfus-bench: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_mask_of_another_size_is_imported_with_a_warning(tmp_path, capsys, monkeypatch):
+    """PROTOCOL §1: the importer never guesses silently; a binary mask scaled to its image is named on stderr
+    (a label-coded mask of another size is an error)."""
+    from test_archive import make_archive
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = make_archive(tmp_path / "a", per_class=2)
+    flags = ["--quiet", "--workers", "1", "--expect", "8"]
+    assert main(["data", "import", str(root), "--out", str(tmp_path / "ok"), *flags]) == 0
+    assert "warning" not in capsys.readouterr().err
+    mask = sorted((root / "AD" / "masks").glob("*_epidermis.png"))[0]
+    small = Image.open(mask)
+    small.resize((small.width // 2, small.height // 2), Image.NEAREST).save(mask)
+    assert main(["data", "import", str(root), "--out", str(tmp_path / "ds"), *flags]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: 1 masks differ in size from their image and were scaled to it (")
+    assert mask.name in err and err.count("\n") == 1
+    assert json.loads((tmp_path / "ds" / "manifest.json").read_text())["mask_size_mismatch"]

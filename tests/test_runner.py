@@ -420,3 +420,16 @@ def test_randomised_model_failures_are_counted_apart(fakes_env, tmp_path):
         "non_finite": 1,
     }
     assert rec["metrics"]["randomisation@2/pairs"]["mobilenet_v2"]["failed"] == 2
+
+
+def test_an_empty_test_fold_is_one_clear_error(monkeypatch):
+    """An imported dataset whose groups leave a fold empty: one line naming the fold, before any work."""
+    from hfus_xai_bench.batches import fold_sizes
+    from hfus_xai_bench.data import dataset as D
+
+    monkeypatch.setattr(D, "split_size", lambda ds, fold, split: 0 if fold == 1 else 5)
+    assert fold_sizes(None, RunConfig(folds=[0])) == {("mobilenet_v2", 0): 5}
+    with pytest.raises(
+        HfusError, match="^test fold 1 of this dataset holds no image: .*choose other --folds$"
+    ):
+        fold_sizes(None, RunConfig(folds=[0, 1]))

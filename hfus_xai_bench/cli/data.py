@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 from ..constants import N_IMAGES, NUM_FOLDS, SYNTH_DATASET
 from .common import add_quiet, group
@@ -61,6 +64,7 @@ def _import(args: argparse.Namespace) -> int:
             preview=args.preview,
         )
         print(f"wrote dataset to {out} (see {out / 'manifest.json'} and {out / 'README.md'})")
+        _warn_resized_masks(out / "manifest.json")
     for what, path in (("index", args.write_index), ("preview sheet", args.preview)):
         if path:
             print(f"wrote {what} to {path}")
@@ -146,6 +150,19 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
         help="draw a sheet of images per class with their masks and SLM",
     )
     add_quiet(p)
+
+
+def _warn_resized_masks(manifest: Path) -> None:
+    """PROTOCOL §1 (the importer never guesses silently): one stderr line when masks of another size than
+    their image were scaled to it."""
+    bad = json.loads(manifest.read_text())["mask_size_mismatch"]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f", … ({len(bad) - 3} more)" if len(bad) > 3 else "")
+        print(
+            f"warning: {len(bad)} masks differ in size from their image and were scaled to it ({shown}); "
+            f"check them (manifest.json: mask_size_mismatch)",
+            file=sys.stderr,
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
