@@ -3,7 +3,7 @@
 Public API (imported lazily so that ``import hfus_xai_bench`` stays fast)::
 
     load_dataset(source="hfus-synth", revision=None) -> datasets.Dataset
-    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None) -> (model, ModelInfo)
+    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None, revision=None) -> (model, ModelInfo)
     evaluate(method, config=None, **options) -> Result    # options: the fields of RunConfig
     RunConfig(models=..., folds=..., limit=..., ...)     # one run's configuration
     check_method(method) -> CheckReport; verify_submission(folder) -> VerifyReport

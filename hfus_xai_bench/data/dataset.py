@@ -324,7 +324,7 @@ def _check_cached_synth(folder: Path, ds: datasets.Dataset, revision: str, sha25
         what = (
             f"differs from its golden hashes in {len(bad)} images ({shown})"
             if bad
-            else ("differs from its golden content hash in labels, groups or folds (every image matches)")
+            else "differs from its golden content hash in labels, groups or folds (every image matches)"
         )
     raise HfusError(
         f"the cached {revision} at {folder} {what}; delete that folder and run again to rebuild it"

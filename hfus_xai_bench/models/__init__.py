@@ -3,7 +3,8 @@
 Public API::
 
     get_arch(name) -> ArchSpec
-    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None, device="cpu") -> (model, ModelInfo)
+    load_model(arch, dataset="hfus-synth", fold=0, checkpoint=None, device="cpu", revision=None)
+        -> (model, ModelInfo)
     list_checkpoints() -> list[Checkpoint]
     train(arch, dataset="hfus-synth", fold=0, ...) -> Path   # card path
 
