@@ -168,7 +168,7 @@ CORE: tuple[Metric, ...] = (
                 f"{_LOC}:iou_table",
                 _iou_table_schema(),
                 f"mean IoU per threshold ({THRESHOLDS[0]}, {THRESHOLDS[1]}, …, {THRESHOLDS[-1]} %) "
-                f"× SLM level ({_LEVELS}); NaNs counted",
+                f"× SLM level ({_LEVELS}); n_nan: images without a value there (empty union or failed map)",
             ),
         ),
         description=(

@@ -252,7 +252,8 @@ def score_mask_iou(inputs: ScoringInputs, config: ScoringConfig) -> dict[str, np
 
 
 def iou_table(per_fold: Sequence[dict[str, np.ndarray]], thresholds: Sequence[int] = THRESHOLDS) -> dict:
-    """``mask_iou@1`` section per arch: mean IoU per threshold × level (mean of fold means), NaNs counted."""
+    """``mask_iou@1`` section per arch: mean IoU per threshold × level (mean of fold means); ``n_nan`` per
+    cell: the images without a value (an empty union, or a failed map: the table sees no failure reasons)."""
     iou_folds = [nanmean0(v["iou"]) for v in per_fold]
     return {
         "thresholds": list(thresholds),
