@@ -95,7 +95,7 @@ def _check_same(first: dict[str, Any], rec: dict[str, Any]) -> None:
     """Raise HfusError unless ``rec`` has ``first``'s method, dataset, options (but the grid's), per-image
     columns and maps-file presence."""
     require_same_source(first, rec, "parts")
-    name0, name = Path(first["_path"]).name, Path(rec["_path"]).name
+    name0, name = first["_path"], rec["_path"]
     for label, a, b in (
         ("options", _run_options(first), _run_options(rec)),
         ("per-image columns (metrics scored)", _columns(first), _columns(rec)),
@@ -124,7 +124,7 @@ def _check_disjoint(records: list[dict[str, Any]]) -> dict[tuple[str, int], str]
     """Every record's (arch, fold) pairs, checked to be disjoint; pair → the record's file name."""
     pairs: dict[tuple[str, int], str] = {}
     for rec in records:
-        name = Path(rec["_path"]).name
+        name = rec["_path"]
         for arch, by_fold in rec["checkpoints"].items():
             for fold in by_fold:
                 pair = (arch, int(fold))
@@ -140,7 +140,7 @@ def _provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
         "launcher": "combined",
         "parts": [
             {
-                "file": Path(rec["_path"]).name,
+                "file": rec["_path"],
                 "sha256": rec["_sha256"],
                 "pairs": [[a, int(f)] for a, by_fold in rec["checkpoints"].items() for f in by_fold],
                 "command": rec.get("command"),
@@ -179,7 +179,8 @@ def _write(result: Result, records: list[dict[str, Any]], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     name = result.record["method"]["name"]
     if records[0]["maps_file"] is not None:
-        data = _union_maps(records)
+        grid = [(a, f) for a in result.record["options"]["models"] for f in result.record["options"]["folds"]]
+        data = _union_maps(records, grid)
         tmp = out / f".{name}.maps.npz.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, out / f"{name}.maps.npz")
@@ -189,9 +190,11 @@ def _write(result: Result, records: list[dict[str, Any]], out: Path) -> None:
     os.replace(tmp, out / f"{name}.json")
 
 
-def _union_maps(records: list[dict[str, Any]]) -> bytes:
-    """Every part's maps-file arrays in one compressed npz (each part's sha256 checked first)."""
-    arrays: dict[str, np.ndarray] = {}
+def _union_maps(records: list[dict[str, Any]], grid: list[tuple[str, int]]) -> bytes:
+    """Every part's maps-file arrays in one compressed npz, in grid order (architectures, then folds: the
+    file one run over the grid writes, whatever order the parts were given in); each part's sha256 checked
+    first."""
+    by_pair: dict[str, dict[str, np.ndarray]] = {}
     for rec in records:
         path = Path(rec["_path"]).parent / rec["maps_file"]["path"]
         if not path.is_file():
@@ -199,7 +202,13 @@ def _union_maps(records: list[dict[str, Any]]) -> bytes:
         if sha256_file(path) != rec["maps_file"]["sha256"]:
             raise HfusError(f"{rec['_path']}: maps file {path.name} does not match the sha256 it records")
         with np.load(path, allow_pickle=False) as npz:
-            arrays.update({k: npz[k] for k in npz.files})
+            for key in npz.files:  # "<arch>__fold<k>__<array>", each part's own keys in the order it wrote
+                by_pair.setdefault(key.rsplit("__", 1)[0], {})[key] = npz[key]
+    arrays = {k: v for a, f in grid for k, v in by_pair.pop(f"{a}__fold{f}", {}).items()}
+    if by_pair:
+        raise HfusError(
+            f"maps of {', '.join(sorted(by_pair))} belong to no part of the grid; please report it"
+        )
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()

@@ -255,17 +255,27 @@ def device_kind(options: dict[str, Any]) -> dict[str, Any]:
 def require_same_source(first: dict[str, Any], other: dict[str, Any], what: str) -> None:
     """Raise HfusError unless records ``first`` and ``other`` (``_path`` set) have the same method and dataset
     (id, revision, content hash, size); the message names both files and calls them ``what`` of one run."""
-    name0, name = Path(first["_path"]).name, Path(other["_path"]).name
+    name0, name = first["_path"], other["_path"]
     for key, label in (
         ("method", "method (METADATA, file sha256)"),
         ("dataset", "dataset (id, revision, content hash)"),
     ):
         a, b = first[key], other[key]
+        if key == "method":  # a method file is its METADATA and sha256, wherever it was run from
+            a, b = _method_identity(a), _method_identity(b)
         if key == "dataset":
             a = {k: a.get(k) for k in ("id", "revision", "sha256", "n_images")}
             b = {k: b.get(k) for k in ("id", "revision", "sha256", "n_images")}
         if a != b:
             raise HfusError(differ_message(name, name0, label, a, b, what))
+
+
+def _method_identity(method: dict[str, Any]) -> dict[str, Any]:
+    """A record's method section without the path a method file was given by (``source`` = ``file:…``): the
+    same file run from another folder or machine is the same method (its sha256 says so)."""
+    if str(method.get("source", "")).startswith("file:") and method.get("sha256"):
+        return {k: v for k, v in method.items() if k != "source"}
+    return method
 
 
 def differ_message(name: str, name0: str, label: str, a: dict[str, Any], b: dict[str, Any], what: str) -> str:
@@ -287,8 +297,8 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
     for sh in shards:
         idx = sh["shard"]["index"]
         if idx in seen:
-            raise HfusError(f"shard {idx}/{count} given twice ({seen[idx]} and {Path(sh['_path']).name})")
-        seen[idx] = Path(sh["_path"]).name
+            raise HfusError(f"shard {idx}/{count} given twice ({seen[idx]} and {sh['_path']})")
+        seen[idx] = sh["_path"]
     missing = sorted(set(range(count)) - set(seen))
     if missing:
         raise HfusError(
@@ -301,16 +311,16 @@ def _check_together(shards: list[dict[str, Any]]) -> None:
             key = (entry["arch"], int(entry["fold"]))
             if key in checkpoints and checkpoints[key][1] != entry["checkpoint"]:
                 raise HfusError(
-                    f"{Path(sh['_path']).name} used another {key[0]} fold {key[1]} checkpoint "
+                    f"{sh['_path']} used another {key[0]} fold {key[1]} checkpoint "
                     f"({entry['checkpoint'].get('sha256')}) than {checkpoints[key][0]} "
                     f"({checkpoints[key][1].get('sha256')})"
                 )
-            checkpoints.setdefault(key, (Path(sh["_path"]).name, entry["checkpoint"]))
+            checkpoints.setdefault(key, (sh["_path"], entry["checkpoint"]))
 
 
 def _check_same(first: dict[str, Any], sh: dict[str, Any]) -> None:
     """Raise HfusError unless shard ``sh`` has ``first``'s method, dataset, options, count and flags."""
-    name0, name = Path(first["_path"]).name, Path(sh["_path"]).name
+    name0, name = first["_path"], sh["_path"]
     require_same_source(first, sh, "shards")
     mine, theirs = device_kind(sh["options"]), device_kind(first["options"])
     if mine != theirs:
@@ -384,7 +394,7 @@ def _shares(shards: list[dict[str, Any]], plan: Sequence[Batch]) -> list[ShareOu
     got: dict[tuple[str, int, int, int], str] = {}
     shares = []
     for sh in shards:
-        name = Path(sh["_path"]).name
+        name = sh["_path"]
         if sh["shard"]["n_batches_plan"] != len(plan):
             raise HfusError(
                 f"{name} was cut from a plan of {sh['shard']['n_batches_plan']} batches, "

@@ -107,9 +107,20 @@ def test_folds_run_apart_combine_into_the_record_of_one_run(runs, tmp_path) -> N
     assert [p["command"] for p in parts] == [json.loads(runs[f].read_text())["command"] for f in ("1", "0")]
     maps = _arrays(tmp_path / "failing-gxi.maps.npz")
     reference = _arrays(runs["0,1"].parent / "failing-gxi.maps.npz")
-    assert sorted(maps) == sorted(reference)
+    assert list(maps) == list(reference)  # grid order, whatever order the parts were given in
     assert all(np.array_equal(maps[k], reference[k]) for k in reference)
     assert json.loads((tmp_path / "failing-gxi.json").read_text()) == combined
+
+
+def test_parts_are_named_by_path_and_a_method_file_by_its_sha256(runs, tmp_path) -> None:
+    """Parts in several folders share a file name: refusals and provenance name their paths. The same method
+    file given by another path (another folder or machine) is the same method; other bytes are not."""
+    moved = _edited(runs["1"], tmp_path / "elsewhere", lambda r: r["method"].update(source="file:../m.py"))
+    combined = combine_records([runs["0"], moved], out=tmp_path / "out").record
+    assert [p["file"] for p in combined["environment"]["run"]["parts"]] == [str(runs["0"]), str(moved)]
+    other = _edited(runs["1"], tmp_path / "other", lambda r: r["method"].update(sha256="0" * 64))
+    with pytest.raises(HfusError, match=f"{other} and {runs['0']} differ in the method .*: sha256"):
+        combine_records([runs["0"], other], out=tmp_path / "out2")
 
 
 def _edited(src: Path, dst: Path, edit) -> Path:
