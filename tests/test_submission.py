@@ -156,6 +156,17 @@ def test_verify_fails_on_a_tampered_maps_file(env: None, sub: Path, tmp_path: Pa
     assert any("per_image[0]/hr1" in f for f in failures), failures
 
 
+def test_verify_fails_on_a_method_file_that_did_not_make_the_record(
+    env: None, sub: Path, tmp_path: Path
+) -> None:
+    """The maps and numbers may all be the recorded ones: method.py must still be the file that made them."""
+    folder = _copy(sub, tmp_path)
+    (folder / "method.py").write_text((folder / "method.py").read_text() + "\n# edited after the run\n")
+    report = verify_submission(folder, check_model=False, progress=False)
+    assert [f.split(":")[0] for f in report.failures] == ["method.py sha256 (the file that made the record)"]
+    assert sha256_file(folder / "method.py") in report.render()
+
+
 def test_verify_fails_on_a_wrong_dataset_revision_or_checkpoint(env: None, sub: Path, tmp_path: Path) -> None:
     folder = _copy(sub, tmp_path)
     _edit(folder, lambda r: r["dataset"].update(revision="fake-rev-2"))

@@ -97,6 +97,9 @@ def _open_record(folder: Path, report: VerifyReport) -> dict[str, Any] | None:
     same = actual == maps_file["sha256"]
     detail = "matches" if same else f"recorded {maps_file['sha256']}, maps.npz has {actual}"
     report.add("maps_file.sha256", same, detail)
+    expected, method_sha = record["method"].get("sha256"), sha256_file(folder / "method.py")
+    what = "matches" if expected == method_sha else f"recorded {expected}, method.py has {method_sha}"
+    report.add("method.py sha256 (the file that made the record)", expected == method_sha, what)
     return record if same else None
 
 
