@@ -142,3 +142,15 @@ def test_an_entry_or_a_file_where_a_record_or_folder_belongs(capsys) -> None:
     assert main(["verify", entry]) == 2
     err = capsys.readouterr().err
     assert f"{entry} is a file: verify takes a submission folder" in err and err.count("\n") == 1
+
+
+def test_a_closed_output_pipe_stops_quietly(capsys, monkeypatch) -> None:
+    """`hfus-bench models | head -1`: no traceback, exit status 141 as other Unix tools."""
+    import hfus_xai_bench.cli.models as models_cli
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(models_cli, "_cmd_models", closed)
+    assert main(["models"]) == 141
+    assert capsys.readouterr().err == ""

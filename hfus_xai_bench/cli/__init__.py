@@ -11,12 +11,14 @@ Library modules are imported inside the command functions, so ``--help`` stays f
 Exit codes: 0 success; 1 a check failed (``check``, ``verify``, ``leaderboard render --check``, ``audit``
 flags a method);
 2 a usage or user error (one line on stderr, no traceback; a missing sub-command prints the help
-on stderr); 130 interrupted.
+on stderr); 130 interrupted; 141 the output pipe was closed (``| head``), quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -67,3 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other Unix tools do
+        with contextlib.suppress(OSError, ValueError):  # no flush of the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
