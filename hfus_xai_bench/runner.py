@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -386,10 +387,17 @@ def run_environment(
 
 
 def out_folder(out: str | Path) -> Path:
-    """``--out`` as a folder: HfusError when it exists and is not one (checked before a run starts)."""
+    """``--out`` as a folder: HfusError when it exists and is not one, or when it cannot be created (its
+    nearest existing parent is a file or not writable); checked before a run starts."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise HfusError(f"--out {path} is not a folder: give a folder (created if missing) for the results")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not a folder" if not parent.is_dir() else "is not writable"
+        raise HfusError(f"--out {path} cannot be created: {parent} {what}; give a folder you can write to")
     return path
 
 

@@ -433,3 +433,14 @@ def test_an_empty_test_fold_is_one_clear_error(monkeypatch):
         HfusError, match="^test fold 1 of this dataset holds no image: .*choose other --folds$"
     ):
         fold_sizes(None, RunConfig(folds=[0, 1]))
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line_before_the_run(tmp_path, capsys):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("a file where a folder is asked for")
+    assert main(["evaluate", "gradcam", "--limit", "1", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"hfus-bench: error: --out {blocker / 'sub'} cannot be created: {blocker} is not a folder; "
+        "give a folder you can write to\n"
+    )
