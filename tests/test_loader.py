@@ -33,6 +33,9 @@ EXPLAIN = "def explain(model, images, targets, *, context):\n    return images.m
         ("{'name': '.hidden'}", "is not a safe file name"),
         ("{'name': '..'}", "is not a safe file name"),
         ("{'name': 'my method'}", "is not a safe file name"),
+        # a built-in's name: the file's results and leaderboard entry would replace the built-in's
+        ("{'name': 'gradcam'}", "method name 'gradcam' is a built-in method's; give yours another name"),
+        ("{'name': 'oracle@grid'}", "method name 'oracle@grid' is a built-in method's"),
     ],
 )
 def test_bad_metadata_is_refused_at_load_naming_file_and_field(tmp_path, metadata, message):

@@ -169,9 +169,15 @@ def _from_namespace(name: str, source: str, namespace: Any, file: Path | None) -
         )
     if kind not in ("map", "attribution"):
         raise HfusError(f"{source}: kind must be 'map' or 'attribution', got {kind!r}")
-    _check_name(metadata.get("name", name), source)
+    name = metadata.get("name", name)
+    _check_name(name, source)
+    if name in BUILTINS:  # its results and its leaderboard entry would replace the built-in's
+        raise HfusError(
+            f"{source}: method name {name!r} is a built-in method's; give yours another name "
+            "(METADATA['name'], else the file name)"
+        )
     return Method(
-        name=metadata.get("name", name),
+        name=name,
         source=source,
         kind=kind,
         factory=factory,
