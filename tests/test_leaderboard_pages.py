@@ -243,6 +243,13 @@ def test_cli_add_render_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
         json.loads((entries_dir / "scorecam.folds-0-1.json").read_text())["links"]["citation"]
         == "@misc{x, title={X}}"
     )
+    assert capsys.readouterr().out.startswith(f"wrote {entries_dir / 'scorecam.folds-0-1.json'}")
+    assert (
+        _cli(["leaderboard", "add", str(rec_path), "--entries", str(entries_dir)]) == 0
+    )  # the same row again
+    assert capsys.readouterr().out == (
+        f"replaced {entries_dir / 'scorecam.folds-0-1.json'} (the previous entry of that row)\n"
+    )
     assert (
         _cli(["leaderboard", "render", "--entries", str(entries_dir), "--out", str(tmp_path), "--check"]) == 1
     )

@@ -26,7 +26,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     from ..errors import HfusError
-    from ..leaderboard import entry_from_result, write_entry
+    from ..leaderboard import entry_filename, entry_from_result, write_entry
     from ..results import Result
 
     citation = None
@@ -44,7 +44,12 @@ def _add(args: argparse.Namespace) -> int:
             "(or `hfus-bench submit`) runs, re-run it from the command line"
         )
     entry = entry_from_result(record, track=args.track, url=args.url, citation=citation, code=args.code)
-    print(f"wrote {write_entry(entry, args.entries)}")
+    replaced = (Path(args.entries) / entry_filename(entry)).is_file()
+    path = write_entry(entry, args.entries)
+    print(
+        f"{'replaced' if replaced else 'wrote'} {path}"
+        + (" (the previous entry of that row)" if replaced else "")
+    )
     return 0
 
 
