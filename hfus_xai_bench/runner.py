@@ -495,13 +495,16 @@ def _load(
     """The loaded method, the config without its n/a architectures (PROTOCOL §5: skipped), the device
     (``cuda:local_rank`` for a torchrun rank on CUDA) and the dataset."""
     from .data.dataset import load_dataset
+    from .models.checkpoints import require_checkpoints
 
     loaded = method if isinstance(method, Method) else load_method(method)
     config = config.replace(models=applicable_archs(loaded, config.models))
     device = config.resolve_device()
     if device.type == "cuda" and local_rank is not None:
         device = torch.device("cuda", local_rank)
-    return loaded, config, device, load_dataset(config.dataset, revision=config.revision)
+    ds = load_dataset(config.dataset, revision=config.revision)
+    require_checkpoints(config.models, config.folds, config.dataset, config.revision)  # before any work
+    return loaded, config, device, ds
 
 
 def _finish(

@@ -444,3 +444,17 @@ def test_an_out_folder_that_cannot_be_made_is_one_line_before_the_run(tmp_path, 
         err == f"hfus-bench: error: --out {blocker / 'sub'} cannot be created: {blocker} is not a folder; "
         "give a folder you can write to\n"
     )
+
+
+def test_a_missing_checkpoint_is_found_before_any_work(monkeypatch, capsys, tmp_path):
+    """GoogLeNet fold 1 has no checkpoint here: the run stops before the first image, not after the folds
+    before it (whose work would be lost)."""
+    from hfus_xai_bench import runner
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a fold was prepared before the checkpoints were checked")
+
+    monkeypatch.setattr(runner, "prepare_fold", no_work)
+    argv = ["evaluate", "gradcam", "--models", "mobilenet_v2,googlenet", "--folds", "0,1", "--limit", "1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "no checkpoint for googlenet on hfus-synth synth-v3-seed0 fold 1" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -417,6 +417,16 @@ def find_checkpoint(
         f"{user_checkpoint_dir()}; train one with `{hint}`, or put a trained one there (its .safetensors and "
         "card .json, as `hfus-bench train` writes them); `hfus-bench models` lists the checkpoints found"
     )
+
+
+def require_checkpoints(
+    archs: Sequence[str], folds: Sequence[int], dataset: str = SYNTH_DATASET, revision: str | None = None
+) -> None:
+    """Every (arch, fold)'s checkpoint is here, checked before a run starts (one missing would end the run
+    at its fold, the folds done before it lost): the first missing one's :func:`find_checkpoint` error."""
+    for arch in archs:
+        for fold in folds:
+            find_checkpoint(arch, dataset, fold, revision)
 
 
 def _synth_train_command(arch: str, fold: int, revision: str) -> str:
