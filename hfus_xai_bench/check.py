@@ -20,7 +20,14 @@ from PIL import Image
 
 from .calls import Call, Explanation, PassCounter, explain, fingerprint, harness_passes
 from .config import check_limit
-from .constants import CLASSES, IMAGE_SIZE, N_IMAGES, NUM_FOLDS, RANDOMISATION_COPIES
+from .constants import (
+    CLASSES,
+    IMAGE_SIZE,
+    N_IMAGES,
+    NUM_FOLDS,
+    RANDOMISATION_COPIES,
+    RANDOMISATION_PASS_BELOW,
+)
 from .errors import HfusError
 from .explainers.contract import FAIL_EMPTY, NEGATIVE_MAP, EmptyMap, ExplainContext, maps_agree
 from .explainers.loader import Method, load_method
@@ -98,6 +105,10 @@ def _model(arch: str, device: torch.device) -> tuple[torch.nn.Module, str]:
     return model, "shipped checkpoint"
 
 
+#: the randomisation outputs whose CI bounds decide the ranking gate (PROTOCOL §7.1.1, §7.4)
+GATE_KEYS = ("randomisation@2/rho", "randomisation@2/pearson")
+
+
 def _score_line(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -127,7 +138,7 @@ def _score_line(
     chosen = select_metrics(extras=extras)  # a metric needing other runner-made extras is skipped here
     with harness_passes(model):
         values = score_fold(inputs, chosen)
-    bad, shown = [], []
+    bad, shown, gate = [], [], []
     for metric, out in outputs():
         if metric not in chosen:
             continue
@@ -140,7 +151,14 @@ def _score_line(
             bad.append(f"{metric.key(out)} outside [{lo}, {hi}]")
         if out.label:
             shown.append(f"{out.label} {np.nanmean(v):.2f}" if finite.size else f"{out.label} n/a")
-    text = f"scored by {len(chosen)} registry metrics: " + ", ".join(shown)
+        if metric.key(out) in GATE_KEYS and finite.size and np.nanmean(v) >= RANDOMISATION_PASS_BELOW:
+            gate.append(str(out.label))
+    text = f"scored by {len(chosen)} registry metrics ({len(shown)} outputs): " + ", ".join(shown)
+    if gate:
+        text += (
+            f"; note: {' and '.join(gate)} ≥ {RANDOMISATION_PASS_BELOW:g} on these phantoms: maps this close "
+            "to the randomised copies' fail the ranking gate (PROTOCOL §7.4)"
+        )
     return not bad, text if not bad else text + "; " + "; ".join(bad)
 
 

@@ -204,3 +204,12 @@ def test_a_corrupt_checkpoint_is_an_error_and_a_missing_one_random_weights(monke
     monkeypatch.setattr(checkpoints, "find_checkpoint", none_here)
     report = check_method("random", n_images=1)
     assert report.ok and any("random weights (no checkpoint available)" in text for _, text in report.lines)
+
+
+def test_maps_that_ignore_the_model_get_a_note_about_the_ranking_gate():
+    """`check random` passes (a sanity baseline is a valid method) but says it would not be ranked."""
+    note = "note: ρ rand. and r rand. ≥ 0.5 on these phantoms: maps this close to the randomised copies'"
+    scored = [text for ok, text in check_method("random", n_images=2).lines if "registry metrics" in text]
+    assert len(scored) == 1 and note in scored[0] and "(12 outputs)" in scored[0]
+    scored = [text for ok, text in check_method("gradcam", n_images=2).lines if "registry metrics" in text]
+    assert "note:" not in scored[0]
