@@ -310,7 +310,7 @@ def _check_cached_synth(folder: Path, ds: datasets.Dataset, revision: str, sha25
     error naming the images that differ, never a silent other dataset (the build checks them once; this
     catches a copy changed or left by another build since). Skipped where no golden hash applies (a smaller
     build, :data:`SYNTH_N`, in tests)."""
-    from .golden import load_golden, mismatches
+    from .golden import load_golden, mismatches, shown
 
     golden = load_golden(revision)
     n = golden["generator"]["n"] if golden else None
@@ -320,9 +320,8 @@ def _check_cached_synth(folder: Path, ds: datasets.Dataset, revision: str, sha25
         what = f"holds {len(ds)} images, not {n}"
     else:
         bad = mismatches(golden["images"], image_sha256s(ds))
-        shown = ", ".join(bad[:10]) + (f", … ({len(bad) - 10} more)" if len(bad) > 10 else "")
         what = (
-            f"differs from its golden hashes in {len(bad)} images ({shown})"
+            f"differs from its golden hashes in {len(bad)} images ({shown(bad)})"
             if bad
             else "differs from its golden content hash in labels, groups or folds (every image matches)"
         )

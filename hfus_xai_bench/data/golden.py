@@ -48,6 +48,11 @@ def mismatches(expected: Mapping[str, str], got: Mapping[str, str]) -> list[str]
     return sorted(k for k in keys if expected.get(k) != got.get(k))
 
 
+def shown(keys: list[str]) -> str:
+    """The first ten of ``keys`` and how many more (for one-line errors)."""
+    return ", ".join(keys[:10]) + (f", … ({len(keys) - 10} more)" if len(keys) > 10 else "")
+
+
 def check(
     expected: Mapping[str, str], got: Mapping[str, str], *, revision: str, stage: str, subset: bool = False
 ) -> None:
@@ -60,10 +65,9 @@ def check(
     bad = mismatches(expected, got)
     if not bad:
         return
-    shown = ", ".join(bad[:10]) + (f", … ({len(bad) - 10} more)" if len(bad) > 10 else "")
     raise HfusError(
         f"the {revision} data generated on this machine differ from the golden hashes shipped with the "
-        f"package: {len(bad)} of {len(set(expected) | set(got))} {stage} differ ({shown}). {REPORT_HINT}"
+        f"package: {len(bad)} of {len(set(expected) | set(got))} {stage} differ ({shown(bad)}). {REPORT_HINT}"
     )
 
 
